@@ -1,0 +1,424 @@
+//! GGUF reader (versions 2 and 3) that works on a byte prefix.
+//!
+//! Layout (little-endian; see ggml's docs/gguf.md):
+//! ```text
+//! magic "GGUF" | version u32 | n_tensors u64 | n_kv u64
+//! n_kv x { key: string, type: u32, value }          string = u64 length + UTF-8 bytes
+//! n_tensors x { name: string, n_dims: u32, ne[n_dims]: u64, type: u32, offset: u64 }
+//! padding to `general.alignment` (default 32) | tensor data (offsets are relative to here)
+//! ```
+//! [`parse`] takes whatever prefix of the file is at hand and either returns the parsed header or
+//! says how many bytes it needs at least ([`Parsed::NeedMore`]), so the browser can parse a header
+//! from a partial download. Everything read from the file is distrusted: counts, lengths and depths
+//! are capped, nothing is preallocated from a count, sizes use checked arithmetic, and tensor
+//! ranges are checked for alignment, overlap and (when the file length is known) the end of file.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::quant::GgmlType;
+
+mod value;
+pub use value::{Array, Value, ValueType};
+
+/// `"GGUF"` read as a little-endian u32.
+pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// Caps on what a header may claim. Real models stay far below them (a 256k vocabulary is 2^18
+/// strings; big MoE models have a few thousand tensors); they bound memory and time on hostile input.
+pub const MAX_TENSORS: u64 = 1 << 20;
+pub const MAX_KV: u64 = 1 << 20;
+pub const MAX_ARRAY_LEN: u64 = 1 << 24;
+pub const MAX_STRING_LEN: u64 = 1 << 24;
+pub const MAX_ARRAY_DEPTH: u32 = 8;
+/// ggml's GGML_MAX_DIMS.
+pub const MAX_DIMS: u32 = 4;
+
+/// One tensor's description. `dims` are in ggml order: `dims[0]` is the row length (contiguous).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+    /// Offset of the first byte, relative to [`Gguf::data_offset`].
+    pub offset: u64,
+    /// Size of the tensor's data in bytes.
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+    /// Row length (elements), `dims[0]`.
+    pub fn n_cols(&self) -> usize {
+        self.dims[0] as usize
+    }
+    /// Number of rows: the product of all dims but the first.
+    pub fn n_rows(&self) -> usize {
+        self.dims[1..].iter().product::<u64>() as usize
+    }
+    /// The tensor's byte range within the whole file.
+    pub fn file_range(&self, data_offset: u64) -> Range<u64> {
+        let start = data_offset + self.offset;
+        start..start + self.n_bytes
+    }
+}
+
+/// A parsed GGUF header.
+#[derive(Clone, Debug)]
+pub struct Gguf {
+    pub version: u32,
+    metadata: Vec<(String, Value)>,
+    index: HashMap<String, usize>,
+    pub tensors: Vec<TensorInfo>,
+    tensor_index: HashMap<String, usize>,
+    pub alignment: u64,
+    /// Absolute file offset where tensor data begins.
+    pub data_offset: u64,
+}
+
+/// Result of parsing a prefix.
+#[derive(Debug)]
+pub enum Parsed {
+    Complete(Gguf),
+    /// The prefix ends inside the header: at least `total` bytes from the start of the file are
+    /// needed (more may be needed after that).
+    NeedMore { total: u64 },
+}
+
+/// Parse a GGUF header from a prefix of the file. `file_len` is the whole file's length when known;
+/// then truncation and tensor data past the end are errors instead of [`Parsed::NeedMore`].
+pub fn parse(prefix: &[u8], file_len: Option<u64>) -> Result<Parsed> {
+    let mut r = Reader { buf: prefix, pos: 0 };
+    match parse_inner(&mut r, file_len) {
+        Ok(g) => Ok(Parsed::Complete(g)),
+        Err(Fail::NeedMore(total)) => match file_len {
+            Some(len) if total > len || prefix.len() as u64 >= len => Err(Error::bad_gguf(format!(
+                "file is truncated: its header needs at least {total} bytes but the file has {len}"
+            ))),
+            _ => Ok(Parsed::NeedMore { total }),
+        },
+        Err(Fail::Error(e)) => Err(e),
+    }
+}
+
+impl Gguf {
+    /// Parse a complete file held in memory.
+    pub fn from_bytes(file: &[u8]) -> Result<Gguf> {
+        match parse(file, Some(file.len() as u64))? {
+            Parsed::Complete(g) => Ok(g),
+            Parsed::NeedMore { total } => Err(Error::bad_gguf(format!(
+                "file is truncated: header needs at least {total} bytes, file has {}",
+                file.len()
+            ))),
+        }
+    }
+
+    /// Metadata in file order.
+    pub fn metadata(&self) -> &[(String, Value)] {
+        &self.metadata
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.index.get(key).map(|&i| &self.metadata[i].1)
+    }
+    /// `general.architecture`, e.g. `"gemma3"`.
+    pub fn architecture(&self) -> Option<&str> {
+        self.get_str("general.architecture")
+    }
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+    /// An integer value of any integer type, if it fits in u64.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(Value::as_u64)
+    }
+    pub fn get_f32(&self, key: &str) -> Option<f32> {
+        self.get(key).and_then(Value::as_f32)
+    }
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        match self.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn get_array(&self, key: &str) -> Option<&Array> {
+        match self.get(key) {
+            Some(Value::Array(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+    /// Total bytes of tensor data (end of the last tensor, relative to `data_offset`).
+    pub fn data_len(&self) -> u64 {
+        self.tensors.iter().map(|t| t.offset + t.n_bytes).max().unwrap_or(0)
+    }
+    /// The bytes of tensor `t` within a complete file held in memory.
+    pub fn tensor_data<'a>(&self, file: &'a [u8], t: &TensorInfo) -> Result<&'a [u8]> {
+        let r = t.file_range(self.data_offset);
+        file.get(r.start as usize..r.end as usize).ok_or_else(|| {
+            Error::bad_gguf(format!(
+                "tensor '{}' (bytes {}..{}) lies past the end of the file ({} bytes)",
+                t.name,
+                r.start,
+                r.end,
+                file.len()
+            ))
+        })
+    }
+}
+
+enum Fail {
+    NeedMore(u64),
+    Error(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Error(e)
+    }
+}
+
+type PResult<T> = std::result::Result<T, Fail>;
+
+fn bad<T>(msg: impl Into<String>) -> PResult<T> {
+    Err(Fail::Error(Error::bad_gguf(msg)))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: u64) -> PResult<&'a [u8]> {
+        let end = (self.pos as u64).checked_add(n).ok_or(Fail::NeedMore(u64::MAX))?;
+        if end > self.buf.len() as u64 {
+            return Err(Fail::NeedMore(end));
+        }
+        let s = &self.buf[self.pos..end as usize];
+        self.pos = end as usize;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> PResult<[u8; N]> {
+        Ok(self.take(N as u64)?.try_into().unwrap())
+    }
+    fn u32(&mut self) -> PResult<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> PResult<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn string(&mut self, what: &dyn Fn() -> String) -> PResult<String> {
+        let len = self.u64()?;
+        if len > MAX_STRING_LEN {
+            return bad(format!("{}: string length {len} exceeds the limit of {MAX_STRING_LEN}", what()));
+        }
+        let bytes = self.take(len)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => bad(format!("{}: string is not valid UTF-8", what())),
+        }
+    }
+
+    fn value(&mut self, ty: ValueType, key: &str, depth: u32) -> PResult<Value> {
+        Ok(match ty {
+            ValueType::U8 => Value::U8(self.array::<1>()?[0]),
+            ValueType::I8 => Value::I8(self.array::<1>()?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array()?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array()?)),
+            ValueType::U32 => Value::U32(self.u32()?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array()?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array()?)),
+            ValueType::U64 => Value::U64(self.u64()?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array()?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array()?)),
+            ValueType::Bool => match self.array::<1>()?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return bad(format!("metadata '{key}': bool byte is {b}, expected 0 or 1")),
+            },
+            ValueType::String => Value::String(self.string(&|| format!("metadata '{key}'"))?),
+            ValueType::Array => Value::Array(self.array_value(key, depth + 1)?),
+        })
+    }
+
+    fn array_value(&mut self, key: &str, depth: u32) -> PResult<Array> {
+        if depth > MAX_ARRAY_DEPTH {
+            return bad(format!("metadata '{key}': arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+        }
+        let elem = value_type(self.u32()?, key)?;
+        let len = self.u64()?;
+        if len > MAX_ARRAY_LEN {
+            return bad(format!("metadata '{key}': array length {len} exceeds the limit of {MAX_ARRAY_LEN}"));
+        }
+        // Never reserve from the claimed length: a hostile count must not allocate. Each element
+        // takes at least one byte, so the loop is bounded by the input and ends in NeedMore.
+        macro_rules! read_vec {
+            ($variant:ident, $read:expr) => {{
+                let mut v = Vec::new();
+                for _ in 0..len {
+                    v.push($read);
+                }
+                Array::$variant(v)
+            }};
+        }
+        Ok(match elem {
+            ValueType::U8 => Array::U8(self.take(len)?.to_vec()),
+            ValueType::I8 => Array::I8(self.take(len)?.iter().map(|&b| b as i8).collect()),
+            ValueType::U16 => read_vec!(U16, u16::from_le_bytes(self.array()?)),
+            ValueType::I16 => read_vec!(I16, i16::from_le_bytes(self.array()?)),
+            ValueType::U32 => read_vec!(U32, self.u32()?),
+            ValueType::I32 => read_vec!(I32, i32::from_le_bytes(self.array()?)),
+            ValueType::F32 => read_vec!(F32, f32::from_le_bytes(self.array()?)),
+            ValueType::U64 => read_vec!(U64, self.u64()?),
+            ValueType::I64 => read_vec!(I64, i64::from_le_bytes(self.array()?)),
+            ValueType::F64 => read_vec!(F64, f64::from_le_bytes(self.array()?)),
+            ValueType::Bool => read_vec!(Bool, match self.value(ValueType::Bool, key, depth)? {
+                Value::Bool(b) => b,
+                _ => unreachable!(),
+            }),
+            ValueType::String => read_vec!(String, self.string(&|| format!("metadata '{key}'"))?),
+            ValueType::Array => read_vec!(Array, self.array_value(key, depth + 1)?),
+        })
+    }
+}
+
+fn value_type(id: u32, key: &str) -> PResult<ValueType> {
+    match ValueType::from_id(id) {
+        Some(t) => Ok(t),
+        None => bad(format!("metadata '{key}': unknown value type {id}")),
+    }
+}
+
+fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
+    let magic: [u8; 4] = r.array()?;
+    if magic != GGUF_MAGIC {
+        return bad(format!(
+            "not a GGUF file: it starts with {:?} ({}), expected \"GGUF\"",
+            String::from_utf8_lossy(&magic),
+            magic.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let version = r.u32()?;
+    match version {
+        2 | 3 => {}
+        1 => return bad("GGUF version 1 is obsolete and not supported; convert the model again"),
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+            return bad("this is a big-endian GGUF file; only little-endian files are supported")
+        }
+        v => return bad(format!("unknown GGUF version {v} (supported: 2 and 3)")),
+    }
+    let n_tensors = r.u64()?;
+    if n_tensors > MAX_TENSORS {
+        return bad(format!("header claims {n_tensors} tensors (limit {MAX_TENSORS})"));
+    }
+    let n_kv = r.u64()?;
+    if n_kv > MAX_KV {
+        return bad(format!("header claims {n_kv} metadata entries (limit {MAX_KV})"));
+    }
+
+    let mut metadata = Vec::new();
+    let mut index = HashMap::new();
+    for i in 0..n_kv {
+        let key = r.string(&|| format!("metadata key #{i}"))?;
+        let ty = value_type(r.u32()?, &key)?;
+        let value = r.value(ty, &key, 0)?;
+        if index.insert(key.clone(), metadata.len()).is_some() {
+            return bad(format!("metadata key '{key}' appears twice"));
+        }
+        metadata.push((key, value));
+    }
+
+    let alignment = match index.get("general.alignment").map(|&i| &metadata[i].1) {
+        None => DEFAULT_ALIGNMENT,
+        Some(Value::U32(a)) if a.is_power_of_two() => *a as u64,
+        Some(v) => return bad(format!("general.alignment must be a power-of-two u32, got {v:?}")),
+    };
+
+    let mut tensors = Vec::new();
+    let mut tensor_index = HashMap::new();
+    for i in 0..n_tensors {
+        let name = r.string(&|| format!("tensor #{i} name"))?;
+        let n_dims = r.u32()?;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return bad(format!("tensor '{name}': {n_dims} dimensions (expected 1..={MAX_DIMS})"));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            dims.push(r.u64()?);
+        }
+        let ty_id = r.u32()?;
+        let offset = r.u64()?;
+        let ty = GgmlType::from_id(ty_id).map_err(|e| {
+            Fail::Error(Error::new(e.code, format!("tensor '{name}': {}", e.message)))
+        })?;
+        let n_bytes = tensor_bytes(&name, &dims, ty)?;
+        if offset % alignment != 0 {
+            return bad(format!("tensor '{name}': offset {offset} is not a multiple of the alignment {alignment}"));
+        }
+        if tensor_index.insert(name.clone(), tensors.len()).is_some() {
+            return bad(format!("tensor '{name}' appears twice"));
+        }
+        tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
+    }
+
+    let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
+    check_layout(&tensors, data_offset, file_len)?;
+    Ok(Gguf { version, metadata, index, tensors, tensor_index, alignment, data_offset })
+}
+
+/// Bytes of a tensor, with every product checked. ggml keeps element counts in int64.
+fn tensor_bytes(name: &str, dims: &[u64], ty: GgmlType) -> PResult<u64> {
+    let mut n: u64 = 1;
+    for &d in dims {
+        n = match n.checked_mul(d) {
+            Some(n) if n <= i64::MAX as u64 => n,
+            _ => return bad(format!("tensor '{name}': dimensions {dims:?} overflow the element count")),
+        };
+    }
+    let bs = ty.block_size() as u64;
+    if dims[0] % bs != 0 {
+        return bad(format!(
+            "tensor '{name}': row length {} is not a multiple of the {ty} block size {bs}",
+            dims[0]
+        ));
+    }
+    match (n / bs).checked_mul(ty.type_size() as u64) {
+        Some(b) if b <= i64::MAX as u64 => Ok(b),
+        _ => bad(format!("tensor '{name}': byte size overflows")),
+    }
+}
+
+/// Tensors must not overlap and, when the file length is known, must end inside the file.
+fn check_layout(tensors: &[TensorInfo], data_offset: u64, file_len: Option<u64>) -> PResult<()> {
+    let mut order: Vec<&TensorInfo> = tensors.iter().collect();
+    order.sort_by_key(|t| t.offset);
+    for w in order.windows(2) {
+        let end = w[0].offset.checked_add(w[0].n_bytes);
+        if end.map_or(true, |e| e > w[1].offset) {
+            return bad(format!(
+                "tensors '{}' and '{}' overlap (offsets {} + {} bytes and {})",
+                w[0].name, w[1].name, w[0].offset, w[0].n_bytes, w[1].offset
+            ));
+        }
+    }
+    if let Some(len) = file_len {
+        for t in &order {
+            let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
+            if end.map_or(true, |e| e > len) {
+                return bad(format!(
+                    "tensor '{}' ends past the end of the file (data at {} + {} + {} bytes, file is {len} bytes); \
+                     the file may be truncated",
+                    t.name, data_offset, t.offset, t.n_bytes
+                ));
+            }
+        }
+    }
+    Ok(())
+}
