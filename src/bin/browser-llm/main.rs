@@ -1,0 +1,71 @@
+//! `browser-llm`: the native command-line tool for tests and benchmarks (not part of the npm package).
+//!
+//! ```text
+//! browser-llm inspect  --model PATH
+//! browser-llm tokenize --model PATH --text TEXT
+//! ```
+//! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
+
+mod args;
+mod inspect;
+mod tokenize;
+
+use args::Args;
+use browser_llm::Error;
+
+const USAGE: &str = "usage:
+  browser-llm inspect  --model PATH
+  browser-llm tokenize --model PATH --text TEXT [--no-special]";
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    let cmd = argv.next().unwrap_or_default();
+    let args = match Args::parse(argv) {
+        Ok(a) => a,
+        Err(e) => usage_error(&e),
+    };
+    let result = match cmd.as_str() {
+        "inspect" => inspect::run(&args),
+        "tokenize" => tokenize::run(&args),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => usage_error(&format!("unknown command '{other}'")),
+    };
+    if let Err(e) = result {
+        match e {
+            CliError::Usage(m) => usage_error(&m),
+            CliError::Engine(e) => {
+                eprintln!("error[{}]: {}", e.code, e.message);
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ! {
+    eprintln!("browser-llm: {msg}\n{USAGE}");
+    std::process::exit(2);
+}
+
+pub enum CliError {
+    Usage(String),
+    Engine(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Engine(e)
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// Read a whole model file, mapping I/O failures to a typed error.
+pub fn read_model(args: &Args) -> Result<Vec<u8>, CliError> {
+    let path = args.required("model")?;
+    std::fs::read(path).map_err(|e| {
+        CliError::Engine(Error::invalid_argument(format!("cannot read model file '{path}': {e}")))
+    })
+}
