@@ -7,9 +7,13 @@
 //! The crate builds natively (tests, the `browser-llm` CLI, benchmarks) and for
 //! `wasm32-unknown-unknown` with SIMD128 (the npm package).
 
+pub mod backend;
+pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorCode, Result};

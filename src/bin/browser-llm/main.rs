@@ -3,10 +3,14 @@
 //! ```text
 //! browser-llm inspect  --model PATH
 //! browser-llm tokenize --model PATH --text TEXT
+//! browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+//!                      [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
+//!                      [--ctx N] [--threads N] [--backend cpu] [--ignore-eos] [--json]
 //! ```
 //! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
 
 mod args;
+mod generate;
 mod inspect;
 mod tokenize;
 
@@ -15,7 +19,10 @@ use browser_llm::Error;
 
 const USAGE: &str = "usage:
   browser-llm inspect  --model PATH
-  browser-llm tokenize --model PATH --text TEXT [--no-special]";
+  browser-llm tokenize --model PATH --text TEXT [--no-special]
+  browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+                       [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
+                       [--ctx N] [--threads N] [--backend cpu] [--ignore-eos] [--json]";
 
 fn main() {
     let mut argv = std::env::args().skip(1);
@@ -27,6 +34,7 @@ fn main() {
     let result = match cmd.as_str() {
         "inspect" => inspect::run(&args),
         "tokenize" => tokenize::run(&args),
+        "generate" => generate::run(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,361 @@
+//! The CPU backend: scalar reference ops ([`ops`]) and the quantized matrix products of
+//! [`crate::quant`] (SIMD128 in wasm). Weights stay in GGUF block layout, shared with the buffer
+//! the model was loaded from.
+//!
+//! Natively, large matrix products are split by rows over a few threads; in wasm everything runs
+//! on the calling thread.
+
+pub mod ops;
+
+use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
+use crate::error::{Error, Result};
+use crate::gguf::TensorInfo;
+use crate::model::ModelConfig;
+use crate::quant::{self, GgmlType, QuantizedActs};
+
+/// A weight tensor: `n_rows` rows of `n_cols` elements in GGUF block layout.
+pub struct CpuWeight {
+    pub ty: GgmlType,
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub bytes: TensorBytes,
+    /// F32 tensors (norm weights, biases) decoded once at load.
+    f32s: Option<Vec<f32>>,
+}
+
+impl CpuWeight {
+    fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.n_cols).expect("validated at load")
+    }
+    /// The weight as f32 values; only for small F32 tensors (norms, biases).
+    fn values(&self) -> Result<&[f32]> {
+        self.f32s.as_deref().ok_or_else(|| {
+            Error::unsupported_model(format!("a norm/bias tensor must be F32, got {}", self.ty))
+        })
+    }
+}
+
+/// Activations: row-major `[rows, cols]`.
+#[derive(Clone, Debug)]
+pub struct CpuAct {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl CpuAct {
+    pub fn new(rows: usize, cols: usize) -> Self {
+        CpuAct { data: vec![0.0; rows * cols], rows, cols }
+    }
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// Keys and values of every layer, rounded to f16 precision (as llama.cpp's f16 cache) but kept
+/// as f32 so the attention loop reads them without conversion. `k[layer]`: `[n_ctx, k_dim]`.
+pub struct CpuKv {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    k_dim: usize,
+    v_dim: usize,
+    n_ctx: usize,
+}
+
+#[derive(Default)]
+pub struct CpuBackend {
+    threads: usize,
+    rope_table: Vec<(f32, f32)>,
+    scores: Vec<f32>,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend { threads: default_threads(), ..Default::default() }
+    }
+    /// Use `n` threads for matrix products (native only; wasm always uses 1).
+    pub fn with_threads(n: usize) -> Self {
+        CpuBackend { threads: n.max(1), ..Default::default() }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+#[cfg(target_arch = "wasm32")]
+fn default_threads() -> usize {
+    1
+}
+
+fn shape_err(what: &str, a: usize, b: usize) -> Error {
+    Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
+}
+
+/// Rows of the weight processed together, so a block of weight rows stays in cache while every
+/// token of a batch is multiplied with it.
+const ROW_BLOCK: usize = 32;
+
+/// out[t, r] = dot(w row r, x row t) for rows `r0..r0 + out_rows` of `w`.
+fn linear_rows(w: &CpuWeight, acts: &[QuantizedActs], r0: usize, n_rows: usize, out: &mut [f32], out_stride: usize) -> Result<()> {
+    let rb = w.row_bytes();
+    let data = w.bytes.as_slice();
+    let mut tmp = vec![0.0f32; ROW_BLOCK];
+    let mut r = r0;
+    while r < r0 + n_rows {
+        let n = ROW_BLOCK.min(r0 + n_rows - r);
+        let block = &data[r * rb..(r + n) * rb];
+        for (t, a) in acts.iter().enumerate() {
+            quant::matvec(w.ty, block, n, w.n_cols, a, &mut tmp[..n])?;
+            out[t * out_stride + (r - r0)..t * out_stride + (r - r0) + n].copy_from_slice(&tmp[..n]);
+        }
+        r += n;
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Weight = CpuWeight;
+    type Act = CpuAct;
+    type Kv = CpuKv;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<CpuWeight> {
+        let n_cols = info.n_cols();
+        let n_rows = info.n_rows();
+        let expect = info.ty.row_bytes(n_cols).map(|rb| rb * n_rows);
+        if expect != Some(bytes.range.len()) {
+            return Err(Error::bad_gguf(format!(
+                "tensor '{}': {} bytes for {:?} {} (expected {:?})",
+                info.name,
+                bytes.range.len(),
+                info.dims,
+                info.ty,
+                expect
+            )));
+        }
+        let f32s = if info.ty == GgmlType::F32 {
+            Some(bytes.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        } else {
+            None
+        };
+        Ok(CpuWeight { ty: info.ty, n_rows, n_cols, bytes, f32s })
+    }
+
+    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<CpuKv> {
+        let (k_dim, v_dim) = (cfg.k_dim(), cfg.v_dim());
+        Ok(CpuKv {
+            k: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * k_dim]).collect(),
+            v: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * v_dim]).collect(),
+            k_dim,
+            v_dim,
+            n_ctx,
+        })
+    }
+
+    fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
+        let mut out = CpuAct::new(ids.len(), w.n_cols);
+        let rb = w.row_bytes();
+        let data = w.bytes.as_slice();
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= w.n_rows {
+                return Err(Error::invalid_argument(format!(
+                    "token id {id} is out of range (vocabulary has {} tokens)",
+                    w.n_rows
+                )));
+            }
+            let row = &mut out.data[i * w.n_cols..(i + 1) * w.n_cols];
+            quant::dequantize_row(w.ty, &data[id * rb..(id + 1) * rb], row)?;
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        Ok(out)
+    }
+
+    fn rms_norm(&mut self, x: &CpuAct, w: &CpuWeight, eps: f32) -> Result<CpuAct> {
+        let wv = w.values()?;
+        if x.cols % wv.len() != 0 {
+            return Err(shape_err("rms_norm", x.cols, wv.len()));
+        }
+        let mut out = CpuAct::new(x.rows, x.cols);
+        ops::rms_norm(&x.data, wv, eps, &mut out.data);
+        Ok(out)
+    }
+
+    fn linear(&mut self, x: &CpuAct, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<CpuAct> {
+        if x.cols != w.n_cols {
+            return Err(shape_err("linear", x.cols, w.n_cols));
+        }
+        let acts: Vec<QuantizedActs> = (0..x.rows).map(|t| quant::quantize_acts(w.ty, x.row(t))).collect();
+        let mut out = CpuAct::new(x.rows, w.n_rows);
+        let threads = self.threads.min(w.n_rows / 256).max(1);
+        if threads == 1 {
+            linear_rows(w, &acts, 0, w.n_rows, &mut out.data, w.n_rows)?;
+        } else {
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                // Each thread computes a contiguous band of weight rows for every token.
+                let per = w.n_rows.div_ceil(threads).div_ceil(ROW_BLOCK) * ROW_BLOCK;
+                let results: Vec<Result<(usize, usize, Vec<f32>)>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..w.n_rows)
+                        .step_by(per)
+                        .map(|r0| {
+                            let n = per.min(w.n_rows - r0);
+                            let acts = &acts;
+                            s.spawn(move || {
+                                let mut band = vec![0.0f32; acts.len() * n];
+                                linear_rows(w, acts, r0, n, &mut band, n).map(|_| (r0, n, band))
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().expect("matmul thread panicked")).collect()
+                });
+                for res in results {
+                    let (r0, n, band) = res?;
+                    for t in 0..x.rows {
+                        out.data[t * w.n_rows + r0..t * w.n_rows + r0 + n].copy_from_slice(&band[t * n..(t + 1) * n]);
+                    }
+                }
+            }
+        }
+        if let Some(b) = bias {
+            let bv = b.values()?;
+            if bv.len() != w.n_rows {
+                return Err(shape_err("bias", bv.len(), w.n_rows));
+            }
+            for row in out.data.chunks_exact_mut(w.n_rows) {
+                row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
+            }
+        }
+        Ok(out)
+    }
+
+    fn split_cols(&mut self, x: &CpuAct, widths: &[usize]) -> Result<Vec<CpuAct>> {
+        if widths.iter().sum::<usize>() != x.cols {
+            return Err(shape_err("split_cols", widths.iter().sum(), x.cols));
+        }
+        let mut outs: Vec<CpuAct> = widths.iter().map(|&w| CpuAct::new(x.rows, w)).collect();
+        for r in 0..x.rows {
+            let mut c = 0;
+            for o in outs.iter_mut() {
+                let w = o.cols;
+                o.data[r * w..(r + 1) * w].copy_from_slice(&x.data[r * x.cols + c..r * x.cols + c + w]);
+                c += w;
+            }
+        }
+        Ok(outs)
+    }
+
+    fn rope(&mut self, x: &mut CpuAct, p: RopeParams, freq_factors: Option<&CpuWeight>) -> Result<()> {
+        let ff = freq_factors.map(|w| w.values()).transpose()?;
+        if x.cols % p.head_dim != 0 || ff.is_some_and(|f| f.len() < p.n_rot / 2) {
+            return Err(shape_err("rope", x.cols, p.head_dim));
+        }
+        for r in 0..x.rows {
+            ops::rope_table(p.pos0 + r, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
+            for head in x.data[r * x.cols..(r + 1) * x.cols].chunks_exact_mut(p.head_dim) {
+                ops::rope_head(head, &self.rope_table, p.neox);
+            }
+        }
+        Ok(())
+    }
+
+    fn scale(&mut self, x: &mut CpuAct, s: f32) -> Result<()> {
+        x.data.iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    fn attention(&mut self, kv: &mut CpuKv, q: &CpuAct, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<CpuAct> {
+        let n = q.rows;
+        if p.pos0 + n > kv.n_ctx {
+            return Err(Error::new(
+                crate::ErrorCode::ContextOverflow,
+                format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
+            ));
+        }
+        if k.cols != kv.k_dim || v.cols != kv.v_dim || q.cols != p.n_head * p.head_dim {
+            return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
+        }
+        let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
+        for r in 0..n {
+            let pos = p.pos0 + r;
+            for (d, s) in kc[pos * kv.k_dim..(pos + 1) * kv.k_dim].iter_mut().zip(k.row(r)) {
+                *d = ops::round_f16(*s);
+            }
+            for (d, s) in vc[pos * kv.v_dim..(pos + 1) * kv.v_dim].iter_mut().zip(v.row(r)) {
+                *d = ops::round_f16(*s);
+            }
+        }
+        let group = p.n_head / p.n_head_kv;
+        let mut out = CpuAct::new(n, p.n_head * p.head_dim_v);
+        let mut qh = vec![0.0f32; p.head_dim];
+        for r in 0..n {
+            let pos = p.pos0 + r;
+            let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let n_pos = pos + 1 - start;
+            for h in 0..p.n_head {
+                let g = h / group;
+                // llama.cpp multiplies Q with the f16 K cache in f16 precision.
+                for (d, s) in qh.iter_mut().zip(&q.row(r)[h * p.head_dim..(h + 1) * p.head_dim]) {
+                    *d = ops::round_f16(*s);
+                }
+                let scale = p.scale;
+                let o = &mut out.data[r * out.cols + h * p.head_dim_v..r * out.cols + (h + 1) * p.head_dim_v];
+                ops::attend_head(
+                    &qh,
+                    &kc[start * kv.k_dim..],
+                    &vc[start * kv.v_dim..],
+                    kv.k_dim,
+                    kv.v_dim,
+                    g * p.head_dim,
+                    g * p.head_dim_v,
+                    n_pos,
+                    scale,
+                    &mut self.scores,
+                    o,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn glu(&mut self, gate: &CpuAct, up: &CpuAct, gelu: bool) -> Result<CpuAct> {
+        if gate.data.len() != up.data.len() {
+            return Err(shape_err("glu", gate.cols, up.cols));
+        }
+        let f = if gelu { ops::gelu } else { ops::silu };
+        Ok(CpuAct {
+            data: gate.data.iter().zip(&up.data).map(|(&g, &u)| f(g) * u).collect(),
+            rows: gate.rows,
+            cols: gate.cols,
+        })
+    }
+
+    fn add(&mut self, a: &CpuAct, b: &CpuAct) -> Result<CpuAct> {
+        if a.data.len() != b.data.len() {
+            return Err(shape_err("add", a.data.len(), b.data.len()));
+        }
+        Ok(CpuAct { data: a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(), rows: a.rows, cols: a.cols })
+    }
+
+    fn rows_from(&mut self, x: &CpuAct, start: usize) -> Result<CpuAct> {
+        if start >= x.rows {
+            return Err(shape_err("rows_from", start, x.rows));
+        }
+        Ok(CpuAct { data: x.data[start * x.cols..].to_vec(), rows: x.rows - start, cols: x.cols })
+    }
+
+    fn softcap(&mut self, x: &mut CpuAct, cap: f32) -> Result<()> {
+        x.data.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        Ok(())
+    }
+
+    fn read(&mut self, x: &CpuAct) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+}

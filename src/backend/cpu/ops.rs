@@ -1,0 +1,162 @@
+//! CPU reference ops on f32 slices. Numerics follow ggml's CPU backend where it matters for
+//! matching llama.cpp token for token: sums of squares and softmax denominators in f64, RoPE angles
+//! by repeated f32 multiplication, keys/values rounded to f16 as llama.cpp's default f16 KV cache does.
+
+/// RMSNorm of each `w.len()`-wide chunk of `x`, times `w` (ggml `rms_norm` then `mul`).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    debug_assert_eq!(x.len() % n, 0);
+    for (xs, ys) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let sum: f64 = xs.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((y, &v), &g) in ys.iter_mut().zip(xs).zip(w) {
+            *y = v * scale * g;
+        }
+    }
+}
+
+/// The RoPE angle table for one position: `(cos, sin)` for each rotated pair.
+/// theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factor_i, with the power computed by repeated
+/// f32 multiplication as ggml does (`ggml_rope_cache_init`).
+pub fn rope_table(pos: usize, n_rot: usize, base: f32, freq_scale: f32, freq_factors: Option<&[f32]>, out: &mut Vec<(f32, f32)>) {
+    out.clear();
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        let ff = freq_factors.map_or(1.0, |f| f[i]);
+        let t = freq_scale * (theta / ff);
+        out.push((t.cos(), t.sin()));
+        theta *= theta_scale;
+    }
+}
+
+/// Rotate one head in place. Normal style pairs (2i, 2i+1); neox pairs (i, i + n_rot/2).
+pub fn rope_head(head: &mut [f32], table: &[(f32, f32)], neox: bool) {
+    let half = table.len();
+    for (i, &(c, s)) in table.iter().enumerate() {
+        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0 * c - x1 * s;
+        head[b] = x0 * s + x1 * c;
+    }
+}
+
+/// Round to the nearest f16 and back (what storing in an f16 KV cache does to a value).
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// GELU, tanh approximation (ggml `gelu`).
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Softmax in place; the denominator is summed in f64 (ggml `soft_max`).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Attention of one query head over cached keys/values of its kv head.
+/// `keys`/`values` are the cache rows of positions `start..=pos` (row stride `stride`, the head at
+/// `offset`); scores are `scale * q.k`; `scores` is scratch. Writes `out[..head_dim_v]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_head(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride_k: usize,
+    stride_v: usize,
+    off_k: usize,
+    off_v: usize,
+    n_pos: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let d = q.len();
+    let dv = out.len();
+    scores.clear();
+    for j in 0..n_pos {
+        let k = &keys[j * stride_k + off_k..j * stride_k + off_k + d];
+        scores.push(scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>());
+    }
+    softmax(scores);
+    out.fill(0.0);
+    for (j, &p) in scores.iter().enumerate() {
+        let v = &values[j * stride_v + off_v..j * stride_v + off_v + dv];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += p * x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1.0, 2.0, 3.0, -100.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[2] > x[1] && x[1] > x[0]);
+    }
+
+    #[test]
+    fn rms_norm_unit_weight_gives_unit_rms() {
+        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let w = vec![1.0; 32];
+        let mut y = vec![0.0; 64];
+        rms_norm(&x, &w, 0.0, &mut y);
+        for chunk in y.chunks(32) {
+            let ms: f32 = chunk.iter().map(|v| v * v).sum::<f32>() / 32.0;
+            assert!((ms - 1.0).abs() < 1e-5, "mean square {ms}");
+        }
+    }
+
+    #[test]
+    fn rope_position_zero_is_identity_and_rotation_preserves_norm() {
+        let mut t = Vec::new();
+        rope_table(0, 8, 10000.0, 1.0, None, &mut t);
+        let mut h = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let orig = h.clone();
+        rope_head(&mut h, &t, true);
+        assert_eq!(h, orig);
+        rope_table(17, 8, 10000.0, 1.0, None, &mut t);
+        for neox in [false, true] {
+            let mut h2 = orig.clone();
+            rope_head(&mut h2, &t, neox);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = h2.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-3);
+            assert_ne!(h2, orig);
+        }
+    }
+
+    #[test]
+    fn gelu_and_silu_reference_values() {
+        // gelu_tanh(1) = 0.841192, silu(1) = 0.731059
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
+        assert!((silu(1.0) - 0.731_059).abs() < 1e-5);
+        assert_eq!(gelu(0.0), 0.0);
+    }
+}

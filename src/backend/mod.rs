@@ -1,0 +1,97 @@
+//! Compute backends. The decoder ([`crate::model`]) is written once against [`Backend`]; each
+//! backend implements the ops. One op = one trait method = one CPU function in `backend::cpu::ops`
+//! (and, for the GPU backend, one `.wgsl` file of the same name).
+//!
+//! Activations are row-major `[rows, cols]` f32 matrices: one row per token of the batch (or, for
+//! per-head ops, `cols` spans all heads and the op works on `head_dim`-wide chunks).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::gguf::TensorInfo;
+use crate::model::ModelConfig;
+
+pub mod cpu;
+
+/// Bytes of one tensor, shared with the buffer they came from (no copy for in-memory models).
+#[derive(Clone)]
+pub struct TensorBytes {
+    pub buf: Arc<Vec<u8>>,
+    pub range: Range<usize>,
+}
+
+impl TensorBytes {
+    pub fn new(buf: Arc<Vec<u8>>, range: Range<usize>) -> Self {
+        assert!(range.end <= buf.len());
+        TensorBytes { buf, range }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// Where attention runs for one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnParams {
+    pub layer: usize,
+    /// Position of the first row of the batch.
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    /// Keys older than `window` positions are not visible.
+    pub window: Option<usize>,
+    /// Scores are `scale * q.k` (llama.cpp's `kq_scale`).
+    pub scale: f32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RopeParams {
+    pub pos0: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    pub neox: bool,
+}
+
+pub trait Backend {
+    /// A weight tensor in GGUF block layout.
+    type Weight;
+    /// An activation matrix.
+    type Act;
+    /// The key/value cache of every layer.
+    type Kv;
+
+    fn name(&self) -> &'static str;
+    fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<Self::Weight>;
+    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<Self::Kv>;
+
+    /// Rows of the embedding table for `ids`, times `scale`: `[ids.len(), n_embd]`.
+    fn get_rows(&mut self, w: &Self::Weight, ids: &[u32], scale: f32) -> Result<Self::Act>;
+    /// RMSNorm of each `w.len()`-wide chunk of every row, times `w`.
+    fn rms_norm(&mut self, x: &Self::Act, w: &Self::Weight, eps: f32) -> Result<Self::Act>;
+    /// `x @ w^T (+ bias)`: `[rows, w.n_rows]`.
+    fn linear(&mut self, x: &Self::Act, w: &Self::Weight, bias: Option<&Self::Weight>) -> Result<Self::Act>;
+    /// Split columns into consecutive pieces of the given widths (fused qkv / gate+up weights).
+    fn split_cols(&mut self, x: &Self::Act, widths: &[usize]) -> Result<Vec<Self::Act>>;
+    /// Rotary position embedding, in place; row i has position `pos0 + i`.
+    fn rope(&mut self, x: &mut Self::Act, p: RopeParams, freq_factors: Option<&Self::Weight>) -> Result<()>;
+    /// `x *= s`, in place.
+    fn scale(&mut self, x: &mut Self::Act, s: f32) -> Result<()>;
+    /// Store k/v rows at positions `pos0..`, then causal (optionally windowed) attention of q over
+    /// the cache: `[rows, n_head * head_dim_v]`.
+    fn attention(&mut self, kv: &mut Self::Kv, q: &Self::Act, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<Self::Act>;
+    /// `act(gate) * up`.
+    fn glu(&mut self, gate: &Self::Act, up: &Self::Act, gelu: bool) -> Result<Self::Act>;
+    /// `a + b`.
+    fn add(&mut self, a: &Self::Act, b: &Self::Act) -> Result<Self::Act>;
+    /// Rows `start..` only: `[rows - start, cols]`.
+    fn rows_from(&mut self, x: &Self::Act, start: usize) -> Result<Self::Act>;
+    /// `cap * tanh(x / cap)`, in place.
+    fn softcap(&mut self, x: &mut Self::Act, cap: f32) -> Result<()>;
+    /// Copy an activation back to the host, row-major.
+    fn read(&mut self, x: &Self::Act) -> Result<Vec<f32>>;
+}

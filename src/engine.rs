@@ -1,0 +1,386 @@
+//! `Engine`: a loaded model, its tokenizer and one KV cache, with the generation loop.
+//!
+//! The KV cache remembers which tokens it holds; a new prompt that starts with them (the next
+//! turn of a chat) only runs the new tokens. Generation stops at max tokens, at any of the model's
+//! end-of-generation tokens, at a stop string (never included in the text), when the context is
+//! full, or when the token callback asks to stop.
+
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::error::{Error, ErrorCode, Result};
+use crate::gguf::Gguf;
+use crate::model::{Logits, Model, ModelConfig};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::{Detokenizer, Tokenizer};
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Stop when the text contains one of these; the stop string is not part of the result.
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks, golden comparisons).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 128, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// `max_tokens` reached or the context is full.
+    Length,
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// The token callback asked to stop.
+    Aborted,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Length => "length",
+            FinishReason::Stop => "stop",
+            FinishReason::Aborted => "abort",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub prefill_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_tokens: usize,
+    pub decode_ms: f64,
+}
+
+impl Timings {
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        per_s(self.prefill_tokens, self.prefill_ms)
+    }
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        per_s(self.decode_tokens, self.decode_ms)
+    }
+}
+
+fn per_s(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub timings: Timings,
+    /// Prompt tokens whose keys/values were reused from the previous call.
+    pub cached_tokens: usize,
+}
+
+/// Milliseconds from an arbitrary origin.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn now_ms() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
+#[cfg(target_arch = "wasm32")]
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+pub struct Engine<B: Backend> {
+    pub backend: B,
+    pub model: Model<B>,
+    pub tokenizer: Tokenizer,
+    kv: B::Kv,
+    n_ctx: usize,
+    /// Tokens whose keys/values are in `kv`, in order from position 0.
+    cached: Vec<u32>,
+}
+
+impl<B: Backend> Engine<B> {
+    /// Load a complete GGUF file. `n_ctx` is capped by the model's training context; `None`
+    /// picks min(4096, training context).
+    pub fn load(mut backend: B, file: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<B>> {
+        let gguf = Gguf::from_bytes(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let model = Model::load(&mut backend, &gguf, &file)?;
+        let train = model.config.n_ctx_train;
+        let n_ctx = match n_ctx {
+            Some(0) => return Err(Error::invalid_argument("context length must be at least 1")),
+            Some(n) => n.min(train),
+            None => 4096.min(train),
+        };
+        let kv = backend.kv_cache(&model.config, n_ctx)?;
+        Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.config
+    }
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Forget the KV cache.
+    pub fn reset(&mut self) {
+        self.cached.clear();
+    }
+
+    /// Run `ids` after the tokens already cached and return logits (see [`Logits`]).
+    /// Used for teacher-forced evaluation and by [`Engine::generate_ids`].
+    pub fn eval(&mut self, ids: &[u32], which: Logits) -> Result<Vec<f32>> {
+        let pos0 = self.cached.len();
+        if pos0 + ids.len() > self.n_ctx {
+            return Err(Error::new(
+                ErrorCode::ContextOverflow,
+                format!(
+                    "{} tokens do not fit in the context of {} tokens ({} already used); \
+                     shorten the prompt or load with a larger context length",
+                    ids.len(),
+                    self.n_ctx,
+                    pos0
+                ),
+            ));
+        }
+        let logits = self.model.forward(&mut self.backend, &mut self.kv, ids, pos0, which)?;
+        self.cached.extend_from_slice(ids);
+        Ok(logits)
+    }
+
+    /// Keep only the first `n` cached tokens.
+    fn truncate_cache(&mut self, n: usize) {
+        self.cached.truncate(n);
+    }
+
+    /// Tokenize a prompt as llama.cpp does (BOS per metadata, special tokens parsed).
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text, true, true)
+    }
+
+    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions, on_text: &mut dyn FnMut(u32, &str) -> bool) -> Result<Generation> {
+        let ids = self.tokenize(prompt);
+        self.generate_ids(&ids, opts, on_text)
+    }
+
+    /// Generate from prompt token ids. `on_text(id, new_text)` is called for every generated token
+    /// with the text that became final (never a partial UTF-8 character, never a possible start
+    /// of a stop string); returning `false` stops the generation (finish reason `Aborted`).
+    pub fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(u32, &str) -> bool) -> Result<Generation> {
+        if prompt.is_empty() {
+            return Err(Error::invalid_argument("the prompt is empty"));
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.config.n_vocab) {
+            return Err(Error::invalid_argument(format!("token id {bad} is out of range")));
+        }
+        if prompt.len() >= self.n_ctx {
+            return Err(Error::new(
+                ErrorCode::ContextOverflow,
+                format!(
+                    "the prompt has {} tokens but the context holds {}; shorten it or load with a larger context length",
+                    prompt.len(),
+                    self.n_ctx
+                ),
+            ));
+        }
+        let mut sampler = Sampler::new(opts.sampling.clone())?;
+
+        // Reuse the cached prefix; at least the last prompt token is run to get its logits.
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        self.truncate_cache(common);
+
+        let mut timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
+        let t0 = now_ms();
+        let mut logits = self.eval(&prompt[common..], Logits::Last)?;
+        timings.prefill_ms = now_ms() - t0;
+
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut ids = Vec::new();
+        let mut detok = Detokenizer::new();
+        let mut stop = StopMatcher::new(&opts.stop);
+        let mut finish = FinishReason::Length;
+        let t1 = now_ms();
+        while ids.len() < opts.max_tokens {
+            let id = sampler.sample(&mut logits, &history);
+            if !opts.ignore_eos && self.tokenizer.eog_ids().contains(&id) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            ids.push(id);
+            history.push(id);
+            let piece = detok.push(&self.tokenizer, id);
+            let (emit, hit) = stop.push(&piece);
+            let keep_going = on_text(id, &emit);
+            if hit {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if !keep_going {
+                finish = FinishReason::Aborted;
+                break;
+            }
+            if ids.len() == opts.max_tokens || self.cached.len() + 1 > self.n_ctx {
+                break;
+            }
+            logits = self.eval(&[id], Logits::Last)?;
+            timings.decode_tokens += 1;
+        }
+        timings.decode_ms = now_ms() - t1;
+        if !stop.is_done() {
+            let tail = detok.finish();
+            let (emit, _) = stop.push(&tail);
+            let rest = stop.flush();
+            let text = emit + &rest;
+            if !text.is_empty() {
+                on_text(u32::MAX, &text);
+            }
+        }
+        Ok(Generation {
+            prompt_ids: prompt.to_vec(),
+            ids,
+            text: stop.into_text(),
+            finish_reason: finish,
+            timings,
+            cached_tokens: common,
+        })
+    }
+}
+
+/// Finds stop strings in streamed text. Text that could still become a stop string is held back
+/// until it cannot; text after a stop string is dropped.
+pub struct StopMatcher {
+    stops: Vec<String>,
+    /// All final text so far.
+    text: String,
+    /// Bytes of `text` already emitted.
+    emitted: usize,
+    done: bool,
+}
+
+impl StopMatcher {
+    pub fn new(stops: &[String]) -> Self {
+        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), text: String::new(), emitted: 0, done: false }
+    }
+
+    /// Add text; returns (text safe to emit now, whether a stop string was found).
+    pub fn push(&mut self, piece: &str) -> (String, bool) {
+        if self.done {
+            return (String::new(), true);
+        }
+        let search_from = self.emitted;
+        self.text.push_str(piece);
+        // Earliest stop string occurrence in the not-yet-emitted part (plus overlap before it).
+        let window_start = floor_char_boundary(&self.text, search_from.saturating_sub(self.max_stop_len()));
+        let hit = self
+            .stops
+            .iter()
+            .filter_map(|s| self.text[window_start..].find(s.as_str()).map(|i| window_start + i))
+            .min();
+        if let Some(at) = hit {
+            self.text.truncate(at);
+            self.done = true;
+            let out = self.text.get(self.emitted.min(at)..).unwrap_or("").to_string();
+            self.emitted = self.text.len();
+            return (out, true);
+        }
+        // Hold back the longest suffix that is a prefix of some stop string.
+        let mut hold = 0;
+        for s in &self.stops {
+            for (i, _) in s.char_indices().skip(1) {
+                if self.text.ends_with(&s[..i]) {
+                    hold = hold.max(i);
+                }
+            }
+        }
+        let safe = self.text.len() - hold;
+        let out = if safe > self.emitted { self.text[self.emitted..safe].to_string() } else { String::new() };
+        self.emitted = self.emitted.max(safe);
+        (out, false)
+    }
+
+    /// A stop string was found.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Emit whatever was held back (the generation ended without a stop string).
+    pub fn flush(&mut self) -> String {
+        let out = self.text[self.emitted..].to_string();
+        self.emitted = self.text.len();
+        out
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    fn max_stop_len(&self) -> usize {
+        self.stops.iter().map(|s| s.len()).max().unwrap_or(0)
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopMatcher;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut m = StopMatcher::new(&stops);
+        let mut streamed = String::new();
+        let mut hit = false;
+        for p in pieces {
+            let (out, h) = m.push(p);
+            streamed += &out;
+            if h {
+                hit = true;
+                break;
+            }
+        }
+        if !hit {
+            streamed += &m.flush();
+        }
+        (streamed, m.into_text(), hit)
+    }
+
+    #[test]
+    fn stop_string_split_across_pieces_is_never_streamed() {
+        let (streamed, text, hit) = run(&["\n\n"], &["Hello", "\n", "\nWorld"]);
+        assert!(hit);
+        assert_eq!(streamed, "Hello");
+        assert_eq!(text, "Hello");
+    }
+
+    #[test]
+    fn held_back_prefix_is_released_when_it_does_not_complete() {
+        let (streamed, text, hit) = run(&["END"], &["ab", "EN", "x", "EN"]);
+        assert!(!hit);
+        assert_eq!(streamed, "abENxEN");
+        assert_eq!(text, "abENxEN");
+    }
+
+    #[test]
+    fn earliest_of_several_stop_strings_wins_and_multibyte_is_safe() {
+        let (streamed, text, hit) = run(&["wörld", "ö"], &["héllo wö", "rld"]);
+        assert!(hit);
+        assert_eq!(text, "héllo w");
+        assert_eq!(streamed, "héllo w");
+    }
+}

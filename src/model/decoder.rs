@@ -1,0 +1,247 @@
+//! The one decoder forward pass, for every supported architecture, on any [`Backend`].
+//!
+//! ```text
+//! x = embed(ids) * embed_scale                                   [n, n_embd]
+//! per layer:
+//!   h = rms_norm(x) ; q,k,v = h Wq, h Wk, h Wv (+bias) | split(h Wqkv)
+//!   q,k = rms_norm_per_head(q,k) if qk-norm ; rope(q,k) ; q *= q_scale
+//!   a = attention(q, kv-cache(k, v)) Wo ; a = rms_norm(a) if post-norms ; x = x + a
+//!   h = rms_norm(x) ; f = (act(h Wgate) * h Wup) Wdown | fused gate+up ; post-norm ; x = x + f
+//! logits = rms_norm(x) Wout (tied: token_embd) ; softcap if the model has one
+//! ```
+//! Tensor names are GGUF's, verbatim.
+
+use std::sync::Arc;
+
+use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::model::config::{Activation, ModelConfig, RopeStyle};
+
+enum Qkv<W> {
+    Separate { q: W, k: W, v: W, bq: Option<W>, bk: Option<W>, bv: Option<W> },
+    Fused(W),
+}
+
+enum Ffn<W> {
+    Separate { gate: W, up: W },
+    /// One `ffn_up` holding gate then up (Phi-3).
+    FusedGateUp(W),
+}
+
+struct Layer<W> {
+    attn_norm: W,
+    qkv: Qkv<W>,
+    q_norm: Option<W>,
+    k_norm: Option<W>,
+    wo: W,
+    bo: Option<W>,
+    attn_post_norm: Option<W>,
+    ffn_norm: W,
+    ffn: Ffn<W>,
+    down: W,
+    ffn_post_norm: Option<W>,
+}
+
+/// Model weights on a backend plus the config that drives the forward pass.
+pub struct Model<B: Backend> {
+    pub config: ModelConfig,
+    tok_embd: B::Weight,
+    output_norm: B::Weight,
+    /// `None`: tied to `tok_embd`.
+    output: Option<B::Weight>,
+    rope_freqs: Option<B::Weight>,
+    layers: Vec<Layer<B::Weight>>,
+}
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only for the last token: `[n_vocab]`.
+    Last,
+    /// For every token of the batch: `[n, n_vocab]` (teacher forcing, tests).
+    All,
+    /// For tokens `k..` of the batch: `[n - k, n_vocab]`.
+    From(usize),
+}
+
+struct Loader<'a, B: Backend> {
+    backend: &'a mut B,
+    gguf: &'a Gguf,
+    file: &'a Arc<Vec<u8>>,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    /// A tensor whose dims must equal `dims` (ggml order), if present.
+    fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<B::Weight>> {
+        let Some(info) = self.gguf.tensor(name) else { return Ok(None) };
+        if info.dims.iter().map(|&d| d as usize).collect::<Vec<_>>() != dims {
+            return Err(Error::unsupported_model(format!(
+                "tensor '{name}' has dims {:?}, expected {dims:?}",
+                info.dims
+            )));
+        }
+        let range = info.file_range(self.gguf.data_offset);
+        if range.end > self.file.len() as u64 {
+            return Err(Error::bad_gguf(format!("tensor '{name}' lies past the end of the file")));
+        }
+        let bytes = TensorBytes::new(self.file.clone(), range.start as usize..range.end as usize);
+        self.backend.weight(info, bytes).map(Some)
+    }
+    fn req(&mut self, name: &str, dims: &[usize]) -> Result<B::Weight> {
+        self.opt(name, dims)?.ok_or_else(|| {
+            Error::unsupported_model(format!(
+                "tensor '{name}' is missing (architecture {})",
+                self.gguf.architecture().unwrap_or("?")
+            ))
+        })
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Load every weight of a complete GGUF file held in memory.
+    pub fn load(backend: &mut B, gguf: &Gguf, file: &Arc<Vec<u8>>) -> Result<Model<B>> {
+        let cfg = ModelConfig::from_gguf(gguf)?;
+        if gguf.tensors.iter().any(|t| t.name.contains("rope_factors_long")) {
+            return Err(Error::unsupported_model("long-context RoPE factors (LongRoPE) are not supported"));
+        }
+        let mut ld = Loader { backend, gguf, file };
+        let (e, ff, vocab) = (cfg.n_embd, cfg.n_ff, cfg.n_vocab);
+        let (qd, kd, vd, hd) = (cfg.q_dim(), cfg.k_dim(), cfg.v_dim(), cfg.head_dim);
+        let tok_embd = ld.req("token_embd.weight", &[e, vocab])?;
+        let output_norm = ld.req("output_norm.weight", &[e])?;
+        let output = ld.opt("output.weight", &[e, vocab])?;
+        let rope_freqs = ld.opt("rope_freqs.weight", &[cfg.n_rot / 2])?;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for il in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{il}.{s}");
+            let qkv = if gguf.tensor(&n("attn_qkv.weight")).is_some() {
+                Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd + kd + vd])?)
+            } else {
+                Qkv::Separate {
+                    q: ld.req(&n("attn_q.weight"), &[e, qd])?,
+                    k: ld.req(&n("attn_k.weight"), &[e, kd])?,
+                    v: ld.req(&n("attn_v.weight"), &[e, vd])?,
+                    bq: ld.opt(&n("attn_q.bias"), &[qd])?,
+                    bk: ld.opt(&n("attn_k.bias"), &[kd])?,
+                    bv: ld.opt(&n("attn_v.bias"), &[vd])?,
+                }
+            };
+            let ffn = if gguf.tensor(&n("ffn_gate.weight")).is_some() {
+                Ffn::Separate { gate: ld.req(&n("ffn_gate.weight"), &[e, ff])?, up: ld.req(&n("ffn_up.weight"), &[e, ff])? }
+            } else {
+                Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, 2 * ff])?)
+            };
+            let post = cfg.post_norms;
+            layers.push(Layer {
+                attn_norm: ld.req(&n("attn_norm.weight"), &[e])?,
+                qkv,
+                q_norm: ld.opt(&n("attn_q_norm.weight"), &[hd])?,
+                k_norm: ld.opt(&n("attn_k_norm.weight"), &[hd])?,
+                wo: ld.req(&n("attn_output.weight"), &[cfg.n_head * cfg.head_dim_v, e])?,
+                bo: ld.opt(&n("attn_output.bias"), &[e])?,
+                attn_post_norm: if post { Some(ld.req(&n("post_attention_norm.weight"), &[e])?) } else { None },
+                ffn_norm: ld.req(&n("ffn_norm.weight"), &[e])?,
+                ffn,
+                down: ld.req(&n("ffn_down.weight"), &[ff, e])?,
+                ffn_post_norm: if post { Some(ld.req(&n("post_ffw_norm.weight"), &[e])?) } else { None },
+            });
+            if matches!(cfg.arch, crate::model::Arch::Qwen3 | crate::model::Arch::Gemma3)
+                && (layers[il].q_norm.is_none() || layers[il].k_norm.is_none())
+            {
+                return Err(Error::unsupported_model(format!("layer {il}: QK-norm weights are missing")));
+            }
+        }
+        Ok(Model { config: cfg, tok_embd, output_norm, output, rope_freqs, layers })
+    }
+
+    /// Run `ids` at positions `pos0..pos0 + ids.len()`, appending their keys/values to `kv`.
+    pub fn forward(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, logits: Logits) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(Error::invalid_argument("forward needs at least one token"));
+        }
+        let c = &self.config;
+        let eps = c.norm_eps;
+        let mut x = b.get_rows(&self.tok_embd, ids, c.embed_scale.unwrap_or(1.0))?;
+        for (il, l) in self.layers.iter().enumerate() {
+            // Attention block.
+            let h = b.rms_norm(&x, &l.attn_norm, eps)?;
+            let (mut q, mut k, v) = match &l.qkv {
+                Qkv::Separate { q, k, v, bq, bk, bv } => {
+                    (b.linear(&h, q, bq.as_ref())?, b.linear(&h, k, bk.as_ref())?, b.linear(&h, v, bv.as_ref())?)
+                }
+                Qkv::Fused(w) => {
+                    let qkv = b.linear(&h, w, None)?;
+                    let mut parts = b.split_cols(&qkv, &[c.q_dim(), c.k_dim(), c.v_dim()])?.into_iter();
+                    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+                }
+            };
+            if let Some(w) = &l.q_norm {
+                q = b.rms_norm(&q, w, eps)?;
+            }
+            if let Some(w) = &l.k_norm {
+                k = b.rms_norm(&k, w, eps)?;
+            }
+            let rope = RopeParams {
+                pos0,
+                head_dim: c.head_dim,
+                n_rot: c.n_rot,
+                base: c.rope_base_for(il),
+                freq_scale: c.rope_freq_scale,
+                neox: c.rope_style == RopeStyle::Neox,
+            };
+            b.rope(&mut q, rope, self.rope_freqs.as_ref())?;
+            b.rope(&mut k, rope, self.rope_freqs.as_ref())?;
+            if let Some(s) = c.q_scale {
+                b.scale(&mut q, s)?;
+            }
+            let attn = AttnParams {
+                layer: il,
+                pos0,
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: c.head_dim,
+                head_dim_v: c.head_dim_v,
+                window: c.window(il),
+                scale: c.kq_scale,
+            };
+            let a = b.attention(kv, &q, &k, &v, attn)?;
+            let mut a = b.linear(&a, &l.wo, l.bo.as_ref())?;
+            if let Some(w) = &l.attn_post_norm {
+                a = b.rms_norm(&a, w, eps)?;
+            }
+            x = b.add(&a, &x)?;
+
+            // Feed-forward block.
+            let h = b.rms_norm(&x, &l.ffn_norm, eps)?;
+            let gelu = c.activation == Activation::Gelu;
+            let g = match &l.ffn {
+                Ffn::Separate { gate, up } => {
+                    let (gt, u) = (b.linear(&h, gate, None)?, b.linear(&h, up, None)?);
+                    b.glu(&gt, &u, gelu)?
+                }
+                Ffn::FusedGateUp(w) => {
+                    let gu = b.linear(&h, w, None)?;
+                    let parts = b.split_cols(&gu, &[c.n_ff, c.n_ff])?;
+                    b.glu(&parts[0], &parts[1], gelu)?
+                }
+            };
+            let mut f = b.linear(&g, &l.down, None)?;
+            if let Some(w) = &l.ffn_post_norm {
+                f = b.rms_norm(&f, w, eps)?;
+            }
+            x = b.add(&f, &x)?;
+        }
+        match logits {
+            Logits::Last => x = b.rows_from(&x, ids.len() - 1)?,
+            Logits::From(k) if k > 0 => x = b.rows_from(&x, k.min(ids.len() - 1))?,
+            _ => {}
+        }
+        let h = b.rms_norm(&x, &self.output_norm, eps)?;
+        let mut out = b.linear(&h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
+        if let Some(cap) = c.final_logit_softcap {
+            b.softcap(&mut out, cap)?;
+        }
+        b.read(&out)
+    }
+}
