@@ -60,7 +60,8 @@ impl TensorInfo {
     pub fn n_rows(&self) -> usize {
         self.dims[1..].iter().product::<u64>() as usize
     }
-    /// The tensor's byte range within the whole file.
+    /// The tensor's byte range within the whole file. Parsing checked that the end fits in a u64
+    /// for the header's own `data_offset`.
     pub fn file_range(&self, data_offset: u64) -> Range<u64> {
         let start = data_offset + self.offset;
         start..start + self.n_bytes
@@ -85,7 +86,9 @@ pub struct Gguf {
 pub enum Parsed {
     Complete(Gguf),
     /// The prefix ends inside the header: at least `total` bytes from the start of the file are
-    /// needed (more may be needed after that).
+    /// needed (more may be needed after that). `total` counts the remaining array elements,
+    /// metadata entries and tensor infos at their smallest encoding, so a caller that fetches what
+    /// is asked for converges in a few rounds (about 20 for a 262k-token vocabulary).
     NeedMore { total: u64 },
 }
 
@@ -161,7 +164,9 @@ impl Gguf {
     /// The bytes of tensor `t` within a complete file held in memory.
     pub fn tensor_data<'a>(&self, file: &'a [u8], t: &TensorInfo) -> Result<&'a [u8]> {
         let r = t.file_range(self.data_offset);
-        file.get(r.start as usize..r.end as usize).ok_or_else(|| {
+        // `as usize` would truncate on wasm32; a range that does not fit is past the end anyway.
+        let range = usize::try_from(r.start).ok().zip(usize::try_from(r.end).ok());
+        range.and_then(|(s, e)| file.get(s..e)).ok_or_else(|| {
             Error::bad_gguf(format!(
                 "tensor '{}' (bytes {}..{}) lies past the end of the file ({} bytes)",
                 t.name,
@@ -176,6 +181,16 @@ impl Gguf {
 enum Fail {
     NeedMore(u64),
     Error(Error),
+}
+
+impl Fail {
+    /// Add `count` items of at least `min` bytes each to a [`Fail::NeedMore`] lower bound.
+    fn plus(self, count: u64, min: u64) -> Fail {
+        match self {
+            Fail::NeedMore(t) => Fail::NeedMore(t.saturating_add(count.saturating_mul(min))),
+            e => e,
+        }
+    }
 }
 
 impl From<Error> for Fail {
@@ -257,37 +272,65 @@ impl<'a> Reader<'a> {
         if len > MAX_ARRAY_LEN {
             return bad(format!("metadata '{key}': array length {len} exceeds the limit of {MAX_ARRAY_LEN}"));
         }
-        // Never reserve from the claimed length: a hostile count must not allocate. Each element
-        // takes at least one byte, so the loop is bounded by the input and ends in NeedMore.
-        macro_rules! read_vec {
-            ($variant:ident, $read:expr) => {{
-                let mut v = Vec::new();
-                for _ in 0..len {
-                    v.push($read);
-                }
-                Array::$variant(v)
+        // Never reserve from the claimed length: a hostile count must not allocate. Fixed-size
+        // elements are taken as one slice, which must be present before anything is allocated;
+        // strings and arrays are read one by one (each takes at least 8 bytes, so the loop is
+        // bounded by the input) and a prefix that ends early reports what the rest needs at least.
+        macro_rules! fixed {
+            ($variant:ident, $t:ty) => {{
+                const N: usize = std::mem::size_of::<$t>();
+                let bytes = self.take(len * N as u64)?;
+                Array::$variant(bytes.chunks_exact(N).map(|c| <$t>::from_le_bytes(c.try_into().unwrap())).collect())
             }};
         }
         Ok(match elem {
-            ValueType::U8 => Array::U8(self.take(len)?.to_vec()),
-            ValueType::I8 => Array::I8(self.take(len)?.iter().map(|&b| b as i8).collect()),
-            ValueType::U16 => read_vec!(U16, u16::from_le_bytes(self.array()?)),
-            ValueType::I16 => read_vec!(I16, i16::from_le_bytes(self.array()?)),
-            ValueType::U32 => read_vec!(U32, self.u32()?),
-            ValueType::I32 => read_vec!(I32, i32::from_le_bytes(self.array()?)),
-            ValueType::F32 => read_vec!(F32, f32::from_le_bytes(self.array()?)),
-            ValueType::U64 => read_vec!(U64, self.u64()?),
-            ValueType::I64 => read_vec!(I64, i64::from_le_bytes(self.array()?)),
-            ValueType::F64 => read_vec!(F64, f64::from_le_bytes(self.array()?)),
-            ValueType::Bool => read_vec!(Bool, match self.value(ValueType::Bool, key, depth)? {
-                Value::Bool(b) => b,
-                _ => unreachable!(),
-            }),
-            ValueType::String => read_vec!(String, self.string(&|| format!("metadata '{key}'"))?),
-            ValueType::Array => read_vec!(Array, self.array_value(key, depth + 1)?),
+            ValueType::U8 => fixed!(U8, u8),
+            ValueType::I8 => fixed!(I8, i8),
+            ValueType::U16 => fixed!(U16, u16),
+            ValueType::I16 => fixed!(I16, i16),
+            ValueType::U32 => fixed!(U32, u32),
+            ValueType::I32 => fixed!(I32, i32),
+            ValueType::F32 => fixed!(F32, f32),
+            ValueType::U64 => fixed!(U64, u64),
+            ValueType::I64 => fixed!(I64, i64),
+            ValueType::F64 => fixed!(F64, f64),
+            ValueType::Bool => {
+                let bytes = self.take(len)?;
+                match bytes.iter().position(|&b| b > 1) {
+                    Some(i) => {
+                        return bad(format!(
+                            "metadata '{key}': bool byte is {} at array index {i}, expected 0 or 1",
+                            bytes[i]
+                        ))
+                    }
+                    None => Array::Bool(bytes.iter().map(|&b| b == 1).collect()),
+                }
+            }
+            ValueType::String => {
+                Array::String(self.each(len, MIN_STRING, |r| r.string(&|| format!("metadata '{key}'")))?)
+            }
+            ValueType::Array => Array::Array(self.each(len, MIN_ARRAY, |r| r.array_value(key, depth + 1))?),
         })
     }
+
+    /// Read `len` variable-size items; if the prefix ends at item `i`, the remaining `len - i - 1`
+    /// items need at least `min` bytes each.
+    fn each<T>(&mut self, len: u64, min: u64, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+        let mut v = Vec::new();
+        for i in 0..len {
+            v.push(item(self).map_err(|e| e.plus(len - i - 1, min))?);
+        }
+        Ok(v)
+    }
 }
+
+/// Smallest encodings, for the lower bound in [`Parsed::NeedMore`]: a string is its u64 length;
+/// an array its u32 type and u64 length; a metadata entry a key, a u32 type and a 1-byte value;
+/// a tensor info a name, n_dims, one dim, a type and an offset.
+const MIN_STRING: u64 = 8;
+const MIN_ARRAY: u64 = 12;
+const MIN_KV: u64 = MIN_STRING + 4 + 1;
+const MIN_TENSOR_INFO: u64 = MIN_STRING + 4 + 8 + 4 + 8;
 
 fn value_type(id: u32, key: &str) -> PResult<ValueType> {
     match ValueType::from_id(id) {
@@ -314,7 +357,7 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
         }
         v => return bad(format!("unknown GGUF version {v} (supported: 2 and 3)")),
     }
-    let n_tensors = r.u64()?;
+    let n_tensors = r.u64().map_err(|e| e.plus(1, 8))?;
     if n_tensors > MAX_TENSORS {
         return bad(format!("header claims {n_tensors} tensors (limit {MAX_TENSORS})"));
     }
@@ -325,10 +368,13 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
 
     let mut metadata = Vec::new();
     let mut index = HashMap::new();
+    // A prefix that ends inside the metadata still needs the remaining entries and tensor infos.
+    let rest_after_kv = |i: u64| (n_kv - i - 1).saturating_mul(MIN_KV).saturating_add(n_tensors * MIN_TENSOR_INFO);
     for i in 0..n_kv {
-        let key = r.string(&|| format!("metadata key #{i}"))?;
-        let ty = value_type(r.u32()?, &key)?;
-        let value = r.value(ty, &key, 0)?;
+        let need_rest = |e: Fail| e.plus(1, rest_after_kv(i));
+        let key = r.string(&|| format!("metadata key #{i}")).map_err(|e| need_rest(e.plus(1, 4 + 1)))?;
+        let ty = value_type(r.u32().map_err(|e| need_rest(e.plus(1, 1)))?, &key)?;
+        let value = r.value(ty, &key, 0).map_err(need_rest)?;
         if index.insert(key.clone(), metadata.len()).is_some() {
             return bad(format!("metadata key '{key}' appears twice"));
         }
@@ -338,23 +384,32 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
     let alignment = match index.get("general.alignment").map(|&i| &metadata[i].1) {
         None => DEFAULT_ALIGNMENT,
         Some(Value::U32(a)) if a.is_power_of_two() => *a as u64,
-        Some(v) => return bad(format!("general.alignment must be a power-of-two u32, got {v:?}")),
+        Some(v) => {
+            return bad(format!(
+                "general.alignment must be a power-of-two u32, got {} {}",
+                v.type_name(),
+                v.summary(4)
+            ))
+        }
     };
 
     let mut tensors = Vec::new();
     let mut tensor_index = HashMap::new();
     for i in 0..n_tensors {
-        let name = r.string(&|| format!("tensor #{i} name"))?;
-        let n_dims = r.u32()?;
+        let need_rest = |e: Fail| e.plus(n_tensors - i - 1, MIN_TENSOR_INFO);
+        let name = r.string(&|| format!("tensor #{i} name")).map_err(|e| need_rest(e.plus(1, 4 + 8 + 4 + 8)))?;
+        let n_dims = r.u32().map_err(|e| need_rest(e.plus(1, 8 + 4 + 8)))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
             return bad(format!("tensor '{name}': {n_dims} dimensions (expected 1..={MAX_DIMS})"));
         }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            dims.push(r.u64()?);
-        }
-        let ty_id = r.u32()?;
-        let offset = r.u64()?;
+        // n_dims dims, a u32 type and a u64 offset, all fixed size.
+        let info = r.take(n_dims as u64 * 8 + 4 + 8).map_err(need_rest)?;
+        let dims: Vec<u64> = (0..n_dims as usize)
+            .map(|d| u64::from_le_bytes(info[d * 8..d * 8 + 8].try_into().unwrap()))
+            .collect();
+        let tail = &info[n_dims as usize * 8..];
+        let ty_id = u32::from_le_bytes(tail[..4].try_into().unwrap());
+        let offset = u64::from_le_bytes(tail[4..].try_into().unwrap());
         let ty = GgmlType::from_id(ty_id).map_err(|e| {
             Fail::Error(Error::new(e.code, format!("tensor '{name}': {}", e.message)))
         })?;
@@ -377,6 +432,10 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
 fn tensor_bytes(name: &str, dims: &[u64], ty: GgmlType) -> PResult<u64> {
     let mut n: u64 = 1;
     for &d in dims {
+        // ggml stores dims as int64; a larger one is negative there (and could hide behind a 0).
+        if d > i64::MAX as u64 {
+            return bad(format!("tensor '{name}': dimension {d} in {dims:?} is out of range"));
+        }
         n = match n.checked_mul(d) {
             Some(n) if n <= i64::MAX as u64 => n,
             _ => return bad(format!("tensor '{name}': dimensions {dims:?} overflow the element count")),
@@ -395,10 +454,22 @@ fn tensor_bytes(name: &str, dims: &[u64], ty: GgmlType) -> PResult<u64> {
     }
 }
 
-/// Tensors must not overlap and, when the file length is known, must end inside the file.
+/// Tensors must end within u64 range, must not overlap and, when the file length is known, must
+/// end inside the file.
 fn check_layout(tensors: &[TensorInfo], data_offset: u64, file_len: Option<u64>) -> PResult<()> {
+    for t in tensors {
+        // Checked even without a file length, so `file_range` and `data_len` cannot overflow.
+        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
+        if end.map_or(true, |e| e > i64::MAX as u64) {
+            return bad(format!(
+                "tensor '{}': data range (at {} + {} + {} bytes) overflows the file offset range",
+                t.name, data_offset, t.offset, t.n_bytes
+            ));
+        }
+    }
     let mut order: Vec<&TensorInfo> = tensors.iter().collect();
-    order.sort_by_key(|t| t.offset);
+    // Empty tensors first at a shared offset, so they never count as overlapping their neighbour.
+    order.sort_by_key(|t| (t.offset, t.n_bytes));
     for w in order.windows(2) {
         let end = w[0].offset.checked_add(w[0].n_bytes);
         if end.map_or(true, |e| e > w[1].offset) {

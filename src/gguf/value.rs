@@ -76,6 +76,24 @@ pub enum Array {
 }
 
 impl Value {
+    /// The GGUF type name: `u8` ... `f64`, `bool`, `string`, `array`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::U8(_) => "u8",
+            Value::I8(_) => "i8",
+            Value::U16(_) => "u16",
+            Value::I16(_) => "i16",
+            Value::U32(_) => "u32",
+            Value::I32(_) => "i32",
+            Value::F32(_) => "f32",
+            Value::Bool(_) => "bool",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::U64(_) => "u64",
+            Value::I64(_) => "i64",
+            Value::F64(_) => "f64",
+        }
+    }
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -178,7 +196,8 @@ impl Array {
             _ => return None,
         })
     }
-    fn type_name(&self) -> &'static str {
+    /// The element type name (`array` for arrays of arrays).
+    pub fn type_name(&self) -> &'static str {
         match self {
             Array::U8(_) => "u8",
             Array::I8(_) => "i8",
@@ -216,7 +235,13 @@ impl Array {
             Array::U64(v) => items(v, max_items),
             Array::I64(v) => items(v, max_items),
             Array::F64(v) => items(v, max_items),
-            Array::Array(v) => v.iter().take(max_items).map(|a| a.summary(max_items)).collect::<Vec<_>>().join(", "),
+            Array::Array(v) => {
+                let mut s: Vec<String> = v.iter().take(max_items).map(|a| a.summary(max_items)).collect();
+                if v.len() > max_items {
+                    s.push("…".into());
+                }
+                s.join(", ")
+            }
         };
         format!("[{}; {}] [{body}]", self.type_name(), self.len())
     }
