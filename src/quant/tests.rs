@@ -1,0 +1,304 @@
+//! Unit tests of the quantization kernels. They run natively (`cargo test --lib quant`) and under
+//! wasm with SIMD128 (`cargo test --target wasm32-unknown-unknown --lib quant`), where
+//! `kernels::*` is the SIMD128 code and is compared with `scalar::*` explicitly.
+//!
+//! Layers, one oracle each: SIMD vs scalar (bit-exact for quantized formats); quantized dot vs
+//! the f64 dot of the dequantized row, within the budget of `testing::ACT_ERROR`; API checks.
+//! (Dequantization vs gguf-py and the real model: tests/quant_ref.rs.)
+#![allow(non_snake_case)]
+
+use super::testing::{block_counts, dot_error_bound, random_row, Rng};
+use super::*;
+use crate::error::ErrorCode;
+
+/// Random-case count for every property test (fixed, so runs are comparable).
+const CASES: usize = 6;
+
+fn blocks_of<B: Block>(bytes: &[u8]) -> Vec<B> {
+    as_blocks::<B>(bytes).unwrap().into_owned()
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// SIMD vs scalar (on native both sides are the scalar kernels; the test still runs)
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn simd_quantize_q8_0_matches_scalar() {
+    let mut rng = Rng::new(0x51);
+    for case in 0..CASES * 4 {
+        let nb = block_counts(GgmlType::Q8_0)[case % 4];
+        let scale = [1.0, 1e-3, 300.0, 1e-6][case % 4];
+        let mut x = rng.acts(nb * QK, scale);
+        if case % 3 == 0 {
+            // ties: with amax = 127, id = 1 and x * id lands exactly on .5
+            x[0] = 127.0;
+            for (i, v) in x.iter_mut().enumerate().skip(1).take(20) {
+                *v = (i as f32 - 10.0) + 0.5;
+            }
+        }
+        let mut a = vec![BlockQ8_0::default(); nb];
+        let mut b = vec![BlockQ8_0::default(); nb];
+        kernels::quantize_row_q8_0(&x, &mut a);
+        scalar::quantize_row_q8_0(&x, &mut b);
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(a, b, "case {case}, block {i}: simd vs scalar");
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn simd_quantize_q8_K_matches_scalar() {
+    let mut rng = Rng::new(0x52);
+    for case in 0..CASES * 4 {
+        let nb = block_counts(GgmlType::Q8_K)[case % 4];
+        let mut x = rng.acts(nb * QK_K, [1.0, 1e-4, 50.0, 1.0][case % 4]);
+        match case % 4 {
+            // ties: max = -127 gives iscale = 1, so halves round to even
+            0 => {
+                x[3] = -127.0;
+                for (i, v) in x.iter_mut().enumerate().skip(4).take(40) {
+                    *v = (i as f32 - 20.0) + 0.5;
+                }
+            }
+            // equal magnitudes of both signs: the first one sets the sign of the scale
+            1 => {
+                x[7] = 2.0;
+                x[9] = -2.0;
+            }
+            // an all-zero block
+            3 => x[..QK_K].iter_mut().for_each(|v| *v = 0.0),
+            _ => {}
+        }
+        let mut a = vec![BlockQ8K::default(); nb];
+        let mut b = vec![BlockQ8K::default(); nb];
+        kernels::quantize_row_q8_K(&x, &mut a);
+        scalar::quantize_row_q8_K(&x, &mut b);
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert!(a.d.to_bits() == b.d.to_bits(), "case {case}, block {i}: d simd {} vs scalar {}", a.d, b.d);
+            for j in 0..QK_K {
+                assert_eq!(a.qs[j], b.qs[j], "case {case}, block {i}, qs[{j}]: simd vs scalar");
+            }
+            assert_eq!(a.bsums, b.bsums, "case {case}, block {i}: bsums simd vs scalar");
+        }
+    }
+}
+
+/// Every format with a SIMD128 dot product: the SIMD result equals the scalar one bit for bit
+/// (F16: within f32 vs f64 accumulation).
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn simd_vec_dot_matches_scalar() {
+    let mut rng = Rng::new(0x53);
+    for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16] {
+        for case in 0..CASES {
+            let n = block_counts(ty)[case % 4] * ty.block_size() * if ty == GgmlType::F16 { 1 } else { 1 };
+            let w = random_row(ty, n, &mut rng);
+            let x = rng.acts(n, 1.0);
+            let (simd, scal) = match ty {
+                GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0 => {
+                    let mut y = vec![BlockQ8_0::default(); n / QK];
+                    scalar::quantize_row_q8_0(&x, &mut y);
+                    match ty {
+                        GgmlType::Q8_0 => {
+                            let w = blocks_of::<BlockQ8_0>(&w);
+                            (kernels::vec_dot_q8_0_q8_0(&w, &y), scalar::vec_dot_q8_0_q8_0(&w, &y))
+                        }
+                        GgmlType::Q5_0 => {
+                            let w = blocks_of::<BlockQ5_0>(&w);
+                            (kernels::vec_dot_q5_0_q8_0(&w, &y), scalar::vec_dot_q5_0_q8_0(&w, &y))
+                        }
+                        _ => {
+                            let w = blocks_of::<BlockQ4_0>(&w);
+                            (kernels::vec_dot_q4_0_q8_0(&w, &y), scalar::vec_dot_q4_0_q8_0(&w, &y))
+                        }
+                    }
+                }
+                GgmlType::Q4_K | GgmlType::Q6_K => {
+                    let mut y = vec![BlockQ8K::default(); n / QK_K];
+                    scalar::quantize_row_q8_K(&x, &mut y);
+                    if ty == GgmlType::Q4_K {
+                        let w = blocks_of::<BlockQ4K>(&w);
+                        (kernels::vec_dot_q4_K_q8_K(&w, &y), scalar::vec_dot_q4_K_q8_K(&w, &y))
+                    } else {
+                        let w = blocks_of::<BlockQ6K>(&w);
+                        (kernels::vec_dot_q6_K_q8_K(&w, &y), scalar::vec_dot_q6_K_q8_K(&w, &y))
+                    }
+                }
+                _ => {
+                    let w = as_u16s(&w).unwrap().into_owned();
+                    let mut y = vec![0u16; n];
+                    scalar::quantize_row_f16(&x, &mut y);
+                    (kernels::vec_dot_f16(&w, &y), scalar::vec_dot_f16(&w, &y))
+                }
+            };
+            if ty == GgmlType::F16 {
+                let tol = 1e-6 * n as f32;
+                assert!((simd - scal).abs() <= tol, "{ty} n={n} case {case}: simd {simd:e} vs scalar {scal:e}");
+            } else {
+                assert!(simd.to_bits() == scal.to_bits(), "{ty} n={n} case {case}: simd {simd:e} vs scalar {scal:e}");
+            }
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn simd_dequantize_f16_matches_scalar() {
+    // every f16 bit pattern: normals, subnormals, zeros, infinities, NaNs (compared as bits)
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    let mut a = vec![0.0f32; all.len() - 3]; // odd length: exercises the scalar tail
+    let mut b = a.clone();
+    kernels::dequantize_row_f16(&all[..a.len()], &mut a);
+    scalar::dequantize_row_f16(&all[..b.len()], &mut b);
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!(a.to_bits() == b.to_bits(), "f16 bits {i:#06x}: simd {:#010x} vs scalar {:#010x}", a.to_bits(), b.to_bits());
+    }
+}
+
+/// Named fixed case: the one Q8_0 block whose quants are known by hand.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn quantize_q8_fixed_case() {
+    let mut x = [0.0f32; QK];
+    x[0] = 127.0; // d = 1, id = 1
+    x[1] = 2.5; // roundf: 3 (half away from zero)
+    x[2] = -2.5; // -3
+    x[3] = 0.49999997; // 0
+    x[4] = -126.5; // -127
+    let mut y = [BlockQ8_0::default()];
+    kernels::quantize_row_q8_0(&x, &mut y);
+    assert_eq!(f16_to_f32(y[0].d), 1.0);
+    assert_eq!(&y[0].qs[..5], &[127, 3, -3, 0, -127]);
+
+    // Q8_K: max = -127 -> iscale = 1, nearest_int rounds half to even
+    let mut x = [0.0f32; QK_K];
+    x[0] = -127.0;
+    x[1] = 2.5; // 2
+    x[2] = 3.5; // 4
+    x[3] = -0.5; // 0
+    let mut y = [BlockQ8K::default()];
+    kernels::quantize_row_q8_K(&x, &mut y);
+    assert_eq!(y[0].d, 1.0 / (-127.0f32 / -127.0));
+    assert_eq!(&y[0].qs[..4], &[-127, 2, 4, 0]);
+    assert_eq!(y[0].bsums[0], -127 + 2 + 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized dot vs f64 dot of dequantized rows, within the format's budget
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn vec_dot_within_error_budget() {
+    let mut rng = Rng::new(0x54);
+    for ty in GgmlType::ALL {
+        for case in 0..CASES {
+            let n = block_counts(ty)[case % 4] * ty.block_size().max(if ty.block_size() == 1 { 1 } else { 0 });
+            let n = if ty.block_size() == 1 { n * 32 } else { n };
+            let w = random_row(ty, n, &mut rng);
+            let x = rng.acts(n, [1.0, 0.01, 30.0][case % 3]);
+            let mut wf = vec![0.0f32; n];
+            dequantize_row(ty, &w, &mut wf).unwrap();
+            let exact: f64 = wf.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let got = vec_dot(ty, &w, &quantize_acts(ty, &x)).unwrap() as f64;
+            let bound = dot_error_bound(ty, &w, &wf, &x);
+            assert!(
+                (got - exact).abs() <= bound,
+                "{ty} n={n} case {case}: vec_dot {got:e} vs exact {exact:e}, |diff| {:e} > budget {bound:e}",
+                (got - exact).abs()
+            );
+            // the budget is not vacuous: it is small next to the magnitude of the terms (outliers
+            // of 8x the typical value make a block's step ~8/127 of a typical |x|)
+            let abs: f64 = wf.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            assert!(bound <= 0.1 * abs + 1e-30, "{ty}: budget {bound:e} too loose for sum|w x| {abs:e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API: matvec / matmul / errors
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn matvec_and_matmul_agree_with_vec_dot() {
+    let mut rng = Rng::new(0x55);
+    for ty in GgmlType::ALL {
+        let n_cols = 2 * if ty.block_size() == 1 { 48 } else { ty.block_size() };
+        let n_rows = 5;
+        let w: Vec<u8> = (0..n_rows).flat_map(|_| random_row(ty, n_cols, &mut rng)).collect();
+        let xs: Vec<QuantizedActs> = (0..3).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
+        let mut out = vec![0.0f32; n_rows * xs.len()];
+        matmul(ty, &w, n_rows, n_cols, &xs, &mut out).unwrap();
+        let rb = ty.row_bytes(n_cols).unwrap();
+        for (t, x) in xs.iter().enumerate() {
+            let mut mv = vec![0.0f32; n_rows];
+            matvec(ty, &w, n_rows, n_cols, x, &mut mv).unwrap();
+            for r in 0..n_rows {
+                let d = vec_dot(ty, &w[r * rb..(r + 1) * rb], x).unwrap();
+                assert!(d.to_bits() == mv[r].to_bits(), "{ty} row {r}: vec_dot {d} vs matvec {}", mv[r]);
+                assert!(d.to_bits() == out[t * n_rows + r].to_bits(), "{ty} row {r} vec {t}: matmul");
+            }
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn unaligned_weights_give_the_same_result() {
+    let mut rng = Rng::new(0x56);
+    for ty in [GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32, GgmlType::Q8_K] {
+        let n = 2 * ty.block_size().max(16);
+        let w = random_row(ty, n, &mut rng);
+        let mut shifted = vec![0u8; w.len() + 1];
+        shifted[1..].copy_from_slice(&w);
+        let x = quantize_acts(ty, &rng.acts(n, 1.0));
+        let a = vec_dot(ty, &w, &x).unwrap();
+        let b = vec_dot(ty, &shifted[1..], &x).unwrap();
+        assert!(a.to_bits() == b.to_bits(), "{ty}: aligned {a} vs unaligned {b}");
+        let (mut da, mut db) = (vec![0.0; n], vec![0.0; n]);
+        dequantize_row(ty, &w, &mut da).unwrap();
+        dequantize_row(ty, &shifted[1..], &mut db).unwrap();
+        assert_eq!(da, db, "{ty}: dequantize aligned vs unaligned");
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn bad_lengths_are_errors_not_panics() {
+    let bad = |r: Result<()>| assert_eq!(r.unwrap_err().code, ErrorCode::InvalidArgument);
+    for ty in GgmlType::ALL {
+        let n = 2 * ty.block_size();
+        let bytes = vec![0u8; ty.row_bytes(n).unwrap()];
+        let mut dst = vec![0.0f32; n];
+        dequantize_row(ty, &bytes, &mut dst).unwrap();
+        bad(dequantize_row(ty, &bytes[..bytes.len() - 1], &mut dst));
+        bad(dequantize_row(ty, &bytes, &mut dst[..n - 1]));
+        if ty.block_size() > 1 {
+            bad(dequantize_row(ty, &bytes, &mut vec![0.0; n + 1]));
+        }
+        let x = quantize_acts(ty, &vec![1.0; n]);
+        let mut out = vec![0.0f32; 2];
+        bad(matvec(ty, &bytes, 2, n, &x, &mut out)); // 2 rows need twice the bytes
+        bad(matvec(ty, &bytes, 1, n, &x, &mut out)); // out too long
+        bad(matvec(ty, &bytes, 1, n + 1, &x, &mut out[..1])); // n_cols mismatch
+        let other = if ty.vec_dot_type() == GgmlType::Q8_0 { GgmlType::Q4_K } else { GgmlType::Q8_0 };
+        bad(matvec(ty, &bytes, 1, n, &quantize_acts(other, &vec![1.0; n]), &mut out[..1]));
+        // acts of the wrong length (a partial block is padded, then rejected here)
+        bad(matvec(ty, &bytes, 1, n, &quantize_acts(ty, &vec![1.0; n - 1]), &mut out[..1]));
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn vec_dot_types_follow_ggml() {
+    use GgmlType::*;
+    for (w, a) in [(Q4_0, Q8_0), (Q5_0, Q8_0), (Q8_0, Q8_0), (Q4_1, Q8_1), (Q5_1, Q8_1), (Q2_K, Q8_K),
+        (Q3_K, Q8_K), (Q4_K, Q8_K), (Q5_K, Q8_K), (Q6_K, Q8_K), (F16, F16), (BF16, BF16), (F32, F32)]
+    {
+        assert_eq!(w.vec_dot_type(), a, "{w}");
+        assert_eq!(quantize_acts(w, &[0.5; 256]).ty(), a, "{w}");
+    }
+    let q = quantize_acts(Q4_K, &[0.5; 256]);
+    assert_eq!(q.as_bytes().len(), Q8_K.type_size());
+}
