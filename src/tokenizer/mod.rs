@@ -264,7 +264,8 @@ impl Tokenizer {
             bpe_ranks.reserve(merges.len());
             for (rank, m) in merges.iter().enumerate() {
                 // Split at the first space after the first byte; a merge without one becomes ("", "").
-                let (first, second) = match m.get(1..).and_then(|rest| rest.find(' ')) {
+                // (Byte search: the first character may be multi-byte, e.g. "Ġ".)
+                let (first, second) = match m.as_bytes().iter().skip(1).position(|&b| b == b' ') {
                     Some(p) => (&m[..p + 1], &m[p + 2..]),
                     None => ("", ""),
                 };
