@@ -320,10 +320,10 @@ def main(argv=None):
                    f"flash_attn {a.flash_attn}, n_ctx {a.n_ctx}, n_batch = n_ubatch = n_ctx, "
                    "swa_full true, default model params (mmap, CPU weight repacking)"),
         "llama_cpp": llama_cpp_info(),
-        "settings": {"n_ctx": ll.lib.llama_n_ctx(ll.ctx), "n_predict": a.n_predict, "threads": a.threads,
+        "settings": {"n_ctx": a.n_ctx, "n_ctx_effective": ll.lib.llama_n_ctx(ll.ctx), "n_predict": a.n_predict, "threads": a.threads,
                      "flash_attn": a.flash_attn, "type_k": "f16", "type_v": "f16",
                      "n_batch": a.n_ctx, "n_ubatch": a.n_ctx},
-        "runtime": {"cpu_backend": cpu_line[-1] if cpu_line else None,
+        "runtime": {"cpu_backend": os.path.basename(cpu_line[-1]) if cpu_line else None,
                     "flash_attn_log": fa_line,
                     "system_info": ll.lib.llama_print_system_info().decode()},
         "model_desc": ll.desc,
