@@ -309,7 +309,7 @@ impl Tokenizer {
 
         // Find unset special tokens by their text, forcing them to control tokens. llama.cpp walks a hash
         // map here, so with several candidates its pick is unspecified; we take the lowest id.
-        let find = |list: &[&str]| -> Option<u32> { (0..n).find(|&i| list.contains(&texts[i].as_str())).map(|i| i as u32) };
+        let find = |list: &[&str]| -> Option<u32> { list.iter().filter_map(|t| token_to_id.get(*t).copied()).min() };
         for (slot, list) in [
             (&mut eot, EOT_TEXTS),
             (&mut eom, EOM_TEXTS),
@@ -340,16 +340,16 @@ impl Tokenizer {
         eog.extend(fim_pad);
         eog.extend(fim_rep);
         eog.extend(fim_sep);
-        for i in 0..n {
-            if EOG_TEXTS.contains(&texts[i].as_str()) {
-                eog.push(i as u32);
-                attrs[i] |= attr::CONTROL;
+        for t in EOG_TEXTS {
+            if let Some(&id) = token_to_id.get(*t) {
+                eog.push(id);
+                attrs[id as usize] |= attr::CONTROL;
             }
         }
         // gpt-oss: these are always rendered.
-        for i in 0..n {
-            if matches!(texts[i].as_str(), "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>") {
-                attrs[i] = attr::USER_DEFINED;
+        for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let Some(&id) = token_to_id.get(t) {
+                attrs[id as usize] = attr::USER_DEFINED;
             }
         }
         eog.extend(eos);
@@ -537,19 +537,32 @@ impl Tokenizer {
             return frags;
         }
         frags.push(Fragment::Text(text));
-        // Bytes present in the text: a token with any other byte cannot occur (cheap pre-filter for
-        // vocabularies with thousands of control tokens).
-        let mut present = [false; 256];
-        for &b in text.as_bytes() {
-            present[b as usize] = true;
+        // Adjacent byte pairs present in the text: a token with any other pair cannot occur (a cheap
+        // pre-filter for vocabularies with thousands of control tokens, such as Gemma's <unusedN>).
+        let mut pairs = vec![0u64; 1024];
+        let mut bytes_present = [false; 256];
+        for w in text.as_bytes().windows(2) {
+            let k = (w[0] as usize) << 8 | w[1] as usize;
+            pairs[k >> 6] |= 1 << (k & 63);
         }
+        for &b in text.as_bytes() {
+            bytes_present[b as usize] = true;
+        }
+        let may_occur = |tok: &str| {
+            let b = tok.as_bytes();
+            b.iter().all(|&x| bytes_present[x as usize])
+                && b.windows(2).all(|w| {
+                    let k = (w[0] as usize) << 8 | w[1] as usize;
+                    pairs[k >> 6] & (1 << (k & 63)) != 0
+                })
+        };
         for &id in &self.special_tokens {
             let a = self.attrs[id as usize];
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
             }
             let tok = self.texts[id as usize].as_str();
-            if !tok.bytes().all(|b| present[b as usize]) {
+            if !may_occur(tok) {
                 continue;
             }
             if !frags.iter().any(|f| matches!(f, Fragment::Text(t) if t.contains(tok))) {
