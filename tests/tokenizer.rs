@@ -367,3 +367,96 @@ fn gemma_speed() {
     assert!(build.as_secs_f64() < if release { 1.0 } else { 5.0 }, "build took {build:?}");
     assert!(encode.as_secs_f64() < if release { 0.01 } else { 0.1 }, "encode took {encode:?}");
 }
+
+/// Minimal GGUF v3 writer for metadata-only files (no tensors).
+enum Kv {
+    U32(u32),
+    Bool(bool),
+    Str(String),
+    Strs(Vec<String>),
+    F32s(Vec<f32>),
+    I32s(Vec<i32>),
+}
+
+fn gguf_bytes(kvs: &[(&str, Kv)]) -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    out.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        s(&mut out, k);
+        let arr_header = |out: &mut Vec<u8>, ty: u32, n: usize| {
+            out.extend_from_slice(&9u32.to_le_bytes());
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+        };
+        match v {
+            Kv::U32(x) => {
+                out.extend_from_slice(&4u32.to_le_bytes());
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Kv::Bool(x) => {
+                out.extend_from_slice(&7u32.to_le_bytes());
+                out.push(*x as u8);
+            }
+            Kv::Str(x) => {
+                out.extend_from_slice(&8u32.to_le_bytes());
+                s(&mut out, x);
+            }
+            Kv::Strs(xs) => {
+                arr_header(&mut out, 8, xs.len());
+                for x in xs {
+                    s(&mut out, x);
+                }
+            }
+            Kv::F32s(xs) => {
+                arr_header(&mut out, 6, xs.len());
+                xs.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+            Kv::I32s(xs) => {
+                arr_header(&mut out, 5, xs.len());
+                xs.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+        }
+    }
+    // Data section alignment (32) with no tensors.
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    out
+}
+
+/// The Gemma vocabulary with `add_space_prefix = true` (LLaMA 2-style SentencePiece): a space is
+/// prefixed to the text and after every special token. Golden from the same vocabulary-only GGUF
+/// (`make_bpe_gguf.py --spm-from`), loaded by llama.cpp.
+#[test]
+fn spm_space_prefix_matches_llama_cpp() {
+    let g = Gguf::from_bytes(common::model_bytes()).unwrap();
+    let arr = |k: &str| g.get_array(k).unwrap();
+    let types: Vec<i32> = arr("tokenizer.ggml.token_type").to_i64s().unwrap().into_iter().map(|x| x as i32).collect();
+    let id = |k: &str| g.get_u64(k).unwrap() as u32;
+    let bytes = gguf_bytes(&[
+        ("general.architecture", Kv::Str("llama".into())),
+        ("general.name", Kv::Str("spm-space-prefix-test".into())),
+        ("tokenizer.ggml.model", Kv::Str("llama".into())),
+        ("tokenizer.ggml.tokens", Kv::Strs(arr("tokenizer.ggml.tokens").as_strings().unwrap().to_vec())),
+        ("tokenizer.ggml.scores", Kv::F32s(arr("tokenizer.ggml.scores").as_f32s().unwrap().to_vec())),
+        ("tokenizer.ggml.token_type", Kv::I32s(types)),
+        ("tokenizer.ggml.bos_token_id", Kv::U32(id("tokenizer.ggml.bos_token_id"))),
+        ("tokenizer.ggml.eos_token_id", Kv::U32(id("tokenizer.ggml.eos_token_id"))),
+        ("tokenizer.ggml.unknown_token_id", Kv::U32(id("tokenizer.ggml.unknown_token_id"))),
+        ("tokenizer.ggml.add_space_prefix", Kv::Bool(true)),
+    ]);
+    let tok = Tokenizer::from_gguf(&Gguf::from_bytes(&bytes).unwrap()).unwrap();
+    assert_golden(&tok, "tokenizer-spm-space-prefix.json");
+    // The streaming detokenizer strips the prefixed space of the first token, as decode() does.
+    let ids = tok.encode("Hello world", false, false);
+    let mut d = Detokenizer::new(&tok);
+    let s: String = ids.iter().map(|&i| d.push(i)).collect::<String>() + &d.finish();
+    assert_eq!(s, "Hello world");
+    assert_eq!(tok.decode(&ids), "Hello world");
+}

@@ -6,6 +6,7 @@
 //!   is a vocabulary token; highest token score first, ties to the leftmost pair.
 //! - GPT-2 BPE (llama.cpp `llm_tokenizer_bpe_session`): a pair is a candidate when `left right` is in
 //!   the merges list; lowest merge rank first, ties to the leftmost pair.
+//!
 //! A queued pair is stale once either side has changed; that shows as a different joined length.
 
 use std::cmp::Ordering;

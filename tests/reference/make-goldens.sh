@@ -11,6 +11,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 node "$here/tokenize-golden.mjs" --model "$model" --name gemma3-270m --pieces
+# The same SentencePiece vocabulary with add_space_prefix = true (LLaMA 2-style); slow (~40 s).
+"$py" "$here/make_bpe_gguf.py" --spm-from "$model" --out "$tmp/spm-space-prefix.gguf"
+node "$here/tokenize-golden.mjs" --model "$tmp/spm-space-prefix.gguf" --name spm-space-prefix
 for pre in llama-bpe qwen2 smollm default gpt-2; do
   "$py" "$here/make_bpe_gguf.py" --pre "$pre" --out "$tmp/bpe-$pre.gguf"
   node "$here/tokenize-golden.mjs" --model "$tmp/bpe-$pre.gguf" --name "bpe-$pre"

@@ -5,6 +5,10 @@
         Write a GGUF (tokenizer.ggml.model = gpt2, tokenizer.ggml.pre = PRE) with the vocabulary from
         bpe-vocab.json and tiny random llama weights (seeded), so llama.cpp loads it. Deterministic.
 
+    make_bpe_gguf.py --spm-from GEMMA.gguf --out PATH
+        Copy a SentencePiece vocabulary (tokens, scores, types, special ids) into a vocabulary-only GGUF
+        with tokenizer.ggml.add_space_prefix = true (LLaMA 2-style), to cover the space-prefix paths.
+
     make_bpe_gguf.py --train bpe-vocab.json
         Train the vocabulary once with the `tokenizers` package (byte-level BPE, 3000 tokens) on the
         Python standard library's sources plus a multilingual sample, and write tokens + merges as JSON.
@@ -163,19 +167,63 @@ def make(pre, out_path, vocab_path):
     w.close()
 
 
+def make_spm_prefix(src, out_path):
+    import numpy as np
+    import gguf
+
+    r = gguf.GGUFReader(src)
+
+    def arr(key):
+        f = r.fields[key]
+        return [f.parts[i] for i in f.data]
+
+    tokens = [bytes(p).decode("utf-8") for p in arr("tokenizer.ggml.tokens")]
+    scores = [float(p[0]) for p in arr("tokenizer.ggml.scores")]
+    types = [int(p[0]) for p in arr("tokenizer.ggml.token_type")]
+
+    def scalar(key):
+        return int(r.fields[key].parts[r.fields[key].data[0]][0])
+
+    w = gguf.GGUFWriter(out_path, "llama")
+    w.add_name("spm-space-prefix-test")
+    w.add_context_length(256)
+    w.add_embedding_length(16)
+    w.add_block_count(1)
+    w.add_feed_forward_length(32)
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(scalar("tokenizer.ggml.bos_token_id"))
+    w.add_eos_token_id(scalar("tokenizer.ggml.eos_token_id"))
+    w.add_unk_token_id(scalar("tokenizer.ggml.unknown_token_id"))
+    w.add_add_space_prefix(True)
+    w.add_tensor("dummy", np.zeros(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", metavar="VOCAB_JSON")
+    ap.add_argument("--spm-from", metavar="GGUF")
     ap.add_argument("--pre")
     ap.add_argument("--out")
     ap.add_argument("--vocab", default=os.path.join(HERE, "bpe-vocab.json"))
     a = ap.parse_args()
     if a.train:
         train(a.train)
+    elif a.spm_from and a.out:
+        make_spm_prefix(a.spm_from, a.out)
     elif a.pre and a.out:
         make(a.pre, a.out, a.vocab)
     else:
-        ap.error("give --train VOCAB_JSON, or --pre PRE --out PATH")
+        ap.error("give --train VOCAB_JSON, --pre PRE --out PATH, or --spm-from GGUF --out PATH")
 
 
 if __name__ == "__main__":
