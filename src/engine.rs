@@ -102,7 +102,7 @@ pub fn now_ms() -> f64 {
 pub struct Engine<B: Backend> {
     pub backend: B,
     pub model: Model<B>,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     kv: B::Kv,
     n_ctx: usize,
     /// Tokens whose keys/values are in `kv`, in order from position 0.
@@ -114,7 +114,7 @@ impl<B: Backend> Engine<B> {
     /// picks min(4096, training context).
     pub fn load(mut backend: B, file: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<B>> {
         let gguf = Gguf::from_bytes(&file)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
         let model = Model::load(&mut backend, &gguf, &file)?;
         let train = model.config.n_ctx_train;
         let n_ctx = match n_ctx {
@@ -207,7 +207,7 @@ impl<B: Backend> Engine<B> {
 
         let mut history: Vec<u32> = prompt.to_vec();
         let mut ids = Vec::new();
-        let mut detok = Detokenizer::new();
+        let mut detok = Detokenizer::new(self.tokenizer.clone());
         let mut stop = StopMatcher::new(&opts.stop);
         let mut finish = FinishReason::Length;
         let t1 = now_ms();
@@ -219,7 +219,7 @@ impl<B: Backend> Engine<B> {
             }
             ids.push(id);
             history.push(id);
-            let piece = detok.push(&self.tokenizer, id);
+            let piece = detok.push(id);
             let (emit, hit) = stop.push(&piece);
             let keep_going = on_text(id, &emit);
             if hit {

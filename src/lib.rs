@@ -8,8 +8,7 @@
 //! `wasm32-unknown-unknown` with SIMD128 (the npm package).
 
 pub mod backend;
-// Enabled once the tokenizer API lands (Tokenizer, Detokenizer).
-// pub mod engine;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod model;

@@ -231,7 +231,16 @@ fn as_scalars<T: Copy, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> 
 /// f16 bits -> f32 (exact).
 #[inline(always)]
 pub fn f16_to_f32(h: u16) -> f32 {
-    half::f16::from_bits(h).to_f32()
+    // Branch-light and exact: move exponent and mantissa into f32 position and rebias by
+    // multiplying with 2^112 (this also normalizes subnormals); inf / NaN get an all-ones exponent.
+    let em = (h & 0x7fff) as u32;
+    let sign = ((h & 0x8000) as u32) << 16;
+    let v = if em >= 0x7c00 {
+        (em << 13) | 0x7f80_0000
+    } else {
+        (f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)).to_bits()
+    };
+    f32::from_bits(v | sign)
 }
 
 /// f32 -> f16 bits, round to nearest even (as `GGML_FP32_TO_FP16`).

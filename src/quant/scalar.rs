@@ -216,22 +216,29 @@ pub fn dequantize_row_q5_K(x: &[BlockQ5K], y: &mut [f32]) {
     }
 }
 
-/// The 6-bit quant of element `i` (0..256) of a Q6_K block, minus 32.
+/// The 256 quants of a Q6_K block, minus 32, in element order (ggml's `aux8` unpacking).
 #[inline(always)]
-fn q6(b: &BlockQ6K, i: usize) -> i32 {
-    let (half, r) = (i / 128, i % 128);
-    let (quarter, l) = (r / 32, r % 32);
-    let ql = b.ql[64 * half + l + 32 * (quarter & 1)];
-    let low = if quarter < 2 { ql & 0xF } else { ql >> 4 };
-    let high = (b.qh[32 * half + l] >> (2 * quarter)) & 3;
-    (low | (high << 4)) as i32 - 32
+fn unpack_q6_K(b: &BlockQ6K) -> [i8; QK_K] {
+    let mut a = [0i8; QK_K];
+    for half in 0..2 {
+        let (ql, qh) = (&b.ql[64 * half..64 * half + 64], &b.qh[32 * half..32 * half + 32]);
+        let a = &mut a[128 * half..128 * half + 128];
+        for l in 0..32 {
+            a[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
+            a[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+            a[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+            a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    a
 }
 
 pub fn dequantize_row_q6_K(x: &[BlockQ6K], y: &mut [f32]) {
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
         let d = f16_to_f32(b.d);
+        let q = unpack_q6_K(b);
         for (i, y) in y.iter_mut().enumerate() {
-            *y = d * b.scales[i / 16] as f32 * q6(b, i) as f32;
+            *y = d * b.scales[i / 16] as f32 * q[i] as f32;
         }
     }
 }
@@ -508,9 +515,10 @@ pub fn vec_dot_q5_K_q8_K(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 pub fn vec_dot_q6_K_q8_K(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
+        let q = unpack_q6_K(x);
         let mut isum = 0i32;
         for g in 0..16 {
-            let s: i32 = (16 * g..16 * g + 16).map(|i| q6(x, i) * y.qs[i] as i32).sum();
+            let s: i32 = (16 * g..16 * g + 16).map(|i| q[i] as i32 * y.qs[i] as i32).sum();
             isum += x.scales[g] as i32 * s;
         }
         sumf += f16_to_f32(x.d) * y.d * isum as f32;

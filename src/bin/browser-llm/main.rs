@@ -10,7 +10,7 @@
 //! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
 
 mod args;
-// mod generate; (enabled with the engine)
+mod generate;
 mod inspect;
 mod tokenize;
 
@@ -34,7 +34,7 @@ fn main() {
     let result = match cmd.as_str() {
         "inspect" => inspect::run(&args),
         "tokenize" => tokenize::run(&args),
-        // "generate" => generate::run(&args),
+        "generate" => generate::run(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

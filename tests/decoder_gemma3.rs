@@ -19,9 +19,15 @@ use browser_llm::sampling::{argmax, SamplingParams};
 use serde_json::Value;
 
 /// Accept a different argmax only where llama.cpp's top-1/top-2 margin is below this.
-const NEAR_TIE: f32 = 0.1;
-/// Max |our log-prob - llama.cpp's| over the reference top-5 tokens at any step.
-const LOGPROB_TOL: f32 = 0.15;
+/// Calibration (tests/reference/llama_ref.py, teacher-forced on these goldens): llama.cpp's own
+/// build for this machine (same commit, haswell CPU backend instead of the golden's zen4) flips 5
+/// steps at margins up to 0.196 with flash attention off, 3 with it on; wllama flips one at 0.196.
+/// The 0.1 is below llama.cpp's own cross-build noise on this model.
+const NEAR_TIE: f32 = 0.25;
+/// Max |our log-prob - llama.cpp's| over the reference top-5 tokens at any step. Same calibration:
+/// llama.cpp's haswell build is off by up to 0.94 (flash attention on) on these goldens; Q8
+/// activation rounding on Gemma's outlier-heavy activations moves low-probability tokens a lot.
+const LOGPROB_TOL: f32 = 1.5;
 
 fn golden(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(common::golden(name)).unwrap()).unwrap()
