@@ -14,8 +14,9 @@ use std::sync::{Arc, OnceLock};
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
-use browser_llm::model::{Logits, Model};
-use browser_llm::sampling::{argmax, SamplingParams};
+use browser_llm::model::Model;
+use browser_llm::sampling::SamplingParams;
+use common::teacher::{self, ids, steps, Step};
 use serde_json::Value;
 
 /// Accept a different argmax only where llama.cpp's top-1/top-2 margin is below this.
@@ -33,105 +34,45 @@ fn golden(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(common::golden(name)).unwrap()).unwrap()
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
-fn model() -> &'static (Arc<Vec<u8>>, Gguf) {
-    static M: OnceLock<(Arc<Vec<u8>>, Gguf)> = OnceLock::new();
+fn model() -> &'static Model<CpuBackend> {
+    static M: OnceLock<Model<CpuBackend>> = OnceLock::new();
     M.get_or_init(|| {
         let bytes = Arc::new(common::model_bytes().to_vec());
         let g = Gguf::from_bytes(&bytes).unwrap();
-        (bytes, g)
+        Model::load(&mut CpuBackend::new(), &g, &bytes).unwrap()
     })
 }
 
-fn log_softmax(l: &[f32]) -> Vec<f32> {
-    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + l.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32;
-    l.iter().map(|&v| v - lse).collect()
-}
-
-struct StepCheck {
-    mismatches: Vec<(usize, u32, u32, f32)>,
-    max_logprob_err: f32,
-}
-
-/// Teacher-forced comparison of one golden sequence.
-fn teacher_forced(prompt: &[u32], gen: &[u32], margins: &[f32], top5: Option<&Vec<Value>>, n_ctx: usize) -> StepCheck {
-    let (bytes, g) = model();
-    let mut b = CpuBackend::new();
-    let m = Model::load(&mut b, g, bytes).unwrap();
-    let mut kv = browser_llm::backend::Backend::kv_cache(&mut b, &m.config, n_ctx).unwrap();
-    let mut seq = prompt.to_vec();
-    seq.extend_from_slice(&gen[..gen.len() - 1]);
-    let n_vocab = m.config.n_vocab;
-    // Run in chunks so long sequences keep memory bounded.
-    let mut logits = Vec::new();
-    let first_out = prompt.len() - 1;
-    let chunk = 256;
-    let mut pos = 0;
-    while pos < seq.len() {
-        let end = (pos + chunk).min(seq.len());
-        let which = if end <= first_out { Logits::Last } else { Logits::From(first_out.saturating_sub(pos)) };
-        let out = m.forward(&mut b, &mut kv, &seq[pos..end], pos, which).unwrap();
-        if end > first_out {
-            logits.extend_from_slice(&out);
-        }
-        pos = end;
-    }
-    assert_eq!(logits.len(), gen.len() * n_vocab);
-    let mut check = StepCheck { mismatches: Vec::new(), max_logprob_err: 0.0 };
-    for (s, row) in logits.chunks_exact(n_vocab).enumerate() {
-        let ours = argmax(row);
-        if ours != gen[s] {
-            check.mismatches.push((s, gen[s], ours, margins[s]));
-        }
-        if let Some(top5) = top5 {
-            let lp = log_softmax(row);
-            for pair in top5[s].as_array().unwrap() {
-                let id = pair[0].as_u64().unwrap() as usize;
-                let want = pair[1].as_f64().unwrap() as f32;
-                check.max_logprob_err = check.max_logprob_err.max((lp[id] - want).abs());
-            }
-        }
-    }
-    check
-}
-
-fn assert_near_ties_only(name: &str, c: &StepCheck) {
-    for &(s, want, got, margin) in &c.mismatches {
-        assert!(
-            margin < NEAR_TIE,
-            "{name}: step {s}: llama.cpp chose {want}, we chose {got}, but its top-1/top-2 margin is {margin} (>= {NEAR_TIE})"
-        );
-    }
-    assert!(c.max_logprob_err < LOGPROB_TOL, "{name}: log-prob error {} >= {LOGPROB_TOL}", c.max_logprob_err);
-    eprintln!("{name}: {} near-tie flips, max top-5 log-prob error {:.4}", c.mismatches.len(), c.max_logprob_err);
+fn model_bytes() -> Arc<Vec<u8>> {
+    static B: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(common::model_bytes().to_vec())).clone()
 }
 
 #[test]
 fn golden_prompts_teacher_forced_64_tokens() {
     let g = golden("gemma3-270m.json");
     for p in g["prompts"].as_array().unwrap() {
-        let name = p["prompt"].as_str().unwrap();
-        let margins: Vec<f32> = p["top1_top2_margin_per_step_64"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let c = teacher_forced(
-            &ids(&p["prompt_ids"]),
-            &ids(&p["gen_ids_64"]),
-            &margins,
-            p["top5_logprobs_per_step_64"].as_array(),
-            512,
-        );
-        assert_near_ties_only(name, &c);
+        // This golden keeps margins and log-probs in separate arrays: build the harness's steps.
+        let margins = p["top1_top2_margin_per_step_64"].as_array().unwrap();
+        let steps: Vec<Step> = p["top5_logprobs_per_step_64"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(margins)
+            .map(|(t, m)| Step {
+                top5: t.as_array().unwrap().iter().map(|x| (x[0].as_u64().unwrap() as usize, x[1].as_f64().unwrap() as f32)).collect(),
+                margin: m.as_f64().unwrap() as f32,
+            })
+            .collect();
+        let r = teacher::run(model(), &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"]), &steps, 512, |_, _| {});
+        teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL);
     }
 }
 
 #[test]
 fn greedy_decode_matches_golden_through_the_engine() {
     let g = golden("gemma3-270m.json");
-    let (bytes, _) = model();
-    let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(512)).unwrap();
+    let mut e = Engine::load(CpuBackend::new(), model_bytes(), Some(512)).unwrap();
     let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
     for p in g["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
@@ -151,24 +92,20 @@ fn greedy_decode_matches_golden_through_the_engine() {
 
 #[test]
 fn long_goldens_cross_the_sliding_window() {
-    let path = common::golden("gemma3-270m-long.json");
-    assert!(path.exists(), "missing golden {}", path.display());
     let g = golden("gemma3-270m-long.json");
     for case in g["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let gen = ids(&case["gen_ids"]);
-        let margins: Vec<f32> = case["margins"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let (prompt, gen) = (ids(&case["prompt_ids"]), ids(&case["gen_ids"]));
+        assert!(prompt.len() + gen.len() > 512, "{name} must cross the 512-token window");
         let n_ctx = case["n_ctx"].as_u64().unwrap() as usize;
-        let c = teacher_forced(&ids(&case["prompt_ids"]), &gen, &margins, case["top5"].as_array(), n_ctx);
-        assert!(ids(&case["prompt_ids"]).len() + gen.len() > 512, "{name} must cross the 512-token window");
-        assert_near_ties_only(name, &c);
+        let r = teacher::run(model(), &prompt, &gen, &steps(&case["steps"]), n_ctx, |_, _| {});
+        teacher::check(name, &r, NEAR_TIE, LOGPROB_TOL);
     }
 }
 
 #[test]
 fn context_overflow_is_a_typed_error() {
-    let (bytes, _) = model();
-    let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(8)).unwrap();
+    let mut e = Engine::load(CpuBackend::new(), model_bytes(), Some(8)).unwrap();
     let err = e.generate_ids(&[2; 9], &GenerateOptions::default(), &mut |_, _| true).unwrap_err();
     assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
     // Generation that reaches the end of the context stops with "length", not garbage or a panic.

@@ -55,3 +55,103 @@ pub fn golden(name: &str) -> PathBuf {
     }
     repo_root().join("../shared/golden").join(name)
 }
+
+/// Teacher-forced evaluation against a llama.cpp golden: run `prompt + gen[..n-1]` through the
+/// decoder in chunks and compare, at every generated step, our argmax with llama.cpp's token and
+/// our log-probabilities of llama.cpp's top-5 tokens with its own.
+pub mod teacher {
+    use browser_llm::backend::{cpu::CpuBackend, Backend};
+    use browser_llm::model::{Logits, Model};
+    use browser_llm::sampling::argmax;
+    use serde_json::Value;
+
+    pub struct Report {
+        /// (step, llama.cpp's token, ours, llama.cpp's top1-top2 margin)
+        pub flips: Vec<(usize, u32, u32, f32)>,
+        pub max_logprob_err: f32,
+    }
+
+    /// One golden step: `top5 = [[id, (raw logit,) log-prob] x5]`, `margin` = top1 - top2 raw logit.
+    pub struct Step {
+        pub top5: Vec<(usize, f32)>,
+        pub margin: f32,
+    }
+
+    pub fn ids(v: &Value) -> Vec<u32> {
+        v.as_array().expect("id array").iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    }
+
+    /// Steps in the harness format: `steps[i] = {"top5": [[id, logit, logprob]..], "margin": m}`.
+    pub fn steps(v: &Value) -> Vec<Step> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Step {
+                top5: s["top5"].as_array().unwrap().iter().map(|t| (t[0].as_u64().unwrap() as usize, t[2].as_f64().unwrap() as f32)).collect(),
+                margin: s["margin"].as_f64().unwrap() as f32,
+            })
+            .collect()
+    }
+
+    pub fn log_softmax(l: &[f32]) -> Vec<f32> {
+        let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + l.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32;
+        l.iter().map(|&v| v - lse).collect()
+    }
+
+    /// Run the comparison; `on_row(step, logits)` sees every step's logits (for extra checks).
+    pub fn run(
+        m: &Model<CpuBackend>,
+        prompt: &[u32],
+        gen: &[u32],
+        steps: &[Step],
+        n_ctx: usize,
+        mut on_row: impl FnMut(usize, &[f32]),
+    ) -> Report {
+        assert_eq!(gen.len(), steps.len());
+        let mut b = CpuBackend::new();
+        let mut kv = b.kv_cache(&m.config, n_ctx).unwrap();
+        let mut seq = prompt.to_vec();
+        seq.extend_from_slice(&gen[..gen.len() - 1]);
+        let n_vocab = m.config.n_vocab;
+        let first_out = prompt.len() - 1;
+        let mut report = Report { flips: Vec::new(), max_logprob_err: 0.0 };
+        let mut step = 0;
+        let mut pos = 0;
+        while pos < seq.len() {
+            // Chunks bound the memory of all-row logits on a 256k vocabulary.
+            let end = (pos + 64).min(seq.len());
+            let which = if end <= first_out { Logits::Last } else { Logits::From(first_out.saturating_sub(pos)) };
+            let out = m.forward(&mut b, &mut kv, &seq[pos..end], pos, which).unwrap();
+            if end > first_out {
+                for row in out.chunks_exact(n_vocab) {
+                    let ours = argmax(row);
+                    if ours != gen[step] {
+                        report.flips.push((step, gen[step], ours, steps[step].margin));
+                    }
+                    let lp = log_softmax(row);
+                    for &(id, want) in &steps[step].top5 {
+                        report.max_logprob_err = report.max_logprob_err.max((lp[id] - want).abs());
+                    }
+                    on_row(step, row);
+                    step += 1;
+                }
+            }
+            pos = end;
+        }
+        assert_eq!(step, gen.len());
+        report
+    }
+
+    /// Every flip must be at a near-tie of llama.cpp's, and log-probs within `logprob_tol`.
+    pub fn check(name: &str, r: &Report, near_tie: f32, logprob_tol: f32) {
+        for &(s, want, got, margin) in &r.flips {
+            assert!(
+                margin < near_tie,
+                "{name}: step {s}: llama.cpp chose {want}, we chose {got}, but its top-1/top-2 margin is {margin} (>= {near_tie})"
+            );
+        }
+        assert!(r.max_logprob_err < logprob_tol, "{name}: top-5 log-prob error {} >= {logprob_tol}", r.max_logprob_err);
+        eprintln!("{name}: {} near-tie flips {:?}, max top-5 log-prob error {:.4}", r.flips.len(), r.flips, r.max_logprob_err);
+    }
+}
