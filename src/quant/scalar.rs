@@ -16,7 +16,7 @@
 //!
 //! Function names follow ggml (`dequantize_row_q4_K`, `vec_dot_q4_K_q8_K`, ...). Callers guarantee
 //! matching lengths (checked once in `quant::mod`); these functions index freely.
-#![allow(non_snake_case)]
+#![allow(non_snake_case, clippy::needless_range_loop)]
 
 use super::blocks::*;
 

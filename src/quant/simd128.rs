@@ -15,7 +15,6 @@
 use core::arch::wasm32::*;
 
 use super::blocks::*;
-use super::scalar::scales_mins_k4;
 
 // The formats without a SIMD kernel; the items defined below shadow this glob.
 pub use super::scalar::*;
