@@ -1,0 +1,66 @@
+//! The engine compiled to wasm32 with SIMD128, run under Node by wasm-bindgen-test-runner
+//! (`cargo test --target wasm32-unknown-unknown --test wasm`, part of pkg-scripts/test).
+//!
+//! It loads the real model from the path in `BROWSER_LLM_MODEL` (pkg-scripts/test sets it) and
+//! must produce llama.cpp's greedy tokens on the golden prompts, as the native build does.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+
+use browser_llm::backend::cpu::CpuBackend;
+use browser_llm::engine::{Engine, GenerateOptions};
+use browser_llm::sampling::SamplingParams;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen(module = "fs")]
+extern "C" {
+    #[wasm_bindgen(js_name = readFileSync)]
+    fn read_file_sync(path: &str) -> Vec<u8>;
+}
+
+/// Same near-tie rule as the native golden tests (tests/decoder_gemma3.rs).
+const NEAR_TIE: f64 = 0.25;
+
+fn env(name: &str) -> Option<String> {
+    let process = js_sys::Reflect::get(&js_sys::global(), &"process".into()).ok()?;
+    let env = js_sys::Reflect::get(&process, &"env".into()).ok()?;
+    js_sys::Reflect::get(&env, &name.into()).ok()?.as_string()
+}
+
+#[wasm_bindgen_test]
+fn simd128_is_compiled_in() {
+    assert!(cfg!(target_feature = "simd128"), "the wasm tests must exercise the SIMD128 kernels");
+}
+
+#[wasm_bindgen_test]
+fn greedy_tokens_match_llama_cpp_in_wasm() {
+    let path = env("BROWSER_LLM_MODEL").expect("BROWSER_LLM_MODEL must name the model file (pkg-scripts/test sets it)");
+    let bytes = Arc::new(read_file_sync(&path));
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/gemma3-270m.json")).unwrap();
+    let mut e = Engine::load(CpuBackend::new(), bytes, Some(512)).unwrap();
+    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    for p in golden["prompts"].as_array().unwrap() {
+        let prompt = p["prompt"].as_str().unwrap();
+        let want: Vec<u32> = p["gen_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let prompt_ids: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let margins: Vec<f64> = p["top1_top2_margin_per_step"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        e.reset();
+        let r = e.generate(prompt, &opts, &mut |_, _| true).unwrap();
+        assert_eq!(r.prompt_ids, prompt_ids, "{prompt}: prompt ids");
+        assert_eq!(r.ids.len(), want.len());
+        if let Some(i) = r.ids.iter().zip(&want).position(|(a, b)| a != b) {
+            assert!(margins[i] < NEAR_TIE, "{prompt}: step {i}: got {} want {} (margin {})", r.ids[i], want[i], margins[i]);
+        }
+        web_sys_log(&format!(
+            "{prompt:?}: {} tokens, prefill {:.1} tok/s, decode {:.1} tok/s",
+            r.ids.len(),
+            r.timings.prefill_tokens_per_s(),
+            r.timings.decode_tokens_per_s()
+        ));
+    }
+}
+
+fn web_sys_log(s: &str) {
+    wasm_bindgen_test::console_log!("{}", s);
+}
