@@ -94,7 +94,8 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 /// Attention of one query head over cached keys/values of its kv head: scores `scale * q.k`,
-/// softmax (f64 denominator), weighted sum of values in f32. `keys`/`values` hold the cache rows
+/// softmax (f64 denominator), probabilities rounded to f16 and the weighted sum of values in f32,
+/// as llama.cpp's plain (non flash-attention) path does with an f16 cache. `keys`/`values` hold the cache rows
 /// of the visible positions (row strides `stride_*`, this head at `off_*`); `scores` is scratch.
 /// Writes `out[..head_dim_v]`.
 ///
@@ -125,6 +126,8 @@ pub fn attend_head(
     softmax(scores);
     out.fill(0.0);
     for (j, &p) in scores.iter().enumerate() {
+        // llama.cpp multiplies the probabilities with the f16 V cache in f16 precision.
+        let p = round_f16(p);
         let v = &values[j * stride_v + off_v..j * stride_v + off_v + dv];
         for (o, &x) in out.iter_mut().zip(v) {
             *o += p * x;
