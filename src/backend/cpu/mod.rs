@@ -92,26 +92,11 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
-/// Rows of the weight processed together, so a block of weight rows stays in cache while every
-/// token of a batch is multiplied with it.
-const ROW_BLOCK: usize = 32;
-
-/// out[t, r] = dot(w row r, x row t) for rows `r0..r0 + out_rows` of `w`.
-fn linear_rows(w: &CpuWeight, acts: &[QuantizedActs], r0: usize, n_rows: usize, out: &mut [f32], out_stride: usize) -> Result<()> {
+/// `band[t * n + i] = dot(w row r0 + i, x_t)` for the `n` weight rows starting at `r0`: one
+/// [`quant::matmul`] over that band, so each weight row is read once for every token.
+fn linear_band(w: &CpuWeight, acts: &[QuantizedActs], r0: usize, n: usize, band: &mut [f32]) -> Result<()> {
     let rb = w.row_bytes();
-    let data = w.bytes.as_slice();
-    let mut tmp = vec![0.0f32; ROW_BLOCK];
-    let mut r = r0;
-    while r < r0 + n_rows {
-        let n = ROW_BLOCK.min(r0 + n_rows - r);
-        let block = &data[r * rb..(r + n) * rb];
-        for (t, a) in acts.iter().enumerate() {
-            quant::matvec(w.ty, block, n, w.n_cols, a, &mut tmp[..n])?;
-            out[t * out_stride + (r - r0)..t * out_stride + (r - r0) + n].copy_from_slice(&tmp[..n]);
-        }
-        r += n;
-    }
-    Ok(())
+    quant::matmul(w.ty, &w.bytes.as_slice()[r0 * rb..(r0 + n) * rb], n, w.n_cols, acts, band)
 }
 
 impl Backend for CpuBackend {
@@ -195,12 +180,12 @@ impl Backend for CpuBackend {
         let mut out = CpuAct::new(x.rows, w.n_rows);
         let threads = self.threads.min(w.n_rows / 256).max(1);
         if threads == 1 {
-            linear_rows(w, &acts, 0, w.n_rows, &mut out.data, w.n_rows)?;
+            linear_band(w, &acts, 0, w.n_rows, &mut out.data)?;
         } else {
             #[cfg(not(target_arch = "wasm32"))]
             {
                 // Each thread computes a contiguous band of weight rows for every token.
-                let per = w.n_rows.div_ceil(threads).div_ceil(ROW_BLOCK) * ROW_BLOCK;
+                let per = w.n_rows.div_ceil(threads);
                 let results: Vec<Result<(usize, usize, Vec<f32>)>> = std::thread::scope(|s| {
                     let handles: Vec<_> = (0..w.n_rows)
                         .step_by(per)
@@ -209,7 +194,7 @@ impl Backend for CpuBackend {
                             let acts = &acts;
                             s.spawn(move || {
                                 let mut band = vec![0.0f32; acts.len() * n];
-                                linear_rows(w, acts, r0, n, &mut band, n).map(|_| (r0, n, band))
+                                linear_band(w, acts, r0, n, &mut band).map(|_| (r0, n, band))
                             })
                         })
                         .collect();
