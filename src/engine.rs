@@ -159,25 +159,21 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
-    /// Keep only the first `n` cached tokens.
-    fn truncate_cache(&mut self, n: usize) {
-        self.cached.truncate(n);
-    }
-
     /// Tokenize a prompt as llama.cpp does (BOS per metadata, special tokens parsed).
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         self.tokenizer.encode(text, true, true)
     }
 
-    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions, on_text: &mut dyn FnMut(u32, &str) -> bool) -> Result<Generation> {
+    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
         let ids = self.tokenize(prompt);
         self.generate_ids(&ids, opts, on_text)
     }
 
-    /// Generate from prompt token ids. `on_text(id, new_text)` is called for every generated token
-    /// with the text that became final (never a partial UTF-8 character, never a possible start
-    /// of a stop string); returning `false` stops the generation (finish reason `Aborted`).
-    pub fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(u32, &str) -> bool) -> Result<Generation> {
+    /// Generate from prompt token ids. `on_text(Some(id), new_text)` is called for every generated
+    /// token with the text that became final (never a partial UTF-8 character, never a possible
+    /// start of a stop string); returning `false` stops the generation (finish reason `Aborted`).
+    /// A last `on_text(None, rest)` flushes text held back until the end, if any.
+    pub fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(Error::invalid_argument("the prompt is empty"));
         }
@@ -198,7 +194,7 @@ impl<B: Backend> Engine<B> {
 
         // Reuse the cached prefix; at least the last prompt token is run to get its logits.
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
-        self.truncate_cache(common);
+        self.cached.truncate(common);
 
         let mut timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
         let t0 = now_ms();
@@ -221,7 +217,7 @@ impl<B: Backend> Engine<B> {
             history.push(id);
             let piece = detok.push(id);
             let (emit, hit) = stop.push(&piece);
-            let keep_going = on_text(id, &emit);
+            let keep_going = on_text(Some(id), &emit);
             if hit {
                 finish = FinishReason::Stop;
                 break;
@@ -243,7 +239,7 @@ impl<B: Backend> Engine<B> {
             let rest = stop.flush();
             let text = emit + &rest;
             if !text.is_empty() {
-                on_text(u32::MAX, &text);
+                on_text(None, &text);
             }
         }
         Ok(Generation {

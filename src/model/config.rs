@@ -99,6 +99,8 @@ pub struct ModelConfig {
     pub kq_scale: f32,
     /// RMSNorm after attention and after the FFN (Gemma 2/3).
     pub post_norms: bool,
+    /// RMSNorm of q and k per head before RoPE (the weights must be present).
+    pub qk_norm: bool,
     /// Sliding-window size in tokens (a query at p sees keys at p - window + 1 ..= p).
     pub sliding_window: Option<usize>,
     /// Per layer: does it use the sliding window?
@@ -176,6 +178,7 @@ impl ModelConfig {
             }
         }
 
+        let qk_norm = matches!(arch, Arch::Qwen3 | Arch::Gemma3);
         let (rope_style, activation, post_norms) = match arch {
             Arch::Llama => (RopeStyle::Normal, Activation::Silu, false),
             Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => (RopeStyle::Neox, Activation::Silu, false),
@@ -236,6 +239,7 @@ impl ModelConfig {
             q_scale,
             kq_scale,
             post_norms,
+            qk_norm,
             sliding_window,
             swa_layers,
             final_logit_softcap,

@@ -146,8 +146,7 @@ impl<B: Backend> Model<B> {
                 down: ld.req(&n("ffn_down.weight"), &[ff, e])?,
                 ffn_post_norm: if post { Some(ld.req(&n("post_ffw_norm.weight"), &[e])?) } else { None },
             });
-            if matches!(cfg.arch, crate::model::Arch::Qwen3 | crate::model::Arch::Gemma3)
-                && (layers[il].q_norm.is_none() || layers[il].k_norm.is_none())
+            if cfg.qk_norm && (layers[il].q_norm.is_none() || layers[il].k_norm.is_none())
             {
                 return Err(Error::unsupported_model(format!("layer {il}: QK-norm weights are missing")));
             }
