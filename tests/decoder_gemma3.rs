@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::engine::{Engine, GenerateOptions};
@@ -17,7 +17,6 @@ use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use common::teacher::{self, ids, steps, Step};
-use serde_json::Value;
 
 /// Accept a different argmax only where llama.cpp's top-1/top-2 margin is below this.
 /// Calibration (tests/reference/llama_ref.py, teacher-forced on these goldens): llama.cpp's own
@@ -30,27 +29,18 @@ const NEAR_TIE: f32 = 0.25;
 /// activation rounding on Gemma's outlier-heavy activations moves low-probability tokens a lot.
 const LOGPROB_TOL: f32 = 1.5;
 
-fn golden(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(common::golden(name)).unwrap()).unwrap()
-}
-
 fn model() -> &'static Model<CpuBackend> {
     static M: OnceLock<Model<CpuBackend>> = OnceLock::new();
     M.get_or_init(|| {
-        let bytes = Arc::new(common::model_bytes().to_vec());
+        let bytes = common::model_arc();
         let g = Gguf::from_bytes(&bytes).unwrap();
         Model::load(&mut CpuBackend::new(), &g, &bytes).unwrap()
     })
 }
 
-fn model_bytes() -> Arc<Vec<u8>> {
-    static B: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
-    B.get_or_init(|| Arc::new(common::model_bytes().to_vec())).clone()
-}
-
 #[test]
 fn golden_prompts_teacher_forced_64_tokens() {
-    let g = golden("gemma3-270m.json");
+    let g = common::golden_json("gemma3-270m.json");
     for p in g["prompts"].as_array().unwrap() {
         // This golden keeps margins and log-probs in separate arrays: build the harness's steps.
         let margins = p["top1_top2_margin_per_step_64"].as_array().unwrap();
@@ -71,8 +61,8 @@ fn golden_prompts_teacher_forced_64_tokens() {
 
 #[test]
 fn greedy_decode_matches_golden_through_the_engine() {
-    let g = golden("gemma3-270m.json");
-    let mut e = Engine::load(CpuBackend::new(), model_bytes(), Some(512)).unwrap();
+    let g = common::golden_json("gemma3-270m.json");
+    let mut e = Engine::load(CpuBackend::new(), common::model_arc(), Some(512)).unwrap();
     let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
     for p in g["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
@@ -92,7 +82,7 @@ fn greedy_decode_matches_golden_through_the_engine() {
 
 #[test]
 fn long_goldens_cross_the_sliding_window() {
-    let g = golden("gemma3-270m-long.json");
+    let g = common::golden_json("gemma3-270m-long.json");
     for case in g["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let (prompt, gen) = (ids(&case["prompt_ids"]), ids(&case["gen_ids"]));
@@ -105,7 +95,7 @@ fn long_goldens_cross_the_sliding_window() {
 
 #[test]
 fn context_overflow_is_a_typed_error() {
-    let mut e = Engine::load(CpuBackend::new(), model_bytes(), Some(8)).unwrap();
+    let mut e = Engine::load(CpuBackend::new(), common::model_arc(), Some(8)).unwrap();
     let err = e.generate_ids(&[2; 9], &GenerateOptions::default(), &mut |_, _| true).unwrap_err();
     assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
     // Generation that reaches the end of the context stops with "length", not garbage or a panic.

@@ -18,7 +18,6 @@ use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use common::teacher::{self, ids, steps};
-use serde_json::Value;
 
 /// Argmax may differ from llama.cpp only where its top-1/top-2 margin is below this
 /// (same calibration as the Gemma 3 goldens).
@@ -55,7 +54,7 @@ fn sha256_hex(path: &PathBuf) -> String {
 }
 
 fn check_model(name: &str) {
-    let g: Value = serde_json::from_slice(&std::fs::read(common::golden(&format!("tiny-{name}.json"))).unwrap()).unwrap();
+    let g = common::golden_json(&format!("tiny-{name}.json"));
     let file = out_dir().join(g["model"]["file"].as_str().unwrap());
     assert_eq!(sha256_hex(&file), g["model"]["sha256"].as_str().unwrap(), "{name}: the regenerated model differs from the golden's");
     let bytes = Arc::new(std::fs::read(&file).unwrap());

@@ -26,15 +26,8 @@ fn gemma() -> &'static Tokenizer {
     })
 }
 
-fn load_golden(name: &str) -> Value {
-    let path = common::golden(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("golden json")
-}
-
-fn ids_of(v: &Value) -> Vec<u32> {
-    v.as_array().expect("id array").iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
+use common::golden_json as load_golden;
+use common::teacher::ids as ids_of;
 
 /// The pre-tokenizers with a BPE golden (tokenizer.ggml.pre values).
 const BPE_PRES: &[&str] = &["llama-bpe", "qwen2", "smollm", "default", "gpt-2"];

@@ -5,28 +5,18 @@
 //! must produce llama.cpp's greedy tokens on the golden prompts, as the native build does.
 #![cfg(target_arch = "wasm32")]
 
+mod wasm_support;
+
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::sampling::SamplingParams;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_test::wasm_bindgen_test;
-
-#[wasm_bindgen(module = "fs")]
-extern "C" {
-    #[wasm_bindgen(js_name = readFileSync)]
-    fn read_file_sync(path: &str) -> Vec<u8>;
-}
+use wasm_support::{env, read_file_sync};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 /// Same near-tie rule as the native golden tests (tests/decoder_gemma3.rs).
 const NEAR_TIE: f64 = 0.25;
-
-fn env(name: &str) -> Option<String> {
-    let process = js_sys::Reflect::get(&js_sys::global(), &"process".into()).ok()?;
-    let env = js_sys::Reflect::get(&process, &"env".into()).ok()?;
-    js_sys::Reflect::get(&env, &name.into()).ok()?.as_string()
-}
 
 #[wasm_bindgen_test]
 fn simd128_is_compiled_in() {
@@ -52,15 +42,11 @@ fn greedy_tokens_match_llama_cpp_in_wasm() {
         if let Some(i) = r.ids.iter().zip(&want).position(|(a, b)| a != b) {
             assert!(margins[i] < NEAR_TIE, "{prompt}: step {i}: got {} want {} (margin {})", r.ids[i], want[i], margins[i]);
         }
-        web_sys_log(&format!(
+        console_log!(
             "{prompt:?}: {} tokens, prefill {:.1} tok/s, decode {:.1} tok/s",
             r.ids.len(),
             r.timings.prefill_tokens_per_s(),
             r.timings.decode_tokens_per_s()
-        ));
+        );
     }
-}
-
-fn web_sys_log(s: &str) {
-    wasm_bindgen_test::console_log!("{}", s);
 }

@@ -2,25 +2,15 @@
 //! in the test suite: it measures, it asserts nothing about speed).
 #![cfg(target_arch = "wasm32")]
 
+mod wasm_support;
+
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::engine::{now_ms, Engine, GenerateOptions};
 use browser_llm::sampling::SamplingParams;
-use wasm_bindgen::prelude::*;
+use wasm_support::{env, read_file_sync};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
-
-#[wasm_bindgen(module = "fs")]
-extern "C" {
-    #[wasm_bindgen(js_name = readFileSync)]
-    fn read_file_sync(path: &str) -> Vec<u8>;
-}
-
-fn env(name: &str) -> Option<String> {
-    let process = js_sys::Reflect::get(&js_sys::global(), &"process".into()).ok()?;
-    let env = js_sys::Reflect::get(&process, &"env".into()).ok()?;
-    js_sys::Reflect::get(&env, &name.into()).ok()?.as_string()
-}
 
 #[wasm_bindgen_test]
 #[ignore]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,10 +34,22 @@ pub fn model_path() -> PathBuf {
     .clone()
 }
 
-/// The model's bytes, read once per test binary.
+/// The model's bytes, read once per test binary and shared (the engine keeps an `Arc` of them).
+pub fn model_arc() -> Arc<Vec<u8>> {
+    static B: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(std::fs::read(model_path()).expect("read model"))).clone()
+}
+
 pub fn model_bytes() -> &'static [u8] {
-    static B: OnceLock<Vec<u8>> = OnceLock::new();
-    B.get_or_init(|| std::fs::read(model_path()).expect("read model"))
+    static B: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    B.get_or_init(model_arc)
+}
+
+/// A golden JSON file (see [`golden`]).
+pub fn golden_json(name: &str) -> serde_json::Value {
+    let path = golden(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read golden {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("parse golden {}: {e}", path.display()))
 }
 
 /// Python with the reference packages (gguf, numpy, tokenizers), from pkg-scripts/python-env.
