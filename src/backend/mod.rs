@@ -13,6 +13,7 @@ use crate::gguf::TensorInfo;
 use crate::model::ModelConfig;
 
 pub mod cpu;
+pub mod gpu;
 
 /// Bytes of one tensor, shared with the buffer they came from (no copy for in-memory models).
 #[derive(Clone)]

@@ -1,0 +1,61 @@
+// linear: out[t, row_off + r] = sum_k w[r, k] * x[t, k] (+ bias[row_off + r]).
+// Matrix-vector (TILE = 1, decode) and matrix-matrix (TILE > 1, prefill: each decoded weight
+// value is used for TILE tokens). One invocation per weight row: the fastest layout on the
+// software GPUs we test on; weights are raw GGUF blocks decoded by `dq4` (common/dequant.wgsl).
+// A weight larger than one storage binding is split by rows; one dispatch per part.
+
+struct Params {
+    n_rows: u32,     // rows of this weight part
+    k: u32,          // columns (shared dimension)
+    n_tok: u32,      // rows of x
+    row_off: u32,    // first output column of this part
+    out_stride: u32, // output columns (all parts)
+    row_bytes: u32,  // bytes of one weight row
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> wq: array<u32>;          // [n_rows, row_bytes] GGUF blocks
+@group(0) @binding(1) var<storage, read> x: array<f32>;           // [n_tok, k]
+#ifdef BIAS
+@group(0) @binding(2) var<storage, read> bias: array<f32>;        // [out_stride]
+#endif
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;   // [n_tok, out_stride]
+@group(0) @binding(4) var<uniform> p: Params;
+
+#include "common/dequant.wgsl"
+#include "common/grid.wgsl"
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = wid.x * WG + lid.x;
+    let t0 = wid.y * TILE;
+    if (r >= p.n_rows) {
+        return;
+    }
+    let nt = min(TILE, p.n_tok - t0);
+    let rowb = r * p.row_bytes;
+    var acc: array<f32, TILE>;
+    let k4 = p.k & ~3u;
+    for (var e = 0u; e < k4; e += 4u) {
+        let w = dq4(rowb, e);
+        for (var t = 0u; t < nt; t++) {
+            let xi = (t0 + t) * p.k + e;
+            acc[t] += dot(w, vec4<f32>(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]));
+        }
+    }
+    for (var e = k4; e < p.k; e++) {
+        let w = dq1(rowb, e);
+        for (var t = 0u; t < nt; t++) {
+            acc[t] += w * x[(t0 + t) * p.k + e];
+        }
+    }
+    for (var t = 0u; t < nt; t++) {
+        var y = acc[t];
+#ifdef BIAS
+        y += bias[p.row_off + r];
+#endif
+        out[(t0 + t) * p.out_stride + p.row_off + r] = y;
+    }
+}
