@@ -81,7 +81,7 @@ fn check_model(name: &str) {
     // llama.cpp's tokens up to its first near-tie.
     let mut e = Engine::load(CpuBackend::new(), bytes, Some(64)).unwrap();
     let opts = GenerateOptions { max_tokens: gen.len(), sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
-    let out = e.generate_ids(&prompt, &opts, &mut |_, _| true).unwrap();
+    let out = browser_llm::block_on(e.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
     let margins: Vec<f32> = steps(&g["steps"]).iter().map(|s| s.margin).collect();
     if let Some(i) = out.ids.iter().zip(&gen).position(|(a, b)| a != b) {
         assert!(margins[i] < NEAR_TIE, "{name}: decode step {i}: got {} want {} (margin {})", out.ids[i], gen[i], margins[i]);
