@@ -187,19 +187,25 @@ impl<B: Backend> Engine<B> {
     /// start of a stop string); returning `false` stops the generation (finish reason `Aborted`).
     /// A last `on_text(None, rest)` flushes text held back until the end, if any.
     pub async fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
-        let mut g = self.begin(prompt, opts).await?;
+        let mut g = self.begin(prompt, opts)?;
         while let Some(step) = self.step(&mut g).await? {
-            if !on_text(step.id, &step.text) {
+            let keep_going = match step {
+                Step::Prefill { .. } => true,
+                Step::Token { id, text } => on_text(Some(id), &text),
+                Step::Flush { text } => on_text(None, &text),
+            };
+            if !keep_going {
                 g.abort();
             }
         }
         Ok(g.into_generation())
     }
 
-    /// Start a generation: validate, reuse the cached prefix, run the prompt. Then call
-    /// [`Engine::step`] until it returns `None` (a caller that needs to yield to its event loop,
-    /// or to stop early, does so between steps).
-    pub async fn begin(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generating> {
+    /// Start a generation: validate and find the cached prefix. Then call [`Engine::step`] until
+    /// it returns `None`: it runs the rest of the prompt in chunks of [`PREFILL_CHUNK`] tokens,
+    /// then generates token by token. A caller that needs to yield to its event loop, report
+    /// progress or stop early does so between steps.
+    pub fn begin(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generating> {
         if prompt.is_empty() {
             return Err(Error::invalid_argument("the prompt is empty"));
         }
@@ -222,14 +228,13 @@ impl<B: Backend> Engine<B> {
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
         self.cached.truncate(common);
 
-        let mut timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
-        let t0 = now_ms();
-        let logits = self.eval_last(&prompt[common..], sampler.readback()).await?;
-        timings.prefill_ms = now_ms() - t0;
+        let timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
         Ok(Generating {
             opts: opts.clone(),
             sampler,
-            logits: Some(logits),
+            logits: None,
+            prefilled: common,
+            t0: now_ms(),
             history: prompt.to_vec(),
             prompt_len: prompt.len(),
             detok: Detokenizer::new(self.tokenizer.clone()),
@@ -238,16 +243,27 @@ impl<B: Backend> Engine<B> {
             flushed: false,
             timings,
             cached_tokens: common,
-            decode_t0: now_ms(),
         })
     }
 
-    /// Sample one token and run it. `Some(step)` carries the token (or `None` for the final
-    /// flush of held-back text) and the text that became final; `None` means the generation is
-    /// over (see [`Generating::finish_reason`]).
+    /// Run the next prompt chunk, or sample one token and run it; `None` means the generation
+    /// is over (see [`Generating::finish_reason`]).
     pub async fn step(&mut self, g: &mut Generating) -> Result<Option<Step>> {
         if g.finish.is_some() {
             return Ok(g.flush());
+        }
+        if g.prefilled < g.prompt_len {
+            let end = (g.prefilled + PREFILL_CHUNK).min(g.prompt_len);
+            let chunk = g.history[g.prefilled..end].to_vec();
+            if end < g.prompt_len {
+                self.eval(&chunk, Logits::None).await?;
+            } else {
+                g.logits = Some(self.eval_last(&chunk, g.sampler.readback()).await?);
+                g.timings.prefill_ms = now_ms() - g.t0;
+                g.t0 = now_ms();
+            }
+            g.prefilled = end;
+            return Ok(Some(Step::Prefill { done: end - g.cached_tokens, total: g.prompt_len - g.cached_tokens }));
         }
         let logits = match g.logits.take() {
             Some(l) => l,
@@ -278,16 +294,22 @@ impl<B: Backend> Engine<B> {
         if hit {
             g.end(FinishReason::Stop);
         }
-        Ok(Some(Step { id: Some(id), text }))
+        Ok(Some(Step::Token { id, text }))
     }
 }
 
-/// One step of a generation: a token and the text that became final with it.
+/// Prompt tokens run per [`Engine::step`] during prefill.
+pub const PREFILL_CHUNK: usize = 128;
+
+/// One step of a generation.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Step {
-    /// `None` for the last step, which flushes text held back until the end.
-    pub id: Option<u32>,
-    pub text: String,
+pub enum Step {
+    /// `done` of the `total` prompt tokens that were not cached have run.
+    Prefill { done: usize, total: usize },
+    /// A generated token and the text that became final with it (possibly empty).
+    Token { id: u32, text: String },
+    /// The end: text held back until now (an incomplete stop string, a partial character).
+    Flush { text: String },
 }
 
 /// A generation in progress (see [`Engine::begin`]).
@@ -296,6 +318,10 @@ pub struct Generating {
     sampler: Sampler,
     /// Logits of the last run token, not yet sampled.
     logits: Option<ReadOut>,
+    /// Prompt tokens in the KV cache.
+    prefilled: usize,
+    /// Start of the current phase (prefill, then decode).
+    t0: f64,
     /// Prompt then generated ids.
     history: Vec<u32>,
     prompt_len: usize,
@@ -305,7 +331,6 @@ pub struct Generating {
     flushed: bool,
     timings: Timings,
     cached_tokens: usize,
-    decode_t0: f64,
 }
 
 impl Generating {
@@ -328,7 +353,9 @@ impl Generating {
 
     fn end(&mut self, reason: FinishReason) {
         self.finish = Some(reason);
-        self.timings.decode_ms = now_ms() - self.decode_t0;
+        if self.prefilled == self.prompt_len {
+            self.timings.decode_ms = now_ms() - self.t0;
+        }
     }
 
     /// The held-back text, once, after the generation ended (not after a stop string).
@@ -346,7 +373,7 @@ impl Generating {
         if text.is_empty() {
             None
         } else {
-            Some(Step { id: None, text })
+            Some(Step::Flush { text })
         }
     }
 

@@ -57,6 +57,9 @@ pub struct Model<B: Backend> {
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
+    /// None: only fill the KV cache (a prompt chunk before the last one). The forward pass
+    /// returns the hidden state instead.
+    None,
     /// Only for the last token: `[n_vocab]`.
     Last,
     /// For every token of the batch: `[n, n_vocab]` (teacher forcing, tests).
@@ -245,6 +248,7 @@ impl<B: Backend> Model<B> {
             x = b.add(&f, &x)?;
         }
         match logits {
+            Logits::None => return Ok(x),
             Logits::Last => x = b.rows_from(&x, ids.len() - 1)?,
             Logits::From(k) if k > 0 => x = b.rows_from(&x, k.min(ids.len() - 1))?,
             _ => {}
