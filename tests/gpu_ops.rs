@@ -152,7 +152,7 @@ fn linear_every_type_awkward_shapes() {
             let (cx, gx) = p.acts(&x, toks, cols);
             let want = p.cpu.linear(&cx, &cw, None).unwrap();
             let gy = p.gpu.linear(&gx, &gw, None).unwrap();
-            let got = p.gpu.read(&gy).unwrap();
+            let got = browser_llm::block_on(p.gpu.read(&gy)).unwrap();
             let what = format!("linear {ty} {rows}x{cols} x {toks} tokens");
             // Against the exact f32 product of the dequantized weights.
             let mut wf = vec![0f32; rows * cols];
@@ -202,14 +202,14 @@ fn linear_with_bias_and_weights_split_by_rows() {
     let (ww, wb) = (whole.weight(&t.0, t.1.clone()).unwrap(), whole.weight(&bias.0, bias.1.clone()).unwrap());
     let wx = whole.upload_act(&x, 3, 64).unwrap();
     let want = whole.linear(&wx, &ww, Some(&wb)).unwrap();
-    let want = whole.read(&want).unwrap();
+    let want = browser_llm::block_on(whole.read(&want)).unwrap();
     let got = p.gpu.linear(&gx, &gw, Some(&gb)).unwrap();
-    check("linear split + bias", "linear_split", &p.gpu.read(&got).unwrap(), &want);
+    check("linear split + bias", "linear_split", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want);
     // Embedding lookup across parts, scaled.
     let ids = [999u32, 0, 250, 251, 500, 3];
     let want = p.cpu.get_rows(&cw, &ids, 1.5).unwrap();
     let got = p.gpu.get_rows(&gw, &ids, 1.5).unwrap();
-    check("get_rows split", "get_rows", &p.gpu.read(&got).unwrap(), &want.data);
+    check("get_rows split", "get_rows", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn get_rows_every_type() {
         let ids = [36u32, 0, 5, 5, 17];
         let want = p.cpu.get_rows(&cw, &ids, 0.7).unwrap();
         let got = p.gpu.get_rows(&gw, &ids, 0.7).unwrap();
-        check(&format!("get_rows {ty}"), "get_rows", &p.gpu.read(&got).unwrap(), &want.data);
+        check(&format!("get_rows {ty}"), "get_rows", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
         assert!(p.gpu.get_rows(&gw, &[37], 1.0).is_err(), "out-of-range id is an error");
     }
 }
@@ -244,16 +244,16 @@ fn norms_and_elementwise_ops() {
 
         let want = p.cpu.rms_norm(&cx, &cw, 1e-6).unwrap();
         let got = p.gpu.rms_norm(&gx, &gw, 1e-6).unwrap();
-        check(&format!("rms_norm {s}/{n}"), "rms_norm", &p.gpu.read(&got).unwrap(), &want.data);
+        check(&format!("rms_norm {s}/{n}"), "rms_norm", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
 
         let normed = p.cpu.rms_norm(&cx, &cw, 1e-6).unwrap();
         let want = p.cpu.add(&normed, &cr).unwrap();
         let got = browser_llm::backend::gpu::ops::rms_norm(&mut p.gpu, &gx, &gw, 1e-6, Some(&gr)).unwrap();
-        check(&format!("rms_norm+add {s}/{n}"), "rms_norm_add", &p.gpu.read(&got).unwrap(), &want.data);
+        check(&format!("rms_norm+add {s}/{n}"), "rms_norm_add", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
 
         let want = p.cpu.add(&cx, &cr).unwrap();
         let got = p.gpu.add(&gx, &gr).unwrap();
-        check(&format!("add {s}"), "add", &p.gpu.read(&got).unwrap(), &want.data);
+        check(&format!("add {s}"), "add", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
 
         for gelu in [true, false] {
             let gate = rng.acts(rows * cols, 6.0);
@@ -261,27 +261,27 @@ fn norms_and_elementwise_ops() {
             let want = p.cpu.glu(&cg, &cr, gelu).unwrap();
             let got = p.gpu.glu(&gg, &gr, gelu).unwrap();
             let name = if gelu { "glu_gelu" } else { "glu_silu" };
-            check(&format!("{name} {s}"), name, &p.gpu.read(&got).unwrap(), &want.data);
+            check(&format!("{name} {s}"), name, &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
         }
 
         let (mut cx2, mut gx2) = p.acts(&x, rows, cols);
         p.cpu.scale(&mut cx2, 0.3).unwrap();
         p.gpu.scale(&mut gx2, 0.3).unwrap();
-        check(&format!("scale {s}"), "scale", &p.gpu.read(&gx2).unwrap(), &cx2.data);
+        check(&format!("scale {s}"), "scale", &browser_llm::block_on(p.gpu.read(&gx2)).unwrap(), &cx2.data);
         p.cpu.softcap(&mut cx2, 1.7).unwrap();
         p.gpu.softcap(&mut gx2, 1.7).unwrap();
-        check(&format!("softcap {s}"), "softcap", &p.gpu.read(&gx2).unwrap(), &cx2.data);
+        check(&format!("softcap {s}"), "softcap", &browser_llm::block_on(p.gpu.read(&gx2)).unwrap(), &cx2.data);
 
         let want = p.cpu.rows_from(&cx, rows - 1).unwrap();
         let got = p.gpu.rows_from(&gx, rows - 1).unwrap();
-        check(&format!("rows_from {s}"), "rows_from", &p.gpu.read(&got).unwrap(), &want.data);
+        check(&format!("rows_from {s}"), "rows_from", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
 
         if cols >= 3 {
             let widths = [1, cols - 3, 2];
             let want = p.cpu.split_cols(&cx, &widths).unwrap();
             let got = p.gpu.split_cols(&gx, &widths).unwrap();
             for (w, g) in want.iter().zip(&got) {
-                check(&format!("split_cols {s}"), "split_cols", &p.gpu.read(g).unwrap(), &w.data);
+                check(&format!("split_cols {s}"), "split_cols", &browser_llm::block_on(p.gpu.read(g)).unwrap(), &w.data);
             }
         }
     }
@@ -306,7 +306,7 @@ fn rope_normal_and_neox_with_freq_factors() {
                 p.cpu.rope(&mut cx, rp, ff.then_some(&cf)).unwrap();
                 p.gpu.rope(&mut gx, rp, ff.then_some(&gf)).unwrap();
                 let what = format!("rope rows {rows} heads {heads} hd {hd} rot {n_rot} pos {pos0} neox {neox} ff {ff}");
-                check(&what, "rope", &p.gpu.read(&gx).unwrap(), &cx.data);
+                check(&what, "rope", &browser_llm::block_on(p.gpu.read(&gx)).unwrap(), &cx.data);
             }
         }
     }
@@ -365,7 +365,7 @@ fn attention_causal_gqa_mqa_window_prefill_then_decode() {
             let want = p.cpu.attention(&mut ckv, &cq, &ck, &cv, ap).unwrap();
             let got = p.gpu.attention(&mut gkv, &gq, &gk, &gv, ap).unwrap();
             let what = format!("attention heads {nh}/{nkv} hd {hd} window {window:?} pos {pos} n {n}");
-            check(&what, "attention", &p.gpu.read(&got).unwrap(), &want.data);
+            check(&what, "attention", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
             pos += n;
         }
         let ap = AttnParams { layer: 0, pos0: n_ctx, n_head: nh, n_head_kv: nkv, head_dim: hd, head_dim_v: hd, window, scale: 1.0 };
@@ -390,10 +390,10 @@ fn argmax_and_top_k_select_on_the_device() {
         let gx = g.upload_act(&x, 1, n).unwrap();
         let mut want: Vec<(u32, f32)> = x.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
         want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let am = browser_llm::backend::gpu::block_on_native(g.argmax_async(&gx)).unwrap();
+        let am = browser_llm::block_on(g.argmax_async(&gx)).unwrap();
         assert_eq!(am, want[0], "argmax n={n}");
         for k in [1usize, 3, 40, 64] {
-            let got = browser_llm::backend::gpu::block_on_native(g.top_k_async(&gx, k)).unwrap();
+            let got = browser_llm::block_on(g.top_k_async(&gx, k)).unwrap();
             assert_eq!(got, want[..k.min(n)].to_vec(), "top-{k} n={n}");
         }
     }

@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, BackendStats, ReadOut, Readback, RopeParams, TensorBytes};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::model::ModelConfig;
@@ -122,13 +122,6 @@ pub enum Bind<'a> {
     Act(&'a GpuAct),
 }
 
-/// Cumulative work counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GpuStats {
-    pub dispatches: u64,
-    pub submits: u64,
-}
-
 /// Bytes of the uniform arena (slots of `min_uniform_buffer_offset_alignment`); a forward pass
 /// with more dispatches than slots submits early.
 const PARAM_ARENA_BYTES: u64 = 1 << 20;
@@ -141,7 +134,7 @@ pub struct GpuBackend {
     params_buf: wgpu::Buffer,
     param_align: usize,
     pool: Rc<RefCell<Pool>>,
-    stats: GpuStats,
+    stats: BackendStats,
 }
 
 impl GpuBackend {
@@ -167,18 +160,14 @@ impl GpuBackend {
             params_buf,
             param_align,
             pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
-            stats: GpuStats::default(),
+            stats: BackendStats::default(),
         }
     }
 
     /// Native convenience: [`GpuBackend::new`] run to completion on this thread.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(opts: &GpuOptions) -> Result<GpuBackend> {
-        block_on_native(Self::new(opts))
-    }
-
-    pub fn stats(&self) -> GpuStats {
-        self.stats
+        crate::block_on(Self::new(opts))
     }
 
     /// A pooled activation buffer for `[rows, cols]` f32 (contents undefined).
@@ -391,24 +380,6 @@ impl Future for MapFuture {
     }
 }
 
-/// Run a future whose wake-ups come from this thread's device polling (native only).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn block_on_native<F: Future>(fut: F) -> F::Output {
-    struct Noop;
-    impl std::task::Wake for Noop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = Waker::from(Arc::new(Noop));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
-
 impl Backend for GpuBackend {
     type Weight = GpuWeight;
     type Act = GpuAct;
@@ -514,16 +485,22 @@ impl Backend for GpuBackend {
     fn softcap(&mut self, x: &mut GpuAct, cap: f32) -> Result<()> {
         ops::softcap(self, x, cap)
     }
-    fn read(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            block_on_native(self.read_async(x))
+    async fn read(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
+        self.read_async(x).await
+    }
+    /// Argmax and top-k (k <= 64) are selected on the device; only the winners are read back.
+    async fn read_logits(&mut self, x: &GpuAct, what: Readback) -> Result<ReadOut> {
+        if x.rows != 1 {
+            return Err(Error::internal(format!("read_logits needs one row, got {}", x.rows)));
         }
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = x;
-            Err(Error::internal("synchronous GPU readback is not possible in the browser"))
+        match what {
+            Readback::Argmax => Ok(ReadOut::Candidates(vec![self.argmax_async(x).await?])),
+            Readback::TopK(k) if k >= 1 && k <= ops::MAX_TOP_K => Ok(ReadOut::Candidates(self.top_k_async(x, k).await?)),
+            _ => Ok(what.select(self.read_async(x).await?)),
         }
+    }
+    fn stats(&self) -> BackendStats {
+        self.stats
     }
 }
 
