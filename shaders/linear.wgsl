@@ -16,7 +16,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> wq: array<u32>;          // [n_rows, row_bytes] GGUF blocks
+#ifdef X_VEC4
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;     // [n_tok, k / 4] (k % 4 == 0)
+fn xv(i: u32) -> vec4<f32> {
+    return x[i >> 2u];
+}
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;           // [n_tok, k]
+fn xv(i: u32) -> vec4<f32> {
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+#endif
 #ifdef BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;        // [out_stride]
 #endif
@@ -34,28 +44,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (r >= p.n_rows) {
         return;
     }
-    let nt = min(TILE, p.n_tok - t0);
     let rowb = r * p.row_bytes;
+    // Constant trip counts over the tile (rows past the batch re-read the last row and are not
+    // written), so the accumulators stay in registers.
+    var xr: array<u32, TILE>;
+    for (var t = 0u; t < TILE; t++) {
+        xr[t] = min(t0 + t, p.n_tok - 1u) * p.k;
+    }
     var acc: array<f32, TILE>;
     let k4 = p.k & ~3u;
     for (var e = 0u; e < k4; e += 4u) {
         let w = dq4(rowb, e);
-        for (var t = 0u; t < nt; t++) {
-            let xi = (t0 + t) * p.k + e;
-            acc[t] += dot(w, vec4<f32>(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]));
+        for (var t = 0u; t < TILE; t++) {
+            acc[t] += dot(w, xv(xr[t] + e));
         }
     }
+#ifndef X_VEC4
     for (var e = k4; e < p.k; e++) {
         let w = dq1(rowb, e);
-        for (var t = 0u; t < nt; t++) {
-            acc[t] += w * x[(t0 + t) * p.k + e];
+        for (var t = 0u; t < TILE; t++) {
+            acc[t] += w * x[xr[t] + e];
         }
     }
-    for (var t = 0u; t < nt; t++) {
+#endif
+    for (var t = 0u; t < TILE; t++) {
         var y = acc[t];
 #ifdef BIAS
         y += bias[p.row_off + r];
 #endif
-        out[(t0 + t) * p.out_stride + p.row_off + r] = y;
+        if (t0 + t < p.n_tok) {
+            out[(t0 + t) * p.out_stride + p.row_off + r] = y;
+        }
     }
 }

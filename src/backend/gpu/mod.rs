@@ -450,6 +450,10 @@ impl Backend for GpuBackend {
     fn rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32) -> Result<GpuAct> {
         ops::rms_norm(self, x, w, eps, None)
     }
+    /// One dispatch: `shaders/rms_norm.wgsl` with `ADD`.
+    fn rms_norm_add(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32, res: &GpuAct) -> Result<GpuAct> {
+        ops::rms_norm(self, x, w, eps, Some(res))
+    }
     fn linear(&mut self, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
         ops::linear(self, x, w, bias)
     }

@@ -91,8 +91,14 @@ pub fn weight_defines(key: ShaderKey, ty: GgmlType) -> ShaderKey {
     }
 }
 
-pub fn linear_key(ty: GgmlType, tile: u32, bias: bool) -> ShaderKey {
-    weight_defines(ShaderKey::new("linear", "main"), ty).def("WG", WG).def("TILE", tile).flag_if(bias, "BIAS")
+/// `x_vec4`: the shared dimension is a multiple of 4 (every quantized type), so activations are
+/// read as `vec4` (a quarter of the loads).
+pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool) -> ShaderKey {
+    weight_defines(ShaderKey::new("linear", "main"), ty)
+        .def("WG", WG)
+        .def("TILE", tile)
+        .flag_if(bias, "BIAS")
+        .flag_if(x_vec4, "X_VEC4")
 }
 pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
     weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
@@ -125,7 +131,9 @@ pub fn all_variants() -> Vec<ShaderKey> {
     for ty in GgmlType::ALL {
         for tile in [1, TILE_PREFILL] {
             for bias in [false, true] {
-                v.push(linear_key(ty, tile, bias));
+                for x_vec4 in [false, true] {
+                    v.push(linear_key(ty, tile, bias, x_vec4));
+                }
             }
         }
         v.push(get_rows_key(ty));
@@ -226,7 +234,7 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
         if let Some(bw) = bias {
             binds.push((2, Bind::Buf(&bw.parts[0].buf)));
         }
-        b.dispatch(linear_key(w.ty, tile, bias.is_some()), &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
+        b.dispatch(linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0), &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
     }
     Ok(out)
 }
