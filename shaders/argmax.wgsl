@@ -17,7 +17,7 @@ var<workgroup> ri: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var bv = -3.4028235e38;
+    var bv = -3.4028e38;
     var bi = 0xffffffffu;
     for (var i = lid.x; i < p.n; i += WG) {
         let v = x[i];

@@ -17,7 +17,8 @@ struct Params {
 @group(0) @binding(4) var<uniform> p: Params;
 
 const NONE: u32 = 0xffffffffu;
-const LOWEST: f32 = -3.4028235e38;
+// Below every real logit; a literal beyond f32 range (e.g. -3.4028235e38) is rejected by Tint.
+const LOWEST: f32 = -3.4028e38;
 
 var<workgroup> vals: array<f32, CH>;
 var<workgroup> rv: array<f32, WG>;

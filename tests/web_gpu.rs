@@ -113,3 +113,45 @@ async fn webgpu_greedy_decode_through_the_engine() {
     );
     assert!(s1.submits - s0.submits <= forwards + 2);
 }
+
+/// The device-side selection kernels and the decode (one-token) matrix product on WebGPU,
+/// against host results on small inputs.
+#[wasm_bindgen_test]
+async fn webgpu_argmax_top_k_and_matvec() {
+    use browser_llm::backend::{ReadOut, Readback, TensorBytes};
+    use browser_llm::gguf::TensorInfo;
+    use browser_llm::quant::testing::{random_row, Rng};
+    use browser_llm::quant::{self, GgmlType};
+    let mut b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
+    let mut rng = Rng::new(5);
+    let x = rng.acts(3000, 2.0);
+    let gx = b.upload_act(&x, 1, 3000).unwrap();
+    let want = browser_llm::sampling::top_k(&x, 5);
+    let got = b.read_logits(&gx, Readback::Argmax).await.unwrap();
+    assert_eq!(got, ReadOut::Candidates(want[..1].to_vec()), "argmax");
+    let got = b.read_logits(&gx, Readback::TopK(5)).await.unwrap();
+    assert_eq!(got, ReadOut::Candidates(want.clone()), "top-5");
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0, GgmlType::F32] {
+        let (rows, cols) = (70, 256);
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(ty, cols, &mut rng)).collect();
+        let n = bytes.len();
+        let info = TensorInfo { name: "w".into(), dims: vec![cols as u64, rows as u64], ty, offset: 0, n_bytes: n as u64 };
+        let w = b.weight(&info, TensorBytes::new(Arc::new(bytes.clone()), 0..n)).unwrap();
+        for toks in [1usize, 3] {
+            let xa = rng.acts(toks * cols, 1.0);
+            let gxa = b.upload_act(&xa, toks, cols).unwrap();
+            let y = b.linear(&gxa, &w, None).unwrap();
+            let got = b.read(&y).await.unwrap();
+            let rb = ty.row_bytes(cols).unwrap();
+            for t in 0..toks {
+                for r in 0..rows {
+                    let mut wf = vec![0f32; cols];
+                    quant::dequantize_row(ty, &bytes[r * rb..(r + 1) * rb], &mut wf).unwrap();
+                    let exact: f32 = wf.iter().zip(&xa[t * cols..(t + 1) * cols]).map(|(a, b)| a * b).sum();
+                    let g = got[t * rows + r];
+                    assert!((g - exact).abs() <= 1e-3 * (1.0 + exact.abs()), "linear {ty} tokens {toks}: [{t}, {r}] gpu {g} exact {exact}");
+                }
+            }
+        }
+    }
+}

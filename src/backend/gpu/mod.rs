@@ -164,8 +164,8 @@ impl GpuBackend {
         }
     }
 
-    /// Native convenience: [`GpuBackend::new`] run to completion on this thread.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Native convenience: [`GpuBackend::new`] run to completion on this thread (in the browser,
+    /// where nothing may block, use [`GpuBackend::new`]).
     pub fn new_blocking(opts: &GpuOptions) -> Result<GpuBackend> {
         crate::block_on(Self::new(opts))
     }

@@ -79,12 +79,6 @@ pub fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
     }
 }
 
-/// The CPU engine (subcommands that only run on the CPU).
-pub fn load_engine(args: &Args) -> Result<Engine<CpuBackend>, CliError> {
-    let bytes = Arc::new(crate::read_model(args)?);
-    cpu_engine(args, bytes)
-}
-
 pub fn run(args: &Args) -> CliResult {
     match load_any_engine(args)? {
         AnyEngine::Cpu(e) => run_on(args, e, "cpu", None),
