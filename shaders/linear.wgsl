@@ -52,6 +52,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         xr[t] = min(t0 + t, p.n_tok - 1u) * p.k;
     }
     var acc: array<f32, TILE>;
+#ifdef DOT_BLK
+    // Whole blocks at a time (decode, TILE = 1, formats with a `dot_blk` helper).
+    for (var bi = 0u; bi < p.k / DOT_BLK_BS; bi++) {
+        acc[0] += dot_blk(rowb + bi * DOT_BLK_TS, xr[0] + bi * DOT_BLK_BS);
+    }
+#else
     let k4 = p.k & ~3u;
     for (var e = 0u; e < k4; e += 4u) {
         let w = dq4(rowb, e);
@@ -66,6 +72,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             acc[t] += w * x[xr[t] + e];
         }
     }
+#endif
 #endif
     for (var t = 0u; t < TILE; t++) {
         var y = acc[t];

@@ -93,12 +93,18 @@ pub fn weight_defines(key: ShaderKey, ty: GgmlType) -> ShaderKey {
 
 /// `x_vec4`: the shared dimension is a multiple of 4 (every quantized type), so activations are
 /// read as `vec4` (a quarter of the loads).
+/// Decode (TILE = 1) of these formats reads whole blocks (`dot_blk` in their helper).
+pub fn has_dot_blk(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K)
+}
+
 pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool) -> ShaderKey {
     weight_defines(ShaderKey::new("linear", "main"), ty)
         .def("WG", WG)
         .def("TILE", tile)
         .flag_if(bias, "BIAS")
         .flag_if(x_vec4, "X_VEC4")
+        .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty), "DOT_BLK")
 }
 pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
     weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
