@@ -1,9 +1,14 @@
+#ifdef F16
+enable f16;
+#endif
 // attention over the KV cache (causal, GQA/MQA, optional sliding window), two entry points:
 //   store_kv: round the new keys/values to f16 and write them at positions pos0.. of the cache
 //             (two f16 per u32, as llama.cpp's default f16 cache stores them);
 //   main:     one workgroup per (query head, query row): scores = scale * q.k with q rounded to
 //             f16, softmax, probabilities rounded to f16, then the weighted sum of values.
 // The numerics follow the CPU reference (backend::cpu::ops::attend_head).
+// F16 (adapters with `shader-f16`): the cache is bound as `vec2<f16>` and read as f16 values
+// instead of unpacking u32 pairs; the bytes and the results are the same.
 
 struct Params {
     n_rows: u32,      // query rows (tokens of the batch)
@@ -23,8 +28,26 @@ struct Params {
 @group(0) @binding(0) var<storage, read> q: array<f32>;              // [n_rows, n_head * head_dim]
 @group(0) @binding(1) var<storage, read> k_new: array<f32>;          // [n_rows, k_dim]
 @group(0) @binding(2) var<storage, read> v_new: array<f32>;          // [n_rows, v_dim]
+#ifdef F16
+@group(0) @binding(3) var<storage, read_write> kc: array<vec2<f16>>; // [n_ctx, k_dim / 2] f16 pairs
+@group(0) @binding(4) var<storage, read_write> vc: array<vec2<f16>>; // [n_ctx, v_dim / 2] f16 pairs
+fn kv_pair(v: vec2<f16>) -> vec2<f32> {
+    return vec2<f32>(v);
+}
+fn kv_store(a: f32, b: f32) -> vec2<f16> {
+    // Round to nearest even as the u32 path does; the conversion back to f16 is then exact.
+    return vec2<f16>(unpack2x16float(pack_f16x2(a, b)));
+}
+#else
 @group(0) @binding(3) var<storage, read_write> kc: array<u32>;       // [n_ctx, k_dim / 2] f16 pairs
 @group(0) @binding(4) var<storage, read_write> vc: array<u32>;       // [n_ctx, v_dim / 2] f16 pairs
+fn kv_pair(v: u32) -> vec2<f32> {
+    return unpack2x16float(v);
+}
+fn kv_store(a: f32, b: f32) -> u32 {
+    return pack_f16x2(a, b);
+}
+#endif
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;   // [n_rows * n_head, score_stride]
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;      // [n_rows, n_head * head_dim_v]
 @group(0) @binding(7) var<uniform> p: Params;
@@ -46,10 +69,10 @@ fn store_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let i = g % per_row;
     let pos = p.pos0 + r;
     if (i < kw) {
-        kc[pos * kw + i] = pack_f16x2(k_new[r * p.k_dim + 2u * i], k_new[r * p.k_dim + 2u * i + 1u]);
+        kc[pos * kw + i] = kv_store(k_new[r * p.k_dim + 2u * i], k_new[r * p.k_dim + 2u * i + 1u]);
     } else {
         let j = i - kw;
-        vc[pos * vw + j] = pack_f16x2(v_new[r * p.v_dim + 2u * j], v_new[r * p.v_dim + 2u * j + 1u]);
+        vc[pos * vw + j] = kv_store(v_new[r * p.v_dim + 2u * j], v_new[r * p.v_dim + 2u * j + 1u]);
     }
 }
 
@@ -82,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let kb = (start + j) * kw + k_off;
         var s = 0.0;
         for (var d = 0u; d < p.head_dim / 2u; d++) {
-            let kk = unpack2x16float(kc[kb + d]);
+            let kk = kv_pair(kc[kb + d]);
             s += qs[2u * d] * kk.x;
             s += qs[2u * d + 1u] * kk.y;
         }
@@ -128,7 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var acc = 0.0;
         for (var j = 0u; j < n_pos; j++) {
             let pj = round_f16(scores[s_base + j] * inv);
-            let vv = unpack2x16float(vc[(start + j) * vw + e / 2u]);
+            let vv = kv_pair(vc[(start + j) * vw + e / 2u]);
             acc += pj * select(vv.x, vv.y, (e & 1u) == 1u);
         }
         out[out_base + d] = acc;

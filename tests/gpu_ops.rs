@@ -345,7 +345,15 @@ fn attn_config(n_head: usize, n_head_kv: usize, hd: usize) -> ModelConfig {
 
 #[test]
 fn attention_causal_gqa_mqa_window_prefill_then_decode() {
-    let Some(mut p) = Pair::new() else { return };
+    // Both cache paths: f16 values where the adapter has `shader-f16`, packed u32 pairs without.
+    for no_f16 in [false, true] {
+        let Some(gpu) = gpu_with(&GpuOptions { no_f16, ..Default::default() }) else { return };
+        eprintln!("shader-f16 in use: {}", gpu.ctx.has_f16());
+        attention_cases(Pair { cpu: CpuBackend::with_threads(1), gpu });
+    }
+}
+
+fn attention_cases(mut p: Pair) {
     let mut rng = Rng::new(13);
     // (query heads, kv heads, head dim, window): MQA like Gemma 3, GQA, MHA with odd sizes.
     for (nh, nkv, hd, window) in [(4, 1, 256, None), (4, 1, 256, Some(5)), (6, 2, 38, None), (3, 3, 2, Some(1))] {

@@ -4,12 +4,13 @@
 //! The browser cannot read files: `pkg-scripts/test` serves the model directory on 127.0.0.1 and
 //! passes its URL at build time in `BROWSER_LLM_MODEL_URL`.
 //!
-//! Time budget: SwiftShader runs this model at a few tokens per second at best on CI's 2 cores,
-//! so the golden comparison is teacher-forced: each golden prompt plus its 64-token llama.cpp
-//! continuation runs as ONE batched forward pass (the prefill matrix product), and every one
-//! of the 64 steps' argmax must equal llama.cpp's except at its near-ties, as natively. The
-//! incremental decode path (one token per forward pass, device-side argmax, async readback) is
-//! checked for 8 tokens of one prompt.
+//! Time budget: SwiftShader runs this model far below 1 token/s on CI's 2 cores (the output head
+//! alone is 178 MB of Q8_0 per token), so the golden comparison is teacher-forced: each golden
+//! prompt plus the first `STEPS` (32) tokens of llama.cpp's 64-token continuation runs as ONE
+//! batched forward pass (the prefill matrix product), and every step's argmax must equal
+//! llama.cpp's except at its near-ties, as natively (where all 64 steps are compared). 64 steps
+//! would double the ~3 minutes per prompt measured here. The incremental decode path (one token
+//! per forward pass, device-side argmax, async readback) is checked for 8 tokens of one prompt.
 #![cfg(target_arch = "wasm32")]
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_config
 wasm_bindgen_test_configure!(run_in_browser);
 
 const NEAR_TIE: f64 = 0.25;
+/// Teacher-forced steps per golden prompt in the browser (see the module docs).
+const STEPS: usize = 32;
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
@@ -65,7 +68,7 @@ async fn webgpu_golden_tokens_match_llama_cpp() {
     let n_vocab = model.config.n_vocab;
     for p in golden["prompts"].as_array().unwrap() {
         let prompt = ids(&p["prompt_ids"]);
-        let gen = ids(&p["gen_ids_64"]);
+        let gen = ids(&p["gen_ids_64"])[..STEPS].to_vec();
         let margins: Vec<f64> = p["top1_top2_margin_per_step_64"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let mut seq = prompt.clone();
         seq.extend_from_slice(&gen[..gen.len() - 1]);

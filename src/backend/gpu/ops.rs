@@ -115,8 +115,9 @@ pub fn rms_norm_key(add: bool) -> ShaderKey {
 pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
     ShaderKey::new("rope", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
 }
-pub fn attention_key(entry: &'static str) -> ShaderKey {
-    ShaderKey::new("attention", entry).def("WG", WG).def("HD", MAX_HEAD_DIM)
+/// `f16`: the adapter has `shader-f16` (the KV cache is read as f16 values).
+pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
+    ShaderKey::new("attention", entry).def("WG", WG).def("HD", MAX_HEAD_DIM).flag_if(f16, "F16")
 }
 pub fn glu_key(gelu: bool) -> ShaderKey {
     ShaderKey::new("glu", "main").def("WG", WG).flag_if(gelu, "GELU")
@@ -151,7 +152,10 @@ pub fn all_variants() -> Vec<ShaderKey> {
             v.push(rope_key(f, g));
         }
     }
-    v.extend([attention_key("store_kv"), attention_key("main"), argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
+    for f16 in [false, true] {
+        v.extend([attention_key("store_kv", f16), attention_key("main", f16)]);
+    }
+    v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
     v.extend(["add", "scale", "softcap", "split_cols"].map(simple_key));
     v
 }
@@ -357,9 +361,10 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
         _pad: 0,
     };
     let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
+    let f16 = b.ctx.has_f16();
     let store_n = n * (kv.k_dim + kv.v_dim) / 2;
     b.dispatch(
-        attention_key("store_kv"),
+        attention_key("store_kv", f16),
         &u,
         &[(1, Bind::Act(k)), (2, Bind::Act(v)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc))],
         7,
@@ -371,7 +376,7 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
         return Err(Error::invalid_argument("batch too large for one attention dispatch"));
     }
     b.dispatch(
-        attention_key("main"),
+        attention_key("main", f16),
         &u,
         &[(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&out))],
         7,

@@ -10,13 +10,17 @@ fn parse(key: &super::shader::ShaderKey) -> naga::Module {
 
 #[test]
 // `unpack2x16float` is core WGSL; naga files it under this capability, which wgpu grants on
-// Vulkan and WebGPU.
+// Vulkan and WebGPU. `F16` variants also need `shader-f16`, requested where the adapter has it.
 fn every_shader_variant_validates() {
     let variants = ops::all_variants();
     assert!(variants.len() > 60, "{} variants", variants.len());
     for key in &variants {
         let module = parse(key);
-        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32);
+        let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        if key.defines.contains_key("F16") {
+            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+        }
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
         v.validate(&module).unwrap_or_else(|e| panic!("{key:?}: {e:?}"));
         assert!(
             module.entry_points.iter().any(|ep| ep.name == key.entry),
