@@ -126,6 +126,9 @@ impl<B: Backend> Engine<B> {
         Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
     }
 
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
     pub fn config(&self) -> &ModelConfig {
         &self.model.config
     }

@@ -16,6 +16,8 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, ErrorCode, Result};
 
