@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod storage;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorCode, Result};
