@@ -456,6 +456,7 @@ pub(super) async fn download(
         }
     }
     sess.check_aborted()?;
+    sess.progress.borrow_mut().emit();
     if !m.all_chunks_stored() {
         return Err(Error::internal("download finished with chunks missing"));
     }
