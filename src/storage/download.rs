@@ -277,7 +277,7 @@ impl Body {
 
     fn cancel(&mut self) {
         if let Some(r) = self.reader.take() {
-            let _ = r.cancel();
+            super::web::ignore_rejection(r.cancel());
         }
     }
 }
@@ -431,22 +431,51 @@ pub(super) async fn download(
         }
     }
     let total_bytes = if size_known { m.size() } else { 0 };
-    let mut pending = jobs.into_iter();
+    // Chunk 0 of each part first, alone: it is checked to be a GGUF whose header fits the file
+    // before the other chunks are requested, so a wrong URL costs one chunk, not `concurrency`.
+    jobs.sort_by_key(|&(_, c, _)| c != 0);
+    let mut first_chunks = jobs.iter().filter(|&&(_, c, _)| c == 0).count();
+    let mut pending = jobs.into_iter().peekable();
     let mut running = FuturesUnordered::new();
+    // On a failure, cancel the requests still in flight and let their jobs finish (they fail fast)
+    // instead of dropping them mid-write, which would leak an open OPFS handle that locks the file.
+    let mut failure: Option<Error> = None;
     loop {
-        while running.len() < sess.concurrency {
+        while failure.is_none() && running.len() < sess.concurrency {
+            if first_chunks > 0 && pending.peek().is_some_and(|&(_, c, _)| c != 0) {
+                break;
+            }
             let Some((p, c, resp)) = pending.next() else { break };
             let part = &m.parts[p];
             running.push(fetch_chunk(sess, store, &sources[p], part.clone(), p, c, chunk_size, resp));
         }
         let Some(done) = running.next().await else { break };
-        let f = done.map_err(|e| write_error(e, m.stored_bytes(), total_bytes))?;
-        record(store, &mut m, &f).await?;
-        if f.header_checked {
-            header_unchecked[f.part] = false;
+        if failure.is_some() {
+            continue;
+        }
+        let r = match done {
+            Ok(f) => record(store, &mut m, &f).await.map(|()| f),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| write_error(e, m.stored_bytes(), total_bytes));
+        match r {
+            Ok(f) => {
+                if f.chunk == 0 {
+                    first_chunks -= 1;
+                }
+                if f.header_checked {
+                    header_unchecked[f.part] = false;
+                }
+            }
+            Err(e) => {
+                sess.cancel_in_flight();
+                failure = Some(e);
+            }
         }
     }
-    drop(running);
+    if let Some(e) = failure {
+        return Err(e);
+    }
 
     // 4. Parts from servers without Range support: one stream each.
     for (i, probe) in streams {
@@ -651,8 +680,8 @@ pub(super) async fn direct_backing(sess: &Session, parts: Vec<PartSource>) -> Re
             return Err(Error::invalid_argument("a model's parts must be all URLs or all Blobs"));
         };
         let probe = probe_url(sess, &url, 0..4096, 0).await?;
-        if let Some(r) = &probe.resp {
-            let _ = r.body().map(|b| b.cancel());
+        if let Some(b) = probe.resp.as_ref().and_then(Response::body) {
+            super::web::ignore_rejection(b.cancel());
         }
         let (true, Some(size)) = (probe.ranged, probe.size) else {
             return Err(Error::invalid_argument(format!(

@@ -89,3 +89,11 @@ pub async fn blob_bytes(b: &web_sys::Blob, code: ErrorCode, context: &str) -> Re
     let buf = wait(b.array_buffer(), code, context).await?;
     Ok(Uint8Array::new(&buf))
 }
+
+/// Let a promise settle without an "unhandled rejection" report (e.g. cancelling a stream that an
+/// abort already errored).
+pub fn ignore_rejection(p: Promise) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = JsFuture::from(p).await;
+    });
+}

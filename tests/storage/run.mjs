@@ -44,8 +44,10 @@ const sha = (b) => crypto.createHash("sha256").update(b).digest("hex");
 const nChunks = (size) => Math.ceil(size / CHUNK);
 
 async function openPage(c) {
-  page = page ?? (await ctx.newPage());
-  page.on?.("pageerror", (e) => console.log("pageerror:", e.message));
+  if (!page) {
+    page = await ctx.newPage();
+    page.on("pageerror", (e) => console.log("pageerror:", e.message));
+  }
   await page.goto(`${base}/index.html`);
   await page.waitForFunction(() => window.harnessReady === true);
   if (c?.noOpfs) await call(c, "disableOpfs");
@@ -59,12 +61,13 @@ before(async () => {
   cors = `http://127.0.0.1:${srv.corsPort}`;
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "browser-llm-storage-"));
   ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
-  ctx.on("close", () => fs.rmSync(profile, { recursive: true, force: true }));
+  ctx.profile = profile;
 });
 
 after(async () => {
   await ctx?.close();
   await srv?.close();
+  if (ctx?.profile) fs.rmSync(ctx.profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   console.log(`\nstorage test report:\n  ${report.join("\n  ")}`);
 });
 
@@ -193,6 +196,18 @@ for (const [ci, c] of CONTEXTS.entries()) {
       const s = await stats(n);
       assert.ok(s.bytes <= CHUNK, `${s.bytes} bytes`);
       log(`${c.name} quota: QUOTA_EXCEEDED with ${s.bytes} body bytes sent: ${r.message}`);
+    });
+
+    await t.test("a write that fails for quota removes the partial copy and says so", async () => {
+      const n = name("diskfull");
+      await ctl(n, { reset: 1, size: SIZE });
+      await call(c, "failWritesAfter", 6);
+      const r = await call(c, "download", url(n), opts());
+      await call(c, "restoreWrites");
+      assert.equal(r.code, "QUOTA_EXCEEDED", r.message);
+      assert.match(r.message, /partial copy was removed/);
+      assert.equal(await entry(c, url(n)), undefined);
+      log(`${c.name} disk full mid-download: ${r.code}: ${r.message.slice(0, 90)}...`);
     });
 
     await t.test("AbortSignal cancels promptly and the next call resumes", async () => {

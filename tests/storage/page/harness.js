@@ -107,6 +107,29 @@ export const api = {
     delete navigator.storage.estimate;
     return { ok: true };
   },
+  // Make every store write after the first `n` fail as a full disk does (QuotaExceededError).
+  failWritesAfter(n) {
+    const quota = () => new DOMException("the disk is full (test)", "QuotaExceededError");
+    // `fail(this)` undoes what the real call would have left open, as the browser does on failure.
+    const patch = (proto, name, fail) => {
+      if (!proto?.[name]) return;
+      const orig = proto[name];
+      globalThis.restores = [...(globalThis.restores ?? []), () => (proto[name] = orig)];
+      proto[name] = function (...a) {
+        if (n-- > 0) return orig.apply(this, a);
+        return fail(this);
+      };
+    };
+    patch(globalThis.Cache?.prototype, "put", async () => { throw quota(); });
+    patch(globalThis.FileSystemWritableFileStream?.prototype, "close", async (w) => { await w.abort(); throw quota(); });
+    patch(globalThis.FileSystemSyncAccessHandle?.prototype, "flush", () => { throw quota(); });
+    return { ok: true };
+  },
+  restoreWrites() {
+    (globalThis.restores ?? []).forEach((r) => r());
+    globalThis.restores = [];
+    return { ok: true };
+  },
   disableOpfs() {
     Object.defineProperty(navigator.storage, "getDirectory", { value: undefined, configurable: true });
     return { ok: true };
