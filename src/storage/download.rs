@@ -15,7 +15,7 @@ use super::reader::{Backing, StoredModel};
 use super::sha::Hasher;
 use super::store::{write_error, Store};
 use super::web::{blob_bytes, fetch, now_ms, sleep_ms, wait};
-use super::{quota, Progress};
+use super::{quota, Progress, ProgressFn};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Parsed};
 
@@ -69,7 +69,7 @@ pub(super) fn default_key(parts: &[PartSource]) -> String {
 
 /// Progress state shared by concurrent chunk downloads.
 pub(crate) struct Reporter {
-    cb: Option<Box<dyn FnMut(Progress)>>,
+    cb: Option<ProgressFn>,
     phase: &'static str,
     loaded: u64,
     total: u64,
@@ -79,7 +79,7 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(cb: Option<Box<dyn FnMut(Progress)>>) -> Reporter {
+    pub fn new(cb: Option<ProgressFn>) -> Reporter {
         Reporter { cb, phase: "download", loaded: 0, total: 0, moved: 0, start_ms: now_ms(), last_ms: 0.0 }
     }
     pub fn start(&mut self, phase: &'static str, loaded: u64, total: u64) {
@@ -570,7 +570,7 @@ async fn fetch_chunk_once(
                 None => {
                     let r = sess.get(url, Some(range.clone())).await?;
                     let cr = header(&r, "Content-Range").and_then(|v| parse_content_range(&v));
-                    if r.status() != 206 || cr.is_none_or(|cr| cr.start != range.start || cr.end != range.end || cr.total != Some(part.size)) {
+                    if r.status() != 206 || !cr.is_some_and(|cr| cr.start == range.start && cr.end == range.end && cr.total == Some(part.size)) {
                         return Err(Error::new(
                             ErrorCode::Network,
                             format!("{url}: the server stopped answering Range requests as before (the file may have changed); try again"),
@@ -698,7 +698,7 @@ pub(super) async fn direct_backing(sess: &Session, parts: Vec<PartSource>) -> Re
 pub(super) async fn fetch_range_bytes(url: &str, r: Range<u64>, size: u64) -> Result<Uint8Array> {
     let resp = request(url, Some(r.clone()), None).await?;
     let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
-    if resp.status() != 206 || cr.is_none_or(|cr| cr.start != r.start || cr.end != r.end || cr.total != Some(size)) {
+    if resp.status() != 206 || !cr.is_some_and(|cr| cr.start == r.start && cr.end == r.end && cr.total == Some(size)) {
         return Err(Error::new(ErrorCode::Network, format!("{url}: the file changed on the server or lost Range support")));
     }
     let buf = wait(resp.array_buffer().map_err(super::web::internal("Response.arrayBuffer"))?, ErrorCode::Network, url).await?;

@@ -28,7 +28,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::manifest::DEFAULT_CHUNK_SIZE;
 use super::sha::Hasher;
-use super::{CachedModel, OpenOptions, Progress, Source, StoreKind, StoredModel};
+use super::{CachedModel, OpenOptions, Progress, ProgressFn, Source, StoreKind, StoredModel};
 use crate::error::{Error, Result};
 
 /// A crate error as a JS `Error` whose `code` is the stable error code.
@@ -72,7 +72,7 @@ fn progress_js(p: Progress) -> JsValue {
     ])
 }
 
-fn progress_callback(f: Option<JsValue>) -> Result<Option<Box<dyn FnMut(Progress)>>> {
+fn progress_callback(f: Option<JsValue>) -> Result<Option<ProgressFn>> {
     match f {
         None => Ok(None),
         Some(f) => {

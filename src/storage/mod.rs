@@ -107,6 +107,9 @@ pub struct Progress {
     pub bytes_per_second: f64,
 }
 
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(Progress)>;
+
 /// One entry of [`list`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedModel {
@@ -133,7 +136,7 @@ mod wasm {
     pub use super::reader::StoredModel;
     use super::reader::Backing;
     use super::store::Store;
-    use super::{CachedModel, Progress, StoreKind};
+    use super::{CachedModel, ProgressFn, StoreKind};
     use crate::error::{Error, ErrorCode, Result};
 
     /// Where the model bytes come from.
@@ -152,7 +155,7 @@ mod wasm {
         pub cache: bool,
         pub store: StoreKind,
         pub signal: Option<web_sys::AbortSignal>,
-        pub on_progress: Option<Box<dyn FnMut(Progress)>>,
+        pub on_progress: Option<ProgressFn>,
         /// Cache key override (default: see the module docs).
         pub key: Option<String>,
         /// Chunk size for a new download (a resumed one keeps its manifest's).

@@ -18,7 +18,7 @@ use super::manifest::{chunk_range, Manifest};
 use super::sha::Hasher;
 use super::store::Store;
 use super::web::blob_bytes;
-use super::{Progress, StoreKind};
+use super::{ProgressFn, StoreKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf, Parsed, TensorInfo};
 
@@ -158,7 +158,7 @@ impl StoredModel {
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<()> {
-        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+        if !offset.checked_add(len).is_some_and(|end| end <= self.size) {
             return Err(Error::invalid_argument(format!(
                 "read of {len} bytes at {offset} is past the end of the model ({} bytes)",
                 self.size
@@ -199,7 +199,7 @@ impl StoredModel {
     }
 
     /// The whole file in wasm memory (the CPU path). Progress phase `"load"`.
-    pub async fn read_all(&self, on_progress: Option<Box<dyn FnMut(Progress)>>) -> Result<Vec<u8>> {
+    pub async fn read_all(&self, on_progress: Option<ProgressFn>) -> Result<Vec<u8>> {
         let size = usize::try_from(self.size).map_err(|_| Error::invalid_argument("model too large for wasm32 memory"))?;
         let mut out = Vec::new();
         out.try_reserve_exact(size).map_err(|_| {
