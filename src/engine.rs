@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ReadOut, Readback};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
 use crate::model::{Logits, Model, ModelConfig};
@@ -139,24 +139,37 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Run `ids` after the tokens already cached and return logits (see [`Logits`]).
-    /// Used for teacher-forced evaluation and by [`Engine::generate_ids`].
-    pub fn eval(&mut self, ids: &[u32], which: Logits) -> Result<Vec<f32>> {
+    /// Used for teacher-forced evaluation.
+    pub async fn eval(&mut self, ids: &[u32], which: Logits) -> Result<Vec<f32>> {
+        let pos0 = self.reserve(ids.len())?;
+        let logits = self.model.forward(&mut self.backend, &mut self.kv, ids, pos0, which).await?;
+        self.cached.extend_from_slice(ids);
+        Ok(logits)
+    }
+
+    /// Run `ids` after the cached tokens and read back the last token's logits, as little of
+    /// them as `what` needs.
+    async fn eval_last(&mut self, ids: &[u32], what: Readback) -> Result<ReadOut> {
+        let pos0 = self.reserve(ids.len())?;
+        let out = self.model.forward_last(&mut self.backend, &mut self.kv, ids, pos0, what).await?;
+        self.cached.extend_from_slice(ids);
+        Ok(out)
+    }
+
+    /// The position of the next token, if `n` more fit in the context.
+    fn reserve(&self, n: usize) -> Result<usize> {
         let pos0 = self.cached.len();
-        if pos0 + ids.len() > self.n_ctx {
+        if pos0 + n > self.n_ctx {
             return Err(Error::new(
                 ErrorCode::ContextOverflow,
                 format!(
-                    "{} tokens do not fit in the context of {} tokens ({} already used); \
+                    "{n} tokens do not fit in the context of {} tokens ({pos0} already used); \
                      shorten the prompt or load with a larger context length",
-                    ids.len(),
-                    self.n_ctx,
-                    pos0
+                    self.n_ctx
                 ),
             ));
         }
-        let logits = self.model.forward(&mut self.backend, &mut self.kv, ids, pos0, which)?;
-        self.cached.extend_from_slice(ids);
-        Ok(logits)
+        Ok(pos0)
     }
 
     /// Tokenize a prompt as llama.cpp does (BOS per metadata, special tokens parsed).
@@ -164,16 +177,35 @@ impl<B: Backend> Engine<B> {
         self.tokenizer.encode(text, true, true)
     }
 
-    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
+    pub async fn generate(&mut self, prompt: &str, opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
         let ids = self.tokenize(prompt);
-        self.generate_ids(&ids, opts, on_text)
+        self.generate_ids(&ids, opts, on_text).await
     }
 
     /// Generate from prompt token ids. `on_text(Some(id), new_text)` is called for every generated
     /// token with the text that became final (never a partial UTF-8 character, never a possible
     /// start of a stop string); returning `false` stops the generation (finish reason `Aborted`).
     /// A last `on_text(None, rest)` flushes text held back until the end, if any.
-    pub fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
+    pub async fn generate_ids(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(Option<u32>, &str) -> bool) -> Result<Generation> {
+        let mut g = self.begin(prompt, opts)?;
+        while let Some(step) = self.step(&mut g).await? {
+            let keep_going = match step {
+                Step::Prefill { .. } => true,
+                Step::Token { id, text } => on_text(Some(id), &text),
+                Step::Flush { text } => on_text(None, &text),
+            };
+            if !keep_going {
+                g.abort();
+            }
+        }
+        Ok(g.into_generation())
+    }
+
+    /// Start a generation: validate and find the cached prefix. Then call [`Engine::step`] until
+    /// it returns `None`: it runs the rest of the prompt in chunks of [`PREFILL_CHUNK`] tokens,
+    /// then generates token by token. A caller that needs to yield to its event loop, report
+    /// progress or stop early does so between steps.
+    pub fn begin(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generating> {
         if prompt.is_empty() {
             return Err(Error::invalid_argument("the prompt is empty"));
         }
@@ -190,66 +222,170 @@ impl<B: Backend> Engine<B> {
                 ),
             ));
         }
-        let mut sampler = Sampler::new(opts.sampling.clone())?;
+        let sampler = Sampler::new(opts.sampling.clone())?;
 
         // Reuse the cached prefix; at least the last prompt token is run to get its logits.
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
         self.cached.truncate(common);
 
-        let mut timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
-        let t0 = now_ms();
-        let mut logits = self.eval(&prompt[common..], Logits::Last)?;
-        timings.prefill_ms = now_ms() - t0;
-
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut ids = Vec::new();
-        let mut detok = Detokenizer::new(self.tokenizer.clone());
-        let mut stop = StopMatcher::new(&opts.stop);
-        let mut finish = FinishReason::Length;
-        let t1 = now_ms();
-        while ids.len() < opts.max_tokens {
-            let id = sampler.sample(&mut logits, &history);
-            if !opts.ignore_eos && self.tokenizer.eog_ids().contains(&id) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            ids.push(id);
-            history.push(id);
-            let piece = detok.push(id);
-            let (emit, hit) = stop.push(&piece);
-            let keep_going = on_text(Some(id), &emit);
-            if hit {
-                finish = FinishReason::Stop;
-                break;
-            }
-            if !keep_going {
-                finish = FinishReason::Aborted;
-                break;
-            }
-            if ids.len() == opts.max_tokens || self.cached.len() + 1 > self.n_ctx {
-                break;
-            }
-            logits = self.eval(&[id], Logits::Last)?;
-            timings.decode_tokens += 1;
-        }
-        timings.decode_ms = now_ms() - t1;
-        if !stop.is_done() {
-            let tail = detok.finish();
-            let (emit, _) = stop.push(&tail);
-            let rest = stop.flush();
-            let text = emit + &rest;
-            if !text.is_empty() {
-                on_text(None, &text);
-            }
-        }
-        Ok(Generation {
-            prompt_ids: prompt.to_vec(),
-            ids,
-            text: stop.into_text(),
-            finish_reason: finish,
+        let timings = Timings { prefill_tokens: prompt.len() - common, ..Default::default() };
+        Ok(Generating {
+            opts: opts.clone(),
+            sampler,
+            logits: None,
+            prefilled: common,
+            t0: now_ms(),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            detok: Detokenizer::new(self.tokenizer.clone()),
+            stop: StopMatcher::new(&opts.stop),
+            finish: None,
+            flushed: false,
             timings,
             cached_tokens: common,
         })
+    }
+
+    /// Run the next prompt chunk, or sample one token and run it; `None` means the generation
+    /// is over (see [`Generating::finish_reason`]).
+    pub async fn step(&mut self, g: &mut Generating) -> Result<Option<Step>> {
+        if g.finish.is_some() {
+            return Ok(g.flush());
+        }
+        if g.prefilled < g.prompt_len {
+            let end = (g.prefilled + PREFILL_CHUNK).min(g.prompt_len);
+            let chunk = g.history[g.prefilled..end].to_vec();
+            if end < g.prompt_len {
+                self.eval(&chunk, Logits::None).await?;
+            } else {
+                g.logits = Some(self.eval_last(&chunk, g.sampler.readback()).await?);
+                g.timings.prefill_ms = now_ms() - g.t0;
+                g.t0 = now_ms();
+            }
+            g.prefilled = end;
+            return Ok(Some(Step::Prefill { done: end - g.cached_tokens, total: g.prompt_len - g.cached_tokens }));
+        }
+        let logits = match g.logits.take() {
+            Some(l) => l,
+            None => {
+                // The previous token still has to run (the first step uses the prompt's logits).
+                if g.generated() == g.opts.max_tokens || self.cached.len() + 1 > self.n_ctx {
+                    g.end(FinishReason::Length);
+                    return Ok(g.flush());
+                }
+                let last = *g.history.last().expect("history holds the prompt");
+                let out = self.eval_last(&[last], g.sampler.readback()).await?;
+                g.timings.decode_tokens += 1;
+                out
+            }
+        };
+        if g.generated() == g.opts.max_tokens {
+            g.end(FinishReason::Length);
+            return Ok(g.flush());
+        }
+        let id = g.sampler.sample_out(logits, &g.history);
+        if !g.opts.ignore_eos && self.tokenizer.eog_ids().contains(&id) {
+            g.end(FinishReason::Stop);
+            return Ok(g.flush());
+        }
+        g.history.push(id);
+        let piece = g.detok.push(id);
+        let (text, hit) = g.stop.push(&piece);
+        if hit {
+            g.end(FinishReason::Stop);
+        }
+        Ok(Some(Step::Token { id, text }))
+    }
+}
+
+/// Prompt tokens run per [`Engine::step`] during prefill.
+pub const PREFILL_CHUNK: usize = 128;
+
+/// One step of a generation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// `done` of the `total` prompt tokens that were not cached have run.
+    Prefill { done: usize, total: usize },
+    /// A generated token and the text that became final with it (possibly empty).
+    Token { id: u32, text: String },
+    /// The end: text held back until now (an incomplete stop string, a partial character).
+    Flush { text: String },
+}
+
+/// A generation in progress (see [`Engine::begin`]).
+pub struct Generating {
+    opts: GenerateOptions,
+    sampler: Sampler,
+    /// Logits of the last run token, not yet sampled.
+    logits: Option<ReadOut>,
+    /// Prompt tokens in the KV cache.
+    prefilled: usize,
+    /// Start of the current phase (prefill, then decode).
+    t0: f64,
+    /// Prompt then generated ids.
+    history: Vec<u32>,
+    prompt_len: usize,
+    detok: Detokenizer<Arc<Tokenizer>>,
+    stop: StopMatcher,
+    finish: Option<FinishReason>,
+    flushed: bool,
+    timings: Timings,
+    cached_tokens: usize,
+}
+
+impl Generating {
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.history.len() - self.prompt_len
+    }
+
+    /// Stop at the next step (finish reason `Aborted`). The KV cache stays consistent: it holds
+    /// exactly the tokens that were run.
+    pub fn abort(&mut self) {
+        if self.finish.is_none() {
+            self.end(FinishReason::Aborted);
+        }
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    fn end(&mut self, reason: FinishReason) {
+        self.finish = Some(reason);
+        if self.prefilled == self.prompt_len {
+            self.timings.decode_ms = now_ms() - self.t0;
+        }
+    }
+
+    /// The held-back text, once, after the generation ended (not after a stop string).
+    fn flush(&mut self) -> Option<Step> {
+        if self.flushed {
+            return None;
+        }
+        self.flushed = true;
+        if self.stop.is_done() {
+            return None;
+        }
+        let tail = self.detok.finish();
+        let (emit, _) = self.stop.push(&tail);
+        let text = emit + &self.stop.flush();
+        if text.is_empty() {
+            None
+        } else {
+            Some(Step::Flush { text })
+        }
+    }
+
+    pub fn into_generation(self) -> Generation {
+        Generation {
+            prompt_ids: self.history[..self.prompt_len].to_vec(),
+            ids: self.history[self.prompt_len..].to_vec(),
+            text: self.stop.into_text(),
+            finish_reason: self.finish.unwrap_or(FinishReason::Aborted),
+            timings: self.timings,
+            cached_tokens: self.cached_tokens,
+        }
     }
 }
 

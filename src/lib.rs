@@ -8,6 +8,7 @@
 //! `wasm32-unknown-unknown` with SIMD128 (the npm package).
 
 pub mod backend;
+pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod gguf;
@@ -18,3 +19,31 @@ pub mod storage;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorCode, Result};
+
+/// Run a future to completion on this thread: for native callers (CLI, tests) of the async
+/// engine API. With the CPU backend every future is ready at once; a GPU readback future is
+/// woken by the backend polling its device. On wasm32 nothing may block: there, a future
+/// that is not ready at once is an error of the caller (use the async API).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        if cfg!(target_arch = "wasm32") {
+            panic!("block_on: the future is not ready; on wasm32 use the async API");
+        }
+        std::thread::park();
+    }
+}

@@ -2,6 +2,7 @@
 //! temperature -> a draw from a seeded RNG. The order follows llama.cpp's default sampler chain;
 //! the same seed and the same logits always give the same token.
 
+use crate::backend::{ReadOut, Readback};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -158,23 +159,53 @@ impl Sampler {
         Ok(Sampler { params, rng, candidates: Vec::new() })
     }
 
+    /// What the sampler needs read back from the backend: only the best token for greedy
+    /// decoding, only the top-k candidates for small-k sampling, every logit for penalties.
+    pub fn readback(&self) -> Readback {
+        let p = &self.params;
+        if p.has_penalties() {
+            Readback::Full
+        } else if p.temperature == 0.0 {
+            Readback::Argmax
+        } else if (1..=MAX_DEVICE_TOP_K).contains(&p.top_k) {
+            Readback::TopK(p.top_k)
+        } else {
+            Readback::Full
+        }
+    }
+
+    /// Pick the next token from what the backend read back (see [`Sampler::readback`]).
+    pub fn sample_out(&mut self, out: ReadOut, history: &[u32]) -> u32 {
+        match out {
+            ReadOut::Full(mut logits) => self.sample(&mut logits, history),
+            ReadOut::Candidates(c) => {
+                self.candidates = c;
+                self.sample_candidates()
+            }
+        }
+    }
+
     /// Pick the next token. `logits` is modified (penalties).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         apply_penalties(logits, history, &self.params);
         if self.params.temperature == 0.0 {
             return argmax(logits);
         }
+        let k = if self.params.top_k > 0 { self.params.top_k } else { logits.len() };
+        self.candidates = top_k(logits, k);
+        self.sample_candidates()
+    }
+
+    /// Top-p -> min-p -> temperature -> draw over `self.candidates` (sorted, top-k applied).
+    fn sample_candidates(&mut self) -> u32 {
         let p = &self.params;
         let c = &mut self.candidates;
-        c.clear();
-        c.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        // Top-k (a partial selection keeps this cheap on a 256k vocabulary).
-        if p.top_k > 0 && p.top_k < c.len() {
-            c.select_nth_unstable_by(p.top_k - 1, by_logit);
+        if p.top_k > 0 {
             c.truncate(p.top_k);
         }
-        c.sort_unstable_by(by_logit);
+        if p.temperature == 0.0 || c.len() == 1 {
+            return c[0].0;
+        }
         // Probabilities at temperature 1 for top-p and min-p, as llama.cpp does before temperature.
         let max = c[0].1;
         let probs: Vec<f64> = c.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
@@ -207,6 +238,23 @@ impl Sampler {
         }
         c[c.len() - 1].0
     }
+}
+
+/// The largest top-k a backend is asked to select on the device.
+pub const MAX_DEVICE_TOP_K: usize = 64;
+
+/// The `k` largest logits as `(id, logit)`, by logit descending, ties to the lower id.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let k = k.clamp(1, c.len().max(1));
+    // A partial selection keeps this cheap on a 256k vocabulary.
+    if k < c.len() {
+        c.select_nth_unstable_by(k - 1, by_logit);
+        c.truncate(k);
+    }
+    c.sort_unstable_by(by_logit);
+    c
 }
 
 #[cfg(test)]
@@ -254,6 +302,29 @@ mod tests {
         for _ in 0..200 {
             assert!(top5.contains(&s.sample(&mut l.clone(), &[])));
         }
+    }
+
+    #[test]
+    fn sampling_from_device_candidates_equals_sampling_from_full_logits() {
+        for params in [
+            SamplingParams { temperature: 0.9, top_k: 40, ..Default::default() },
+            SamplingParams { temperature: 1.3, top_k: 7, top_p: 0.8, min_p: 0.0, seed: 3, ..Default::default() },
+            SamplingParams::greedy(),
+        ] {
+            let mut full = Sampler::new(params.clone()).unwrap();
+            let mut cand = Sampler::new(params).unwrap();
+            let what = cand.readback();
+            assert_ne!(what, Readback::Full);
+            for _ in 0..100 {
+                let l = logits();
+                let a = full.sample(&mut l.clone(), &[]);
+                let b = cand.sample_out(what.select(l), &[]);
+                assert_eq!(a, b);
+            }
+        }
+        // Penalties need every logit.
+        let s = Sampler::new(SamplingParams { repeat_penalty: 1.1, ..Default::default() }).unwrap();
+        assert_eq!(s.readback(), Readback::Full);
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn greedy_decode_matches_golden_through_the_engine() {
         let want = ids(&p["gen_ids"]);
         let margins: Vec<f64> = p["top1_top2_margin_per_step"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         e.reset();
-        let r = e.generate(prompt, &opts, &mut |_, _| true).unwrap();
+        let r = browser_llm::block_on(e.generate(prompt, &opts, &mut |_, _| true)).unwrap();
         assert_eq!(r.prompt_ids, ids(&p["prompt_ids"]), "{prompt}: prompt ids");
         // Identical up to the first near-tie; after a flip the continuations legitimately diverge.
         if let Some(i) = r.ids.iter().zip(&want).position(|(a, b)| a != b) {
@@ -96,11 +96,11 @@ fn long_goldens_cross_the_sliding_window() {
 #[test]
 fn context_overflow_is_a_typed_error() {
     let mut e = Engine::load(CpuBackend::new(), common::model_arc(), Some(8)).unwrap();
-    let err = e.generate_ids(&[2; 9], &GenerateOptions::default(), &mut |_, _| true).unwrap_err();
+    let err = browser_llm::block_on(e.generate_ids(&[2; 9], &GenerateOptions::default(), &mut |_, _| true)).unwrap_err();
     assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
     // Generation that reaches the end of the context stops with "length", not garbage or a panic.
     let opts = GenerateOptions { max_tokens: 100, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
-    let r = e.generate_ids(&[2, 818, 5279], &opts, &mut |_, _| true).unwrap();
+    let r = browser_llm::block_on(e.generate_ids(&[2, 818, 5279], &opts, &mut |_, _| true)).unwrap();
     // 3 prompt + 5 generated tokens fill the 8 positions; a 6th token is sampled from the logits
     // at the last position and needs no position of its own.
     assert_eq!(r.ids.len(), 6);

@@ -81,7 +81,7 @@ fn check_model(name: &str) {
     // llama.cpp's tokens up to its first near-tie.
     let mut e = Engine::load(CpuBackend::new(), bytes, Some(64)).unwrap();
     let opts = GenerateOptions { max_tokens: gen.len(), sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
-    let out = e.generate_ids(&prompt, &opts, &mut |_, _| true).unwrap();
+    let out = browser_llm::block_on(e.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
     let margins: Vec<f32> = steps(&g["steps"]).iter().map(|s| s.margin).collect();
     if let Some(i) = out.ids.iter().zip(&gen).position(|(a, b)| a != b) {
         assert!(margins[i] < NEAR_TIE, "{name}: decode step {i}: got {} want {} (margin {})", out.ids[i], gen[i], margins[i]);
@@ -118,4 +118,53 @@ fn every_tiny_golden_is_tested() {
     for name in MODELS {
         assert!(common::golden(&format!("tiny-{name}.json")).exists(), "missing golden tiny-{name}.json");
     }
+}
+
+/// The engine's step API: a prompt longer than one prefill chunk runs in chunks and gives the
+/// same tokens as one forward pass; stopping mid-prefill leaves the KV cache holding exactly the
+/// chunks that ran, and the next call reuses them and produces the same tokens.
+#[test]
+fn chunked_prefill_abort_and_prefix_reuse_give_the_same_tokens() {
+    use browser_llm::engine::{FinishReason, Step, PREFILL_CHUNK};
+    use browser_llm::model::Logits;
+    let file = out_dir().join("tiny-llama.gguf");
+    let bytes = Arc::new(std::fs::read(&file).unwrap());
+    let n_ctx = 256;
+    let prompt: Vec<u32> = (0..(PREFILL_CHUNK + 37) as u32).map(|i| 1 + (i * 7) % 200).collect();
+    let greedy = GenerateOptions { max_tokens: 8, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+
+    // Reference: the whole prompt in one forward pass, then greedy decode through the engine.
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    let m = Model::load(&mut CpuBackend::new(), &gguf, &bytes).unwrap();
+    let mut b = CpuBackend::new();
+    let mut kv = browser_llm::backend::Backend::kv_cache(&mut b, &m.config, n_ctx).unwrap();
+    let one_shot = browser_llm::block_on(m.forward(&mut b, &mut kv, &prompt, 0, Logits::Last)).unwrap();
+    let first = browser_llm::sampling::argmax(&one_shot);
+
+    let mut e = Engine::load(CpuBackend::new(), bytes, Some(n_ctx)).unwrap();
+    let full = browser_llm::block_on(e.generate_ids(&prompt, &greedy, &mut |_, _| true)).unwrap();
+    assert_eq!(full.ids[0], first, "chunked prefill changed the first token");
+    assert_eq!(full.timings.prefill_tokens, prompt.len());
+
+    // Abort after the first chunk: nothing generated, the cache keeps that chunk.
+    e.reset();
+    let mut g = e.begin(&prompt, &greedy).unwrap();
+    let s = browser_llm::block_on(e.step(&mut g)).unwrap();
+    assert_eq!(s, Some(Step::Prefill { done: PREFILL_CHUNK, total: prompt.len() }));
+    g.abort();
+    assert_eq!(browser_llm::block_on(e.step(&mut g)).unwrap(), None);
+    let aborted = g.into_generation();
+    assert_eq!(aborted.finish_reason, FinishReason::Aborted);
+    assert!(aborted.ids.is_empty());
+
+    let again = browser_llm::block_on(e.generate_ids(&prompt, &greedy, &mut |_, _| true)).unwrap();
+    assert_eq!(again.cached_tokens, PREFILL_CHUNK, "the chunk that ran before the abort is reused");
+    assert_eq!(again.ids, full.ids);
+
+    // The next turn (prompt + reply + more) reuses everything that ran.
+    let mut next = prompt.clone();
+    next.extend_from_slice(&again.ids);
+    next.extend_from_slice(&[5, 6, 7]);
+    let turn2 = browser_llm::block_on(e.generate_ids(&next, &greedy, &mut |_, _| true)).unwrap();
+    assert_eq!(turn2.cached_tokens, prompt.len() + again.ids.len() - 1);
 }

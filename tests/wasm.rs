@@ -36,7 +36,7 @@ fn greedy_tokens_match_llama_cpp_in_wasm() {
         let prompt_ids: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let margins: Vec<f64> = p["top1_top2_margin_per_step"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         e.reset();
-        let r = e.generate(prompt, &opts, &mut |_, _| true).unwrap();
+        let r = browser_llm::block_on(e.generate(prompt, &opts, &mut |_, _| true)).unwrap();
         assert_eq!(r.prompt_ids, prompt_ids, "{prompt}: prompt ids");
         assert_eq!(r.ids.len(), want.len());
         if let Some(i) = r.ids.iter().zip(&want).position(|(a, b)| a != b) {

@@ -57,6 +57,7 @@ pub struct RopeParams {
     pub neox: bool,
 }
 
+#[allow(async_fn_in_trait)] // backends are used generically, never as `dyn`, and run on one thread
 pub trait Backend {
     /// A weight tensor in GGUF block layout.
     type Weight;
@@ -92,6 +93,54 @@ pub trait Backend {
     fn rows_from(&mut self, x: &Self::Act, start: usize) -> Result<Self::Act>;
     /// `cap * tanh(x / cap)`, in place.
     fn softcap(&mut self, x: &mut Self::Act, cap: f32) -> Result<()>;
-    /// Copy an activation back to the host, row-major.
-    fn read(&mut self, x: &Self::Act) -> Result<Vec<f32>>;
+    /// Copy an activation back to the host, row-major. Asynchronous because a GPU readback is
+    /// (WebGPU's `mapAsync`); the CPU backend's future is ready at once.
+    async fn read(&mut self, x: &Self::Act) -> Result<Vec<f32>>;
+    /// Read one row of logits back, as little of it as `what` needs. The default reads the whole
+    /// row and selects on the host; a GPU backend selects on the device.
+    async fn read_logits(&mut self, x: &Self::Act, what: Readback) -> Result<ReadOut> {
+        let logits = self.read(x).await?;
+        Ok(what.select(logits))
+    }
+    /// Work counters (GPU dispatches and submits); zeros where a backend does not count.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+}
+
+/// Cumulative work counters of a backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    pub dispatches: u64,
+    pub submits: u64,
+}
+
+/// How much of a logits row the sampler needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readback {
+    /// Every logit (penalties, or sampling without a small top-k).
+    Full,
+    /// Only the best token (greedy decoding without penalties).
+    Argmax,
+    /// The `k` best tokens with their logits (top-k sampling without penalties).
+    TopK(usize),
+}
+
+/// Logits as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReadOut {
+    Full(Vec<f32>),
+    /// `(token id, logit)`, by logit descending, ties to the lower id.
+    Candidates(Vec<(u32, f32)>),
+}
+
+impl Readback {
+    /// Host-side selection: what a backend without device-side selection returns.
+    pub fn select(self, logits: Vec<f32>) -> ReadOut {
+        match self {
+            Readback::Full => ReadOut::Full(logits),
+            Readback::Argmax => ReadOut::Candidates(crate::sampling::top_k(&logits, 1)),
+            Readback::TopK(k) => ReadOut::Candidates(crate::sampling::top_k(&logits, k)),
+        }
+    }
 }

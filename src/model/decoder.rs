@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorBytes};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::config::{Activation, ModelConfig, RopeStyle};
@@ -57,6 +57,9 @@ pub struct Model<B: Backend> {
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
+    /// None: only fill the KV cache (a prompt chunk before the last one). The forward pass
+    /// returns the hidden state instead.
+    None,
     /// Only for the last token: `[n_vocab]`.
     Last,
     /// For every token of the batch: `[n, n_vocab]` (teacher forcing, tests).
@@ -154,8 +157,21 @@ impl<B: Backend> Model<B> {
         Ok(Model { config: cfg, tok_embd, output_norm, output, rope_freqs, layers })
     }
 
-    /// Run `ids` at positions `pos0..pos0 + ids.len()`, appending their keys/values to `kv`.
-    pub fn forward(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, logits: Logits) -> Result<Vec<f32>> {
+    /// Run `ids` at positions `pos0..pos0 + ids.len()`, appending their keys/values to `kv`, and
+    /// read the requested logits back.
+    pub async fn forward(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, logits: Logits) -> Result<Vec<f32>> {
+        let out = self.forward_act(b, kv, ids, pos0, logits)?;
+        b.read(&out).await
+    }
+
+    /// [`Model::forward`] for the last token only, reading back only what `what` needs.
+    pub async fn forward_last(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, what: Readback) -> Result<ReadOut> {
+        let out = self.forward_act(b, kv, ids, pos0, Logits::Last)?;
+        b.read_logits(&out, what).await
+    }
+
+    /// The forward pass up to the logits, left on the backend.
+    pub fn forward_act(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, logits: Logits) -> Result<B::Act> {
         if ids.is_empty() {
             return Err(Error::invalid_argument("forward needs at least one token"));
         }
@@ -232,6 +248,7 @@ impl<B: Backend> Model<B> {
             x = b.add(&f, &x)?;
         }
         match logits {
+            Logits::None => return Ok(x),
             Logits::Last => x = b.rows_from(&x, ids.len() - 1)?,
             Logits::From(k) if k > 0 => x = b.rows_from(&x, k.min(ids.len() - 1))?,
             _ => {}
@@ -241,6 +258,6 @@ impl<B: Backend> Model<B> {
         if let Some(cap) = c.final_logit_softcap {
             b.softcap(&mut out, cap)?;
         }
-        b.read(&out)
+        Ok(out)
     }
 }

@@ -134,7 +134,7 @@ pub mod teacher {
             // Chunks bound the memory of all-row logits on a 256k vocabulary.
             let end = (pos + 64).min(seq.len());
             let which = if end <= first_out { Logits::Last } else { Logits::From(first_out.saturating_sub(pos)) };
-            let out = m.forward(&mut b, &mut kv, &seq[pos..end], pos, which).unwrap();
+            let out = browser_llm::block_on(m.forward(&mut b, &mut kv, &seq[pos..end], pos, which)).unwrap();
             if end > first_out {
                 for row in out.chunks_exact(n_vocab) {
                     let ours = argmax(row);

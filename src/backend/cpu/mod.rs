@@ -340,7 +340,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn read(&mut self, x: &CpuAct) -> Result<Vec<f32>> {
+    async fn read(&mut self, x: &CpuAct) -> Result<Vec<f32>> {
         Ok(x.data.clone())
     }
 }

@@ -59,13 +59,13 @@ pub fn run(args: &Args) -> CliResult {
     let json = args.flag("json");
     let mut engine = load_engine(args)?;
     let mut out = std::io::stdout().lock();
-    let r = engine.generate(&prompt, &opts, &mut |_, text| {
+    let r = browser_llm::block_on(engine.generate(&prompt, &opts, &mut |_, text| {
         if !json {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
         }
         true
-    })?;
+    }))?;
     if json {
         let line = serde_json::json!({
             "prompt_ids": r.prompt_ids,

@@ -1,0 +1,192 @@
+//! Chat prompts: render a conversation into the model's prompt text with its chat template.
+//!
+//! The template is the GGUF's `tokenizer.chat_template` (a Jinja template, as in Hugging Face
+//! tokenizers) rendered with `minijinja`; when the file has none, a built-in template chosen by
+//! the special tokens of the vocabulary (Gemma turns, ChatML, Llama 3 headers, Phi-3) is used, and
+//! a plain `role: content` transcript when none of those match. Templates come from downloaded
+//! files, so rendering is sandboxed: no file system, no includes, and a fuel limit that turns an
+//! endless template into an error instead of a hang.
+
+use minijinja::{Environment, ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    pub content: String,
+}
+
+/// Instructions a template may execute before rendering fails (a few thousand per message is
+/// plenty for every real template).
+const FUEL: u64 = 2_000_000;
+
+const GEMMA: &str = "{{ bos_token }}\
+{%- if messages[0].role == 'system' -%}{%- set prefix = messages[0].content ~ '\n\n' -%}{%- set msgs = messages[1:] -%}\
+{%- else -%}{%- set prefix = '' -%}{%- set msgs = messages -%}{%- endif -%}\
+{%- for m in msgs -%}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n\
+{{ (prefix if loop.first else '') ~ m.content | trim }}<end_of_turn>\n{% endfor -%}\
+{%- if add_generation_prompt -%}<start_of_turn>model\n{% endif -%}";
+
+const CHATML: &str = "{%- for m in messages -%}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor -%}\
+{%- if add_generation_prompt -%}<|im_start|>assistant\n{% endif -%}";
+
+const LLAMA3: &str = "{{ bos_token }}{%- for m in messages -%}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n\
+{{ m.content | trim }}<|eot_id|>{%- endfor -%}\
+{%- if add_generation_prompt -%}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif -%}";
+
+const PHI3: &str = "{%- for m in messages -%}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{%- endfor -%}\
+{%- if add_generation_prompt -%}<|assistant|>\n{% endif -%}";
+
+const PLAIN: &str = "{%- for m in messages -%}{{ m.role }}: {{ m.content }}\n{% endfor -%}\
+{%- if add_generation_prompt -%}assistant:{%- endif -%}";
+
+/// Which template a model uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// From the GGUF's `tokenizer.chat_template`.
+    File(String),
+    /// Built in, by name ("gemma", "chatml", "llama3", "phi3", "plain").
+    BuiltIn(&'static str),
+}
+
+impl TemplateSource {
+    pub fn name(&self) -> &str {
+        match self {
+            TemplateSource::File(_) => "gguf",
+            TemplateSource::BuiltIn(n) => n,
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            TemplateSource::File(t) => t,
+            TemplateSource::BuiltIn("gemma") => GEMMA,
+            TemplateSource::BuiltIn("chatml") => CHATML,
+            TemplateSource::BuiltIn("llama3") => LLAMA3,
+            TemplateSource::BuiltIn("phi3") => PHI3,
+            TemplateSource::BuiltIn(_) => PLAIN,
+        }
+    }
+}
+
+/// The file's template if it has one, else a built-in one matching the vocabulary.
+pub fn template_for(file_template: Option<&str>, tok: &Tokenizer) -> TemplateSource {
+    if let Some(t) = file_template.filter(|t| !t.trim().is_empty()) {
+        return TemplateSource::File(t.to_string());
+    }
+    let has = |s: &str| tok.token_to_id(s).is_some();
+    TemplateSource::BuiltIn(if has("<start_of_turn>") {
+        "gemma"
+    } else if has("<|im_start|>") {
+        "chatml"
+    } else if has("<|start_header_id|>") {
+        "llama3"
+    } else if has("<|assistant|>") && has("<|end|>") {
+        "phi3"
+    } else {
+        "plain"
+    })
+}
+
+/// Render `messages` into prompt text. `add_generation_prompt` appends the opening of the
+/// assistant's turn.
+pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String> {
+    if messages.is_empty() {
+        return Err(Error::invalid_argument("messages must not be empty"));
+    }
+    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+        return Err(Error::invalid_argument(format!(
+            "message role must be \"system\", \"user\" or \"assistant\", got \"{}\"",
+            m.role
+        )));
+    }
+    let mut env = Environment::new();
+    env.set_fuel(Some(FUEL));
+    // Hugging Face templates call `raise_exception` to reject conversations they cannot render.
+    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    let bad = |e: minijinja::Error| {
+        let what = match e.kind() {
+            ErrorKind::OutOfFuel => "takes too long to render (fuel limit)".to_string(),
+            _ => e.to_string(),
+        };
+        Error::invalid_argument(format!("the chat template ({}) failed: {what}", template.name()))
+    };
+
+    let ctx = minijinja::context! {
+        messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos,
+        eos_token => eos,
+    };
+    env.template_from_str(template.text()).and_then(|t| t.render(ctx)).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(pairs: &[(&str, &str)]) -> Vec<ChatMessage> {
+        pairs.iter().map(|(r, c)| ChatMessage { role: r.to_string(), content: c.to_string() }).collect()
+    }
+
+    #[test]
+    fn gemma_turns_fold_the_system_prompt_into_the_first_user_turn() {
+        let out = render(
+            &TemplateSource::BuiltIn("gemma"),
+            &msgs(&[("system", "Be brief."), ("user", " Hi "), ("assistant", "Hello!"), ("user", "Bye")]),
+            true,
+            "<bos>",
+            "<eos>",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn chatml_and_llama3_shapes() {
+        let m = msgs(&[("user", "Hi")]);
+        assert_eq!(
+            render(&TemplateSource::BuiltIn("chatml"), &m, true, "", "").unwrap(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            render(&TemplateSource::BuiltIn("llama3"), &m, false, "<|begin_of_text|>", "").unwrap(),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        );
+    }
+
+    #[test]
+    fn file_templates_render_with_hugging_face_conventions() {
+        let t = TemplateSource::File(
+            "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}\
+             [{{ m['role'] }}]{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+                .into(),
+        );
+        assert_eq!(render(&t, &msgs(&[("user", "a"), ("assistant", "b")]), true, "", "").unwrap(), "[user]a[assistant]b[assistant]");
+        let e = render(&t, &msgs(&[("system", "x")]), true, "", "").unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
+        assert!(e.message.contains("no system"), "{}", e.message);
+    }
+
+    #[test]
+    fn hostile_templates_fail_cleanly() {
+        let endless = TemplateSource::File("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}".into());
+        let e = render(&endless, &msgs(&[("user", "a")]), true, "", "").unwrap_err();
+        assert!(e.message.contains("fuel"), "{}", e.message);
+        let broken = TemplateSource::File("{% for m in messages %}".into());
+        assert_eq!(render(&broken, &msgs(&[("user", "a")]), true, "", "").unwrap_err().code, crate::ErrorCode::InvalidArgument);
+        let e = render(&TemplateSource::BuiltIn("plain"), &msgs(&[("tool", "a")]), true, "", "").unwrap_err();
+        assert!(e.message.contains("role"), "{}", e.message);
+        assert!(render(&TemplateSource::BuiltIn("plain"), &[], true, "", "").is_err());
+    }
+}
