@@ -1,6 +1,6 @@
 // Static server for the demo page and the end-to-end tests, on 127.0.0.1 only.
-//   node pkg-scripts/serve.mjs [--port N] [--model PATH]
-// Serves www/ at /, the built package (pkg/) at /pkg/, and the model file at
+//   node pkg-scripts/serve.mjs [--port N] [--model PATH] [--root DIR]
+// Serves www/ (or DIR) at /, the built package (pkg/) at /pkg/, and the model file at
 // /models/<its file name>, with HTTP Range support. Every response carries COOP/COEP headers
 // (cross-origin isolation, for wasm threads and precise timers). Model bytes are sent with
 // `Cache-Control: no-store` so the browser's HTTP cache never hides what the package's own
@@ -20,6 +20,7 @@ const opt = (name, def) => {
 };
 const port = Number(opt("--port", "8080"));
 const model = opt("--model", process.env.BROWSER_LLM_MODEL);
+const site = path.resolve(opt("--root", path.join(root, "www")));
 
 const TYPES = {
   ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
@@ -33,7 +34,7 @@ function resolve(urlPath) {
   if (urlPath.startsWith("/pkg/")) return path.join(root, "pkg", urlPath.slice(5));
   if (model && urlPath === `/models/${path.basename(model)}`) return model;
   const rel = urlPath === "/" ? "index.html" : urlPath.slice(1);
-  return path.join(root, "www", rel);
+  return path.join(site, rel);
 }
 
 const server = http.createServer((req, res) => {
@@ -53,7 +54,7 @@ const server = http.createServer((req, res) => {
     res.statusCode = 400;
     return res.end("bad path");
   }
-  const allowed = [path.join(root, "www"), path.join(root, "pkg")];
+  const allowed = [site, path.join(root, "pkg")];
   const isModel = model && file === model;
   if (!isModel && !allowed.some((dir) => file === dir || file.startsWith(dir + path.sep))) {
     res.statusCode = 403;

@@ -46,7 +46,7 @@ function clearError() {
   el.error.textContent = "";
 }
 
-const mb = (n) => `${(n / 1e6).toFixed(n >= 1e8 ? 0 : 1)} MB`;
+const mb = (n) => (n >= 1e10 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(n >= 1e8 ? 0 : 1)} MB`);
 
 function onProgress(p) {
   el.progressBox.hidden = false;

@@ -3,14 +3,14 @@
 // calls so only one runs at a time. WorkerEngine (worker-engine.js) runs this same class in a
 // dedicated Worker.
 
-import { WasmEngine } from "./wasm/browser_llm.js";
+import { WasmEngine, openModel } from "./wasm/browser_llm.js";
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
-import { loadWasm, yieldToEventLoop } from "./runtime.js";
+import { isNode, loadWasm, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
 
 const BACKENDS = ["auto", "webgpu", "cpu"];
-const LOAD_KEYS = ["backend", "contextLength", "onProgress", "signal", "sha256", "cache"];
+const LOAD_KEYS = ["backend", "contextLength", "onProgress", "signal", "sha256", "cache", "store"];
 const GENERATE_KEYS = [
   "maxTokens", "temperature", "topK", "topP", "minP", "repetitionPenalty", "frequencyPenalty", "presencePenalty",
   "penaltyLastN", "seed", "stop", "ignoreEos", "addSpecial", "signal", "onToken", "onPrefill",
@@ -34,6 +34,38 @@ function webgpuUnavailableReason() {
     return "WebGPU is not available here (navigator.gpu is missing)";
   }
   return "this build of browser-llm runs the CPU backend only";
+}
+
+/** Is `source` something browser storage handles (URLs, Blobs, or lists of them)? */
+function storable(source) {
+  const one = (s) => typeof s === "string" || (typeof Blob !== "undefined" && s instanceof Blob);
+  return Array.isArray(source) ? source.length > 0 && source.every(one) : one(source);
+}
+
+/**
+ * The whole model file in memory (what the CPU backend runs from). In browsers, URLs and Files go
+ * through browser storage (resumable, verified, cached for the next visit); bytes are used as
+ * given; Node reads paths and URLs directly.
+ */
+async function modelBytes(source, { sha256, cache = true, store, onProgress, signal }) {
+  if (isNode || !storable(source)) {
+    if (sha256 !== undefined) {
+      throw new BrowserLlmError("INVALID_ARGUMENT", "sha256 is checked by browser storage: pass a URL or a File in a browser");
+    }
+    return readSource(source, { onProgress, signal });
+  }
+  const stored = await openModel(source, { sha256, cache, store, onProgress, signal });
+  try {
+    if (stored.parts.length > 1) {
+      throw new BrowserLlmError(
+        "UNSUPPORTED_MODEL",
+        `this model is split into ${stored.parts.length} GGUF files; the engine loads single-file models (merge them with llama.cpp's gguf-split --merge)`,
+      );
+    }
+    return await stored.readAll(onProgress);
+  } finally {
+    stored.free();
+  }
 }
 
 export class Engine {
@@ -65,7 +97,8 @@ export class Engine {
       reason = "CPU backend (WebAssembly SIMD128), as requested";
     }
     try {
-      const [, bytes] = await Promise.all([loadWasm(), readSource(source, { onProgress, signal })]);
+      await loadWasm();
+      const bytes = await modelBytes(source, options);
       if (signal?.aborted) throw abortedError();
       onProgress?.({ phase: "load", loaded: 0, total: bytes.length, bytesPerSecond: 0 });
       const wasm = WasmEngine.fromBytes(bytes, { contextLength, backendReason: reason });

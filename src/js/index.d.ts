@@ -23,8 +23,11 @@ export declare class BrowserLlmError extends Error {
   readonly code: ErrorCode;
 }
 
-/** Where the model comes from. A string is a URL (or, in Node, a file path). */
-export type ModelSource = string | Blob | ArrayBuffer | Uint8Array;
+/**
+ * Where the model comes from. A string is a URL (or, in Node, a file path). An array of URLs or
+ * Files is a model split into parts (`-00001-of-0000N.gguf`), stored as one model.
+ */
+export type ModelSource = string | Blob | ArrayBuffer | Uint8Array | string[] | Blob[];
 
 export interface Progress {
   /** "download" (network), "verify" (integrity check), "load" (into the engine), "compile" (GPU shaders). */
@@ -46,8 +49,14 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Expected sha256 (hex) of the whole file; a mismatch fails with "INTEGRITY". */
   sha256?: string;
-  /** Keep a copy in browser storage for the next visit (default true). */
+  /**
+   * Browsers, URL or File sources: keep a verified copy in browser storage so the next visit loads
+   * from disk with no network request (default true). Interrupted downloads resume where they
+   * stopped. false: read the source directly (URLs then need HTTP Range support).
+   */
   cache?: boolean;
+  /** Which browser store holds the copy: "auto" (default: OPFS, else the Cache API), "opfs" or "cache". */
+  store?: "auto" | "opfs" | "cache";
 }
 
 export interface WorkerLoadOptions extends LoadOptions {
@@ -245,3 +254,28 @@ export declare class WorkerEngine implements LlmEngine {
   /** Stop the worker at once; pending calls fail with "ABORTED". */
   terminate(): void;
 }
+
+/** A model in browser storage. */
+export interface CachedModel {
+  /** Identifies the model: its URL (the first part's), or `file:<name>:<size>:<lastModified>` for a local file. */
+  key: string;
+  /** The URL (or key) to show. */
+  url: string;
+  sources: string[];
+  /** Bytes of the whole model. */
+  size: number;
+  /** Bytes stored so far (equals `size` when complete). */
+  storedBytes: number;
+  /** false: a download that stopped part-way (the next load resumes it). */
+  complete: boolean;
+  sha256: string | null;
+  lastUsedMs: number;
+  store: "opfs" | "cache";
+}
+
+/** Models kept in browser storage (complete and partial). Browsers only. */
+export declare function listCachedModels(): Promise<CachedModel[]>;
+/** Delete a cached model by key; deleting a missing key is not an error. */
+export declare function deleteCachedModel(key: string): Promise<void>;
+/** Storage used by this site and its quota, in bytes; `persisted`: the browser will not evict it. */
+export declare function storageUsage(): Promise<{ usage: number; quota: number; persisted: boolean }>;

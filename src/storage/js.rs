@@ -32,11 +32,7 @@ use super::{CachedModel, OpenOptions, Progress, ProgressFn, Source, StoreKind, S
 use crate::error::{Error, Result};
 
 /// A crate error as a JS `Error` whose `code` is the stable error code.
-pub fn to_js_error(e: Error) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    let _ = Reflect::set(&err, &"code".into(), &e.code.as_str().into());
-    err.into()
-}
+pub use crate::wasm::to_js_error;
 
 fn obj(fields: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();

@@ -14,9 +14,10 @@ export const CHROMIUM_ARGS = [
 const SERVE = fileURLToPath(new URL("../../pkg-scripts/serve.mjs", import.meta.url));
 
 /** Start pkg-scripts/serve.mjs; resolves to { url, modelUrl, stats(), resetStats(), close() }. */
-export function startServer(model) {
+export function startServer(model, root) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SERVE, "--port", "0", "--model", model], { stdio: ["ignore", "pipe", "inherit"] });
+    const extra = root ? ["--root", root] : [];
+    const proc = spawn(process.execPath, [SERVE, "--port", "0", "--model", model, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     proc.on("exit", (code) => reject(new Error(`the demo server exited (${code})`)));
     proc.stdout.on("data", (d) => {
