@@ -43,26 +43,24 @@ function storable(source) {
 }
 
 /**
- * The whole model file in memory (what the CPU backend runs from). In browsers, URLs and Files go
- * through browser storage (resumable, verified, cached for the next visit); bytes are used as
- * given; Node reads paths and URLs directly.
+ * A WasmEngine for `source`. In browsers, URLs and Files go through browser storage (resumable,
+ * verified, cached for the next visit) and are read from there straight into wasm memory; bytes
+ * are used as given; Node reads paths and URLs directly.
  */
-async function modelBytes(source, { sha256, cache = true, store, onProgress, signal }) {
+async function wasmEngine(source, { sha256, cache = true, store, onProgress, signal, contextLength }, backendReason) {
+  const opts = { contextLength, backendReason };
   if (isNode || !storable(source)) {
     if (sha256 !== undefined) {
       throw new BrowserLlmError("INVALID_ARGUMENT", "sha256 is checked by browser storage: pass a URL or a File in a browser");
     }
-    return readSource(source, { onProgress, signal });
+    const bytes = await readSource(source, { onProgress, signal });
+    if (signal?.aborted) throw abortedError();
+    return WasmEngine.fromBytes(bytes, opts);
   }
   const stored = await openModel(source, { sha256, cache, store, onProgress, signal });
   try {
-    if (stored.parts.length > 1) {
-      throw new BrowserLlmError(
-        "UNSUPPORTED_MODEL",
-        `this model is split into ${stored.parts.length} GGUF files; the engine loads single-file models (merge them with llama.cpp's gguf-split --merge)`,
-      );
-    }
-    return await stored.readAll(onProgress);
+    if (signal?.aborted) throw abortedError();
+    return await WasmEngine.fromStored(stored, { ...opts, onProgress });
   } finally {
     stored.free();
   }
@@ -98,12 +96,7 @@ export class Engine {
     }
     try {
       await loadWasm();
-      const bytes = await modelBytes(source, options);
-      if (signal?.aborted) throw abortedError();
-      onProgress?.({ phase: "load", loaded: 0, total: bytes.length, bytesPerSecond: 0 });
-      const wasm = WasmEngine.fromBytes(bytes, { contextLength, backendReason: reason });
-      onProgress?.({ phase: "load", loaded: bytes.length, total: bytes.length, bytesPerSecond: 0 });
-      return new Engine(wasm);
+      return new Engine(await wasmEngine(source, options, reason));
     } catch (e) {
       throw toBrowserLlmError(e);
     }

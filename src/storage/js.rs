@@ -171,6 +171,13 @@ pub struct JsStoredModel {
     inner: Rc<StoredModel>,
 }
 
+impl JsStoredModel {
+    /// The Rust model, for the engine facade to load from.
+    pub fn model(&self) -> Rc<StoredModel> {
+        self.inner.clone()
+    }
+}
+
 fn wasm_memory_bytes() -> f64 {
     let mem = wasm_bindgen::memory();
     Reflect::get(&mem, &"buffer".into())

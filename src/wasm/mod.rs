@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::backend::cpu::CpuBackend;
 use crate::chat::{self, ChatMessage, TemplateSource};
@@ -74,8 +75,10 @@ struct ModelInfo {
     eos_token: Option<String>,
 }
 
+/// (`onProgress` may be present too: it is read by `progress_callback`; the JS layer rejects
+/// unknown options.)
 #[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct LoadOptions {
     context_length: Option<usize>,
     /// Why this backend runs (set by the JS layer when it fell back).
@@ -221,6 +224,19 @@ impl WasmEngine {
         Ok(WasmEngine { inner: Rc::new(RefCell::new(Some(inner))) })
     }
 
+    /// Load a model from browser storage (see `openModel`) into wasm memory, on the CPU backend.
+    #[wasm_bindgen(js_name = fromStored)]
+    pub async fn from_stored(stored: &crate::storage::js::JsStoredModel, options: JsValue) -> std::result::Result<WasmEngine, JsValue> {
+        let opts: LoadOptions = from_js(options.clone(), "load options").map_err(to_js_error)?;
+        let on_progress = progress_callback(&options);
+        let model = stored.model();
+        if model.parts().len() > 1 {
+            return Err(to_js_error(split_unsupported(model.parts().len())));
+        }
+        let bytes = model.read_all(on_progress).await.map_err(to_js_error)?;
+        Self::from_bytes(bytes, options_without_progress(&opts))
+    }
+
     /// Architecture, size, quantization mix, context, backend and why.
     pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
         let info = self.with(|i| Ok(i.info.clone()))?;
@@ -349,6 +365,40 @@ impl WasmEngine {
             *g = None;
         }
     }
+}
+
+fn split_unsupported(parts: usize) -> Error {
+    Error::unsupported_model(format!(
+        "this model is split into {parts} GGUF files; the engine loads single-file models \
+         (merge them with llama.cpp's gguf-split --merge)"
+    ))
+}
+
+/// `options.onProgress` as a storage progress callback (errors it throws are ignored).
+fn progress_callback(options: &JsValue) -> Option<crate::storage::ProgressFn> {
+    let f: js_sys::Function = js_sys::Reflect::get(options, &"onProgress".into()).ok()?.dyn_into().ok()?;
+    Some(Box::new(move |p: crate::storage::Progress| {
+        let o = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = js_sys::Reflect::set(&o, &k.into(), &v);
+        };
+        set("phase", p.phase.into());
+        set("loaded", (p.loaded as f64).into());
+        set("total", (p.total as f64).into());
+        set("bytesPerSecond", p.bytes_per_second.into());
+        let _ = f.call1(&JsValue::NULL, &o);
+    }))
+}
+
+fn options_without_progress(o: &LoadOptions) -> JsValue {
+    let obj = js_sys::Object::new();
+    if let Some(n) = o.context_length {
+        let _ = js_sys::Reflect::set(&obj, &"contextLength".into(), &(n as f64).into());
+    }
+    if let Some(r) = &o.backend_reason {
+        let _ = js_sys::Reflect::set(&obj, &"backendReason".into(), &r.into());
+    }
+    obj.into()
 }
 
 /// Token ids of a prompt given as text or as an array of ids.
