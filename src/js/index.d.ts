@@ -224,36 +224,21 @@ export interface LlmEngine {
 }
 
 /** The engine on the calling thread (Node, or a Worker you manage). */
-export declare class Engine implements LlmEngine {
-  private constructor();
-  static load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
-  readonly chat: Chat;
-  generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
-  stream(prompt: string | number[], options?: GenerateOptions): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
-  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
-  tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
-  detokenize(ids: ArrayLike<number>): Promise<string>;
-  info(): Promise<ModelInfo>;
-  reset(): Promise<void>;
-  dispose(): Promise<void>;
-}
+export interface Engine extends LlmEngine {}
+export declare const Engine: {
+  readonly prototype: Engine;
+  load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
+};
 
 /** The same interface, with the model in a dedicated Worker (recommended in pages). */
-export declare class WorkerEngine implements LlmEngine {
-  private constructor();
-  static load(source: ModelSource, options?: WorkerLoadOptions): Promise<WorkerEngine>;
-  readonly chat: Chat;
-  generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
-  stream(prompt: string | number[], options?: GenerateOptions): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
-  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
-  tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
-  detokenize(ids: ArrayLike<number>): Promise<string>;
-  info(): Promise<ModelInfo>;
-  reset(): Promise<void>;
-  dispose(): Promise<void>;
+export interface WorkerEngine extends LlmEngine {
   /** Stop the worker at once; pending calls fail with "ABORTED". */
   terminate(): void;
 }
+export declare const WorkerEngine: {
+  readonly prototype: WorkerEngine;
+  load(source: ModelSource, options?: WorkerLoadOptions): Promise<WorkerEngine>;
+};
 
 /** A model in browser storage. */
 export interface CachedModel {
