@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, ReadOut, Readback};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
-use crate::model::{Logits, Model, ModelConfig};
+use crate::model::{Logits, Model, ModelConfig, TensorSource};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{Detokenizer, Tokenizer};
 
@@ -110,12 +110,17 @@ pub struct Engine<B: Backend> {
 }
 
 impl<B: Backend> Engine<B> {
-    /// Load a complete GGUF file. `n_ctx` is capped by the model's training context; `None`
-    /// picks min(4096, training context).
-    pub fn load(mut backend: B, file: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<B>> {
+    /// Load a complete GGUF file held in memory. `n_ctx` is capped by the model's training
+    /// context; `None` picks min(4096, training context).
+    pub fn load(backend: B, file: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<B>> {
         let gguf = Gguf::from_bytes(&file)?;
-        let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-        let model = Model::load(&mut backend, &gguf, &file)?;
+        crate::block_on(Self::load_from(backend, &gguf, &file, n_ctx))
+    }
+
+    /// Load from a GGUF header and a source of tensor bytes (read tensor by tensor).
+    pub async fn load_from<S: TensorSource>(mut backend: B, gguf: &Gguf, file: &S, n_ctx: Option<usize>) -> Result<Engine<B>> {
+        let tokenizer = Arc::new(Tokenizer::from_gguf(gguf)?);
+        let model = Model::load_from(&mut backend, gguf, file).await?;
         let train = model.config.n_ctx_train;
         let n_ctx = match n_ctx {
             Some(0) => return Err(Error::invalid_argument("context length must be at least 1")),
@@ -126,6 +131,9 @@ impl<B: Backend> Engine<B> {
         Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
     }
 
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
     pub fn config(&self) -> &ModelConfig {
         &self.model.config
     }

@@ -15,7 +15,10 @@ pub mod gguf;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod storage;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, ErrorCode, Result};
 

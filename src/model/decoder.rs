@@ -11,6 +11,7 @@
 //! ```
 //! Tensor names are GGUF's, verbatim.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorBytes};
@@ -68,15 +69,34 @@ pub enum Logits {
     From(usize),
 }
 
-struct Loader<'a, B: Backend> {
-    backend: &'a mut B,
-    gguf: &'a Gguf,
-    file: &'a Arc<Vec<u8>>,
+/// Where weight bytes come from while a model loads: the whole file in memory, or (in the
+/// browser) a store read tensor by tensor so the file is never in wasm memory at once.
+#[allow(async_fn_in_trait)] // used generically, on one thread
+pub trait TensorSource {
+    /// Size of the whole file in bytes.
+    fn file_len(&self) -> u64;
+    /// The bytes of `range` (one tensor's data), checked to lie within the file.
+    async fn read(&self, range: Range<u64>) -> Result<TensorBytes>;
 }
 
-impl<B: Backend> Loader<'_, B> {
+impl TensorSource for Arc<Vec<u8>> {
+    fn file_len(&self) -> u64 {
+        self.len() as u64
+    }
+    async fn read(&self, range: Range<u64>) -> Result<TensorBytes> {
+        Ok(TensorBytes::new(self.clone(), range.start as usize..range.end as usize))
+    }
+}
+
+struct Loader<'a, B: Backend, S: TensorSource> {
+    backend: &'a mut B,
+    gguf: &'a Gguf,
+    file: &'a S,
+}
+
+impl<B: Backend, S: TensorSource> Loader<'_, B, S> {
     /// A tensor whose dims must equal `dims` (ggml order), if present.
-    fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<B::Weight>> {
+    async fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<B::Weight>> {
         let Some(info) = self.gguf.tensor(name) else { return Ok(None) };
         if info.dims.iter().map(|&d| d as usize).collect::<Vec<_>>() != dims {
             return Err(Error::unsupported_model(format!(
@@ -85,14 +105,14 @@ impl<B: Backend> Loader<'_, B> {
             )));
         }
         let range = info.file_range(self.gguf.data_offset);
-        if range.end > self.file.len() as u64 {
+        if range.end > self.file.file_len() {
             return Err(Error::bad_gguf(format!("tensor '{name}' lies past the end of the file")));
         }
-        let bytes = TensorBytes::new(self.file.clone(), range.start as usize..range.end as usize);
+        let bytes = self.file.read(range).await?;
         self.backend.weight(info, bytes).map(Some)
     }
-    fn req(&mut self, name: &str, dims: &[usize]) -> Result<B::Weight> {
-        self.opt(name, dims)?.ok_or_else(|| {
+    async fn req(&mut self, name: &str, dims: &[usize]) -> Result<B::Weight> {
+        self.opt(name, dims).await?.ok_or_else(|| {
             Error::unsupported_model(format!(
                 "tensor '{name}' is missing (architecture {})",
                 self.gguf.architecture().unwrap_or("?")
@@ -104,6 +124,12 @@ impl<B: Backend> Loader<'_, B> {
 impl<B: Backend> Model<B> {
     /// Load every weight of a complete GGUF file held in memory.
     pub fn load(backend: &mut B, gguf: &Gguf, file: &Arc<Vec<u8>>) -> Result<Model<B>> {
+        crate::block_on(Self::load_from(backend, gguf, file))
+    }
+
+    /// Load every weight, tensor by tensor, from `file` (whose header is `gguf`). Each tensor's
+    /// bytes are handed to the backend and dropped unless the backend keeps them.
+    pub async fn load_from<S: TensorSource>(backend: &mut B, gguf: &Gguf, file: &S) -> Result<Model<B>> {
         let cfg = ModelConfig::from_gguf(gguf)?;
         if gguf.tensors.iter().any(|t| t.name.contains("rope_factors_long")) {
             return Err(Error::unsupported_model("long-context RoPE factors (LongRoPE) are not supported"));
@@ -111,43 +137,43 @@ impl<B: Backend> Model<B> {
         let mut ld = Loader { backend, gguf, file };
         let (e, ff, vocab) = (cfg.n_embd, cfg.n_ff, cfg.n_vocab);
         let (qd, kd, vd, hd) = (cfg.q_dim(), cfg.k_dim(), cfg.v_dim(), cfg.head_dim);
-        let tok_embd = ld.req("token_embd.weight", &[e, vocab])?;
-        let output_norm = ld.req("output_norm.weight", &[e])?;
-        let output = ld.opt("output.weight", &[e, vocab])?;
-        let rope_freqs = ld.opt("rope_freqs.weight", &[cfg.n_rot / 2])?;
+        let tok_embd = ld.req("token_embd.weight", &[e, vocab]).await?;
+        let output_norm = ld.req("output_norm.weight", &[e]).await?;
+        let output = ld.opt("output.weight", &[e, vocab]).await?;
+        let rope_freqs = ld.opt("rope_freqs.weight", &[cfg.n_rot / 2]).await?;
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for il in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}");
             let qkv = if gguf.tensor(&n("attn_qkv.weight")).is_some() {
-                Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd + kd + vd])?)
+                Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd + kd + vd]).await?)
             } else {
                 Qkv::Separate {
-                    q: ld.req(&n("attn_q.weight"), &[e, qd])?,
-                    k: ld.req(&n("attn_k.weight"), &[e, kd])?,
-                    v: ld.req(&n("attn_v.weight"), &[e, vd])?,
-                    bq: ld.opt(&n("attn_q.bias"), &[qd])?,
-                    bk: ld.opt(&n("attn_k.bias"), &[kd])?,
-                    bv: ld.opt(&n("attn_v.bias"), &[vd])?,
+                    q: ld.req(&n("attn_q.weight"), &[e, qd]).await?,
+                    k: ld.req(&n("attn_k.weight"), &[e, kd]).await?,
+                    v: ld.req(&n("attn_v.weight"), &[e, vd]).await?,
+                    bq: ld.opt(&n("attn_q.bias"), &[qd]).await?,
+                    bk: ld.opt(&n("attn_k.bias"), &[kd]).await?,
+                    bv: ld.opt(&n("attn_v.bias"), &[vd]).await?,
                 }
             };
             let ffn = if gguf.tensor(&n("ffn_gate.weight")).is_some() {
-                Ffn::Separate { gate: ld.req(&n("ffn_gate.weight"), &[e, ff])?, up: ld.req(&n("ffn_up.weight"), &[e, ff])? }
+                Ffn::Separate { gate: ld.req(&n("ffn_gate.weight"), &[e, ff]).await?, up: ld.req(&n("ffn_up.weight"), &[e, ff]).await? }
             } else {
-                Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, 2 * ff])?)
+                Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, 2 * ff]).await?)
             };
             let post = cfg.post_norms;
             layers.push(Layer {
-                attn_norm: ld.req(&n("attn_norm.weight"), &[e])?,
+                attn_norm: ld.req(&n("attn_norm.weight"), &[e]).await?,
                 qkv,
-                q_norm: ld.opt(&n("attn_q_norm.weight"), &[hd])?,
-                k_norm: ld.opt(&n("attn_k_norm.weight"), &[hd])?,
-                wo: ld.req(&n("attn_output.weight"), &[cfg.n_head * cfg.head_dim_v, e])?,
-                bo: ld.opt(&n("attn_output.bias"), &[e])?,
-                attn_post_norm: if post { Some(ld.req(&n("post_attention_norm.weight"), &[e])?) } else { None },
-                ffn_norm: ld.req(&n("ffn_norm.weight"), &[e])?,
+                q_norm: ld.opt(&n("attn_q_norm.weight"), &[hd]).await?,
+                k_norm: ld.opt(&n("attn_k_norm.weight"), &[hd]).await?,
+                wo: ld.req(&n("attn_output.weight"), &[cfg.n_head * cfg.head_dim_v, e]).await?,
+                bo: ld.opt(&n("attn_output.bias"), &[e]).await?,
+                attn_post_norm: if post { Some(ld.req(&n("post_attention_norm.weight"), &[e]).await?) } else { None },
+                ffn_norm: ld.req(&n("ffn_norm.weight"), &[e]).await?,
                 ffn,
-                down: ld.req(&n("ffn_down.weight"), &[ff, e])?,
-                ffn_post_norm: if post { Some(ld.req(&n("post_ffw_norm.weight"), &[e])?) } else { None },
+                down: ld.req(&n("ffn_down.weight"), &[ff, e]).await?,
+                ffn_post_norm: if post { Some(ld.req(&n("post_ffw_norm.weight"), &[e]).await?) } else { None },
             });
             if cfg.qk_norm && (layers[il].q_norm.is_none() || layers[il].k_norm.is_none())
             {

@@ -1,0 +1,36 @@
+// Errors thrown by browser-llm: `Error` objects with a stable `code` (see `ErrorCode` in index.d.ts).
+
+export const ERROR_CODES = [
+  "BAD_GGUF", "UNSUPPORTED_MODEL", "UNSUPPORTED_QUANT", "NETWORK", "INTEGRITY", "QUOTA_EXCEEDED",
+  "ABORTED", "DEVICE_LOST", "CONTEXT_OVERFLOW", "BUSY", "INVALID_ARGUMENT", "INTERNAL",
+];
+
+export class BrowserLlmError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = "BrowserLlmError";
+    this.code = code;
+  }
+}
+
+/** Any thrown value as a BrowserLlmError (errors from the wasm module already carry a code). */
+export function toBrowserLlmError(e) {
+  if (e instanceof BrowserLlmError) return e;
+  if (e && typeof e === "object" && typeof e.code === "string" && ERROR_CODES.includes(e.code)) {
+    return new BrowserLlmError(e.code, e.message);
+  }
+  if (e && e.name === "AbortError") return new BrowserLlmError("ABORTED", "the operation was aborted");
+  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) {
+    return new BrowserLlmError(
+      "INTERNAL",
+      `the engine crashed (${e.message}) and was disposed; load the model again. Please report this as a bug.`,
+      { cause: e },
+    );
+  }
+  const message = e && e.message ? e.message : String(e);
+  return new BrowserLlmError("INTERNAL", message, { cause: e });
+}
+
+export function abortedError() {
+  return new BrowserLlmError("ABORTED", "the operation was aborted");
+}

@@ -1,0 +1,266 @@
+/**
+ * browser-llm: run quantized LLMs (GGUF files) entirely on the user's device: WebGPU where it
+ * works, WebAssembly SIMD128 on the CPU otherwise (and in Node).
+ *
+ * ```ts
+ * import { Engine } from "browser-llm";
+ * const engine = await Engine.load("https://example.org/model.gguf", { onProgress: console.log });
+ * const r = await engine.generate("Once upon a time", { maxTokens: 64, onToken: (t) => show(t.text) });
+ * ```
+ */
+
+/** Stable error codes: branch on `err.code`, show `err.message` to people. */
+export type ErrorCode =
+  | "BAD_GGUF" | "UNSUPPORTED_MODEL" | "UNSUPPORTED_QUANT" | "NETWORK" | "INTEGRITY" | "QUOTA_EXCEEDED"
+  | "ABORTED" | "DEVICE_LOST" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL";
+
+export declare const ERROR_CODES: readonly ErrorCode[];
+
+/** Every error browser-llm throws. */
+export declare class BrowserLlmError extends Error {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown });
+  readonly name: "BrowserLlmError";
+  readonly code: ErrorCode;
+}
+
+/**
+ * Where the model comes from. A string is a URL (or, in Node, a file path). An array of URLs or
+ * Files is a model split into parts (`-00001-of-0000N.gguf`), stored as one model.
+ */
+export type ModelSource = string | Blob | ArrayBuffer | Uint8Array | string[] | Blob[];
+
+export interface Progress {
+  /** "download" (network), "verify" (integrity check), "load" (into the engine), "compile" (GPU shaders). */
+  phase: "download" | "verify" | "load" | "compile";
+  /** Bytes (or items) done so far. */
+  loaded: number;
+  /** Total bytes (or items); 0 when unknown. */
+  total: number;
+  bytesPerSecond: number;
+}
+
+export interface LoadOptions {
+  /** "auto" (default): WebGPU when it works, else the CPU, with the reason in `info().backendReason`. */
+  backend?: "auto" | "webgpu" | "cpu";
+  /** Tokens of context (prompt + generated); default min(4096, the model's training context). */
+  contextLength?: number;
+  onProgress?: (p: Progress) => void;
+  /** Aborting rejects the load with code "ABORTED". */
+  signal?: AbortSignal;
+  /** Expected sha256 (hex) of the whole file; a mismatch fails with "INTEGRITY". */
+  sha256?: string;
+  /**
+   * Browsers, URL or File sources: keep a verified copy in browser storage so the next visit loads
+   * from disk with no network request (default true). Interrupted downloads resume where they
+   * stopped. false: read the source directly (URLs then need HTTP Range support).
+   */
+  cache?: boolean;
+  /** Which browser store holds the copy: "auto" (default: OPFS, else the Cache API), "opfs" or "cache". */
+  store?: "auto" | "opfs" | "cache";
+}
+
+export interface WorkerLoadOptions extends LoadOptions {
+  /** A Worker started from this package's `worker.js`, for bundlers that need it explicit. */
+  worker?: Worker;
+}
+
+export interface SamplingOptions {
+  /** Tokens to generate at most (default 256). */
+  maxTokens?: number;
+  /** 0 = greedy (default 0.8). */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 disables (default 40). */
+  topK?: number;
+  /** Nucleus sampling mass, (0, 1] (default 0.95). */
+  topP?: number;
+  /** Drop tokens less likely than minP x the best one (default 0.05). */
+  minP?: number;
+  /** llama.cpp-style repetition penalty; 1 disables (default). */
+  repetitionPenalty?: number;
+  /** OpenAI-style penalties in [-2, 2] (default 0). */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  /** How many recent tokens the penalties look at (default 64). */
+  penaltyLastN?: number;
+  /** Same seed, same prompt, same options: same text. Random when omitted. */
+  seed?: number;
+  /** Stop when the text contains one of these (not included in the result). */
+  stop?: string[];
+  /** Keep going past end-of-generation tokens. */
+  ignoreEos?: boolean;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Add the model's BOS token (default: yes, unless the prompt text already starts with it). */
+  addSpecial?: boolean;
+  /** Aborting ends the generation; the result then has finishReason "abort" and the text so far. */
+  signal?: AbortSignal;
+  /** Called for each generated token with the text that became final (possibly ""). */
+  onToken?: (t: TokenChunk) => void;
+  /** Called as the prompt runs, in chunks. */
+  onPrefill?: (p: { done: number; total: number }) => void;
+}
+
+export interface TokenChunk {
+  text: string;
+  /** null for the last chunk, which flushes text held back (a partial stop string). */
+  tokenId: number | null;
+}
+
+export interface Timings {
+  prefillTokens: number;
+  prefillMs: number;
+  prefillTokensPerSecond: number;
+  decodeTokens: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokenIds: number[];
+  /** "stop": end-of-generation token or stop string; "length": maxTokens or a full context; "abort". */
+  finishReason: "stop" | "length" | "abort";
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number; cachedTokens: number };
+  timings: Timings;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  name: string | null;
+  parameters: number;
+  fileSize: number;
+  /** [tensor type, bytes], largest first. */
+  quantization: [string, number][];
+  contextLength: number;
+  trainingContextLength: number;
+  vocabSize: number;
+  layers: number;
+  embeddingSize: number;
+  backend: string;
+  backendReason: string;
+  /** "gguf" (the file's own template) or the built-in one used. */
+  chatTemplate: string;
+  bosToken: string | null;
+  eosToken: string | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  model?: string;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  /** Default 1 (as OpenAI's). */
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  repetition_penalty?: number;
+  n?: 1;
+  stream_options?: { include_usage?: boolean };
+  signal?: AbortSignal;
+}
+
+export interface CompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length" | "abort"; logprobs: null }[];
+  usage: CompletionUsage;
+  timings: Timings;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | "abort" | null; logprobs: null }[];
+  /** On the last chunk only. */
+  usage?: CompletionUsage;
+  timings?: Timings;
+}
+
+export interface Chat {
+  completions: {
+    create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+    create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+  };
+}
+
+/**
+ * What Engine and WorkerEngine share. Calls on one engine run one at a time, in call order: a
+ * call made while another runs waits its turn (it never fails with BUSY). A conversation that
+ * continues the previous prompt reuses its KV cache for the shared prefix.
+ */
+export interface LlmEngine {
+  readonly chat: Chat;
+  generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
+  /** Tokens as they come; leaving the loop early aborts the generation. Returns the GenerateResult. */
+  stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
+  /** The prompt text the model's chat template makes of `messages`. */
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  info(): Promise<ModelInfo>;
+  /** Forget the KV cache. */
+  reset(): Promise<void>;
+  /** Free the model; later calls fail. */
+  dispose(): Promise<void>;
+}
+
+/** The engine on the calling thread (Node, or a Worker you manage). */
+export interface Engine extends LlmEngine {}
+export declare const Engine: {
+  readonly prototype: Engine;
+  load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
+};
+
+/** The same interface, with the model in a dedicated Worker (recommended in pages). */
+export interface WorkerEngine extends LlmEngine {
+  /** Stop the worker at once; pending calls fail with "ABORTED". */
+  terminate(): void;
+}
+export declare const WorkerEngine: {
+  readonly prototype: WorkerEngine;
+  load(source: ModelSource, options?: WorkerLoadOptions): Promise<WorkerEngine>;
+};
+
+/** A model in browser storage. */
+export interface CachedModel {
+  /** Identifies the model: its URL (the first part's), or `file:<name>:<size>:<lastModified>` for a local file. */
+  key: string;
+  /** The URL (or key) to show. */
+  url: string;
+  sources: string[];
+  /** Bytes of the whole model. */
+  size: number;
+  /** Bytes stored so far (equals `size` when complete). */
+  storedBytes: number;
+  /** false: a download that stopped part-way (the next load resumes it). */
+  complete: boolean;
+  sha256: string | null;
+  lastUsedMs: number;
+  store: "opfs" | "cache";
+}
+
+/** Models kept in browser storage (complete and partial). Browsers only. */
+export declare function listCachedModels(): Promise<CachedModel[]>;
+/** Delete a cached model by key; deleting a missing key is not an error. */
+export declare function deleteCachedModel(key: string): Promise<void>;
+/** Storage used by this site and its quota, in bytes; `persisted`: the browser will not evict it. */
+export declare function storageUsage(): Promise<{ usage: number; quota: number; persisted: boolean }>;

@@ -1,0 +1,7 @@
+// browser-llm: run quantized LLMs (GGUF) entirely in the browser (and in Node, on the CPU).
+// See index.d.ts for the documented API.
+
+export { Engine } from "./engine.js";
+export { WorkerEngine } from "./worker-engine.js";
+export { BrowserLlmError, ERROR_CODES } from "./errors.js";
+export { listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";

@@ -1,0 +1,86 @@
+// Model bytes from the source a caller gives: bytes, a File/Blob, a URL, or (Node) a file path.
+// Reports progress as { phase, loaded, total, bytesPerSecond }.
+
+import { BrowserLlmError, abortedError } from "./errors.js";
+import { isNode, nodeImport } from "./runtime.js";
+
+function progressReporter(phase, total, onProgress) {
+  const t0 = Date.now();
+  let last = 0;
+  return (loaded, force = false) => {
+    const now = Date.now();
+    if (!onProgress || (!force && now - last < 100)) return;
+    last = now;
+    const secs = (now - t0) / 1000;
+    onProgress({ phase, loaded, total, bytesPerSecond: secs > 0 ? loaded / secs : 0 });
+  };
+}
+
+async function readStream(stream, total, phase, onProgress, signal) {
+  const report = progressReporter(phase, total, onProgress);
+  const reader = stream.getReader();
+  const onAbort = () => reader.cancel().catch(() => {});
+  signal?.addEventListener("abort", onAbort);
+  try {
+    let out = total > 0 ? new Uint8Array(total) : new Uint8Array(1 << 20);
+    let n = 0;
+    for (;;) {
+      if (signal?.aborted) throw abortedError();
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (n + value.length > out.length) {
+        const grown = new Uint8Array(Math.max(out.length * 2, n + value.length));
+        grown.set(out.subarray(0, n));
+        out = grown;
+      }
+      out.set(value, n);
+      n += value.length;
+      report(n);
+    }
+    if (signal?.aborted) throw abortedError();
+    report(n, true);
+    return n === out.length ? out : out.subarray(0, n);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The whole model file as bytes. */
+export async function readSource(source, { onProgress, signal } = {}) {
+  if (signal?.aborted) throw abortedError();
+  if (source instanceof Uint8Array) return source;
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    return readStream(source.stream(), source.size, "load", onProgress, signal);
+  }
+  if (typeof source !== "string" || source.length === 0) {
+    throw new BrowserLlmError("INVALID_ARGUMENT", "the model source must be a URL, a File/Blob, bytes, or (in Node) a file path");
+  }
+  if (isNode && !/^https?:\/\//i.test(source)) {
+    const fs = await nodeImport("node:fs/promises");
+    try {
+      const bytes = await fs.readFile(source.startsWith("file:") ? new URL(source) : source);
+      onProgress?.({ phase: "load", loaded: bytes.length, total: bytes.length, bytesPerSecond: 0 });
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+    } catch (e) {
+      throw new BrowserLlmError("INVALID_ARGUMENT", `cannot read the model file ${source}: ${e.message}`);
+    }
+  }
+  let res;
+  try {
+    res = await fetch(source, { signal });
+  } catch (e) {
+    if (signal?.aborted) throw abortedError();
+    throw new BrowserLlmError("NETWORK", `could not fetch ${source}: ${e.message} (offline, a wrong URL, or a server without CORS?)`);
+  }
+  if (!res.ok) {
+    throw new BrowserLlmError("NETWORK", `fetching ${source} failed: HTTP ${res.status} ${res.statusText}`.trim());
+  }
+  const total = Number(res.headers.get("content-length")) || 0;
+  try {
+    return await readStream(res.body, total, "download", onProgress, signal);
+  } catch (e) {
+    if (e instanceof BrowserLlmError) throw e;
+    throw new BrowserLlmError("NETWORK", `the download of ${source} failed: ${e.message}`);
+  }
+}

@@ -1,0 +1,29 @@
+// Cache management: models kept in browser storage (OPFS, or the Cache API where OPFS is missing).
+
+import * as wasm from "./wasm/browser_llm.js";
+import { toBrowserLlmError } from "./errors.js";
+import { loadWasm } from "./runtime.js";
+
+async function call(fn) {
+  try {
+    await loadWasm();
+    return await fn();
+  } catch (e) {
+    throw toBrowserLlmError(e);
+  }
+}
+
+/** Models in browser storage: [{ key, url, size, storedBytes, complete, lastUsed, store }]. */
+export function listCachedModels() {
+  return call(async () => (await wasm.listCachedModels()).map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));
+}
+
+/** Remove a cached model (by its key, as listed); a missing key is not an error. */
+export function deleteCachedModel(key) {
+  return call(() => wasm.deleteCachedModel(key));
+}
+
+/** Bytes this site uses and may use: { usage, quota, persisted }. */
+export function storageUsage() {
+  return call(() => wasm.storageUsage());
+}

@@ -1,0 +1,111 @@
+// The Engine interface over a dedicated Worker: the page's thread never runs the model.
+// Progress, tokens and errors (with their `code`) cross the boundary; AbortSignals are forwarded
+// as abort messages.
+
+import { BrowserLlmError, abortedError } from "./errors.js";
+import { createChat, streamFrom } from "./chat.js";
+
+export class WorkerEngine {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+  #dead = null;
+
+  /** @internal use WorkerEngine.load */
+  constructor(worker) {
+    this.#worker = worker;
+    this.chat = createChat(this);
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#fail(new BrowserLlmError("INTERNAL", `the engine worker failed: ${ev.message ?? "unknown error"}`));
+    };
+  }
+
+  /**
+   * Start a Worker and load the model in it (same options as Engine.load). `worker` may be a
+   * Worker you created from this package's `worker.js` (for bundlers that need it explicit).
+   */
+  static async load(source, options = {}) {
+    const { onProgress, signal, worker, ...rest } = options;
+    const w = worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "browser-llm" });
+    const engine = new WorkerEngine(w);
+    try {
+      await engine.#call("load", { source, options: rest }, { signal, onProgress });
+      return engine;
+    } catch (e) {
+      engine.terminate();
+      throw e;
+    }
+  }
+
+  #onMessage(msg) {
+    const p = this.#pending.get(msg?.id);
+    if (!p) return;
+    if (msg.event) {
+      p.handlers[msg.event]?.(msg.data);
+      return;
+    }
+    this.#pending.delete(msg.id);
+    p.cleanup();
+    if (msg.error) {
+      const err = new BrowserLlmError(msg.error.code, msg.error.message);
+      if (err.code === "INTERNAL") this.#fail(err); // a crashed engine is not reused
+      p.reject(err);
+    } else {
+      p.resolve(msg.result);
+    }
+  }
+
+  #fail(err) {
+    this.#dead = err;
+    for (const p of this.#pending.values()) { p.cleanup(); p.reject(err); }
+    this.#pending.clear();
+    this.#worker.terminate();
+  }
+
+  #call(op, args, { signal, onProgress, onToken, onPrefill } = {}) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (signal?.aborted) return Promise.reject(abortedError());
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.#worker.postMessage({ id: 0, op: "abort", args: { target: id } });
+      signal?.addEventListener("abort", onAbort);
+      const cleanup = () => signal?.removeEventListener("abort", onAbort);
+      this.#pending.set(id, { resolve, reject, cleanup, handlers: { progress: onProgress, token: onToken, prefill: onPrefill } });
+      try {
+        this.#worker.postMessage({ id, op, args });
+      } catch (e) {
+        this.#pending.delete(id);
+        cleanup();
+        reject(new BrowserLlmError("INVALID_ARGUMENT", `cannot send this to the worker: ${e.message}`));
+      }
+    });
+  }
+
+  generate(prompt, options = {}) {
+    const { signal, onToken, onPrefill, ...rest } = options;
+    return this.#call("generate", { prompt, options: rest }, { signal, onToken, onPrefill });
+  }
+  stream(prompt, options = {}) {
+    return streamFrom((opts) => this.generate(prompt, opts), options);
+  }
+  applyChatTemplate(messages, addGenerationPrompt = true) {
+    return this.#call("applyChatTemplate", { messages, addGenerationPrompt });
+  }
+  tokenize(text, options = {}) { return this.#call("tokenize", { text, options }); }
+  detokenize(ids) { return this.#call("detokenize", { ids: Array.from(ids ?? []) }); }
+  info() { return this.#call("info", {}); }
+  reset() { return this.#call("reset", {}); }
+
+  /** Free the model and stop the worker. */
+  async dispose() {
+    if (this.#dead) return;
+    try { await this.#call("dispose", {}); } finally { this.terminate(); }
+  }
+
+  /** Stop the worker at once (pending calls fail with ABORTED). */
+  terminate() {
+    if (!this.#dead) this.#fail(abortedError());
+  }
+}

@@ -1,0 +1,60 @@
+// Worker entry: hosts one Engine and answers WorkerEngine's messages.
+//   request:  { id, op, args }            op: load | generate | applyChatTemplate | tokenize |
+//                                              detokenize | info | reset | dispose | abort
+//   events:   { id, event: "progress" | "token" | "prefill", data }
+//   reply:    { id, result } or { id, error: { code, message } }
+// `abort` ({ args: { target } }) aborts the call with id `target`; it is handled at once
+// because generation yields to the event loop between steps.
+
+import { Engine } from "./engine.js";
+import { toBrowserLlmError } from "./errors.js";
+
+let engine = null;
+const controllers = new Map();
+
+const post = (msg) => self.postMessage(msg);
+
+async function handle(id, op, args, signal) {
+  if (op === "load") {
+    if (engine) await engine.dispose();
+    engine = null;
+    engine = await Engine.load(args.source, {
+      ...args.options, signal, onProgress: (p) => post({ id, event: "progress", data: p }),
+    });
+    return engine.info();
+  }
+  if (!engine) throw toBrowserLlmError({ code: "INVALID_ARGUMENT", message: "no model is loaded in this worker" });
+  switch (op) {
+    case "generate":
+      return engine.generate(args.prompt, {
+        ...args.options, signal,
+        onToken: (t) => post({ id, event: "token", data: t }),
+        onPrefill: (p) => post({ id, event: "prefill", data: p }),
+      });
+    case "applyChatTemplate": return engine.applyChatTemplate(args.messages, args.addGenerationPrompt);
+    case "tokenize": return engine.tokenize(args.text, args.options);
+    case "detokenize": return engine.detokenize(args.ids);
+    case "info": return engine.info();
+    case "reset": return engine.reset();
+    case "dispose": { const e = engine; engine = null; return e.dispose(); }
+    default: throw toBrowserLlmError({ code: "INVALID_ARGUMENT", message: `unknown operation ${op}` });
+  }
+}
+
+self.onmessage = async (ev) => {
+  const { id, op, args } = ev.data ?? {};
+  if (op === "abort") {
+    controllers.get(args?.target)?.abort();
+    return;
+  }
+  const ctl = new AbortController();
+  controllers.set(id, ctl);
+  try {
+    post({ id, result: await handle(id, op, args ?? {}, ctl.signal) });
+  } catch (e) {
+    const err = toBrowserLlmError(e);
+    post({ id, error: { code: err.code, message: err.message } });
+  } finally {
+    controllers.delete(id);
+  }
+};

@@ -1,0 +1,355 @@
+//! Model bytes in browser storage: resumable, verified, quota-aware downloads from a URL or a local
+//! file, and reads by byte range so the GPU path never holds the whole model in wasm memory.
+//!
+//! Everything but [`manifest`] is wasm32-only.
+//!
+//! ## Contract
+//! ```text
+//! open(Source, OpenOptions) -> StoredModel       complete models only; downloads/resumes/verifies
+//! StoredModel::{size, key, store, parts, read(offset, len), read_all(progress),
+//!               header(), header_of_part(i), read_tensor(part, gguf, tensor, max_piece, f)}
+//! list() -> Vec<CachedModel>   delete(key)   usage() -> Usage { usage, quota }
+//! ```
+//! - `Source::Url`/`Urls` (split GGUF parts in order; the model is their concatenation, and each part
+//!   is a GGUF with its own header at `parts()[i].0`), `Source::Blob`/`Blobs` (a dropped `File`).
+//! - With `cache: true` (default) the bytes go to a [`store::Store`]: OPFS where
+//!   `navigator.storage.getDirectory` exists (sync access handles in a dedicated Worker,
+//!   `createWritable` elsewhere), else the Cache API. With `cache: false` reads go straight to the
+//!   source (HTTP Range requests, or `Blob.slice`).
+//! - Cache key: the URL (the first part's for a split model); for a `File`
+//!   `file:<name>:<size>:<lastModified>`; `OpenOptions::key` overrides it.
+//!
+//! ## Download ([`download`])
+//! The file is cut into chunks (default 8 MiB). Each missing chunk is fetched with a `Range` request,
+//! at most `concurrency` at a time, hashed (sha256) and written; only then is it recorded in the
+//! manifest ([`manifest`]), which is rewritten atomically. So after a reload, a crash or a dropped
+//! connection the manifest lists exactly the chunks present, and the next `open` fetches only the
+//! others. The first request (the first missing chunk) also yields the size, `ETag` and
+//! `Last-Modified`: if they differ from the manifest's the remote file changed and the old chunks are
+//! discarded. A server that ignores `Range` (HTTP 200) is read as one stream, cut into the same chunks.
+//! Transient network errors are retried per chunk (`retries`, exponential backoff).
+//!
+//! Before the first byte is stored: the first chunk must start with the GGUF magic and its header
+//! must fit the file's size (an HTML error page or a truncated file is `BAD_GGUF` after one chunk,
+//! not after the whole download), and `navigator.storage.estimate()` must have room for the missing
+//! bytes (`QUOTA_EXCEEDED`, saying needed vs available). `navigator.storage.persist()` is requested.
+//! A write that still fails for quota removes the whole partial copy and says so.
+//!
+//! A model becomes complete when every chunk is recorded, every part's GGUF header fits its size,
+//! and, when `sha256` was given, the whole file hashes to it (phase `verify`; on mismatch the copy is
+//! discarded and the error is `INTEGRITY`; the next `open` downloads afresh). A complete model opens
+//! with no network request at all.
+//!
+//! Errors: `NETWORK` (HTTP status, connection lost: the partial copy is kept for resume), `BAD_GGUF`
+//! (not a GGUF, truncated: nothing is kept), `INTEGRITY`, `QUOTA_EXCEEDED`, `ABORTED` (the
+//! `AbortSignal` fired: in-flight requests are cancelled, recorded chunks kept), `INVALID_ARGUMENT`.
+
+pub mod manifest;
+
+#[cfg(target_arch = "wasm32")]
+mod cache_api;
+#[cfg(target_arch = "wasm32")]
+mod download;
+#[cfg(target_arch = "wasm32")]
+pub mod js;
+#[cfg(target_arch = "wasm32")]
+mod opfs;
+#[cfg(target_arch = "wasm32")]
+pub mod quota;
+#[cfg(target_arch = "wasm32")]
+mod reader;
+#[cfg(target_arch = "wasm32")]
+mod sha;
+#[cfg(target_arch = "wasm32")]
+mod store;
+#[cfg(target_arch = "wasm32")]
+mod web;
+
+#[cfg(target_arch = "wasm32")]
+pub use wasm::*;
+
+/// Which persistent store to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// OPFS when available, else the Cache API.
+    #[default]
+    Auto,
+    Opfs,
+    CacheApi,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Auto => "auto",
+            StoreKind::Opfs => "opfs",
+            StoreKind::CacheApi => "cache",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StoreKind> {
+        match s {
+            "auto" => Some(StoreKind::Auto),
+            "opfs" => Some(StoreKind::Opfs),
+            "cache" | "cache-api" => Some(StoreKind::CacheApi),
+            _ => None,
+        }
+    }
+}
+
+/// A progress report. `phase`: `"download"` (bytes stored, including those stored by an earlier
+/// visit), `"verify"` (bytes hashed for the whole-file sha256) or `"load"` (bytes read by
+/// `read_all`). `bytes_per_second` is this phase's rate in this session.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub loaded: u64,
+    pub total: u64,
+    pub bytes_per_second: f64,
+}
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(Progress)>;
+
+/// One entry of [`list`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedModel {
+    pub key: String,
+    /// The source URL of each part (`file:<name>` for local files).
+    pub sources: Vec<String>,
+    pub size: u64,
+    /// Bytes of verified chunks present.
+    pub stored_bytes: u64,
+    pub complete: bool,
+    pub sha256: Option<String>,
+    pub last_used_ms: f64,
+    pub store: StoreKind,
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::download::{self, PartSource, Reporter, Session};
+    use super::manifest::{is_sha256_hex, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    pub use super::quota::Usage;
+    pub use super::reader::StoredModel;
+    use super::reader::Backing;
+    use super::store::Store;
+    use super::{CachedModel, ProgressFn, StoreKind};
+    use crate::error::{Error, ErrorCode, Result};
+
+    /// Where the model bytes come from.
+    pub enum Source {
+        Url(String),
+        /// Split GGUF parts (`-00001-of-0000N.gguf`, ...), in order.
+        Urls(Vec<String>),
+        Blob(web_sys::Blob),
+        Blobs(Vec<web_sys::Blob>),
+    }
+
+    pub struct OpenOptions {
+        /// Expected sha256 (hex) of the whole (concatenated) file.
+        pub sha256: Option<String>,
+        /// `false`: no persistent copy; reads go straight to the source.
+        pub cache: bool,
+        pub store: StoreKind,
+        pub signal: Option<web_sys::AbortSignal>,
+        pub on_progress: Option<ProgressFn>,
+        /// Cache key override (default: see the module docs).
+        pub key: Option<String>,
+        /// Chunk size for a new download (a resumed one keeps its manifest's).
+        pub chunk_size: u64,
+        /// Chunks in flight at once.
+        pub concurrency: usize,
+        /// Retries per chunk after a network error.
+        pub retries: u32,
+    }
+
+    impl Default for OpenOptions {
+        fn default() -> Self {
+            OpenOptions {
+                sha256: None,
+                cache: true,
+                store: StoreKind::Auto,
+                signal: None,
+                on_progress: None,
+                key: None,
+                chunk_size: DEFAULT_CHUNK_SIZE,
+                concurrency: 4,
+                retries: 3,
+            }
+        }
+    }
+
+    fn part_sources(source: Source) -> Result<Vec<PartSource>> {
+        let v: Vec<PartSource> = match source {
+            Source::Url(u) => vec![PartSource::Url(u)],
+            Source::Urls(v) => v.into_iter().map(PartSource::Url).collect(),
+            Source::Blob(b) => vec![PartSource::Blob(b)],
+            Source::Blobs(v) => v.into_iter().map(PartSource::Blob).collect(),
+        };
+        if v.is_empty() {
+            return Err(Error::invalid_argument("the model source is an empty list"));
+        }
+        for p in &v {
+            if let PartSource::Url(u) = p {
+                if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with('/') || u.starts_with('.')) {
+                    return Err(Error::invalid_argument(format!("not an http(s) URL: {u:?}")));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Open a model: from the store when a complete copy is there (no network), else downloading
+    /// (or resuming) it into the store first; with `cache: false`, straight from the source.
+    /// Returns only a complete, checked model.
+    pub async fn open(source: Source, opts: OpenOptions) -> Result<StoredModel> {
+        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries } = opts;
+        let sha256 = sha256.map(|s| s.to_ascii_lowercase());
+        if let Some(s) = &sha256 {
+            if !is_sha256_hex(s) {
+                return Err(Error::invalid_argument(format!("sha256 must be 64 hex digits, got {s:?}")));
+            }
+        }
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+            return Err(Error::invalid_argument(format!(
+                "chunkSize must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes, got {chunk_size}"
+            )));
+        }
+        if concurrency == 0 || concurrency > 64 {
+            return Err(Error::invalid_argument(format!("concurrency must be 1..=64, got {concurrency}")));
+        }
+        let parts = part_sources(source)?;
+        let key = key.unwrap_or_else(|| download::default_key(&parts));
+        let progress = Rc::new(RefCell::new(Reporter::new(on_progress)));
+        let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress)?;
+        sess.check_aborted()?;
+        let r = if cache {
+            open_cached(&sess, store, &parts, sha256.as_deref()).await
+        } else {
+            open_direct(&sess, parts, sha256.as_deref()).await
+        };
+        sess.finish();
+        r
+    }
+
+    async fn open_cached(sess: &Session, kind: StoreKind, parts: &[PartSource], sha256: Option<&str>) -> Result<StoredModel> {
+        let store = Rc::new(Store::open(kind).await?);
+        let mut existing = None;
+        if let Some(m) = store.load_manifest(&sess.key).await? {
+            let sources_match = m.parts.len() == parts.len()
+                && m.parts.iter().zip(parts).all(|(mp, ps)| mp.source == ps.describe());
+            if sources_match && m.complete {
+                let model = StoredModel::new(sess.key.clone(), Backing::store(store.clone(), m.clone()));
+                let missing = model.missing_chunks().await?;
+                if missing.is_empty() {
+                    let ok = match (sha256, &m.sha256) {
+                        (None, _) => true,
+                        (Some(want), Some(have)) if want == have => true,
+                        // Never checked against this hash: check the stored bytes now.
+                        (Some(want), _) => match model.verify_sha256(want, &sess.progress).await {
+                            Ok(()) => true,
+                            Err(e) if e.code == ErrorCode::Integrity => false,
+                            Err(e) => return Err(e),
+                        },
+                    };
+                    if ok {
+                        let mut m = m;
+                        m.sha256 = sha256.map(str::to_owned).or(m.sha256);
+                        m.last_used_ms = super::web::now_ms();
+                        store.save_manifest(&m).await?;
+                        return Ok(StoredModel::new(sess.key.clone(), Backing::store(store, m)));
+                    }
+                    // The stored copy is not the file the caller asked for: download afresh.
+                } else {
+                    // Chunks vanished under us (storage partly cleared): fetch just those again.
+                    let mut m = m;
+                    m.complete = false;
+                    m.sha256 = None;
+                    for (p, c) in missing {
+                        m.parts[p].chunks[c] = None;
+                    }
+                    existing = Some(m);
+                }
+            } else if sources_match {
+                existing = Some(m);
+            }
+        }
+        if existing.is_none() {
+            // Nothing usable under this key: clear whatever is there (another source, a bad manifest).
+            store.remove(&sess.key).await?;
+        }
+        download_into(sess, store, parts, existing, sha256).await
+    }
+
+    async fn download_into(
+        sess: &Session,
+        store: Rc<Store>,
+        parts: &[PartSource],
+        existing: Option<super::manifest::Manifest>,
+        sha256: Option<&str>,
+    ) -> Result<StoredModel> {
+        match download::download(sess, &store, parts, existing, sha256).await {
+            Ok(m) => Ok(StoredModel::new(sess.key.clone(), Backing::store(store, m))),
+            Err(e) => {
+                sess.cancel_in_flight();
+                let keep = matches!(e.code, ErrorCode::Network | ErrorCode::Aborted | ErrorCode::Internal)
+                    && store.load_manifest(&sess.key).await.ok().flatten().is_some_and(|m| m.stored_bytes() > 0);
+                if !keep {
+                    // Nothing worth resuming, or nothing that may be kept (not a GGUF, corrupt,
+                    // out of space): leave no trace.
+                    let _ = store.remove(&sess.key).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_direct(sess: &Session, parts: Vec<PartSource>, sha256: Option<&str>) -> Result<StoredModel> {
+        let backing = download::direct_backing(sess, parts).await?;
+        let model = StoredModel::new(sess.key.clone(), backing);
+        for i in 0..model.parts().len() {
+            model.header_of_part(i).await?;
+        }
+        if let Some(want) = sha256 {
+            model.verify_sha256(want, &sess.progress).await?;
+        }
+        Ok(model)
+    }
+
+    /// Every model in every store of this context, complete or partial.
+    pub async fn list() -> Result<Vec<CachedModel>> {
+        let mut out = Vec::new();
+        for store in Store::all().await {
+            for m in store.manifests().await? {
+                out.push(CachedModel {
+                    key: m.key.clone(),
+                    sources: m.parts.iter().map(|p| p.source.clone()).collect(),
+                    size: m.size(),
+                    stored_bytes: m.stored_bytes(),
+                    complete: m.complete,
+                    sha256: m.sha256.clone(),
+                    last_used_ms: m.last_used_ms,
+                    store: store.kind(),
+                });
+            }
+        }
+        out.sort_by(|a, b| b.last_used_ms.total_cmp(&a.last_used_ms));
+        Ok(out)
+    }
+
+    /// Delete a model (complete or partial) from every store. Deleting a missing key is not an error.
+    pub async fn delete(key: &str) -> Result<()> {
+        for store in Store::all().await {
+            store.remove(key).await?;
+        }
+        Ok(())
+    }
+
+    /// `navigator.storage.estimate()`.
+    pub async fn usage() -> Result<Usage> {
+        super::quota::usage().await
+    }
+}

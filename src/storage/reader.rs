@@ -1,0 +1,314 @@
+//! [`StoredModel`]: reads a complete model by byte range, from the store or straight from the source.
+//!
+//! A read touches only the chunks (or part slices) it overlaps; each comes back as a JS byte array
+//! (a `Blob` slice) and is copied once into the returned `Vec`. The GPU path reads the GGUF header
+//! ([`StoredModel::header`]) and then each tensor in bounded pieces ([`StoredModel::read_tensor`]),
+//! so wasm memory holds at most one piece of weights at a time; the CPU path may `read_all`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+
+use js_sys::Uint8Array;
+use web_sys::Blob;
+
+use super::download::{self, Reporter};
+use super::manifest::{chunk_range, Manifest};
+use super::sha::Hasher;
+use super::store::Store;
+use super::web::blob_bytes;
+use super::{ProgressFn, StoreKind};
+use crate::error::{Error, ErrorCode, Result};
+use crate::gguf::{self, Gguf, Parsed, TensorInfo};
+
+/// Read granularity where the source has no chunks of its own (Blobs, direct URLs).
+const WINDOW: u64 = 8 << 20;
+/// First header read; doubled until the header parses.
+const HEADER_PREFIX: u64 = 1 << 20;
+
+pub(super) enum Backing {
+    Store { store: Rc<Store>, manifest: Manifest, blobs: RefCell<HashMap<(usize, usize), Blob>> },
+    Blobs(Vec<Blob>),
+    Urls { urls: Vec<String>, sizes: Vec<u64> },
+}
+
+impl Backing {
+    pub fn store(store: Rc<Store>, manifest: Manifest) -> Backing {
+        Backing::Store { store, manifest, blobs: RefCell::new(HashMap::new()) }
+    }
+}
+
+/// A part-relative piece of a read: `(part, chunk, range within the chunk)` for a store, `(part, 0,
+/// range within the part)` otherwise.
+type Seg = (usize, usize, Range<u64>);
+
+/// A complete model, readable by byte range of the logical (concatenated) file.
+pub struct StoredModel {
+    key: String,
+    /// `(offset, size)` of each part in the logical file.
+    parts: Vec<(u64, u64)>,
+    size: u64,
+    pub(super) backing: Backing,
+}
+
+impl StoredModel {
+    pub(super) fn new(key: String, backing: Backing) -> StoredModel {
+        let sizes: Vec<u64> = match &backing {
+            Backing::Store { manifest, .. } => manifest.parts.iter().map(|p| p.size).collect(),
+            Backing::Blobs(b) => b.iter().map(|b| b.size() as u64).collect(),
+            Backing::Urls { sizes, .. } => sizes.clone(),
+        };
+        let mut at = 0;
+        let parts = sizes
+            .iter()
+            .map(|&s| {
+                at += s;
+                (at - s, s)
+            })
+            .collect();
+        StoredModel { key, parts, size: at, backing }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// The cache key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// `(offset, size)` of each part (one for a plain GGUF); each part starts with its own header.
+    pub fn parts(&self) -> &[(u64, u64)] {
+        &self.parts
+    }
+    /// The store holding the bytes, `None` when reading straight from the source.
+    pub fn store(&self) -> Option<StoreKind> {
+        match &self.backing {
+            Backing::Store { store, .. } => Some(store.kind()),
+            _ => None,
+        }
+    }
+    /// Whole-file sha256 when it was verified.
+    pub fn sha256(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Store { manifest, .. } => manifest.sha256.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn segments(&self, r: Range<u64>) -> Vec<Seg> {
+        if let Backing::Store { manifest, .. } = &self.backing {
+            return manifest.chunks_in(r);
+        }
+        let mut out = Vec::new();
+        for (p, &(base, size)) in self.parts.iter().enumerate() {
+            let (s, e) = (r.start.max(base), r.end.min(base + size));
+            if s < e {
+                out.push((p, 0, s - base..e - base));
+            }
+        }
+        out
+    }
+
+    /// Ranges of the logical file that each lie in one segment, covering it in order.
+    fn windows(&self) -> Vec<Range<u64>> {
+        let mut out = Vec::new();
+        for &(base, size) in &self.parts {
+            let step = match &self.backing {
+                Backing::Store { manifest, .. } => manifest.chunk_size,
+                _ => WINDOW,
+            };
+            let mut at = 0;
+            while at < size {
+                let end = (at + step).min(size);
+                out.push(base + at..base + end);
+                at = end;
+            }
+        }
+        out
+    }
+
+    async fn chunk_blob(&self, part: usize, chunk: usize) -> Result<Option<Blob>> {
+        let Backing::Store { store, manifest, blobs } = &self.backing else { unreachable!() };
+        if let Some(b) = blobs.borrow().get(&(part, chunk)) {
+            return Ok(Some(b.clone()));
+        }
+        let r = chunk_range(manifest.parts[part].size, manifest.chunk_size, chunk);
+        let b = store.chunk(&self.key, part, chunk).await?.filter(|b| b.size() as u64 == r.end - r.start);
+        if let Some(b) = &b {
+            blobs.borrow_mut().insert((part, chunk), b.clone());
+        }
+        Ok(b)
+    }
+
+    async fn seg_bytes(&self, (part, chunk, r): &Seg) -> Result<Uint8Array> {
+        match &self.backing {
+            Backing::Store { .. } => {
+                let b = self.chunk_blob(*part, *chunk).await?.ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::Integrity,
+                        format!("stored chunk {part}/{chunk} of {} is missing or damaged; open the model again to repair it", self.key),
+                    )
+                })?;
+                slice_bytes(&b, r.clone(), ErrorCode::Internal).await
+            }
+            Backing::Blobs(blobs) => slice_bytes(&blobs[*part], r.clone(), ErrorCode::InvalidArgument).await,
+            Backing::Urls { urls, sizes } => download::fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        if !offset.checked_add(len).is_some_and(|end| end <= self.size) {
+            return Err(Error::invalid_argument(format!(
+                "read of {len} bytes at {offset} is past the end of the model ({} bytes)",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes `offset..offset + len` of the logical file, as a JS array (not copied into wasm memory).
+    pub async fn read_js(&self, offset: u64, len: usize) -> Result<Uint8Array> {
+        self.check_range(offset, len as u64)?;
+        let segs = self.segments(offset..offset + len as u64);
+        if segs.len() == 1 {
+            return self.seg_bytes(&segs[0]).await;
+        }
+        let out = Uint8Array::new_with_length(len as u32);
+        let mut at = 0;
+        for s in &segs {
+            let b = self.seg_bytes(s).await?;
+            out.set(&b, at);
+            at += b.length();
+        }
+        Ok(out)
+    }
+
+    /// Bytes `offset..offset + len` of the logical (concatenated) file.
+    pub async fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.check_range(offset, len as u64)?;
+        let mut out = vec![0u8; len];
+        let mut at = 0;
+        for s in self.segments(offset..offset + len as u64) {
+            let b = self.seg_bytes(&s).await?;
+            let n = b.length() as usize;
+            b.copy_to(&mut out[at..at + n]);
+            at += n;
+        }
+        Ok(out)
+    }
+
+    /// The whole file in wasm memory (the CPU path). Progress phase `"load"`.
+    pub async fn read_all(&self, on_progress: Option<ProgressFn>) -> Result<Vec<u8>> {
+        let size = usize::try_from(self.size).map_err(|_| Error::invalid_argument("model too large for wasm32 memory"))?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(size).map_err(|_| {
+            Error::invalid_argument(format!("cannot allocate {size} bytes of wasm memory for the model"))
+        })?;
+        let mut rep = Reporter::new(on_progress);
+        rep.start("load", 0, self.size);
+        for w in self.windows() {
+            let b = self.read_js(w.start, (w.end - w.start) as usize).await?;
+            let at = out.len();
+            out.resize(at + b.length() as usize, 0);
+            b.copy_to(&mut out[at..]);
+            rep.add(w.end - w.start);
+        }
+        rep.emit();
+        Ok(out)
+    }
+
+    /// Parse the GGUF header of part `i`, reading only as much of it as the header needs.
+    pub async fn header_of_part(&self, i: usize) -> Result<Gguf> {
+        let (base, size) = self.parts[i];
+        let mut want = HEADER_PREFIX.min(size);
+        loop {
+            let prefix = self.read(base, want as usize).await?;
+            match gguf::parse(&prefix, Some(size))? {
+                Parsed::Complete(g) => return Ok(g),
+                Parsed::NeedMore { total } => {
+                    let next = total.max(want * 2).min(size);
+                    if next <= want {
+                        return Err(Error::bad_gguf(format!("the header of part {i} does not fit in its {size} bytes")));
+                    }
+                    want = next;
+                }
+            }
+        }
+    }
+
+    /// The GGUF header of the first (or only) part.
+    pub async fn header(&self) -> Result<Gguf> {
+        self.header_of_part(0).await
+    }
+
+    /// Read tensor `t` of part `part` (whose header is `g`) in pieces of at most `max_piece` bytes,
+    /// calling `f(offset within the tensor, bytes)` for each in order. Only one piece is in wasm
+    /// memory at a time. Choose `max_piece` as a multiple of the tensor's row size to split by rows.
+    pub async fn read_tensor(
+        &self,
+        part: usize,
+        g: &Gguf,
+        t: &TensorInfo,
+        max_piece: usize,
+        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (base, size) = self.parts[part];
+        let r = t.file_range(g.data_offset);
+        if r.end > size {
+            return Err(Error::bad_gguf(format!("tensor '{}' ends at byte {} past the end of its file ({size})", t.name, r.end)));
+        }
+        let step = max_piece.max(1) as u64;
+        let mut at = r.start;
+        while at < r.end {
+            let n = step.min(r.end - at);
+            let bytes = self.read(base + at, n as usize).await?;
+            f(at - r.start, &bytes)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Chunks whose stored file is missing or has the wrong size.
+    pub(super) async fn missing_chunks(&self) -> Result<Vec<(usize, usize)>> {
+        let Backing::Store { manifest, .. } = &self.backing else { return Ok(vec![]) };
+        let mut out = Vec::new();
+        for (p, part) in manifest.parts.iter().enumerate() {
+            for c in 0..part.chunks.len() {
+                if self.chunk_blob(p, c).await?.is_none() {
+                    out.push((p, c));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hash the whole file and compare with `want` (phase `"verify"`).
+    pub(super) async fn verify_sha256(&self, want: &str, progress: &Rc<RefCell<Reporter>>) -> Result<()> {
+        progress.borrow_mut().start("verify", 0, self.size);
+        let mut h = Hasher::default();
+        for w in self.windows() {
+            let b = self.read_js(w.start, (w.end - w.start) as usize).await?;
+            h.update_js(&b);
+            progress.borrow_mut().add(w.end - w.start);
+        }
+        progress.borrow_mut().emit();
+        let got = h.finish_hex();
+        if got != want {
+            return Err(Error::new(
+                ErrorCode::Integrity,
+                format!("{}: the file's sha256 is {got}, expected {want}; the bytes were discarded (try again)", self.key),
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn slice_bytes(b: &Blob, r: Range<u64>, code: ErrorCode) -> Result<Uint8Array> {
+    let s = b.slice_with_f64_and_f64(r.start as f64, r.end as f64).map_err(super::web::internal("Blob.slice"))?;
+    let a = blob_bytes(&s, code, "reading model bytes").await?;
+    if a.length() as u64 != r.end - r.start {
+        return Err(Error::new(code, format!("read {} bytes where {} were expected", a.length(), r.end - r.start)));
+    }
+    Ok(a)
+}

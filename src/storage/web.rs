@@ -1,0 +1,99 @@
+//! Small helpers over the JS global scope that work the same on a page and in a Worker:
+//! `fetch`, `setTimeout`, `navigator.storage`, `caches`, and JS exception -> [`Error`] mapping.
+//! Nothing here assumes `window`: globals are looked up on `globalThis`.
+
+use js_sys::{Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::error::{Error, ErrorCode, Result};
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch_request(req: &web_sys::Request) -> Promise;
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(cb: &js_sys::Function, ms: i32) -> JsValue;
+}
+
+/// `globalThis[name]`, if defined.
+pub fn global_get(name: &str) -> Option<JsValue> {
+    Reflect::get(&js_sys::global(), &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn get(obj: &JsValue, name: &str) -> Option<JsValue> {
+    Reflect::get(obj, &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// `navigator.storage`, if the context has one.
+pub fn storage_manager() -> Option<web_sys::StorageManager> {
+    get(&global_get("navigator")?, "storage").map(JsCast::unchecked_into)
+}
+
+/// Whether OPFS is usable here (`navigator.storage.getDirectory` exists).
+pub fn has_opfs() -> bool {
+    storage_manager().and_then(|s| get(&s, "getDirectory")).is_some_and(|f| f.is_function())
+}
+
+pub fn caches() -> Option<web_sys::CacheStorage> {
+    global_get("caches").map(JsCast::unchecked_into)
+}
+
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Await a promise, mapping a rejection to an [`Error`] with `code` (or the code its DOMException
+/// name implies) and `context` in the message.
+pub async fn wait(p: Promise, code: ErrorCode, context: &str) -> Result<JsValue> {
+    JsFuture::from(p).await.map_err(|e| js_error(e, code, context))
+}
+
+pub async fn fetch(req: &web_sys::Request) -> Result<web_sys::Response> {
+    let v = wait(fetch_request(req), ErrorCode::Network, &format!("network error fetching {}", req.url())).await?;
+    Ok(v.unchecked_into())
+}
+
+pub async fn sleep_ms(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+/// Map a thrown JS value to an [`Error`]. `QuotaExceededError` and `AbortError` keep their meaning
+/// whatever `code` the caller expected.
+pub fn js_error(e: JsValue, code: ErrorCode, context: &str) -> Error {
+    let name = get(&e, "name").and_then(|v| v.as_string()).unwrap_or_default();
+    let msg = get(&e, "message").and_then(|v| v.as_string()).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"));
+    let code = match name.as_str() {
+        "QuotaExceededError" => ErrorCode::QuotaExceeded,
+        "AbortError" => ErrorCode::Aborted,
+        _ => code,
+    };
+    if name.is_empty() {
+        Error::new(code, format!("{context}: {msg}"))
+    } else {
+        Error::new(code, format!("{context}: {name}: {msg}"))
+    }
+}
+
+/// An internal error for a JS call that should not fail.
+pub fn internal(context: &str) -> impl Fn(JsValue) -> Error + '_ {
+    move |e| js_error(e, ErrorCode::Internal, context)
+}
+
+/// Read a whole `Blob` (or a slice of one) as bytes, kept on the JS side.
+pub async fn blob_bytes(b: &web_sys::Blob, code: ErrorCode, context: &str) -> Result<Uint8Array> {
+    let buf = wait(b.array_buffer(), code, context).await?;
+    Ok(Uint8Array::new(&buf))
+}
+
+/// Let a promise settle without an "unhandled rejection" report (e.g. cancelling a stream that an
+/// abort already errored).
+pub fn ignore_rejection(p: Promise) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = JsFuture::from(p).await;
+    });
+}

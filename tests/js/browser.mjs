@@ -1,0 +1,49 @@
+// Shared by the end-to-end tests and `pkg-scripts/demo --headless`: start the demo server on a
+// free port and launch Debian's Chromium (headless, WebGPU on SwiftShader) through
+// playwright-core.
+
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const CHROMIUM_ARGS = [
+  "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--disable-quic",
+  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+const SERVE = fileURLToPath(new URL("../../pkg-scripts/serve.mjs", import.meta.url));
+
+/** Start pkg-scripts/serve.mjs; resolves to { url, modelUrl, stats(), resetStats(), close() }. */
+export function startServer(model, root) {
+  return new Promise((resolve, reject) => {
+    const extra = root ? ["--root", root] : [];
+    const proc = spawn(process.execPath, [SERVE, "--port", "0", "--model", model, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    proc.on("exit", (code) => reject(new Error(`the demo server exited (${code})`)));
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /serving on (\S+)/.exec(out);
+      const mm = /model: (\S+)/.exec(out);
+      if (m && mm) {
+        const url = m[1];
+        resolve({
+          url,
+          modelUrl: mm[1],
+          stats: async () => (await fetch(`${url}__stats`)).json(),
+          resetStats: async () => (await fetch(`${url}__stats`, { method: "POST" })).json(),
+          close: () => proc.kill(),
+        });
+      }
+    });
+  });
+}
+
+export async function launchBrowser(userDataDir) {
+  const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+  if (userDataDir) {
+    // A persistent profile: storage survives page reloads and browser restarts, as a user's does.
+    return chromium.launchPersistentContext(userDataDir, { executablePath, args: CHROMIUM_ARGS, headless: true });
+  }
+  const browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
+  return browser.newContext();
+}

@@ -1,0 +1,25 @@
+// The Gemma 3 270M goldens (llama.cpp greedy tokens) and the near-tie rule of the Rust tests:
+// our greedy tokens must equal llama.cpp's up to the first step where they differ, and there
+// llama.cpp's own top-1/top-2 margin must be below NEAR_TIE (sound implementations with a
+// different accumulation order flip such steps; see tests/decoder_gemma3.rs).
+
+import { readFileSync } from "node:fs";
+
+export const NEAR_TIE = 0.25;
+
+export const golden = JSON.parse(readFileSync(new URL("../golden/gemma3-270m.json", import.meta.url), "utf8"));
+
+/** Check `ids` (greedy, from `prompt`) against the golden; returns a description of the match. */
+export function checkGreedy(prompt, ids, n = 64) {
+  const g = golden.prompts.find((p) => p.prompt === prompt);
+  if (!g) throw new Error(`no golden for prompt ${JSON.stringify(prompt)}`);
+  const want = g.gen_ids_64.slice(0, n);
+  const margins = g.top1_top2_margin_per_step_64;
+  if (ids.length !== want.length) throw new Error(`${prompt}: got ${ids.length} tokens, want ${want.length}`);
+  const i = ids.findIndex((id, k) => id !== want[k]);
+  if (i < 0) return `${prompt}: all ${n} tokens equal llama.cpp's`;
+  if (!(margins[i] < NEAR_TIE)) {
+    throw new Error(`${prompt}: step ${i}: got ${ids[i]}, llama.cpp ${want[i]} (its margin ${margins[i]} >= ${NEAR_TIE})`);
+  }
+  return `${prompt}: equal to llama.cpp's for ${i} tokens, then a near-tie (margin ${margins[i]})`;
+}

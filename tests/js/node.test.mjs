@@ -1,0 +1,152 @@
+// The npm package under Node, imported as a user would: `import { Engine } from "browser-llm"`,
+// CPU backend, the real model from a file path and from bytes.
+//   BROWSER_LLM_MODEL=/path/to/gemma-3-270m-q4_k_m.gguf node --test node.test.mjs
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { Engine, WorkerEngine, BrowserLlmError } from "browser-llm";
+import { golden, checkGreedy } from "./golden.mjs";
+
+const MODEL = process.env.BROWSER_LLM_MODEL;
+if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to the default model's path (pkg-scripts/fetch-model prints it)");
+
+const greedy = { temperature: 0, maxTokens: 64, ignoreEos: true };
+let engine;
+
+test("load from a file path, info", async () => {
+  const phases = new Set();
+  engine = await Engine.load(MODEL, { backend: "cpu", contextLength: 1024, onProgress: (p) => phases.add(p.phase) });
+  const info = await engine.info();
+  assert.equal(info.architecture, "gemma3");
+  assert.equal(info.layers, 18);
+  assert.equal(info.contextLength, 1024);
+  assert.equal(info.backend, "cpu");
+  assert.match(info.backendReason, /CPU/);
+  assert.equal(info.chatTemplate, "gemma");
+  assert.deepEqual(info.quantization.map(([t]) => t).sort(), ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]);
+  assert.ok(info.parameters > 250e6 && info.parameters < 300e6, String(info.parameters));
+  assert.ok(phases.has("load"));
+});
+
+test("greedy generation equals llama.cpp's golden tokens (all golden prompts, 64 tokens)", async () => {
+  for (const p of golden.prompts) {
+    const streamed = [];
+    const r = await engine.generate(p.prompt, { ...greedy, onToken: (t) => streamed.push(t) });
+    assert.deepEqual(r.usage.promptTokens, p.prompt_ids.length);
+    console.log(checkGreedy(p.prompt, r.tokenIds));
+    assert.equal(r.finishReason, "length");
+    assert.equal(streamed.map((t) => t.text).join(""), r.text, "streamed text adds up to the result");
+    assert.ok(r.timings.decodeTokensPerSecond > 0 && r.timings.prefillTokensPerSecond > 0);
+  }
+});
+
+test("tokenize / detokenize round trip and the golden prompt ids", async () => {
+  const p = golden.prompts[0];
+  assert.deepEqual(await engine.tokenize(p.prompt), p.prompt_ids);
+  assert.equal(await engine.detokenize(p.prompt_ids.slice(1)), p.prompt);
+  await assert.rejects(engine.detokenize([-1]), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.detokenize([1e9]), { code: "INVALID_ARGUMENT" });
+});
+
+test("stream() yields the same text as generate(); breaking out aborts and the engine stays usable", async () => {
+  const prompt = golden.prompts[0].prompt;
+  let text = "";
+  const it = engine.stream(prompt, { ...greedy, maxTokens: 12 });
+  for await (const t of it) text += t.text;
+  const r = await engine.generate(prompt, { ...greedy, maxTokens: 12 });
+  assert.equal(text, r.text);
+  let n = 0;
+  for await (const _ of engine.stream(prompt, { ...greedy, maxTokens: 50 })) if (++n === 3) break;
+  const again = await engine.generate(prompt, { ...greedy, maxTokens: 12 });
+  assert.deepEqual(again.tokenIds, r.tokenIds);
+});
+
+test("abort mid-generation resolves with the text so far; calls queue in order", async () => {
+  const ctl = new AbortController();
+  let tokens = 0;
+  const prompt = golden.prompts[1].prompt;
+  const a = engine.generate(prompt, { ...greedy, signal: ctl.signal, onToken: () => { if (++tokens === 5) ctl.abort(); } });
+  const b = engine.generate(prompt, { ...greedy, maxTokens: 8 }); // waits its turn
+  const [ra, rb] = await Promise.all([a, b]);
+  assert.equal(ra.finishReason, "abort");
+  assert.equal(ra.tokenIds.length, 5);
+  assert.deepEqual(rb.tokenIds, ra.tokenIds.concat(rb.tokenIds.slice(5)).slice(0, 8));
+  assert.ok(rb.usage.cachedTokens > 0, "the second call reuses the first one's prompt");
+  await assert.rejects(engine.generate(prompt, { signal: AbortSignal.abort() }), { code: "ABORTED" });
+});
+
+test("sampling is seeded; stop strings end the text", async () => {
+  const opts = { temperature: 0.9, topK: 40, topP: 0.95, seed: 1234, maxTokens: 24 };
+  const a = await engine.generate("Once upon a time", opts);
+  const b = await engine.generate("Once upon a time", opts);
+  assert.equal(a.text, b.text);
+  const s = await engine.generate("The capital of France is", { ...greedy, stop: [" of"] });
+  assert.equal(s.finishReason, "stop");
+  assert.equal(s.text, " the capital");
+});
+
+test("chat.completions.create: OpenAI shapes, streaming, and multi-turn prefix reuse", async () => {
+  const messages = [{ role: "user", content: "Say hello." }];
+  const c = await engine.chat.completions.create({ messages, max_tokens: 8, temperature: 0 });
+  assert.equal(c.object, "chat.completion");
+  assert.equal(c.choices[0].message.role, "assistant");
+  assert.equal(typeof c.choices[0].message.content, "string");
+  assert.ok(["stop", "length"].includes(c.choices[0].finish_reason));
+  assert.equal(c.usage.total_tokens, c.usage.prompt_tokens + c.usage.completion_tokens);
+
+  const stream = await engine.chat.completions.create({ messages, max_tokens: 8, temperature: 0, stream: true });
+  let text = "";
+  let last;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, "chat.completion.chunk");
+    text += chunk.choices[0].delta.content ?? "";
+    last = chunk;
+  }
+  assert.equal(text, c.choices[0].message.content, "streamed and non-streamed greedy replies agree");
+  assert.equal(last.choices[0].finish_reason, c.choices[0].finish_reason);
+  assert.deepEqual(last.usage, c.usage);
+
+  // Second turn: the first turn's prompt and reply come from the KV cache.
+  const turn2 = [...messages, { role: "assistant", content: text }, { role: "user", content: "Again." }];
+  const prompt2 = await engine.applyChatTemplate(turn2);
+  assert.ok(prompt2.startsWith("<bos><start_of_turn>user\nSay hello.<end_of_turn>\n<start_of_turn>model\n"));
+  const r2 = await engine.generate(prompt2, { ...greedy, maxTokens: 4 });
+  assert.ok(r2.usage.cachedTokens >= c.usage.prompt_tokens, `${r2.usage.cachedTokens} cached of ${r2.usage.promptTokens}`);
+
+  await assert.rejects(engine.chat.completions.create({ messages: [] }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "tool", content: "x" }] }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.chat.completions.create({ messages, tempreture: 1 }), /tempreture/);
+});
+
+test("bad options and inputs are typed errors", async () => {
+  await assert.rejects(engine.generate("x", { temperature: -1 }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate("x", { maxTokenz: 3 }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate("x", { seed: 1.5 }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate(42), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate([2, 1e9]), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate("x ".repeat(1100)), { code: "CONTEXT_OVERFLOW" });
+  const ok = await engine.generate("The", { ...greedy, maxTokens: 2 });
+  assert.equal(ok.tokenIds.length, 2, "the engine is usable after errors");
+});
+
+test("load errors: missing file, not a GGUF, truncated, bad option", async () => {
+  await assert.rejects(Engine.load("/nonexistent/model.gguf"), (e) => e instanceof BrowserLlmError && e.code === "INVALID_ARGUMENT" && /nonexistent/.test(e.message));
+  await assert.rejects(Engine.load(new TextEncoder().encode("<html>Not found</html>")), { code: "BAD_GGUF" });
+  const bytes = await readFile(MODEL);
+  await assert.rejects(Engine.load(bytes.subarray(0, 10_000_000)), { code: "BAD_GGUF" });
+  await assert.rejects(Engine.load(bytes, { backend: "gpu" }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(Engine.load(bytes, { contextLength: 0 }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(Engine.load(bytes, { signal: AbortSignal.abort() }), { code: "ABORTED" });
+});
+
+test("load from bytes generates the golden tokens; dispose frees the engine", async () => {
+  await engine.dispose();
+  await assert.rejects(engine.info(), { code: "INVALID_ARGUMENT" });
+  const e2 = await Engine.load(new Uint8Array(await readFile(MODEL)), { backend: "cpu" });
+  const p = golden.prompts[2];
+  const r = await e2.generate(p.prompt, greedy);
+  console.log(checkGreedy(p.prompt, r.tokenIds));
+  await e2.dispose();
+  assert.equal(typeof WorkerEngine.load, "function");
+});

@@ -1,0 +1,137 @@
+// Test harness run on the page and in a dedicated Worker: thin wrappers over the package's storage
+// exports that return plain data ({ ok, value } or { ok: false, code, message }) to the test runner.
+import init, * as bl from "./dist/browser_llm.js";
+
+await init();
+
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+const sha256 = async (bytes) => hex(await crypto.subtle.digest("SHA-256", bytes));
+
+async function wrap(f) {
+  try {
+    return { ok: true, value: await f() };
+  } catch (e) {
+    return { ok: false, code: e?.code ?? null, message: String(e?.message ?? e), isError: e instanceof Error };
+  }
+}
+
+// Options with a progress recorder and an AbortController that fires once `abortAt` (a fraction of
+// the total) is downloaded.
+function options(o = {}) {
+  const { abortAt, ...rest } = o;
+  const ctrl = new AbortController();
+  const events = [];
+  const opts = {
+    ...rest,
+    signal: ctrl.signal,
+    onProgress: (p) => {
+      events.push(p);
+      if (abortAt != null && p.phase === "download" && p.total > 0 && p.loaded >= abortAt * p.total && !ctrl.signal.aborted) {
+        ctrl.abort();
+        globalThis.abortedAt = performance.now();
+      }
+    },
+  };
+  const summary = () => ({
+    count: events.length,
+    phases: [...new Set(events.map((e) => e.phase))],
+    last: events.at(-1) ?? null,
+    downloadMonotonic: events.filter((e) => e.phase === "download").every((e, i, a) => i === 0 || e.loaded >= a[i - 1].loaded),
+  });
+  return { opts, summary };
+}
+
+export const api = {
+  async download(source, o) {
+    const { opts, summary } = options(o);
+    const t0 = performance.now();
+    globalThis.abortedAt = null;
+    const r = await wrap(() => bl.downloadModel(source, opts));
+    r.progress = summary();
+    r.ms = performance.now() - t0;
+    r.msAfterAbort = globalThis.abortedAt == null ? null : performance.now() - globalThis.abortedAt;
+    return r;
+  },
+  // Start a download and do not wait (the page is reloaded under it).
+  startDownload(source, o) {
+    const { opts } = options(o);
+    globalThis.pendingDownload = bl.downloadModel(source, opts).catch(() => {});
+    return { ok: true };
+  },
+  // Open, read everything (and one range across a chunk boundary), return hashes.
+  async read(source, o, probe) {
+    return wrap(async () => {
+      const m = await bl.openModel(source, o ?? {});
+      const all = await m.readAll();
+      const out = { key: m.key, size: m.size, store: m.store ?? null, parts: m.parts, sha256: await sha256(all) };
+      if (probe) {
+        const [off, len] = probe;
+        const r = await m.read(off, len);
+        out.rangeMatches = r.length === len && r.every((b, i) => b === all[off + i]);
+      }
+      m.free();
+      return out;
+    });
+  },
+  // Copy a URL's bytes into a File, then store/open it as a local file.
+  async fromFile(url, name, o) {
+    const bytes = new Uint8Array(await (await fetch(url, { cache: "no-store" })).arrayBuffer());
+    const file = new File([bytes], name, { lastModified: 1700000000000 });
+    const { opts } = options(o);
+    const d = await wrap(() => bl.downloadModel(file, opts));
+    if (!d.ok) return d;
+    const again = await api.read(file, o);
+    return { ok: true, value: { ...d.value, readSha256: again.value?.sha256, readStore: again.value?.store } };
+  },
+  async scan(source, o, maxPiece) {
+    return wrap(async () => {
+      const m = await bl.openModel(source, o ?? {});
+      const s = await m.scanTensors(maxPiece);
+      s.size = m.size;
+      m.free();
+      return s;
+    });
+  },
+  list: () => wrap(() => bl.listCachedModels()),
+  del: (key) => wrap(() => bl.deleteCachedModel(key)),
+  usage: () => wrap(() => bl.storageUsage()),
+  async clear() {
+    for (const m of await bl.listCachedModels()) await bl.deleteCachedModel(m.key);
+    return { ok: true };
+  },
+  fakeQuota(quota) {
+    navigator.storage.estimate = async () => ({ usage: 0, quota });
+    return { ok: true };
+  },
+  restoreQuota() {
+    delete navigator.storage.estimate;
+    return { ok: true };
+  },
+  // Make every store write after the first `n` fail as a full disk does (QuotaExceededError).
+  failWritesAfter(n) {
+    const quota = () => new DOMException("the disk is full (test)", "QuotaExceededError");
+    // `fail(this)` undoes what the real call would have left open, as the browser does on failure.
+    const patch = (proto, name, fail) => {
+      if (!proto?.[name]) return;
+      const orig = proto[name];
+      globalThis.restores = [...(globalThis.restores ?? []), () => (proto[name] = orig)];
+      proto[name] = function (...a) {
+        if (n-- > 0) return orig.apply(this, a);
+        return fail(this);
+      };
+    };
+    patch(globalThis.Cache?.prototype, "put", async () => { throw quota(); });
+    patch(globalThis.FileSystemWritableFileStream?.prototype, "close", async (w) => { await w.abort(); throw quota(); });
+    patch(globalThis.FileSystemSyncAccessHandle?.prototype, "flush", () => { throw quota(); });
+    return { ok: true };
+  },
+  restoreWrites() {
+    (globalThis.restores ?? []).forEach((r) => r());
+    globalThis.restores = [];
+    return { ok: true };
+  },
+  disableOpfs() {
+    Object.defineProperty(navigator.storage, "getDirectory", { value: undefined, configurable: true });
+    return { ok: true };
+  },
+};

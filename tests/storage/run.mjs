@@ -1,0 +1,355 @@
+// Browser storage tests: the wasm package (built by pkg-scripts/test-storage into page/dist) in
+// headless Chromium, on the page and in a dedicated Worker, with OPFS and with the Cache API,
+// against server.mjs. Run: node --test tests/storage/run.mjs (or pkg-scripts/test-storage).
+//
+// Every scenario checks the server's request/byte counters, not just the outcome, and prints them.
+// The real-model memory measurement runs when BROWSER_LLM_MODEL names the model file.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { start, syntheticGguf } from "./server.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+// The flags of DESIGN §7, minus --headless=new (playwright-core passes its own headless flag).
+const ARGS = ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const CHUNK = 64 << 10;
+const SIZE = (1 << 20) + 12345; // ~1 MiB: 17 chunks of 64 KiB, the last one short
+
+const CONTEXTS = [
+  { name: "worker+opfs", where: "worker", store: "auto", expect: "opfs" },
+  { name: "page+opfs", where: "page", store: "auto", expect: "opfs" },
+  { name: "page+cache", where: "page", store: "cache", expect: "cache" },
+  { name: "worker+auto-without-opfs", where: "worker", store: "auto", expect: "cache", noOpfs: true },
+];
+
+let srv, ctx, page, base, cors;
+const report = [];
+const log = (line) => { report.push(line); console.log(`    ${line}`); };
+
+async function http(p) { return (await fetch(`${base}${p}`)).json(); }
+const ctl = (name, q) => http(`/__ctl?name=${name}&${new URLSearchParams(q)}`);
+const stats = (name) => http(`/__stats?name=${name}`);
+const reset = (name) => http(`/__reset?name=${name}`);
+const info = (name) => http(`/__info?name=${name}`);
+const url = (name) => `${cors}/m/${name}.gguf`;
+const sha = (b) => crypto.createHash("sha256").update(b).digest("hex");
+const nChunks = (size) => Math.ceil(size / CHUNK);
+
+async function openPage(c) {
+  if (!page) {
+    page = await ctx.newPage();
+    page.on("pageerror", (e) => console.log("pageerror:", e.message));
+  }
+  await page.goto(`${base}/index.html`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  if (c?.noOpfs) await call(c, "disableOpfs");
+}
+const call = (c, fn, ...args) => page.evaluate(([w, f, a]) => window.call(w, f, ...a), [c.where, fn, args]);
+const entry = async (c, key) => (await call(c, "list")).value.find((m) => m.key === key);
+
+before(async () => {
+  srv = await start({ root: path.join(here, "page") });
+  base = `http://127.0.0.1:${srv.port}`;
+  cors = `http://127.0.0.1:${srv.corsPort}`;
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "browser-llm-storage-"));
+  ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+  ctx.profile = profile;
+});
+
+after(async () => {
+  await ctx?.close();
+  await srv?.close();
+  if (ctx?.profile) fs.rmSync(ctx.profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  console.log(`\nstorage test report:\n  ${report.join("\n  ")}`);
+});
+
+for (const [ci, c] of CONTEXTS.entries()) {
+  const opts = (o = {}) => ({ store: c.store, chunkSize: CHUNK, ...o });
+  const name = (s) => `c${ci}-${s}`;
+
+  test(`${c.name}`, async (t) => {
+    await openPage(c);
+    await call(c, "clear");
+
+    await t.test("cold load fetches every byte once; warm load makes no request", async () => {
+      const n = name("cold");
+      await ctl(n, { reset: 1, size: SIZE });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      assert.equal(r.value.size, size);
+      assert.equal(r.value.store, c.expect);
+      const s = await stats(n);
+      assert.equal(s.bytes, size, "every byte exactly once");
+      assert.equal(s.requests, nChunks(size), "one request per chunk");
+      assert.ok(r.progress.count > 0 && r.progress.downloadMonotonic);
+      assert.equal(r.progress.last.loaded, size);
+      const rd = await call(c, "read", url(n), opts(), [CHUNK - 100, 300]);
+      assert.ok(rd.ok, rd.message);
+      assert.equal(rd.value.sha256, sha256, "read back byte-identical");
+      assert.ok(rd.value.rangeMatches, "a range across a chunk boundary reads right");
+      await reset(n);
+      const w = await call(c, "download", url(n), opts());
+      assert.ok(w.ok, w.message);
+      assert.equal((await stats(n)).requests, 0, "warm load: no request");
+      const e = await entry(c, url(n));
+      assert.ok(e.complete && e.size === size && e.storedBytes === size && e.store === c.expect);
+      log(`${c.name} cold: ${s.requests} requests, ${s.bytes} bytes for ${size}; warm: 0 requests`);
+    });
+
+    await t.test("dropped connection: retried within the call, and resumed by the next call", async () => {
+      const n = name("drop");
+      await ctl(n, { reset: 1, size: SIZE, dropAfter: Math.floor(SIZE * 0.4) });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts({ retries: 0 }));
+      assert.equal(r.code, "NETWORK", r.message);
+      const first = await stats(n);
+      const e = await entry(c, url(n));
+      assert.ok(e && !e.complete && e.storedBytes > 0 && e.storedBytes < size, JSON.stringify(e));
+      await reset(n);
+      const r2 = await call(c, "download", url(n), opts({ retries: 0 }));
+      assert.ok(r2.ok, r2.message);
+      const s2 = await stats(n);
+      assert.equal(s2.bytes, size - e.storedBytes, "the resume fetches only the missing chunks");
+      assert.equal(s2.requests, nChunks(size) - e.storedBytes / CHUNK);
+      const rd = await call(c, "read", url(n), opts());
+      assert.equal(rd.value.sha256, sha256);
+      log(`${c.name} drop at 40%: first call ${first.bytes} bytes then NETWORK; ${e.storedBytes} bytes kept; resume ${s2.requests} requests, ${s2.bytes} bytes`);
+
+      const n2 = name("drop-retry");
+      await ctl(n2, { reset: 1, size: SIZE, dropAfter: Math.floor(SIZE * 0.5) });
+      const r3 = await call(c, "download", url(n2), opts());
+      assert.ok(r3.ok, r3.message);
+      const s3 = await stats(n2);
+      assert.ok(s3.bytes <= size + CHUNK, `${s3.bytes} bytes`);
+      assert.equal((await call(c, "read", url(n2), opts())).value.sha256, (await info(n2)).sha256);
+      log(`${c.name} drop at 50% with retries: one call, ${s3.requests} requests, ${s3.bytes} bytes for ${size}`);
+    });
+
+    await t.test("corrupted bytes give INTEGRITY, nothing complete is kept, a retry heals", async () => {
+      const n = name("corrupt");
+      await ctl(n, { reset: 1, size: SIZE, corruptAt: Math.floor(SIZE / 2) });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts({ sha256 }));
+      assert.equal(r.code, "INTEGRITY", r.message);
+      const e = await entry(c, url(n));
+      assert.ok(!e || !e.complete, "never marked complete");
+      await ctl(n, { corruptAt: "" });
+      await reset(n);
+      const r2 = await call(c, "download", url(n), opts({ sha256 }));
+      assert.ok(r2.ok, r2.message);
+      assert.ok(r2.progress.phases.includes("verify"));
+      const rd = await call(c, "read", url(n), opts({ sha256 }));
+      assert.equal(rd.value.sha256, sha256);
+      const s = await stats(n);
+      log(`${c.name} corrupt byte: INTEGRITY (${r.message.slice(0, 60)}...), entry after: ${e ? "partial" : "none"}; retry ${s.bytes} bytes, verified`);
+    });
+
+    await t.test("a server without Range support still works", async () => {
+      const n = name("norange");
+      await ctl(n, { reset: 1, size: SIZE, ranges: 0 });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.equal(s.requests, 1);
+      assert.equal(s.bytes, size);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      await reset(n);
+      assert.ok((await call(c, "download", url(n), opts())).ok);
+      assert.equal((await stats(n)).requests, 0);
+      log(`${c.name} no Range: ${s.requests} request, ${s.bytes} bytes; warm: 0 requests`);
+    });
+
+    await t.test("404, an HTML page and a truncated file give clear errors and leave nothing", async () => {
+      const cases = [["404", { status: 404 }, "NETWORK"], ["html", { html: 1 }, "BAD_GGUF"], ["trunc", { truncate: SIZE - 5000 }, "BAD_GGUF"]];
+      for (const [suffix, q, code] of cases) {
+        const n = name(suffix);
+        await ctl(n, { reset: 1, size: SIZE, ...q });
+        const r = await call(c, "download", url(n), opts());
+        assert.equal(r.code, code, `${suffix}: ${r.message}`);
+        assert.ok(r.isError && r.message.length > 10);
+        assert.equal(await entry(c, url(n)), undefined, `${suffix}: nothing cached`);
+        const s = await stats(n);
+        assert.ok(s.bytes <= CHUNK, `${suffix}: stopped after the first chunk (${s.bytes} bytes)`);
+        log(`${c.name} ${suffix}: ${r.code} after ${s.requests} request(s), ${s.bytes} bytes: ${r.message}`);
+      }
+    });
+
+    await t.test("a quota smaller than the model fails before downloading", async () => {
+      const n = name("quota");
+      await ctl(n, { reset: 1, size: SIZE });
+      await call(c, "fakeQuota", Math.floor(SIZE / 2));
+      const r = await call(c, "download", url(n), opts());
+      await call(c, "restoreQuota");
+      assert.equal(r.code, "QUOTA_EXCEEDED", r.message);
+      assert.match(r.message, /needs .* available/);
+      assert.equal(await entry(c, url(n)), undefined);
+      const s = await stats(n);
+      assert.ok(s.bytes <= CHUNK, `${s.bytes} bytes`);
+      log(`${c.name} quota: QUOTA_EXCEEDED with ${s.bytes} body bytes sent: ${r.message}`);
+    });
+
+    await t.test("a write that fails for quota removes the partial copy and says so", async () => {
+      const n = name("diskfull");
+      await ctl(n, { reset: 1, size: SIZE });
+      await call(c, "failWritesAfter", 6);
+      const r = await call(c, "download", url(n), opts());
+      await call(c, "restoreWrites");
+      assert.equal(r.code, "QUOTA_EXCEEDED", r.message);
+      assert.match(r.message, /partial copy was removed/);
+      assert.equal(await entry(c, url(n)), undefined);
+      log(`${c.name} disk full mid-download: ${r.code}: ${r.message.slice(0, 90)}...`);
+    });
+
+    await t.test("AbortSignal cancels promptly and the next call resumes", async () => {
+      const n = name("abort");
+      await ctl(n, { reset: 1, size: SIZE, throttle: SIZE / 2 });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts({ abortAt: 0.3 }));
+      assert.equal(r.code, "ABORTED", r.message);
+      assert.ok(r.msAfterAbort < 500, `settled ${r.msAfterAbort} ms after abort()`);
+      const e = await entry(c, url(n));
+      assert.ok(e && !e.complete && e.storedBytes > 0);
+      await ctl(n, { throttle: "" });
+      await reset(n);
+      const r2 = await call(c, "download", url(n), opts());
+      assert.ok(r2.ok, r2.message);
+      const s = await stats(n);
+      assert.equal(s.bytes, size - e.storedBytes);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} abort at 30%: rejected ${r.msAfterAbort.toFixed(0)} ms after abort(), ${e.storedBytes} bytes kept; resume ${s.bytes} bytes`);
+    });
+
+    await t.test("a changed remote file discards the old chunks", async () => {
+      const n = name("changed");
+      await ctl(n, { reset: 1, size: SIZE, dropAfter: Math.floor(SIZE * 0.5) });
+      assert.equal((await call(c, "download", url(n), opts({ retries: 0 }))).code, "NETWORK");
+      await ctl(n, { version: 2 });
+      const { size, sha256 } = await info(n);
+      await reset(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.equal(s.bytes, size, "everything fetched again");
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} remote changed (ETag): ${s.bytes} bytes refetched, content is the new version`);
+    });
+
+    await t.test("split GGUF parts are one model", async () => {
+      const [a, b] = [name("split-a"), name("split-b")];
+      await ctl(a, { reset: 1, size: 300000 });
+      await ctl(b, { reset: 1, size: 200000 });
+      const want = sha(Buffer.concat([syntheticGguf(a, 1, 300000), syntheticGguf(b, 1, 200000)]));
+      const r = await call(c, "download", [url(a), url(b)], opts());
+      assert.ok(r.ok, r.message);
+      const rd = await call(c, "read", [url(a), url(b)], opts(), [299000, 2000]);
+      assert.equal(rd.value.sha256, want);
+      assert.equal(rd.value.parts.length, 2);
+      assert.ok(rd.value.rangeMatches);
+      log(`${c.name} split: 2 parts, ${rd.value.size} bytes, key ${rd.value.key.split("/").pop()}`);
+    });
+
+    await t.test("a local File is stored and reopened; cache:false reads straight from the source", async () => {
+      const n = name("file");
+      await ctl(n, { reset: 1, size: SIZE });
+      const { sha256 } = await info(n);
+      const f = await call(c, "fromFile", url(n), `${n}.gguf`, opts());
+      assert.ok(f.ok, f.message);
+      assert.match(f.value.key, /^file:/);
+      assert.equal(f.value.readSha256, sha256);
+      assert.equal(f.value.readStore, c.expect);
+      await reset(n);
+      const d = await call(c, "read", url(n), { cache: false });
+      assert.ok(d.ok, d.message);
+      assert.equal(d.value.sha256, sha256);
+      assert.equal(d.value.store, null);
+      assert.equal(await entry(c, url(n)), undefined, "cache:false stores nothing");
+      const s = await stats(n);
+      assert.ok(s.rangeRequests === s.requests, "cache:false reads by Range");
+      log(`${c.name} File: stored under ${f.value.key}; cache:false: ${s.requests} Range requests`);
+    });
+
+    await t.test("list, delete and usage", async () => {
+      const before = (await call(c, "list")).value;
+      assert.ok(before.length > 0);
+      const u = await call(c, "usage");
+      assert.ok(u.ok && u.value.quota > 0 && u.value.usage > 0, JSON.stringify(u));
+      const key = url(name("cold"));
+      assert.ok((await call(c, "del", key)).ok);
+      assert.equal(await entry(c, key), undefined);
+      assert.ok((await call(c, "del", key)).ok, "deleting twice is fine");
+    });
+  });
+}
+
+test("page reload mid-download resumes with only the missing chunks", async () => {
+  for (const c of CONTEXTS.slice(0, 3)) {
+    const n = `reload-${c.where}-${c.expect}`;
+    const opts = { store: c.store, chunkSize: CHUNK };
+    await openPage(c);
+    await ctl(n, { reset: 1, size: SIZE, throttle: SIZE / 3 });
+    const { size, sha256 } = await info(n);
+    await call(c, "startDownload", url(n), opts);
+    for (let i = 0; i < 200 && (await stats(n)).bytes < size * 0.5; i++) await new Promise((r) => setTimeout(r, 50));
+    const served = (await stats(n)).bytes;
+    await page.reload();
+    await page.waitForFunction(() => window.harnessReady === true);
+    await ctl(n, { throttle: "" });
+    const e = await entry(c, url(n));
+    assert.ok(e && !e.complete && e.storedBytes > 0 && e.storedBytes < size, JSON.stringify(e));
+    await reset(n);
+    const r = await call(c, "download", url(n), opts);
+    assert.ok(r.ok, r.message);
+    const s = await stats(n);
+    assert.equal(s.bytes, size - e.storedBytes, "only the missing chunks");
+    assert.equal((await call(c, "read", url(n), opts)).value.sha256, sha256);
+    log(`${c.name} reload after ${served} bytes served: ${e.storedBytes} kept; resume ${s.requests} requests, ${s.bytes} bytes; identical`);
+  }
+});
+
+test("real model: tensor-by-tensor reads keep wasm memory far below the model size", { skip: !process.env.BROWSER_LLM_MODEL && "BROWSER_LLM_MODEL not set" }, async () => {
+  const c = CONTEXTS[0]; // Worker + OPFS, the GPU path's setting
+  const model = process.env.BROWSER_LLM_MODEL;
+  const size = fs.statSync(model).size;
+  const src = `${cors}/real/model.gguf`;
+  await openPage(c);
+  await call(c, "del", src);
+  await reset("real");
+  const t0 = Date.now();
+  const r = await call(c, "download", src, { store: c.store });
+  assert.ok(r.ok, r.message);
+  const s = await stats("real");
+  assert.equal(s.bytes, size);
+  const dlMs = Date.now() - t0;
+  await openPage(c); // fresh wasm instance
+  await reset("real");
+  const scan = await call(c, "scan", src, { store: c.store }, 8 << 20);
+  assert.ok(scan.ok, scan.message);
+  assert.equal((await stats("real")).requests, 0);
+  const v = scan.value;
+  // Check the bytes read tensor by tensor against the file itself.
+  const fd = fs.openSync(model, "r");
+  const h = crypto.createHash("sha256");
+  for (const t of v.tensors) {
+    const b = Buffer.alloc(t.nBytes);
+    fs.readSync(fd, b, 0, t.nBytes, t.offset);
+    h.update(b);
+  }
+  fs.closeSync(fd);
+  assert.equal(v.sha256, h.digest("hex"), "tensor bytes equal the file's");
+  const growth = v.wasmMemoryAfter - v.wasmMemoryBefore;
+  assert.ok(v.wasmMemoryAfter < size / 4, `peak wasm memory ${v.wasmMemoryAfter} vs model ${size}`);
+  const mb = (x) => `${(x / 1e6).toFixed(1)} MB`;
+  log(`real model ${mb(size)}: cold download ${s.requests} requests, ${s.bytes} bytes, ${(dlMs / 1000).toFixed(1)} s; ` +
+    `tensor scan of ${v.tensors.length} tensors (${mb(v.tensorBytes)}, largest ${mb(v.largestTensor)}, 8 MiB pieces): ` +
+    `wasm memory ${mb(v.wasmMemoryBefore)} -> peak ${mb(v.wasmMemoryAfter)} (+${mb(growth)}), ${(100 * v.wasmMemoryAfter / size).toFixed(1)}% of the model`);
+});

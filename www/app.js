@@ -1,0 +1,311 @@
+// The demo chat page. It uses only the public API of the npm package ("browser-llm", mapped to
+// the built package by the import map in index.html), with the model in a Worker so this page
+// never freezes.
+//
+// For tests, the page reports its state on <body data-state="idle|loading|ready|generating">
+// and puts each reply's token ids on its element (data-token-ids).
+
+import * as llm from "browser-llm";
+
+const DEFAULT_MODEL = new URL("/models/gemma-3-270m-q4_k_m.gguf", location.href).href;
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  form: $("load-form"), url: $("model-url"), file: $("model-file"), drop: $("drop-zone"), backend: $("backend"), ctx: $("ctx"),
+  loadBtn: $("load-btn"), cancelLoad: $("cancel-load-btn"), progressBox: $("progress-box"), progress: $("progress"),
+  progressText: $("progress-text"), status: $("status"), error: $("error"), info: $("model-info"),
+  cachePanel: $("cache-panel"), cacheList: $("cache-list"), usage: $("storage-usage"),
+  transcript: $("transcript"), promptForm: $("prompt-form"), prompt: $("prompt"), send: $("send-btn"), stop: $("stop-btn"),
+  stats: $("stats"), clear: $("clear-btn"), defaultName: $("default-name"),
+};
+
+let engine = null;
+let loadAbort = null;
+let genAbort = null;
+let localFile = null;
+/** Chat mode: the conversation so far. */
+let messages = [];
+
+function setState(s) {
+  document.body.dataset.state = s;
+  const ready = s === "ready";
+  el.prompt.disabled = !engine || s === "loading";
+  el.send.disabled = !ready;
+  el.stop.disabled = s !== "generating";
+  el.loadBtn.disabled = s === "loading" || s === "generating";
+  el.cancelLoad.hidden = s !== "loading";
+}
+
+function showError(e) {
+  const code = e && e.code ? `[${e.code}] ` : "";
+  el.error.textContent = `${code}${e && e.message ? e.message : String(e)}`;
+  el.error.hidden = false;
+}
+function clearError() {
+  el.error.hidden = true;
+  el.error.textContent = "";
+}
+
+const mb = (n) => (n >= 1e10 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(n >= 1e8 ? 0 : 1)} MB`);
+
+function onProgress(p) {
+  el.progressBox.hidden = false;
+  const frac = p.total > 0 ? p.loaded / p.total : 0;
+  el.progress.value = frac;
+  const speed = p.bytesPerSecond > 0 ? `, ${mb(p.bytesPerSecond)}/s` : "";
+  const amount = p.total > 0 ? `${mb(p.loaded)} of ${mb(p.total)} (${Math.floor(frac * 100)}%)` : mb(p.loaded);
+  const phase = { download: "Downloading", verify: "Verifying", load: "Loading", compile: "Compiling shaders" }[p.phase] ?? p.phase;
+  el.progressText.textContent = `${phase}: ${amount}${speed}`;
+}
+
+function source() {
+  const kind = document.querySelector("input[name=source]:checked").value;
+  if (kind === "url") {
+    const u = el.url.value.trim();
+    if (!u) throw Object.assign(new Error("Enter the URL of a .gguf file."), { code: "INVALID_ARGUMENT" });
+    return u;
+  }
+  if (kind === "file") {
+    if (!localFile) throw Object.assign(new Error("Choose or drop a .gguf file first."), { code: "INVALID_ARGUMENT" });
+    return localFile;
+  }
+  return DEFAULT_MODEL;
+}
+
+async function load(ev) {
+  ev?.preventDefault();
+  clearError();
+  let src;
+  try {
+    src = source();
+  } catch (e) {
+    return showError(e);
+  }
+  if (engine) {
+    await engine.dispose().catch(() => {});
+    engine = null;
+  }
+  el.info.hidden = true;
+  loadAbort = new AbortController();
+  setState("loading");
+  el.status.textContent = "Loading…";
+  const t0 = performance.now();
+  try {
+    engine = await llm.WorkerEngine.load(src, {
+      backend: el.backend.value,
+      contextLength: Number(el.ctx.value) || undefined,
+      onProgress,
+      signal: loadAbort.signal,
+    });
+    const info = await engine.info();
+    el.status.textContent = `Ready in ${((performance.now() - t0) / 1000).toFixed(1)} s.`;
+    showInfo(info);
+    // Base models (no chat template in the file) are best used for completion.
+    document.querySelector(`input[name=mode][value=${info.chatTemplate === "gguf" ? "chat" : "completion"}]`).checked = true;
+    setState("ready");
+    el.prompt.focus();
+  } catch (e) {
+    engine = null;
+    el.status.textContent = "";
+    showError(e);
+    setState("idle");
+  } finally {
+    loadAbort = null;
+    el.progressBox.hidden = true;
+    refreshCache();
+  }
+}
+
+function showInfo(info) {
+  const params = info.parameters >= 1e9 ? `${(info.parameters / 1e9).toFixed(2)} B` : `${Math.round(info.parameters / 1e6)} M`;
+  const quant = info.quantization.map(([t, b]) => `${t} ${mb(b)}`).join(", ");
+  const rows = [
+    ["Model", info.name ?? "(unnamed)"], ["Architecture", `${info.architecture}, ${info.layers} layers`], ["Parameters", params],
+    ["Weights", quant], ["Context", `${info.contextLength} tokens (trained: ${info.trainingContextLength})`],
+    ["Backend", info.backend], ["Why", info.backendReason], ["Chat template", info.chatTemplate],
+  ];
+  el.info.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    dd.dataset.field = k.toLowerCase();
+    return [dt, dd];
+  }));
+  el.info.hidden = false;
+}
+
+function num(input, fallback) {
+  const v = input.value.trim();
+  return v === "" ? fallback : Number(v);
+}
+
+function samplingOptions() {
+  const opts = {
+    maxTokens: num($("max-tokens"), 128), temperature: num($("temperature"), 0.7), topK: num($("top-k"), 40),
+    topP: num($("top-p"), 0.95), minP: num($("min-p"), 0.05), repetitionPenalty: num($("repeat"), 1.0),
+  };
+  const seed = num($("seed"), undefined);
+  if (seed !== undefined) opts.seed = seed;
+  return opts;
+}
+
+function addMessage(who, text) {
+  const div = document.createElement("div");
+  div.className = `msg ${who}`;
+  const label = document.createElement("span");
+  label.className = "who";
+  label.textContent = who === "user" ? "You" : "Model";
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  div.append(label, body);
+  el.transcript.append(div);
+  el.transcript.scrollTop = el.transcript.scrollHeight;
+  return div;
+}
+
+async function send(ev) {
+  ev?.preventDefault();
+  const text = el.prompt.value;
+  if (!engine || document.body.dataset.state !== "ready" || text.trim() === "") return;
+  clearError();
+  const mode = document.querySelector("input[name=mode]:checked").value;
+  genAbort = new AbortController();
+  setState("generating");
+  el.stats.textContent = "";
+  const opts = samplingOptions();
+  let reply;
+  let out;
+  try {
+    if (mode === "completion") {
+      reply = addMessage("model", "");
+      const promptSpan = reply.querySelector(".text");
+      promptSpan.textContent = text;
+      out = document.createElement("span");
+      out.className = "gen";
+      reply.append(out);
+      const r = await engine.generate(text, {
+        ...opts, signal: genAbort.signal,
+        onPrefill: (p) => { el.stats.textContent = `Reading the prompt: ${p.done}/${p.total} tokens`; },
+        onToken: (t) => { out.textContent += t.text; el.transcript.scrollTop = el.transcript.scrollHeight; },
+      });
+      finish(reply, r.tokenIds, r.finishReason, r.timings);
+    } else {
+      messages.push({ role: "user", content: text });
+      addMessage("user", text);
+      el.prompt.value = "";
+      reply = addMessage("model", "");
+      out = reply.querySelector(".text");
+      const stream = await engine.chat.completions.create({
+        messages, stream: true, max_tokens: opts.maxTokens, temperature: opts.temperature, top_k: opts.topK, top_p: opts.topP,
+        min_p: opts.minP, repetition_penalty: opts.repetitionPenalty, seed: opts.seed, signal: genAbort.signal,
+      });
+      let last;
+      for await (const chunk of stream) {
+        out.textContent += chunk.choices[0].delta.content ?? "";
+        el.transcript.scrollTop = el.transcript.scrollHeight;
+        last = chunk;
+      }
+      messages.push({ role: "assistant", content: out.textContent });
+      finish(reply, null, last.choices[0].finish_reason, last.timings);
+    }
+  } catch (e) {
+    showError(e);
+    if (mode === "chat") messages.pop();
+  } finally {
+    genAbort = null;
+    setState(engine ? "ready" : "idle");
+  }
+}
+
+function finish(reply, tokenIds, finishReason, t) {
+  if (tokenIds) reply.dataset.tokenIds = JSON.stringify(tokenIds);
+  reply.dataset.finishReason = finishReason;
+  const why = { stop: "finished", length: "token limit", abort: "stopped" }[finishReason] ?? finishReason;
+  el.stats.textContent = `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.prefillTokens} tokens) · ` +
+    `decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s (${t.decodeTokens} tokens) · ${why}`;
+}
+
+async function refreshCache() {
+  if (typeof llm.listCachedModels !== "function") {
+    el.cachePanel.hidden = true;
+    return;
+  }
+  try {
+    const [models, usage] = await Promise.all([llm.listCachedModels(), llm.storageUsage()]);
+    el.usage.textContent = `Using ${mb(usage.usage)} of ${mb(usage.quota)} available to this site.`;
+    if (models.length === 0) {
+      const li = document.createElement("li");
+      li.textContent = "No models cached yet.";
+      el.cacheList.replaceChildren(li);
+      return;
+    }
+    el.cacheList.replaceChildren(...models.map((m) => {
+      const li = document.createElement("li");
+      const label = document.createElement("span");
+      const state = m.complete ? "" : " (partial)";
+      label.textContent = `${m.url.split("/").pop()} · ${mb(m.size)}${state}`;
+      label.title = m.url;
+      const del = document.createElement("button");
+      del.type = "button";
+      del.textContent = "Delete";
+      del.setAttribute("aria-label", `Delete ${m.url.split("/").pop()} from the cache`);
+      del.onclick = async () => {
+        try {
+          await llm.deleteCachedModel(m.key ?? m.url);
+        } catch (e) {
+          showError(e);
+        }
+        refreshCache();
+      };
+      li.append(label, del);
+      return li;
+    }));
+  } catch (e) {
+    el.usage.textContent = `Cache unavailable: ${e.message}`;
+  }
+}
+
+// Wiring.
+el.defaultName.textContent = `(${DEFAULT_MODEL.split("/").pop()})`;
+el.form.addEventListener("submit", load);
+el.cancelLoad.addEventListener("click", () => loadAbort?.abort());
+el.promptForm.addEventListener("submit", send);
+el.stop.addEventListener("click", () => genAbort?.abort());
+el.prompt.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send();
+  }
+});
+el.clear.addEventListener("click", async () => {
+  messages = [];
+  el.transcript.replaceChildren();
+  el.stats.textContent = "";
+  if (engine && document.body.dataset.state === "ready") await engine.reset();
+});
+el.url.addEventListener("input", () => { document.querySelector("input[name=source][value=url]").checked = true; });
+function pickFile(f) {
+  if (!f) return;
+  localFile = f;
+  $("drop-help").textContent = `${f.name} (${mb(f.size)})`;
+  document.querySelector("input[name=source][value=file]").checked = true;
+}
+el.file.addEventListener("change", () => pickFile(el.file.files[0]));
+el.drop.addEventListener("click", () => el.file.click());
+el.drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); el.file.click(); } });
+el.drop.addEventListener("dragover", (e) => { e.preventDefault(); el.drop.classList.add("over"); });
+el.drop.addEventListener("dragleave", () => el.drop.classList.remove("over"));
+el.drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  el.drop.classList.remove("over");
+  pickFile(e.dataTransfer.files[0]);
+});
+const params = new URLSearchParams(location.search);
+if (params.get("model")) {
+  el.url.value = params.get("model");
+  document.querySelector("input[name=source][value=url]").checked = true;
+}
+setState("idle");
+refreshCache();
