@@ -66,9 +66,9 @@ fn gpu_golden_prompts_teacher_forced_64_tokens() {
 #[test]
 fn gpu_greedy_decode_through_the_engine() {
     let Some(b) = gpu() else { return };
-    // 16 tokens a prompt: lavapipe decodes this model at well under 1 token/s on CI's 2 cores;
+    // 8 tokens a prompt: lavapipe decodes this model at well under 1 token/s on CI's 2 cores;
     // the 64-token comparison is the teacher-forced test above.
-    let n_tokens = 16;
+    let n_tokens = 8;
     let golden = common::golden_json("gemma3-270m.json");
     let mut e = Engine::load(b, common::model_arc(), Some(512)).unwrap();
     let opts = GenerateOptions { max_tokens: n_tokens, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
