@@ -13,6 +13,7 @@ use crate::gguf::TensorInfo;
 use crate::model::ModelConfig;
 
 pub mod cpu;
+pub mod gpu;
 
 /// Bytes of one tensor, shared with the buffer they came from (no copy for in-memory models).
 #[derive(Clone)]
@@ -74,6 +75,11 @@ pub trait Backend {
     fn get_rows(&mut self, w: &Self::Weight, ids: &[u32], scale: f32) -> Result<Self::Act>;
     /// RMSNorm of each `w.len()`-wide chunk of every row, times `w`.
     fn rms_norm(&mut self, x: &Self::Act, w: &Self::Weight, eps: f32) -> Result<Self::Act>;
+    /// `rms_norm(x, w) + res` (post-norm then residual, Gemma); a backend may fuse the two.
+    fn rms_norm_add(&mut self, x: &Self::Act, w: &Self::Weight, eps: f32, res: &Self::Act) -> Result<Self::Act> {
+        let n = self.rms_norm(x, w, eps)?;
+        self.add(&n, res)
+    }
     /// `x @ w^T (+ bias)`: `[rows, w.n_rows]`.
     fn linear(&mut self, x: &Self::Act, w: &Self::Weight, bias: Option<&Self::Weight>) -> Result<Self::Act>;
     /// Split columns into consecutive pieces of the given widths (fused qkv / gate+up weights).

@@ -247,11 +247,11 @@ impl<B: Backend> Model<B> {
                 scale: c.kq_scale,
             };
             let a = b.attention(kv, &q, &k, &v, attn)?;
-            let mut a = b.linear(&a, &l.wo, l.bo.as_ref())?;
-            if let Some(w) = &l.attn_post_norm {
-                a = b.rms_norm(&a, w, eps)?;
-            }
-            x = b.add(&a, &x)?;
+            let a = b.linear(&a, &l.wo, l.bo.as_ref())?;
+            x = match &l.attn_post_norm {
+                Some(w) => b.rms_norm_add(&a, w, eps, &x)?,
+                None => b.add(&a, &x)?,
+            };
 
             // Feed-forward block.
             let h = b.rms_norm(&x, &l.ffn_norm, eps)?;
@@ -267,11 +267,11 @@ impl<B: Backend> Model<B> {
                     b.glu(&parts[0], &parts[1], gelu)?
                 }
             };
-            let mut f = b.linear(&g, &l.down, None)?;
-            if let Some(w) = &l.ffn_post_norm {
-                f = b.rms_norm(&f, w, eps)?;
-            }
-            x = b.add(&f, &x)?;
+            let f = b.linear(&g, &l.down, None)?;
+            x = match &l.ffn_post_norm {
+                Some(w) => b.rms_norm_add(&f, w, eps, &x)?,
+                None => b.add(&f, &x)?,
+            };
         }
         match logits {
             Logits::None => return Ok(x),

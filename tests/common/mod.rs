@@ -118,10 +118,22 @@ pub mod teacher {
         gen: &[u32],
         steps: &[Step],
         n_ctx: usize,
+        on_row: impl FnMut(usize, &[f32]),
+    ) -> Report {
+        run_on(m, &mut CpuBackend::new(), prompt, gen, steps, n_ctx, on_row)
+    }
+
+    /// [`run`] on any backend (the GPU tests).
+    pub fn run_on<B: Backend>(
+        m: &Model<B>,
+        b: &mut B,
+        prompt: &[u32],
+        gen: &[u32],
+        steps: &[Step],
+        n_ctx: usize,
         mut on_row: impl FnMut(usize, &[f32]),
     ) -> Report {
         assert_eq!(gen.len(), steps.len());
-        let mut b = CpuBackend::new();
         let mut kv = b.kv_cache(&m.config, n_ctx).unwrap();
         let mut seq = prompt.to_vec();
         seq.extend_from_slice(&gen[..gen.len() - 1]);
@@ -134,7 +146,7 @@ pub mod teacher {
             // Chunks bound the memory of all-row logits on a 256k vocabulary.
             let end = (pos + 64).min(seq.len());
             let which = if end <= first_out { Logits::Last } else { Logits::From(first_out.saturating_sub(pos)) };
-            let out = browser_llm::block_on(m.forward(&mut b, &mut kv, &seq[pos..end], pos, which)).unwrap();
+            let out = browser_llm::block_on(m.forward(b, &mut kv, &seq[pos..end], pos, which)).unwrap();
             if end > first_out {
                 for row in out.chunks_exact(n_vocab) {
                     let ours = argmax(row);

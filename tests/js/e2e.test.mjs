@@ -153,3 +153,11 @@ test("phone-sized viewport: no horizontal scrolling, controls reachable", async 
   await page.screenshot({ path: `${ARTIFACTS}demo-phone.png`, fullPage: true });
   assert.deepEqual(pageErrors, []);
 });
+
+test("a cached model can be deleted from the page", async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const item = page.locator("#cache-list li", { hasText: "gemma-3-270m-q4_k_m.gguf" });
+  await item.getByRole("button", { name: /Delete/ }).click();
+  await page.waitForFunction(() => /No models cached yet/.test(document.querySelector("#cache-list").textContent), null, { timeout: 30_000 });
+  assert.match(await page.locator("#storage-usage").textContent(), /^Using [\d.]+ MB of/);
+});

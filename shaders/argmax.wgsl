@@ -1,0 +1,47 @@
+// argmax: the largest value of x[0..n] and its index (ties to the lower index), for greedy
+// decoding without reading the logits back. One workgroup; reduction in workgroup memory.
+
+struct Params {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;          // [n]
+@group(0) @binding(3) var<storage, read_write> out: array<u32>;  // [2]: index, bits of the value
+@group(0) @binding(4) var<uniform> p: Params;
+
+var<workgroup> rv: array<f32, WG>;
+var<workgroup> ri: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var bv = -3.4028e38;
+    var bi = 0xffffffffu;
+    for (var i = lid.x; i < p.n; i += WG) {
+        let v = x[i];
+        if (v > bv || bi == 0xffffffffu) {
+            bv = v;
+            bi = i;
+        }
+    }
+    rv[lid.x] = bv;
+    ri[lid.x] = bi;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid.x < w) {
+            let v = rv[lid.x + w];
+            let i = ri[lid.x + w];
+            if (i != 0xffffffffu && (ri[lid.x] == 0xffffffffu || v > rv[lid.x] || (v == rv[lid.x] && i < ri[lid.x]))) {
+                rv[lid.x] = v;
+                ri[lid.x] = i;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        out[0] = ri[0];
+        out[1] = bitcast<u32>(rv[0]);
+    }
+}

@@ -1,0 +1,23 @@
+// scale: x *= s, in place.
+
+struct Params {
+    n: u32,
+    s: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(3) var<storage, read_write> x: array<f32>;    // [n]
+@group(0) @binding(4) var<uniform> p: Params;
+
+#include "common/grid.wgsl"
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_wg(wid, nwg) * WG + lid.x;
+    if (i >= p.n) {
+        return;
+    }
+    x[i] *= p.s;
+}

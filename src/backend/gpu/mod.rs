@@ -1,0 +1,512 @@
+//! The GPU backend: the same [`Backend`] ops as the CPU reference, as WGSL compute shaders run
+//! through wgpu (Vulkan natively, WebGPU in the browser).
+//!
+//! # Data layout
+//! - Weights stay in GGUF block layout, uploaded tensor by tensor as raw bytes into storage
+//!   buffers read as `array<u32>` and decoded by one WGSL helper per format
+//!   (`shaders/common/<type>.wgsl`). A tensor larger than the adapter's storage-binding limit is
+//!   split by rows into several buffers ([`GpuWeight::parts`]); ops dispatch once per part.
+//! - Activations are row-major `[rows, cols]` f32 buffers from a pool of reused buffers (a buffer
+//!   returns to the pool when its [`GpuAct`] is dropped; queue order makes reuse safe).
+//! - The KV cache is one `[n_ctx, k_dim / 2]` buffer of f16 pairs per layer for K and for V.
+//!
+//! # Recording and submission
+//! Ops record compute passes into one open command encoder; uniform parameters go into a
+//! host-side arena written to one uniform buffer just before the submit. Nothing is submitted
+//! until a readback (or an explicit [`GpuBackend::flush`]), so one decoded token is one submit.
+//! [`GpuBackend::stats`] counts dispatches and submits.
+//!
+//! # Readback
+//! [`GpuBackend::read_async`] copies to a mappable buffer, submits and awaits `map_async`:
+//! natively the future is completed by polling the device, in the browser by WebGPU's callback.
+
+pub mod context;
+pub mod ops;
+pub mod shader;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use wgpu::util::DeviceExt;
+
+use crate::backend::{AttnParams, Backend, BackendStats, ReadOut, Readback, RopeParams, TensorBytes};
+use crate::error::{Error, ErrorCode, Result};
+use crate::gguf::TensorInfo;
+use crate::model::ModelConfig;
+use crate::quant::GgmlType;
+pub use context::{GpuContext, GpuOptions};
+use shader::ShaderKey;
+
+/// One row range of a weight, in its own buffer.
+pub struct WeightPart {
+    pub buf: wgpu::Buffer,
+    pub row0: usize,
+    pub n_rows: usize,
+}
+
+/// A weight tensor in GGUF block layout: `n_rows` rows of `n_cols` elements, split by rows into
+/// buffers no larger than the storage-binding limit.
+pub struct GpuWeight {
+    pub ty: GgmlType,
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub row_bytes: usize,
+    pub parts: Vec<WeightPart>,
+}
+
+impl GpuWeight {
+    /// Element count of a small F32 tensor (norm weights, biases, RoPE factors).
+    fn f32_len(&self) -> Result<usize> {
+        if self.ty != GgmlType::F32 || self.parts.len() != 1 {
+            return Err(Error::unsupported_model(format!("a norm/bias tensor must be F32, got {}", self.ty)));
+        }
+        Ok(self.n_rows * self.n_cols)
+    }
+}
+
+struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+}
+
+/// A pooled buffer; goes back to the pool on drop.
+pub struct ActBuf {
+    buf: Option<wgpu::Buffer>,
+    class: u64,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl Drop for ActBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.borrow_mut().free.entry(self.class).or_default().push(b);
+        }
+    }
+}
+
+/// An activation: row-major `[rows, cols]` f32 on the device.
+pub struct GpuAct {
+    buf: ActBuf,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl GpuAct {
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.buf.as_ref().expect("live buffer")
+    }
+}
+
+/// Keys and values of every layer, as f16 pairs: `k[layer]`: `[n_ctx, k_dim / 2]` u32.
+pub struct GpuKv {
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
+    k_dim: usize,
+    v_dim: usize,
+    n_ctx: usize,
+}
+
+/// A binding of one dispatch.
+pub enum Bind<'a> {
+    Buf(&'a wgpu::Buffer),
+    Act(&'a GpuAct),
+}
+
+/// Bytes of the uniform arena (slots of `min_uniform_buffer_offset_alignment`); a forward pass
+/// with more dispatches than slots submits early.
+const PARAM_ARENA_BYTES: u64 = 1 << 20;
+
+pub struct GpuBackend {
+    pub ctx: Rc<GpuContext>,
+    pipelines: HashMap<ShaderKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    enc: Option<wgpu::CommandEncoder>,
+    params_host: Vec<u8>,
+    params_buf: wgpu::Buffer,
+    param_align: usize,
+    pool: Rc<RefCell<Pool>>,
+    stats: BackendStats,
+}
+
+impl GpuBackend {
+    /// Pick an adapter, request a device with its real limits, and set up the backend.
+    pub async fn new(opts: &GpuOptions) -> Result<GpuBackend> {
+        let ctx = GpuContext::new(opts).await?;
+        Ok(Self::with_context(Rc::new(ctx)))
+    }
+
+    pub fn with_context(ctx: Rc<GpuContext>) -> GpuBackend {
+        let params_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: PARAM_ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let param_align = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        GpuBackend {
+            ctx,
+            pipelines: HashMap::new(),
+            enc: None,
+            params_host: Vec::new(),
+            params_buf,
+            param_align,
+            pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
+            stats: BackendStats::default(),
+        }
+    }
+
+    /// Native convenience: [`GpuBackend::new`] run to completion on this thread (in the browser,
+    /// where nothing may block, use [`GpuBackend::new`]).
+    pub fn new_blocking(opts: &GpuOptions) -> Result<GpuBackend> {
+        crate::block_on(Self::new(opts))
+    }
+
+    /// A pooled activation buffer for `[rows, cols]` f32 (contents undefined).
+    pub fn alloc(&mut self, rows: usize, cols: usize) -> Result<GpuAct> {
+        let bytes = (rows * cols * 4).max(16) as u64;
+        let class = bytes.next_power_of_two();
+        if class > self.ctx.limits.max_storage_buffer_binding_size as u64 {
+            return Err(Error::invalid_argument(format!(
+                "an activation of {rows} x {cols} exceeds the GPU's storage-binding limit"
+            )));
+        }
+        let reused = self.pool.borrow_mut().free.get_mut(&class).and_then(|v| v.pop());
+        let buf = reused.unwrap_or_else(|| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("act"),
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(GpuAct { buf: ActBuf { buf: Some(buf), class, pool: self.pool.clone() }, rows, cols })
+    }
+
+    /// An activation with the given contents (tests, host-side inputs).
+    pub fn upload_act(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<GpuAct> {
+        assert_eq!(data.len(), rows * cols);
+        let a = self.alloc(rows, cols)?;
+        if !data.is_empty() {
+            self.ctx.queue.write_buffer(a.buffer(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(a)
+    }
+
+    fn upload_u32(&mut self, data: &[u32]) -> wgpu::Buffer {
+        self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ids"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+
+    fn pipeline(&mut self, key: &ShaderKey) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if !self.pipelines.contains_key(key) {
+            let src = key.wgsl()?;
+            let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(key.shader),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            let pipeline = self.ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key.shader),
+                layout: None,
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            self.pipelines.insert(key.clone(), (pipeline, layout));
+        }
+        Ok(&self.pipelines[key])
+    }
+
+    /// Record one dispatch: `binds` plus the uniform `params` at binding `pbind`.
+    pub fn dispatch<P: bytemuck::Pod>(&mut self, key: ShaderKey, params: &P, binds: &[(u32, Bind)], pbind: u32, groups: (u32, u32, u32)) -> Result<()> {
+        let psize = std::mem::size_of::<P>();
+        let off = self.params_host.len().next_multiple_of(self.param_align);
+        if (off + psize) as u64 > PARAM_ARENA_BYTES {
+            self.flush()?;
+        }
+        let off = self.params_host.len().next_multiple_of(self.param_align);
+        self.params_host.resize(off, 0);
+        self.params_host.extend_from_slice(bytemuck::bytes_of(params));
+        self.pipeline(&key)?;
+        let (pipeline, layout) = &self.pipelines[&key];
+        let mut entries: Vec<wgpu::BindGroupEntry> = binds
+            .iter()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: *i,
+                resource: match b {
+                    Bind::Buf(buf) => buf.as_entire_binding(),
+                    Bind::Act(a) => a.buffer().as_entire_binding(),
+                },
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: pbind,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.params_buf,
+                offset: off as u64,
+                size: std::num::NonZeroU64::new(psize as u64),
+            }),
+        });
+        let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries });
+        let enc = self
+            .enc
+            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        self.stats.dispatches += 1;
+        Ok(())
+    }
+
+    fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.enc
+            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }))
+    }
+
+    /// Submit everything recorded so far (one submit), writing the uniform arena first.
+    pub fn flush(&mut self) -> Result<()> {
+        self.ctx.check_lost()?;
+        if let Some(enc) = self.enc.take() {
+            if !self.params_host.is_empty() {
+                self.ctx.queue.write_buffer(&self.params_buf, 0, &self.params_host);
+                self.params_host.clear();
+            }
+            self.ctx.queue.submit([enc.finish()]);
+            self.stats.submits += 1;
+        }
+        Ok(())
+    }
+
+    /// Copy the first `bytes` of `src` to the host: one submit, then await the mapping.
+    async fn read_bytes(&mut self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.encoder().copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        self.flush()?;
+        let fut = MapFuture::default();
+        let state = fut.0.clone();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let mut s = state.lock().unwrap();
+            s.done = Some(r.map_err(|e| e.to_string()));
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::new(ErrorCode::DeviceLost, format!("waiting for the GPU failed: {e}")))?;
+        fut.await.map_err(|e| Error::new(ErrorCode::DeviceLost, format!("GPU readback failed: {e}")))?;
+        self.ctx.check_lost()?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::internal(format!("GPU readback mapping: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data[..bytes as usize].to_vec())
+    }
+
+    /// Copy an activation back to the host, row-major.
+    pub async fn read_async(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(x.buffer(), (x.len() * 4) as u64).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// The best token of a one-row logits activation: `(id, logit)`; 8 bytes read back.
+    pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<(u32, f32)> {
+        let out = self.alloc(1, 2)?;
+        ops::argmax(self, x, &out)?;
+        let bytes = self.read_bytes(out.buffer(), 8).await?;
+        let w: &[u32] = bytemuck::cast_slice(&bytes);
+        Ok((w[0], f32::from_bits(w[1])))
+    }
+
+    /// The `k` best tokens of a one-row logits activation, by logit descending (ties to the
+    /// lower id); `8k` bytes read back.
+    pub async fn top_k_async(&mut self, x: &GpuAct, k: usize) -> Result<Vec<(u32, f32)>> {
+        let k = k.min(x.len());
+        let out = self.alloc(1, 2 * k)?;
+        ops::top_k(self, x, k, &out)?;
+        let bytes = self.read_bytes(out.buffer(), (8 * k) as u64).await?;
+        let w: &[u32] = bytemuck::cast_slice(&bytes);
+        Ok(w.chunks_exact(2).filter(|c| c[0] != u32::MAX).map(|c| (c[0], f32::from_bits(c[1]))).collect())
+    }
+}
+
+#[derive(Default)]
+struct MapState {
+    done: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+/// Completes when the `map_async` callback has run.
+#[derive(Default)]
+struct MapFuture(Arc<Mutex<MapState>>);
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap();
+        match s.done.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Backend for GpuBackend {
+    type Weight = GpuWeight;
+    type Act = GpuAct;
+    type Kv = GpuKv;
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<GpuWeight> {
+        let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
+        let row_bytes = info.ty.row_bytes(n_cols);
+        if row_bytes.map(|rb| rb * n_rows) != Some(bytes.range.len()) {
+            return Err(Error::bad_gguf(format!(
+                "tensor '{}': {} bytes for {:?} {}",
+                info.name,
+                bytes.range.len(),
+                info.dims,
+                info.ty
+            )));
+        }
+        let row_bytes = row_bytes.unwrap();
+        let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size) as usize;
+        // Rows per buffer: as many as fit one binding (a multiple of 4, for u32 alignment).
+        let per = (limit / row_bytes.max(1)) / 4 * 4;
+        if per == 0 {
+            return Err(Error::unsupported_model(format!("tensor '{}': one row exceeds the GPU's binding limit", info.name)));
+        }
+        let data = bytes.as_slice();
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < n_rows {
+            let n = per.min(n_rows - row0);
+            let slice = &data[row0 * row_bytes..(row0 + n) * row_bytes];
+            let buf = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&info.name),
+                contents: slice,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            parts.push(WeightPart { buf, row0, n_rows: n });
+            row0 += n;
+        }
+        Ok(GpuWeight { ty: info.ty, n_rows, n_cols, row_bytes, parts })
+    }
+
+    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<GpuKv> {
+        let (k_dim, v_dim) = (cfg.k_dim(), cfg.v_dim());
+        let mk = |dim: usize| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kv"),
+                size: ((n_ctx * dim * 2) as u64).next_multiple_of(4).max(4),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(GpuKv {
+            k: (0..cfg.n_layer).map(|_| mk(k_dim)).collect(),
+            v: (0..cfg.n_layer).map(|_| mk(v_dim)).collect(),
+            k_dim,
+            v_dim,
+            n_ctx,
+        })
+    }
+
+    fn get_rows(&mut self, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
+        ops::get_rows(self, w, ids, scale)
+    }
+    fn rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32) -> Result<GpuAct> {
+        ops::rms_norm(self, x, w, eps, None)
+    }
+    /// One dispatch: `shaders/rms_norm.wgsl` with `ADD`.
+    fn rms_norm_add(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32, res: &GpuAct) -> Result<GpuAct> {
+        ops::rms_norm(self, x, w, eps, Some(res))
+    }
+    fn linear(&mut self, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
+        ops::linear(self, x, w, bias)
+    }
+    fn split_cols(&mut self, x: &GpuAct, widths: &[usize]) -> Result<Vec<GpuAct>> {
+        ops::split_cols(self, x, widths)
+    }
+    fn rope(&mut self, x: &mut GpuAct, p: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
+        ops::rope(self, x, p, freq_factors)
+    }
+    fn scale(&mut self, x: &mut GpuAct, s: f32) -> Result<()> {
+        ops::scale(self, x, s)
+    }
+    fn attention(&mut self, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<GpuAct> {
+        ops::attention(self, kv, q, k, v, p)
+    }
+    fn glu(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
+        ops::glu(self, gate, up, gelu)
+    }
+    fn add(&mut self, a: &GpuAct, b: &GpuAct) -> Result<GpuAct> {
+        ops::add(self, a, b)
+    }
+    /// A copy of rows `start..` (a buffer copy, no dispatch).
+    fn rows_from(&mut self, x: &GpuAct, start: usize) -> Result<GpuAct> {
+        if start >= x.rows {
+            return Err(Error::internal(format!("rows_from: shape mismatch ({start} vs {})", x.rows)));
+        }
+        let out = self.alloc(x.rows - start, x.cols)?;
+        let src = x.buffer().clone();
+        let dst = out.buffer().clone();
+        self.encoder().copy_buffer_to_buffer(&src, (start * x.cols * 4) as u64, &dst, 0, (out.len() * 4) as u64);
+        Ok(out)
+    }
+    fn softcap(&mut self, x: &mut GpuAct, cap: f32) -> Result<()> {
+        ops::softcap(self, x, cap)
+    }
+    async fn read(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
+        self.read_async(x).await
+    }
+    /// Argmax and top-k (k <= 64) are selected on the device; only the winners are read back.
+    async fn read_logits(&mut self, x: &GpuAct, what: Readback) -> Result<ReadOut> {
+        if x.rows != 1 {
+            return Err(Error::internal(format!("read_logits needs one row, got {}", x.rows)));
+        }
+        match what {
+            Readback::Argmax => Ok(ReadOut::Candidates(vec![self.argmax_async(x).await?])),
+            Readback::TopK(k) if k >= 1 && k <= ops::MAX_TOP_K => Ok(ReadOut::Candidates(self.top_k_async(x, k).await?)),
+            _ => Ok(what.select(self.read_async(x).await?)),
+        }
+    }
+    fn stats(&self) -> BackendStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

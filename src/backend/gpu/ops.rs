@@ -1,0 +1,405 @@
+//! One Rust function per shader (`shaders/<name>.wgsl` <-> `ops::<name>`). Each does, in order:
+//! shape checks, the pipeline key, the bindings, the dispatch math; then records one dispatch
+//! into the backend's open command encoder (nothing is submitted here).
+//!
+//! Binding convention (every shader): read-only inputs first, then the read-write output, then
+//! the uniform `Params`, whose Rust twin is the `#[repr(C)]` struct of the same shader below
+//! (a test checks both layouts agree, field by field, through naga).
+
+use super::shader::ShaderKey;
+use super::{Bind, GpuAct, GpuBackend, GpuKv, GpuWeight};
+use crate::backend::AttnParams;
+use crate::error::{Error, Result};
+use crate::quant::GgmlType;
+
+/// Invocations per workgroup of the elementwise and per-row kernels (every WebGPU adapter allows
+/// 256; 64 keeps software GPUs' per-workgroup overhead low).
+pub const WG: u32 = 64;
+/// Invocations per workgroup of the single-workgroup reductions (argmax, top-k merge).
+pub const WG_REDUCE: u32 = 256;
+/// Tokens per invocation of the prefill matrix product (each decoded weight is used this often).
+pub const TILE_PREFILL: u32 = 8;
+/// Largest head size the attention kernel holds in workgroup memory.
+pub const MAX_HEAD_DIM: usize = 512;
+/// Elements per workgroup in the first top-k stage (held in workgroup memory).
+pub const TOPK_CHUNK: u32 = 2048;
+/// Largest k the top-k kernel returns.
+pub const MAX_TOP_K: usize = 64;
+
+macro_rules! params {
+    ($name:ident { $($f:ident : $t:ty),* $(,)? }) => {
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name { $(pub $f: $t),* }
+        impl $name {
+            /// (field, byte offset), for the layout test against the WGSL struct.
+            pub const FIELDS: &'static [(&'static str, usize)] = &[$((stringify!($f), std::mem::offset_of!($name, $f))),*];
+        }
+    };
+}
+
+params!(LinearParams { n_rows: u32, k: u32, n_tok: u32, row_off: u32, out_stride: u32, row_bytes: u32, _pad0: u32, _pad1: u32 });
+params!(GetRowsParams { n_ids: u32, n_cols: u32, row_bytes: u32, scale: f32 });
+params!(RmsNormParams { n: u32, n_chunks: u32, eps: f32, _pad: u32 });
+params!(RopeParamsU { n_rows: u32, cols: u32, head_dim: u32, n_rot: u32, pos0: u32, theta_scale: f32, freq_scale: f32, _pad: u32 });
+params!(AttentionParams {
+    n_rows: u32, n_head: u32, group: u32, head_dim: u32, head_dim_v: u32, k_dim: u32, v_dim: u32,
+    pos0: u32, window: u32, score_stride: u32, scale: f32, _pad: u32,
+});
+params!(LenParams { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
+params!(ScalarParams { n: u32, s: f32, _pad0: u32, _pad1: u32 });
+params!(SplitColsParams { n_rows: u32, in_cols: u32, out_cols: u32, col_off: u32 });
+params!(TopKParams { n: u32, k: u32, _pad0: u32, _pad1: u32 });
+
+/// The Rust twin of each shader's `Params` (the layout test walks this table).
+pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
+    ("linear", LinearParams::FIELDS, std::mem::size_of::<LinearParams>()),
+    ("get_rows", GetRowsParams::FIELDS, std::mem::size_of::<GetRowsParams>()),
+    ("rms_norm", RmsNormParams::FIELDS, std::mem::size_of::<RmsNormParams>()),
+    ("rope", RopeParamsU::FIELDS, std::mem::size_of::<RopeParamsU>()),
+    ("attention", AttentionParams::FIELDS, std::mem::size_of::<AttentionParams>()),
+    ("glu", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
+    ("add", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
+    ("argmax", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
+    ("scale", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
+    ("softcap", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
+    ("split_cols", SplitColsParams::FIELDS, std::mem::size_of::<SplitColsParams>()),
+    ("top_k", TopKParams::FIELDS, std::mem::size_of::<TopKParams>()),
+];
+
+/// Workgroup counts for `n` invocations in groups of `wg`, split over x and y when above the
+/// 65535 per-dimension limit (shaders flatten them with `flat_wg`).
+pub fn grid(n: usize, wg: u32) -> (u32, u32, u32) {
+    let groups = n.div_ceil(wg as usize).max(1) as u32;
+    if groups <= 65535 {
+        (groups, 1, 1)
+    } else {
+        (65535, groups.div_ceil(65535), 1)
+    }
+}
+
+fn shape_err(what: &str, a: usize, b: usize) -> Error {
+    Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
+}
+
+/// The define naming a weight type for `common/dequant.wgsl`.
+pub fn weight_defines(key: ShaderKey, ty: GgmlType) -> ShaderKey {
+    let key = key.flag(&format!("W_{}", ty.name()));
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => key,
+        _ => key.flag("W_QUANT"),
+    }
+}
+
+/// `x_vec4`: the shared dimension is a multiple of 4 (every quantized type), so activations are
+/// read as `vec4` (a quarter of the loads).
+/// Decode (TILE = 1) of these formats reads whole blocks (`dot_blk` in their helper).
+pub fn has_dot_blk(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K)
+}
+
+pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool) -> ShaderKey {
+    weight_defines(ShaderKey::new("linear", "main"), ty)
+        .def("WG", WG)
+        .def("TILE", tile)
+        .flag_if(bias, "BIAS")
+        .flag_if(x_vec4, "X_VEC4")
+        .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty), "DOT_BLK")
+}
+pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
+    weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
+}
+pub fn rms_norm_key(add: bool) -> ShaderKey {
+    ShaderKey::new("rms_norm", "main").def("WG", WG).flag_if(add, "ADD")
+}
+pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
+    ShaderKey::new("rope", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
+}
+/// `f16`: the adapter has `shader-f16` (the KV cache is read as f16 values).
+pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
+    ShaderKey::new("attention", entry).def("WG", WG).def("HD", MAX_HEAD_DIM).flag_if(f16, "F16")
+}
+pub fn glu_key(gelu: bool) -> ShaderKey {
+    ShaderKey::new("glu", "main").def("WG", WG).flag_if(gelu, "GELU")
+}
+pub fn simple_key(shader: &'static str) -> ShaderKey {
+    ShaderKey::new(shader, "main").def("WG", WG)
+}
+pub fn argmax_key() -> ShaderKey {
+    ShaderKey::new("argmax", "main").def("WG", WG_REDUCE)
+}
+pub fn top_k_key(entry: &'static str) -> ShaderKey {
+    ShaderKey::new("top_k", entry).def("WG", WG_REDUCE).def("CH", TOPK_CHUNK)
+}
+
+/// Every shader variant the backend can request (validated by naga in `cargo test`).
+pub fn all_variants() -> Vec<ShaderKey> {
+    let mut v = Vec::new();
+    for ty in GgmlType::ALL {
+        for tile in [1, TILE_PREFILL] {
+            for bias in [false, true] {
+                for x_vec4 in [false, true] {
+                    v.push(linear_key(ty, tile, bias, x_vec4));
+                }
+            }
+        }
+        v.push(get_rows_key(ty));
+    }
+    for f in [false, true] {
+        v.push(rms_norm_key(f));
+        v.push(glu_key(f));
+        for g in [false, true] {
+            v.push(rope_key(f, g));
+        }
+    }
+    for f16 in [false, true] {
+        v.extend([attention_key("store_kv", f16), attention_key("main", f16)]);
+    }
+    v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
+    v.extend(["add", "scale", "softcap", "split_cols"].map(simple_key));
+    v
+}
+
+/// Embedding rows for `ids`, times `scale`.
+pub fn get_rows(b: &mut GpuBackend, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
+    let out = b.alloc(ids.len(), w.n_cols)?;
+    for part in &w.parts {
+        let mut pairs = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= w.n_rows {
+                return Err(Error::invalid_argument(format!(
+                    "token id {id} is out of range (vocabulary has {} tokens)",
+                    w.n_rows
+                )));
+            }
+            if (part.row0..part.row0 + part.n_rows).contains(&id) {
+                pairs.extend([i as u32, (id - part.row0) as u32]);
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        let ids_buf = b.upload_u32(&pairs);
+        let p = GetRowsParams { n_ids: (pairs.len() / 2) as u32, n_cols: w.n_cols as u32, row_bytes: w.row_bytes as u32, scale };
+        let groups = grid(pairs.len() / 2 * w.n_cols, WG);
+        b.dispatch(get_rows_key(w.ty), &p, &[(0, Bind::Buf(&part.buf)), (1, Bind::Buf(&ids_buf)), (3, Bind::Act(&out))], 4, groups)?;
+    }
+    Ok(out)
+}
+
+/// RMSNorm of each `w.n_cols`-wide chunk, times `w`; with `res`, plus the residual.
+pub fn rms_norm(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, eps: f32, res: Option<&GpuAct>) -> Result<GpuAct> {
+    let n = w.f32_len()?;
+    if x.cols % n != 0 {
+        return Err(shape_err("rms_norm", x.cols, n));
+    }
+    if let Some(r) = res {
+        if (r.rows, r.cols) != (x.rows, x.cols) {
+            return Err(shape_err("rms_norm residual", r.len(), x.len()));
+        }
+    }
+    let out = b.alloc(x.rows, x.cols)?;
+    let n_chunks = x.len() / n;
+    let p = RmsNormParams { n: n as u32, n_chunks: n_chunks as u32, eps, _pad: 0 };
+    let mut binds = vec![(0, Bind::Act(x)), (1, Bind::Buf(&w.parts[0].buf)), (3, Bind::Act(&out))];
+    if let Some(r) = res {
+        binds.push((2, Bind::Act(r)));
+    }
+    b.dispatch(rms_norm_key(res.is_some()), &p, &binds, 4, grid(n_chunks, 1))?;
+    Ok(out)
+}
+
+/// `x @ w^T (+ bias)`; one dispatch per row part of `w`.
+pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
+    if x.cols != w.n_cols {
+        return Err(shape_err("linear", x.cols, w.n_cols));
+    }
+    if let Some(bw) = bias {
+        if bw.f32_len()? != w.n_rows {
+            return Err(shape_err("bias", bw.f32_len()?, w.n_rows));
+        }
+    }
+    let out = b.alloc(x.rows, w.n_rows)?;
+    let tile = if x.rows == 1 { 1 } else { TILE_PREFILL };
+    let tiles = x.rows.div_ceil(tile as usize);
+    if tiles > 65535 {
+        return Err(Error::invalid_argument(format!("batch of {} tokens is too large for one GPU matrix product", x.rows)));
+    }
+    for part in &w.parts {
+        let wgs = part.n_rows.div_ceil(WG as usize);
+        if wgs > 65535 {
+            return Err(Error::unsupported_model(format!("a weight part of {} rows is too large for one dispatch", part.n_rows)));
+        }
+        let p = LinearParams {
+            n_rows: part.n_rows as u32,
+            k: w.n_cols as u32,
+            n_tok: x.rows as u32,
+            row_off: part.row0 as u32,
+            out_stride: w.n_rows as u32,
+            row_bytes: w.row_bytes as u32,
+            ..Default::default()
+        };
+        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(x)), (3, Bind::Act(&out))];
+        if let Some(bw) = bias {
+            binds.push((2, Bind::Buf(&bw.parts[0].buf)));
+        }
+        b.dispatch(linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0), &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
+    }
+    Ok(out)
+}
+
+/// Consecutive column pieces of the given widths.
+pub fn split_cols(b: &mut GpuBackend, x: &GpuAct, widths: &[usize]) -> Result<Vec<GpuAct>> {
+    if widths.iter().sum::<usize>() != x.cols {
+        return Err(shape_err("split_cols", widths.iter().sum(), x.cols));
+    }
+    let mut outs = Vec::new();
+    let mut off = 0;
+    for &w in widths {
+        let out = b.alloc(x.rows, w)?;
+        let p = SplitColsParams { n_rows: x.rows as u32, in_cols: x.cols as u32, out_cols: w as u32, col_off: off as u32 };
+        b.dispatch(simple_key("split_cols"), &p, &[(0, Bind::Act(x)), (3, Bind::Act(&out))], 4, grid(x.rows * w, WG))?;
+        outs.push(out);
+        off += w;
+    }
+    Ok(outs)
+}
+
+/// Rotary position embedding, in place.
+pub fn rope(b: &mut GpuBackend, x: &mut GpuAct, p: crate::backend::RopeParams, ff: Option<&GpuWeight>) -> Result<()> {
+    if x.cols % p.head_dim != 0 || p.n_rot > p.head_dim || p.n_rot % 2 != 0 {
+        return Err(shape_err("rope", x.cols, p.head_dim));
+    }
+    if let Some(f) = ff {
+        if f.f32_len()? < p.n_rot / 2 {
+            return Err(shape_err("rope freq factors", f.f32_len()?, p.n_rot / 2));
+        }
+    }
+    let u = RopeParamsU {
+        n_rows: x.rows as u32,
+        cols: x.cols as u32,
+        head_dim: p.head_dim as u32,
+        n_rot: p.n_rot as u32,
+        pos0: p.pos0 as u32,
+        // Same f32 expression as the CPU's `rope_table`.
+        theta_scale: p.base.powf(-2.0 / p.n_rot as f32),
+        freq_scale: p.freq_scale,
+        _pad: 0,
+    };
+    let n = x.rows * (x.cols / p.head_dim) * (p.n_rot / 2);
+    let mut binds = vec![(3, Bind::Act(x))];
+    if let Some(f) = ff {
+        binds.push((1, Bind::Buf(&f.parts[0].buf)));
+    }
+    b.dispatch(rope_key(p.neox, ff.is_some()), &u, &binds, 4, grid(n, WG))
+}
+
+/// `x *= s`, in place.
+pub fn scale(b: &mut GpuBackend, x: &mut GpuAct, s: f32) -> Result<()> {
+    let p = ScalarParams { n: x.len() as u32, s, ..Default::default() };
+    b.dispatch(simple_key("scale"), &p, &[(3, Bind::Act(x))], 4, grid(x.len(), WG))
+}
+
+/// `cap * tanh(x / cap)`, in place.
+pub fn softcap(b: &mut GpuBackend, x: &mut GpuAct, cap: f32) -> Result<()> {
+    let p = ScalarParams { n: x.len() as u32, s: cap, ..Default::default() };
+    b.dispatch(simple_key("softcap"), &p, &[(3, Bind::Act(x))], 4, grid(x.len(), WG))
+}
+
+/// `act(gate) * up`.
+pub fn glu(b: &mut GpuBackend, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
+    if gate.len() != up.len() {
+        return Err(shape_err("glu", gate.cols, up.cols));
+    }
+    let out = b.alloc(gate.rows, gate.cols)?;
+    let p = LenParams { n: gate.len() as u32, ..Default::default() };
+    b.dispatch(glu_key(gelu), &p, &[(0, Bind::Act(gate)), (1, Bind::Act(up)), (3, Bind::Act(&out))], 4, grid(gate.len(), WG))?;
+    Ok(out)
+}
+
+/// `a + b`.
+pub fn add(b: &mut GpuBackend, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
+    if x.len() != y.len() {
+        return Err(shape_err("add", x.len(), y.len()));
+    }
+    let out = b.alloc(x.rows, x.cols)?;
+    let p = LenParams { n: x.len() as u32, ..Default::default() };
+    b.dispatch(simple_key("add"), &p, &[(0, Bind::Act(x)), (1, Bind::Act(y)), (3, Bind::Act(&out))], 4, grid(x.len(), WG))?;
+    Ok(out)
+}
+
+/// Store k/v at positions `pos0..` of layer `p.layer`, then attention of q over the cache.
+pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<GpuAct> {
+    let n = q.rows;
+    if p.pos0 + n > kv.n_ctx {
+        return Err(Error::new(
+            crate::ErrorCode::ContextOverflow,
+            format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
+        ));
+    }
+    if k.cols != kv.k_dim || v.cols != kv.v_dim || q.cols != p.n_head * p.head_dim || k.rows != n || v.rows != n {
+        return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
+    }
+    if p.head_dim > MAX_HEAD_DIM || p.head_dim % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head % p.n_head_kv != 0 {
+        return Err(Error::unsupported_model(format!("attention head size {} is not supported on the GPU", p.head_dim)));
+    }
+    let last = p.pos0 + n;
+    let score_stride = p.window.map_or(last, |w| w.min(last));
+    let u = AttentionParams {
+        n_rows: n as u32,
+        n_head: p.n_head as u32,
+        group: (p.n_head / p.n_head_kv) as u32,
+        head_dim: p.head_dim as u32,
+        head_dim_v: p.head_dim_v as u32,
+        k_dim: kv.k_dim as u32,
+        v_dim: kv.v_dim as u32,
+        pos0: p.pos0 as u32,
+        window: p.window.unwrap_or(0) as u32,
+        score_stride: score_stride as u32,
+        scale: p.scale,
+        _pad: 0,
+    };
+    let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
+    let f16 = b.ctx.has_f16();
+    let store_n = n * (kv.k_dim + kv.v_dim) / 2;
+    b.dispatch(
+        attention_key("store_kv", f16),
+        &u,
+        &[(1, Bind::Act(k)), (2, Bind::Act(v)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc))],
+        7,
+        grid(store_n, WG),
+    )?;
+    let scores = b.alloc(n * p.n_head, score_stride)?;
+    let out = b.alloc(n, p.n_head * p.head_dim_v)?;
+    if n > 65535 {
+        return Err(Error::invalid_argument("batch too large for one attention dispatch"));
+    }
+    b.dispatch(
+        attention_key("main", f16),
+        &u,
+        &[(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&out))],
+        7,
+        (p.n_head as u32, n as u32, 1),
+    )?;
+    Ok(out)
+}
+
+/// Index and value of the largest element of a one-row `x` into `out` (2 words).
+pub fn argmax(b: &mut GpuBackend, x: &GpuAct, out: &GpuAct) -> Result<()> {
+    let p = LenParams { n: x.len() as u32, ..Default::default() };
+    b.dispatch(argmax_key(), &p, &[(0, Bind::Act(x)), (3, Bind::Act(out))], 4, (1, 1, 1))
+}
+
+/// The `k` largest elements of a one-row `x` with their indices into `out` (`2k` words).
+pub fn top_k(b: &mut GpuBackend, x: &GpuAct, k: usize, out: &GpuAct) -> Result<()> {
+    if k == 0 || k > MAX_TOP_K {
+        return Err(Error::invalid_argument(format!("top-k on the GPU needs 1 <= k <= {MAX_TOP_K}, got {k}")));
+    }
+    let n_chunks = x.len().div_ceil(TOPK_CHUNK as usize);
+    let cand = b.alloc(1, n_chunks * k * 2)?;
+    let p1 = TopKParams { n: x.len() as u32, k: k as u32, ..Default::default() };
+    b.dispatch(top_k_key("chunks"), &p1, &[(0, Bind::Act(x)), (2, Bind::Act(&cand))], 4, (n_chunks as u32, 1, 1))?;
+    let p2 = TopKParams { n: (n_chunks * k) as u32, k: k as u32, ..Default::default() };
+    b.dispatch(top_k_key("merge"), &p2, &[(2, Bind::Act(&cand)), (3, Bind::Act(out))], 4, (1, 1, 1))
+}
