@@ -1,6 +1,6 @@
 // linear: out[t, row_off + r] = sum_k w[r, k] * x[t, k] (+ bias[row_off + r]).
-// Matrix-vector (TILE = 1, decode) and matrix-matrix (TILE > 1, prefill: each decoded weight
-// value is used for TILE tokens). One invocation per weight row: the fastest layout on the
+// Matrix-vector (decode) and matrix-matrix (TILE8, prefill: each decoded weight value is used
+// for 8 tokens). One invocation per weight row: the fastest layout on the
 // software GPUs we test on; weights are raw GGUF blocks decoded by `dq4` (common/dequant.wgsl).
 // A weight larger than one storage binding is split by rows; one dispatch per part.
 
@@ -40,47 +40,97 @@ fn xv(i: u32) -> vec4<f32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let r = wid.x * WG + lid.x;
-    let t0 = wid.y * TILE;
+#ifdef TILE8
+    let t0 = wid.y * 8u;
+#else
+    let t0 = wid.y;
+#endif
     if (r >= p.n_rows) {
         return;
     }
     let rowb = r * p.row_bytes;
-    // Constant trip counts over the tile (rows past the batch re-read the last row and are not
-    // written), so the accumulators stay in registers.
-    var xr: array<u32, TILE>;
-    for (var t = 0u; t < TILE; t++) {
-        xr[t] = min(t0 + t, p.n_tok - 1u) * p.k;
-    }
-    var acc: array<f32, TILE>;
-#ifdef DOT_BLK
-    // Whole blocks at a time (decode, TILE = 1, formats with a `dot_blk` helper).
-    for (var bi = 0u; bi < p.k / DOT_BLK_BS; bi++) {
-        acc[0] += dot_blk(rowb + bi * DOT_BLK_TS, xr[0] + bi * DOT_BLK_BS);
-    }
-#else
-    let k4 = p.k & ~3u;
-    for (var e = 0u; e < k4; e += 4u) {
+#ifdef TILE8
+    // Prefill: 8 tokens per invocation in named scalars (a private array indexed in a loop is
+    // spilled to memory by CPU-based Vulkan drivers); rows past the batch re-read the last row
+    // and are not written.
+    let last = p.n_tok - 1u;
+    let x0 = min(t0, last) * p.k;
+    let x1 = min(t0 + 1u, last) * p.k;
+    let x2 = min(t0 + 2u, last) * p.k;
+    let x3 = min(t0 + 3u, last) * p.k;
+    let x4 = min(t0 + 4u, last) * p.k;
+    let x5 = min(t0 + 5u, last) * p.k;
+    let x6 = min(t0 + 6u, last) * p.k;
+    let x7 = min(t0 + 7u, last) * p.k;
+    var a0 = 0.0;
+    var a1 = 0.0;
+    var a2 = 0.0;
+    var a3 = 0.0;
+    var a4 = 0.0;
+    var a5 = 0.0;
+    var a6 = 0.0;
+    var a7 = 0.0;
+    for (var e = 0u; e < (p.k & ~3u); e += 4u) {
         let w = dq4(rowb, e);
-        for (var t = 0u; t < TILE; t++) {
-            acc[t] += dot(w, xv(xr[t] + e));
-        }
+        a0 += dot(w, xv(x0 + e));
+        a1 += dot(w, xv(x1 + e));
+        a2 += dot(w, xv(x2 + e));
+        a3 += dot(w, xv(x3 + e));
+        a4 += dot(w, xv(x4 + e));
+        a5 += dot(w, xv(x5 + e));
+        a6 += dot(w, xv(x6 + e));
+        a7 += dot(w, xv(x7 + e));
     }
 #ifndef X_VEC4
-    for (var e = k4; e < p.k; e++) {
+    for (var e = p.k & ~3u; e < p.k; e++) {
         let w = dq1(rowb, e);
-        for (var t = 0u; t < TILE; t++) {
-            acc[t] += w * x[xr[t] + e];
-        }
+        a0 += w * x[x0 + e];
+        a1 += w * x[x1 + e];
+        a2 += w * x[x2 + e];
+        a3 += w * x[x3 + e];
+        a4 += w * x[x4 + e];
+        a5 += w * x[x5 + e];
+        a6 += w * x[x6 + e];
+        a7 += w * x[x7 + e];
+    }
+#endif
+    store(t0, r, a0);
+    store(t0 + 1u, r, a1);
+    store(t0 + 2u, r, a2);
+    store(t0 + 3u, r, a3);
+    store(t0 + 4u, r, a4);
+    store(t0 + 5u, r, a5);
+    store(t0 + 6u, r, a6);
+    store(t0 + 7u, r, a7);
+#else
+    // Decode: one token.
+    let x0 = t0 * p.k;
+    var a0 = 0.0;
+#ifdef DOT_BLK
+    // Whole blocks at a time (formats with a `dot_blk` helper).
+    for (var bi = 0u; bi < p.k / DOT_BLK_BS; bi++) {
+        a0 += dot_blk(rowb + bi * DOT_BLK_TS, x0 + bi * DOT_BLK_BS);
+    }
+#else
+    for (var e = 0u; e < (p.k & ~3u); e += 4u) {
+        a0 += dot(dq4(rowb, e), xv(x0 + e));
+    }
+#ifndef X_VEC4
+    for (var e = p.k & ~3u; e < p.k; e++) {
+        a0 += dq1(rowb, e) * x[x0 + e];
     }
 #endif
 #endif
-    for (var t = 0u; t < TILE; t++) {
-        var y = acc[t];
+    store(t0, r, a0);
+#endif
+}
+
+fn store(t: u32, r: u32, v: f32) {
+    if (t < p.n_tok) {
+        var y = v;
 #ifdef BIAS
         y += bias[p.row_off + r];
 #endif
-        if (t0 + t < p.n_tok) {
-            out[(t0 + t) * p.out_stride + p.row_off + r] = y;
-        }
+        out[t * p.out_stride + p.row_off + r] = y;
     }
 }

@@ -17,7 +17,8 @@ use crate::quant::GgmlType;
 pub const WG: u32 = 64;
 /// Invocations per workgroup of the single-workgroup reductions (argmax, top-k merge).
 pub const WG_REDUCE: u32 = 256;
-/// Tokens per invocation of the prefill matrix product (each decoded weight is used this often).
+/// Tokens per invocation of the prefill matrix product (each decoded weight is used this often);
+/// `shaders/linear.wgsl` spells the 8 accumulators out (`TILE8`).
 pub const TILE_PREFILL: u32 = 8;
 /// Largest head size the attention kernel holds in workgroup memory.
 pub const MAX_HEAD_DIM: usize = 512;
@@ -101,7 +102,7 @@ pub fn has_dot_blk(ty: GgmlType) -> bool {
 pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool) -> ShaderKey {
     weight_defines(ShaderKey::new("linear", "main"), ty)
         .def("WG", WG)
-        .def("TILE", tile)
+        .flag_if(tile == TILE_PREFILL, "TILE8")
         .flag_if(bias, "BIAS")
         .flag_if(x_vec4, "X_VEC4")
         .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty), "DOT_BLK")
