@@ -81,13 +81,14 @@ async function load(ev) {
   } catch (e) {
     return showError(e);
   }
-  if (engine) {
-    await engine.dispose().catch(() => {});
-    engine = null;
-  }
-  el.info.hidden = true;
   loadAbort = new AbortController();
   setState("loading");
+  if (engine) {
+    const old = engine;
+    engine = null;
+    await old.dispose().catch(() => {});
+  }
+  el.info.hidden = true;
   el.status.textContent = "Loading…";
   const t0 = performance.now();
   try {

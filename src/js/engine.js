@@ -28,13 +28,7 @@ export function checkKeys(what, options, known) {
   }
 }
 
-/** Why WebGPU cannot run here, or null when it might. */
-function webgpuUnavailableReason() {
-  if (typeof navigator === "undefined" || !navigator.gpu) {
-    return "WebGPU is not available here (navigator.gpu is missing)";
-  }
-  return "this build of browser-llm runs the CPU backend only";
-}
+const hasWebGpu = () => typeof navigator !== "undefined" && !!navigator.gpu;
 
 /** Is `source` something browser storage handles (URLs, Blobs, or lists of them)? */
 function storable(source) {
@@ -43,24 +37,59 @@ function storable(source) {
 }
 
 /**
- * A WasmEngine for `source`. In browsers, URLs and Files go through browser storage (resumable,
- * verified, cached for the next visit) and are read from there straight into wasm memory; bytes
- * are used as given; Node reads paths and URLs directly.
+ * A WasmEngine for `source` on the chosen backend. In browsers, URLs and Files go through browser
+ * storage (resumable, verified, cached for the next visit): the CPU backend reads the stored file
+ * straight into wasm memory, the WebGPU backend uploads it tensor by tensor. Bytes are used as
+ * given; Node reads paths and URLs directly. `backend: "auto"` tries WebGPU (skipping software
+ * renderers, which are slower than the CPU path) and falls back to the CPU, saying why.
  */
-async function wasmEngine(source, { sha256, cache = true, store, onProgress, signal, contextLength }, backendReason) {
-  const opts = { contextLength, backendReason };
+async function wasmEngine(source, { backend = "auto", sha256, cache = true, store, onProgress, signal, contextLength }) {
+  const cpuWhy = (why) => `CPU backend (WebAssembly SIMD128): ${why}`;
+  let tryGpu = backend !== "cpu";
+  let reason = backend === "cpu" ? cpuWhy("requested") : "WebGPU, as requested";
+  if (backend === "auto") {
+    reason = "WebGPU (auto)";
+    if (!hasWebGpu()) {
+      tryGpu = false;
+      reason = cpuWhy(isNode ? "WebGPU is not available in Node" : "WebGPU is not available in this browser (navigator.gpu is missing)");
+    }
+  } else if (backend === "webgpu" && !hasWebGpu()) {
+    throw new BrowserLlmError("DEVICE_LOST", "WebGPU is not available here (navigator.gpu is missing); use backend \"cpu\" or \"auto\"");
+  }
+  const gpuOpts = { contextLength, backendReason: reason, avoidSoftware: backend === "auto", onProgress };
+  const fallback = (e) => {
+    const err = toBrowserLlmError(e);
+    if (backend !== "auto" || err.code !== "DEVICE_LOST") throw err;
+    return cpuWhy(`WebGPU could not be used: ${err.message}`);
+  };
+
   if (isNode || !storable(source)) {
     if (sha256 !== undefined) {
       throw new BrowserLlmError("INVALID_ARGUMENT", "sha256 is checked by browser storage: pass a URL or a File in a browser");
     }
     const bytes = await readSource(source, { onProgress, signal });
     if (signal?.aborted) throw abortedError();
-    return WasmEngine.fromBytes(bytes, opts);
+    if (tryGpu) {
+      try {
+        return await WasmEngine.fromBytesGpu(bytes, gpuOpts);
+      } catch (e) {
+        reason = fallback(e);
+      }
+    }
+    return WasmEngine.fromBytes(bytes, { contextLength, backendReason: reason });
   }
   const stored = await openModel(source, { sha256, cache, store, onProgress, signal });
   try {
     if (signal?.aborted) throw abortedError();
-    return await WasmEngine.fromStored(stored, { ...opts, onProgress });
+    if (tryGpu) {
+      try {
+        return await WasmEngine.fromStoredGpu(stored, gpuOpts);
+      } catch (e) {
+        reason = fallback(e);
+      }
+    }
+    if (signal?.aborted) throw abortedError();
+    return await WasmEngine.fromStored(stored, { contextLength, backendReason: reason, onProgress });
   } finally {
     stored.free();
   }
@@ -82,21 +111,14 @@ export class Engine {
    */
   static async load(source, options = {}) {
     checkKeys("load option", options, LOAD_KEYS);
-    const { backend = "auto", contextLength, onProgress, signal } = options;
+    const { backend = "auto", signal } = options;
     if (!BACKENDS.includes(backend)) {
       throw new BrowserLlmError("INVALID_ARGUMENT", `backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(backend)}`);
     }
-    let reason;
-    if (backend === "webgpu") {
-      throw new BrowserLlmError("DEVICE_LOST", `the WebGPU backend cannot start: ${webgpuUnavailableReason()}; use backend "cpu" or "auto"`);
-    } else if (backend === "auto") {
-      reason = `CPU backend (WebAssembly SIMD128): ${webgpuUnavailableReason()}`;
-    } else {
-      reason = "CPU backend (WebAssembly SIMD128), as requested";
-    }
     try {
+      if (signal?.aborted) throw abortedError();
       await loadWasm();
-      return new Engine(await wasmEngine(source, options, reason));
+      return new Engine(await wasmEngine(source, options));
     } catch (e) {
       throw toBrowserLlmError(e);
     }

@@ -19,6 +19,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuOptions};
+use crate::backend::TensorBytes;
+use crate::model::TensorSource;
 use crate::chat::{self, ChatMessage, TemplateSource};
 use crate::engine::{Engine, GenerateOptions, Generating, Step};
 use crate::error::{Error, ErrorCode, Result};
@@ -36,6 +39,7 @@ fn start() {
 /// The engine on whichever backend runs it.
 enum AnyEngine {
     Cpu(Engine<CpuBackend>),
+    Gpu(Engine<GpuBackend>),
 }
 
 /// `with_engine!(any, e => expr)`: evaluate `expr` with `e` bound to the concrete engine.
@@ -43,6 +47,7 @@ macro_rules! with_engine {
     ($any:expr, $e:ident => $body:expr) => {
         match $any {
             AnyEngine::Cpu($e) => $body,
+            AnyEngine::Gpu($e) => $body,
         }
     };
 }
@@ -83,6 +88,8 @@ struct LoadOptions {
     context_length: Option<usize>,
     /// Why this backend runs (set by the JS layer when it fell back).
     backend_reason: Option<String>,
+    /// GPU: fail (so the caller falls back to the CPU) on a software adapter.
+    avoid_software: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -235,6 +242,44 @@ impl WasmEngine {
         }
         let bytes = model.read_all(on_progress).await.map_err(to_js_error)?;
         Self::from_bytes(bytes, options_without_progress(&opts))
+    }
+
+    /// Load a model from browser storage onto the WebGPU backend, tensor by tensor: the file is
+    /// never in wasm memory as a whole. Fails with `DEVICE_LOST` when no usable GPU is found, and
+    /// (with `avoidSoftware`) when the only adapter is a software renderer, so the caller can fall
+    /// back to the CPU backend.
+    #[wasm_bindgen(js_name = fromStoredGpu)]
+    pub async fn from_stored_gpu(stored: &crate::storage::js::JsStoredModel, options: JsValue) -> std::result::Result<WasmEngine, JsValue> {
+        let opts: LoadOptions = from_js(options.clone(), "load options").map_err(to_js_error)?;
+        let model = stored.model();
+        if model.parts().len() > 1 {
+            return Err(to_js_error(split_unsupported(model.parts().len())));
+        }
+        let r: Result<WasmEngine> = async {
+            let backend = gpu_backend(&opts).await?;
+            let gguf = model.header().await?;
+            let source = Progressed { inner: &*model, total: gguf.data_len(), done: Default::default(), on_progress: RefCell::new(progress_callback(&options)) };
+            let engine = Engine::load_from(backend, &gguf, &source, opts.context_length).await?;
+            let size = model.size();
+            Ok(gpu_engine(&gguf, size, engine, opts.backend_reason))
+        }
+        .await;
+        r.map_err(to_js_error)
+    }
+
+    /// Load a complete GGUF file held in memory onto the WebGPU backend (see `fromStoredGpu`).
+    #[wasm_bindgen(js_name = fromBytesGpu)]
+    pub async fn from_bytes_gpu(bytes: Vec<u8>, options: JsValue) -> std::result::Result<WasmEngine, JsValue> {
+        let opts: LoadOptions = from_js(options, "load options").map_err(to_js_error)?;
+        let r: Result<WasmEngine> = async {
+            let file = Arc::new(bytes);
+            let gguf = Gguf::from_bytes(&file)?;
+            let backend = gpu_backend(&opts).await?;
+            let engine = Engine::load_from(backend, &gguf, &file, opts.context_length).await?;
+            Ok(gpu_engine(&gguf, file.len() as u64, engine, opts.backend_reason))
+        }
+        .await;
+        r.map_err(to_js_error)
     }
 
     /// Architecture, size, quantization mix, context, backend and why.
@@ -399,6 +444,54 @@ fn options_without_progress(o: &LoadOptions) -> JsValue {
         let _ = js_sys::Reflect::set(&obj, &"backendReason".into(), &r.into());
     }
     obj.into()
+}
+
+async fn gpu_backend(opts: &LoadOptions) -> Result<GpuBackend> {
+    let backend = GpuBackend::new(&GpuOptions::default()).await?;
+    if opts.avoid_software.unwrap_or(false) && is_software(&backend) {
+        return Err(Error::new(
+            ErrorCode::DeviceLost,
+            format!("the WebGPU adapter is a software renderer ({}), slower than the CPU backend", backend.ctx.describe()),
+        ));
+    }
+    Ok(backend)
+}
+
+/// SwiftShader, lavapipe/llvmpipe and other CPU implementations of WebGPU/Vulkan.
+fn is_software(b: &GpuBackend) -> bool {
+    let i = &b.ctx.info;
+    let text = format!("{} {} {}", i.name, i.driver, i.driver_info).to_lowercase();
+    i.device_type == wgpu::DeviceType::Cpu || ["swiftshader", "llvmpipe", "lavapipe", "software"].iter().any(|s| text.contains(s))
+}
+
+fn gpu_engine(gguf: &Gguf, size: u64, engine: Engine<GpuBackend>, reason: Option<String>) -> WasmEngine {
+    let adapter = engine.backend.ctx.describe();
+    let reason = format!("{}; adapter: {adapter}", reason.unwrap_or_else(|| "WebGPU, as requested".into()));
+    let inner = build_inner(gguf, size, AnyEngine::Gpu(engine), reason);
+    WasmEngine { inner: Rc::new(RefCell::new(Some(inner))) }
+}
+
+/// A stored model as a tensor source that reports load progress.
+struct Progressed<'a> {
+    inner: &'a crate::storage::StoredModel,
+    total: u64,
+    done: std::cell::Cell<u64>,
+    on_progress: RefCell<Option<crate::storage::ProgressFn>>,
+}
+
+impl TensorSource for Progressed<'_> {
+    fn file_len(&self) -> u64 {
+        self.inner.size()
+    }
+    async fn read(&self, range: std::ops::Range<u64>) -> Result<TensorBytes> {
+        let len = (range.end - range.start) as usize;
+        let bytes = self.inner.read(range.start, len).await?;
+        self.done.set(self.done.get() + len as u64);
+        if let Some(f) = self.on_progress.borrow_mut().as_mut() {
+            f(crate::storage::Progress { phase: "load", loaded: self.done.get(), total: self.total, bytes_per_second: 0.0 });
+        }
+        Ok(TensorBytes::new(Arc::new(bytes), 0..len))
+    }
 }
 
 /// Token ids of a prompt given as text or as an array of ids.

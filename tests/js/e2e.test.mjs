@@ -133,6 +133,25 @@ test("reload: the model loads from browser storage with no weight request", asyn
   await page.screenshot({ path: `${ARTIFACTS}demo-warm-load.png`, fullPage: true });
 });
 
+test("webgpu backend (SwiftShader): greedy tokens through the Worker equal the golden's", async () => {
+  // SwiftShader runs WebGPU on the CPU at well under 1 token/s for this model on CI's 2 cores:
+  // every golden prompt, 6 tokens each (the full 64-token comparison runs on lavapipe natively).
+  await loadModel("webgpu");
+  assert.equal(await page.locator("[data-field=backend]").textContent(), "gpu");
+  assert.match(await page.locator("[data-field=why]").textContent(), /WebGPU, as requested; adapter: .*BrowserWebGpu/);
+  await setSettings({ temperature: 0, "max-tokens": 6, repeat: 1 });
+  for (const p of golden.prompts) {
+    const r = await generate(p.prompt);
+    console.log("webgpu:", checkGreedy(p.prompt, r.tokenIds, 6));
+  }
+});
+
+test("auto on a software-only WebGPU adapter picks the CPU backend and says why", async () => {
+  await loadModel("auto");
+  assert.equal(await page.locator("[data-field=backend]").textContent(), "cpu");
+  assert.match(await page.locator("[data-field=why]").textContent(), /software renderer/);
+});
+
 test("bad URLs show a clear, coded message", async () => {
   await page.fill("#model-url", new URL("/models/missing.gguf", srv.url).href);
   await page.check("input[name=source][value=url]");
@@ -152,4 +171,12 @@ test("phone-sized viewport: no horizontal scrolling, controls reachable", async 
   assert.ok(overflow <= 0, `page is ${overflow}px wider than the viewport`);
   await page.screenshot({ path: `${ARTIFACTS}demo-phone.png`, fullPage: true });
   assert.deepEqual(pageErrors, []);
+});
+
+test("a cached model can be deleted from the page", async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const item = page.locator("#cache-list li", { hasText: "gemma-3-270m-q4_k_m.gguf" });
+  await item.getByRole("button", { name: /Delete/ }).click();
+  await page.waitForFunction(() => /No models cached yet/.test(document.querySelector("#cache-list").textContent), null, { timeout: 30_000 });
+  assert.match(await page.locator("#storage-usage").textContent(), /^Using [\d.]+ MB of/);
 });

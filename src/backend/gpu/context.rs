@@ -106,7 +106,7 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}{})",
-            self.info.name,
+            if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name },
             self.info.backend,
             self.info.device_type,
             if self.has_f16() { ", shader-f16" } else { "" }
