@@ -16,6 +16,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> wq: array<u32>;          // [n_rows, row_bytes] GGUF blocks
+#ifdef XQ8
+// Decode with Q8 activations (quantize_q8.wgsl): 9 words per block of 32.
+@group(0) @binding(1) var<storage, read> xq: array<u32>;          // [n_tok, k / 32 * 9]
+#else
 #ifdef X_VEC4
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;     // [n_tok, k / 4] (k % 4 == 0)
 fn xv(i: u32) -> vec4<f32> {
@@ -26,6 +30,7 @@ fn xv(i: u32) -> vec4<f32> {
 fn xv(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
+#endif
 #endif
 #ifdef BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;        // [out_stride]
@@ -106,6 +111,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Decode: one token.
     let x0 = t0 * p.k;
     var a0 = 0.0;
+#ifdef XQ8
+    // Integer dot products of whole blocks (formats with a `dot_q8` helper).
+    let nb = p.k / XQ8_BS;
+    let xb0 = t0 * nb * 9u;
+    for (var bi = 0u; bi < nb; bi++) {
+        a0 += dot_q8(rowb + bi * XQ8_TS, xb0 + bi * 9u);
+    }
+#else
 #ifdef DOT_BLK
     // Whole blocks at a time (formats with a `dot_blk` helper).
     for (var bi = 0u; bi < p.k / DOT_BLK_BS; bi++) {
@@ -119,6 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = p.k & ~3u; e < p.k; e++) {
         a0 += dq1(rowb, e) * x[x0 + e];
     }
+#endif
 #endif
 #endif
     store(t0, r, a0);

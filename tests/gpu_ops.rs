@@ -22,6 +22,11 @@ use browser_llm::quant::{self, GgmlType};
 /// - `linear` vs the f32 product of the dequantized weights: f32 summation order only: 1e-9;
 /// - `linear` vs the CPU op is checked per output against the quantized-dot error budget of
 ///   `quant::testing` (the CPU quantizes activations to Q8 as llama.cpp does; the GPU does not);
+/// - except decode of Q8_0 weights, where the GPU quantizes the activation row to Q8 too
+///   (`quantize_q8`) and sums integers as the CPU does: vs the CPU op, f32 rounding of the
+///   per-block scale products and their order only: 1e-10 (vs the exact product: the budget);
+/// - `quantize_q8` vs the CPU's `quantize_acts` (dequantized values): a quant may differ by one
+///   where `x / d` rounds differently in the last bit: 1e-12;
 /// - attention: f16-rounded probabilities can round differently when the two softmax sums
 ///   differ in the last bit: 1e-6.
 const TOL: &[(&str, f64)] = &[
@@ -38,6 +43,8 @@ const TOL: &[(&str, f64)] = &[
     ("rows_from", 1e-14),
     ("linear_f32ref", 1e-9),
     ("linear_split", 1e-9),
+    ("linear_q8acts", 1e-10),
+    ("quantize_q8", 1e-12),
     ("attention", 1e-6),
 ];
 
@@ -167,6 +174,18 @@ fn linear_every_type_awkward_shapes() {
                     (0..rows).map(move |r| (0..cols).map(|c| wf[r * cols + c] as f64 * x[tk * cols + c] as f64).sum::<f64>() as f32)
                 })
                 .collect();
+            // Decode of Q8_0 quantizes the activations on the GPU as the CPU does (XQ8).
+            let q8 = toks == 1 && cols % 32 == 0 && browser_llm::backend::gpu::ops::has_dot_q8(ty);
+            if q8 {
+                check(&what, "linear_q8acts", &got, &want.data);
+                let rb = ty.row_bytes(cols).unwrap();
+                for r in 0..rows {
+                    let bound = dot_error_bound(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &wf[r * cols..(r + 1) * cols], &x);
+                    let (g, e) = (got[r] as f64, exact[r] as f64);
+                    assert!((g - e).abs() <= bound + 1e-6 * e.abs(), "{what}: row {r}: gpu {g} exact {e} (budget {bound:.3e})");
+                }
+                continue;
+            }
             check(&what, "linear_f32ref", &got, &exact);
             // Against the CPU op: it quantizes activations (Q8_0 / Q8_K, as llama.cpp), the GPU
             // does not, so each output may differ by the format's activation error budget
@@ -182,6 +201,42 @@ fn linear_every_type_awkward_shapes() {
             let e = nmse(&got, &want.data);
             eprintln!("{what}: NMSE vs CPU {e:.2e}");
         }
+    }
+}
+
+#[test]
+fn quantize_q8_matches_the_cpu_quantize_acts() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(5);
+    for (rows, cols, scale) in [(1, 32, 1.0), (1, 640, 3.0), (3, 96, 0.01), (1, 64, 0.0)] {
+        let mut x = rng.acts(rows * cols, scale);
+        if rows * cols > 40 {
+            x[5] = 0.5 * x[7]; // values near a rounding boundary are covered by the random ones
+        }
+        let (_, gx) = p.acts(&x, rows, cols);
+        let gq = browser_llm::backend::gpu::ops::quantize_q8(&mut p.gpu, &gx).unwrap();
+        let words: Vec<u32> = browser_llm::block_on(p.gpu.read(&gq)).unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(words.len(), rows * cols / 32 * 9);
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let cpu = quant::quantize_acts(GgmlType::Q8_0, &x[r * cols..(r + 1) * cols]);
+            let cb = cpu.as_bytes();
+            for blk in 0..cols / 32 {
+                let w = &words[(r * cols / 32 + blk) * 9..][..9];
+                let c = &cb[blk * 34..][..34];
+                let cd = quant::f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+                let gd = f32::from_bits(w[0]);
+                assert_eq!(gd, cd, "rows {rows} cols {cols}: block {blk} scale");
+                for j in 0..32 {
+                    let gq = (w[1 + j / 4] >> (8 * (j % 4))) as u8 as i8;
+                    let cq = c[2 + j] as i8;
+                    assert!((gq as i32 - cq as i32).abs() <= 1, "block {blk} quant {j}: gpu {gq} cpu {cq}");
+                    got.push(gd * gq as f32);
+                    want.push(cd * cq as f32);
+                }
+            }
+        }
+        check(&format!("quantize_q8 {rows}x{cols} (scale {scale})"), "quantize_q8", &got, &want);
     }
 }
 
@@ -206,6 +261,12 @@ fn linear_with_bias_and_weights_split_by_rows() {
     let want = browser_llm::block_on(whole.read(&want)).unwrap();
     let got = p.gpu.linear(&gx, &gw, Some(&gb)).unwrap();
     check("linear split + bias", "linear_split", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want);
+    // Decode (one row, Q8 activations, quantized once for all parts) split + bias vs unsplit.
+    let (gx1, wx1) = (p.gpu.upload_act(&x[..64], 1, 64).unwrap(), whole.upload_act(&x[..64], 1, 64).unwrap());
+    let want = whole.linear(&wx1, &ww, Some(&wb)).unwrap();
+    let want = browser_llm::block_on(whole.read(&want)).unwrap();
+    let got = p.gpu.linear(&gx1, &gw, Some(&gb)).unwrap();
+    check("linear decode split + bias", "linear_split", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want);
     // Embedding lookup across parts, scaled.
     let ids = [999u32, 0, 250, 251, 500, 3];
     let want = p.cpu.get_rows(&cw, &ids, 1.5).unwrap();

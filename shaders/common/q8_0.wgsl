@@ -32,3 +32,32 @@ fn dot_blk(blk: u32, xi: u32) -> f32 {
 const DOT_BLK_BS: u32 = 32u;
 const DOT_BLK_TS: u32 = 34u;
 #endif
+
+#ifdef XQ8
+// The dot product of one whole weight block (starting at byte `blk`, even) with the Q8
+// activation block at word `xb` of `xq` (f32 scale, 8 words of packed i8; see quantize_q8.wgsl):
+// integer sums by `dot4I8Packed`, scaled once per block as the CPU's `vec_dot_q8_0_q8_0`.
+fn dot_q8(blk: u32, xb: u32) -> f32 {
+    let w0 = blk >> 2u;
+    let first = wq[w0];
+    var s = 0i;
+    var d: f32;
+    if ((blk & 2u) == 0u) {
+        d = unpack2x16float(first).x;
+        var prev = first;
+        for (var j = 0u; j < 8u; j++) {
+            let next = wq[w0 + 1u + j];
+            s += dot4I8Packed((prev >> 16u) | (next << 16u), xq[xb + 1u + j]);
+            prev = next;
+        }
+    } else {
+        d = unpack2x16float(first).y;
+        for (var j = 0u; j < 8u; j++) {
+            s += dot4I8Packed(wq[w0 + 1u + j], xq[xb + 1u + j]);
+        }
+    }
+    return f32(s) * (d * bitcast<f32>(xq[xb]));
+}
+const XQ8_BS: u32 = 32u;
+const XQ8_TS: u32 = 34u;
+#endif

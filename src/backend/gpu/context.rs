@@ -28,6 +28,8 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Do not request `shader-f16` even where the adapter has it.
     pub no_f16: bool,
+    /// Decode Q8_0 matrix-vector products with f32 activations instead of Q8 ones.
+    pub no_q8_acts: bool,
 }
 
 fn gpu_err(msg: impl Into<String>) -> Error {

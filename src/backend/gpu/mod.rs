@@ -135,13 +135,19 @@ pub struct GpuBackend {
     param_align: usize,
     pool: Rc<RefCell<Pool>>,
     stats: BackendStats,
+    /// Decode matrix-vector products of Q8_0 weights quantize the activation row to Q8 and
+    /// multiply with `dot4I8Packed` (`ops::quantize_q8`, `linear.wgsl` `XQ8`); off: f32
+    /// activations as in prefill. From [`GpuOptions::no_q8_acts`].
+    pub q8_acts: bool,
 }
 
 impl GpuBackend {
     /// Pick an adapter, request a device with its real limits, and set up the backend.
     pub async fn new(opts: &GpuOptions) -> Result<GpuBackend> {
         let ctx = GpuContext::new(opts).await?;
-        Ok(Self::with_context(Rc::new(ctx)))
+        let mut b = Self::with_context(Rc::new(ctx));
+        b.q8_acts = !opts.no_q8_acts;
+        Ok(b)
     }
 
     pub fn with_context(ctx: Rc<GpuContext>) -> GpuBackend {
@@ -161,6 +167,7 @@ impl GpuBackend {
             param_align,
             pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
             stats: BackendStats::default(),
+            q8_acts: true,
         }
     }
 

@@ -55,6 +55,7 @@ params!(TopKParams { n: u32, k: u32, _pad0: u32, _pad1: u32 });
 /// The Rust twin of each shader's `Params` (the layout test walks this table).
 pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("linear", LinearParams::FIELDS, std::mem::size_of::<LinearParams>()),
+    ("quantize_q8", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("get_rows", GetRowsParams::FIELDS, std::mem::size_of::<GetRowsParams>()),
     ("rms_norm", RmsNormParams::FIELDS, std::mem::size_of::<RmsNormParams>()),
     ("rope", RopeParamsU::FIELDS, std::mem::size_of::<RopeParamsU>()),
@@ -99,13 +100,22 @@ pub fn has_dot_blk(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K)
 }
 
-pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool) -> ShaderKey {
+/// Decode (TILE = 1) of these formats can take Q8 activations (`quantize_q8`) and multiply by
+/// `dot4I8Packed`, one invocation per row (`dot_q8` in their helper, `XQ8` in `linear.wgsl`).
+pub fn has_dot_q8(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0)
+}
+
+/// `xq8`: decode with Q8 activations (only for `has_dot_q8` types, tile 1, k % 32 == 0).
+pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool, xq8: bool) -> ShaderKey {
+    let xq8 = xq8 && tile == 1 && has_dot_q8(ty);
     weight_defines(ShaderKey::new("linear", "main"), ty)
         .def("WG", WG)
         .flag_if(tile == TILE_PREFILL, "TILE8")
         .flag_if(bias, "BIAS")
-        .flag_if(x_vec4, "X_VEC4")
-        .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty), "DOT_BLK")
+        .flag_if(x_vec4 && !xq8, "X_VEC4")
+        .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty) && !xq8, "DOT_BLK")
+        .flag_if(xq8, "XQ8")
 }
 pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
     weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
@@ -140,7 +150,12 @@ pub fn all_variants() -> Vec<ShaderKey> {
         for tile in [1, TILE_PREFILL] {
             for bias in [false, true] {
                 for x_vec4 in [false, true] {
-                    v.push(linear_key(ty, tile, bias, x_vec4));
+                    v.push(linear_key(ty, tile, bias, x_vec4, false));
+                }
+            }
+            if has_dot_q8(ty) {
+                for bias in [false, true] {
+                    v.push(linear_key(ty, 1, bias, true, true));
                 }
             }
         }
@@ -157,7 +172,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
         v.extend([attention_key("store_kv", f16), attention_key("main", f16)]);
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
-    v.extend(["add", "scale", "softcap", "split_cols"].map(simple_key));
+    v.extend(["add", "scale", "softcap", "split_cols", "quantize_q8"].map(simple_key));
     v
 }
 
@@ -223,6 +238,8 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
     }
     let out = b.alloc(x.rows, w.n_rows)?;
     let tile = if x.rows == 1 { 1 } else { TILE_PREFILL };
+    // Decode of a `has_dot_q8` format: activations quantized once, shared by every row part.
+    let xq = if tile == 1 && b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(quantize_q8(b, x)?) } else { None };
     let tiles = x.rows.div_ceil(tile as usize);
     if tiles > 65535 {
         return Err(Error::invalid_argument(format!("batch of {} tokens is too large for one GPU matrix product", x.rows)));
@@ -241,12 +258,26 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
             row_bytes: w.row_bytes as u32,
             ..Default::default()
         };
-        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(x)), (3, Bind::Act(&out))];
+        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(xq.as_ref().unwrap_or(x))), (3, Bind::Act(&out))];
         if let Some(bw) = bias {
             binds.push((2, Bind::Buf(&bw.parts[0].buf)));
         }
-        b.dispatch(linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0), &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
+        let key = linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0, xq.is_some());
+        b.dispatch(key, &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
     }
+    Ok(out)
+}
+
+/// Activation rows (`cols % 32 == 0`) to Q8 blocks: per 32 values an f32 scale (f16-rounded)
+/// and 8 words of packed i8, as the CPU's `quantize_acts` for Q8_0 (`[rows, cols / 32 * 9]` words).
+pub fn quantize_q8(b: &mut GpuBackend, x: &GpuAct) -> Result<GpuAct> {
+    if x.cols % 32 != 0 {
+        return Err(shape_err("quantize_q8", x.cols, x.cols.next_multiple_of(32)));
+    }
+    let n_blocks = x.len() / 32;
+    let out = b.alloc(x.rows, x.cols / 32 * 9)?;
+    let p = LenParams { n: n_blocks as u32, ..Default::default() };
+    b.dispatch(simple_key("quantize_q8"), &p, &[(0, Bind::Act(x)), (3, Bind::Act(&out))], 4, grid(n_blocks, WG))?;
     Ok(out)
 }
 

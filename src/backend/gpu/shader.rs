@@ -24,6 +24,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
     ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
     ("linear.wgsl", include_str!("../../../shaders/linear.wgsl")),
+    ("quantize_q8.wgsl", include_str!("../../../shaders/quantize_q8.wgsl")),
     ("rms_norm.wgsl", include_str!("../../../shaders/rms_norm.wgsl")),
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
     ("scale.wgsl", include_str!("../../../shaders/scale.wgsl")),
