@@ -16,7 +16,7 @@ use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
-use common::teacher::{self, ids, steps, Step};
+use common::teacher::{self, ids, steps};
 
 /// Accept a different argmax only where llama.cpp's top-1/top-2 margin is below this.
 /// Calibration (tests/reference/llama_ref.py, teacher-forced on these goldens): llama.cpp's own
@@ -42,18 +42,7 @@ fn model() -> &'static Model<CpuBackend> {
 fn golden_prompts_teacher_forced_64_tokens() {
     let g = common::golden_json("gemma3-270m.json");
     for p in g["prompts"].as_array().unwrap() {
-        // This golden keeps margins and log-probs in separate arrays: build the harness's steps.
-        let margins = p["top1_top2_margin_per_step_64"].as_array().unwrap();
-        let steps: Vec<Step> = p["top5_logprobs_per_step_64"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(margins)
-            .map(|(t, m)| Step {
-                top5: t.as_array().unwrap().iter().map(|x| (x[0].as_u64().unwrap() as usize, x[1].as_f64().unwrap() as f32)).collect(),
-                margin: m.as_f64().unwrap() as f32,
-            })
-            .collect();
+        let steps = teacher::founders_steps(p);
         let r = teacher::run(model(), &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"]), &steps, 512, |_, _| {});
         teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL);
     }

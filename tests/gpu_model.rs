@@ -15,7 +15,7 @@ use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
-use common::teacher::{self, ids, Step};
+use common::teacher::{self, ids};
 
 /// As in `decoder_gemma3.rs` (calibration there).
 const NEAR_TIE: f32 = 0.25;
@@ -45,17 +45,7 @@ fn gpu_golden_prompts_teacher_forced_64_tokens() {
     let model = Model::load(&mut b, &g, &bytes).unwrap();
     let golden = common::golden_json("gemma3-270m.json");
     for p in golden["prompts"].as_array().unwrap() {
-        let margins = p["top1_top2_margin_per_step_64"].as_array().unwrap();
-        let steps: Vec<Step> = p["top5_logprobs_per_step_64"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(margins)
-            .map(|(t, m)| Step {
-                top5: t.as_array().unwrap().iter().map(|x| (x[0].as_u64().unwrap() as usize, x[1].as_f64().unwrap() as f32)).collect(),
-                margin: m.as_f64().unwrap() as f32,
-            })
-            .collect();
+        let steps = teacher::founders_steps(p);
         let r = teacher::run_on(&model, &mut b, &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"]), &steps, 512, |_, _| {});
         teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL);
     }

@@ -105,6 +105,22 @@ pub mod teacher {
             .collect()
     }
 
+    /// Steps of a founders' golden prompt (`gemma3-270m.json`), which keeps the top-5 log-probs
+    /// and the margins of its 64-token run in separate arrays.
+    pub fn founders_steps(p: &Value) -> Vec<Step> {
+        let margins = p["top1_top2_margin_per_step_64"].as_array().unwrap();
+        p["top5_logprobs_per_step_64"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(margins)
+            .map(|(t, m)| Step {
+                top5: t.as_array().unwrap().iter().map(|x| (x[0].as_u64().unwrap() as usize, x[1].as_f64().unwrap() as f32)).collect(),
+                margin: m.as_f64().unwrap() as f32,
+            })
+            .collect()
+    }
+
     pub fn log_softmax(l: &[f32]) -> Vec<f32> {
         let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let lse = max + l.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32;
