@@ -45,5 +45,12 @@ export async function launchBrowser(userDataDir) {
     return chromium.launchPersistentContext(userDataDir, { executablePath, args: CHROMIUM_ARGS, headless: true });
   }
   const browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
-  return browser.newContext();
+  const ctx = await browser.newContext();
+  // Closing the context must also end the browser process, or Node never exits.
+  const closeContext = ctx.close.bind(ctx);
+  ctx.close = async () => {
+    await closeContext().catch(() => {});
+    await browser.close();
+  };
+  return ctx;
 }
