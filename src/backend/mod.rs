@@ -32,6 +32,24 @@ impl TensorBytes {
     }
 }
 
+/// Bytes per row of `info`, after checking that `bytes` holds exactly its rows (every backend's
+/// `weight` starts with this).
+pub fn checked_row_bytes(info: &TensorInfo, bytes: &TensorBytes) -> Result<usize> {
+    let row_bytes = info.ty.row_bytes(info.n_cols());
+    let expect = row_bytes.map(|rb| rb * info.n_rows());
+    if expect != Some(bytes.range.len()) {
+        return Err(crate::error::Error::bad_gguf(format!(
+            "tensor '{}': {} bytes for {:?} {} (expected {:?})",
+            info.name,
+            bytes.range.len(),
+            info.dims,
+            info.ty,
+            expect
+        )));
+    }
+    Ok(row_bytes.expect("checked above"))
+}
+
 /// Where attention runs for one layer.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnParams {

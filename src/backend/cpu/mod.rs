@@ -109,19 +109,8 @@ impl Backend for CpuBackend {
     }
 
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<CpuWeight> {
-        let n_cols = info.n_cols();
-        let n_rows = info.n_rows();
-        let expect = info.ty.row_bytes(n_cols).map(|rb| rb * n_rows);
-        if expect != Some(bytes.range.len()) {
-            return Err(Error::bad_gguf(format!(
-                "tensor '{}': {} bytes for {:?} {} (expected {:?})",
-                info.name,
-                bytes.range.len(),
-                info.dims,
-                info.ty,
-                expect
-            )));
-        }
+        let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
+        super::checked_row_bytes(info, &bytes)?;
         let f32s = if info.ty == GgmlType::F32 {
             Some(bytes.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
         } else {

@@ -398,17 +398,7 @@ impl Backend for GpuBackend {
 
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<GpuWeight> {
         let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
-        let row_bytes = info.ty.row_bytes(n_cols);
-        if row_bytes.map(|rb| rb * n_rows) != Some(bytes.range.len()) {
-            return Err(Error::bad_gguf(format!(
-                "tensor '{}': {} bytes for {:?} {}",
-                info.name,
-                bytes.range.len(),
-                info.dims,
-                info.ty
-            )));
-        }
-        let row_bytes = row_bytes.unwrap();
+        let row_bytes = crate::backend::checked_row_bytes(info, &bytes)?;
         let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size) as usize;
         // Rows per buffer: as many as fit one binding (a multiple of 4, for u32 alignment).
         let per = (limit / row_bytes.max(1)) / 4 * 4;
