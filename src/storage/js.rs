@@ -68,7 +68,7 @@ fn progress_js(p: Progress) -> JsValue {
     ])
 }
 
-fn progress_callback(f: Option<JsValue>) -> Result<Option<ProgressFn>> {
+pub(crate) fn progress_callback(f: Option<JsValue>) -> Result<Option<ProgressFn>> {
     match f {
         None => Ok(None),
         Some(f) => {

@@ -419,20 +419,11 @@ fn split_unsupported(parts: usize) -> Error {
     ))
 }
 
-/// `options.onProgress` as a storage progress callback (errors it throws are ignored).
+/// `options.onProgress` as a storage progress callback (errors it throws are ignored; a value
+/// that is not a function is rejected by the JS layer and ignored here).
 fn progress_callback(options: &JsValue) -> Option<crate::storage::ProgressFn> {
-    let f: js_sys::Function = js_sys::Reflect::get(options, &"onProgress".into()).ok()?.dyn_into().ok()?;
-    Some(Box::new(move |p: crate::storage::Progress| {
-        let o = js_sys::Object::new();
-        let set = |k: &str, v: JsValue| {
-            let _ = js_sys::Reflect::set(&o, &k.into(), &v);
-        };
-        set("phase", p.phase.into());
-        set("loaded", (p.loaded as f64).into());
-        set("total", (p.total as f64).into());
-        set("bytesPerSecond", p.bytes_per_second.into());
-        let _ = f.call1(&JsValue::NULL, &o);
-    }))
+    let f = js_sys::Reflect::get(options, &"onProgress".into()).ok().filter(|f| f.is_function())?;
+    crate::storage::js::progress_callback(Some(f)).ok().flatten()
 }
 
 fn options_without_progress(o: &LoadOptions) -> JsValue {
