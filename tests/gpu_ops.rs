@@ -28,7 +28,8 @@ use browser_llm::quant::{self, GgmlType};
 /// - `quantize_q8` vs the CPU's `quantize_acts` (dequantized values): a quant may differ by one
 ///   where `x / d` rounds differently in the last bit: 1e-12;
 /// - attention: f16-rounded probabilities can round differently when the two softmax sums
-///   differ in the last bit: 1e-6.
+///   differ in the last bit: 1e-6;
+/// - softmax: the GPU sums in f32 (the CPU in f64) and `exp` differs by ulps: 1e-10.
 const TOL: &[(&str, f64)] = &[
     ("get_rows", 1e-12),
     ("rms_norm", 1e-10),
@@ -46,6 +47,7 @@ const TOL: &[(&str, f64)] = &[
     ("linear_q8acts", 1e-10),
     ("quantize_q8", 1e-12),
     ("attention", 1e-6),
+    ("softmax", 1e-10),
 ];
 
 fn tol(name: &str) -> f64 {
@@ -416,15 +418,25 @@ fn attention_causal_gqa_mqa_window_prefill_then_decode() {
 
 fn attention_cases(mut p: Pair) {
     let mut rng = Rng::new(13);
-    // (query heads, kv heads, head dim, window): MQA like Gemma 3, GQA, MHA with odd sizes.
-    for (nh, nkv, hd, window) in [(4, 1, 256, None), (4, 1, 256, Some(5)), (6, 2, 38, None), (3, 3, 2, Some(1))] {
+    // (query heads, kv heads, head dim, window, context, tokens per call): MQA like Gemma 3, GQA,
+    // MHA with odd sizes; a prefill then single-token steps then a small batch. The last two
+    // reach past `PV_CHUNK` (256) cached positions, so the values are summed in several chunks
+    // (split-K), with and without a window.
+    let short = [7, 1, 1, 3, 1, 1, 1, 1];
+    let cases: [(usize, usize, usize, Option<usize>, usize, &[usize]); 6] = [
+        (4, 1, 256, None, 40, &short),
+        (4, 1, 256, Some(5), 40, &short),
+        (6, 2, 38, None, 40, &short),
+        (3, 3, 2, Some(1), 40, &short),
+        (4, 1, 64, None, 600, &[300, 1, 1, 5, 1, 257, 1]),
+        (2, 2, 32, Some(260), 300, &[270, 1, 2, 1]),
+    ];
+    for (nh, nkv, hd, window, n_ctx, steps) in cases {
         let cfg = attn_config(nh, nkv, hd);
-        let n_ctx = 40;
         let mut ckv = p.cpu.kv_cache(&cfg, n_ctx).unwrap();
         let mut gkv = p.gpu.kv_cache(&cfg, n_ctx).unwrap();
         let mut pos = 0;
-        // A prefill of 7 tokens, then single-token steps, then a batch of 3, in layer 1.
-        for n in [7, 1, 1, 3, 1, 1, 1, 1] {
+        for &n in steps {
             let q = rng.acts(n * nh * hd, 2.0);
             let k = rng.acts(n * nkv * hd, 2.0);
             let v = rng.acts(n * nkv * hd, 1.0);
@@ -444,6 +456,35 @@ fn attention_cases(mut p: Pair) {
         let err = p.gpu.attention(&mut gkv, &gq, &gk, &gk, ap).err().expect("overflow");
         assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
     }
+}
+
+#[test]
+fn softmax_rows_and_masked_entries() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(19);
+    // Row lengths: one element, below / not a multiple of / far above the workgroup (64).
+    for (rows, cols) in [(1, 1), (3, 7), (2, 65), (5, 300), (1, 2049)] {
+        let x = rng.acts(rows * cols, 6.0);
+        let mut want = x.clone();
+        for row in want.chunks_mut(cols) {
+            browser_llm::backend::cpu::ops::softmax(row);
+        }
+        let mut gx = g.upload_act(&x, rows, cols).unwrap();
+        browser_llm::backend::gpu::ops::softmax(&mut g, &mut gx).unwrap();
+        let got = browser_llm::block_on(g.read(&gx)).unwrap();
+        check(&format!("softmax {rows}x{cols}"), "softmax", &got, &want);
+    }
+    // Masked entries (attention's positions outside a row's range) get probability 0 and the
+    // rest is the softmax of the unmasked entries.
+    const MASKED: f32 = -3.0e38;
+    let x = [0.5, MASKED, 2.0, MASKED, -1.0];
+    let mut want = vec![0.5, 2.0, -1.0];
+    browser_llm::backend::cpu::ops::softmax(&mut want);
+    let mut gx = g.upload_act(&x, 1, 5).unwrap();
+    browser_llm::backend::gpu::ops::softmax(&mut g, &mut gx).unwrap();
+    let got = browser_llm::block_on(g.read(&gx)).unwrap();
+    assert_eq!((got[1], got[3]), (0.0, 0.0), "masked entries: {got:?}");
+    check("softmax with masked entries", "softmax", &[got[0], got[2], got[4]], &want);
 }
 
 #[test]

@@ -9,11 +9,12 @@ fn dq4(rowb: u32, e: u32) -> vec4<f32> {
     return ld_f16(blk) * (vec4<f32>(u8x4(lo) + hb) - 16.0);
 }
 
-#ifdef DOT_BLK
 // Spread bits 0..3 of `h` to bit 4 of each byte (the 5th bit of four consecutive quants).
 fn q5_hbits(h: u32) -> u32 {
     return ((h & 1u) | ((h & 2u) << 7u) | ((h & 4u) << 14u) | ((h & 8u) << 21u)) << 4u;
 }
+
+#ifdef DOT_BLK
 // The dot product of one whole block (byte `blk`) with activations xv(xi..xi+31).
 fn dot_blk(blk: u32, xi: u32) -> f32 {
     let qh = ld_u32(blk + 2u);
@@ -29,4 +30,27 @@ fn dot_blk(blk: u32, xi: u32) -> f32 {
 }
 const DOT_BLK_BS: u32 = 32u;
 const DOT_BLK_TS: u32 = 22u;
+#endif
+
+#ifdef XQ8
+// One whole block (byte `blk`) with the Q8 activation block at word `xb` of `xq` (see
+// quantize_q8.wgsl): the 5-bit quants (0..31) fit in i8, so the integer sum is
+// dot4I8Packed(q, x) - 16 * sum(x), as the CPU's `vec_dot_q5_0_q8_0` sums (q - 16) * x.
+fn dot_q8(blk: u32, xb: u32) -> f32 {
+    let qh = ld_u32(blk + 2u);
+    var s = 0i;
+    var sx = 0i;
+    for (var j = 0u; j < 4u; j++) {
+        let q = ld_u32(blk + 6u + 4u * j);
+        let lo = (q & 0x0f0f0f0fu) | q5_hbits(qh >> (4u * j));
+        let hi = ((q >> 4u) & 0x0f0f0f0fu) | q5_hbits(qh >> (16u + 4u * j));
+        let xl = xq[xb + 1u + j];
+        let xh = xq[xb + 5u + j];
+        s += dot4I8Packed(lo, xl) + dot4I8Packed(hi, xh);
+        sx += dot4I8Packed(0x01010101u, xl) + dot4I8Packed(0x01010101u, xh);
+    }
+    return (ld_f16(blk) * bitcast<f32>(xq[xb])) * f32(s - 16i * sx);
+}
+const XQ8_BS: u32 = 32u;
+const XQ8_TS: u32 = 22u;
 #endif

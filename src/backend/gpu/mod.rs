@@ -10,6 +10,13 @@
 //!   returns to the pool when its [`GpuAct`] is dropped; queue order makes reuse safe).
 //! - The KV cache is one `[n_ctx, k_dim / 2]` buffer of f16 pairs per layer for K and for V.
 //!
+//! # Attention
+//! `ops::attention` is four kernels so that one token's attention spreads over the GPU however
+//! long the context: scores for every (row, head, position) at once, a row softmax
+//! (`softmax.wgsl`), then probabilities times values split into chunks of `ops::PV_CHUNK` cached
+//! positions, whose partial sums a last kernel adds when there is more than one (split-K, as in
+//! flash-decoding). Rounding follows the CPU reference (q and probabilities to f16).
+//!
 //! # Recording and submission
 //! Ops record compute passes into one open command encoder; uniform parameters go into a
 //! host-side arena written to one uniform buffer just before the submit. Nothing is submitted

@@ -20,8 +20,9 @@ pub const WG_REDUCE: u32 = 256;
 /// Tokens per invocation of the prefill matrix product (each decoded weight is used this often);
 /// `shaders/linear.wgsl` spells the 8 accumulators out (`TILE8`).
 pub const TILE_PREFILL: u32 = 8;
-/// Largest head size the attention kernel holds in workgroup memory.
-pub const MAX_HEAD_DIM: usize = 512;
+/// Cached positions per attention `pv` invocation: a longer context is split into chunks of this
+/// many positions whose partial sums `pv_reduce` adds (split-K).
+pub const PV_CHUNK: u32 = 256;
 /// Elements per workgroup in the first top-k stage (held in workgroup memory).
 pub const TOPK_CHUNK: u32 = 2048;
 /// Largest k the top-k kernel returns.
@@ -45,12 +46,13 @@ params!(RmsNormParams { n: u32, n_chunks: u32, eps: f32, _pad: u32 });
 params!(RopeParamsU { n_rows: u32, cols: u32, head_dim: u32, n_rot: u32, pos0: u32, theta_scale: f32, freq_scale: f32, _pad: u32 });
 params!(AttentionParams {
     n_rows: u32, n_head: u32, group: u32, head_dim: u32, head_dim_v: u32, k_dim: u32, v_dim: u32,
-    pos0: u32, window: u32, score_stride: u32, scale: f32, _pad: u32,
+    pos0: u32, window: u32, score_stride: u32, scale: f32, n_chunks: u32,
 });
 params!(LenParams { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
 params!(ScalarParams { n: u32, s: f32, _pad0: u32, _pad1: u32 });
 params!(SplitColsParams { n_rows: u32, in_cols: u32, out_cols: u32, col_off: u32 });
 params!(TopKParams { n: u32, k: u32, _pad0: u32, _pad1: u32 });
+params!(SoftmaxParams { n_rows: u32, n_cols: u32, _pad0: u32, _pad1: u32 });
 
 /// The Rust twin of each shader's `Params` (the layout test walks this table).
 pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
@@ -67,6 +69,7 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("softcap", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
     ("split_cols", SplitColsParams::FIELDS, std::mem::size_of::<SplitColsParams>()),
     ("top_k", TopKParams::FIELDS, std::mem::size_of::<TopKParams>()),
+    ("softmax", SoftmaxParams::FIELDS, std::mem::size_of::<SoftmaxParams>()),
 ];
 
 /// Workgroup counts for `n` invocations in groups of `wg`, split over x and y when above the
@@ -97,13 +100,15 @@ pub fn weight_defines(key: ShaderKey, ty: GgmlType) -> ShaderKey {
 /// read as `vec4` (a quarter of the loads).
 /// Decode (TILE = 1) of these formats reads whole blocks (`dot_blk` in their helper).
 pub fn has_dot_blk(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
 /// Decode (TILE = 1) of these formats can take Q8 activations (`quantize_q8`) and multiply by
 /// `dot4I8Packed`, one invocation per row (`dot_q8` in their helper, `XQ8` in `linear.wgsl`).
+/// These are the formats whose CPU dot product also takes Q8_0 activations, so both backends
+/// sum the same integers.
 pub fn has_dot_q8(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0)
+    ty.vec_dot_type() == GgmlType::Q8_0
 }
 
 /// `xq8`: decode with Q8 activations (only for `has_dot_q8` types, tile 1, k % 32 == 0).
@@ -128,7 +133,7 @@ pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
 }
 /// `f16`: the adapter has `shader-f16` (the KV cache is read as f16 values).
 pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
-    ShaderKey::new("attention", entry).def("WG", WG).def("HD", MAX_HEAD_DIM).flag_if(f16, "F16")
+    ShaderKey::new("attention", entry).def("WG", WG).def("PV_CHUNK", PV_CHUNK).flag_if(f16, "F16")
 }
 pub fn glu_key(gelu: bool) -> ShaderKey {
     ShaderKey::new("glu", "main").def("WG", WG).flag_if(gelu, "GELU")
@@ -169,10 +174,10 @@ pub fn all_variants() -> Vec<ShaderKey> {
         }
     }
     for f16 in [false, true] {
-        v.extend([attention_key("store_kv", f16), attention_key("main", f16)]);
+        v.extend(["store_kv", "qk", "pv", "pv_reduce"].map(|e| attention_key(e, f16)));
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
-    v.extend(["add", "scale", "softcap", "split_cols", "quantize_q8"].map(simple_key));
+    v.extend(["add", "scale", "softcap", "softmax", "split_cols", "quantize_q8"].map(simple_key));
     v
 }
 
@@ -361,7 +366,9 @@ pub fn add(b: &mut GpuBackend, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
     Ok(out)
 }
 
-/// Store k/v at positions `pos0..` of layer `p.layer`, then attention of q over the cache.
+/// Store k/v at positions `pos0..` of layer `p.layer`, then attention of q over the cache:
+/// scores (`qk`), [`softmax`], probabilities times values (`pv`, split over chunks of
+/// [`PV_CHUNK`] positions; `pv_reduce` sums the chunks when there are several).
 pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<GpuAct> {
     let n = q.rows;
     if p.pos0 + n > kv.n_ctx {
@@ -373,11 +380,12 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
     if k.cols != kv.k_dim || v.cols != kv.v_dim || q.cols != p.n_head * p.head_dim || k.rows != n || v.rows != n {
         return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
     }
-    if p.head_dim > MAX_HEAD_DIM || p.head_dim % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head % p.n_head_kv != 0 {
+    if p.head_dim % 2 != 0 || p.head_dim_v % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head % p.n_head_kv != 0 {
         return Err(Error::unsupported_model(format!("attention head size {} is not supported on the GPU", p.head_dim)));
     }
     let last = p.pos0 + n;
     let score_stride = p.window.map_or(last, |w| w.min(last));
+    let n_chunks = score_stride.div_ceil(PV_CHUNK as usize);
     let u = AttentionParams {
         n_rows: n as u32,
         n_head: p.n_head as u32,
@@ -390,7 +398,7 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
         window: p.window.unwrap_or(0) as u32,
         score_stride: score_stride as u32,
         scale: p.scale,
-        _pad: 0,
+        n_chunks: n_chunks as u32,
     };
     let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
     let f16 = b.ctx.has_f16();
@@ -402,19 +410,25 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
         7,
         grid(store_n, WG),
     )?;
-    let scores = b.alloc(n * p.n_head, score_stride)?;
+    let mut scores = b.alloc(n * p.n_head, score_stride)?;
+    b.dispatch(attention_key("qk", f16), &u, &[(0, Bind::Act(q)), (3, Bind::Buf(kc)), (5, Bind::Act(&scores))], 7, grid(scores.len(), WG))?;
+    softmax(b, &mut scores)?;
     let out = b.alloc(n, p.n_head * p.head_dim_v)?;
-    if n > 65535 {
-        return Err(Error::invalid_argument("batch too large for one attention dispatch"));
+    let pv_n = n * p.n_head * n_chunks * p.head_dim_v / 2;
+    if n_chunks == 1 {
+        b.dispatch(attention_key("pv", f16), &u, &[(4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&out))], 7, grid(pv_n, WG))?;
+    } else {
+        let partial = b.alloc(n * p.n_head * n_chunks, p.head_dim_v)?;
+        b.dispatch(attention_key("pv", f16), &u, &[(4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&partial))], 7, grid(pv_n, WG))?;
+        b.dispatch(attention_key("pv_reduce", f16), &u, &[(8, Bind::Act(&partial)), (6, Bind::Act(&out))], 7, grid(out.len(), WG))?;
     }
-    b.dispatch(
-        attention_key("main", f16),
-        &u,
-        &[(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&out))],
-        7,
-        (p.n_head as u32, n as u32, 1),
-    )?;
     Ok(out)
+}
+
+/// Softmax of each row of `x`, in place (entries at `attention.wgsl`'s MASKED become 0).
+pub fn softmax(b: &mut GpuBackend, x: &mut GpuAct) -> Result<()> {
+    let p = SoftmaxParams { n_rows: x.rows as u32, n_cols: x.cols as u32, ..Default::default() };
+    b.dispatch(simple_key("softmax"), &p, &[(3, Bind::Act(x))], 4, grid(x.rows, 1))
 }
 
 /// Index and value of the largest element of a one-row `x` into `out` (2 words).

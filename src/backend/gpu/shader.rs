@@ -29,6 +29,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
     ("scale.wgsl", include_str!("../../../shaders/scale.wgsl")),
     ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
+    ("softmax.wgsl", include_str!("../../../shaders/softmax.wgsl")),
     ("split_cols.wgsl", include_str!("../../../shaders/split_cols.wgsl")),
     ("top_k.wgsl", include_str!("../../../shaders/top_k.wgsl")),
     ("common/bf16.wgsl", include_str!("../../../shaders/common/bf16.wgsl")),
