@@ -93,7 +93,7 @@ async fn webgpu_greedy_decode_through_the_engine() {
     let bytes = fetch_model().await;
     let golden: serde_json::Value = serde_json::from_str(include_str!("golden/gemma3-270m.json")).unwrap();
     let b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
-    let mut e = Engine::load(b, bytes, Some(256)).unwrap();
+    let mut e = Engine::load(b, bytes.clone(), Some(256)).unwrap();
     let p = &golden["prompts"][0];
     let n = 8;
     let opts = GenerateOptions { max_tokens: n, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
@@ -115,6 +115,16 @@ async fn webgpu_greedy_decode_through_the_engine() {
         r.timings.prefill_tokens_per_s()
     );
     assert!(s1.submits - s0.submits <= forwards + 2);
+    // The CPU backend (wasm SIMD128, one thread) on the same page, for the side-by-side ratio.
+    let mut c = Engine::load(browser_llm::backend::cpu::CpuBackend::with_threads(1), bytes, Some(256)).unwrap();
+    let rc = c.generate(p["prompt"].as_str().unwrap(), &opts, &mut |_, _| true).await.unwrap();
+    console_log!(
+        "same run, CPU (wasm SIMD128): decode {:.2} tok/s, prefill {:.1} tok/s; GPU/CPU decode ratio {:.3}",
+        rc.timings.decode_tokens_per_s(),
+        rc.timings.prefill_tokens_per_s(),
+        r.timings.decode_tokens_per_s() / rc.timings.decode_tokens_per_s()
+    );
+    assert_eq!(rc.ids.len(), n);
 }
 
 /// The device-side selection kernels and the decode (one-token) matrix product on WebGPU,
