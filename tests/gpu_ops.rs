@@ -277,6 +277,30 @@ fn linear_with_bias_and_weights_split_by_rows() {
 }
 
 #[test]
+fn decode_products_of_one_activation_share_its_q8_blocks() {
+    // q, k and v (or gate and up) multiply the same activation: it is quantized once, and again
+    // only after something could have changed it (here an in-place scale).
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(23);
+    let (wa, wb) = (random_weight(GgmlType::Q5_0, 70, 96, &mut rng), random_weight(GgmlType::Q8_0, 33, 96, &mut rng));
+    let ((ca, ga), (cb, gb)) = (p.weights(&wa), p.weights(&wb));
+    let x = rng.acts(96, 1.0);
+    let (mut cx, mut gx) = p.acts(&x, 1, 96);
+    let d0 = p.gpu.stats().dispatches;
+    let ya = p.gpu.linear(&gx, &ga, None).unwrap();
+    let yb = p.gpu.linear(&gx, &gb, None).unwrap();
+    assert_eq!(p.gpu.stats().dispatches - d0, 3, "one quantize_q8 and two products");
+    check("shared q8: first", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&ya)).unwrap(), &p.cpu.linear(&cx, &ca, None).unwrap().data);
+    check("shared q8: second", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+    p.gpu.scale(&mut gx, -3.0).unwrap();
+    p.cpu.scale(&mut cx, -3.0).unwrap();
+    let d1 = p.gpu.stats().dispatches;
+    let yb = p.gpu.linear(&gx, &gb, None).unwrap();
+    assert_eq!(p.gpu.stats().dispatches - d1, 2, "quantized again after the in-place scale");
+    check("q8 after scale", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+}
+
+#[test]
 fn get_rows_every_type() {
     let Some(mut p) = Pair::new() else { return };
     let mut rng = Rng::new(3);

@@ -98,6 +98,8 @@ impl Drop for ActBuf {
 /// An activation: row-major `[rows, cols]` f32 on the device.
 pub struct GpuAct {
     buf: ActBuf,
+    /// Unique per allocation (keys the Q8 activation cache).
+    id: u64,
     pub rows: usize,
     pub cols: usize,
 }
@@ -146,6 +148,17 @@ pub struct GpuBackend {
     /// multiply with `dot4I8Packed` (`ops::quantize_q8`, `linear.wgsl` `XQ8`); off: f32
     /// activations as in prefill. From [`GpuOptions::no_q8_acts`].
     pub q8_acts: bool,
+    next_act_id: u64,
+    q8_cache: Option<Q8Cache>,
+}
+
+/// The Q8 blocks of one activation, reusable by the next decode product of the same activation
+/// (q, k and v, or gate and up) as long as no other dispatch was recorded in between: any op
+/// that could change the activation is a dispatch.
+struct Q8Cache {
+    of: u64,
+    at_dispatch: u64,
+    q: Rc<GpuAct>,
 }
 
 impl GpuBackend {
@@ -175,6 +188,8 @@ impl GpuBackend {
             pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
             stats: BackendStats::default(),
             q8_acts: true,
+            next_act_id: 0,
+            q8_cache: None,
         }
     }
 
@@ -202,7 +217,30 @@ impl GpuBackend {
                 mapped_at_creation: false,
             })
         });
-        Ok(GpuAct { buf: ActBuf { buf: Some(buf), class, pool: self.pool.clone() }, rows, cols })
+        self.next_act_id += 1;
+        Ok(GpuAct { buf: ActBuf { buf: Some(buf), class, pool: self.pool.clone() }, id: self.next_act_id, rows, cols })
+    }
+
+    /// `x` as Q8 blocks for a decode product (`ops::quantize_q8`), reused from the previous
+    /// product when that one read the same `x` and nothing was dispatched since.
+    pub fn q8_of(&mut self, x: &GpuAct) -> Result<Rc<GpuAct>> {
+        if let Some(c) = &self.q8_cache {
+            if c.of == x.id && c.at_dispatch == self.stats.dispatches {
+                return Ok(c.q.clone());
+            }
+        }
+        let q = Rc::new(ops::quantize_q8(self, x)?);
+        self.q8_cache = Some(Q8Cache { of: x.id, at_dispatch: self.stats.dispatches, q: q.clone() });
+        Ok(q)
+    }
+
+    /// Marks the cached Q8 blocks of `x` (if any) as still valid after the dispatches of a
+    /// product that only read `x`.
+    pub(crate) fn q8_keep(&mut self, x: &GpuAct) {
+        let now = self.stats.dispatches;
+        if let Some(c) = self.q8_cache.as_mut().filter(|c| c.of == x.id) {
+            c.at_dispatch = now;
+        }
     }
 
     /// An activation with the given contents (tests, host-side inputs).

@@ -244,7 +244,7 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
     let out = b.alloc(x.rows, w.n_rows)?;
     let tile = if x.rows == 1 { 1 } else { TILE_PREFILL };
     // Decode of a `has_dot_q8` format: activations quantized once, shared by every row part.
-    let xq = if tile == 1 && b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(quantize_q8(b, x)?) } else { None };
+    let xq = if tile == 1 && b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(b.q8_of(x)?) } else { None };
     let tiles = x.rows.div_ceil(tile as usize);
     if tiles > 65535 {
         return Err(Error::invalid_argument(format!("batch of {} tokens is too large for one GPU matrix product", x.rows)));
@@ -263,13 +263,14 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
             row_bytes: w.row_bytes as u32,
             ..Default::default()
         };
-        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(xq.as_ref().unwrap_or(x))), (3, Bind::Act(&out))];
+        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(xq.as_deref().unwrap_or(x))), (3, Bind::Act(&out))];
         if let Some(bw) = bias {
             binds.push((2, Bind::Buf(&bw.parts[0].buf)));
         }
         let key = linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0, xq.is_some());
         b.dispatch(key, &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
     }
+    b.q8_keep(x);
     Ok(out)
 }
 
