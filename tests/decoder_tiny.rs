@@ -168,3 +168,59 @@ fn chunked_prefill_abort_and_prefix_reuse_give_the_same_tokens() {
     let turn2 = browser_llm::block_on(e.generate_ids(&next, &greedy, &mut |_, _| true)).unwrap();
     assert_eq!(turn2.cached_tokens, prompt.len() + again.ids.len() - 1);
 }
+
+/// A split GGUF (llama.cpp's `gguf-split` layout, written here by the gguf package with at most
+/// 12 tensors a part) loads as one model from its parts' bytes one after the other: the same
+/// tensors, byte for byte, and the same greedy tokens as the single file. One part alone, or the
+/// parts out of order, are clear errors.
+#[test]
+fn split_gguf_loads_as_one_model() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-split");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(common::python())
+        .arg(common::repo_root().join("tests/reference/make_tiny_models.py"))
+        .args([dir.to_str().unwrap(), "--only", "llama", "--split-max-tensors", "12"])
+        .output()
+        .expect("run make_tiny_models.py");
+    assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    parts.sort();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    let read = |order: &[usize]| {
+        let files: Vec<Vec<u8>> = order.iter().map(|&i| std::fs::read(&parts[i]).unwrap()).collect();
+        (files.iter().map(|f| f.len() as u64).collect::<Vec<_>>(), Arc::new(files.concat()))
+    };
+    let (sizes, bytes) = read(&[0, 1, 2]);
+    let split = Gguf::from_split(&bytes, &sizes).unwrap();
+    let single_bytes = Arc::new(std::fs::read(out_dir().join("tiny-llama.gguf")).unwrap());
+    let single = Gguf::from_bytes(&single_bytes).unwrap();
+    assert_eq!(split.tensors.len(), single.tensors.len());
+    for t in &single.tensors {
+        let s = split.tensor(&t.name).unwrap_or_else(|| panic!("{} missing from the split model", t.name));
+        assert_eq!(split.tensor_data(&bytes, s).unwrap(), single.tensor_data(&single_bytes, t).unwrap(), "{}", t.name);
+    }
+    assert_eq!(split.get_str("general.architecture"), Some("llama"));
+    assert_eq!(split.split_count(), 1, "the merged header is one model");
+
+    let opts = GenerateOptions { max_tokens: 16, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let prompt = [1u32, 17, 42, 99, 5];
+    let mut a = browser_llm::block_on(Engine::load_from(CpuBackend::with_threads(1), &split, &bytes, Some(64))).unwrap();
+    let mut b = Engine::load(CpuBackend::with_threads(1), single_bytes, Some(64)).unwrap();
+    let ga = browser_llm::block_on(a.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
+    let gb = browser_llm::block_on(b.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
+    assert_eq!(ga.ids, gb.ids);
+
+    let first = Arc::new(std::fs::read(&parts[0]).unwrap());
+    let err = Engine::load(CpuBackend::with_threads(1), first, Some(64)).err().expect("one part alone");
+    assert_eq!(err.code, browser_llm::ErrorCode::UnsupportedModel);
+    assert!(err.message.contains("part 1 of a model split into 3"), "{}", err.message);
+    let (sizes, bytes) = read(&[1, 0, 2]);
+    let err = Gguf::from_split(&bytes, &sizes).err().expect("parts out of order");
+    assert_eq!(err.code, browser_llm::ErrorCode::BadGguf);
+    assert!(err.message.contains("in order"), "{}", err.message);
+    let err = Gguf::from_split(&bytes, &[sizes[0], sizes[1]]).err().expect("sizes that do not add up");
+    assert_eq!(err.code, browser_llm::ErrorCode::InvalidArgument);
+    let err = Gguf::from_split(&[], &[]).err().expect("no parts");
+    assert_eq!(err.code, browser_llm::ErrorCode::InvalidArgument);
+}

@@ -178,6 +178,99 @@ impl Gguf {
     }
 }
 
+/// Metadata keys of a split GGUF (llama.cpp's `gguf-split`): every part has them; the model's
+/// own metadata is in the first part.
+pub const SPLIT_COUNT: &str = "split.count";
+pub const SPLIT_NO: &str = "split.no";
+pub const SPLIT_TENSORS_COUNT: &str = "split.tensors.count";
+
+impl Gguf {
+    /// Number of parts of the split model this file belongs to (1 for a plain GGUF).
+    pub fn split_count(&self) -> u64 {
+        self.get_u64(SPLIT_COUNT).unwrap_or(1).max(1)
+    }
+
+    /// The parts of a split GGUF, stored one after the other in one byte stream, as one model:
+    /// each part is `(offset of its first byte in the stream, its size, its parsed header)`, in
+    /// order. The result has the first part's metadata (without the `split.*` keys) and every
+    /// part's tensors, with offsets relative to the start of the stream (`data_offset` 0), so
+    /// tensor ranges index the concatenated bytes directly. A single file comes back as is (if it
+    /// is one part of a split model, loading it says so).
+    pub fn merge_split(parts: Vec<(u64, u64, Gguf)>) -> Result<Gguf> {
+        let n = parts.len();
+        if n == 0 {
+            return Err(Error::invalid_argument("a model needs at least one GGUF file"));
+        }
+        if n == 1 {
+            return Ok(parts.into_iter().next().map(|p| p.2).expect("one part"));
+        }
+        let mut tensors = Vec::new();
+        let mut expected_tensors = None;
+        for (i, (base, size, g)) in parts.iter().enumerate() {
+            let (count, no) = (g.get_u64(SPLIT_COUNT), g.get_u64(SPLIT_NO));
+            if count != Some(n as u64) || no != Some(i as u64) {
+                return Err(Error::bad_gguf(format!(
+                    "part {} of {n} is not part {} of a {n}-part split GGUF (its split.no is {}, split.count {}); \
+                     give every part of the model, in order",
+                    i + 1,
+                    i + 1,
+                    no.map_or("missing".into(), |v| v.to_string()),
+                    count.map_or("missing".into(), |v| v.to_string()),
+                )));
+            }
+            if i == 0 {
+                expected_tensors = g.get_u64(SPLIT_TENSORS_COUNT);
+            }
+            for t in &g.tensors {
+                let r = t.file_range(g.data_offset);
+                if r.end > *size {
+                    return Err(Error::bad_gguf(format!(
+                        "tensor '{}' of part {} ends at byte {} past the end of the part ({size} bytes)",
+                        t.name,
+                        i + 1,
+                        r.end
+                    )));
+                }
+                tensors.push(TensorInfo { offset: base + r.start, ..t.clone() });
+            }
+        }
+        if let Some(want) = expected_tensors {
+            if want != tensors.len() as u64 {
+                return Err(Error::bad_gguf(format!("the split model should have {want} tensors, its {n} parts have {}", tensors.len())));
+            }
+        }
+        let first = parts.into_iter().next().map(|p| p.2).expect("parts");
+        let metadata: Vec<(String, Value)> = first.metadata.into_iter().filter(|(k, _)| !k.starts_with("split.")).collect();
+        let index = metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        let mut tensor_index = HashMap::new();
+        for (i, t) in tensors.iter().enumerate() {
+            if tensor_index.insert(t.name.clone(), i).is_some() {
+                return Err(Error::bad_gguf(format!("tensor '{}' appears in more than one part", t.name)));
+            }
+        }
+        Ok(Gguf { version: first.version, metadata, index, tensors, tensor_index, alignment: first.alignment, data_offset: 0 })
+    }
+
+    /// A split GGUF held in memory as its parts' bytes one after the other, `part_sizes` long each.
+    pub fn from_split(file: &[u8], part_sizes: &[u64]) -> Result<Gguf> {
+        if part_sizes.iter().sum::<u64>() != file.len() as u64 {
+            return Err(Error::invalid_argument(format!(
+                "the part sizes add up to {} bytes, the model has {}",
+                part_sizes.iter().sum::<u64>(),
+                file.len()
+            )));
+        }
+        let mut parts = Vec::new();
+        let mut at = 0u64;
+        for &size in part_sizes {
+            let part = &file[at as usize..(at + size) as usize];
+            parts.push((at, size, Gguf::from_bytes(part)?));
+            at += size;
+        }
+        Gguf::merge_split(parts)
+    }
+}
+
 enum Fail {
     NeedMore(u64),
     Error(Error),

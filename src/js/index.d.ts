@@ -24,8 +24,9 @@ export declare class BrowserLlmError extends Error {
 }
 
 /**
- * Where the model comes from. A string is a URL (or, in Node, a file path). An array of URLs or
- * Files is a model split into parts (`-00001-of-0000N.gguf`), stored as one model.
+ * Where the model comes from. A string is a URL (or, in Node, a file path). In a browser, an
+ * array of URLs or Files is a model split into parts (`-00001-of-0000N.gguf`), in order: stored
+ * and loaded as one model. (Node reads single files only.)
  */
 export type ModelSource = string | Blob | ArrayBuffer | Uint8Array | string[] | Blob[];
 

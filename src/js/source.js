@@ -53,6 +53,9 @@ export async function readSource(source, { onProgress, signal } = {}) {
   if (typeof Blob !== "undefined" && source instanceof Blob) {
     return readStream(source.stream(), source.size, "load", onProgress, signal);
   }
+  if (Array.isArray(source)) {
+    throw new BrowserLlmError("INVALID_ARGUMENT", "a split model (an array of parts) loads in browsers, through browser storage; in Node, merge the parts into one file (llama.cpp's gguf-split --merge)");
+  }
   if (typeof source !== "string" || source.length === 0) {
     throw new BrowserLlmError("INVALID_ARGUMENT", "the model source must be a URL, a File/Blob, bytes, or (in Node) a file path");
   }

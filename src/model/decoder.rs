@@ -130,6 +130,14 @@ impl<B: Backend> Model<B> {
     /// Load every weight, tensor by tensor, from `file` (whose header is `gguf`). Each tensor's
     /// bytes are handed to the backend and dropped unless the backend keeps them.
     pub async fn load_from<S: TensorSource>(backend: &mut B, gguf: &Gguf, file: &S) -> Result<Model<B>> {
+        if gguf.split_count() > 1 {
+            // One part of a split model on its own (the parts together: `Gguf::merge_split`).
+            return Err(Error::unsupported_model(format!(
+                "this file is part {} of a model split into {} GGUF files; load all the parts together, in order",
+                gguf.get_u64(crate::gguf::SPLIT_NO).map_or(1, |n| n + 1),
+                gguf.split_count()
+            )));
+        }
         let cfg = ModelConfig::from_gguf(gguf)?;
         if gguf.tensors.iter().any(|t| t.name.contains("rope_factors_long")) {
             return Err(Error::unsupported_model("long-context RoPE factors (LongRoPE) are not supported"));

@@ -237,9 +237,15 @@ impl StoredModel {
         }
     }
 
-    /// The GGUF header of the first (or only) part.
+    /// The model's GGUF header: the only part's, or for a split model every part's merged into
+    /// one (`Gguf::merge_split`: tensor offsets relative to the start of the first part, so they
+    /// index [`StoredModel::read`] and [`StoredModel::read_all`] directly).
     pub async fn header(&self) -> Result<Gguf> {
-        self.header_of_part(0).await
+        let mut parts = Vec::new();
+        for (i, &(base, size)) in self.parts.iter().enumerate() {
+            parts.push((base, size, self.header_of_part(i).await?));
+        }
+        Gguf::merge_split(parts)
     }
 
     /// Read tensor `t` of part `part` (whose header is `g`) in pieces of at most `max_piece` bytes,

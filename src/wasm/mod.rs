@@ -225,7 +225,12 @@ impl WasmEngine {
         let opts: LoadOptions = from_js(options, "load options").map_err(to_js_error)?;
         let file = Arc::new(bytes);
         let gguf = Gguf::from_bytes(&file).map_err(to_js_error)?;
-        let engine = Engine::load(CpuBackend::new(), file.clone(), opts.context_length).map_err(to_js_error)?;
+        Self::cpu(file, gguf, opts).map_err(to_js_error)
+    }
+
+    /// The CPU engine over a whole file in memory and its (possibly merged split) header.
+    fn cpu(file: Arc<Vec<u8>>, gguf: Gguf, opts: LoadOptions) -> Result<WasmEngine> {
+        let engine = crate::block_on(Engine::load_from(CpuBackend::new(), &gguf, &file, opts.context_length))?;
         let reason = opts.backend_reason.unwrap_or_else(|| "the CPU backend (WebAssembly SIMD128) was requested".into());
         let inner = build_inner(&gguf, file.len() as u64, AnyEngine::Cpu(engine), reason);
         Ok(WasmEngine { inner: Rc::new(RefCell::new(Some(inner))) })
@@ -237,11 +242,15 @@ impl WasmEngine {
         let opts: LoadOptions = from_js(options.clone(), "load options").map_err(to_js_error)?;
         let on_progress = progress_callback(&options);
         let model = stored.model();
-        if model.parts().len() > 1 {
-            return Err(to_js_error(split_unsupported(model.parts().len())));
+        let r: Result<WasmEngine> = async {
+            // Split models: the parts' headers merged into one (tensor offsets index the parts'
+            // bytes one after the other, as `read_all` returns them).
+            let gguf = model.header().await?;
+            let bytes = model.read_all(on_progress).await?;
+            Self::cpu(Arc::new(bytes), gguf, opts)
         }
-        let bytes = model.read_all(on_progress).await.map_err(to_js_error)?;
-        Self::from_bytes(bytes, options_without_progress(&opts))
+        .await;
+        r.map_err(to_js_error)
     }
 
     /// Load a model from browser storage onto the WebGPU backend, tensor by tensor: the file is
@@ -252,9 +261,6 @@ impl WasmEngine {
     pub async fn from_stored_gpu(stored: &crate::storage::js::JsStoredModel, options: JsValue) -> std::result::Result<WasmEngine, JsValue> {
         let opts: LoadOptions = from_js(options.clone(), "load options").map_err(to_js_error)?;
         let model = stored.model();
-        if model.parts().len() > 1 {
-            return Err(to_js_error(split_unsupported(model.parts().len())));
-        }
         let r: Result<WasmEngine> = async {
             let backend = gpu_backend(&opts).await?;
             let gguf = model.header().await?;
@@ -412,29 +418,11 @@ impl WasmEngine {
     }
 }
 
-fn split_unsupported(parts: usize) -> Error {
-    Error::unsupported_model(format!(
-        "this model is split into {parts} GGUF files; the engine loads single-file models \
-         (merge them with llama.cpp's gguf-split --merge)"
-    ))
-}
-
 /// `options.onProgress` as a storage progress callback (errors it throws are ignored; a value
 /// that is not a function is rejected by the JS layer and ignored here).
 fn progress_callback(options: &JsValue) -> Option<crate::storage::ProgressFn> {
     let f = js_sys::Reflect::get(options, &"onProgress".into()).ok().filter(|f| f.is_function())?;
     crate::storage::js::progress_callback(Some(f)).ok().flatten()
-}
-
-fn options_without_progress(o: &LoadOptions) -> JsValue {
-    let obj = js_sys::Object::new();
-    if let Some(n) = o.context_length {
-        let _ = js_sys::Reflect::set(&obj, &"contextLength".into(), &(n as f64).into());
-    }
-    if let Some(r) = &o.backend_reason {
-        let _ = js_sys::Reflect::set(&obj, &"backendReason".into(), &r.into());
-    }
-    obj.into()
 }
 
 async fn gpu_backend(opts: &LoadOptions) -> Result<GpuBackend> {

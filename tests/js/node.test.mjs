@@ -130,9 +130,10 @@ test("bad options and inputs are typed errors", async () => {
   assert.equal(ok.tokenIds.length, 2, "the engine is usable after errors");
 });
 
-test("load errors: missing file, not a GGUF, truncated, bad option", async () => {
+test("load errors: missing file, not a GGUF, truncated, split parts in Node, bad option", async () => {
   await assert.rejects(Engine.load("/nonexistent/model.gguf"), (e) => e instanceof BrowserLlmError && e.code === "INVALID_ARGUMENT" && /nonexistent/.test(e.message));
   await assert.rejects(Engine.load(new TextEncoder().encode("<html>Not found</html>")), { code: "BAD_GGUF" });
+  await assert.rejects(Engine.load([MODEL, MODEL]), (e) => e.code === "INVALID_ARGUMENT" && /split model/.test(e.message));
   const bytes = await readFile(MODEL);
   await assert.rejects(Engine.load(bytes.subarray(0, 10_000_000)), { code: "BAD_GGUF" });
   await assert.rejects(Engine.load(bytes, { backend: "gpu" }), { code: "INVALID_ARGUMENT" });

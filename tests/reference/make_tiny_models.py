@@ -24,6 +24,7 @@ residual stream stays O(1) and the logits are spread over a few units):
               for a missing gemma3.rope.freq_base_swa, as in the real Gemma 3 270M), tied output
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -173,9 +174,9 @@ def metadata(name, cfg):
     return m
 
 
-def write(name, cfg, path):
+def write(name, cfg, path, split_max_tensors=0):
     arch = cfg["arch"]
-    w = gguf.GGUFWriter(path, arch)
+    w = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
     w.add_name(f"tiny-{name}")
     w.add_context_length(256)
     w.add_embedding_length(cfg["n_embd"])
@@ -229,6 +230,8 @@ def main(argv=None):
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS))
     ap.add_argument("--list", action="store_true", help="print the model names and exit")
     ap.add_argument("--json", action="store_true", help="print configs + sha256 as JSON")
+    ap.add_argument("--split-max-tensors", type=int, default=0,
+                    help="write each model as a split GGUF (NAME-0000K-of-0000N.gguf) of at most this many tensors a part")
     a = ap.parse_args(argv)
     if a.list:
         print("\n".join(MODELS))
@@ -239,7 +242,13 @@ def main(argv=None):
     res = {}
     for name in a.only or list(MODELS):
         path = os.path.join(a.out_dir, f"tiny-{name}.gguf")
-        write(name, MODELS[name], path)
+        write(name, MODELS[name], path, a.split_max_tensors)
+        if a.split_max_tensors:
+            parts = sorted(glob.glob(os.path.join(a.out_dir, f"tiny-{name}-*-of-*.gguf")))
+            res[name] = {"parts": parts}
+            if not a.json:
+                print(name, *parts)
+            continue
         res[name] = {"path": path, "sha256": sha256(path), "metadata": metadata(name, MODELS[name]),
                      "gguf": {"gguf": _pkg_version("gguf"), "numpy": np.__version__}}
         if not a.json:

@@ -316,6 +316,25 @@ test("page reload mid-download resumes with only the missing chunks", async () =
   }
 });
 
+test("a split GGUF loads into the engine as one model: the same tokens as the single file", { skip: !process.env.BROWSER_LLM_TINY_DIR && "BROWSER_LLM_TINY_DIR not set" }, async () => {
+  // tiny-llama written whole and as 3 parts (pkg-scripts/test-storage makes both).
+  const c = CONTEXTS[0];
+  const parts = fs.readdirSync(process.env.BROWSER_LLM_TINY_DIR).filter((f) => /^tiny-llama-\d+-of-\d+\.gguf$/.test(f)).sort();
+  assert.equal(parts.length, 3, parts.join(", "));
+  await openPage(c);
+  const prompt = [1, 17, 42, 99, 5];
+  const single = await call(c, "generate", `${cors}/t/tiny-llama.gguf`, { store: c.store }, prompt, 12);
+  assert.ok(single.ok, single.message);
+  const split = await call(c, "generate", parts.map((f) => `${cors}/t/${f}`), { store: c.store }, prompt, 12);
+  assert.ok(split.ok, split.message);
+  assert.deepEqual(split.value, single.value);
+  // One part alone is a clear error.
+  const alone = await call(c, "generate", `${cors}/t/${parts[0]}`, { store: c.store }, prompt, 12);
+  assert.equal(alone.code, "UNSUPPORTED_MODEL");
+  assert.match(alone.message, /part 1 of a model split into 3/);
+  log(`split model: ${parts.length} parts, 12 greedy tokens equal the single file's: ${split.value.join(" ")}`);
+});
+
 test("real model: tensor-by-tensor reads keep wasm memory far below the model size", { skip: !process.env.BROWSER_LLM_MODEL && "BROWSER_LLM_MODEL not set" }, async () => {
   const c = CONTEXTS[0]; // Worker + OPFS, the GPU path's setting
   const model = process.env.BROWSER_LLM_MODEL;

@@ -3,6 +3,8 @@
 //
 //   GET /m/<name>.gguf          a synthetic GGUF, deterministic from (name, version, size)
 //   GET /real/model.gguf        the file named by BROWSER_LLM_MODEL (if set)
+//   GET /t/<file>.gguf          a file of the directory named by BROWSER_LLM_TINY_DIR (if set):
+//                               tiny real models (tests/reference/make_tiny_models.py)
 //   GET /__ctl?name=N&k=v...    set switches for model N (merged into its config):
 //       size=<bytes> version=<n> ranges=0|1 throttle=<bytes/s> dropAfter=<bytes> (close the
 //       connection once after that many more bytes of N, counted across requests) corruptAt=<offset>
@@ -51,7 +53,7 @@ export function syntheticGguf(name, version, size) {
   return Buffer.concat([head, data]);
 }
 
-export async function start({ root, port = 0, modelPath = process.env.BROWSER_LLM_MODEL } = {}) {
+export async function start({ root, port = 0, modelPath = process.env.BROWSER_LLM_MODEL, tinyDir = process.env.BROWSER_LLM_TINY_DIR } = {}) {
   const configs = new Map(); // name -> config
   const stats = new Map(); // name -> counters
   const bodies = new Map(); // `${name}:${version}:${size}` -> Buffer
@@ -155,6 +157,12 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
       }
       let m = /^\/m\/([\w.-]+)\.gguf$/.exec(url.pathname);
       if (m) return await serveModel(req, res, m[1], body(m[1]), cfg(m[1]), etag(m[1]));
+      m = /^\/t\/([\w.-]+\.gguf)$/.exec(url.pathname);
+      if (m && tinyDir && fs.existsSync(path.join(tinyDir, m[1]))) {
+        const name = `t-${m[1]}`;
+        const bytes = fs.readFileSync(path.join(tinyDir, m[1]));
+        return await serveModel(req, res, name, bytes, cfg(name), `"${name}-${bytes.length}"`);
+      }
       if (url.pathname === "/real/model.gguf" && modelPath) {
         const size = fs.statSync(modelPath).size;
         return await serveModel(req, res, "real", size, cfg("real"), `"real-${size}"`);

@@ -92,6 +92,22 @@ export const api = {
       return s;
     });
   },
+  // Open a stored model and greedily generate `n` tokens from `prompt` (token ids) on the CPU
+  // engine: the engine's own load path from storage.
+  async generate(source, o, prompt, n) {
+    return wrap(async () => {
+      const m = await bl.openModel(source, o ?? {});
+      const e = await bl.WasmEngine.fromStored(m, {});
+      m.free();
+      try {
+        e.begin(prompt, { maxTokens: n, temperature: 0, ignoreEos: true });
+        while ((await e.step()) !== null);
+        return e.finish().tokenIds;
+      } finally {
+        e.dispose();
+      }
+    });
+  },
   list: () => wrap(() => bl.listCachedModels()),
   del: (key) => wrap(() => bl.deleteCachedModel(key)),
   usage: () => wrap(() => bl.storageUsage()),
