@@ -205,7 +205,6 @@ impl Gguf {
             return Ok(parts.into_iter().next().map(|p| p.2).expect("one part"));
         }
         let mut tensors = Vec::new();
-        let mut expected_tensors = None;
         for (i, (base, size, g)) in parts.iter().enumerate() {
             let (count, no) = (g.get_u64(SPLIT_COUNT), g.get_u64(SPLIT_NO));
             if count != Some(n as u64) || no != Some(i as u64) {
@@ -217,9 +216,6 @@ impl Gguf {
                     no.map_or("missing".into(), |v| v.to_string()),
                     count.map_or("missing".into(), |v| v.to_string()),
                 )));
-            }
-            if i == 0 {
-                expected_tensors = g.get_u64(SPLIT_TENSORS_COUNT);
             }
             for t in &g.tensors {
                 let r = t.file_range(g.data_offset);
@@ -234,7 +230,7 @@ impl Gguf {
                 tensors.push(TensorInfo { offset: base + r.start, ..t.clone() });
             }
         }
-        if let Some(want) = expected_tensors {
+        if let Some(want) = parts[0].2.get_u64(SPLIT_TENSORS_COUNT) {
             if want != tensors.len() as u64 {
                 return Err(Error::bad_gguf(format!("the split model should have {want} tensors, its {n} parts have {}", tensors.len())));
             }

@@ -28,7 +28,8 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Do not request `shader-f16` even where the adapter has it.
     pub no_f16: bool,
-    /// Decode Q8_0 matrix-vector products with f32 activations instead of Q8 ones.
+    /// Decode matrix-vector products of the formats with an integer dot (Q4_0, Q5_0, Q8_0) with
+    /// f32 activations instead of Q8 ones.
     pub no_q8_acts: bool,
 }
 

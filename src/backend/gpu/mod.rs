@@ -144,9 +144,9 @@ pub struct GpuBackend {
     param_align: usize,
     pool: Rc<RefCell<Pool>>,
     stats: BackendStats,
-    /// Decode matrix-vector products of Q8_0 weights quantize the activation row to Q8 and
-    /// multiply with `dot4I8Packed` (`ops::quantize_q8`, `linear.wgsl` `XQ8`); off: f32
-    /// activations as in prefill. From [`GpuOptions::no_q8_acts`].
+    /// Decode matrix-vector products of the `ops::has_dot_q8` formats (Q4_0, Q5_0, Q8_0) quantize
+    /// the activation row to Q8 and multiply with `dot4I8Packed` (`ops::quantize_q8`,
+    /// `linear.wgsl` `XQ8`); off: f32 activations as in prefill. From [`GpuOptions::no_q8_acts`].
     pub q8_acts: bool,
     next_act_id: u64,
     q8_cache: Option<Q8Cache>,
