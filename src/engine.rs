@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, ReadOut, Readback};
+use crate::backend::{Backend, ReadOut, Readback, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
-use crate::model::{Logits, Model, ModelConfig, TensorSource};
+use crate::model::{Logits, Model, ModelConfig};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{Detokenizer, Tokenizer};
 
@@ -24,9 +24,13 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
 }
 
+/// The default `max_tokens` of `generate` everywhere (the CLI, JS `generate`; OpenAI-style chat
+/// has no default of its own in JS and uses this too).
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 128, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
+        GenerateOptions { max_tokens: DEFAULT_MAX_TOKENS, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
     }
 }
 

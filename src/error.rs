@@ -35,6 +35,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (exported to JS by `contract()`).
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadGguf,
+        ErrorCode::UnsupportedModel,
+        ErrorCode::UnsupportedQuant,
+        ErrorCode::Network,
+        ErrorCode::Integrity,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::Aborted,
+        ErrorCode::DeviceLost,
+        ErrorCode::ContextOverflow,
+        ErrorCode::Busy,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Internal,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadGguf => "BAD_GGUF",

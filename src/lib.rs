@@ -12,6 +12,7 @@ pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod load;
 pub mod model;
 pub mod quant;
 pub mod sampling;

@@ -32,19 +32,35 @@ impl TensorBytes {
     }
 }
 
-/// Bytes per row of `info`, after checking that `bytes` holds exactly its rows (every backend's
+/// Where weight bytes come from while a model loads: the whole file in memory, bytes held by the
+/// caller (JS), or browser storage. Each tensor is read on its own (or in pieces, see
+/// [`Backend::load_weight`]), so a source never has to be in wasm memory as a whole.
+#[allow(async_fn_in_trait)] // used generically, on one thread
+pub trait TensorSource {
+    /// Size of the whole file in bytes.
+    fn file_len(&self) -> u64;
+    /// The bytes of `range` (one tensor's data, or a piece of it), checked to lie within the file.
+    async fn read(&self, range: Range<u64>) -> Result<TensorBytes>;
+}
+
+impl TensorSource for Arc<Vec<u8>> {
+    fn file_len(&self) -> u64 {
+        self.len() as u64
+    }
+    async fn read(&self, range: Range<u64>) -> Result<TensorBytes> {
+        Ok(TensorBytes::new(self.clone(), range.start as usize..range.end as usize))
+    }
+}
+
+/// Bytes per row of `info`, after checking that `len` bytes hold exactly its rows (every backend's
 /// `weight` starts with this).
-pub fn checked_row_bytes(info: &TensorInfo, bytes: &TensorBytes) -> Result<usize> {
+pub fn checked_row_bytes(info: &TensorInfo, len: u64) -> Result<usize> {
     let row_bytes = info.ty.row_bytes(info.n_cols());
-    let expect = row_bytes.map(|rb| rb * info.n_rows());
-    if expect != Some(bytes.range.len()) {
+    let expect = row_bytes.and_then(|rb| rb.checked_mul(info.n_rows()));
+    if expect.map(|e| e as u64) != Some(len) {
         return Err(crate::error::Error::bad_gguf(format!(
-            "tensor '{}': {} bytes for {:?} {} (expected {:?})",
-            info.name,
-            bytes.range.len(),
-            info.dims,
-            info.ty,
-            expect
+            "tensor '{}': {len} bytes for {:?} {} (expected {:?})",
+            info.name, info.dims, info.ty, expect
         )));
     }
     Ok(row_bytes.expect("checked above"))
@@ -87,6 +103,13 @@ pub trait Backend {
 
     fn name(&self) -> &'static str;
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<Self::Weight>;
+    /// A weight read from `src` at `range`. The default reads the tensor in one piece and keeps it
+    /// (the CPU: each tensor lands in its final place, the file is never held twice); the GPU
+    /// uploads it in bounded pieces so wasm memory never holds a whole large tensor.
+    async fn load_weight<S: TensorSource>(&mut self, info: &TensorInfo, src: &S, range: Range<u64>) -> Result<Self::Weight> {
+        let bytes = src.read(range).await?;
+        self.weight(info, bytes)
+    }
     fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<Self::Kv>;
 
     /// Rows of the embedding table for `ids`, times `scale`: `[ids.len(), n_embd]`.

@@ -108,6 +108,33 @@ pub fn parse(prefix: &[u8], file_len: Option<u64>) -> Result<Parsed> {
     }
 }
 
+/// First prefix length tried by [`read_header`]; most headers fit (Gemma 3's 262k-token vocabulary
+/// needs about 6 MiB, found in a few rounds).
+pub const HEADER_PREFIX: u64 = 1 << 20;
+
+/// Parse the header of a file of `size` bytes, reading growing prefixes with `read_prefix(len)`
+/// until the header is complete: the file is never read whole for its header.
+pub async fn read_header<F, Fut>(size: u64, mut read_prefix: F) -> Result<Gguf>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>>>,
+{
+    let mut want = HEADER_PREFIX.min(size);
+    loop {
+        let prefix = read_prefix(want).await?;
+        match parse(&prefix, Some(size))? {
+            Parsed::Complete(g) => return Ok(g),
+            Parsed::NeedMore { total } => {
+                let next = total.max(want.saturating_mul(2)).min(size);
+                if next <= want {
+                    return Err(Error::bad_gguf(format!("the GGUF header does not fit in the file's {size} bytes")));
+                }
+                want = next;
+            }
+        }
+    }
+}
+
 impl Gguf {
     /// Parse a complete file held in memory.
     pub fn from_bytes(file: &[u8]) -> Result<Gguf> {

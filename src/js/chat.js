@@ -3,6 +3,9 @@
 
 import { BrowserLlmError } from "./errors.js";
 
+/** OpenAI's default temperature (Rust's `contract().chatDefaults`; every other default is generate's). */
+export const CHAT_TEMPERATURE = 1.0;
+
 /**
  * Turn a callback-style generation into an async iterator of its tokens. `run(opts)` starts the
  * generation with `opts.onToken` and `opts.signal` set; leaving the loop early aborts it. The
@@ -57,7 +60,7 @@ function generateOptions(req) {
   const stop = req.stop === undefined || req.stop === null ? undefined : Array.isArray(req.stop) ? req.stop : [req.stop];
   const opts = {
     maxTokens: req.max_completion_tokens ?? req.max_tokens,
-    temperature: req.temperature ?? 1.0,
+    temperature: req.temperature ?? CHAT_TEMPERATURE,
     topP: req.top_p,
     topK: req.top_k,
     minP: req.min_p,
@@ -71,8 +74,6 @@ function generateOptions(req) {
   for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
   return opts;
 }
-
-const finishReason = (r) => (r === "abort" ? "abort" : r);
 
 function completionId() {
   const hex = Array.from({ length: 12 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
@@ -98,7 +99,7 @@ export function createChat(engine) {
       const r = await engine.generate(prompt, opts);
       return {
         id, object: "chat.completion", created, model,
-        choices: [{ index: 0, message: { role: "assistant", content: r.text }, finish_reason: finishReason(r.finishReason), logprobs: null }],
+        choices: [{ index: 0, message: { role: "assistant", content: r.text }, finish_reason: r.finishReason, logprobs: null }],
         usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens },
         timings: r.timings,
       };
@@ -121,7 +122,7 @@ export function createChat(engine) {
         if (!step?.done) await it.return(); // the consumer stopped early: abort the generation
       }
       const r = step.value;
-      yield chunk({}, finishReason(r.finishReason), {
+      yield chunk({}, r.finishReason, {
         usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens },
         timings: r.timings,
       });

@@ -3,32 +3,11 @@
 // calls so only one runs at a time. WorkerEngine (worker-engine.js) runs this same class in a
 // dedicated Worker.
 
-import { WasmEngine, openModel } from "./wasm/browser_llm.js";
+import { WasmEngine, checkLoadOptions } from "./wasm/browser_llm.js";
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
 import { isNode, loadWasm, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
-
-const BACKENDS = ["auto", "webgpu", "cpu"];
-const LOAD_KEYS = ["backend", "contextLength", "onProgress", "signal", "sha256", "cache", "store"];
-const GENERATE_KEYS = [
-  "maxTokens", "temperature", "topK", "topP", "minP", "repetitionPenalty", "frequencyPenalty", "presencePenalty",
-  "penaltyLastN", "seed", "stop", "ignoreEos", "addSpecial", "signal", "onToken", "onPrefill",
-];
-
-/** Reject misspelled options instead of silently ignoring them. */
-export function checkKeys(what, options, known) {
-  if (options === null || typeof options !== "object") {
-    throw new BrowserLlmError("INVALID_ARGUMENT", `${what} must be an object`);
-  }
-  for (const k of Object.keys(options)) {
-    if (!known.includes(k)) {
-      throw new BrowserLlmError("INVALID_ARGUMENT", `unknown ${what} "${k}" (known: ${known.join(", ")})`);
-    }
-  }
-}
-
-const hasWebGpu = () => typeof navigator !== "undefined" && !!navigator.gpu;
 
 /** Is `source` something browser storage handles (URLs, Blobs, or lists of them)? */
 function storable(source) {
@@ -37,62 +16,17 @@ function storable(source) {
 }
 
 /**
- * A WasmEngine for `source` on the chosen backend. In browsers, URLs and Files go through browser
- * storage (resumable, verified, cached for the next visit): the CPU backend reads the stored file
- * straight into wasm memory, the WebGPU backend uploads it tensor by tensor. Bytes are used as
- * given; Node reads paths and URLs directly. `backend: "auto"` tries WebGPU (skipping software
- * renderers, which are slower than the CPU path) and falls back to the CPU, saying why.
+ * A WasmEngine for `source`. Rust does the rest (one load path, one backend policy: see the
+ * crate's `load` module): in browsers URLs and Files go through browser storage (resumable,
+ * verified, cached for the next visit); bytes are read tensor by tensor. Node reads paths and
+ * URLs into bytes here first. The options are checked before anything is read.
  */
-async function wasmEngine(source, { backend = "auto", sha256, cache = true, store, onProgress, signal, contextLength }) {
-  const cpuWhy = (why) => `CPU backend (WebAssembly SIMD128): ${why}`;
-  let tryGpu = backend !== "cpu";
-  let reason = backend === "cpu" ? cpuWhy("requested") : "WebGPU, as requested";
-  if (backend === "auto") {
-    reason = "WebGPU (auto)";
-    if (!hasWebGpu()) {
-      tryGpu = false;
-      reason = cpuWhy(isNode ? "WebGPU is not available in Node" : "WebGPU is not available in this browser (navigator.gpu is missing)");
-    }
-  } else if (backend === "webgpu" && !hasWebGpu()) {
-    throw new BrowserLlmError("DEVICE_LOST", "WebGPU is not available here (navigator.gpu is missing); use backend \"cpu\" or \"auto\"");
-  }
-  const gpuOpts = { contextLength, backendReason: reason, avoidSoftware: backend === "auto", onProgress };
-  const fallback = (e) => {
-    const err = toBrowserLlmError(e);
-    if (backend !== "auto" || err.code !== "DEVICE_LOST") throw err;
-    return cpuWhy(`WebGPU could not be used: ${err.message}`);
-  };
-
-  if (isNode || !storable(source)) {
-    if (sha256 !== undefined) {
-      throw new BrowserLlmError("INVALID_ARGUMENT", "sha256 is checked by browser storage: pass a URL or a File in a browser");
-    }
-    const bytes = await readSource(source, { onProgress, signal });
-    if (signal?.aborted) throw abortedError();
-    if (tryGpu) {
-      try {
-        return await WasmEngine.fromBytesGpu(bytes, gpuOpts);
-      } catch (e) {
-        reason = fallback(e);
-      }
-    }
-    return WasmEngine.fromBytes(bytes, { contextLength, backendReason: reason });
-  }
-  const stored = await openModel(source, { sha256, cache, store, onProgress, signal });
-  try {
-    if (signal?.aborted) throw abortedError();
-    if (tryGpu) {
-      try {
-        return await WasmEngine.fromStoredGpu(stored, gpuOpts);
-      } catch (e) {
-        reason = fallback(e);
-      }
-    }
-    if (signal?.aborted) throw abortedError();
-    return await WasmEngine.fromStored(stored, { contextLength, backendReason: reason, onProgress });
-  } finally {
-    stored.free();
-  }
+async function wasmEngine(source, options) {
+  checkLoadOptions(options);
+  const { onProgress, signal } = options;
+  const src = isNode || !storable(source) ? await readSource(source, { onProgress, signal }) : source;
+  if (signal?.aborted) throw abortedError();
+  return WasmEngine.load(src, options);
 }
 
 export class Engine {
@@ -110,13 +44,9 @@ export class Engine {
    * Load a GGUF model from a URL, a File/Blob, bytes, or (Node) a file path.
    */
   static async load(source, options = {}) {
-    checkKeys("load option", options, LOAD_KEYS);
-    const { backend = "auto", signal } = options;
-    if (!BACKENDS.includes(backend)) {
-      throw new BrowserLlmError("INVALID_ARGUMENT", `backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(backend)}`);
-    }
     try {
-      if (signal?.aborted) throw abortedError();
+      options ??= {};
+      if (options.signal?.aborted) throw abortedError();
       await loadWasm();
       return new Engine(await wasmEngine(source, options));
     } catch (e) {
@@ -144,13 +74,14 @@ export class Engine {
    * finishReason "abort". Calls on one engine run one at a time, in call order.
    */
   generate(prompt, options = {}) {
-    try {
-      checkKeys("generate option", options, GENERATE_KEYS);
-    } catch (e) {
-      return Promise.reject(e);
+    if (options === null || typeof options !== "object") {
+      return Promise.reject(new BrowserLlmError("INVALID_ARGUMENT", "generate options must be an object"));
     }
     const { signal, onToken, onPrefill, ...rest } = options;
     return this.#run(async () => {
+      for (const [name, f] of [["onToken", onToken], ["onPrefill", onPrefill]]) {
+        if (f != null && typeof f !== "function") throw new BrowserLlmError("INVALID_ARGUMENT", `${name} must be a function`);
+      }
       if (signal?.aborted) throw abortedError();
       const w = this.#wasm;
       w.begin(prompt, rest);

@@ -1,4 +1,5 @@
 // Errors thrown by browser-llm: `Error` objects with a stable `code` (see `ErrorCode` in index.d.ts).
+// ERROR_CODES is Rust's `ErrorCode::ALL` (the Node tests check it against the wasm `contract()`).
 
 export const ERROR_CODES = [
   "BAD_GGUF", "UNSUPPORTED_MODEL", "UNSUPPORTED_QUANT", "NETWORK", "INTEGRITY", "QUOTA_EXCEEDED",

@@ -31,17 +31,21 @@ export declare class BrowserLlmError extends Error {
 export type ModelSource = string | Blob | ArrayBuffer | Uint8Array | string[] | Blob[];
 
 export interface Progress {
-  /** "download" (network), "verify" (integrity check), "load" (into the engine), "compile" (GPU shaders). */
-  phase: "download" | "verify" | "load" | "compile";
-  /** Bytes (or items) done so far. */
+  /** "download" (bytes stored), "verify" (bytes hashed for `sha256`), "load" (weight bytes read into the engine). */
+  phase: "download" | "verify" | "load";
+  /** Bytes done so far. */
   loaded: number;
-  /** Total bytes (or items); 0 when unknown. */
+  /** Total bytes; 0 when unknown. */
   total: number;
   bytesPerSecond: number;
 }
 
 export interface LoadOptions {
-  /** "auto" (default): WebGPU when it works, else the CPU, with the reason in `info().backendReason`. */
+  /**
+   * "auto" (default): WebGPU on a hardware adapter when the model loads there, else the CPU (a
+   * software adapter such as SwiftShader is skipped: the CPU is faster); `info().backendReason` says
+   * which and why. "webgpu": WebGPU or a DEVICE_LOST error. "cpu": WebAssembly SIMD128.
+   */
   backend?: "auto" | "webgpu" | "cpu";
   /** Tokens of context (prompt + generated); default min(4096, the model's training context). */
   contextLength?: number;
@@ -76,10 +80,11 @@ export interface SamplingOptions {
   topP?: number;
   /** Drop tokens less likely than minP x the best one (default 0.05). */
   minP?: number;
-  /** llama.cpp-style repetition penalty; 1 disables (default). */
+  /** llama.cpp-style repetition penalty; 1 disables (default 1). */
   repetitionPenalty?: number;
-  /** OpenAI-style penalties in [-2, 2] (default 0). */
+  /** OpenAI-style penalty per occurrence, in [-2, 2] (default 0). */
   frequencyPenalty?: number;
+  /** OpenAI-style penalty for any occurrence, in [-2, 2] (default 0). */
   presencePenalty?: number;
   /** How many recent tokens the penalties look at (default 64). */
   penaltyLastN?: number;
@@ -157,7 +162,7 @@ export interface ChatCompletionRequest {
   model?: string;
   max_tokens?: number;
   max_completion_tokens?: number;
-  /** Default 1 (as OpenAI's). */
+  /** (default 1, as OpenAI's; the one default that differs from `generate`'s) */
   temperature?: number;
   top_p?: number;
   top_k?: number;
@@ -258,6 +263,15 @@ export interface CachedModel {
   lastUsedMs: number;
   store: "opfs" | "cache";
 }
+
+/**
+ * Download a model into browser storage without loading it (a prefetch): resumable, verified, and
+ * found there by a later `Engine.load` of the same source with no network request. Browsers only.
+ */
+export declare function downloadModel(
+  source: string | string[] | Blob | Blob[],
+  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress">,
+): Promise<{ key: string; size: number; store: "opfs" | "cache" | null; sha256: string | null }>;
 
 /** Models kept in browser storage (complete and partial). Browsers only. */
 export declare function listCachedModels(): Promise<CachedModel[]>;

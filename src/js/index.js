@@ -4,4 +4,4 @@
 export { Engine } from "./engine.js";
 export { WorkerEngine } from "./worker-engine.js";
 export { BrowserLlmError, ERROR_CODES } from "./errors.js";
-export { listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";
+export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";

@@ -13,6 +13,11 @@ async function call(fn) {
   }
 }
 
+/** Download (or resume) a model into browser storage without loading it: a prefetch. */
+export function downloadModel(source, options = {}) {
+  return call(() => wasm.downloadModel(source, options));
+}
+
 /** Models in browser storage: [{ key, url, size, storedBytes, complete, lastUsed, store }]. */
 export function listCachedModels() {
   return call(async () => (await wasm.listCachedModels()).map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));

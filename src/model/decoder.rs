@@ -11,10 +11,9 @@
 //! ```
 //! Tensor names are GGUF's, verbatim.
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::config::{Activation, ModelConfig, RopeStyle};
@@ -69,25 +68,6 @@ pub enum Logits {
     From(usize),
 }
 
-/// Where weight bytes come from while a model loads: the whole file in memory, or (in the
-/// browser) a store read tensor by tensor so the file is never in wasm memory at once.
-#[allow(async_fn_in_trait)] // used generically, on one thread
-pub trait TensorSource {
-    /// Size of the whole file in bytes.
-    fn file_len(&self) -> u64;
-    /// The bytes of `range` (one tensor's data), checked to lie within the file.
-    async fn read(&self, range: Range<u64>) -> Result<TensorBytes>;
-}
-
-impl TensorSource for Arc<Vec<u8>> {
-    fn file_len(&self) -> u64 {
-        self.len() as u64
-    }
-    async fn read(&self, range: Range<u64>) -> Result<TensorBytes> {
-        Ok(TensorBytes::new(self.clone(), range.start as usize..range.end as usize))
-    }
-}
-
 struct Loader<'a, B: Backend, S: TensorSource> {
     backend: &'a mut B,
     gguf: &'a Gguf,
@@ -108,8 +88,7 @@ impl<B: Backend, S: TensorSource> Loader<'_, B, S> {
         if range.end > self.file.file_len() {
             return Err(Error::bad_gguf(format!("tensor '{name}' lies past the end of the file")));
         }
-        let bytes = self.file.read(range).await?;
-        self.backend.weight(info, bytes).map(Some)
+        self.backend.load_weight(info, self.file, range).await.map(Some)
     }
     async fn req(&mut self, name: &str, dims: &[usize]) -> Result<B::Weight> {
         self.opt(name, dims).await?.ok_or_else(|| {

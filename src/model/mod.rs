@@ -4,4 +4,4 @@ mod config;
 mod decoder;
 
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
-pub use decoder::{Logits, Model, TensorSource};
+pub use decoder::{Logits, Model};

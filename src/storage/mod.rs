@@ -6,8 +6,8 @@
 //! ## Contract
 //! ```text
 //! open(Source, OpenOptions) -> StoredModel       complete models only; downloads/resumes/verifies
-//! StoredModel::{size, key, store, parts, read(offset, len), read_all(progress),
-//!               header(), header_of_part(i), read_tensor(part, gguf, tensor, max_piece, f)}
+//! StoredModel::{size, key, store, parts, read(offset, len), read_js(offset, len),
+//!               header(), header_of_part(i)}
 //! list() -> Vec<CachedModel>   delete(key)   usage() -> Usage { usage, quota }
 //! ```
 //! - `Source::Url`/`Urls` (split GGUF parts in order; the model is their concatenation, and each part
@@ -50,8 +50,6 @@ pub mod manifest;
 mod cache_api;
 #[cfg(target_arch = "wasm32")]
 mod download;
-#[cfg(target_arch = "wasm32")]
-pub mod js;
 #[cfg(target_arch = "wasm32")]
 mod opfs;
 #[cfg(target_arch = "wasm32")]
@@ -96,9 +94,13 @@ impl StoreKind {
     }
 }
 
-/// A progress report. `phase`: `"download"` (bytes stored, including those stored by an earlier
-/// visit), `"verify"` (bytes hashed for the whole-file sha256) or `"load"` (bytes read by
-/// `read_all`). `bytes_per_second` is this phase's rate in this session.
+/// Every progress phase, in the order a load goes through them: `"download"` (bytes stored,
+/// including those stored by an earlier visit), `"verify"` (bytes hashed for the whole-file
+/// sha256), `"load"` (weight bytes read into the engine). Exported to JS by `contract()`.
+pub const PHASES: [&str; 3] = ["download", "verify", "load"];
+
+/// A progress report (`phase` is one of [`PHASES`]). `bytes_per_second` is this phase's rate in
+/// this session.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
     pub phase: &'static str,
@@ -130,7 +132,8 @@ mod wasm {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    use super::download::{self, PartSource, Reporter, Session};
+    use super::download::{self, PartSource, Session};
+    pub(crate) use super::download::Reporter;
     use super::manifest::{is_sha256_hex, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
     pub use super::quota::Usage;
     pub use super::reader::StoredModel;

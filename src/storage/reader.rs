@@ -1,9 +1,11 @@
 //! [`StoredModel`]: reads a complete model by byte range, from the store or straight from the source.
 //!
 //! A read touches only the chunks (or part slices) it overlaps; each comes back as a JS byte array
-//! (a `Blob` slice) and is copied once into the returned `Vec`. The GPU path reads the GGUF header
-//! ([`StoredModel::header`]) and then each tensor in bounded pieces ([`StoredModel::read_tensor`]),
-//! so wasm memory holds at most one piece of weights at a time; the CPU path may `read_all`.
+//! (a `Blob` slice) and is copied once into the returned `Vec`. Loading a model reads the GGUF header
+//! ([`StoredModel::header`]) and then the weights through the engine's `TensorSource` (see
+//! `crate::wasm::source`): the CPU backend reads each tensor into the place it keeps it, the GPU
+//! backend reads and uploads pieces of at most 8 MiB, so wasm memory never holds the file twice
+//! (CPU) or more than one piece of it (GPU).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,14 +20,12 @@ use super::manifest::{chunk_range, Manifest};
 use super::sha::Hasher;
 use super::store::Store;
 use super::web::blob_bytes;
-use super::{ProgressFn, StoreKind};
+use super::StoreKind;
 use crate::error::{Error, ErrorCode, Result};
-use crate::gguf::{self, Gguf, Parsed, TensorInfo};
+use crate::gguf::{self, Gguf};
 
 /// Read granularity where the source has no chunks of its own (Blobs, direct URLs).
 const WINDOW: u64 = 8 << 20;
-/// First header read; doubled until the header parses.
-const HEADER_PREFIX: u64 = 1 << 20;
 
 pub(super) enum Backing {
     Store { store: Rc<Store>, manifest: Manifest, blobs: RefCell<HashMap<(usize, usize), Blob>> },
@@ -187,7 +187,10 @@ impl StoredModel {
     /// Bytes `offset..offset + len` of the logical (concatenated) file.
     pub async fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.check_range(offset, len as u64)?;
-        let mut out = vec![0u8; len];
+        let mut out = Vec::new();
+        out.try_reserve_exact(len)
+            .map_err(|_| Error::invalid_argument(format!("cannot allocate {len} bytes of wasm memory for a read")))?;
+        out.resize(len, 0);
         let mut at = 0;
         for s in self.segments(offset..offset + len as u64) {
             let b = self.seg_bytes(&s).await?;
@@ -198,81 +201,24 @@ impl StoredModel {
         Ok(out)
     }
 
-    /// The whole file in wasm memory (the CPU path). Progress phase `"load"`.
-    pub async fn read_all(&self, on_progress: Option<ProgressFn>) -> Result<Vec<u8>> {
-        let size = usize::try_from(self.size).map_err(|_| Error::invalid_argument("model too large for wasm32 memory"))?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(size).map_err(|_| {
-            Error::invalid_argument(format!("cannot allocate {size} bytes of wasm memory for the model"))
-        })?;
-        let mut rep = Reporter::new(on_progress);
-        rep.start("load", 0, self.size);
-        for w in self.windows() {
-            let b = self.read_js(w.start, (w.end - w.start) as usize).await?;
-            let at = out.len();
-            out.resize(at + b.length() as usize, 0);
-            b.copy_to(&mut out[at..]);
-            rep.add(w.end - w.start);
-        }
-        rep.emit();
-        Ok(out)
-    }
-
     /// Parse the GGUF header of part `i`, reading only as much of it as the header needs.
     pub async fn header_of_part(&self, i: usize) -> Result<Gguf> {
         let (base, size) = self.parts[i];
-        let mut want = HEADER_PREFIX.min(size);
-        loop {
-            let prefix = self.read(base, want as usize).await?;
-            match gguf::parse(&prefix, Some(size))? {
-                Parsed::Complete(g) => return Ok(g),
-                Parsed::NeedMore { total } => {
-                    let next = total.max(want * 2).min(size);
-                    if next <= want {
-                        return Err(Error::bad_gguf(format!("the header of part {i} does not fit in its {size} bytes")));
-                    }
-                    want = next;
-                }
-            }
-        }
+        gguf::read_header(size, |len| self.read(base, len as usize)).await.map_err(|e| match e.code {
+            ErrorCode::BadGguf => Error::bad_gguf(format!("part {i}: {}", e.message)),
+            _ => e,
+        })
     }
 
     /// The model's GGUF header: the only part's, or for a split model every part's merged into
     /// one (`Gguf::merge_split`: tensor offsets relative to the start of the first part, so they
-    /// index [`StoredModel::read`] and [`StoredModel::read_all`] directly).
+    /// index [`StoredModel::read`] directly).
     pub async fn header(&self) -> Result<Gguf> {
         let mut parts = Vec::new();
         for (i, &(base, size)) in self.parts.iter().enumerate() {
             parts.push((base, size, self.header_of_part(i).await?));
         }
         Gguf::merge_split(parts)
-    }
-
-    /// Read tensor `t` of part `part` (whose header is `g`) in pieces of at most `max_piece` bytes,
-    /// calling `f(offset within the tensor, bytes)` for each in order. Only one piece is in wasm
-    /// memory at a time. Choose `max_piece` as a multiple of the tensor's row size to split by rows.
-    pub async fn read_tensor(
-        &self,
-        part: usize,
-        g: &Gguf,
-        t: &TensorInfo,
-        max_piece: usize,
-        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
-    ) -> Result<()> {
-        let (base, size) = self.parts[part];
-        let r = t.file_range(g.data_offset);
-        if r.end > size {
-            return Err(Error::bad_gguf(format!("tensor '{}' ends at byte {} past the end of its file ({size})", t.name, r.end)));
-        }
-        let step = max_piece.max(1) as u64;
-        let mut at = r.start;
-        while at < r.end {
-            let n = step.min(r.end - at);
-            let bytes = self.read(base + at, n as usize).await?;
-            f(at - r.start, &bytes)?;
-            at += n;
-        }
-        Ok(())
     }
 
     /// Chunks whose stored file is missing or has the wrong size.

@@ -19,10 +19,6 @@ impl Default for Hasher {
 }
 
 impl Hasher {
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.h.update(bytes);
-    }
-
     /// Hash a JS byte array, one window at a time.
     pub fn update_js(&mut self, a: &Uint8Array) {
         let len = a.length();

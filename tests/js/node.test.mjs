@@ -165,3 +165,31 @@ test("load from bytes generates the golden tokens; dispose frees the engine", as
   await e2.dispose();
   assert.equal(typeof WorkerEngine.load, "function");
 });
+
+test("the JS layer and index.d.ts agree with the wasm module's contract (error codes, phases, defaults)", async () => {
+  const pkg = new URL("./node_modules/browser-llm/", import.meta.url);
+  const wasm = await import(new URL("wasm/browser_llm.js", pkg));
+  await wasm.default({ module_or_path: await readFile(new URL("wasm/browser_llm_bg.wasm", pkg)) });
+  const c = wasm.contract();
+  const { ERROR_CODES } = await import("browser-llm");
+  const { CHAT_TEMPERATURE } = await import(new URL("chat.js", pkg));
+  assert.deepEqual([...ERROR_CODES], c.errorCodes);
+  assert.equal(CHAT_TEMPERATURE, c.chatDefaults.temperature);
+
+  const dts = await readFile(new URL("index.d.ts", pkg), "utf8");
+  const union = (re) => [...dts.match(re)[1].matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual(union(/export type ErrorCode =([^;]+);/), c.errorCodes);
+  assert.deepEqual(union(/phase: ([^;]+);/), c.progressPhases);
+  assert.deepEqual(union(/backend\?: ([^;]+);/), c.backends);
+  // Every documented generate default, "(default N)" in the comment above the option.
+  const documented = (name) => {
+    const m = dts.match(new RegExp(`\\(default ([0-9.]+)[^)]*\\)[^\\n]*\\n\\s*${name}\\?:`));
+    assert.ok(m, `index.d.ts documents no default for ${name}`);
+    return Number(m[1]);
+  };
+  for (const [name, value] of Object.entries(c.generateDefaults)) {
+    assert.equal(documented(name), Number(value.toPrecision(6)), name); // f32 defaults: 0.95 arrives as 0.9499999
+  }
+  const chatTemp = dts.match(/\(default ([0-9.]+), as OpenAI's[^)]*\)[^\n]*\n\s*temperature\?:/);
+  assert.equal(Number(chatTemp[1]), c.chatDefaults.temperature);
+});

@@ -110,7 +110,7 @@ impl Backend for CpuBackend {
 
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<CpuWeight> {
         let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
-        super::checked_row_bytes(info, &bytes)?;
+        super::checked_row_bytes(info, bytes.range.len() as u64)?;
         let f32s = if info.ty == GgmlType::F32 {
             Some(bytes.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
         } else {

@@ -46,7 +46,7 @@ impl GpuContext {
                 .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
                 .is_some_and(|g| !g.is_undefined() && !g.is_null());
             if !has_gpu {
-                return Err(gpu_err("WebGPU is not available in this browser (navigator.gpu is missing)"));
+                return Err(gpu_err("WebGPU is not available here (navigator.gpu is missing)"));
             }
         }
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -103,6 +103,15 @@ impl GpuContext {
 
     pub fn has_f16(&self) -> bool {
         self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// A CPU implementation of WebGPU/Vulkan (SwiftShader, lavapipe/llvmpipe): correct, but
+    /// slower than the CPU backend, so `backend: "auto"` does not pick it.
+    pub fn is_software(&self) -> bool {
+        let i = &self.info;
+        let text = format!("{} {} {}", i.name, i.driver, i.driver_info).to_lowercase();
+        i.device_type == wgpu::DeviceType::Cpu
+            || ["swiftshader", "llvmpipe", "lavapipe", "software"].iter().any(|s| text.contains(s))
     }
 
     /// One line for logs and the CLI: adapter name, backend, device type, f16.

@@ -41,7 +41,7 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{AttnParams, Backend, BackendStats, ReadOut, Readback, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, BackendStats, ReadOut, Readback, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::model::ModelConfig;
@@ -432,6 +432,52 @@ impl Future for MapFuture {
     }
 }
 
+/// Largest piece of a weight read and uploaded at once by [`Backend::load_weight`] (a multiple of 4,
+/// as `write_buffer` requires).
+pub const UPLOAD_PIECE: u64 = 8 << 20;
+
+impl GpuBackend {
+    /// Empty buffers for the rows of `info` (whose data is `len` bytes): as many rows per buffer as
+    /// fit one storage binding (a multiple of 4 rows, for u32 alignment).
+    fn weight_buffers(&self, info: &TensorInfo, len: u64) -> Result<GpuWeight> {
+        let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
+        let row_bytes = crate::backend::checked_row_bytes(info, len)?;
+        let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size) as usize;
+        let per = (limit / row_bytes.max(1)) / 4 * 4;
+        if per == 0 {
+            return Err(Error::unsupported_model(format!("tensor '{}': one row exceeds the GPU's binding limit", info.name)));
+        }
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < n_rows {
+            let n = per.min(n_rows - row0);
+            let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&info.name),
+                size: ((n * row_bytes) as u64).next_multiple_of(4).max(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            parts.push(WeightPart { buf, row0, n_rows: n });
+            row0 += n;
+        }
+        Ok(GpuWeight { ty: info.ty, n_rows, n_cols, row_bytes, parts })
+    }
+
+    /// Write `data` at `offset` (a multiple of 4) of `buf`; a tail that is not a whole u32 is
+    /// padded with zeros (the buffer's size is rounded up to 4 for it).
+    fn upload(&self, buf: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        let whole = data.len() / 4 * 4;
+        if whole > 0 {
+            self.ctx.queue.write_buffer(buf, offset, &data[..whole]);
+        }
+        if whole < data.len() {
+            let mut tail = [0u8; 4];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.ctx.queue.write_buffer(buf, offset + whole as u64, &tail);
+        }
+    }
+}
+
 impl Backend for GpuBackend {
     type Weight = GpuWeight;
     type Act = GpuAct;
@@ -442,29 +488,30 @@ impl Backend for GpuBackend {
     }
 
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<GpuWeight> {
-        let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
-        let row_bytes = crate::backend::checked_row_bytes(info, &bytes)?;
-        let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size) as usize;
-        // Rows per buffer: as many as fit one binding (a multiple of 4, for u32 alignment).
-        let per = (limit / row_bytes.max(1)) / 4 * 4;
-        if per == 0 {
-            return Err(Error::unsupported_model(format!("tensor '{}': one row exceeds the GPU's binding limit", info.name)));
-        }
+        let w = self.weight_buffers(info, bytes.range.len() as u64)?;
         let data = bytes.as_slice();
-        let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < n_rows {
-            let n = per.min(n_rows - row0);
-            let slice = &data[row0 * row_bytes..(row0 + n) * row_bytes];
-            let buf = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&info.name),
-                contents: slice,
-                usage: wgpu::BufferUsages::STORAGE,
-            });
-            parts.push(WeightPart { buf, row0, n_rows: n });
-            row0 += n;
+        for p in &w.parts {
+            self.upload(&p.buf, 0, &data[p.row0 * w.row_bytes..(p.row0 + p.n_rows) * w.row_bytes]);
         }
-        Ok(GpuWeight { ty: info.ty, n_rows, n_cols, row_bytes, parts })
+        Ok(w)
+    }
+
+    /// Upload in pieces of at most [`UPLOAD_PIECE`] bytes, each read from `src` just before it is
+    /// written: wasm memory holds one piece at a time, never the whole tensor (Gemma 3's tied
+    /// `token_embd` is 178 MB).
+    async fn load_weight<S: TensorSource>(&mut self, info: &TensorInfo, src: &S, range: std::ops::Range<u64>) -> Result<GpuWeight> {
+        let w = self.weight_buffers(info, range.end - range.start)?;
+        for p in &w.parts {
+            let (start, end) = ((p.row0 * w.row_bytes) as u64, ((p.row0 + p.n_rows) * w.row_bytes) as u64);
+            let mut at = start;
+            while at < end {
+                let n = UPLOAD_PIECE.min(end - at);
+                let piece = src.read(range.start + at..range.start + at + n).await?;
+                self.upload(&p.buf, at - start, piece.as_slice());
+                at += n;
+            }
+        }
+        Ok(w)
     }
 
     fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<GpuKv> {

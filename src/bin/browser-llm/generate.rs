@@ -8,12 +8,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::gpu::{GpuBackend, GpuOptions};
-use browser_llm::backend::{Backend, BackendStats};
-use browser_llm::engine::{Engine, GenerateOptions, Step};
+use browser_llm::backend::gpu::GpuOptions;
+use browser_llm::backend::BackendStats;
+use browser_llm::engine::{GenerateOptions, Step, DEFAULT_MAX_TOKENS};
+use browser_llm::gguf::Gguf;
+use browser_llm::load::{load, AnyEngine, BackendChoice, LoadOptions};
 use browser_llm::sampling::SamplingParams;
-use browser_llm::Error;
 
 use crate::args::Args;
 use crate::{CliError, CliResult};
@@ -35,61 +35,39 @@ pub fn sampling_from_args(args: &Args) -> Result<SamplingParams, CliError> {
     Ok(p)
 }
 
-/// `--backend cpu|gpu|auto`: the engine on the chosen backend. `auto` tries the GPU and falls
-/// back to the CPU with the reason on stderr.
-pub enum AnyEngine {
-    Cpu(Engine<CpuBackend>),
-    Gpu(Engine<GpuBackend>, String),
-}
-
-fn cpu_engine(args: &Args, bytes: Arc<Vec<u8>>) -> Result<Engine<CpuBackend>, CliError> {
-    let backend = match args.parsed::<usize>("threads")? {
-        Some(n) => CpuBackend::with_threads(n),
-        None => CpuBackend::new(),
-    };
-    Ok(Engine::load(backend, bytes, args.parsed("ctx")?)?)
-}
-
-fn gpu_engine(bytes: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<GpuBackend>, Error> {
-    let backend = GpuBackend::new_blocking(&GpuOptions::default())?;
-    Engine::load(backend, bytes, n_ctx)
-}
-
-pub fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
+/// `--backend cpu|gpu|auto` (default cpu): the library's one load path and backend policy
+/// (`auto` skips software GPU adapters and says why on stderr).
+fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
     let bytes = Arc::new(crate::read_model(args)?);
-    let n_ctx = args.parsed("ctx")?;
-    match args.get("backend").unwrap_or("cpu") {
-        "cpu" => Ok(AnyEngine::Cpu(cpu_engine(args, bytes)?)),
-        "gpu" => {
-            let e = gpu_engine(bytes, n_ctx)?;
-            let d = e.backend.ctx.describe();
-            Ok(AnyEngine::Gpu(e, d))
-        }
-        "auto" => match gpu_engine(bytes.clone(), n_ctx) {
-            Ok(e) => {
-                let d = e.backend.ctx.describe();
-                Ok(AnyEngine::Gpu(e, d))
-            }
-            Err(err) => {
-                eprintln!("[backend auto: GPU unavailable ({err}); using the CPU]");
-                Ok(AnyEngine::Cpu(cpu_engine(args, bytes)?))
-            }
+    let gguf = Gguf::from_bytes(&bytes)?;
+    let opts = LoadOptions {
+        backend: match args.get("backend").unwrap_or("cpu") {
+            "gpu" => BackendChoice::Gpu,
+            "webgpu" => return Err(CliError::Engine(browser_llm::Error::invalid_argument("--backend webgpu: the CLI calls it gpu"))),
+            other => BackendChoice::parse(other)?,
         },
-        other => Err(CliError::Engine(Error::invalid_argument(format!("--backend {other}: expected cpu, gpu or auto")))),
+        n_ctx: args.parsed("ctx")?,
+        cpu_threads: args.parsed("threads")?,
+        gpu: GpuOptions::default(),
+    };
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &opts))?;
+    if opts.backend == BackendChoice::Auto {
+        eprintln!("[backend auto: {}]", loaded.reason);
     }
+    Ok(loaded.engine)
 }
 
 pub fn run(args: &Args) -> CliResult {
-    match load_any_engine(args)? {
-        AnyEngine::Cpu(e) => run_on(args, e, "cpu", None),
-        AnyEngine::Gpu(e, d) => run_on(args, e, "gpu", Some(d)),
-    }
+    let engine = load_any_engine(args)?;
+    let device = engine.device();
+    run_on(args, engine, device)
 }
 
-fn run_on<B: Backend>(args: &Args, mut engine: Engine<B>, backend: &str, device: Option<String>) -> CliResult {
+fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResult {
+    let backend = engine.backend_name();
     let prompt = args.required("prompt")?.to_string();
     let opts = GenerateOptions {
-        max_tokens: args.parsed("max-tokens")?.unwrap_or(128),
+        max_tokens: args.parsed("max-tokens")?.unwrap_or(DEFAULT_MAX_TOKENS),
         sampling: sampling_from_args(args)?,
         stop: args.get("stop").map(|s| vec![s.replace("\\n", "\n")]).unwrap_or_default(),
         ignore_eos: args.flag("ignore-eos"),
@@ -104,7 +82,7 @@ fn run_on<B: Backend>(args: &Args, mut engine: Engine<B>, backend: &str, device:
         let text = match step {
             Step::Prefill { .. } => continue,
             Step::Token { text, .. } => {
-                decode_start.get_or_insert(engine.backend.stats());
+                decode_start.get_or_insert(engine.stats());
                 text
             }
             Step::Flush { text } => text,
@@ -115,7 +93,7 @@ fn run_on<B: Backend>(args: &Args, mut engine: Engine<B>, backend: &str, device:
         }
     }
     let r = g.into_generation();
-    let end = engine.backend.stats();
+    let end = engine.stats();
     let start = decode_start.unwrap_or(end);
     let per_token = |v: u64| if r.timings.decode_tokens > 0 { v as f64 / r.timings.decode_tokens as f64 } else { 0.0 };
     let dispatches = per_token(end.dispatches - start.dispatches);

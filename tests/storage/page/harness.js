@@ -2,7 +2,8 @@
 // exports that return plain data ({ ok, value } or { ok: false, code, message }) to the test runner.
 import init, * as bl from "./dist/browser_llm.js";
 
-await init();
+const wasmExports = await init();
+const wasmMemory = () => wasmExports.memory.buffer.byteLength;
 
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 const sha256 = async (bytes) => hex(await crypto.subtle.digest("SHA-256", bytes));
@@ -83,30 +84,35 @@ export const api = {
     const again = await api.read(file, o);
     return { ok: true, value: { ...d.value, readSha256: again.value?.sha256, readStore: again.value?.store } };
   },
-  async scan(source, o, maxPiece) {
+  // Load a stored model on `backend` through the engine's one load path; report wasm memory
+  // before and after (wasm memory only grows, so "after" is the load's peak), and greedily
+  // generate `n` tokens from `prompt` (token ids) when `n` > 0.
+  async load(source, o, backend, prompt, n) {
     return wrap(async () => {
-      const m = await bl.openModel(source, o ?? {});
-      const s = await m.scanTensors(maxPiece);
-      s.size = m.size;
-      m.free();
-      return s;
-    });
-  },
-  // Open a stored model and greedily generate `n` tokens from `prompt` (token ids) on the CPU
-  // engine: the engine's own load path from storage.
-  async generate(source, o, prompt, n) {
-    return wrap(async () => {
-      const m = await bl.openModel(source, o ?? {});
-      const e = await bl.WasmEngine.fromStored(m, {});
-      m.free();
+      const before = wasmMemory();
+      const t0 = performance.now();
+      const e = await bl.WasmEngine.load(source, { ...(o ?? {}), backend });
+      const loadMs = performance.now() - t0;
+      const after = wasmMemory();
       try {
-        e.begin(prompt, { maxTokens: n, temperature: 0, ignoreEos: true });
-        while ((await e.step()) !== null);
-        return e.finish().tokenIds;
+        const info = e.info();
+        let tokenIds = [];
+        if (n > 0) {
+          e.begin(prompt, { maxTokens: n, temperature: 0, ignoreEos: true });
+          while ((await e.step()) !== null);
+          tokenIds = e.finish().tokenIds;
+        }
+        return { wasmMemoryBefore: before, wasmMemoryAfter: after, loadMs, backend: info.backend, reason: info.backendReason, tokenIds };
       } finally {
         e.dispose();
+        e.free();
       }
     });
+  },
+  // Greedily generate `n` tokens from `prompt` (token ids) on the CPU engine, loaded from storage.
+  async generate(source, o, prompt, n) {
+    const r = await api.load(source, o, "cpu", prompt, n);
+    return r.ok ? { ok: true, value: r.value.tokenIds } : r;
   },
   list: () => wrap(() => bl.listCachedModels()),
   del: (key) => wrap(() => bl.deleteCachedModel(key)),

@@ -1,0 +1,287 @@
+//! `WasmEngine`: a loaded model driven from JS. One load entry point ([`WasmEngine::load`]) for
+//! every source and backend; generation runs one step at a time (`begin`, then `step` until it
+//! resolves to `null`, then `finish`) so the JS side can yield to its event loop between tokens.
+//!
+//! One call at a time per engine: a call that arrives while another is running (possible only
+//! across the `await` of an asynchronous step) fails with `BUSY`; the JS layer queues calls so
+//! users never see that.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::convert::{from_js, progress_callback, to_js, to_js_error, JsResult};
+use super::info::ModelInfo;
+use super::options::{JsGenerateOptions, JsLoadOptions};
+use super::source::{Bytes, ModelSource};
+use super::storage::parse_source;
+use crate::chat::{self, ChatMessage, TemplateSource};
+use crate::engine::{Generating, Step};
+use crate::error::{Error, ErrorCode, Result};
+use crate::load::{load, AnyEngine};
+
+struct Inner {
+    engine: AnyEngine,
+    template: TemplateSource,
+    info: ModelInfo,
+    generating: Option<Generating>,
+}
+
+/// A loaded model. Created by [`WasmEngine::load`].
+#[wasm_bindgen]
+pub struct WasmEngine {
+    /// `None` once disposed.
+    inner: Rc<RefCell<Option<Inner>>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsStep {
+    /// "prefill", "token" or "flush".
+    kind: &'static str,
+    token_id: Option<u32>,
+    text: String,
+    done: usize,
+    total: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsGeneration {
+    text: String,
+    token_ids: Vec<u32>,
+    finish_reason: &'static str,
+    usage: Usage,
+    timings: Timings,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+    cached_tokens: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timings {
+    prefill_tokens: usize,
+    prefill_ms: f64,
+    prefill_tokens_per_second: f64,
+    decode_tokens: usize,
+    decode_ms: f64,
+    decode_tokens_per_second: f64,
+}
+
+fn busy() -> Error {
+    Error::new(ErrorCode::Busy, "the engine is busy with another call; await it first")
+}
+
+fn disposed() -> Error {
+    Error::invalid_argument("the engine was disposed; load the model again")
+}
+
+/// Check `Engine.load` options without loading anything (the JS layer calls this before it reads
+/// a file or URL in Node, so a misspelled option fails at once).
+#[wasm_bindgen(js_name = checkLoadOptions)]
+pub fn check_load_options(options: JsValue) -> JsResult<()> {
+    from_js::<JsLoadOptions>(options, "load options").and_then(JsLoadOptions::check).map(drop).map_err(to_js_error)
+}
+
+impl WasmEngine {
+    /// Run `f` on the engine state, or fail with BUSY / a disposed error.
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T>) -> JsResult<T> {
+        let mut guard = self.inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+        let inner = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
+        f(inner).map_err(to_js_error)
+    }
+
+    async fn load_inner(source: JsValue, options: JsValue) -> Result<WasmEngine> {
+        let opts = from_js::<JsLoadOptions>(options, "load options")?.check()?;
+        let bytes = if let Some(a) = source.dyn_ref::<js_sys::Uint8Array>() {
+            if opts.sha256.is_some() {
+                return Err(Error::invalid_argument("sha256 is checked by browser storage: pass a URL or a File in a browser"));
+            }
+            Bytes::Js(a.clone())
+        } else {
+            Bytes::Stored(Rc::new(crate::storage::open(parse_source(&source)?, opts.open_options()).await?))
+        };
+        let src = ModelSource::new(bytes, opts.signal.clone(), progress_callback(opts.on_progress.as_ref()))?;
+        let gguf = src.header().await?;
+        let loaded = load(&gguf, &src, &opts.engine).await?;
+        src.finish();
+        let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
+        let info = ModelInfo::new(&gguf, src.size(), &loaded.engine, loaded.reason, template.name());
+        let inner = Inner { engine: loaded.engine, template, info, generating: None };
+        Ok(WasmEngine { inner: Rc::new(RefCell::new(Some(inner))) })
+    }
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Load a model: `source` is a URL, a `File`/`Blob`, an array of split-part URLs or Files
+    /// (through browser storage: downloaded, verified and cached unless `cache: false`), a
+    /// `Uint8Array` holding a whole GGUF file (read tensor by tensor, never copied whole). Weights are read tensor by
+    /// tensor onto the backend `options.backend` picks (`"auto"`, `"webgpu"`, `"cpu"`; see
+    /// `crate::load`); `info().backendReason` says which and why.
+    pub async fn load(source: JsValue, options: JsValue) -> JsResult<WasmEngine> {
+        Self::load_inner(source, options).await.map_err(to_js_error)
+    }
+
+    /// Architecture, size, quantization mix, context, backend and why.
+    pub fn info(&self) -> JsResult<JsValue> {
+        let info = self.with(|i| Ok(i.info.clone()))?;
+        to_js(&info)
+    }
+
+    /// Token ids of `text`. `add_special` adds the BOS token where the model wants one;
+    /// `parse_special` turns control-token text such as `<start_of_turn>` into its id.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> JsResult<Vec<u32>> {
+        self.with(|i| Ok(i.engine.tokenizer().encode(text, add_special, parse_special)))
+    }
+
+    /// Text of token ids (control tokens are rendered as their text).
+    pub fn detokenize(&self, ids: Vec<u32>) -> JsResult<String> {
+        self.with(|i| {
+            let tok = i.engine.tokenizer();
+            if let Some(&bad) = ids.iter().find(|&&t| t as usize >= tok.n_vocab()) {
+                return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {})", tok.n_vocab())));
+            }
+            Ok(tok.detokenize(&ids, false, true))
+        })
+    }
+
+    /// Render chat messages (`[{role, content}]`) with the model's chat template.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<String> {
+        let messages: Vec<ChatMessage> = serde_wasm_bindgen::from_value(messages)
+            .map_err(|e| to_js_error(Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}"))))?;
+        self.with(|i| {
+            let bos = i.info.bos_token.clone().unwrap_or_default();
+            let eos = i.info.eos_token.clone().unwrap_or_default();
+            chat::render(&i.template, &messages, add_generation_prompt, &bos, &eos)
+        })
+    }
+
+    /// Start generating from `prompt` (text or token ids). Drive it with `step()`.
+    pub fn begin(&self, prompt: JsValue, options: JsValue) -> JsResult<()> {
+        let opts: JsGenerateOptions = from_js(options, "generate options").map_err(to_js_error)?;
+        self.with(|i| {
+            if i.generating.is_some() {
+                return Err(busy());
+            }
+            let gen_opts = opts.to_options()?;
+            let ids = prompt_ids(i, &prompt, opts.add_special)?;
+            i.generating = Some(i.engine.begin(&ids, &gen_opts)?);
+            Ok(())
+        })
+    }
+
+    /// Run the next step: resolves to `{kind: "prefill"|"token"|"flush", tokenId, text, done,
+    /// total}`, or `null` when the generation is over (then call `finish()`).
+    pub fn step(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
+            let mut g = i.generating.take().ok_or_else(|| to_js_error(Error::invalid_argument("no generation in progress; call begin() first")))?;
+            let r = i.engine.step(&mut g).await;
+            i.generating = Some(g);
+            let step = match r {
+                Ok(Some(s)) => s,
+                Ok(None) => return Ok(JsValue::NULL),
+                Err(err) => {
+                    // The generation cannot go on; the KV cache holds exactly what ran.
+                    i.generating = None;
+                    return Err(to_js_error(err));
+                }
+            };
+            to_js(&match step {
+                Step::Prefill { done, total } => JsStep { kind: "prefill", token_id: None, text: String::new(), done, total },
+                Step::Token { id, text } => JsStep { kind: "token", token_id: Some(id), text, done: 0, total: 0 },
+                Step::Flush { text } => JsStep { kind: "flush", token_id: None, text, done: 0, total: 0 },
+            })
+        })
+    }
+
+    /// Stop the current generation at the next step (finish reason "abort").
+    pub fn abort(&self) -> JsResult<()> {
+        self.with(|i| {
+            if let Some(g) = i.generating.as_mut() {
+                g.abort();
+            }
+            Ok(())
+        })
+    }
+
+    /// End the current generation and return `{text, tokenIds, finishReason, usage, timings}`.
+    pub fn finish(&self) -> JsResult<JsValue> {
+        let g = self.with(|i| i.generating.take().ok_or_else(|| Error::invalid_argument("no generation in progress")))?;
+        let r = g.into_generation();
+        let t = &r.timings;
+        to_js(&JsGeneration {
+            text: r.text.clone(),
+            token_ids: r.ids.clone(),
+            finish_reason: r.finish_reason.as_str(),
+            usage: Usage {
+                prompt_tokens: r.prompt_ids.len(),
+                completion_tokens: r.ids.len(),
+                total_tokens: r.prompt_ids.len() + r.ids.len(),
+                cached_tokens: r.cached_tokens,
+            },
+            timings: Timings {
+                prefill_tokens: t.prefill_tokens,
+                prefill_ms: t.prefill_ms,
+                prefill_tokens_per_second: t.prefill_tokens_per_s(),
+                decode_tokens: t.decode_tokens,
+                decode_ms: t.decode_ms,
+                decode_tokens_per_second: t.decode_tokens_per_s(),
+            },
+        })
+    }
+
+    /// Forget the KV cache (the next prompt runs from scratch).
+    pub fn reset(&self) -> JsResult<()> {
+        self.with(|i| {
+            i.engine.reset();
+            Ok(())
+        })
+    }
+
+    /// Free the model. Later calls fail.
+    pub fn dispose(&self) {
+        if let Ok(mut g) = self.inner.try_borrow_mut() {
+            *g = None;
+        }
+    }
+}
+
+/// Token ids of a prompt given as text or as an array of ids.
+fn prompt_ids(i: &Inner, prompt: &JsValue, add_special: Option<bool>) -> Result<Vec<u32>> {
+    let tok = i.engine.tokenizer();
+    if let Some(text) = prompt.as_string() {
+        // A prompt that already starts with the BOS token (a rendered chat template) does not get
+        // a second one.
+        let starts_with_bos = i.info.bos_token.as_deref().is_some_and(|b| !b.is_empty() && text.starts_with(b));
+        Ok(tok.encode(&text, add_special.unwrap_or(!starts_with_bos), true))
+    } else if js_sys::Array::is_array(prompt) || prompt.is_instance_of::<js_sys::Uint32Array>() {
+        js_sys::Array::from(prompt)
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(-1.0))
+            .map(|v| {
+                if v >= 0.0 && v.fract() == 0.0 && v < tok.n_vocab() as f64 {
+                    Ok(v as u32)
+                } else {
+                    Err(Error::invalid_argument(format!("prompt token {v} is not a valid id (vocabulary of {})", tok.n_vocab())))
+                }
+            })
+            .collect()
+    } else {
+        Err(Error::invalid_argument("the prompt must be a string or an array of token ids"))
+    }
+}

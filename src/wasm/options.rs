@@ -1,0 +1,169 @@
+//! The option objects of the exported functions, as serde structs: the one definition of which
+//! keys exist and what they mean (`src/js/index.d.ts` documents the same keys; a test checks the
+//! documented defaults against [`crate::wasm::contract`]). Unknown keys are `INVALID_ARGUMENT`.
+//! JS values that serde cannot describe (functions, `AbortSignal`s) pass through unchanged and are
+//! checked by `convert`.
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+
+use super::convert::{abort_signal, function, progress_callback};
+use crate::engine::GenerateOptions;
+use crate::error::{Error, Result};
+use crate::load::{BackendChoice, LoadOptions};
+use crate::sampling::SamplingParams;
+use crate::storage::manifest::DEFAULT_CHUNK_SIZE;
+use crate::storage::{OpenOptions, StoreKind};
+
+/// `Engine.load(source, options)`: the engine's options and the storage options that apply to a
+/// URL or `File` source.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsLoadOptions {
+    backend: Option<String>,
+    context_length: Option<usize>,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    on_progress: JsValue,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    signal: JsValue,
+    sha256: Option<String>,
+    cache: Option<bool>,
+    store: Option<String>,
+}
+
+/// The checked form of [`JsLoadOptions`].
+pub struct Load {
+    pub engine: LoadOptions,
+    pub on_progress: Option<js_sys::Function>,
+    pub signal: Option<web_sys::AbortSignal>,
+    pub sha256: Option<String>,
+    pub cache: bool,
+    pub store: StoreKind,
+}
+
+impl JsLoadOptions {
+    pub fn check(self) -> Result<Load> {
+        Ok(Load {
+            engine: LoadOptions {
+                backend: match &self.backend {
+                    Some(b) => BackendChoice::parse(b)?,
+                    None => BackendChoice::Auto,
+                },
+                n_ctx: self.context_length,
+                ..Default::default()
+            },
+            on_progress: function(&self.on_progress, "onProgress")?,
+            signal: abort_signal(&self.signal)?,
+            sha256: self.sha256,
+            cache: self.cache.unwrap_or(true),
+            store: parse_store(self.store.as_deref())?,
+        })
+    }
+}
+
+impl Load {
+    /// Storage options for opening a URL or `File` source.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            sha256: self.sha256.clone(),
+            cache: self.cache,
+            store: self.store,
+            signal: self.signal.clone(),
+            on_progress: progress_callback(self.on_progress.as_ref()),
+            ..Default::default()
+        }
+    }
+}
+
+fn parse_store(s: Option<&str>) -> Result<StoreKind> {
+    match s {
+        None => Ok(StoreKind::Auto),
+        Some(s) => StoreKind::parse(s)
+            .ok_or_else(|| Error::invalid_argument(format!("store must be \"auto\", \"opfs\" or \"cache\", got {s:?}"))),
+    }
+}
+
+/// `downloadModel(source, options)` and the internal `openModel`: storage only.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsStorageOptions {
+    sha256: Option<String>,
+    cache: Option<bool>,
+    store: Option<String>,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    signal: JsValue,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    on_progress: JsValue,
+    key: Option<String>,
+    chunk_size: Option<u64>,
+    concurrency: Option<usize>,
+    retries: Option<u32>,
+}
+
+impl JsStorageOptions {
+    pub fn check(self) -> Result<OpenOptions> {
+        let d = OpenOptions::default();
+        Ok(OpenOptions {
+            sha256: self.sha256,
+            cache: self.cache.unwrap_or(d.cache),
+            store: parse_store(self.store.as_deref())?,
+            signal: abort_signal(&self.signal)?,
+            on_progress: progress_callback(function(&self.on_progress, "onProgress")?.as_ref()),
+            key: self.key,
+            chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            retries: self.retries.map_or(d.retries, |r| r.min(20)),
+        })
+    }
+}
+
+/// `generate(prompt, options)` less the callbacks and the signal, which the JS loop handles.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsGenerateOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    penalty_last_n: Option<usize>,
+    seed: Option<f64>,
+    stop: Option<Vec<String>>,
+    ignore_eos: Option<bool>,
+    /// Add the model's BOS token (default: unless the prompt already starts with it).
+    pub add_special: Option<bool>,
+}
+
+impl JsGenerateOptions {
+    /// Defaults are [`GenerateOptions::default`]'s; the seed is random when omitted.
+    pub fn to_options(&self) -> Result<GenerateOptions> {
+        let d = GenerateOptions::default();
+        let s = &d.sampling;
+        let seed = match self.seed {
+            Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9_007_199_254_740_991.0 => s as u64,
+            Some(s) => return Err(Error::invalid_argument(format!("seed must be a non-negative integer, got {s}"))),
+            None => (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64,
+        };
+        let opts = GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(d.max_tokens),
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(s.temperature),
+                top_k: self.top_k.unwrap_or(s.top_k),
+                top_p: self.top_p.unwrap_or(s.top_p),
+                min_p: self.min_p.unwrap_or(s.min_p),
+                repeat_penalty: self.repetition_penalty.unwrap_or(s.repeat_penalty),
+                frequency_penalty: self.frequency_penalty.unwrap_or(s.frequency_penalty),
+                presence_penalty: self.presence_penalty.unwrap_or(s.presence_penalty),
+                penalty_last_n: self.penalty_last_n.unwrap_or(s.penalty_last_n),
+                seed,
+            },
+            stop: self.stop.clone().unwrap_or_default(),
+            ignore_eos: self.ignore_eos.unwrap_or(d.ignore_eos),
+        };
+        opts.sampling.validate()?;
+        Ok(opts)
+    }
+}
