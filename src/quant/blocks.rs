@@ -1,4 +1,6 @@
-//! ggml block structs, byte for byte as GGUF stores them.
+//! ggml block structs, byte for byte as GGUF stores them, the [`Block`] trait (its impls are
+//! generated from the format table in `types.rs`), the byte views (`as_blocks`, `as_u16s`,
+//! `as_f32s`) and the f16 / bf16 conversions.
 //!
 //! Layouts follow `ggml/src/ggml-common.h` (the `block_*` typedefs; `QK_K = 256`, `K_SCALE_SIZE = 12`).
 //! Every field is a plain integer (f16 scales are `u16` bit patterns, Q8_K's scale is an `f32`), so

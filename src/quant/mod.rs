@@ -20,6 +20,14 @@
 //! same function names for the formats the CPU decoder spends its time in (Q8_0, Q5_0, Q4_0, Q4_K,
 //! Q6_K, F16, and the Q8_0 / Q8_K activation quantizers) and re-exports the scalar ones for the
 //! rest. [`kernels`] is the one place that picks between them.
+//!
+//! # The format table
+//! Each format is one row of `ggml_types!` in `types.rs` (id, sizes, block struct, vec-dot type,
+//! kernel names, GPU helper). This module's per-format dispatch (`mod dispatch`: one match arm per
+//! row for [`quantize_acts`], [`dequantize_row`] and [`matmul`]) and the activation storage
+//! (`ActsData`, one variant per activation format) are generated from it. Adding a format: its
+//! block struct in `blocks.rs`, its kernels in `scalar.rs` (and optionally `simd128.rs`), its
+//! WGSL helper in `shaders/common/`, and one row in the table.
 
 mod blocks;
 pub mod scalar;
@@ -34,6 +42,7 @@ mod tests;
 
 pub use blocks::*;
 pub use types::{ggml_type_name, GgmlType};
+pub(crate) use types::ggml_types;
 
 use crate::error::{Error, Result};
 
