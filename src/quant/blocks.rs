@@ -1,4 +1,6 @@
-//! ggml block structs, byte for byte as GGUF stores them.
+//! ggml block structs, byte for byte as GGUF stores them, the [`Block`] trait (its impls are
+//! generated from the format table in `types.rs`), the byte views (`as_blocks`, `as_u16s`,
+//! `as_f32s`) and the f16 / bf16 conversions.
 //!
 //! Layouts follow `ggml/src/ggml-common.h` (the `block_*` typedefs; `QK_K = 256`, `K_SCALE_SIZE = 12`).
 //! Every field is a plain integer (f16 scales are `u16` bit patterns, Q8_K's scale is an `f32`), so
@@ -151,25 +153,28 @@ pub unsafe trait Block: Copy + 'static {
 }
 
 macro_rules! blocks {
-    ($($t:ty => $g:ident),* $(,)?) => {$(
+    // Rows viewed with `as_blocks` are block structs; the float formats (`f32`, `u16`) are not.
+    (@impl as_blocks, $t:ty, $g:ident) => {
         // SAFETY: repr(C), integer fields only, size checked against ggml's type_size just below.
         unsafe impl Block for $t {
             const TYPE: GgmlType = GgmlType::$g;
         }
         const _: () = assert!(std::mem::size_of::<$t>() == GgmlType::$g.type_size());
         const _: () = assert!(GgmlType::$g.block_size() == QK || GgmlType::$g.block_size() == QK_K);
-    )*};
+    };
+    (@impl $view:ident, $t:ty, $g:ident) => {
+        const _: () = assert!(std::mem::size_of::<$t>() == GgmlType::$g.type_size());
+        const _: () = assert!(GgmlType::$g.block_size() == 1);
+    };
+    ($($g:ident = $id:literal { block: $bs:literal, bytes: $bytes:literal, repr: $repr:ty,
+        dot: $dot:ident, view: $view:ident, dequantize: $deq:ident, vec_dot: $vd:ident,
+        quantize: $q:tt, wgsl: $wgsl:literal, dot_blk: $blk:literal }),* $(,)?) => {
+        $(blocks!(@impl $view, $repr, $g);)*
+    };
 }
 
-blocks! {
-    BlockQ4_0 => Q4_0, BlockQ4_1 => Q4_1, BlockQ5_0 => Q5_0, BlockQ5_1 => Q5_1,
-    BlockQ8_0 => Q8_0, BlockQ8_1 => Q8_1, BlockQ2K => Q2_K, BlockQ3K => Q3_K,
-    BlockQ4K => Q4_K, BlockQ5K => Q5_K, BlockQ6K => Q6_K, BlockQ8K => Q8_K,
-}
-
-// The scalar formats, as "blocks" of one element.
-const _: () = assert!(GgmlType::F32.type_size() == 4 && GgmlType::F16.type_size() == 2);
-const _: () = assert!(GgmlType::BF16.type_size() == 2);
+// The `Block` impls of the format table's block structs.
+super::types::ggml_types!(blocks);
 
 /// View `bytes` as blocks of `B`: borrowed when the slice is aligned (GGUF data is 32-byte aligned
 /// and every row is a whole number of blocks, so this is the normal case), copied otherwise.

@@ -20,6 +20,14 @@
 //! same function names for the formats the CPU decoder spends its time in (Q8_0, Q5_0, Q4_0, Q4_K,
 //! Q6_K, F16, and the Q8_0 / Q8_K activation quantizers) and re-exports the scalar ones for the
 //! rest. [`kernels`] is the one place that picks between them.
+//!
+//! # The format table
+//! Each format is one row of `ggml_types!` in `types.rs` (id, sizes, block struct, vec-dot type,
+//! kernel names, GPU helper). This module's per-format dispatch (`mod dispatch`: one match arm per
+//! row for [`quantize_acts`], [`dequantize_row`] and [`matmul`]) and the activation storage
+//! (`ActsData`, one variant per activation format) are generated from it. Adding a format: its
+//! block struct in `blocks.rs`, its kernels in `scalar.rs` (and optionally `simd128.rs`), its
+//! WGSL helper in `shaders/common/`, and one row in the table.
 
 mod blocks;
 pub mod scalar;
@@ -34,6 +42,7 @@ mod tests;
 
 pub use blocks::*;
 pub use types::{ggml_type_name, GgmlType};
+pub(crate) use types::ggml_types;
 
 use crate::error::{Error, Result};
 
@@ -46,22 +55,6 @@ pub mod kernels {
     pub use super::scalar::*;
 }
 
-impl GgmlType {
-    /// The format activations are quantized to for a dot product with a weight of this type
-    /// (ggml's `vec_dot_type`).
-    pub const fn vec_dot_type(self) -> GgmlType {
-        match self {
-            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => GgmlType::Q8_0,
-            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 => GgmlType::Q8_1,
-            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
-            | GgmlType::Q8_K => GgmlType::Q8_K,
-            GgmlType::F32 => GgmlType::F32,
-            GgmlType::F16 => GgmlType::F16,
-            GgmlType::BF16 => GgmlType::BF16,
-        }
-    }
-}
-
 /// One activation vector, quantized once for all rows of weights of a given type.
 /// Holds `len()` elements (the tail block, if any, is zero-padded; [`matvec`] rejects a length
 /// that does not match the weight's columns).
@@ -71,15 +64,37 @@ pub struct QuantizedActs {
     data: ActsData,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum ActsData {
-    F32(Vec<f32>),
-    F16(Vec<u16>),
-    BF16(Vec<u16>),
-    Q8_0(Vec<BlockQ8_0>),
-    Q8_1(Vec<BlockQ8_1>),
-    Q8K(Vec<BlockQ8K>),
+/// The activation formats' rows: one variant per table row with a `quantize` kernel, named as
+/// the [`GgmlType`], holding its `repr` (generated from [`types::ggml_types!`]).
+macro_rules! acts_data {
+    (@walk [$($v:tt)*]) => {
+        #[derive(Clone, Debug, PartialEq)]
+        #[allow(non_camel_case_types)]
+        enum ActsData {
+            $($v)*
+        }
+        impl ActsData {
+            fn ty(&self) -> GgmlType {
+                acts_data!(@ty self [$($v)*])
+            }
+            fn as_bytes(&self) -> &[u8] {
+                acts_data!(@bytes self [$($v)*])
+            }
+        }
+    };
+    (@walk [$($v:tt)*] $t:ident $repr:ty, -; $($rest:tt)*) => { acts_data!(@walk [$($v)*] $($rest)*); };
+    (@walk [$($v:tt)*] $t:ident $repr:ty, $q:ident; $($rest:tt)*) => {
+        acts_data!(@walk [$($v)* $t(Vec<$repr>),] $($rest)*);
+    };
+    (@ty $s:ident [$($t:ident($x:ty),)*]) => { match $s { $(ActsData::$t(_) => GgmlType::$t),* } };
+    (@bytes $s:ident [$($t:ident($x:ty),)*]) => { match $s { $(ActsData::$t(v) => pod_bytes(v)),* } };
+    ($($t:ident = $id:literal { block: $bs:literal, bytes: $bytes:literal, repr: $repr:ty,
+        dot: $dot:ident, view: $view:ident, dequantize: $deq:ident, vec_dot: $vd:ident,
+        quantize: $q:tt, wgsl: $wgsl:literal, dot_blk: $blk:literal }),* $(,)?) => {
+        acts_data!(@walk [] $($t $repr, $q;)*);
+    };
 }
+types::ggml_types!(acts_data);
 
 impl QuantizedActs {
     /// Number of activation values (before padding).
@@ -93,30 +108,19 @@ impl QuantizedActs {
 
     /// The format the values are stored in (the weight type's [`GgmlType::vec_dot_type`]).
     pub fn ty(&self) -> GgmlType {
-        match &self.data {
-            ActsData::F32(_) => GgmlType::F32,
-            ActsData::F16(_) => GgmlType::F16,
-            ActsData::BF16(_) => GgmlType::BF16,
-            ActsData::Q8_0(_) => GgmlType::Q8_0,
-            ActsData::Q8_1(_) => GgmlType::Q8_1,
-            ActsData::Q8K(_) => GgmlType::Q8_K,
-        }
+        self.data.ty()
     }
 
     /// The stored bytes in GGUF block layout (e.g. to upload or compare with llama.cpp's).
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.data {
-            ActsData::F32(v) => unsafe_bytes(v),
-            ActsData::F16(v) | ActsData::BF16(v) => unsafe_bytes(v),
-            ActsData::Q8_0(v) => block_bytes(v),
-            ActsData::Q8_1(v) => block_bytes(v),
-            ActsData::Q8K(v) => block_bytes(v),
-        }
+        self.data.as_bytes()
     }
 }
 
-fn unsafe_bytes<T: Copy>(v: &[T]) -> &[u8] {
-    // SAFETY: only used with f32 / u16 (no padding, every byte initialized).
+/// The bytes of activation values: block structs (no padding, `Block`'s contract) or f32 / u16.
+fn pod_bytes<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: only used with the activation formats' reprs: f32, u16 and `Block` structs, none
+    // of which has padding, so every byte is initialized.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
@@ -137,32 +141,7 @@ pub fn quantize_acts(for_weight: GgmlType, x: &[f32]) -> QuantizedActs {
         padded = t;
         (&x[..whole], Some(&padded[..]))
     };
-    macro_rules! blocks {
-        ($variant:ident, $block:ty, $f:path) => {{
-            let mut v = vec![<$block>::default(); n_blocks];
-            $f(head, &mut v[..whole / bs]);
-            if let Some(t) = tail {
-                $f(t, &mut v[whole / bs..]);
-            }
-            ActsData::$variant(v)
-        }};
-    }
-    let data = match ty {
-        GgmlType::Q8_0 => blocks!(Q8_0, BlockQ8_0, kernels::quantize_row_q8_0),
-        GgmlType::Q8_1 => blocks!(Q8_1, BlockQ8_1, kernels::quantize_row_q8_1),
-        GgmlType::Q8_K => blocks!(Q8K, BlockQ8K, kernels::quantize_row_q8_K),
-        GgmlType::F16 => {
-            let mut v = vec![0u16; x.len()];
-            kernels::quantize_row_f16(x, &mut v);
-            ActsData::F16(v)
-        }
-        GgmlType::BF16 => {
-            let mut v = vec![0u16; x.len()];
-            kernels::quantize_row_bf16(x, &mut v);
-            ActsData::BF16(v)
-        }
-        _ => ActsData::F32(x.to_vec()),
-    };
+    let data = dispatch::quantize(ty, head, tail, n_blocks);
     QuantizedActs { len: x.len(), data }
 }
 
@@ -183,25 +162,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
             src.len()
         )));
     }
-    use kernels as k;
-    match ty {
-        GgmlType::F32 => dst.copy_from_slice(&as_f32s(src)?),
-        GgmlType::F16 => k::dequantize_row_f16(&as_u16s(src)?, dst),
-        GgmlType::BF16 => k::dequantize_row_bf16(&as_u16s(src)?, dst),
-        GgmlType::Q4_0 => k::dequantize_row_q4_0(&as_blocks(src)?, dst),
-        GgmlType::Q4_1 => k::dequantize_row_q4_1(&as_blocks(src)?, dst),
-        GgmlType::Q5_0 => k::dequantize_row_q5_0(&as_blocks(src)?, dst),
-        GgmlType::Q5_1 => k::dequantize_row_q5_1(&as_blocks(src)?, dst),
-        GgmlType::Q8_0 => k::dequantize_row_q8_0(&as_blocks(src)?, dst),
-        GgmlType::Q8_1 => k::dequantize_row_q8_1(&as_blocks(src)?, dst),
-        GgmlType::Q2_K => k::dequantize_row_q2_K(&as_blocks(src)?, dst),
-        GgmlType::Q3_K => k::dequantize_row_q3_K(&as_blocks(src)?, dst),
-        GgmlType::Q4_K => k::dequantize_row_q4_K(&as_blocks(src)?, dst),
-        GgmlType::Q5_K => k::dequantize_row_q5_K(&as_blocks(src)?, dst),
-        GgmlType::Q6_K => k::dequantize_row_q6_K(&as_blocks(src)?, dst),
-        GgmlType::Q8_K => k::dequantize_row_q8_K(&as_blocks(src)?, dst),
-    }
-    Ok(())
+    dispatch::dequantize(ty, src, dst)
 }
 
 /// `out[r] = dot(row r of w, x)` for a weight of `n_rows x n_cols` in GGUF block layout and
@@ -260,42 +221,7 @@ pub fn matmul(
     if n_rows == 0 || acts.is_empty() {
         return Ok(());
     }
-    use kernels as k;
-    macro_rules! run {
-        ($variant:ident, $f:path, $weights:ident) => {{
-            let ys: Vec<&[_]> = acts
-                .iter()
-                .map(|a| match &a.data {
-                    ActsData::$variant(v) => &v[..],
-                    _ => unreachable!("activation type checked above"),
-                })
-                .collect();
-            for r in 0..n_rows {
-                let row = $weights(&w[r * row_bytes..(r + 1) * row_bytes])?;
-                for (t, y) in ys.iter().enumerate() {
-                    out[t * n_rows + r] = $f(&row, y);
-                }
-            }
-        }};
-    }
-    match ty {
-        GgmlType::F32 => run!(F32, k::vec_dot_f32, as_f32s),
-        GgmlType::F16 => run!(F16, k::vec_dot_f16, as_u16s),
-        GgmlType::BF16 => run!(BF16, k::vec_dot_bf16, as_u16s),
-        GgmlType::Q4_0 => run!(Q8_0, k::vec_dot_q4_0_q8_0, as_blocks),
-        GgmlType::Q5_0 => run!(Q8_0, k::vec_dot_q5_0_q8_0, as_blocks),
-        GgmlType::Q8_0 => run!(Q8_0, k::vec_dot_q8_0_q8_0, as_blocks),
-        GgmlType::Q4_1 => run!(Q8_1, k::vec_dot_q4_1_q8_1, as_blocks),
-        GgmlType::Q5_1 => run!(Q8_1, k::vec_dot_q5_1_q8_1, as_blocks),
-        GgmlType::Q8_1 => run!(Q8_1, k::vec_dot_q8_1_q8_1, as_blocks),
-        GgmlType::Q2_K => run!(Q8K, k::vec_dot_q2_K_q8_K, as_blocks),
-        GgmlType::Q3_K => run!(Q8K, k::vec_dot_q3_K_q8_K, as_blocks),
-        GgmlType::Q4_K => run!(Q8K, k::vec_dot_q4_K_q8_K, as_blocks),
-        GgmlType::Q5_K => run!(Q8K, k::vec_dot_q5_K_q8_K, as_blocks),
-        GgmlType::Q6_K => run!(Q8K, k::vec_dot_q6_K_q8_K, as_blocks),
-        GgmlType::Q8_K => run!(Q8K, k::vec_dot_q8_K_q8_K, as_blocks),
-    }
-    Ok(())
+    dispatch::matmul(ty, w, row_bytes, n_rows, acts, out)
 }
 
 /// One quantized dot product: a weight row of `ty` (raw bytes) with activations from
@@ -304,4 +230,84 @@ pub fn vec_dot(ty: GgmlType, w_row: &[u8], acts: &QuantizedActs) -> Result<f32> 
     let mut out = [0.0f32];
     matvec(ty, w_row, 1, acts.len(), acts, &mut out)?;
     Ok(out[0])
+}
+
+/// The per-format dispatch of [`quantize_acts`], [`dequantize_row`] and [`matmul`], one match arm
+/// per row of [`types::ggml_types!`] calling that row's kernels in [`kernels`]. Arguments are
+/// checked by the callers.
+mod dispatch {
+    use super::kernels as k;
+    use super::*;
+
+    /// `head` (whole blocks) and the zero-padded `tail` block, if any, as `n_blocks` blocks.
+    macro_rules! quantize_blocks {
+        ($t:ident, -, $repr:ty, $ty:ident, $head:ident, $tail:ident, $n:ident) => {
+            unreachable!("{} is not an activation format (checked in types.rs)", $ty)
+        };
+        ($t:ident, $q:ident, $repr:ty, $ty:ident, $head:ident, $tail:ident, $n:ident) => {{
+            let mut v = vec![<$repr>::default(); $n];
+            let whole = $head.len() / $ty.block_size();
+            k::$q($head, &mut v[..whole]);
+            if let Some(t) = $tail {
+                k::$q(t, &mut v[whole..]);
+            }
+            ActsData::$t(v)
+        }};
+    }
+
+    /// Every weight row against every activation vector (all of the weight's vec-dot type).
+    macro_rules! matmul_rows {
+        ($dot:ident, $vd:ident, $view:ident, $w:ident, $row_bytes:ident, $n_rows:ident, $acts:ident, $out:ident) => {{
+            let ys: Vec<&[_]> = $acts
+                .iter()
+                .map(|a| match &a.data {
+                    ActsData::$dot(v) => &v[..],
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!("activation type checked by the caller"),
+                })
+                .collect();
+            for r in 0..$n_rows {
+                let row = $view(&$w[r * $row_bytes..(r + 1) * $row_bytes])?;
+                for (t, y) in ys.iter().enumerate() {
+                    $out[t * $n_rows + r] = k::$vd(&row, y);
+                }
+            }
+        }};
+    }
+
+    macro_rules! dispatch {
+        ($($t:ident = $id:literal { block: $bs:literal, bytes: $bytes:literal, repr: $repr:ty,
+            dot: $dot:ident, view: $view:ident, dequantize: $deq:ident, vec_dot: $vd:ident,
+            quantize: $q:tt, wgsl: $wgsl:literal, dot_blk: $blk:literal }),* $(,)?) => {
+            /// `ty` is an activation format ([`GgmlType::is_act_type`]).
+            pub(super) fn quantize(ty: GgmlType, head: &[f32], tail: Option<&[f32]>, n_blocks: usize) -> ActsData {
+                match ty {
+                    $(GgmlType::$t => quantize_blocks!($t, $q, $repr, ty, head, tail, n_blocks),)*
+                }
+            }
+
+            pub(super) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
+                match ty {
+                    $(GgmlType::$t => k::$deq(&$view(src)?, dst),)*
+                }
+                Ok(())
+            }
+
+            pub(super) fn matmul(
+                ty: GgmlType,
+                w: &[u8],
+                row_bytes: usize,
+                n_rows: usize,
+                acts: &[QuantizedActs],
+                out: &mut [f32],
+            ) -> Result<()> {
+                match ty {
+                    $(GgmlType::$t => matmul_rows!($dot, $vd, $view, w, row_bytes, n_rows, acts, out),)*
+                }
+                Ok(())
+            }
+        };
+    }
+
+    types::ggml_types!(dispatch);
 }

@@ -251,6 +251,10 @@ pub fn dequantize_row_q8_K(x: &[BlockQ8K], y: &mut [f32]) {
     }
 }
 
+pub fn dequantize_row_f32(x: &[f32], y: &mut [f32]) {
+    y.copy_from_slice(x);
+}
+
 pub fn dequantize_row_f16(x: &[u16], y: &mut [f32]) {
     for (x, y) in x.iter().zip(y) {
         *y = f16_to_f32(*x);
@@ -319,6 +323,10 @@ pub fn quantize_row_q8_K(x: &[f32], y: &mut [BlockQ8K]) {
         }
         b.d = 1.0 / iscale;
     }
+}
+
+pub fn quantize_row_f32(x: &[f32], y: &mut [f32]) {
+    y.copy_from_slice(x);
 }
 
 pub fn quantize_row_f16(x: &[f32], y: &mut [u16]) {

@@ -87,20 +87,18 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
-/// The define naming a weight type for `common/dequant.wgsl`.
+/// The defines naming a weight type for `common/dequant.wgsl`: `W_<TYPE>`, `W_HELPER` (the path
+/// of the type's decode helper, which dequant.wgsl includes) and, for block formats, `W_QUANT`.
 pub fn weight_defines(key: ShaderKey, ty: GgmlType) -> ShaderKey {
-    let key = key.flag(&format!("W_{}", ty.name()));
-    match ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => key,
-        _ => key.flag("W_QUANT"),
-    }
+    key.flag(&format!("W_{}", ty.name())).def("W_HELPER", ty.wgsl_helper()).flag_if(ty.block_size() > 1, "W_QUANT")
 }
 
 /// `x_vec4`: the shared dimension is a multiple of 4 (every quantized type), so activations are
 /// read as `vec4` (a quarter of the loads).
-/// Decode (TILE = 1) of these formats reads whole blocks (`dot_blk` in their helper).
+/// Decode (TILE = 1) of these formats reads whole blocks (`dot_blk` in their helper; the
+/// `dot_blk` column of the format table).
 pub fn has_dot_blk(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+    ty.has_dot_blk()
 }
 
 /// Decode (TILE = 1) of these formats can take Q8 activations (`quantize_q8`) and multiply by

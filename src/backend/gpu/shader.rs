@@ -2,10 +2,13 @@
 //! cached under.
 //!
 //! Shaders live in `shaders/` at the crate root, one `.wgsl` per op (same name as the op's Rust
-//! function) plus `shaders/common/` helpers (one decode helper per quant format). They are
+//! function) plus `shaders/common/` helpers (one decode helper per weight format, registered
+//! from the format table in `quant/types.rs`). They are
 //! embedded with `include_str!` and specialized at run time by a tiny preprocessor:
 //! - `#define NAME [value]`, `#ifdef NAME`, `#ifndef NAME`, `#else`, `#endif`;
-//! - `#include "path"` (relative to `shaders/`; each file is included at most once per module);
+//! - `#include "path"` (relative to `shaders/`; each file is included at most once per module), or
+//!   `#include NAME` with the path as the value of the define `NAME` (`common/dequant.wgsl`
+//!   includes the weight format's helper this way, `W_HELPER` in the key);
 //! - every defined name that has a value is substituted where it appears as a whole word.
 //!
 //! A [`ShaderKey`] (shader, entry point, defines) names one variant; every specialization
@@ -16,44 +19,44 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{Error, Result};
 
-/// Every shader file, by its path under `shaders/`.
-pub const SOURCES: &[(&str, &str)] = &[
-    ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
-    ("argmax.wgsl", include_str!("../../../shaders/argmax.wgsl")),
-    ("attention.wgsl", include_str!("../../../shaders/attention.wgsl")),
-    ("get_rows.wgsl", include_str!("../../../shaders/get_rows.wgsl")),
-    ("glu.wgsl", include_str!("../../../shaders/glu.wgsl")),
-    ("linear.wgsl", include_str!("../../../shaders/linear.wgsl")),
-    ("quantize_q8.wgsl", include_str!("../../../shaders/quantize_q8.wgsl")),
-    ("rms_norm.wgsl", include_str!("../../../shaders/rms_norm.wgsl")),
-    ("rope.wgsl", include_str!("../../../shaders/rope.wgsl")),
-    ("scale.wgsl", include_str!("../../../shaders/scale.wgsl")),
-    ("softcap.wgsl", include_str!("../../../shaders/softcap.wgsl")),
-    ("softmax.wgsl", include_str!("../../../shaders/softmax.wgsl")),
-    ("split_cols.wgsl", include_str!("../../../shaders/split_cols.wgsl")),
-    ("top_k.wgsl", include_str!("../../../shaders/top_k.wgsl")),
-    ("common/bf16.wgsl", include_str!("../../../shaders/common/bf16.wgsl")),
-    ("common/bytes.wgsl", include_str!("../../../shaders/common/bytes.wgsl")),
-    ("common/dequant.wgsl", include_str!("../../../shaders/common/dequant.wgsl")),
-    ("common/f16.wgsl", include_str!("../../../shaders/common/f16.wgsl")),
-    ("common/f16w.wgsl", include_str!("../../../shaders/common/f16w.wgsl")),
-    ("common/f32.wgsl", include_str!("../../../shaders/common/f32.wgsl")),
-    ("common/grid.wgsl", include_str!("../../../shaders/common/grid.wgsl")),
-    ("common/k_scale_min.wgsl", include_str!("../../../shaders/common/k_scale_min.wgsl")),
-    ("common/math.wgsl", include_str!("../../../shaders/common/math.wgsl")),
-    ("common/q2_k.wgsl", include_str!("../../../shaders/common/q2_k.wgsl")),
-    ("common/q3_k.wgsl", include_str!("../../../shaders/common/q3_k.wgsl")),
-    ("common/q4_0.wgsl", include_str!("../../../shaders/common/q4_0.wgsl")),
-    ("common/q4_1.wgsl", include_str!("../../../shaders/common/q4_1.wgsl")),
-    ("common/q4_k.wgsl", include_str!("../../../shaders/common/q4_k.wgsl")),
-    ("common/q5_0.wgsl", include_str!("../../../shaders/common/q5_0.wgsl")),
-    ("common/q5_1.wgsl", include_str!("../../../shaders/common/q5_1.wgsl")),
-    ("common/q5_k.wgsl", include_str!("../../../shaders/common/q5_k.wgsl")),
-    ("common/q6_k.wgsl", include_str!("../../../shaders/common/q6_k.wgsl")),
-    ("common/q8_0.wgsl", include_str!("../../../shaders/common/q8_0.wgsl")),
-    ("common/q8_1.wgsl", include_str!("../../../shaders/common/q8_1.wgsl")),
-    ("common/q8_k.wgsl", include_str!("../../../shaders/common/q8_k.wgsl")),
-];
+macro_rules! src {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../../shaders/", $path)))
+    };
+}
+
+macro_rules! sources {
+    ($($t:ident = $id:literal { block: $bs:literal, bytes: $bytes:literal, repr: $repr:ty,
+        dot: $dot:ident, view: $view:ident, dequantize: $deq:ident, vec_dot: $vd:ident,
+        quantize: $q:tt, wgsl: $wgsl:literal, dot_blk: $blk:literal }),* $(,)?) => {
+        /// Every shader file, by its path under `shaders/`: the ops and the shared helpers, then
+        /// each weight format's decode helper (the `wgsl` column of the format table).
+        pub const SOURCES: &[(&str, &str)] = &[
+            src!("add.wgsl"),
+            src!("argmax.wgsl"),
+            src!("attention.wgsl"),
+            src!("get_rows.wgsl"),
+            src!("glu.wgsl"),
+            src!("linear.wgsl"),
+            src!("quantize_q8.wgsl"),
+            src!("rms_norm.wgsl"),
+            src!("rope.wgsl"),
+            src!("scale.wgsl"),
+            src!("softcap.wgsl"),
+            src!("softmax.wgsl"),
+            src!("split_cols.wgsl"),
+            src!("top_k.wgsl"),
+            src!("common/bytes.wgsl"),
+            src!("common/dequant.wgsl"),
+            src!("common/f16.wgsl"),
+            src!("common/grid.wgsl"),
+            src!("common/k_scale_min.wgsl"),
+            src!("common/math.wgsl"),
+            $(src!($wgsl),)*
+        ];
+    };
+}
+crate::quant::ggml_types!(sources);
 
 fn source(path: &str) -> Result<&'static str> {
     SOURCES
@@ -144,8 +147,15 @@ fn expand(path: &str, defs: &mut BTreeMap<String, String>, seen: &mut HashSet<St
                     defs.insert(name.to_string(), value.join(" "));
                 }
                 "include" if active(&stack) => {
-                    let inc = arg.map(|a| a.trim_matches('"')).ok_or_else(|| bad("#include without a path"))?;
-                    expand(inc, defs, seen, out, depth + 1)?;
+                    let arg = arg.ok_or_else(|| bad("#include without a path"))?;
+                    let inc = match arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+                        Some(path) => path.to_string(),
+                        None => match defs.get(arg) {
+                            Some(path) if !path.is_empty() => path.clone(),
+                            _ => return Err(bad(&format!("#include {arg}: no define {arg} with a path"))),
+                        },
+                    };
+                    expand(&inc, defs, seen, out, depth + 1)?;
                 }
                 "define" | "include" => {}
                 _ => return Err(bad(&format!("unknown directive #{dir}"))),
@@ -195,7 +205,7 @@ mod tests {
     #[test]
     fn ifdef_else_include_once_and_substitution() {
         let defs: BTreeMap<String, String> =
-            [("W_Q8_0".to_string(), String::new()), ("W_QUANT".to_string(), String::new()), ("WG".to_string(), "64".to_string())]
+            [("W_HELPER".to_string(), "common/q8_0.wgsl".to_string()), ("W_QUANT".to_string(), String::new()), ("WG".to_string(), "64".to_string())]
                 .into_iter()
                 .collect();
         let s = preprocess("linear.wgsl", &defs).unwrap();
@@ -208,5 +218,23 @@ mod tests {
         let mut d2 = BTreeMap::new();
         d2.insert("WG".to_string(), "8".to_string());
         assert_eq!(substitute("WG WG_X aWG (WG)", &d2), "8 WG_X aWG (8)");
+        // An include by a define needs the define.
+        let mut d3 = defs.clone();
+        d3.remove("W_HELPER");
+        assert!(preprocess("linear.wgsl", &d3).is_err());
+    }
+
+    #[test]
+    fn every_format_has_its_helper_registered_and_included() {
+        use crate::backend::gpu::ops::get_rows_key;
+        use crate::quant::GgmlType;
+        for ty in GgmlType::ALL {
+            let helper = source(ty.wgsl_helper()).unwrap();
+            let s = get_rows_key(ty).wgsl().unwrap();
+            for line in helper.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                assert!(s.contains(line), "{ty}: {} not included ({line})", ty.wgsl_helper());
+            }
+            assert_eq!(s.matches("fn dq4(").count(), 1, "{ty}: exactly one decode helper");
+        }
     }
 }
