@@ -14,9 +14,10 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::logits::{ReadOut, Readback};
 use crate::model::config::{Activation, ModelConfig, RopeStyle};
 
 enum Qkv<W> {
