@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, ReadOut, Readback, TensorSource};
+use crate::backend::{Backend, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
+use crate::logits::{ReadOut, Readback};
 use crate::model::{Logits, Model, ModelConfig};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{Detokenizer, Tokenizer};

@@ -3,6 +3,7 @@
 //! Data flow (see docs/ARCHITECTURE.md):
 //! source bytes -> [`gguf`] header + tensor infos -> weights in GGUF block layout ([`quant`]) ->
 //! [`tokenizer`] built from GGUF metadata -> decoder -> sampler -> incremental detokenizer.
+//! [`logits`] sits below both [`backend`] and [`sampling`]: what to read back and host selection.
 //!
 //! The crate builds natively (tests, the `browser-llm` CLI, benchmarks) and for
 //! `wasm32-unknown-unknown` with SIMD128 (the npm package).
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod load;
+pub mod logits;
 pub mod model;
 pub mod quant;
 pub mod sampling;

@@ -2,8 +2,10 @@
 //! temperature -> a draw from a seeded RNG. The order follows llama.cpp's default sampler chain;
 //! the same seed and the same logits always give the same token.
 
-use crate::backend::{ReadOut, Readback};
 use crate::error::{Error, Result};
+use crate::logits::{ReadOut, Readback};
+/// Re-exported so `sampling::argmax` / `sampling::top_k` keep working; they live in [`crate::logits`].
+pub use crate::logits::{argmax, top_k};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
@@ -111,17 +113,6 @@ impl Rng {
     }
 }
 
-/// Index of the largest logit; ties go to the lower id (as llama.cpp's greedy sampler).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 /// Apply repeat/frequency/presence penalties for the last `penalty_last_n` tokens of `history`.
 pub fn apply_penalties(logits: &mut [f32], history: &[u32], p: &SamplingParams) {
     if !p.has_penalties() || p.penalty_last_n == 0 {
@@ -160,14 +151,16 @@ impl Sampler {
     }
 
     /// What the sampler needs read back from the backend: only the best token for greedy
-    /// decoding, only the top-k candidates for small-k sampling, every logit for penalties.
+    /// decoding, only the top-k candidates for top-k sampling, every logit for penalties or
+    /// without top-k. A backend that cannot select `k` on the device reads the whole row and
+    /// selects on the host ([`Readback::select`]): the same candidates either way.
     pub fn readback(&self) -> Readback {
         let p = &self.params;
         if p.has_penalties() {
             Readback::Full
         } else if p.temperature == 0.0 {
             Readback::Argmax
-        } else if (1..=MAX_DEVICE_TOP_K).contains(&p.top_k) {
+        } else if p.top_k > 0 {
             Readback::TopK(p.top_k)
         } else {
             Readback::Full
@@ -240,23 +233,6 @@ impl Sampler {
     }
 }
 
-/// The largest top-k a backend is asked to select on the device.
-pub const MAX_DEVICE_TOP_K: usize = 64;
-
-/// The `k` largest logits as `(id, logit)`, by logit descending, ties to the lower id.
-pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
-    let k = k.clamp(1, c.len().max(1));
-    // A partial selection keeps this cheap on a 256k vocabulary.
-    if k < c.len() {
-        c.select_nth_unstable_by(k - 1, by_logit);
-        c.truncate(k);
-    }
-    c.sort_unstable_by(by_logit);
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +285,8 @@ mod tests {
         for params in [
             SamplingParams { temperature: 0.9, top_k: 40, ..Default::default() },
             SamplingParams { temperature: 1.3, top_k: 7, top_p: 0.8, min_p: 0.0, seed: 3, ..Default::default() },
+            // A k above any device limit: the backend reads the whole row and selects on the host.
+            SamplingParams { temperature: 1.1, top_k: 200, top_p: 1.0, min_p: 0.0, seed: 5, ..Default::default() },
             SamplingParams::greedy(),
         ] {
             let mut full = Sampler::new(params.clone()).unwrap();
@@ -324,6 +302,9 @@ mod tests {
         }
         // Penalties need every logit.
         let s = Sampler::new(SamplingParams { repeat_penalty: 1.1, ..Default::default() }).unwrap();
+        assert_eq!(s.readback(), Readback::Full);
+        // So does sampling without top-k.
+        let s = Sampler::new(SamplingParams { top_k: 0, ..Default::default() }).unwrap();
         assert_eq!(s.readback(), Readback::Full);
     }
 

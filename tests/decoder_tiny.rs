@@ -139,7 +139,7 @@ fn chunked_prefill_abort_and_prefix_reuse_give_the_same_tokens() {
     let mut b = CpuBackend::new();
     let mut kv = browser_llm::backend::Backend::kv_cache(&mut b, &m.config, n_ctx).unwrap();
     let one_shot = browser_llm::block_on(m.forward(&mut b, &mut kv, &prompt, 0, Logits::Last)).unwrap();
-    let first = browser_llm::sampling::argmax(&one_shot);
+    let first = browser_llm::logits::argmax(&one_shot);
 
     let mut e = Engine::load(CpuBackend::new(), bytes, Some(n_ctx)).unwrap();
     let full = browser_llm::block_on(e.generate_ids(&prompt, &greedy, &mut |_, _| true)).unwrap();

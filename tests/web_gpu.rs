@@ -20,7 +20,8 @@ use browser_llm::backend::Backend;
 use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
 use browser_llm::model::{Logits, Model};
-use browser_llm::sampling::{argmax, SamplingParams};
+use browser_llm::logits::argmax;
+use browser_llm::sampling::SamplingParams;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -131,7 +132,8 @@ async fn webgpu_greedy_decode_through_the_engine() {
 /// against host results on small inputs.
 #[wasm_bindgen_test]
 async fn webgpu_argmax_top_k_and_matvec() {
-    use browser_llm::backend::{ReadOut, Readback, TensorBytes};
+    use browser_llm::backend::TensorBytes;
+    use browser_llm::logits::{ReadOut, Readback};
     use browser_llm::gguf::TensorInfo;
     use browser_llm::quant::testing::{dot_error_bound, random_row, Rng};
     use browser_llm::quant::{self, GgmlType};
@@ -139,7 +141,7 @@ async fn webgpu_argmax_top_k_and_matvec() {
     let mut rng = Rng::new(5);
     let x = rng.acts(3000, 2.0);
     let gx = b.upload_act(&x, 1, 3000).unwrap();
-    let want = browser_llm::sampling::top_k(&x, 5);
+    let want = browser_llm::logits::top_k(&x, 5);
     let got = b.read_logits(&gx, Readback::Argmax).await.unwrap();
     assert_eq!(got, ReadOut::Candidates(want[..1].to_vec()), "argmax");
     let got = b.read_logits(&gx, Readback::TopK(5)).await.unwrap();

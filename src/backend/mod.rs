@@ -4,6 +4,9 @@
 //!
 //! Activations are row-major `[rows, cols]` f32 matrices: one row per token of the batch (or, for
 //! per-head ops, `cols` spans all heads and the op works on `head_dim`-wide chunks).
+//!
+//! What the sampler asks to read back ([`Readback`], [`ReadOut`]) and its host-side selection live
+//! in [`crate::logits`], below both this module and [`crate::sampling`].
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,6 +14,9 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::gguf::TensorInfo;
 use crate::model::ModelConfig;
+
+/// Re-exported so `backend::Readback` keeps working; the types live in [`crate::logits`].
+pub use crate::logits::{ReadOut, Readback};
 
 pub mod cpu;
 pub mod gpu;
@@ -160,34 +166,4 @@ pub trait Backend {
 pub struct BackendStats {
     pub dispatches: u64,
     pub submits: u64,
-}
-
-/// How much of a logits row the sampler needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Readback {
-    /// Every logit (penalties, or sampling without a small top-k).
-    Full,
-    /// Only the best token (greedy decoding without penalties).
-    Argmax,
-    /// The `k` best tokens with their logits (top-k sampling without penalties).
-    TopK(usize),
-}
-
-/// Logits as read back.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ReadOut {
-    Full(Vec<f32>),
-    /// `(token id, logit)`, by logit descending, ties to the lower id.
-    Candidates(Vec<(u32, f32)>),
-}
-
-impl Readback {
-    /// Host-side selection: what a backend without device-side selection returns.
-    pub fn select(self, logits: Vec<f32>) -> ReadOut {
-        match self {
-            Readback::Full => ReadOut::Full(logits),
-            Readback::Argmax => ReadOut::Candidates(crate::sampling::top_k(&logits, 1)),
-            Readback::TopK(k) => ReadOut::Candidates(crate::sampling::top_k(&logits, k)),
-        }
-    }
 }

@@ -13,9 +13,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::{AttnParams, Backend, ReadOut, Readback, RopeParams, TensorSource};
+use crate::backend::{AttnParams, Backend, RopeParams, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::logits::{ReadOut, Readback};
 use crate::model::config::{Activation, ModelConfig, RopeStyle};
 
 enum Qkv<W> {

@@ -74,7 +74,7 @@ pub fn golden(name: &str) -> PathBuf {
 pub mod teacher {
     use browser_llm::backend::{cpu::CpuBackend, Backend};
     use browser_llm::model::{Logits, Model};
-    use browser_llm::sampling::argmax;
+    use browser_llm::logits::argmax;
     use serde_json::Value;
 
     pub struct Report {

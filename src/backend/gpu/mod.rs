@@ -41,9 +41,10 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{AttnParams, Backend, BackendStats, ReadOut, Readback, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
+use crate::logits::{ReadOut, Readback};
 use crate::model::ModelConfig;
 use crate::quant::GgmlType;
 pub use context::{GpuContext, GpuOptions};
@@ -581,7 +582,8 @@ impl Backend for GpuBackend {
     async fn read(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
         self.read_async(x).await
     }
-    /// Argmax and top-k (k <= 64) are selected on the device; only the winners are read back.
+    /// Argmax and top-k (1 <= k <= `ops::MAX_TOP_K`) are selected on the device; only the winners
+    /// are read back. Any other request reads the whole row and selects on the host.
     async fn read_logits(&mut self, x: &GpuAct, what: Readback) -> Result<ReadOut> {
         if x.rows != 1 {
             return Err(Error::internal(format!("read_logits needs one row, got {}", x.rows)));
