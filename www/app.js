@@ -54,7 +54,7 @@ function onProgress(p) {
   el.progress.value = frac;
   const speed = p.bytesPerSecond > 0 ? `, ${mb(p.bytesPerSecond)}/s` : "";
   const amount = p.total > 0 ? `${mb(p.loaded)} of ${mb(p.total)} (${Math.floor(frac * 100)}%)` : mb(p.loaded);
-  const phase = { download: "Downloading", verify: "Verifying", load: "Loading", compile: "Compiling shaders" }[p.phase] ?? p.phase;
+  const phase = { download: "Downloading", verify: "Verifying", load: "Loading" }[p.phase] ?? p.phase;
   el.progressText.textContent = `${phase}: ${amount}${speed}`;
 }
 
@@ -229,10 +229,6 @@ function finish(reply, tokenIds, finishReason, t) {
 }
 
 async function refreshCache() {
-  if (typeof llm.listCachedModels !== "function") {
-    el.cachePanel.hidden = true;
-    return;
-  }
   try {
     const [models, usage] = await Promise.all([llm.listCachedModels(), llm.storageUsage()]);
     el.usage.textContent = `Using ${mb(usage.usage)} of ${mb(usage.quota)} available to this site.`;
@@ -254,7 +250,7 @@ async function refreshCache() {
       del.setAttribute("aria-label", `Delete ${m.url.split("/").pop()} from the cache`);
       del.onclick = async () => {
         try {
-          await llm.deleteCachedModel(m.key ?? m.url);
+          await llm.deleteCachedModel(m.key);
         } catch (e) {
           showError(e);
         }
