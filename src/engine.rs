@@ -132,7 +132,7 @@ impl<B: Backend> Engine<B> {
             Some(n) => n.min(train),
             None => 4096.min(train),
         };
-        let kv = backend.kv_cache(&model.config, n_ctx)?;
+        let kv = backend.kv_cache(model.config.kv_shape(n_ctx))?;
         Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
     }
 

@@ -137,7 +137,7 @@ fn chunked_prefill_abort_and_prefix_reuse_give_the_same_tokens() {
     let gguf = Gguf::from_bytes(&bytes).unwrap();
     let m = Model::load(&mut CpuBackend::new(), &gguf, &bytes).unwrap();
     let mut b = CpuBackend::new();
-    let mut kv = browser_llm::backend::Backend::kv_cache(&mut b, &m.config, n_ctx).unwrap();
+    let mut kv = browser_llm::backend::Backend::kv_cache(&mut b, m.config.kv_shape(n_ctx)).unwrap();
     let one_shot = browser_llm::block_on(m.forward(&mut b, &mut kv, &prompt, 0, Logits::Last)).unwrap();
     let first = browser_llm::logits::argmax(&one_shot);
 

@@ -456,8 +456,8 @@ fn attention_cases(mut p: Pair) {
     ];
     for (nh, nkv, hd, window, n_ctx, steps) in cases {
         let cfg = attn_config(nh, nkv, hd);
-        let mut ckv = p.cpu.kv_cache(&cfg, n_ctx).unwrap();
-        let mut gkv = p.gpu.kv_cache(&cfg, n_ctx).unwrap();
+        let mut ckv = p.cpu.kv_cache(cfg.kv_shape(n_ctx)).unwrap();
+        let mut gkv = p.gpu.kv_cache(cfg.kv_shape(n_ctx)).unwrap();
         let mut pos = 0;
         for &n in steps {
             let q = rng.acts(n * nh * hd, 2.0);

@@ -73,7 +73,7 @@ async fn webgpu_golden_tokens_match_llama_cpp() {
         let margins: Vec<f64> = p["top1_top2_margin_per_step_64"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let mut seq = prompt.clone();
         seq.extend_from_slice(&gen[..gen.len() - 1]);
-        let mut kv = b.kv_cache(&model.config, 512).unwrap();
+        let mut kv = b.kv_cache(model.config.kv_shape(512)).unwrap();
         let t0 = js_sys::Date::now();
         let out = model.forward(&mut b, &mut kv, &seq, 0, Logits::From(prompt.len() - 1)).await.unwrap();
         let ms = js_sys::Date::now() - t0;

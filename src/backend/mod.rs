@@ -6,15 +6,14 @@
 //! per-head ops, `cols` spans all heads and the op works on `head_dim`-wide chunks).
 //!
 //! What the sampler asks to read back ([`Readback`], [`ReadOut`]) and its host-side selection live
-//! in [`crate::logits`], below both this module and [`crate::sampling`].
+//! in [`crate::logits`], below both this module and [`crate::sampling`]. A KV cache is sized by a
+//! [`KvShape`] (from [`crate::model::ModelConfig::kv_shape`]): backends never import the model.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gguf::TensorInfo;
-use crate::model::ModelConfig;
-
 /// Re-exported so `backend::Readback` keeps working; the types live in [`crate::logits`].
 pub use crate::logits::{ReadOut, Readback};
 
@@ -72,6 +71,19 @@ pub fn checked_row_bytes(info: &TensorInfo, len: u64) -> Result<usize> {
     Ok(row_bytes.expect("checked above"))
 }
 
+/// The size of a key/value cache: what a backend needs to allocate one (see
+/// [`crate::model::ModelConfig::kv_shape`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvShape {
+    pub n_layer: usize,
+    /// Key width per position: `n_head_kv * head_dim`.
+    pub k_dim: usize,
+    /// Value width per position: `n_head_kv * head_dim_v`.
+    pub v_dim: usize,
+    /// Positions per layer.
+    pub n_ctx: usize,
+}
+
 /// Where attention runs for one layer.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnParams {
@@ -116,7 +128,7 @@ pub trait Backend {
         let bytes = src.read(range).await?;
         self.weight(info, bytes)
     }
-    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<Self::Kv>;
+    fn kv_cache(&mut self, shape: KvShape) -> Result<Self::Kv>;
 
     /// Rows of the embedding table for `ids`, times `scale`: `[ids.len(), n_embd]`.
     fn get_rows(&mut self, w: &Self::Weight, ids: &[u32], scale: f32) -> Result<Self::Act>;

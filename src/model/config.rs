@@ -13,7 +13,11 @@
 //!
 //! Biases, QK-norm weights and a separate output head are detected from the tensors present, as
 //! llama.cpp treats them as optional.
+//!
+//! [`ModelConfig::kv_shape`] gives the backends the size of a KV cache ([`KvShape`]), so that
+//! [`crate::backend`] never depends on this module.
 
+use crate::backend::KvShape;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 
@@ -257,6 +261,10 @@ impl ModelConfig {
     /// Value width: n_head_kv * head_dim_v.
     pub fn v_dim(&self) -> usize {
         self.n_head_kv * self.head_dim_v
+    }
+    /// The key/value cache a backend allocates for `n_ctx` positions.
+    pub fn kv_shape(&self, n_ctx: usize) -> KvShape {
+        KvShape { n_layer: self.n_layer, k_dim: self.k_dim(), v_dim: self.v_dim(), n_ctx }
     }
     /// The sliding window of layer `il`, if it uses one.
     pub fn window(&self, il: usize) -> Option<usize> {

@@ -150,7 +150,7 @@ pub mod teacher {
         mut on_row: impl FnMut(usize, &[f32]),
     ) -> Report {
         assert_eq!(gen.len(), steps.len());
-        let mut kv = b.kv_cache(&m.config, n_ctx).unwrap();
+        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx)).unwrap();
         let mut seq = prompt.to_vec();
         seq.extend_from_slice(&gen[..gen.len() - 1]);
         let n_vocab = m.config.n_vocab;

@@ -7,10 +7,9 @@
 
 pub mod ops;
 
-use crate::backend::{AttnParams, Backend, RopeParams, TensorBytes};
+use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
-use crate::model::ModelConfig;
 use crate::quant::{self, GgmlType, QuantizedActs};
 
 /// A weight tensor: `n_rows` rows of `n_cols` elements in GGUF block layout.
@@ -119,11 +118,11 @@ impl Backend for CpuBackend {
         Ok(CpuWeight { ty: info.ty, n_rows, n_cols, bytes, f32s })
     }
 
-    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<CpuKv> {
-        let (k_dim, v_dim) = (cfg.k_dim(), cfg.v_dim());
+    fn kv_cache(&mut self, shape: KvShape) -> Result<CpuKv> {
+        let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
         Ok(CpuKv {
-            k: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * k_dim]).collect(),
-            v: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * v_dim]).collect(),
+            k: (0..n_layer).map(|_| vec![0.0; n_ctx * k_dim]).collect(),
+            v: (0..n_layer).map(|_| vec![0.0; n_ctx * v_dim]).collect(),
             k_dim,
             v_dim,
             n_ctx,

@@ -41,11 +41,10 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{AttnParams, Backend, BackendStats, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, KvShape, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
-use crate::model::ModelConfig;
 use crate::quant::GgmlType;
 pub use context::{GpuContext, GpuOptions};
 use shader::ShaderKey;
@@ -515,8 +514,8 @@ impl Backend for GpuBackend {
         Ok(w)
     }
 
-    fn kv_cache(&mut self, cfg: &ModelConfig, n_ctx: usize) -> Result<GpuKv> {
-        let (k_dim, v_dim) = (cfg.k_dim(), cfg.v_dim());
+    fn kv_cache(&mut self, shape: KvShape) -> Result<GpuKv> {
+        let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
         let mk = |dim: usize| {
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kv"),
@@ -526,8 +525,8 @@ impl Backend for GpuBackend {
             })
         };
         Ok(GpuKv {
-            k: (0..cfg.n_layer).map(|_| mk(k_dim)).collect(),
-            v: (0..cfg.n_layer).map(|_| mk(v_dim)).collect(),
+            k: (0..n_layer).map(|_| mk(k_dim)).collect(),
+            v: (0..n_layer).map(|_| mk(v_dim)).collect(),
             k_dim,
             v_dim,
             n_ctx,
