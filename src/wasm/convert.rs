@@ -21,16 +21,52 @@ pub fn to_js_error(e: Error) -> JsValue {
 /// `Result` of an exported function.
 pub type JsResult<T> = std::result::Result<T, JsValue>;
 
-/// Options object -> `T` (`undefined`/`null` -> `T::default()`); a wrong key or type is
-/// `INVALID_ARGUMENT` naming `what`.
+/// Options object -> `T` (`undefined`/`null` -> `T::default()`); an unknown key (a misspelled
+/// option) or a wrong type is `INVALID_ARGUMENT` naming `what`. (serde-wasm-bindgen reads only
+/// the struct's own fields, so `deny_unknown_fields` alone would let a typo through.)
 pub fn from_js<T: for<'de> Deserialize<'de> + Default>(v: JsValue, what: &str) -> Result<T> {
     if v.is_undefined() || v.is_null() {
         return Ok(T::default());
     }
-    if !v.is_object() {
+    if !v.is_object() || js_sys::Array::is_array(&v) {
         return Err(Error::invalid_argument(format!("{what} must be an object")));
     }
+    let known = struct_fields::<T>();
+    for key in js_sys::Object::keys(v.unchecked_ref()).iter().filter_map(|k| k.as_string()) {
+        if !known.contains(&key.as_str()) {
+            return Err(Error::invalid_argument(format!("unknown {what} key \"{key}\" (known: {})", known.join(", "))));
+        }
+    }
     serde_wasm_bindgen::from_value(v).map_err(|e| Error::invalid_argument(format!("{what}: {e}")))
+}
+
+/// The (renamed) field names of a derived `Deserialize` struct, as serde passes them to
+/// `deserialize_struct`.
+fn struct_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
 }
 
 pub fn to_js<T: Serialize>(v: &T) -> JsResult<JsValue> {
