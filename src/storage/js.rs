@@ -226,7 +226,7 @@ impl JsStoredModel {
         future_to_promise(async move {
             let cb = progress_callback(Some(on_progress).filter(|v| !v.is_undefined() && !v.is_null())).map_err(to_js_error)?;
             let out = Uint8Array::new_with_length(m.size() as u32);
-            let mut rep = super::download::Reporter::new(cb);
+            let mut rep = super::progress::Reporter::new(cb);
             rep.start("load", 0, m.size());
             let step = DEFAULT_CHUNK_SIZE;
             let mut at = 0;

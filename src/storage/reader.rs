@@ -4,6 +4,10 @@
 //! (a `Blob` slice) and is copied once into the returned `Vec`. The GPU path reads the GGUF header
 //! ([`StoredModel::header`]) and then each tensor in bounded pieces ([`StoredModel::read_tensor`]),
 //! so wasm memory holds at most one piece of weights at a time; the CPU path may `read_all`.
+//!
+//! Owns [`Backing`] (store, local Blobs, or URLs read by Range via [`super::http`]) and the reads,
+//! header parsing, missing-chunk scan and whole-file sha256 over it. It depends on the store,
+//! [`super::http`] and [`super::progress`], never on the download engine.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,12 +17,13 @@ use std::rc::Rc;
 use js_sys::Uint8Array;
 use web_sys::Blob;
 
-use super::download::{self, Reporter};
+use super::http::fetch_range_bytes;
+use super::kind::StoreKind;
 use super::manifest::{chunk_range, Manifest};
+use super::progress::{ProgressFn, Reporter};
 use super::sha::Hasher;
 use super::store::Store;
 use super::web::blob_bytes;
-use super::{ProgressFn, StoreKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf, Parsed, TensorInfo};
 
@@ -153,7 +158,7 @@ impl StoredModel {
                 slice_bytes(&b, r.clone(), ErrorCode::Internal).await
             }
             Backing::Blobs(blobs) => slice_bytes(&blobs[*part], r.clone(), ErrorCode::InvalidArgument).await,
-            Backing::Urls { urls, sizes } => download::fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
+            Backing::Urls { urls, sizes } => fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
         }
     }
 
