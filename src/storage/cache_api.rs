@@ -8,8 +8,7 @@ use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, Cache, Request, Response};
 
-use super::opfs::blob_of;
-use super::web::{caches, internal, wait};
+use super::web::{blob_of, caches, internal, wait};
 use crate::error::{Error, ErrorCode, Result};
 
 const CACHE_NAME: &str = "browser-llm-v1";

@@ -1,286 +1,31 @@
-//! The download engine: probe, quota check, chunked Range download (or one stream), per-chunk
-//! sha256, manifest updates, final checks. See the module docs of [`super`] for the contract.
+//! The download engine: fill a [`Store`] with every missing chunk of a model and return its complete
+//! manifest. [`download`] runs the stages in order: probe each part ([`probe_parts`]), check the
+//! quota and plan the work ([`plan`]), fetch ranged or local chunks a few at a time
+//! ([`fetch_chunks`]), store parts from servers without Range support as one stream each
+//! ([`stream_part`]), then check headers and the whole-file hash and mark the copy complete
+//! ([`finalize`]). Per chunk: fetch, GGUF check of chunk 0, sha256, write, manifest update. See the
+//! module docs of [`super`] for the contract.
+//!
+//! HTTP lives in [`super::http`], sources and the session in [`super::source`]; [`StoredModel`] is
+//! used only for the final checks.
 
-use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use js_sys::{Reflect, Uint8Array};
-use wasm_bindgen::JsCast;
-use web_sys::{AbortController, AbortSignal, Blob, ReadableStreamDefaultReader, Request, RequestCache, RequestInit, Response};
+use js_sys::Uint8Array;
+use web_sys::Response;
 
-use super::manifest::{chunk_range, parse_content_range, Manifest, PartManifest};
+use super::http::{header, probe_url, Body, Probe};
+use super::manifest::{chunk_range, n_chunks, parse_content_range, Manifest, PartManifest};
+use super::quota;
 use super::reader::{Backing, StoredModel};
 use super::sha::Hasher;
+use super::source::{PartSource, Session};
 use super::store::{write_error, Store};
-use super::web::{blob_bytes, fetch, now_ms, sleep_ms, wait};
-use super::{quota, Progress, ProgressFn};
+use super::web::{self, blob_bytes, now_ms, sleep_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Parsed};
-
-/// Progress events at most this often (plus one at the end of each phase).
-const PROGRESS_EVERY_MS: f64 = 100.0;
-
-pub(super) enum PartSource {
-    Url(String),
-    Blob(Blob),
-}
-
-impl PartSource {
-    /// What the manifest records as the part's source.
-    pub fn describe(&self) -> String {
-        match self {
-            PartSource::Url(u) => u.clone(),
-            PartSource::Blob(b) => match b.dyn_ref::<web_sys::File>() {
-                Some(f) => format!("file:{}", f.name()),
-                None => "blob".into(),
-            },
-        }
-    }
-    /// Identity of a local file for the cache key and change detection.
-    fn blob_identity(b: &Blob) -> String {
-        match b.dyn_ref::<web_sys::File>() {
-            Some(f) => format!("file:{}:{}:{}", f.name(), b.size(), f.last_modified()),
-            None => format!("blob:{}", b.size()),
-        }
-    }
-}
-
-pub(super) fn default_key(parts: &[PartSource]) -> String {
-    match &parts[0] {
-        PartSource::Url(u) => u.clone(),
-        PartSource::Blob(b) => {
-            let ids: Vec<String> = parts
-                .iter()
-                .map(|p| match p {
-                    PartSource::Blob(b) => PartSource::blob_identity(b),
-                    PartSource::Url(u) => u.clone(),
-                })
-                .collect();
-            if ids.len() == 1 {
-                PartSource::blob_identity(b)
-            } else {
-                ids.join("+")
-            }
-        }
-    }
-}
-
-/// Progress state shared by concurrent chunk downloads.
-pub(crate) struct Reporter {
-    cb: Option<ProgressFn>,
-    phase: &'static str,
-    loaded: u64,
-    total: u64,
-    moved: u64,
-    start_ms: f64,
-    last_ms: f64,
-}
-
-impl Reporter {
-    pub fn new(cb: Option<ProgressFn>) -> Reporter {
-        Reporter { cb, phase: "download", loaded: 0, total: 0, moved: 0, start_ms: now_ms(), last_ms: 0.0 }
-    }
-    pub fn start(&mut self, phase: &'static str, loaded: u64, total: u64) {
-        (self.phase, self.loaded, self.total, self.moved, self.start_ms) = (phase, loaded, total, 0, now_ms());
-        self.emit();
-    }
-    pub fn add(&mut self, n: u64) {
-        self.loaded += n;
-        self.moved += n;
-        if now_ms() - self.last_ms >= PROGRESS_EVERY_MS {
-            self.emit();
-        }
-    }
-    /// Take back bytes of a chunk that failed and will be fetched again.
-    pub fn sub(&mut self, n: u64) {
-        self.loaded = self.loaded.saturating_sub(n);
-        self.moved = self.moved.saturating_sub(n);
-    }
-    pub fn emit(&mut self) {
-        let now = now_ms();
-        self.last_ms = now;
-        let secs = ((now - self.start_ms) / 1000.0).max(1e-3);
-        let p = Progress { phase: self.phase, loaded: self.loaded, total: self.total, bytes_per_second: self.moved as f64 / secs };
-        if let Some(cb) = &mut self.cb {
-            cb(p);
-        }
-    }
-}
-
-/// One `open` call: key, tuning, cancellation and progress.
-pub(super) struct Session {
-    pub key: String,
-    pub chunk_size: u64,
-    pub concurrency: usize,
-    pub retries: u32,
-    user_signal: Option<AbortSignal>,
-    ctrl: AbortController,
-    /// Aborts when the caller's signal does or when we cancel in-flight requests.
-    signal: AbortSignal,
-    pub progress: Rc<RefCell<Reporter>>,
-}
-
-impl Session {
-    pub fn new(
-        key: String,
-        chunk_size: u64,
-        concurrency: usize,
-        retries: u32,
-        user_signal: Option<AbortSignal>,
-        progress: Rc<RefCell<Reporter>>,
-    ) -> Result<Session> {
-        let ctrl = AbortController::new().map_err(super::web::internal("AbortController"))?;
-        let signal = match &user_signal {
-            Some(s) => AbortSignal::any(&js_sys::Array::of2(s, &ctrl.signal())),
-            None => ctrl.signal(),
-        };
-        Ok(Session { key, chunk_size, concurrency, retries, user_signal, ctrl, signal, progress })
-    }
-
-    pub fn check_aborted(&self) -> Result<()> {
-        if self.user_signal.as_ref().is_some_and(|s| s.aborted()) {
-            return Err(Error::new(ErrorCode::Aborted, "the download was aborted"));
-        }
-        Ok(())
-    }
-
-    /// An error from a request or a read: `ABORTED` whenever the caller aborted.
-    fn classify(&self, e: Error) -> Error {
-        match self.check_aborted() {
-            Err(a) => a,
-            Ok(()) => e,
-        }
-    }
-
-    /// Cancel every request still in flight (after a failure).
-    pub fn cancel_in_flight(&self) {
-        self.ctrl.abort();
-    }
-
-    pub fn finish(&self) {
-        self.ctrl.abort();
-    }
-
-    async fn get(&self, url: &str, range: Option<Range<u64>>) -> Result<Response> {
-        let r = request(url, range, Some(&self.signal)).await;
-        r.map_err(|e| self.classify(e))
-    }
-}
-
-fn request_for(url: &str, range: Option<Range<u64>>, signal: Option<&AbortSignal>) -> Result<Request> {
-    let init = RequestInit::new();
-    // Never let the HTTP cache keep (or serve) a second copy of the weights.
-    init.set_cache(RequestCache::NoStore);
-    init.set_signal(signal);
-    let req = Request::new_with_str_and_init(url, &init)
-        .map_err(|e| super::web::js_error(e, ErrorCode::InvalidArgument, &format!("bad model URL {url:?}")))?;
-    if let Some(r) = range {
-        req.headers().set("Range", &format!("bytes={}-{}", r.start, r.end - 1)).map_err(super::web::internal("Range header"))?;
-    }
-    Ok(req)
-}
-
-async fn request(url: &str, range: Option<Range<u64>>, signal: Option<&AbortSignal>) -> Result<Response> {
-    let resp = fetch(&request_for(url, range, signal)?).await?;
-    let status = resp.status();
-    if !(200..300).contains(&status) {
-        let what = match status {
-            404 => "not found".to_string(),
-            401 | 403 => "access denied (is the URL public, and does the server allow CORS?)".to_string(),
-            _ => format!("the server answered {}", resp.status_text()),
-        };
-        return Err(Error::new(ErrorCode::Network, format!("HTTP {status} for {url}: {what}")));
-    }
-    Ok(resp)
-}
-
-fn header(resp: &Response, name: &str) -> Option<String> {
-    resp.headers().get(name).ok().flatten()
-}
-
-/// The answer to the first request for a part.
-struct Probe {
-    resp: Option<Response>,
-    /// The server honours Range requests (HTTP 206).
-    ranged: bool,
-    /// The chunk `resp` holds, when ranged.
-    ranged_chunk: Option<usize>,
-    size: Option<u64>,
-    etag: Option<String>,
-    last_modified: Option<String>,
-}
-
-async fn probe_url(sess: &Session, url: &str, first: Range<u64>, chunk: usize) -> Result<Probe> {
-    let resp = sess.get(url, Some(first.clone())).await?;
-    let etag = header(&resp, "ETag");
-    let last_modified = header(&resp, "Last-Modified");
-    if resp.status() == 206 {
-        let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
-        let Some(cr) = cr.filter(|cr| cr.start == first.start && cr.total.is_some()) else {
-            return Err(Error::new(ErrorCode::Network, format!("{url}: the server answered a Range request with a bad Content-Range")));
-        };
-        return Ok(Probe { resp: Some(resp), ranged: true, ranged_chunk: Some(chunk), size: cr.total, etag, last_modified });
-    }
-    // HTTP 200: no Range support; the body is the whole file. Its length is known unless the
-    // server compresses on the fly (Content-Length then counts compressed bytes).
-    let encoded = header(&resp, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
-    let size = if encoded { None } else { header(&resp, "Content-Length").and_then(|v| v.trim().parse().ok()) };
-    Ok(Probe { resp: Some(resp), ranged: false, ranged_chunk: None, size, etag, last_modified })
-}
-
-/// Reads a response body in pieces of the caller's choosing; the bytes stay on the JS side.
-struct Body {
-    reader: Option<ReadableStreamDefaultReader>,
-    pending: Option<Uint8Array>,
-}
-
-impl Body {
-    fn new(resp: &Response) -> Body {
-        let reader = resp.body().map(|b| b.get_reader().unchecked_into());
-        Body { reader, pending: None }
-    }
-
-    /// Up to `n` bytes; fewer only at the end of the body.
-    async fn take(&mut self, sess: &Session, n: u64) -> Result<(Vec<Uint8Array>, u64)> {
-        let mut out = Vec::new();
-        let mut got = 0u64;
-        while got < n {
-            let piece = match self.pending.take() {
-                Some(p) => p,
-                None => {
-                    let Some(reader) = &self.reader else { break };
-                    let r = wait(reader.read(), ErrorCode::Network, "the connection was lost during the download")
-                        .await
-                        .map_err(|e| sess.classify(e))?;
-                    if Reflect::get(&r, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
-                        self.reader = None;
-                        break;
-                    }
-                    Reflect::get(&r, &"value".into()).map_err(super::web::internal("stream read"))?.unchecked_into()
-                }
-            };
-            let len = piece.length() as u64;
-            let used = len.min(n - got);
-            if used < len {
-                self.pending = Some(piece.subarray(used as u32, len as u32));
-                out.push(piece.subarray(0, used as u32));
-            } else {
-                out.push(piece);
-            }
-            got += used;
-            sess.progress.borrow_mut().add(used);
-        }
-        Ok((out, got))
-    }
-
-    fn cancel(&mut self) {
-        if let Some(r) = self.reader.take() {
-            super::web::ignore_rejection(r.cancel());
-        }
-    }
-}
 
 /// Check that a part starts like a GGUF whose header fits its size. `Ok(true)`: the header parsed
 /// and fits; `Ok(false)`: the header is longer than this first chunk (checked again at the end).
@@ -312,6 +57,20 @@ struct Fetched {
     header_checked: bool,
 }
 
+/// A chunk to fetch: `(part, chunk, the probe's response when it holds this chunk)`.
+type Job = (usize, usize, Option<Response>);
+
+/// The work left after probing: the manifest being filled, the chunks to fetch, the parts to
+/// stream, and which parts still need their GGUF header checked.
+struct Plan {
+    m: Manifest,
+    jobs: Vec<Job>,
+    streams: Vec<(usize, Probe)>,
+    header_unchecked: Vec<bool>,
+    /// Bytes of the whole model, 0 while some part's size is unknown (until its stream ends).
+    total_bytes: u64,
+}
+
 /// Download (or resume) every missing chunk into `store`; returns the complete manifest.
 pub(super) async fn download(
     sess: &Session,
@@ -325,8 +84,39 @@ pub(super) async fn download(
         Some(m) => m.parts.into_iter().map(Some).collect(),
         None => sources.iter().map(|_| None).collect(),
     };
+    // 1. Probe each part that still misses chunks.
+    let (probes, changed) = probe_parts(sess, sources, &mut parts, chunk_size).await?;
+    // 2. Room for the missing bytes, then the plan.
+    let Plan { mut m, jobs, streams, mut header_unchecked, total_bytes } =
+        plan(sess, store, sources, parts, probes, chunk_size, changed).await?;
+    // 3. Chunked download of every ranged (or local) part.
+    fetch_chunks(sess, store, sources, &mut m, jobs, &mut header_unchecked, total_bytes).await?;
+    // 4. Parts from servers without Range support: one stream each.
+    for (i, probe) in streams {
+        let checked = stream_part(sess, store, &sources[i], &mut m, i, probe).await?;
+        if checked {
+            header_unchecked[i] = false;
+        }
+    }
+    sess.check_aborted()?;
+    sess.progress.borrow_mut().emit();
+    if !m.all_chunks_stored() {
+        return Err(Error::internal("download finished with chunks missing"));
+    }
+    // 5. Final checks, then mark complete.
+    finalize(sess, store, sources, m, &header_unchecked, sha256).await
+}
 
-    // 1. Probe each part that still misses chunks: size, validators, Range support.
+/// Stage 1: probe each part that still misses chunks: size, validators, Range support. Updates
+/// `parts` (a part whose remote file changed starts afresh; `None` while its size is unknown) and
+/// returns each part's probe (`None` for local files and complete parts) and whether any part
+/// changed.
+async fn probe_parts(
+    sess: &Session,
+    sources: &[PartSource],
+    parts: &mut [Option<PartManifest>],
+    chunk_size: u64,
+) -> Result<(Vec<Option<Probe>>, bool)> {
     let mut probes: Vec<Option<Probe>> = Vec::new();
     let mut changed = false;
     for (i, src) in sources.iter().enumerate() {
@@ -343,7 +133,7 @@ pub(super) async fn download(
                     Some(p) => chunk_range(p.size, chunk_size, first),
                     None => 0..chunk_size,
                 };
-                let probe = probe_url(sess, url, want, first).await?;
+                let probe = probe_url(&sess.net, url, want, first).await?;
                 let size = probe.size;
                 (Some(probe), size)
             }
@@ -362,7 +152,7 @@ pub(super) async fn download(
                 // New, or the remote file changed (old chunks discarded). A probe that fetched a
                 // later chunk of a changed file is still that chunk of the new file, if it exists.
                 if let Some(p) = &mut probe {
-                    if p.ranged_chunk.is_some_and(|c| c >= super::manifest::n_chunks(s, chunk_size)) {
+                    if p.ranged_chunk.is_some_and(|c| c >= n_chunks(s, chunk_size)) {
                         p.ranged_chunk = None;
                         p.resp = None;
                     }
@@ -376,8 +166,22 @@ pub(super) async fn download(
         };
         probes.push(probe);
     }
+    Ok((probes, changed))
+}
 
-    // 2. Room for the missing bytes, before storing any.
+/// Stage 2: check the quota for the missing bytes (before storing any), ask for persistence, and
+/// lay out the work: the manifest to fill (saved at once when the remote file `changed`, so the
+/// old file's chunks are forgotten before any is overwritten), the chunk jobs and the streams.
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    sess: &Session,
+    store: &Rc<Store>,
+    sources: &[PartSource],
+    parts: Vec<Option<PartManifest>>,
+    probes: Vec<Option<Probe>>,
+    chunk_size: u64,
+    changed: bool,
+) -> Result<Plan> {
     if parts.iter().all(Option::is_some) {
         let needed: u64 = parts.iter().flatten().map(|p| p.size - p.stored_bytes(chunk_size)).sum();
         if let Err(e) = quota::check(needed).await {
@@ -389,7 +193,7 @@ pub(super) async fn download(
     sess.check_aborted()?;
 
     let placeholder = |i: usize| PartManifest::new(sources[i].describe(), 0, None, None, chunk_size);
-    let mut m = Manifest::new(
+    let m = Manifest::new(
         sess.key.clone(),
         chunk_size,
         parts.iter().enumerate().map(|(i, p)| p.clone().unwrap_or_else(|| placeholder(i))).collect(),
@@ -410,7 +214,6 @@ pub(super) async fn download(
         }
     }
 
-    // 3. Chunked download of every ranged (or local) part, `concurrency` chunks at a time.
     let mut jobs = Vec::new();
     let mut streams = Vec::new();
     for (i, probe) in probes.into_iter().enumerate() {
@@ -431,6 +234,20 @@ pub(super) async fn download(
         }
     }
     let total_bytes = if size_known { m.size() } else { 0 };
+    Ok(Plan { m, jobs, streams, header_unchecked, total_bytes })
+}
+
+/// Stage 3: fetch `jobs`, `concurrency` chunks at a time, recording each in `m` as it is stored.
+async fn fetch_chunks(
+    sess: &Session,
+    store: &Rc<Store>,
+    sources: &[PartSource],
+    m: &mut Manifest,
+    mut jobs: Vec<Job>,
+    header_unchecked: &mut [bool],
+    total_bytes: u64,
+) -> Result<()> {
+    let chunk_size = m.chunk_size;
     // Chunk 0 of each part first, alone: it is checked to be a GGUF whose header fits the file
     // before the other chunks are requested, so a wrong URL costs one chunk, not `concurrency`.
     jobs.sort_by_key(|&(_, c, _)| c != 0);
@@ -454,7 +271,7 @@ pub(super) async fn download(
             continue;
         }
         let r = match done {
-            Ok(f) => record(store, &mut m, &f).await.map(|()| f),
+            Ok(f) => record(store, m, &f).await.map(|()| f),
             Err(e) => Err(e),
         }
         .map_err(|e| write_error(e, m.stored_bytes(), total_bytes));
@@ -473,24 +290,22 @@ pub(super) async fn download(
             }
         }
     }
-    if let Some(e) = failure {
-        return Err(e);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
 
-    // 4. Parts from servers without Range support: one stream each.
-    for (i, probe) in streams {
-        let checked = stream_part(sess, store, &sources[i], &mut m, i, probe).await?;
-        if checked {
-            header_unchecked[i] = false;
-        }
-    }
-    sess.check_aborted()?;
-    sess.progress.borrow_mut().emit();
-    if !m.all_chunks_stored() {
-        return Err(Error::internal("download finished with chunks missing"));
-    }
-
-    // 5. Final checks, then mark complete.
+/// Stage 5: check the GGUF header of every part not checked on the way and the whole-file sha256
+/// (when given), then save `m` as complete.
+async fn finalize(
+    sess: &Session,
+    store: &Rc<Store>,
+    sources: &[PartSource],
+    mut m: Manifest,
+    header_unchecked: &[bool],
+    sha256: Option<&str>,
+) -> Result<Manifest> {
     let model = StoredModel::new(sess.key.clone(), Backing::store(store.clone(), m.clone()));
     for (i, unchecked) in header_unchecked.iter().enumerate() {
         if *unchecked {
@@ -556,7 +371,7 @@ async fn fetch_chunk_once(
     let len = range.end - range.start;
     let (pieces, content_type) = match src {
         PartSource::Blob(b) => {
-            let s = b.slice_with_f64_and_f64(range.start as f64, range.end as f64).map_err(super::web::internal("Blob.slice"))?;
+            let s = b.slice_with_f64_and_f64(range.start as f64, range.end as f64).map_err(web::internal("Blob.slice"))?;
             let a = blob_bytes(&s, ErrorCode::InvalidArgument, "reading the local file").await?;
             if a.length() as u64 != len {
                 return Err(Error::invalid_argument("the local file changed while it was being read"));
@@ -568,7 +383,7 @@ async fn fetch_chunk_once(
             let resp = match probe {
                 Some(r) => r,
                 None => {
-                    let r = sess.get(url, Some(range.clone())).await?;
+                    let r = sess.net.get(url, Some(range.clone())).await?;
                     let cr = header(&r, "Content-Range").and_then(|v| parse_content_range(&v));
                     if r.status() != 206 || !cr.is_some_and(|cr| cr.start == range.start && cr.end == range.end && cr.total == Some(part.size)) {
                         return Err(Error::new(
@@ -584,7 +399,7 @@ async fn fetch_chunk_once(
             };
             let ct = header(&resp, "Content-Type");
             let mut body = Body::new(&resp);
-            let (pieces, got) = body.take(sess, len).await?;
+            let (pieces, got) = body.take(&sess.net, &sess.progress, len).await?;
             body.cancel();
             if got != len {
                 return Err(Error::new(
@@ -619,7 +434,7 @@ async fn stream_part(sess: &Session, store: &Store, src: &PartSource, m: &mut Ma
     let stored = m.parts[i].stored_bytes(chunk_size);
     sess.progress.borrow_mut().sub(stored);
     loop {
-        let (pieces, got) = body.take(sess, chunk_size).await?;
+        let (pieces, got) = body.take(&sess.net, &sess.progress, chunk_size).await?;
         if got == 0 {
             break;
         }
@@ -666,45 +481,4 @@ async fn stream_part(sess: &Session, store: &Store, src: &PartSource, m: &mut Ma
             Ok(checked)
         }
     }
-}
-
-/// The backing for `cache: false`: reads go to the source itself.
-pub(super) async fn direct_backing(sess: &Session, parts: Vec<PartSource>) -> Result<Backing> {
-    if parts.iter().all(|p| matches!(p, PartSource::Blob(_))) {
-        return Ok(Backing::Blobs(parts.into_iter().map(|p| if let PartSource::Blob(b) = p { b } else { unreachable!() }).collect()));
-    }
-    let mut urls = Vec::new();
-    let mut sizes = Vec::new();
-    for p in parts {
-        let PartSource::Url(url) = p else {
-            return Err(Error::invalid_argument("a model's parts must be all URLs or all Blobs"));
-        };
-        let probe = probe_url(sess, &url, 0..4096, 0).await?;
-        if let Some(b) = probe.resp.as_ref().and_then(Response::body) {
-            super::web::ignore_rejection(b.cancel());
-        }
-        let (true, Some(size)) = (probe.ranged, probe.size) else {
-            return Err(Error::invalid_argument(format!(
-                "{url}: loading without caching needs a server that supports HTTP Range requests; use cache: true"
-            )));
-        };
-        urls.push(url);
-        sizes.push(size);
-    }
-    Ok(Backing::Urls { urls, sizes })
-}
-
-/// Bytes `r` of a URL of `size` bytes, by Range request (for `cache: false`).
-pub(super) async fn fetch_range_bytes(url: &str, r: Range<u64>, size: u64) -> Result<Uint8Array> {
-    let resp = request(url, Some(r.clone()), None).await?;
-    let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
-    if resp.status() != 206 || !cr.is_some_and(|cr| cr.start == r.start && cr.end == r.end && cr.total == Some(size)) {
-        return Err(Error::new(ErrorCode::Network, format!("{url}: the file changed on the server or lost Range support")));
-    }
-    let buf = wait(resp.array_buffer().map_err(super::web::internal("Response.arrayBuffer"))?, ErrorCode::Network, url).await?;
-    let a = Uint8Array::new(&buf);
-    if a.length() as u64 != r.end - r.start {
-        return Err(Error::new(ErrorCode::Network, format!("{url}: the connection closed early")));
-    }
-    Ok(a)
 }

@@ -1,7 +1,19 @@
 //! Model bytes in browser storage: resumable, verified, quota-aware downloads from a URL or a local
 //! file, and reads by byte range so the GPU path never holds the whole model in wasm memory.
 //!
-//! Everything but [`manifest`] is wasm32-only.
+//! Everything but [`manifest`], [`StoreKind`] and [`Progress`]/[`ProgressFn`] is wasm32-only.
+//!
+//! ## Modules, lowest first (each imports only modules above it in this list, never this file)
+//! - `kind` ([`StoreKind`]), [`manifest`] (the persisted record of a stored model), `sha`, `web`
+//!   (JS globals, errors, `Blob` bytes), `progress` ([`Progress`], [`ProgressFn`], `Reporter`).
+//! - [`quota`] (`navigator.storage` estimate/persist), `opfs` and `cache_api` (the two stores),
+//!   `store` (one interface over both).
+//! - `http`: requests, their cancellation, probing a part, response bodies, Range reads.
+//! - `reader`: [`StoredModel`], reads by byte range (store, Blobs, or URLs via `http`).
+//! - `source`: [`Source`] -> part sources, the default cache key, the per-`open` `Session`.
+//! - `download`: the download engine (probe, plan, chunked fetch, streams, final checks via `reader`).
+//! - this file: [`open`] (cached or direct), [`list`], [`delete`], [`usage`].
+//! - [`js`]: the JS bindings, on top of everything (being moved to `src/wasm/`).
 //!
 //! ## Contract
 //! ```text
@@ -44,12 +56,16 @@
 //! (not a GGUF, truncated: nothing is kept), `INTEGRITY`, `QUOTA_EXCEEDED`, `ABORTED` (the
 //! `AbortSignal` fired: in-flight requests are cancelled, recorded chunks kept), `INVALID_ARGUMENT`.
 
+mod kind;
 pub mod manifest;
+mod progress;
 
 #[cfg(target_arch = "wasm32")]
 mod cache_api;
 #[cfg(target_arch = "wasm32")]
 mod download;
+#[cfg(target_arch = "wasm32")]
+mod http;
 #[cfg(target_arch = "wasm32")]
 mod opfs;
 #[cfg(target_arch = "wasm32")]
@@ -59,58 +75,16 @@ mod reader;
 #[cfg(target_arch = "wasm32")]
 mod sha;
 #[cfg(target_arch = "wasm32")]
+mod source;
+#[cfg(target_arch = "wasm32")]
 mod store;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
+pub use kind::StoreKind;
+pub use progress::{Progress, ProgressFn, PHASES};
 #[cfg(target_arch = "wasm32")]
 pub use wasm::*;
-
-/// Which persistent store to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StoreKind {
-    /// OPFS when available, else the Cache API.
-    #[default]
-    Auto,
-    Opfs,
-    CacheApi,
-}
-
-impl StoreKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Auto => "auto",
-            StoreKind::Opfs => "opfs",
-            StoreKind::CacheApi => "cache",
-        }
-    }
-    pub fn parse(s: &str) -> Option<StoreKind> {
-        match s {
-            "auto" => Some(StoreKind::Auto),
-            "opfs" => Some(StoreKind::Opfs),
-            "cache" | "cache-api" => Some(StoreKind::CacheApi),
-            _ => None,
-        }
-    }
-}
-
-/// Every progress phase, in the order a load goes through them: `"download"` (bytes stored,
-/// including those stored by an earlier visit), `"verify"` (bytes hashed for the whole-file
-/// sha256), `"load"` (weight bytes read into the engine). Exported to JS by `contract()`.
-pub const PHASES: [&str; 3] = ["download", "verify", "load"];
-
-/// A progress report (`phase` is one of [`PHASES`]). `bytes_per_second` is this phase's rate in
-/// this session.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Progress {
-    pub phase: &'static str,
-    pub loaded: u64,
-    pub total: u64,
-    pub bytes_per_second: f64,
-}
-
-/// A progress callback.
-pub type ProgressFn = Box<dyn FnMut(Progress)>;
 
 /// One entry of [`list`].
 #[derive(Clone, Debug, PartialEq)]
@@ -132,24 +106,18 @@ mod wasm {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    use super::download::{self, PartSource, Session};
-    pub(crate) use super::download::Reporter;
-    use super::manifest::{is_sha256_hex, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    use super::download;
+    use super::http::probe_url;
+    use super::manifest::{is_sha256_hex, Manifest, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    pub(crate) use super::progress::Reporter;
     pub use super::quota::Usage;
-    pub use super::reader::StoredModel;
     use super::reader::Backing;
+    pub use super::reader::StoredModel;
+    use super::source::{default_key, part_sources, PartSource, Session};
+    pub use super::source::Source;
     use super::store::Store;
     use super::{CachedModel, ProgressFn, StoreKind};
     use crate::error::{Error, ErrorCode, Result};
-
-    /// Where the model bytes come from.
-    pub enum Source {
-        Url(String),
-        /// Split GGUF parts (`-00001-of-0000N.gguf`, ...), in order.
-        Urls(Vec<String>),
-        Blob(web_sys::Blob),
-        Blobs(Vec<web_sys::Blob>),
-    }
 
     pub struct OpenOptions {
         /// Expected sha256 (hex) of the whole (concatenated) file.
@@ -185,26 +153,6 @@ mod wasm {
         }
     }
 
-    fn part_sources(source: Source) -> Result<Vec<PartSource>> {
-        let v: Vec<PartSource> = match source {
-            Source::Url(u) => vec![PartSource::Url(u)],
-            Source::Urls(v) => v.into_iter().map(PartSource::Url).collect(),
-            Source::Blob(b) => vec![PartSource::Blob(b)],
-            Source::Blobs(v) => v.into_iter().map(PartSource::Blob).collect(),
-        };
-        if v.is_empty() {
-            return Err(Error::invalid_argument("the model source is an empty list"));
-        }
-        for p in &v {
-            if let PartSource::Url(u) = p {
-                if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with('/') || u.starts_with('.')) {
-                    return Err(Error::invalid_argument(format!("not an http(s) URL: {u:?}")));
-                }
-            }
-        }
-        Ok(v)
-    }
-
     /// Open a model: from the store when a complete copy is there (no network), else downloading
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.
@@ -225,7 +173,7 @@ mod wasm {
             return Err(Error::invalid_argument(format!("concurrency must be 1..=64, got {concurrency}")));
         }
         let parts = part_sources(source)?;
-        let key = key.unwrap_or_else(|| download::default_key(&parts));
+        let key = key.unwrap_or_else(|| default_key(&parts));
         let progress = Rc::new(RefCell::new(Reporter::new(on_progress)));
         let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress)?;
         sess.check_aborted()?;
@@ -291,7 +239,7 @@ mod wasm {
         sess: &Session,
         store: Rc<Store>,
         parts: &[PartSource],
-        existing: Option<super::manifest::Manifest>,
+        existing: Option<Manifest>,
         sha256: Option<&str>,
     ) -> Result<StoredModel> {
         match download::download(sess, &store, parts, existing, sha256).await {
@@ -311,7 +259,7 @@ mod wasm {
     }
 
     async fn open_direct(sess: &Session, parts: Vec<PartSource>, sha256: Option<&str>) -> Result<StoredModel> {
-        let backing = download::direct_backing(sess, parts).await?;
+        let backing = direct_backing(sess, parts).await?;
         let model = StoredModel::new(sess.key.clone(), backing);
         for i in 0..model.parts().len() {
             model.header_of_part(i).await?;
@@ -320,6 +268,32 @@ mod wasm {
             model.verify_sha256(want, &sess.progress).await?;
         }
         Ok(model)
+    }
+
+    /// The backing for `cache: false`: reads go to the source itself (URLs must support Range).
+    async fn direct_backing(sess: &Session, parts: Vec<PartSource>) -> Result<Backing> {
+        if parts.iter().all(|p| matches!(p, PartSource::Blob(_))) {
+            return Ok(Backing::Blobs(parts.into_iter().map(|p| if let PartSource::Blob(b) = p { b } else { unreachable!() }).collect()));
+        }
+        let mut urls = Vec::new();
+        let mut sizes = Vec::new();
+        for p in parts {
+            let PartSource::Url(url) = p else {
+                return Err(Error::invalid_argument("a model's parts must be all URLs or all Blobs"));
+            };
+            let probe = probe_url(&sess.net, &url, 0..4096, 0).await?;
+            if let Some(b) = probe.resp.as_ref().and_then(web_sys::Response::body) {
+                super::web::ignore_rejection(b.cancel());
+            }
+            let (true, Some(size)) = (probe.ranged, probe.size) else {
+                return Err(Error::invalid_argument(format!(
+                    "{url}: loading without caching needs a server that supports HTTP Range requests; use cache: true"
+                )));
+            };
+            urls.push(url);
+            sizes.push(size);
+        }
+        Ok(Backing::Urls { urls, sizes })
     }
 
     /// Every model in every store of this context, complete or partial.

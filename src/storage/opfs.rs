@@ -12,7 +12,7 @@
 //! is rewritten from scratch (truncated first) on resume. The manifest is always written with
 //! `createWritable()`, so it is replaced atomically.
 
-use js_sys::{Array, Reflect, Uint8Array};
+use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use web_sys::{
     Blob, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions, FileSystemGetFileOptions,
@@ -152,10 +152,4 @@ fn write_sync(h: &FileSystemSyncAccessHandle, pieces: &[Uint8Array]) -> Result<(
         at += n;
     }
     h.flush().map_err(err)
-}
-
-/// Concatenate `pieces` into one JS Blob (no copy into wasm memory).
-pub fn blob_of(pieces: &[Uint8Array]) -> Result<Blob> {
-    let arr: Array = pieces.iter().collect();
-    Blob::new_with_u8_array_sequence(&arr).map_err(super::web::internal("building a Blob"))
 }

@@ -6,6 +6,10 @@
 //! `crate::wasm::source`): the CPU backend reads each tensor into the place it keeps it, the GPU
 //! backend reads and uploads pieces of at most 8 MiB, so wasm memory never holds the file twice
 //! (CPU) or more than one piece of it (GPU).
+//!
+//! Owns [`Backing`] (store, local Blobs, or URLs read by Range via [`super::http`]) and the reads,
+//! header parsing, missing-chunk scan and whole-file sha256 over it. It depends on the store,
+//! [`super::http`] and [`super::progress`], never on the download engine.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,12 +19,13 @@ use std::rc::Rc;
 use js_sys::Uint8Array;
 use web_sys::Blob;
 
-use super::download::{self, Reporter};
+use super::http::fetch_range_bytes;
+use super::kind::StoreKind;
 use super::manifest::{chunk_range, Manifest};
+use super::progress::Reporter;
 use super::sha::Hasher;
 use super::store::Store;
 use super::web::blob_bytes;
-use super::StoreKind;
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf};
 
@@ -153,7 +158,7 @@ impl StoredModel {
                 slice_bytes(&b, r.clone(), ErrorCode::Internal).await
             }
             Backing::Blobs(blobs) => slice_bytes(&blobs[*part], r.clone(), ErrorCode::InvalidArgument).await,
-            Backing::Urls { urls, sizes } => download::fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
+            Backing::Urls { urls, sizes } => fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
         }
     }
 

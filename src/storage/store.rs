@@ -11,8 +11,8 @@ use super::cache_api::CacheStore;
 use super::manifest::Manifest;
 use super::opfs::Opfs;
 use super::sha::sha256_hex;
+use super::kind::StoreKind;
 use super::web::{has_opfs, wait};
-use super::StoreKind;
 use crate::error::{Error, ErrorCode, Result};
 
 const MANIFEST: &str = "manifest.json";

@@ -1,8 +1,9 @@
 //! Small helpers over the JS global scope that work the same on a page and in a Worker:
-//! `fetch`, `setTimeout`, `navigator.storage`, `caches`, and JS exception -> [`Error`] mapping.
+//! `fetch`, `setTimeout`, `navigator.storage`, `caches`, JS exception -> [`Error`] mapping, and
+//! JS byte arrays <-> `Blob` ([`blob_bytes`], [`blob_of`]).
 //! Nothing here assumes `window`: globals are looked up on `globalThis`.
 
-use js_sys::{Promise, Reflect, Uint8Array};
+use js_sys::{Array, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -96,4 +97,10 @@ pub fn ignore_rejection(p: Promise) {
     wasm_bindgen_futures::spawn_local(async move {
         let _ = JsFuture::from(p).await;
     });
+}
+
+/// Concatenate `pieces` into one JS Blob (no copy into wasm memory).
+pub fn blob_of(pieces: &[Uint8Array]) -> Result<web_sys::Blob> {
+    let arr: Array = pieces.iter().collect();
+    web_sys::Blob::new_with_u8_array_sequence(&arr).map_err(internal("building a Blob"))
 }

@@ -32,7 +32,7 @@ pub fn from_js<T: for<'de> Deserialize<'de> + Default>(v: JsValue, what: &str) -
         return Err(Error::invalid_argument(format!("{what} must be an object")));
     }
     let known = struct_fields::<T>();
-    for key in js_sys::Object::keys(v.unchecked_ref()).iter().filter_map(|k| k.as_string()) {
+    for key in js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>()).iter().filter_map(|k| k.as_string()) {
         if !known.contains(&key.as_str()) {
             return Err(Error::invalid_argument(format!("unknown {what} key \"{key}\" (known: {})", known.join(", "))));
         }
