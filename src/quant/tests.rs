@@ -312,3 +312,19 @@ fn simd128_is_active_on_wasm() {
         assert!(cfg!(target_feature = "simd128"), "wasm build without +simd128: SIMD kernels untested");
     }
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn type_ids_round_trip_and_the_supported_list_names_every_type() {
+    for ty in GgmlType::ALL {
+        assert_eq!(GgmlType::from_id(ty.id()).unwrap(), ty);
+        assert_eq!(ggml_type_name(ty.id()), Some(ty.name()));
+    }
+    // IQ2_XXS: known to ggml, not decodable here.
+    let err = GgmlType::from_id(16).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnsupportedQuant);
+    for ty in GgmlType::ALL {
+        assert!(err.message.contains(&format!(" {},", ty.name())) || err.message.ends_with(ty.name()), "{ty}: {}", err.message);
+    }
+    assert_eq!(GgmlType::from_id(99).unwrap_err().code, ErrorCode::BadGguf);
+}

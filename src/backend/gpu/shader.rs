@@ -231,9 +231,14 @@ mod tests {
         for ty in GgmlType::ALL {
             let helper = source(ty.wgsl_helper()).unwrap();
             let s = get_rows_key(ty).wgsl().unwrap();
-            for line in helper.lines().filter(|l| !l.trim_start().starts_with('#')) {
-                assert!(s.contains(line), "{ty}: {} not included ({line})", ty.wgsl_helper());
+            // Its header comment names the format (and, for blocks, the block's bytes)...
+            let head = helper.lines().find(|l| !l.starts_with('#')).unwrap();
+            assert!(head.to_lowercase().contains(&ty.name().to_lowercase()), "{ty}: helper header '{head}'");
+            if ty.block_size() > 1 {
+                assert!(head.contains(&format!("({} bytes", ty.type_size())), "{ty}: helper header '{head}'");
             }
+            // ...and is in the type's variants, the only decode helper there.
+            assert!(s.contains(head), "{ty}: {} not included", ty.wgsl_helper());
             assert_eq!(s.matches("fn dq4(").count(), 1, "{ty}: exactly one decode helper");
         }
     }
