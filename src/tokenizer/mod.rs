@@ -485,8 +485,40 @@ impl Tokenizer {
     /// `parse_special` lets control tokens written in the text (`<start_of_turn>`) be recognized.
     /// User-defined tokens are always recognized.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
-        let fragments = self.partition(text, parse_special);
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        self.encode_fragments(self.partition(text, parse_special), text.len(), add_special)
+    }
+
+    /// [`Tokenizer::encode`] with `parse_special` for all of `text` except the byte ranges in
+    /// `plain` (sorted, disjoint, on char boundaries): text there is never a control token, however
+    /// it is spelled. A chat prompt's message contents are such ranges: only the template's own
+    /// markup becomes turn tokens. Text either side of a range is tokenized as one piece with it,
+    /// so a prompt without control-token text in its contents gives the same ids as `encode`.
+    pub fn encode_with_plain(&self, text: &str, plain: &[std::ops::Range<usize>], add_special: bool) -> Vec<u32> {
+        /// Append `t` (a slice of `text`), merged with a text fragment that ends where it starts.
+        fn push<'a>(text: &'a str, frags: &mut Vec<Fragment<'a>>, f: Fragment<'a>) {
+            if let (Some(Fragment::Text(prev)), Fragment::Text(t)) = (frags.last_mut(), &f) {
+                let start = prev.as_ptr() as usize - text.as_ptr() as usize;
+                if start + prev.len() == t.as_ptr() as usize - text.as_ptr() as usize {
+                    *prev = &text[start..start + prev.len() + t.len()];
+                    return;
+                }
+            }
+            frags.push(f);
+        }
+        let mut frags = Vec::new();
+        let mut at = 0;
+        for r in plain.iter().cloned().chain(std::iter::once(text.len()..text.len())) {
+            let r = r.start.clamp(at, text.len())..r.end.clamp(at, text.len());
+            for f in self.partition(&text[at..r.start], true).into_iter().chain(self.partition(&text[r.clone()], false)) {
+                push(text, &mut frags, f);
+            }
+            at = r.end;
+        }
+        self.encode_fragments(frags, text.len(), add_special)
+    }
+
+    fn encode_fragments(&self, fragments: Vec<Fragment<'_>>, text_len: usize, add_special: bool) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text_len / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
