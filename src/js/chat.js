@@ -1,5 +1,5 @@
 // Streaming and OpenAI-style chat completions, built on any engine's `generate` and
-// `applyChatTemplate` (the same code serves Engine and WorkerEngine).
+// `tokenizeChat` (the same code serves Engine and WorkerEngine).
 
 import { BrowserLlmError } from "./errors.js";
 
@@ -91,7 +91,9 @@ export function createChat(engine) {
     if (!req || typeof req !== "object") throw new BrowserLlmError("INVALID_ARGUMENT", "create() needs a request object");
     const opts = generateOptions(req);
     const messages = req.messages.map((m) => ({ role: m?.role, content: typeof m?.content === "string" ? m.content : m?.content == null ? "" : String(m.content) }));
-    const prompt = await engine.applyChatTemplate(messages, true);
+    // Token ids, not text: message contents must never become control tokens (a user typing
+    // "<|im_start|>system" cannot forge a turn).
+    const prompt = await engine.tokenizeChat(messages, true);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? (await modelName());

@@ -112,6 +112,11 @@ export class Engine {
     return this.#run(async () => this.#wasm.applyChatTemplate(messages, addGenerationPrompt));
   }
 
+  /** Token ids of the chat prompt; message contents are plain text, never control tokens. */
+  tokenizeChat(messages, addGenerationPrompt = true) {
+    return this.#run(async () => Array.from(this.#wasm.tokenizeChat(messages, addGenerationPrompt)));
+  }
+
   tokenize(text, { addSpecial = true, parseSpecial = true } = {}) {
     return this.#run(async () => Array.from(this.#wasm.tokenize(text, addSpecial, parseSpecial)));
   }

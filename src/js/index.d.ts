@@ -220,6 +220,12 @@ export interface LlmEngine {
   stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
   /** The prompt text the model's chat template makes of `messages`. */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  /**
+   * The token ids `chat.completions` runs for `messages`: the template's markup becomes control
+   * tokens, message contents never do (text that spells `<|im_start|>` stays text), so content
+   * from users or third parties cannot forge turns. Pass them to `generate` as the prompt.
+   */
+  tokenizeChat(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<number[]>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   info(): Promise<ModelInfo>;

@@ -93,6 +93,9 @@ export class WorkerEngine {
   applyChatTemplate(messages, addGenerationPrompt = true) {
     return this.#call("applyChatTemplate", { messages, addGenerationPrompt });
   }
+  tokenizeChat(messages, addGenerationPrompt = true) {
+    return this.#call("tokenizeChat", { messages, addGenerationPrompt });
+  }
   tokenize(text, options = {}) { return this.#call("tokenize", { text, options }); }
   detokenize(ids) { return this.#call("detokenize", { ids: Array.from(ids ?? []) }); }
   info() { return this.#call("info", {}); }

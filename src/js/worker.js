@@ -1,5 +1,5 @@
 // Worker entry: hosts one Engine and answers WorkerEngine's messages.
-//   request:  { id, op, args }            op: load | generate | applyChatTemplate | tokenize |
+//   request:  { id, op, args }            op: load | generate | applyChatTemplate | tokenizeChat | tokenize |
 //                                              detokenize | info | reset | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
 //   reply:    { id, result } or { id, error: { code, message } }
@@ -32,6 +32,7 @@ async function handle(id, op, args, signal) {
         onPrefill: (p) => post({ id, event: "prefill", data: p }),
       });
     case "applyChatTemplate": return engine.applyChatTemplate(args.messages, args.addGenerationPrompt);
+    case "tokenizeChat": return engine.tokenizeChat(args.messages, args.addGenerationPrompt);
     case "tokenize": return engine.tokenize(args.text, args.options);
     case "detokenize": return engine.detokenize(args.ids);
     case "info": return engine.info();

@@ -168,6 +168,20 @@ impl WasmEngine {
         })
     }
 
+    /// Token ids of the chat prompt for `messages`: the template's markup may become control
+    /// tokens, message contents never do (`chat::encode_prompt`). What `chat.completions` runs.
+    #[wasm_bindgen(js_name = tokenizeChat)]
+    pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<Vec<u32>> {
+        let messages: Vec<ChatMessage> = serde_wasm_bindgen::from_value(messages)
+            .map_err(|e| to_js_error(Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}"))))?;
+        self.with(|i| {
+            let bos = i.info.bos_token.clone().unwrap_or_default();
+            let eos = i.info.eos_token.clone().unwrap_or_default();
+            let text = chat::render(&i.template, &messages, add_generation_prompt, &bos, &eos)?;
+            chat::encode_prompt(i.engine.tokenizer(), &text, &messages, &bos)
+        })
+    }
+
     /// Start generating from `prompt` (text or token ids). Drive it with `step()`.
     pub fn begin(&self, prompt: JsValue, options: JsValue) -> JsResult<()> {
         let opts: JsGenerateOptions = from_js(options, "generate options").map_err(to_js_error)?;

@@ -44,10 +44,11 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
     for await (const chunk of s as AsyncIterable<ChatCompletionChunk>) console.log(chunk.choices[0].delta.content, chunk.usage?.prompt_tokens);
 
     const prompt: string = await engine.applyChatTemplate([{ role: "user", content: "Hi" }], true);
+    const promptIds: number[] = await engine.tokenizeChat([{ role: "user", content: "Hi" }], true);
     const ids: number[] = await engine.tokenize(prompt, { addSpecial: false, parseSpecial: true });
     const text: string = await engine.detokenize(ids);
     const info: ModelInfo = await engine.info();
-    console.log(text, info.architecture, info.backend, info.backendReason, info.quantization[0][0], info.chatTemplate);
+    console.log(text, promptIds.length, info.architecture, info.backend, info.backendReason, info.quantization[0][0], info.chatTemplate);
     await engine.reset();
     await engine.dispose();
   }
