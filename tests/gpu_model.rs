@@ -1,7 +1,8 @@
 //! The real model (Gemma 3 270M Q4_K_M: F32, Q8_0, Q5_0, Q4_K, Q6_K weights) on the GPU backend
 //! against llama.cpp's greedy goldens, with the near-tie rule of `decoder_gemma3.rs`: natively on
 //! Mesa lavapipe (Vulkan). The same comparison runs in headless Chromium (WebGPU on
-//! SwiftShader) in `tests/web_gpu.rs`.
+//! SwiftShader) in `tests/web_gpu.rs`. The instruct model (SmolLM2-135M-Instruct Q4_1) gets the
+//! same teacher-forced comparison against its golden (tests/smollm2.rs has the CPU one).
 //!
 //! Without a GPU adapter these tests print a message and pass, unless
 //! `BROWSER_LLM_REQUIRE_GPU=1` (CI), where they fail.
@@ -17,9 +18,7 @@ use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use common::teacher::{self, ids};
 
-/// As in `decoder_gemma3.rs` (calibration there).
-const NEAR_TIE: f32 = 0.25;
-const LOGPROB_TOL: f32 = 1.5;
+use common::tolerance::{LOGPROB_TOL_REAL, NEAR_TIE};
 
 fn gpu() -> Option<GpuBackend> {
     match GpuBackend::new_blocking(&GpuOptions::default()) {
@@ -47,7 +46,7 @@ fn gpu_golden_prompts_teacher_forced_64_tokens() {
     for p in golden["prompts"].as_array().unwrap() {
         let steps = teacher::founders_steps(p);
         let r = teacher::run_on(&model, &mut b, &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"]), &steps, 512, |_, _| {});
-        teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL);
+        teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL_REAL);
     }
 }
 
@@ -84,5 +83,22 @@ fn gpu_greedy_decode_through_the_engine() {
             r.timings.decode_tokens_per_s()
         );
         assert!(submits <= forwards + 2, "{submits} submits for {forwards} forward passes");
+    }
+}
+
+/// SmolLM2-135M-Instruct (Q4_1 weights, Q8_0 embeddings, 30 layers, GQA 9/3): teacher forcing over
+/// all its golden prompts (plain and ChatML), 64 steps each, with the golden's margins (the smallest
+/// over llama.cpp's own configurations).
+#[test]
+fn gpu_smollm2_golden_prompts_teacher_forced_64_tokens() {
+    let Some(mut b) = gpu() else { return };
+    let bytes = common::chat_model_arc();
+    let g = Gguf::from_bytes(&bytes).unwrap();
+    let model = Model::load(&mut b, &g, &bytes).unwrap();
+    let golden = common::golden_json("smollm2-135m.json");
+    for p in golden["prompts"].as_array().unwrap() {
+        let steps = teacher::steps(&p["steps"]);
+        let r = teacher::run_on(&model, &mut b, &ids(&p["prompt_ids"]), &ids(&p["gen_ids"]), &steps, 512, |_, _| {});
+        teacher::check(p["name"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL_REAL);
     }
 }

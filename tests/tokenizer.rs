@@ -2,6 +2,8 @@
 //! with the libllama that npm node-llama-cpp 3.22.1 ships).
 //!
 //! - Real model (Gemma 3 270M, SentencePiece vocabulary of 262144): tests/golden/tokenizer-gemma3-270m.json.
+//! - Instruct model (SmolLM2-135M-Instruct, GPT-2 BPE of 49152, pre-tokenizer `smollm`, ChatML
+//!   special tokens): tests/golden/tokenizer-smollm2-135m.json.
 //! - Byte-level BPE: a real BPE vocabulary (trained with `tokenizers`, tests/reference/bpe-vocab.json)
 //!   in tiny llama GGUFs written at test time by tests/reference/make_bpe_gguf.py, one per
 //!   pre-tokenizer; goldens tests/golden/tokenizer-bpe-<pre>.json.
@@ -22,6 +24,14 @@ fn gemma() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
     T.get_or_init(|| {
         let g = Gguf::from_bytes(common::model_bytes()).expect("parse model");
+        Tokenizer::from_gguf(&g).expect("tokenizer")
+    })
+}
+
+fn smollm2() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| {
+        let g = Gguf::from_bytes(&common::chat_model_arc()).expect("parse chat model");
         Tokenizer::from_gguf(&g).expect("tokenizer")
     })
 }
@@ -141,6 +151,25 @@ fn assert_golden(tok: &Tokenizer, file: &str) {
 #[test]
 fn gemma_matches_llama_cpp() {
     assert_golden(gemma(), "tokenizer-gemma3-270m.json");
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    assert_golden(smollm2(), "tokenizer-smollm2-135m.json");
+}
+
+/// The plain and ChatML prompts of the SmolLM2 model golden (llama_tokenize with special tokens).
+#[test]
+fn smollm2_matches_model_golden_prompts() {
+    let g = load_golden("smollm2-135m.json");
+    for p in g["prompts"].as_array().unwrap() {
+        let ids = smollm2().encode(p["prompt"].as_str().unwrap(), true, true);
+        assert_eq!(ids, ids_of(&p["prompt_ids"]), "prompt {}", p["name"]);
+        let pieces: Vec<String> =
+            ids_of(&p["gen_ids"]).iter().map(|&id| String::from_utf8_lossy(&smollm2().token_to_piece(id, true)).into_owned()).collect();
+        let want: Vec<String> = p["gen_pieces"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        assert_eq!(pieces, want, "pieces of {}", p["name"]);
+    }
 }
 
 #[test]

@@ -15,8 +15,11 @@ use browser_llm::sampling::SamplingParams;
 use wasm_support::{env, read_file_sync};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
-/// Same near-tie rule as the native golden tests (tests/decoder_gemma3.rs).
-const NEAR_TIE: f64 = 0.25;
+#[path = "common/tolerance.rs"]
+mod tolerance;
+
+/// Same near-tie rule as the native golden tests (tests/common/tolerance.rs).
+const NEAR_TIE: f64 = tolerance::NEAR_TIE as f64;
 
 #[wasm_bindgen_test]
 fn simd128_is_compiled_in() {

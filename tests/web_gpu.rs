@@ -28,7 +28,11 @@ use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_config
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const NEAR_TIE: f64 = 0.25;
+#[path = "common/tolerance.rs"]
+mod tolerance;
+
+/// Same near-tie rule as the native golden tests (tests/common/tolerance.rs).
+const NEAR_TIE: f64 = tolerance::NEAR_TIE as f64;
 /// Teacher-forced steps per golden prompt (all of the golden continuation).
 const STEPS: usize = 64;
 

@@ -5,18 +5,22 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+pub mod tolerance;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Run a `pkg-scripts/` helper that prints a path as its last stdout line.
-fn script_path(script: &str) -> PathBuf {
+fn script_path(script: &str, args: &[&str]) -> PathBuf {
     let out = Command::new(repo_root().join("pkg-scripts").join(script))
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("could not run pkg-scripts/{script}: {e}"));
     assert!(
         out.status.success(),
-        "pkg-scripts/{script} failed:\n{}",
+        "pkg-scripts/{script} {} failed:\n{}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
@@ -29,9 +33,27 @@ pub fn model_path() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| match std::env::var_os("BROWSER_LLM_MODEL") {
         Some(p) => PathBuf::from(p),
-        None => script_path("fetch-model"),
+        None => script_path("fetch-model", &[]),
     })
     .clone()
+}
+
+/// The instruct model (SmolLM2-135M-Instruct Q4_1, ChatML), fetched and verified once into the
+/// user cache (`pkg-scripts/fetch-model smollm2-135m-instruct`). `BROWSER_LLM_CHAT_MODEL`
+/// overrides the path.
+pub fn chat_model_path() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| match std::env::var_os("BROWSER_LLM_CHAT_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => script_path("fetch-model", &["smollm2-135m-instruct"]),
+    })
+    .clone()
+}
+
+/// The instruct model's bytes, read once per test binary.
+pub fn chat_model_arc() -> Arc<Vec<u8>> {
+    static B: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(std::fs::read(chat_model_path()).expect("read chat model"))).clone()
 }
 
 /// The model's bytes, read once per test binary and shared (the engine keeps an `Arc` of them).
@@ -55,7 +77,7 @@ pub fn golden_json(name: &str) -> serde_json::Value {
 /// Python with the reference packages (gguf, numpy, tokenizers), from pkg-scripts/python-env.
 pub fn python() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| script_path("python-env")).clone()
+    P.get_or_init(|| script_path("python-env", &[])).clone()
 }
 
 /// Path of a golden file shared by the founders (`../shared/golden/NAME`) or kept in the repo

@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 
+// Keep equal to NEAR_TIE in tests/common/tolerance.rs (the Rust tests' single definition).
 export const NEAR_TIE = 0.25;
 
 export const golden = JSON.parse(readFileSync(new URL("../golden/gemma3-270m.json", import.meta.url), "utf8"));
