@@ -1,11 +1,14 @@
 // Static server for the demo page and the end-to-end tests, on 127.0.0.1 only.
-//   node pkg-scripts/serve.mjs [--port N] [--model PATH] [--root DIR]
-// Serves www/ (or DIR) at /, the built package (pkg/) at /pkg/, and the model file at
-// /models/<its file name>, with HTTP Range support. Every response carries COOP/COEP headers
+//   node pkg-scripts/serve.mjs [--port N] [--model [NAME=]PATH]... [--chat-model PATH] [--completion-model PATH] [--root DIR]
+// Serves www/ (or DIR) at /, the built package (pkg/) at /pkg/, and each model file at
+// /models/NAME (NAME defaults to the file's own name), with HTTP Range support. The demo page's
+// two models have stable URLs: --chat-model PATH is served at /models/smollm2-135m-instruct.gguf
+// and --completion-model PATH at /models/gemma-3-270m-q4_k_m.gguf. With no model option,
+// BROWSER_LLM_MODEL (if set) is served at its file name. Every response carries COOP/COEP headers
 // (cross-origin isolation, for wasm threads and precise timers). Model bytes are sent with
 // `Cache-Control: no-store` so the browser's HTTP cache never hides what the package's own
-// storage does. GET /__stats returns how many model requests and bytes were served (tests use it
-// to prove a warm load makes no weight request); POST /__stats/reset zeroes them.
+// storage does. GET /__stats returns how many model requests and bytes were served, in all and per
+// model NAME (tests use it to prove a warm load makes no weight request); POST /__stats zeroes them.
 
 import http from "node:http";
 import fs from "node:fs";
@@ -19,7 +22,25 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const port = Number(opt("--port", "8080"));
-const model = opt("--model", process.env.BROWSER_LLM_MODEL);
+
+// URL name (under /models/) -> absolute file path.
+const models = new Map();
+function addModel(name, file) {
+  if (!file) throw new Error(`serve.mjs: a model option needs a path`);
+  if (!/^[\w.-]+$/.test(name)) throw new Error(`serve.mjs: bad model name ${JSON.stringify(name)}`);
+  models.set(name, path.resolve(file));
+}
+for (let i = 0; i < args.length; i++) {
+  const v = args[i + 1];
+  if (args[i] === "--model") {
+    // NAME=PATH when the part before the first "=" is a plain name; else the whole value is a path.
+    const m = /^([\w.-]+)=(.+)$/.exec(v ?? "");
+    if (m) addModel(m[1], m[2]);
+    else addModel(path.basename(v ?? ""), v);
+  } else if (args[i] === "--chat-model") addModel("smollm2-135m-instruct.gguf", v);
+  else if (args[i] === "--completion-model") addModel("gemma-3-270m-q4_k_m.gguf", v);
+}
+if (models.size === 0 && process.env.BROWSER_LLM_MODEL) addModel(path.basename(process.env.BROWSER_LLM_MODEL), process.env.BROWSER_LLM_MODEL);
 const site = path.resolve(opt("--root", path.join(root, "www")));
 
 const TYPES = {
@@ -28,11 +49,22 @@ const TYPES = {
   ".ts": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8", ".png": "image/png",
 };
 
-const stats = { modelRequests: 0, modelBytes: 0, requests: [] };
+const freshStats = () => ({
+  modelRequests: 0, modelBytes: 0, requests: [],
+  byModel: Object.fromEntries([...models.keys()].map((n) => [n, { requests: 0, bytes: 0 }])),
+});
+let stats = freshStats();
+
+/** The model NAME a URL path names, or undefined. */
+function modelName(urlPath) {
+  const m = /^\/models\/([^/]+)$/.exec(urlPath);
+  return m && models.has(m[1]) ? m[1] : undefined;
+}
 
 function resolve(urlPath) {
   if (urlPath.startsWith("/pkg/")) return path.join(root, "pkg", urlPath.slice(5));
-  if (model && urlPath === `/models/${path.basename(model)}`) return model;
+  const name = modelName(urlPath);
+  if (name) return models.get(name);
   const rel = urlPath === "/" ? "index.html" : urlPath.slice(1);
   return path.join(site, rel);
 }
@@ -43,19 +75,22 @@ const server = http.createServer((req, res) => {
   res.setHeader("Cross-Origin-Resource-Policy", "same-origin");
   const url = new URL(req.url, "http://localhost");
   if (url.pathname === "/__stats") {
-    if (req.method === "POST") Object.assign(stats, { modelRequests: 0, modelBytes: 0, requests: [] });
+    if (req.method === "POST") stats = freshStats();
     res.setHeader("Content-Type", "application/json");
     return res.end(JSON.stringify(stats));
   }
   let file;
+  let name;
   try {
-    file = resolve(decodeURIComponent(url.pathname));
+    const p = decodeURIComponent(url.pathname);
+    name = modelName(p);
+    file = resolve(p);
   } catch {
     res.statusCode = 400;
     return res.end("bad path");
   }
   const allowed = [site, path.join(root, "pkg")];
-  const isModel = model && file === model;
+  const isModel = name !== undefined;
   if (!isModel && !allowed.some((dir) => file === dir || file.startsWith(dir + path.sep))) {
     res.statusCode = 403;
     return res.end("forbidden");
@@ -91,11 +126,17 @@ const server = http.createServer((req, res) => {
     res.setHeader("Content-Length", end - start + 1);
     if (isModel) {
       stats.modelRequests += 1;
-      stats.requests.push({ range: req.headers.range ?? null });
+      stats.requests.push({ model: name, range: req.headers.range ?? null });
+      stats.byModel[name].requests += 1;
     }
     if (req.method === "HEAD") return res.end();
     const stream = fs.createReadStream(file, { start, end });
-    if (isModel) stream.on("data", (chunk) => { stats.modelBytes += chunk.length; });
+    if (isModel) {
+      stream.on("data", (chunk) => {
+        stats.modelBytes += chunk.length;
+        stats.byModel[name].bytes += chunk.length;
+      });
+    }
     stream.pipe(res);
   });
 });
@@ -103,5 +144,5 @@ const server = http.createServer((req, res) => {
 server.listen(port, "127.0.0.1", () => {
   const addr = server.address();
   console.log(`serving on http://127.0.0.1:${addr.port}/`);
-  if (model) console.log(`model: http://127.0.0.1:${addr.port}/models/${path.basename(model)}`);
+  for (const name of models.keys()) console.log(`model: http://127.0.0.1:${addr.port}/models/${name}`);
 });

@@ -2,12 +2,21 @@
 // the built package by the import map in index.html), with the model in a Worker so this page
 // never freezes.
 //
-// For tests, the page reports its state on <body data-state="idle|loading|ready|generating">
-// and puts each reply's token ids on its element (data-token-ids).
+// For tests, the page reports its state on <body data-state="idle|loading|ready|generating">,
+// its mode on <body data-mode="chat|completion">, and puts each reply's token ids on its element
+// (data-token-ids, completion mode).
 
 import * as llm from "browser-llm";
 
-const DEFAULT_MODEL = new URL("/models/gemma-3-270m-q4_k_m.gguf", location.href).href;
+/**
+ * The two models the page offers, served by pkg-scripts/serve.mjs at these URLs. `layers` and
+ * `kvDim` (n_head_kv * head_dim) size the KV cache the engine allocates: f32 keys and values for
+ * every layer at the chosen context length, on top of the weights (kept as in the file).
+ */
+const MODELS = {
+  smollm2: { url: "/models/smollm2-135m-instruct.gguf", mode: "chat", bytes: 98_362_432, layers: 30, kvDim: 192 },
+  gemma: { url: "/models/gemma-3-270m-q4_k_m.gguf", mode: "completion", bytes: 253_113_024, layers: 18, kvDim: 256 },
+};
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -16,14 +25,14 @@ const el = {
   progressText: $("progress-text"), status: $("status"), error: $("error"), info: $("model-info"),
   cachePanel: $("cache-panel"), cacheList: $("cache-list"), usage: $("storage-usage"),
   transcript: $("transcript"), promptForm: $("prompt-form"), prompt: $("prompt"), send: $("send-btn"), stop: $("stop-btn"),
-  stats: $("stats"), clear: $("clear-btn"), defaultName: $("default-name"),
+  stats: $("stats"), clear: $("clear-btn"), system: $("system-prompt"), systemBox: $("system-box"), heading: $("chat-heading"),
 };
 
 let engine = null;
 let loadAbort = null;
 let genAbort = null;
 let localFile = null;
-/** Chat mode: the conversation so far. */
+/** Chat mode: the conversation so far (user and assistant turns; the system prompt is added per request). */
 let messages = [];
 
 function setState(s) {
@@ -58,6 +67,37 @@ function onProgress(p) {
   el.progressText.textContent = `${phase}: ${amount}${speed}`;
 }
 
+/** "About N MB" of memory a model needs: its file plus the KV cache at `ctx` tokens, rounded up to 10 MB. */
+function memoryNeeded(m, ctx) {
+  const kv = 2 * m.layers * m.kvDim * ctx * 4;
+  return Math.ceil((m.bytes + kv) / 1e7) * 10;
+}
+
+function showModelMeta() {
+  const ctx = Number(el.ctx.value) || 2048;
+  for (const [key, m] of Object.entries(MODELS)) {
+    document.querySelector(`[data-model-meta=${key}]`).textContent =
+      `${mb(m.bytes)} download, needs about ${memoryNeeded(m, ctx)} MB of memory at ${ctx} tokens of context`;
+  }
+}
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+/** Chat or completion: the radio, the system prompt field, labels, and <body data-mode>. */
+function setMode(m) {
+  document.querySelector(`input[name=mode][value=${m}]`).checked = true;
+  document.body.dataset.mode = m;
+  const chat = m === "chat";
+  el.systemBox.hidden = !chat;
+  el.heading.textContent = chat ? "Chat" : "Completion";
+  el.send.textContent = chat ? "Send" : "Generate";
+  el.prompt.placeholder = engine
+    ? (chat ? "Your message. Enter sends, Shift+Enter adds a line." : "The start of a text for the model to continue. Enter sends.")
+    : "Load a model, then type here. Enter sends, Shift+Enter adds a line.";
+}
+
 function source() {
   const kind = document.querySelector("input[name=source]:checked").value;
   if (kind === "url") {
@@ -69,7 +109,7 @@ function source() {
     if (!localFile) throw Object.assign(new Error("Choose or drop a .gguf file first."), { code: "INVALID_ARGUMENT" });
     return localFile;
   }
-  return DEFAULT_MODEL;
+  return new URL(MODELS[kind].url, location.href).href;
 }
 
 async function load(ev) {
@@ -101,8 +141,10 @@ async function load(ev) {
     const info = await engine.info();
     el.status.textContent = `Ready in ${((performance.now() - t0) / 1000).toFixed(1)} s.`;
     showInfo(info);
-    // Base models (no chat template in the file) are best used for completion.
-    document.querySelector(`input[name=mode][value=${info.chatTemplate === "gguf" ? "chat" : "completion"}]`).checked = true;
+    // The offered models keep the mode they are made for; for another, a base model (no chat
+    // template in the file) is best used for completion.
+    const offered = Object.values(MODELS).find((m) => src === new URL(m.url, location.href).href);
+    setMode(offered ? offered.mode : info.chatTemplate === "gguf" ? "chat" : "completion");
     setState("ready");
     el.prompt.focus();
   } catch (e) {
@@ -154,13 +196,16 @@ function samplingOptions() {
 function addMessage(who, text) {
   const div = document.createElement("div");
   div.className = `msg ${who}`;
+  const head = document.createElement("div");
+  head.className = "msg-head";
   const label = document.createElement("span");
   label.className = "who";
   label.textContent = who === "user" ? "You" : "Model";
+  head.append(label);
   const body = document.createElement("span");
   body.className = "text";
   body.textContent = text;
-  div.append(label, body);
+  div.append(head, body);
   el.transcript.append(div);
   el.transcript.scrollTop = el.transcript.scrollHeight;
   return div;
@@ -171,7 +216,7 @@ async function send(ev) {
   const text = el.prompt.value;
   if (!engine || document.body.dataset.state !== "ready" || text.trim() === "") return;
   clearError();
-  const mode = document.querySelector("input[name=mode]:checked").value;
+  const current = mode();
   genAbort = new AbortController();
   setState("generating");
   el.stats.textContent = "";
@@ -179,7 +224,7 @@ async function send(ev) {
   let reply;
   let out;
   try {
-    if (mode === "completion") {
+    if (current === "completion") {
       reply = addMessage("model", "");
       const promptSpan = reply.querySelector(".text");
       promptSpan.textContent = text;
@@ -198,8 +243,9 @@ async function send(ev) {
       el.prompt.value = "";
       reply = addMessage("model", "");
       out = reply.querySelector(".text");
+      const system = el.system.value.trim();
       const stream = await engine.chat.completions.create({
-        messages, stream: true, max_tokens: opts.maxTokens, temperature: opts.temperature, top_k: opts.topK, top_p: opts.topP,
+        messages: system ? [{ role: "system", content: system }, ...messages] : messages, stream: true, max_tokens: opts.maxTokens, temperature: opts.temperature, top_k: opts.topK, top_p: opts.topP,
         min_p: opts.minP, repetition_penalty: opts.repetitionPenalty, seed: opts.seed, signal: genAbort.signal,
       });
       let last;
@@ -213,15 +259,44 @@ async function send(ev) {
     }
   } catch (e) {
     showError(e);
-    if (mode === "chat") messages.pop();
+    if (current === "chat") messages.pop();
   } finally {
     genAbort = null;
     setState(engine ? "ready" : "idle");
   }
 }
 
+/** A Copy button in a reply's head: copies the reply's text (in completion mode: prompt and continuation). */
+function addCopyButton(reply) {
+  const btn = document.createElement("button");
+  btn.type = "button";
+  btn.className = "copy";
+  btn.textContent = "Copy";
+  btn.setAttribute("aria-label", "Copy this reply");
+  btn.onclick = async () => {
+    const text = [...reply.querySelectorAll(".text, .gen")].map((n) => n.textContent).join("");
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch {
+      // No clipboard API (or no permission): copy a selection the old way.
+      const ta = Object.assign(document.createElement("textarea"), { value: text });
+      ta.style.position = "fixed";
+      ta.style.opacity = "0";
+      document.body.append(ta);
+      ta.select();
+      document.execCommand("copy");
+      ta.remove();
+    }
+    btn.textContent = "Copied";
+    btn.dataset.copied = "true";
+    setTimeout(() => { btn.textContent = "Copy"; }, 1500);
+  };
+  reply.querySelector(".msg-head").append(btn);
+}
+
 function finish(reply, tokenIds, finishReason, t) {
   if (tokenIds) reply.dataset.tokenIds = JSON.stringify(tokenIds);
+  addCopyButton(reply);
   reply.dataset.finishReason = finishReason;
   const why = { stop: "finished", length: "token limit", abort: "stopped" }[finishReason] ?? finishReason;
   el.stats.textContent = `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.prefillTokens} tokens) · ` +
@@ -265,7 +340,14 @@ async function refreshCache() {
 }
 
 // Wiring.
-el.defaultName.textContent = `(${DEFAULT_MODEL.split("/").pop()})`;
+for (const radio of document.querySelectorAll("input[name=source]")) {
+  // Picking one of the two offered models switches to the mode it is made for.
+  radio.addEventListener("change", () => { if (radio.checked && MODELS[radio.value]) setMode(MODELS[radio.value].mode); });
+}
+for (const radio of document.querySelectorAll("input[name=mode]")) {
+  radio.addEventListener("change", () => { if (radio.checked) setMode(radio.value); });
+}
+el.ctx.addEventListener("input", showModelMeta);
 el.form.addEventListener("submit", load);
 el.cancelLoad.addEventListener("click", () => loadAbort?.abort());
 el.promptForm.addEventListener("submit", send);
@@ -305,4 +387,6 @@ if (params.get("model")) {
   document.querySelector("input[name=source][value=url]").checked = true;
 }
 setState("idle");
+setMode("chat");
+showModelMeta();
 refreshCache();

@@ -13,11 +13,19 @@ export const CHROMIUM_ARGS = [
 
 const SERVE = fileURLToPath(new URL("../../pkg-scripts/serve.mjs", import.meta.url));
 
-/** Start pkg-scripts/serve.mjs; resolves to { url, modelUrl, stats(), resetStats(), close() }. */
-export function startServer(model, root) {
+/**
+ * Start pkg-scripts/serve.mjs. `models`: one model file's path (served at /models/<its name>), or
+ * { chat, completion } paths (served at the demo page's two model URLs; either may be missing).
+ * Resolves to { url, modelUrl (the first model's), stats(), resetStats(), close() }.
+ */
+export function startServer(models, root) {
   return new Promise((resolve, reject) => {
+    const modelArgs = typeof models === "string" ? ["--model", models] : [
+      ...(models.chat ? ["--chat-model", models.chat] : []),
+      ...(models.completion ? ["--completion-model", models.completion] : []),
+    ];
     const extra = root ? ["--root", root] : [];
-    const proc = spawn(process.execPath, [SERVE, "--port", "0", "--model", model, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+    const proc = spawn(process.execPath, [SERVE, "--port", "0", ...modelArgs, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     proc.on("exit", (code) => reject(new Error(`the demo server exited (${code})`)));
     proc.stdout.on("data", (d) => {

@@ -1,5 +1,6 @@
-// End to end: the real demo page (www/), the built package, the real model, headless Chromium.
-//   BROWSER_LLM_MODEL=/path/to/model.gguf node --test e2e.test.mjs
+// End to end: the real demo page (www/), the built package, the real models, headless Chromium.
+//   BROWSER_LLM_MODEL=/path/to/gemma.gguf BROWSER_LLM_CHAT_MODEL=/path/to/smollm2.gguf node --test e2e.test.mjs
+// (pkg-scripts/fetch-model and pkg-scripts/fetch-model smollm2-135m-instruct print the paths.)
 // Screenshots go to artifacts/ at the repository root.
 
 import { test, before, after } from "node:test";
@@ -10,7 +11,11 @@ import { startServer, launchBrowser } from "./browser.mjs";
 import { golden, checkGreedy } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
-if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to the default model's path (pkg-scripts/fetch-model prints it)");
+if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to Gemma 3 270M's path (pkg-scripts/fetch-model prints it)");
+const CHAT_MODEL = process.env.BROWSER_LLM_CHAT_MODEL;
+if (!CHAT_MODEL) throw new Error("set BROWSER_LLM_CHAT_MODEL to SmolLM2's path (pkg-scripts/fetch-model smollm2-135m-instruct prints it)");
+const GEMMA = "gemma-3-270m-q4_k_m.gguf";
+const SMOLLM2 = "smollm2-135m-instruct.gguf";
 const ARTIFACTS = fileURLToPath(new URL("../../artifacts/", import.meta.url));
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -20,8 +25,9 @@ let page;
 const pageErrors = [];
 
 before(async () => {
-  srv = await startServer(MODEL);
+  srv = await startServer({ chat: CHAT_MODEL, completion: MODEL });
   ctx = await launchBrowser();
+  await ctx.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(srv.url).origin });
   page = await ctx.newPage();
   page.on("pageerror", (e) => pageErrors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error" && !/favicon/.test(m.location().url)) console.log("page console:", m.text()); });
@@ -37,8 +43,9 @@ async function waitState(state, timeout = 300_000) {
   await page.waitForFunction((s) => document.body.dataset.state === s, state, { timeout });
 }
 
-async function loadModel(backend) {
-  await page.check("input[name=source][value=default]");
+/** Load one of the offered models ("gemma" or "smollm2") on `backend`. */
+async function loadModel(backend, model = "gemma") {
+  await page.check(`input[name=source][value=${model}]`);
   await page.selectOption("#backend", backend);
   await page.click("#load-btn");
   await page.waitForFunction(() => document.body.dataset.state !== "loading", null, { timeout: 300_000 });
@@ -62,11 +69,77 @@ async function generate(prompt) {
   return {
     tokenIds: JSON.parse((await last.getAttribute("data-token-ids")) ?? "null"),
     finishReason: await last.getAttribute("data-finish-reason"),
-    text: await last.textContent(),
+    text: await last.locator(".text").textContent(),
   };
 }
 
-test("cold load through the Worker: progress with phases, every byte downloaded once", async () => {
+test("the page opens in chat mode with SmolLM2 selected, sizes and memory shown", async () => {
+  assert.ok(await page.isChecked("input[name=source][value=smollm2]"));
+  assert.ok(await page.isChecked("input[name=mode][value=chat]"));
+  assert.equal(await page.getAttribute("body", "data-mode"), "chat");
+  assert.ok(await page.isVisible("#system-prompt"));
+  assert.match(await page.locator("[data-model-meta=smollm2]").textContent(), /^98\.4 MB download, needs about \d+ MB of memory at 2048 tokens/);
+  assert.match(await page.locator("[data-model-meta=gemma]").textContent(), /^253 MB download, needs about \d+ MB of memory at 2048 tokens/);
+});
+
+test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page, copied with its button", async () => {
+  await srv.resetStats();
+  await loadModel("cpu", "smollm2");
+  assert.equal((await srv.stats()).byModel[SMOLLM2].bytes, statSync(CHAT_MODEL).size, "every byte of SmolLM2 was downloaded exactly once");
+  assert.equal(await page.locator("[data-field=\"chat template\"]").textContent(), "gguf");
+  assert.equal(await page.getAttribute("body", "data-mode"), "chat");
+  await setSettings({ temperature: 0, "max-tokens": 48, repeat: 1 });
+  // A long system prompt: the prompt's token count proves it was sent as the first message.
+  const system = "You are a friendly assistant for a sailing club. Answer in one or two short sentences. " +
+    "Keep answers practical, kind and accurate; when unsure, say so. ".repeat(6);
+  await page.fill("#system-prompt", system);
+  // Count the reply's updates as it streams (one per chunk).
+  await page.evaluate(() => {
+    window.__updates = 0;
+    new MutationObserver(() => { window.__updates += 1; }).observe(document.querySelector("#transcript"), { childList: true, subtree: true, characterData: true });
+  });
+  const r = await generate("What should I bring on my first day of sailing?");
+  assert.ok(["stop", "length"].includes(r.finishReason), r.finishReason);
+  const reply = r.text;
+  console.log("SmolLM2 reply:", JSON.stringify(reply));
+  assert.ok(reply.trim().length > 0, "a non-empty reply");
+  assert.ok(await page.evaluate(() => window.__updates) > 5, "the reply streamed in several updates");
+  assert.equal(await page.locator(".msg.user .text").last().textContent(), "What should I bring on my first day of sailing?");
+  const stats = await page.locator("#stats").textContent();
+  const prefill = Number(/prefill [\d.]+ tok\/s \((\d+) tokens\)/.exec(stats)?.[1]);
+  assert.ok(prefill > 100, `the prompt had ${prefill} tokens: the system prompt was not sent? (${stats})`);
+  assert.match(stats, /decode [\d.]+ tok\/s/);
+
+  const copy = page.locator(".msg.model").last().getByRole("button", { name: "Copy this reply" });
+  await copy.click();
+  await page.waitForFunction(() => document.querySelector(".msg.model:last-child button.copy")?.dataset.copied === "true");
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), reply);
+  await page.screenshot({ path: `${ARTIFACTS}demo-chat-desktop.png`, fullPage: true });
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the chat page is ${overflow}px wider than a phone's viewport`);
+  for (const id of ["#load-btn", "#send-btn", "#stop-btn", "#system-prompt", "#prompt"]) {
+    const box = await page.locator(id).boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${id} is within the phone's width: ${JSON.stringify(box)}`);
+  }
+  await page.screenshot({ path: `${ARTIFACTS}demo-chat-phone.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.click("#clear-btn");
+});
+
+test("picking Gemma switches to completion mode", async () => {
+  await page.check("input[name=source][value=gemma]");
+  assert.equal(await page.getAttribute("body", "data-mode"), "completion");
+  assert.ok(await page.isChecked("input[name=mode][value=completion]"));
+  assert.ok(await page.isHidden("#system-prompt"));
+  assert.equal(await page.locator("#send-btn").textContent(), "Generate");
+  await page.check("input[name=source][value=smollm2]");
+  assert.equal(await page.getAttribute("body", "data-mode"), "chat");
+  await page.check("input[name=source][value=gemma]");
+});
+
+test("Gemma: cold load through the Worker: progress with phases, every byte downloaded once", async () => {
   await srv.resetStats();
   const phases = new Set();
   const poll = setInterval(async () => {
@@ -78,6 +151,8 @@ test("cold load through the Worker: progress with phases, every byte downloaded 
   clearInterval(poll);
   const stats = await srv.stats();
   assert.equal(stats.modelBytes, statSync(MODEL).size, "every byte of the model was downloaded exactly once");
+  assert.equal(stats.byModel[GEMMA].bytes, statSync(MODEL).size);
+  assert.equal(await page.getAttribute("body", "data-mode"), "completion");
   assert.ok(phases.has("Downloading"), `progress phases seen: ${[...phases]}`);
   assert.match(await page.locator("[data-field=backend]").textContent(), /cpu/);
   assert.match(await page.locator("[data-field=why]").textContent(), /CPU/);
@@ -109,20 +184,9 @@ test("stop mid-stream leaves the engine usable", async () => {
   assert.deepEqual(r.tokenIds, golden.prompts[0].gen_ids_64.slice(0, 8));
 });
 
-test("a streamed chat completion", async () => {
-  await page.check("input[name=mode][value=chat]");
-  await setSettings({ temperature: 0, "max-tokens": 24 });
-  const r = await generate("Write one sentence about the sea.");
-  assert.ok(["stop", "length"].includes(r.finishReason));
-  const reply = (await page.locator(".msg.model").last().textContent()).replace(/^Model/, "");
-  assert.ok(reply.trim().length > 0, "the reply streamed into the page");
-  assert.equal(await page.locator(".msg.user").last().textContent(), "YouWrite one sentence about the sea.");
-  await page.screenshot({ path: `${ARTIFACTS}demo-desktop.png`, fullPage: true });
-  await page.check("input[name=mode][value=completion]");
-});
-
 test("reload: the model loads from browser storage with no weight request", async () => {
   await page.reload();
+  assert.equal(await page.getAttribute("body", "data-mode"), "chat", "a reloaded page opens in chat mode");
   await srv.resetStats();
   await loadModel("cpu");
   const stats = await srv.stats();
@@ -130,6 +194,7 @@ test("reload: the model loads from browser storage with no weight request", asyn
   await page.locator("#cache-panel summary").click();
   await page.waitForFunction(() => document.querySelectorAll("#cache-list li button").length > 0, null, { timeout: 30_000 });
   assert.match(await page.locator("#cache-list").textContent(), /gemma-3-270m-q4_k_m\.gguf · 253 MB/);
+  assert.match(await page.locator("#cache-list").textContent(), /smollm2-135m-instruct\.gguf · 98\.4 MB/);
   await page.screenshot({ path: `${ARTIFACTS}demo-warm-load.png`, fullPage: true });
 });
 
@@ -138,7 +203,7 @@ test("webgpu backend (SwiftShader): greedy tokens through the Worker equal the g
   // this is the slowest test (4 x 64 tokens, a few minutes); it is the same comparison as the CPU's.
   await loadModel("webgpu");
   assert.equal(await page.locator("[data-field=backend]").textContent(), "gpu");
-  assert.match(await page.locator("[data-field=why]").textContent(), /WebGPU, as requested; adapter: .*BrowserWebGpu/);
+  assert.match(await page.locator("[data-field=why]").textContent(), /GPU.*, as requested; adapter: .*BrowserWebGpu/);
   await setSettings({ temperature: 0, "max-tokens": 64, repeat: 1 });
   for (const p of golden.prompts) {
     const r = await generate(p.prompt);
@@ -173,10 +238,13 @@ test("phone-sized viewport: no horizontal scrolling, controls reachable", async 
   assert.deepEqual(pageErrors, []);
 });
 
-test("a cached model can be deleted from the page", async () => {
+test("cached models can be deleted from the page", async () => {
   await page.setViewportSize({ width: 1280, height: 900 });
-  const item = page.locator("#cache-list li", { hasText: "gemma-3-270m-q4_k_m.gguf" });
-  await item.getByRole("button", { name: /Delete/ }).click();
+  for (const name of [GEMMA, SMOLLM2]) {
+    const item = page.locator("#cache-list li", { hasText: name });
+    await item.getByRole("button", { name: /Delete/ }).click();
+    await page.waitForFunction((n) => !document.querySelector("#cache-list").textContent.includes(n), name, { timeout: 30_000 });
+  }
   await page.waitForFunction(() => /No models cached yet/.test(document.querySelector("#cache-list").textContent), null, { timeout: 30_000 });
   assert.match(await page.locator("#storage-usage").textContent(), /^Using [\d.]+ MB of/);
 });
