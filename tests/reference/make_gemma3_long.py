@@ -14,11 +14,11 @@ attention on (llama.cpp's own setting sensitivity: steps where its argmax differ
 --model defaults to the last line printed by pkg-scripts/fetch-model.
 """
 import argparse
-import hashlib
 import json
 import os
 import subprocess
 import sys
+from refutil import run_json, sha256  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -31,20 +31,6 @@ CASES = [
 ]
 
 
-def run_json(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-3000:])
-        sys.exit(f"make_gemma3_long: failed: {' '.join(cmd)}")
-    return json.loads(p.stdout)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main(argv=None):
@@ -63,7 +49,7 @@ def main(argv=None):
         else:
             src = ["--prompt-text", c["prompt_text"]]
         common = [sys.executable, REF, "--model", model, "--n-ctx", str(N_CTX)] + src
-        r = run_json(common + ["--n-predict", str(c["n_predict"])])
+        r = run_json(common + ["--n-predict", str(c["n_predict"])], "make_gemma3_long")
         base = r
         margins = [s["margin"] for s in r["steps"]]
         case = {
@@ -84,7 +70,7 @@ def main(argv=None):
         }
         if not a.skip_cross_check:
             fa = run_json(common + ["--flash-attn", "on", "--no-pieces",
-                                    "--force-ids", ",".join(map(str, r["gen_ids"]))])
+                                    "--force-ids", ",".join(map(str, r["gen_ids"]))], "make_gemma3_long")
             diffs = [i for i, (x, y) in enumerate(zip(r["steps"], fa["steps"])) if x["top5"][0][0] != y["top5"][0][0]]
             case["cross_check_flash_attn_on_teacher_forced"] = {
                 "argmax_differs_at": [[i, round(margins[i], 4)] for i in diffs],

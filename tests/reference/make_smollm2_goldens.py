@@ -28,7 +28,6 @@ no system message: SmolLM2's template then inserts its default system turn, llam
 """
 import argparse
 import ctypes as C
-import hashlib
 import json
 import os
 import subprocess
@@ -40,6 +39,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 REF = os.path.join(HERE, "llama_ref.py")
 sys.path.insert(0, HERE)
 import llama_ref  # noqa: E402
+from refutil import run_json, sha256  # noqa: E402
 
 N_CTX = 512
 N_PREDICT = 64
@@ -72,20 +72,6 @@ PROMPTS = [
 ]
 
 
-def run_json(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-3000:])
-        sys.exit(f"make_smollm2_goldens: failed: {' '.join(cmd)}")
-    return json.loads(p.stdout)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ChatRef:
@@ -167,11 +153,11 @@ def main(argv=None):
                 f.write(text)
             common = [sys.executable, REF, "--model", model, "--n-ctx", str(N_CTX), "--prompt-file", pf]
             runs = {}
-            r = base = run_json(common + ["--n-predict", str(N_PREDICT)])
+            r = base = run_json(common + ["--n-predict", str(N_PREDICT)], "make_smollm2_goldens")
             assert r["prompt_text"] == text
             runs["default"] = r
             for cname, flags in CONFIGS[1:]:
-                runs[cname] = run_json(common + flags + ["--no-pieces", "--force-ids", ",".join(map(str, r["gen_ids"]))])
+                runs[cname] = run_json(common + flags + ["--no-pieces", "--force-ids", ",".join(map(str, r["gen_ids"]))], "make_smollm2_goldens")
                 assert runs[cname]["prompt_ids"] == r["prompt_ids"]
             gen = r["gen_ids"]
             steps, differs, lp_diff = [], {c: [] for c, _ in CONFIGS[1:]}, {c: 0.0 for c, _ in CONFIGS[1:]}

@@ -25,10 +25,10 @@ residual stream stays O(1) and the logits are spread over a few units):
 """
 import argparse
 import glob
-import hashlib
 import json
 import os
 import sys
+from refutil import sha256  # noqa: E402
 
 try:
     import numpy as np
@@ -215,13 +215,6 @@ def write(name, cfg, path, split_max_tensors=0):
     w.write_tensors_to_file()
     w.close()
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main(argv=None):
