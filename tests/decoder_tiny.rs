@@ -1,6 +1,9 @@
 //! Tiny random models of every supported architecture (llama with GQA and tied embeddings, qwen2
 //! with q/k/v biases, qwen3 with QK-norm, phi3 with fused qkv and gate+up, gemma3 with an 8-token
-//! sliding window) against llama.cpp's greedy tokens and first-step logits.
+//! sliding window) against llama.cpp's greedy tokens and first-step logits, on the CPU and, through
+//! the library's one load path (`browser_llm::load`), on the GPU (lavapipe here; skipped without an
+//! adapter unless BROWSER_LLM_REQUIRE_GPU is set): normal and NeoX RoPE, biases, fused qkv and
+//! gate+up, `split_cols` and windows end to end on the GPU backend.
 //!
 //! The models are regenerated at test time by tests/reference/make_tiny_models.py (deterministic;
 //! the sha256 recorded in each golden is checked) and the goldens come from llama.cpp itself
@@ -15,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
+use browser_llm::load::{load, AnyEngine, BackendChoice, LoadOptions};
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use common::teacher::{self, ids, steps};
@@ -75,13 +79,51 @@ fn check_model(name: &str) {
 
     // Free-running greedy decode through the engine (KV cache, one token at a time) reproduces
     // llama.cpp's tokens up to its first near-tie.
-    let mut e = Engine::load(CpuBackend::new(), bytes, Some(64)).unwrap();
+    let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(64)).unwrap();
     let opts = GenerateOptions { max_tokens: gen.len(), sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
     let out = browser_llm::block_on(e.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
     let margins: Vec<f32> = steps(&g["steps"]).iter().map(|s| s.margin).collect();
     if let Some(i) = out.ids.iter().zip(&gen).position(|(a, b)| a != b) {
         assert!(margins[i] < NEAR_TIE, "{name}: decode step {i}: got {} want {} (margin {})", out.ids[i], gen[i], margins[i]);
     }
+
+    // The same teacher-forced comparison on the GPU backend.
+    let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), ..Default::default() };
+    match browser_llm::block_on(load(&gguf, &bytes, &opts)) {
+        Ok(loaded) => {
+            let AnyEngine::Gpu(mut e) = loaded.engine else { panic!("{name}: backend gpu gave {}", loaded.engine.backend_name()) };
+            let r = teacher::run_on(&e.model, &mut e.backend, &prompt, &gen, &steps(&g["steps"]), 64, |_, _| {});
+            teacher::check(&format!("{name} (GPU: {})", loaded.reason), &r, NEAR_TIE, LOGPROB_TOL_TINY);
+        }
+        Err(e) if std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_some() => panic!("{name}: no GPU, but BROWSER_LLM_REQUIRE_GPU is set: {e}"),
+        Err(e) => eprintln!("{name}: GPU part skipped: {e}"),
+    }
+}
+
+/// `backend: auto` takes a hardware GPU, skips a software one (slower than the CPU backend) and
+/// falls back to the CPU without one, saying why each time.
+#[test]
+fn auto_backend_policy_says_why() {
+    let bytes = Arc::new(std::fs::read(out_dir().join("tiny-llama.gguf")).unwrap());
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    let opts = LoadOptions { backend: BackendChoice::Auto, n_ctx: Some(64), ..Default::default() };
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &opts)).unwrap();
+    let (backend, why) = (loaded.engine.backend_name(), loaded.reason.as_str());
+    match browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()) {
+        Ok(g) if g.ctx.is_software() => {
+            assert_eq!(backend, "cpu", "{why}");
+            assert!(why.contains("software renderer"), "{why}");
+        }
+        Ok(_) => assert_eq!(backend, "gpu", "{why}"),
+        Err(_) => {
+            assert_eq!(backend, "cpu", "{why}");
+            assert!(why.contains("could not be used"), "{why}");
+        }
+    }
+    let cpu = LoadOptions { backend: BackendChoice::Cpu, ..opts };
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &cpu)).unwrap();
+    assert_eq!((loaded.engine.backend_name(), loaded.reason.as_str()), ("cpu", "CPU backend, as requested"));
+    eprintln!("auto: {why}");
 }
 
 #[test]
