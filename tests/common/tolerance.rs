@@ -17,3 +17,8 @@ pub const LOGPROB_TOL_REAL: f32 = 1.5;
 /// The same for the tiny random models: llama.cpp's own flash-attention on/off runs differ by up
 /// to 0.56 on them (measured 0.19-0.39 for us; their goldens' `cross_checks`).
 pub const LOGPROB_TOL_TINY: f32 = 0.6;
+
+/// The tiny models on the GPU backend against llama.cpp's CPU run: the GPU rounds at other points
+/// (f16 KV cache written by the shader, split-K attention sums, f32 activations for formats without
+/// an integer dot), and random tiny models amplify rounding: measured up to 0.68 (llama-tied).
+pub const LOGPROB_TOL_TINY_GPU: f32 = 0.8;
