@@ -189,6 +189,12 @@ impl Sampler {
         match out {
             ReadOut::Full(mut logits) => self.sample(&mut logits, history),
             ReadOut::Candidates(c) => {
+                // A device selection skips NaN logits: no candidate at all means none was finite.
+                if c.is_empty() {
+                    return Err(Error::unsupported_model(
+                        "the model produced no finite logits (NaN: corrupt weights or metadata)",
+                    ));
+                }
                 check_logits(c.iter().map(|&(_, l)| l), c.len())?;
                 self.candidates = c;
                 Ok(self.sample_candidates())
@@ -382,7 +388,7 @@ mod tests {
             let mut s = Sampler::new(params).unwrap();
             assert_eq!(s.sample(&mut [], &[]).unwrap_err().code, crate::ErrorCode::InvalidArgument);
             assert_eq!(s.sample_out(ReadOut::Full(vec![]), &[1]).unwrap_err().code, crate::ErrorCode::InvalidArgument);
-            assert_eq!(s.sample_out(ReadOut::Candidates(vec![]), &[]).unwrap_err().code, crate::ErrorCode::InvalidArgument);
+            assert_eq!(s.sample_out(ReadOut::Candidates(vec![]), &[]).unwrap_err().code, crate::ErrorCode::UnsupportedModel);
         }
     }
 
