@@ -1,5 +1,8 @@
 // argmax: the largest value of x[0..n] and its index (ties to the lower index), for greedy
 // decoding without reading the logits back. One workgroup; reduction in workgroup memory.
+// A NaN or infinite value wins over every finite one, so the host sees it in the value it reads
+// back and reports broken logits instead of sampling them. The test is on the bits: WGSL may
+// assume floats are never NaN, so `v != v` could be folded away.
 
 struct Params {
     n: u32,
@@ -15,13 +18,18 @@ struct Params {
 var<workgroup> rv: array<f32, WG>;
 var<workgroup> ri: array<u32, WG>;
 
+// NaN or +-inf (exponent bits all set).
+fn non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) >= 0x7f800000u;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     var bv = -3.4028e38;
     var bi = 0xffffffffu;
     for (var i = lid.x; i < p.n; i += WG) {
         let v = x[i];
-        if (v > bv || bi == 0xffffffffu) {
+        if (bi == 0xffffffffu || (!non_finite(bv) && (non_finite(v) || v > bv))) {
             bv = v;
             bi = i;
         }
@@ -33,7 +41,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         if (lid.x < w) {
             let v = rv[lid.x + w];
             let i = ri[lid.x + w];
-            if (i != 0xffffffffu && (ri[lid.x] == 0xffffffffu || v > rv[lid.x] || (v == rv[lid.x] && i < ri[lid.x]))) {
+            let mine = rv[lid.x];
+            let mine_set = ri[lid.x] != 0xffffffffu;
+            if (i != 0xffffffffu && (!mine_set || (!non_finite(mine) && (non_finite(v) || v > mine || (v == mine && i < ri[lid.x]))))) {
                 rv[lid.x] = v;
                 ri[lid.x] = i;
             }

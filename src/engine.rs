@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, TensorSource};
+use crate::backend::{Backend, KvShape, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
 use crate::logits::{ReadOut, Readback};
@@ -125,14 +125,18 @@ impl<B: Backend> Engine<B> {
     /// Load from a GGUF header and a source of tensor bytes (read tensor by tensor).
     pub async fn load_from<S: TensorSource>(mut backend: B, gguf: &Gguf, file: &S, n_ctx: Option<usize>) -> Result<Engine<B>> {
         let tokenizer = Arc::new(Tokenizer::from_gguf(gguf)?);
-        let model = Model::load_from(&mut backend, gguf, file).await?;
-        let train = model.config.n_ctx_train;
+        // Validate the config and size the KV cache before any weight is read or uploaded.
+        let config = ModelConfig::from_gguf(gguf)?;
+        let train = config.n_ctx_train;
         let n_ctx = match n_ctx {
             Some(0) => return Err(Error::invalid_argument("context length must be at least 1")),
             Some(n) => n.min(train),
             None => 4096.min(train),
         };
-        let kv = backend.kv_cache(model.config.kv_shape(n_ctx))?;
+        let shape = config.kv_shape(n_ctx);
+        check_kv_budget(shape, backend.kv_bytes_per_value(), backend.kv_budget())?;
+        let model = Model::load_from(&mut backend, gguf, file).await?;
+        let kv = backend.kv_cache(shape)?;
         Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
     }
 
@@ -296,7 +300,7 @@ impl<B: Backend> Engine<B> {
             g.end(FinishReason::Length);
             return Ok(g.flush());
         }
-        let id = g.sampler.sample_out(logits, &g.history);
+        let id = g.sampler.sample_out(logits, &g.history)?;
         if !g.opts.ignore_eos && self.tokenizer.eog_ids().contains(&id) {
             g.end(FinishReason::Stop);
             return Ok(g.flush());
@@ -309,6 +313,27 @@ impl<B: Backend> Engine<B> {
         }
         Ok(Some(Step::Token { id, text }))
     }
+}
+
+/// Refuse a KV cache of more than `budget` bytes (`per_value` bytes per element) before allocating
+/// it: `INVALID_ARGUMENT`, with the size and the largest context that fits.
+pub fn check_kv_budget(shape: KvShape, per_value: u64, budget: u64) -> Result<()> {
+    let bytes = shape.bytes(per_value);
+    if bytes.is_some_and(|b| b <= budget) {
+        return Ok(());
+    }
+    let fits = shape.bytes_per_position(per_value).map_or(0, |p| budget / p.max(1));
+    let size = bytes.map_or("more than 2^64 bytes".to_string(), |b| format!("{} MiB", b.div_ceil(1 << 20)));
+    let advice = if fits == 0 {
+        "not even one position fits".to_string()
+    } else {
+        format!("the largest context that fits is {fits} tokens; load with a smaller context length")
+    };
+    Err(Error::invalid_argument(format!(
+        "a context of {} tokens needs a key/value cache of {size}, more than the {} MiB this backend allows; {advice}",
+        shape.n_ctx,
+        budget >> 20
+    )))
 }
 
 /// Prompt tokens run per [`Engine::step`] during prefill.

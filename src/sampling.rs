@@ -137,6 +137,21 @@ pub fn apply_penalties(logits: &mut [f32], history: &[u32], p: &SamplingParams) 
     }
 }
 
+/// Logits that can be sampled: at least one, all finite. NaN logits come from corrupt weights
+/// (or metadata that validation could not catch); argmax would silently pick id 0 forever.
+fn check_logits(mut values: impl Iterator<Item = f32>, len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(Error::invalid_argument("there are no logits to sample from"));
+    }
+    match values.find(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(v) => Err(Error::unsupported_model(format!(
+            "the model produced {} logits (corrupt weights or metadata)",
+            if v.is_nan() { "NaN" } else { "infinite" }
+        ))),
+    }
+}
+
 pub struct Sampler {
     pub params: SamplingParams,
     rng: Rng,
@@ -168,25 +183,35 @@ impl Sampler {
     }
 
     /// Pick the next token from what the backend read back (see [`Sampler::readback`]).
-    pub fn sample_out(&mut self, out: ReadOut, history: &[u32]) -> u32 {
+    /// Errors: nothing to sample from (`INVALID_ARGUMENT`); a NaN or infinite logit
+    /// (`UNSUPPORTED_MODEL`: the model is broken, sampling it would emit garbage silently).
+    pub fn sample_out(&mut self, out: ReadOut, history: &[u32]) -> Result<u32> {
         match out {
             ReadOut::Full(mut logits) => self.sample(&mut logits, history),
             ReadOut::Candidates(c) => {
+                // A device selection skips NaN logits: no candidate at all means none was finite.
+                if c.is_empty() {
+                    return Err(Error::unsupported_model(
+                        "the model produced no finite logits (NaN: corrupt weights or metadata)",
+                    ));
+                }
+                check_logits(c.iter().map(|&(_, l)| l), c.len())?;
                 self.candidates = c;
-                self.sample_candidates()
+                Ok(self.sample_candidates())
             }
         }
     }
 
-    /// Pick the next token. `logits` is modified (penalties).
-    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+    /// Pick the next token. `logits` is modified (penalties). Errors as [`Sampler::sample_out`].
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {
+        check_logits(logits.iter().copied(), logits.len())?;
         apply_penalties(logits, history, &self.params);
         if self.params.temperature == 0.0 {
-            return argmax(logits);
+            return Ok(argmax(logits));
         }
         let k = if self.params.top_k > 0 { self.params.top_k } else { logits.len() };
         self.candidates = top_k(logits, k);
-        self.sample_candidates()
+        Ok(self.sample_candidates())
     }
 
     /// Top-p -> min-p -> temperature -> draw over `self.candidates` (sorted, top-k applied).
@@ -245,14 +270,14 @@ mod tests {
     fn greedy_is_argmax_with_ties_to_lower_id() {
         let mut s = Sampler::new(SamplingParams::greedy()).unwrap();
         let mut l = vec![1.0, 3.0, 3.0, 2.0];
-        assert_eq!(s.sample(&mut l, &[]), 1);
+        assert_eq!(s.sample(&mut l, &[]).unwrap(), 1);
     }
 
     #[test]
     fn same_seed_same_tokens_and_different_seed_differs() {
         let run = |seed| {
             let mut s = Sampler::new(SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() }).unwrap();
-            (0..50).map(|_| s.sample(&mut logits(), &[])).collect::<Vec<_>>()
+            (0..50).map(|_| s.sample(&mut logits(), &[]).unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -264,7 +289,7 @@ mod tests {
         let l = logits();
         let best = argmax(&l);
         for _ in 0..20 {
-            assert_eq!(s.sample(&mut l.clone(), &[]), best);
+            assert_eq!(s.sample(&mut l.clone(), &[]).unwrap(), best);
         }
     }
 
@@ -276,7 +301,7 @@ mod tests {
         let top5 = &sorted[..5];
         let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 5, top_p: 1.0, min_p: 0.0, ..Default::default() }).unwrap();
         for _ in 0..200 {
-            assert!(top5.contains(&s.sample(&mut l.clone(), &[])));
+            assert!(top5.contains(&s.sample(&mut l.clone(), &[]).unwrap()));
         }
     }
 
@@ -295,8 +320,8 @@ mod tests {
             assert_ne!(what, Readback::Full);
             for _ in 0..100 {
                 let l = logits();
-                let a = full.sample(&mut l.clone(), &[]);
-                let b = cand.sample_out(what.select(l), &[]);
+                let a = full.sample(&mut l.clone(), &[]).unwrap();
+                let b = cand.sample_out(what.select(l), &[]).unwrap();
                 assert_eq!(a, b);
             }
         }
@@ -314,7 +339,7 @@ mod tests {
         let mut l = vec![10.0, 0.0, 0.0, 0.0];
         let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() }).unwrap();
         for _ in 0..100 {
-            assert_eq!(s.sample(&mut l, &[]), 0);
+            assert_eq!(s.sample(&mut l, &[]).unwrap(), 0);
         }
     }
 
@@ -325,7 +350,7 @@ mod tests {
         let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.7, min_p: 0.0, ..Default::default() }).unwrap();
         let mut seen = [0; 4];
         for _ in 0..500 {
-            seen[s.sample(&mut l.clone(), &[]) as usize] += 1;
+            seen[s.sample(&mut l.clone(), &[]).unwrap() as usize] += 1;
         }
         assert!(seen[0] > 0 && seen[1] > 0 && seen[2] == 0 && seen[3] == 0, "{seen:?}");
     }
@@ -353,6 +378,35 @@ mod tests {
             SamplingParams { presence_penalty: 3.0, ..Default::default() },
         ] {
             assert_eq!(Sampler::new(p).err().unwrap().code, crate::ErrorCode::InvalidArgument);
+        }
+    }
+
+    /// L7: empty logits (or no candidates) are an error, never an index panic.
+    #[test]
+    fn l7_empty_logits_are_an_error_not_a_panic() {
+        for params in [SamplingParams::greedy(), SamplingParams::default(), SamplingParams { top_k: 0, ..Default::default() }] {
+            let mut s = Sampler::new(params).unwrap();
+            assert_eq!(s.sample(&mut [], &[]).unwrap_err().code, crate::ErrorCode::InvalidArgument);
+            assert_eq!(s.sample_out(ReadOut::Full(vec![]), &[1]).unwrap_err().code, crate::ErrorCode::InvalidArgument);
+            assert_eq!(s.sample_out(ReadOut::Candidates(vec![]), &[]).unwrap_err().code, crate::ErrorCode::UnsupportedModel);
+        }
+    }
+
+    /// M3: NaN or infinite logits (a broken model) are a typed error, never sampled as id 0.
+    #[test]
+    fn m3_nan_and_infinite_logits_are_an_error() {
+        for params in [SamplingParams::greedy(), SamplingParams::default(), SamplingParams { repeat_penalty: 1.2, ..Default::default() }] {
+            let mut s = Sampler::new(params).unwrap();
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut l = vec![0.5, bad, 1.0];
+                let e = s.sample(&mut l, &[0]).unwrap_err();
+                assert_eq!(e.code, crate::ErrorCode::UnsupportedModel);
+                assert!(e.message.contains("logits"), "{}", e.message);
+                let e = s.sample_out(ReadOut::Candidates(vec![(3, bad)]), &[]).unwrap_err();
+                assert_eq!(e.code, crate::ErrorCode::UnsupportedModel);
+            }
+            let e = s.sample(&mut vec![f32::NAN; 4], &[]).unwrap_err();
+            assert!(e.message.contains("NaN"), "{}", e.message);
         }
     }
 }

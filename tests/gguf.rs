@@ -6,6 +6,7 @@
 //! allocate from a claimed size (a counting allocator records the largest request per thread).
 
 mod common;
+mod gguf_writer;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use browser_llm::gguf::{self, Array, Gguf, Parsed, Value, MAX_ARRAY_DEPTH};
 use browser_llm::quant::GgmlType;
 use browser_llm::ErrorCode;
+use gguf_writer::{put_str, put_value, type_id};
 
 // ---------------------------------------------------------------------------------------------
 // Largest single allocation on this thread, so a test can assert that parsing hostile input never
@@ -58,93 +60,7 @@ fn largest_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A tiny GGUF writer.
-
-fn type_id(v: &Value) -> u32 {
-    match v {
-        Value::U8(_) => 0,
-        Value::I8(_) => 1,
-        Value::U16(_) => 2,
-        Value::I16(_) => 3,
-        Value::U32(_) => 4,
-        Value::I32(_) => 5,
-        Value::F32(_) => 6,
-        Value::Bool(_) => 7,
-        Value::String(_) => 8,
-        Value::Array(_) => 9,
-        Value::U64(_) => 10,
-        Value::I64(_) => 11,
-        Value::F64(_) => 12,
-    }
-}
-
-fn elem_type_id(a: &Array) -> u32 {
-    match a {
-        Array::U8(_) => 0,
-        Array::I8(_) => 1,
-        Array::U16(_) => 2,
-        Array::I16(_) => 3,
-        Array::U32(_) => 4,
-        Array::I32(_) => 5,
-        Array::F32(_) => 6,
-        Array::Bool(_) => 7,
-        Array::String(_) => 8,
-        Array::Array(_) => 9,
-        Array::U64(_) => 10,
-        Array::I64(_) => 11,
-        Array::F64(_) => 12,
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend((s.len() as u64).to_le_bytes());
-    out.extend(s);
-}
-
-fn put_value(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::U8(x) => out.push(*x),
-        Value::I8(x) => out.extend(x.to_le_bytes()),
-        Value::U16(x) => out.extend(x.to_le_bytes()),
-        Value::I16(x) => out.extend(x.to_le_bytes()),
-        Value::U32(x) => out.extend(x.to_le_bytes()),
-        Value::I32(x) => out.extend(x.to_le_bytes()),
-        Value::F32(x) => out.extend(x.to_le_bytes()),
-        Value::Bool(x) => out.push(*x as u8),
-        Value::String(s) => put_str(out, s.as_bytes()),
-        Value::Array(a) => put_array(out, a),
-        Value::U64(x) => out.extend(x.to_le_bytes()),
-        Value::I64(x) => out.extend(x.to_le_bytes()),
-        Value::F64(x) => out.extend(x.to_le_bytes()),
-    }
-}
-
-fn put_array(out: &mut Vec<u8>, a: &Array) {
-    out.extend(elem_type_id(a).to_le_bytes());
-    out.extend((a.len() as u64).to_le_bytes());
-    macro_rules! each {
-        ($v:expr) => {
-            for x in $v {
-                out.extend(x.to_le_bytes())
-            }
-        };
-    }
-    match a {
-        Array::U8(v) => each!(v),
-        Array::I8(v) => each!(v),
-        Array::U16(v) => each!(v),
-        Array::I16(v) => each!(v),
-        Array::U32(v) => each!(v),
-        Array::I32(v) => each!(v),
-        Array::F32(v) => each!(v),
-        Array::U64(v) => each!(v),
-        Array::I64(v) => each!(v),
-        Array::F64(v) => each!(v),
-        Array::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
-        Array::String(v) => v.iter().for_each(|s| put_str(out, s.as_bytes())),
-        Array::Array(v) => v.iter().for_each(|a| put_array(out, a)),
-    }
-}
+// A tiny GGUF writer (value encoding shared with the other tests: tests/gguf_writer).
 
 #[derive(Clone)]
 struct TensorSpec {

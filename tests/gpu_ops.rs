@@ -532,3 +532,29 @@ fn argmax_and_top_k_select_on_the_device() {
         }
     }
 }
+
+/// Audit M3: a NaN or infinite logit anywhere in the row makes the device argmax report a
+/// non-finite value (the sampler then returns a typed error instead of sampling id 0); finite rows
+/// are unchanged (above). Top-k skips NaN logits: an all-NaN row gives no candidates, which the
+/// sampler reports too.
+#[test]
+fn m3_device_argmax_reports_nan_and_inf() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    for n in [1usize, 300, 262_144 + 3] {
+        for at in [0, n / 2, n - 1] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut x = rng.acts(n, 3.0);
+                x[at] = bad;
+                let gx = g.upload_act(&x, 1, n).unwrap();
+                let (_, v) = browser_llm::block_on(g.argmax_async(&gx)).unwrap();
+                assert!(!v.is_finite(), "n={n}: {bad} at {at} not reported (got {v})");
+            }
+        }
+        let gx = g.upload_act(&vec![f32::NAN; n], 1, n).unwrap();
+        let (_, v) = browser_llm::block_on(g.argmax_async(&gx)).unwrap();
+        assert!(v.is_nan(), "all NaN, n={n}: got {v}");
+        let got = browser_llm::block_on(g.top_k_async(&gx, 5)).unwrap();
+        assert!(got.iter().all(|c| !c.1.is_finite()), "all NaN top-k: {got:?}");
+    }
+}

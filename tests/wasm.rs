@@ -2,9 +2,12 @@
 //! (`cargo test --target wasm32-unknown-unknown --test wasm`, part of pkg-scripts/test).
 //!
 //! It loads the real model from the path in `BROWSER_LLM_MODEL` (pkg-scripts/test sets it) and
-//! must produce llama.cpp's greedy tokens on the golden prompts, as the native build does.
+//! must produce llama.cpp's greedy tokens on the golden prompts, as the native build does. It also
+//! loads the hostile variants of a tiny model that tests/hostile.rs loads natively: with a 32-bit
+//! usize, a metadata integer must never be truncated nor a product wrap (audit rules L1, H4, H5).
 #![cfg(target_arch = "wasm32")]
 
+mod gguf_writer;
 mod wasm_support;
 
 use std::sync::Arc;
@@ -24,6 +27,24 @@ const NEAR_TIE: f64 = tolerance::NEAR_TIE as f64;
 #[wasm_bindgen_test]
 fn simd128_is_compiled_in() {
     assert!(cfg!(target_feature = "simd128"), "the wasm tests must exercise the SIMD128 kernels");
+}
+
+/// Every hostile config of tests/gguf_writer (the native run is tests/hostile.rs) gives its typed
+/// error under wasm32 too; e.g. `block_count = 2^32 + 2` is an error, not a 2-layer model.
+#[wasm_bindgen_test]
+fn hostile_configs_are_typed_errors_in_wasm32() {
+    assert_eq!(usize::BITS, 32);
+    let cases = gguf_writer::hostile_configs();
+    assert!(cases.iter().any(|c| c.what == "block_count 2^32 + 2"));
+    for c in cases {
+        let r = Engine::load(CpuBackend::new(), Arc::new(c.bytes), c.n_ctx);
+        match (r, c.expect) {
+            (Err(e), Some(code)) => assert_eq!(e.code, code, "{} {}: {}", c.rule, c.what, e.message),
+            (Ok(_), None) => {}
+            (Err(e), None) => panic!("{} {}: expected to load, got {e}", c.rule, c.what),
+            (Ok(_), Some(code)) => panic!("{} {}: loaded, expected {code}", c.rule, c.what),
+        }
+    }
 }
 
 #[wasm_bindgen_test]

@@ -84,6 +84,27 @@ pub struct KvShape {
     pub n_ctx: usize,
 }
 
+impl KvShape {
+    /// Bytes of one position over every layer, keys and values, at `per_value` bytes each;
+    /// `None` if that overflows a u64.
+    pub fn bytes_per_position(&self, per_value: u64) -> Option<u64> {
+        let width = (self.k_dim as u64).checked_add(self.v_dim as u64)?;
+        (self.n_layer as u64).checked_mul(width)?.checked_mul(per_value)
+    }
+    /// Bytes of the whole cache: `n_layer * n_ctx * (k_dim + v_dim) * per_value`, checked.
+    pub fn bytes(&self, per_value: u64) -> Option<u64> {
+        self.bytes_per_position(per_value)?.checked_mul(self.n_ctx as u64)
+    }
+}
+
+/// The most bytes of KV cache [`crate::engine::Engine`] lets a CPU backend allocate. In wasm32 the
+/// cache shares a 4 GiB address space with the weights (and the bytes path's copy of the file).
+#[cfg(target_arch = "wasm32")]
+pub const CPU_KV_BUDGET: u64 = 2 << 30;
+/// The most bytes of KV cache [`crate::engine::Engine`] lets a CPU backend allocate natively.
+#[cfg(not(target_arch = "wasm32"))]
+pub const CPU_KV_BUDGET: u64 = 16 << 30;
+
 /// Where attention runs for one layer.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnParams {
@@ -128,7 +149,17 @@ pub trait Backend {
         let bytes = src.read(range).await?;
         self.weight(info, bytes)
     }
+    /// Allocate the KV cache; a cache that cannot be allocated is an error, never an abort.
     fn kv_cache(&mut self, shape: KvShape) -> Result<Self::Kv>;
+    /// Bytes per cached key or value element (f32 on the CPU, f16 on the GPU).
+    fn kv_bytes_per_value(&self) -> u64 {
+        4
+    }
+    /// The largest KV cache, in bytes, this backend accepts; [`crate::engine::Engine`] refuses a
+    /// context length whose cache is larger before allocating anything.
+    fn kv_budget(&self) -> u64 {
+        CPU_KV_BUDGET
+    }
 
     /// Rows of the embedding table for `ids`, times `scale`: `[ids.len(), n_embd]`.
     fn get_rows(&mut self, w: &Self::Weight, ids: &[u32], scale: f32) -> Result<Self::Act>;

@@ -52,13 +52,15 @@ impl TensorInfo {
     pub fn n_elements(&self) -> u64 {
         self.dims.iter().product()
     }
-    /// Row length (elements), `dims[0]`.
+    /// Row length (elements), `dims[0]`; `usize::MAX` if it does not fit (wasm32), so size checks
+    /// fail instead of seeing a truncated value.
     pub fn n_cols(&self) -> usize {
-        self.dims[0] as usize
+        usize::try_from(self.dims[0]).unwrap_or(usize::MAX)
     }
-    /// Number of rows: the product of all dims but the first.
+    /// Number of rows: the product of all dims but the first (parsing checked that the element
+    /// count fits in a u64); `usize::MAX` if it does not fit in a usize.
     pub fn n_rows(&self) -> usize {
-        self.dims[1..].iter().product::<u64>() as usize
+        usize::try_from(self.dims[1..].iter().product::<u64>()).unwrap_or(usize::MAX)
     }
     /// The tensor's byte range within the whole file. Parsing checked that the end fits in a u64
     /// for the header's own `data_offset`.

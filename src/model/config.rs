@@ -19,7 +19,7 @@
 
 use crate::backend::KvShape;
 use crate::error::{Error, Result};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
@@ -113,18 +113,87 @@ pub struct ModelConfig {
     pub final_logit_softcap: Option<f32>,
 }
 
-fn key_u(g: &Gguf, arch: &str, key: &str) -> Option<usize> {
-    g.get_u64(&format!("{arch}.{key}")).map(|v| v as usize)
+/// A metadata integer `{arch}.{key}`; `None` when absent. Never truncated: a value that does not
+/// fit in `usize` (above 2^32 - 1 on wasm32) is an error, as is a value of the wrong type.
+fn key_u(g: &Gguf, arch: &str, key: &str) -> Result<Option<usize>> {
+    let name = format!("{arch}.{key}");
+    let Some(value) = g.get(&name) else { return Ok(None) };
+    match value.as_u64() {
+        Some(v) => usize::try_from(v).map(Some).map_err(|_| {
+            Error::bad_gguf(format!("metadata key '{name}' is {v}, more than this platform can address"))
+        }),
+        None if matches!(value, Value::Array(_)) => {
+            Err(Error::unsupported_model(format!("metadata key '{name}' is an array (per-layer values are not supported)")))
+        }
+        None => Err(Error::bad_gguf(format!("metadata key '{name}' must be a non-negative integer, got {}", value.summary(8)))),
+    }
 }
 
 fn required(g: &Gguf, arch: &str, key: &str) -> Result<usize> {
-    key_u(g, arch, key).ok_or_else(|| {
+    key_u(g, arch, key)?.ok_or_else(|| {
         Error::unsupported_model(format!("metadata key '{arch}.{key}' is missing or not an integer"))
     })
 }
 
+/// A count read from `{arch}.{key}` (or defaulted) that must be at least 1.
+fn count(arch: &str, key: &str, value: usize) -> Result<usize> {
+    if value == 0 {
+        return Err(Error::bad_gguf(format!("metadata key '{arch}.{key}' is 0; it must be at least 1")));
+    }
+    Ok(value)
+}
+
+/// A float `{arch}.{key}`, if present, which must be finite and > 0 (a NaN epsilon or RoPE base
+/// would make every logit NaN).
+fn key_pos_f32(g: &Gguf, arch: &str, key: &str) -> Result<Option<f32>> {
+    let name = format!("{arch}.{key}");
+    match g.get(&name) {
+        None => Ok(None),
+        Some(value) => match value.as_f32() {
+            Some(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+            _ => Err(Error::bad_gguf(format!(
+                "metadata key '{name}' must be a finite number > 0, got {}",
+                value.summary(8)
+            ))),
+        },
+    }
+}
+
+/// `a * b`, or an error naming the metadata keys whose product overflows.
+fn checked_mul(what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b)
+        .ok_or_else(|| Error::bad_gguf(format!("{what} = {a} x {b} overflows; the metadata is corrupt")))
+}
+
+/// How many of the layers `0..n_layer` have their `blk.N.attn_norm.weight` (every supported
+/// architecture has one per layer). No allocation: names are parsed in place.
+fn layers_present(g: &Gguf, n_layer: usize) -> usize {
+    g.tensors
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("blk.")?.strip_suffix(".attn_norm.weight"))
+        // Canonical decimal only, so "blk.01" cannot count layer 1 twice.
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (*n == "0" || !n.starts_with('0')))
+        .filter_map(|n| n.parse::<usize>().ok())
+        .filter(|&i| i < n_layer)
+        .count()
+}
+
 impl ModelConfig {
+    /// Read and validate the config. Every value that later sizes an allocation or indexes a
+    /// buffer is checked here, before anything is allocated: integers are converted without
+    /// truncation, counts are at least 1, `block_count` layers must exist in the file, products
+    /// of dimensions are computed with checked arithmetic, and floats that reach every logit
+    /// (epsilon, RoPE base and scaling, softcap) are finite and positive. The decoder then checks
+    /// every tensor's dims against these values.
     pub fn from_gguf(g: &Gguf) -> Result<ModelConfig> {
+        if g.split_count() > 1 {
+            // One part of a split model on its own (the parts together: `Gguf::merge_split`).
+            return Err(Error::unsupported_model(format!(
+                "this file is part {} of a model split into {} GGUF files; load all the parts together, in order",
+                g.get_u64(crate::gguf::SPLIT_NO).map_or(1, |n| n.saturating_add(1)),
+                g.split_count()
+            )));
+        }
         let arch_name = g
             .architecture()
             .ok_or_else(|| Error::unsupported_model("metadata key 'general.architecture' is missing"))?;
@@ -135,24 +204,46 @@ impl ModelConfig {
             ))
         })?;
         let a = arch_name;
-        let n_embd = required(g, a, "embedding_length")?;
-        let n_layer = required(g, a, "block_count")?;
-        let n_head = required(g, a, "attention.head_count")?;
-        let n_head_kv = key_u(g, a, "attention.head_count_kv").unwrap_or(n_head);
-        let n_ff = required(g, a, "feed_forward_length")?;
-        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_layer == 0 || n_embd == 0 {
-            return Err(Error::unsupported_model(format!(
-                "inconsistent head counts: n_head {n_head}, n_head_kv {n_head_kv}, n_layer {n_layer}"
+        let n_embd = count(a, "embedding_length", required(g, a, "embedding_length")?)?;
+        let n_layer = count(a, "block_count", required(g, a, "block_count")?)?;
+        let present = layers_present(g, n_layer);
+        if present != n_layer {
+            return Err(Error::bad_gguf(format!(
+                "metadata key '{a}.block_count' is {n_layer} but the file holds {present} such layers \
+                 (tensors blk.N.attn_norm.weight)"
             )));
         }
-        let head_dim = key_u(g, a, "attention.key_length").unwrap_or(n_embd / n_head);
-        let head_dim_v = key_u(g, a, "attention.value_length").unwrap_or(head_dim);
-        let n_rot = key_u(g, a, "rope.dimension_count").unwrap_or(head_dim);
-        if head_dim == 0 || n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(Error::unsupported_model(format!("bad rope dims: n_rot {n_rot}, head_dim {head_dim}")));
+        let n_head = count(a, "attention.head_count", required(g, a, "attention.head_count")?)?;
+        let n_head_kv = count(a, "attention.head_count_kv", key_u(g, a, "attention.head_count_kv")?.unwrap_or(n_head))?;
+        let n_ff = count(a, "feed_forward_length", required(g, a, "feed_forward_length")?)?;
+        if n_head % n_head_kv != 0 {
+            return Err(Error::unsupported_model(format!(
+                "inconsistent head counts: n_head {n_head} is not a multiple of n_head_kv {n_head_kv}"
+            )));
         }
+        let head_dim = key_u(g, a, "attention.key_length")?.unwrap_or(n_embd / n_head);
+        let head_dim_v = key_u(g, a, "attention.value_length")?.unwrap_or(head_dim);
+        let n_rot = key_u(g, a, "rope.dimension_count")?.unwrap_or(head_dim);
+        if head_dim == 0 || head_dim_v == 0 || n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(Error::unsupported_model(format!(
+                "bad head dims: n_rot {n_rot}, head_dim {head_dim}, head_dim_v {head_dim_v}"
+            )));
+        }
+        // Every width the decoder derives, checked once here (on wasm32 65536 x 65536 wraps to 0).
+        let q_dim = checked_mul(&format!("'{a}.attention.head_count' x '{a}.attention.key_length'"), n_head, head_dim)?;
+        let k_dim = checked_mul(&format!("'{a}.attention.head_count_kv' x '{a}.attention.key_length'"), n_head_kv, head_dim)?;
+        let v_dim =
+            checked_mul(&format!("'{a}.attention.head_count_kv' x '{a}.attention.value_length'"), n_head_kv, head_dim_v)?;
+        let o_dim = checked_mul(&format!("'{a}.attention.head_count' x '{a}.attention.value_length'"), n_head, head_dim_v)?;
+        checked_mul(&format!("2 x '{a}.feed_forward_length'"), 2, n_ff)?;
+        let qkv_dim = q_dim.checked_add(k_dim).and_then(|s| s.checked_add(v_dim)).ok_or_else(|| {
+            Error::bad_gguf(format!("the fused q+k+v width {q_dim} + {k_dim} + {v_dim} overflows; the metadata is corrupt"))
+        })?;
         let n_vocab = match g.tensor("token_embd.weight") {
-            Some(t) if t.dims.len() == 2 && t.dims[0] as usize == n_embd => t.dims[1] as usize,
+            Some(t) if t.dims.len() == 2 && t.dims[0] == n_embd as u64 => usize::try_from(t.dims[1])
+                .ok()
+                .filter(|&v| v > 0 && v.checked_mul(n_embd).is_some())
+                .ok_or_else(|| Error::unsupported_model(format!("token_embd.weight has dims {:?}: bad vocabulary size", t.dims)))?,
             Some(t) => {
                 return Err(Error::unsupported_model(format!(
                     "token_embd.weight has dims {:?}, expected [{n_embd}, n_vocab]",
@@ -161,15 +252,44 @@ impl ModelConfig {
             }
             None => return Err(Error::unsupported_model("tensor 'token_embd.weight' is missing")),
         };
-        let n_ctx_train = key_u(g, a, "context_length").unwrap_or(4096);
-        let norm_eps = g
-            .get_f32(&format!("{a}.attention.layer_norm_rms_epsilon"))
+        // The first layer's projections must have the widths just computed, so that nothing sized
+        // from them (the KV cache is sized before any weight is read) trusts the metadata alone.
+        // The decoder checks every tensor of every layer the same way when it loads them.
+        let expect: Vec<(&str, [usize; 2])> = if g.tensor("blk.0.attn_qkv.weight").is_some() {
+            vec![("attn_qkv", [n_embd, qkv_dim]), ("attn_output", [o_dim, n_embd])]
+        } else {
+            vec![("attn_q", [n_embd, q_dim]), ("attn_k", [n_embd, k_dim]), ("attn_v", [n_embd, v_dim]), ("attn_output", [o_dim, n_embd])]
+        };
+        for (name, dims) in expect {
+            let name = format!("blk.0.{name}.weight");
+            match g.tensor(&name) {
+                Some(t) if t.dims.len() == 2 && t.dims[0] == dims[0] as u64 && t.dims[1] == dims[1] as u64 => {}
+                Some(t) => {
+                    return Err(Error::unsupported_model(format!(
+                        "tensor '{name}' has dims {:?} but the metadata (heads, head and embedding sizes) gives {dims:?}",
+                        t.dims
+                    )))
+                }
+                None => return Err(Error::unsupported_model(format!("tensor '{name}' is missing (architecture {a})"))),
+            }
+        }
+        let n_ctx_train = count(a, "context_length", key_u(g, a, "context_length")?.unwrap_or(4096))?;
+        let norm_eps = key_pos_f32(g, a, "attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| Error::unsupported_model(format!("'{a}.attention.layer_norm_rms_epsilon' is missing")))?;
-        let rope_base = g.get_f32(&format!("{a}.rope.freq_base")).unwrap_or(10000.0);
+        let rope_base = key_pos_f32(g, a, "rope.freq_base")?.unwrap_or(10000.0);
 
         let mut rope_freq_scale = 1.0;
         if let Some(kind) = g.get_str(&format!("{a}.rope.scaling.type")) {
-            let factor = g.get_f32(&format!("{a}.rope.scaling.factor")).unwrap_or(1.0);
+            let key = format!("{a}.rope.scaling.factor");
+            // 0 means "no scaling" (as llama.cpp reads it); otherwise finite and > 0, with a
+            // finite reciprocal (a subnormal factor would make every position infinite).
+            let factor = match g.get(&key).map(|v| (v.as_f32(), v)) {
+                None => 1.0,
+                Some((Some(f), _)) if f == 0.0 || (f.is_finite() && f > 0.0 && (1.0 / f).is_finite()) => f,
+                Some((_, v)) => {
+                    return Err(Error::bad_gguf(format!("metadata key '{key}' must be 0 (no scaling) or a finite number > 0 with a finite reciprocal, got {}", v.summary(8))))
+                }
+            };
             match kind {
                 "none" => {}
                 "linear" if factor > 0.0 => rope_freq_scale = 1.0 / factor,
@@ -209,17 +329,29 @@ impl ModelConfig {
             });
             kq_scale = 1.0;
             // Gemma 3: 5 sliding-window layers, then one global layer; local RoPE base 10k.
-            let window = required(g, a, "attention.sliding_window")?;
+            let window = count(a, "attention.sliding_window", required(g, a, "attention.sliding_window")?)?;
             sliding_window = Some(window);
-            let pattern = key_u(g, a, "attention.sliding_window_pattern").unwrap_or(6);
+            let pattern = key_u(g, a, "attention.sliding_window_pattern")?.unwrap_or(6);
             for (il, swa) in swa_layers.iter_mut().enumerate() {
                 *swa = pattern == 0 || il % pattern < pattern - 1;
             }
             rope_base_swa = 10000.0;
         }
-        let final_logit_softcap = g
-            .get_f32(&format!("{a}.final_logit_softcapping"))
-            .filter(|&c| c > 0.0);
+        // 0 means "no softcap"; NaN, infinite or negative would turn every logit into NaN.
+        let softcap_key = format!("{a}.final_logit_softcapping");
+        let final_logit_softcap = match g.get(&softcap_key) {
+            None => None,
+            Some(v) => match v.as_f32() {
+                Some(c) if c == 0.0 => None,
+                Some(c) if c.is_finite() && c > 0.0 => Some(c),
+                _ => {
+                    return Err(Error::bad_gguf(format!(
+                        "metadata key '{softcap_key}' must be a finite number > 0, got {}",
+                        v.summary(8)
+                    )))
+                }
+            },
+        };
 
         Ok(ModelConfig {
             arch,
@@ -250,17 +382,24 @@ impl ModelConfig {
         })
     }
 
+    // The widths below cannot overflow for a config from `from_gguf` (checked there); they
+    // saturate so that a config built by hand fails the tensor shape checks instead of wrapping.
+
     /// Query width: n_head * head_dim.
     pub fn q_dim(&self) -> usize {
-        self.n_head * self.head_dim
+        self.n_head.saturating_mul(self.head_dim)
     }
     /// Key width: n_head_kv * head_dim.
     pub fn k_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim
+        self.n_head_kv.saturating_mul(self.head_dim)
     }
     /// Value width: n_head_kv * head_dim_v.
     pub fn v_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim_v
+        self.n_head_kv.saturating_mul(self.head_dim_v)
+    }
+    /// Width of the attention output before `attn_output`: n_head * head_dim_v.
+    pub fn o_dim(&self) -> usize {
+        self.n_head.saturating_mul(self.head_dim_v)
     }
     /// The key/value cache a backend allocates for `n_ctx` positions.
     pub fn kv_shape(&self, n_ctx: usize) -> KvShape {

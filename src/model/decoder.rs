@@ -79,7 +79,8 @@ impl<B: Backend, S: TensorSource> Loader<'_, B, S> {
     /// A tensor whose dims must equal `dims` (ggml order), if present.
     async fn opt(&mut self, name: &str, dims: &[usize]) -> Result<Option<B::Weight>> {
         let Some(info) = self.gguf.tensor(name) else { return Ok(None) };
-        if info.dims.iter().map(|&d| d as usize).collect::<Vec<_>>() != dims {
+        // Compared as u64: `as usize` would truncate a hostile dim on wasm32.
+        if info.dims.len() != dims.len() || info.dims.iter().zip(dims).any(|(&d, &want)| d != want as u64) {
             return Err(Error::unsupported_model(format!(
                 "tensor '{name}' has dims {:?}, expected {dims:?}",
                 info.dims
@@ -110,14 +111,7 @@ impl<B: Backend> Model<B> {
     /// Load every weight, tensor by tensor, from `file` (whose header is `gguf`). Each tensor's
     /// bytes are handed to the backend and dropped unless the backend keeps them.
     pub async fn load_from<S: TensorSource>(backend: &mut B, gguf: &Gguf, file: &S) -> Result<Model<B>> {
-        if gguf.split_count() > 1 {
-            // One part of a split model on its own (the parts together: `Gguf::merge_split`).
-            return Err(Error::unsupported_model(format!(
-                "this file is part {} of a model split into {} GGUF files; load all the parts together, in order",
-                gguf.get_u64(crate::gguf::SPLIT_NO).map_or(1, |n| n + 1),
-                gguf.split_count()
-            )));
-        }
+        // Also refuses one part of a split model on its own.
         let cfg = ModelConfig::from_gguf(gguf)?;
         if gguf.tensors.iter().any(|t| t.name.contains("rope_factors_long")) {
             return Err(Error::unsupported_model("long-context RoPE factors (LongRoPE) are not supported"));
@@ -129,11 +123,12 @@ impl<B: Backend> Model<B> {
         let output_norm = ld.req("output_norm.weight", &[e]).await?;
         let output = ld.opt("output.weight", &[e, vocab]).await?;
         let rope_freqs = ld.opt("rope_freqs.weight", &[cfg.n_rot / 2]).await?;
+        // `n_layer` was checked against the layers present in the file (`ModelConfig::from_gguf`).
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for il in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}");
             let qkv = if gguf.tensor(&n("attn_qkv.weight")).is_some() {
-                Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd + kd + vd]).await?)
+                Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd.saturating_add(kd).saturating_add(vd)]).await?)
             } else {
                 Qkv::Separate {
                     q: ld.req(&n("attn_q.weight"), &[e, qd]).await?,
@@ -147,7 +142,7 @@ impl<B: Backend> Model<B> {
             let ffn = if gguf.tensor(&n("ffn_gate.weight")).is_some() {
                 Ffn::Separate { gate: ld.req(&n("ffn_gate.weight"), &[e, ff]).await?, up: ld.req(&n("ffn_up.weight"), &[e, ff]).await? }
             } else {
-                Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, 2 * ff]).await?)
+                Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, ff.saturating_mul(2)]).await?)
             };
             let post = cfg.post_norms;
             layers.push(Layer {
@@ -155,7 +150,7 @@ impl<B: Backend> Model<B> {
                 qkv,
                 q_norm: ld.opt(&n("attn_q_norm.weight"), &[hd]).await?,
                 k_norm: ld.opt(&n("attn_k_norm.weight"), &[hd]).await?,
-                wo: ld.req(&n("attn_output.weight"), &[cfg.n_head * cfg.head_dim_v, e]).await?,
+                wo: ld.req(&n("attn_output.weight"), &[cfg.o_dim(), e]).await?,
                 bo: ld.opt(&n("attn_output.bias"), &[e]).await?,
                 attn_post_norm: if post { Some(ld.req(&n("post_attention_norm.weight"), &[e]).await?) } else { None },
                 ffn_norm: ld.req(&n("ffn_norm.weight"), &[e]).await?,

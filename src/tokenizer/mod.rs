@@ -280,7 +280,8 @@ impl Tokenizer {
         let meta_id = |key: &str, default: Option<u32>| -> Option<u32> {
             let default = in_range(default);
             match g.get_u64(key) {
-                Some(v) if (v as usize) < n => Some(v as u32),
+                // Compared as u64: `as usize` would truncate 2^32 + 1 to 1 on wasm32.
+                Some(v) if v < n as u64 => Some(v as u32),
                 _ => default,
             }
         };

@@ -118,15 +118,32 @@ impl Backend for CpuBackend {
         Ok(CpuWeight { ty: info.ty, n_rows, n_cols, bytes, f32s })
     }
 
+    /// Allocated fallibly: a cache that does not fit is an `INVALID_ARGUMENT` (use a smaller
+    /// context), never an abort. [`crate::engine::Engine`] checks the size against
+    /// [`Backend::kv_budget`] first.
     fn kv_cache(&mut self, shape: KvShape) -> Result<CpuKv> {
         let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
-        Ok(CpuKv {
-            k: (0..n_layer).map(|_| vec![0.0; n_ctx * k_dim]).collect(),
-            v: (0..n_layer).map(|_| vec![0.0; n_ctx * v_dim]).collect(),
-            k_dim,
-            v_dim,
-            n_ctx,
-        })
+        let too_big = || {
+            Error::invalid_argument(format!(
+                "cannot allocate the key/value cache for a context of {n_ctx} tokens ({} MiB); use a smaller context length",
+                shape.bytes(4).map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
+            ))
+        };
+        let zeros = |dim: usize| -> Result<Vec<f32>> {
+            let len = n_ctx.checked_mul(dim).ok_or_else(too_big)?;
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).map_err(|_| too_big())?;
+            v.resize(len, 0.0);
+            Ok(v)
+        };
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        k.try_reserve_exact(n_layer).map_err(|_| too_big())?;
+        v.try_reserve_exact(n_layer).map_err(|_| too_big())?;
+        for _ in 0..n_layer {
+            k.push(zeros(k_dim)?);
+            v.push(zeros(v_dim)?);
+        }
+        Ok(CpuKv { k, v, k_dim, v_dim, n_ctx })
     }
 
     fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
@@ -251,8 +268,13 @@ impl Backend for CpuBackend {
                 format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
             ));
         }
-        if k.cols != kv.k_dim || v.cols != kv.v_dim || q.cols != p.n_head * p.head_dim {
-            return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
+        let q_dim = p.n_head.checked_mul(p.head_dim);
+        let o_dim = p.n_head.checked_mul(p.head_dim_v);
+        if k.cols != kv.k_dim || v.cols != kv.v_dim || Some(q.cols) != q_dim || o_dim.is_none() || p.layer >= kv.k.len() {
+            return Err(shape_err("attention", q.cols, q_dim.unwrap_or(usize::MAX)));
+        }
+        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.head_dim == 0 {
+            return Err(shape_err("attention heads", p.n_head, p.n_head_kv));
         }
         let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
         for r in 0..n {
@@ -265,7 +287,7 @@ impl Backend for CpuBackend {
             }
         }
         let group = p.n_head / p.n_head_kv;
-        let mut out = CpuAct::new(n, p.n_head * p.head_dim_v);
+        let mut out = CpuAct::new(n, o_dim.unwrap_or(0));
         let mut qh = vec![0.0f32; p.head_dim];
         for r in 0..n {
             let pos = p.pos0 + r;

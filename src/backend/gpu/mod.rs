@@ -436,6 +436,10 @@ impl Future for MapFuture {
 /// as `write_buffer` requires).
 pub const UPLOAD_PIECE: u64 = 8 << 20;
 
+/// The most bytes of KV cache [`crate::engine::Engine`] lets the GPU backend allocate (WebGPU does
+/// not say how much memory the device has; each buffer is also checked against its limits).
+pub const GPU_KV_BUDGET: u64 = 16 << 30;
+
 impl GpuBackend {
     /// Empty buffers for the rows of `info` (whose data is `len` bytes): as many rows per buffer as
     /// fit one storage binding (a multiple of 4 rows, for u32 alignment).
@@ -514,12 +518,26 @@ impl Backend for GpuBackend {
         Ok(w)
     }
 
+    /// One f16 buffer per layer for keys and one for values. Each must fit one storage binding:
+    /// checked before `create_buffer` (an oversized buffer is a WebGPU validation error, not an
+    /// exception).
     fn kv_cache(&mut self, shape: KvShape) -> Result<GpuKv> {
         let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
+        let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
+        let widest = k_dim.max(v_dim) as u64 * 2;
+        let size = |dim: usize| (n_ctx as u64).checked_mul(dim as u64 * 2).map(|b| b.next_multiple_of(4).max(4));
+        if size(k_dim.max(v_dim)).map_or(true, |b| b > limit) {
+            return Err(Error::invalid_argument(format!(
+                "a context of {n_ctx} tokens needs key/value buffers larger than the {} MiB this GPU allows \
+                 in one buffer; the largest context that fits is {} tokens",
+                limit >> 20,
+                limit / widest.max(1)
+            )));
+        }
         let mk = |dim: usize| {
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kv"),
-                size: ((n_ctx * dim * 2) as u64).next_multiple_of(4).max(4),
+                size: size(dim).expect("checked above"),
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             })
@@ -531,6 +549,12 @@ impl Backend for GpuBackend {
             v_dim,
             n_ctx,
         })
+    }
+    fn kv_bytes_per_value(&self) -> u64 {
+        2
+    }
+    fn kv_budget(&self) -> u64 {
+        GPU_KV_BUDGET
     }
 
     fn get_rows(&mut self, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
