@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { Engine, WorkerEngine, BrowserLlmError } from "browser-llm";
-import { golden, checkGreedy } from "./golden.mjs";
+import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
 if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to the default model's path (pkg-scripts/fetch-model prints it)");
@@ -208,4 +208,32 @@ test("the JS layer and index.d.ts agree with the wasm module's contract (error c
   }
   const chatTemp = dts.match(/\(default ([0-9.]+), as OpenAI's[^)]*\)[^\n]*\n\s*temperature\?:/);
   assert.equal(Number(chatTemp[1]), c.chatDefaults.temperature);
+});
+
+test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const g = JSON.parse(await readFile(new URL("../golden/smollm2-135m.json", import.meta.url), "utf8"));
+  const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512 });
+  try {
+    assert.equal((await chat.info()).chatTemplate, "gguf");
+    for (const p of g.prompts.filter((p) => p.conversation)) {
+      const conv = g.chat_template.conversations.find((c) => c.name === p.conversation);
+      // The GGUF's own template through our path gives llama.cpp's prompt ids.
+      const ids = await chat.tokenizeChat(conv.messages, true);
+      assert.deepEqual(ids, p.prompt_ids, p.name);
+      // Greedy tokens equal llama.cpp's up to its first near-tie (smallest margin over its configurations).
+      const r = await chat.generate(ids, { temperature: 0, maxTokens: 24, ignoreEos: true });
+      const i = r.tokenIds.findIndex((id, k) => id !== p.gen_ids[k]);
+      assert.ok(i < 0 || p.steps[i].margin < NEAR_TIE, `${p.name}: step ${i}: got ${r.tokenIds[i]}, llama.cpp ${p.gen_ids[i]} (margin ${p.steps[i]?.margin})`);
+      // chat.completions runs the same prompt: the same greedy reply up to the end of the turn.
+      const c = await chat.chat.completions.create({ messages: conv.messages, temperature: 0, max_tokens: 24 });
+      assert.equal(c.usage.prompt_tokens, ids.length);
+      const [imEnd] = await chat.tokenize("<|im_end|>", { addSpecial: false });
+      const eos = r.tokenIds.indexOf(imEnd);
+      const upTo = await chat.detokenize(eos < 0 ? r.tokenIds : r.tokenIds.slice(0, eos));
+      if (i < 0 || (eos >= 0 && eos < i)) assert.equal(c.choices[0].message.content, upTo, p.name);
+      console.log(`${p.name}: ${i < 0 ? "24 tokens equal" : `equal up to a near-tie at ${i}`}; reply ${JSON.stringify(c.choices[0].message.content)}`);
+    }
+  } finally {
+    await chat.dispose();
+  }
 });
