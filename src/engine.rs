@@ -4,6 +4,10 @@
 //! turn of a chat) only runs the new tokens. Generation stops at max tokens, at any of the model's
 //! end-of-generation tokens, at a stop string (never included in the text), when the context is
 //! full, or when the token callback asks to stop.
+//!
+//! Loading validates the config and checks the KV cache's size against the backend's budget
+//! ([`check_kv_budget`]) before any weight is read. A step whose logits are NaN or infinite fails
+//! with `UNSUPPORTED_MODEL` (see [`crate::sampling::Sampler::sample_out`]) instead of sampling them.
 
 use std::sync::Arc;
 

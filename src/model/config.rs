@@ -14,6 +14,12 @@
 //! Biases, QK-norm weights and a separate output head are detected from the tensors present, as
 //! llama.cpp treats them as optional.
 //!
+//! [`ModelConfig::from_gguf`] is where hostile metadata stops: every integer is converted without
+//! truncation (wasm32's usize is 32 bits), `block_count` must match the layers in the file, counts
+//! are >= 1, dimension products are checked and compared with the first layer's tensors, and the
+//! floats every logit depends on are finite and positive (`BAD_GGUF` for a corrupt value,
+//! `UNSUPPORTED_MODEL` for a consistent file we cannot run).
+//!
 //! [`ModelConfig::kv_shape`] gives the backends the size of a KV cache ([`KvShape`]), so that
 //! [`crate::backend`] never depends on this module.
 
