@@ -5,59 +5,20 @@
 //! with the right code and a message naming the problem; mutated files must never panic, hang or
 //! allocate from a claimed size (a counting allocator records the largest request per thread).
 
+mod alloc_count;
 mod common;
 mod gguf_writer;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use browser_llm::gguf::{self, Array, Gguf, Parsed, Value, MAX_ARRAY_DEPTH};
 use browser_llm::quant::GgmlType;
 use browser_llm::ErrorCode;
+use alloc_count::largest_alloc;
 use gguf_writer::{put_str, put_value, type_id};
 
-// ---------------------------------------------------------------------------------------------
-// Largest single allocation on this thread, so a test can assert that parsing hostile input never
-// reserves memory from a claimed count or length.
-
-struct Counting;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|m| m.set(m.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Run `f` and return its result with the largest single allocation it made on this thread.
-fn largest_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|m| m.set(0));
-    let r = f();
-    (r, LARGEST.with(|m| m.get()))
-}
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 // ---------------------------------------------------------------------------------------------
 // A tiny GGUF writer (value encoding shared with the other tests: tests/gguf_writer).

@@ -7,10 +7,9 @@
 //! load, which must stay far below what the metadata claims. The same case list runs under wasm32
 //! in tests/wasm.rs, where usize is 32 bits.
 
+mod alloc_count;
 mod gguf_writer;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
@@ -20,38 +19,11 @@ use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use browser_llm::ErrorCode;
+use alloc_count::largest_alloc;
 use gguf_writer::{hostile_configs, TinyModel};
 
-struct Counting;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|m| m.set(m.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 /// No single allocation of a hostile load may exceed this (the tiny model's file is ~10 KB, its
 /// KV cache at the default context 64 KB).
@@ -64,9 +36,7 @@ fn run_rule(rule: &str) {
     assert!(!cases.is_empty(), "no cases for {rule}");
     for c in cases {
         let bytes = Arc::new(c.bytes);
-        LARGEST.with(|m| m.set(0));
-        let r = Engine::load(CpuBackend::with_threads(1), bytes.clone(), c.n_ctx);
-        let largest = LARGEST.with(|m| m.get());
+        let (r, largest) = largest_alloc(|| Engine::load(CpuBackend::with_threads(1), bytes.clone(), c.n_ctx));
         match (&r, c.expect) {
             (Err(e), Some(code)) => {
                 assert_eq!(e.code, code, "{rule} {}: wrong code; message: {}", c.what, e.message);
