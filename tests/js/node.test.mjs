@@ -139,6 +139,7 @@ test("bad options and inputs are typed errors", async () => {
   await assert.rejects(engine.generate("x", { temperature: -1 }), { code: "INVALID_ARGUMENT" });
   await assert.rejects(engine.generate("x", { maxTokenz: 3 }), { code: "INVALID_ARGUMENT" });
   await assert.rejects(engine.generate("x", { seed: 1.5 }), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(engine.generate("x", { onToken: 5 }), { code: "INVALID_ARGUMENT" });
   await assert.rejects(engine.generate(42), { code: "INVALID_ARGUMENT" });
   await assert.rejects(engine.generate([2, 1e9]), { code: "INVALID_ARGUMENT" });
   await assert.rejects(engine.generate("x ".repeat(1100)), { code: "CONTEXT_OVERFLOW" });
@@ -155,6 +156,13 @@ test("load errors: missing file, not a GGUF, truncated, split parts in Node, bad
   await assert.rejects(Engine.load(bytes, { backend: "gpu" }), { code: "INVALID_ARGUMENT" });
   await assert.rejects(Engine.load(bytes, { contextLength: 0 }), { code: "INVALID_ARGUMENT" });
   await assert.rejects(Engine.load(bytes, { signal: AbortSignal.abort() }), { code: "ABORTED" });
+  // An abort while the weights load (not only before): the next read stops the load.
+  const ctl = new AbortController();
+  let seen = 0;
+  await assert.rejects(Engine.load(bytes, {
+    backend: "cpu", signal: ctl.signal, onProgress: (p) => { if (p.phase === "load" && p.loaded > 0) { seen = p.loaded; ctl.abort(); } },
+  }), { code: "ABORTED" });
+  assert.ok(seen > 0 && seen < bytes.length, `aborted after ${seen} of ${bytes.length} bytes`);
 });
 
 test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL and disposes the engine", async () => {
