@@ -700,7 +700,7 @@ impl Tokenizer {
         if a & attr::NORMAL != 0 {
             return match self.vocab_type {
                 VocabType::Spm => text.replace('▁', " ").into_bytes(),
-                VocabType::Bpe(_) => self.bpe_decode_text(text),
+                VocabType::Bpe(_) => bpe_decode_text(text),
             };
         }
         if a & attr::BYTE != 0 {
@@ -714,26 +714,6 @@ impl Tokenizer {
     /// The bytes a token stands for in generated text: `token_to_piece(id, false)`.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
         self.token_to_piece(id, false)
-    }
-
-    /// Undo the GPT-2 byte map (llama.cpp `llama_decode_text`).
-    fn bpe_decode_text(&self, text: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(text.len());
-        for c in text.chars() {
-            match char_to_byte(c) {
-                Some(b) => out.push(b),
-                None => {
-                    out.extend_from_slice(b"[UNK_BYTE_0x");
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.extend_from_slice(format!("{b:02x}").as_bytes());
-                    }
-                    out.extend_from_slice(text.as_bytes());
-                    out.push(b']');
-                }
-            }
-        }
-        out
     }
 
     /// Ids to text, as llama.cpp `llama_detokenize(.., remove_special = false, unparse_special = false)`.
@@ -920,9 +900,45 @@ impl<T: Deref<Target = Tokenizer>> Detokenizer<T> {
     }
 }
 
+/// Undo the GPT-2 byte map (llama.cpp `llama_decode_text`). A char outside the map (only in a
+/// malformed vocabulary) becomes `[UNK_BYTE_0x<utf-8 hex><token text>]` as in llama.cpp, except that
+/// the token text is written for the first such char only: llama.cpp repeats it for every one,
+/// which is quadratic (a 90 KB token asked for 1.5 GB; audit M2).
+fn bpe_decode_text(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut text_written = false;
+    for c in text.chars() {
+        match char_to_byte(c) {
+            Some(b) => out.push(b),
+            None => {
+                out.extend_from_slice(b"[UNK_BYTE_0x");
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.extend_from_slice(format!("{b:02x}").as_bytes());
+                }
+                if !text_written {
+                    out.extend_from_slice(text.as_bytes());
+                    text_written = true;
+                }
+                out.push(b']');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn m2_unmapped_chars_decode_in_linear_size() {
+        assert_eq!(bpe_decode_text("a中"), "a[UNK_BYTE_0xe4b8ada中]".as_bytes());
+        assert_eq!(bpe_decode_text("中中"), "[UNK_BYTE_0xe4b8ad中中][UNK_BYTE_0xe4b8ad]".as_bytes());
+        let long = "中".repeat(30_000); // a 90 KB token
+        let out = bpe_decode_text(&long);
+        assert!(out.len() < 20 * long.len(), "{} bytes from a {}-byte token", out.len(), long.len());
+    }
 
     #[test]
     fn char_to_byte_inverts_the_map() {
