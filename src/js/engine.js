@@ -5,7 +5,7 @@
 
 import { WasmEngine, checkLoadOptions } from "./wasm/browser_llm.js";
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
-import { isNode, loadWasm, yieldToEventLoop } from "./runtime.js";
+import { isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
 
@@ -50,6 +50,7 @@ export class Engine {
       await loadWasm();
       return new Engine(await wasmEngine(source, options));
     } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
       throw toBrowserLlmError(e);
     }
   }
@@ -63,7 +64,10 @@ export class Engine {
     this.#queue = p.catch(() => {});
     return p.catch((e) => {
       const err = toBrowserLlmError(e);
-      if (err.code === "INTERNAL" && e instanceof WebAssembly.RuntimeError) this.#disposed = true;
+      if (err.code === "INTERNAL" && e instanceof WebAssembly.RuntimeError) {
+        this.#disposed = true;
+        markCrashed(e); // the whole module instance, not just this engine
+      }
       throw err;
     });
   }

@@ -2,13 +2,14 @@
 
 import * as wasm from "./wasm/browser_llm.js";
 import { toBrowserLlmError } from "./errors.js";
-import { loadWasm } from "./runtime.js";
+import { loadWasm, markCrashed } from "./runtime.js";
 
 async function call(fn) {
   try {
     await loadWasm();
     return await fn();
   } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
     throw toBrowserLlmError(e);
   }
 }

@@ -165,20 +165,6 @@ test("load errors: missing file, not a GGUF, truncated, split parts in Node, bad
   assert.ok(seen > 0 && seen < bytes.length, `aborted after ${seen} of ${bytes.length} bytes`);
 });
 
-test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL and disposes the engine", async () => {
-  // A Rust panic logs its message (console_error_panic_hook) and then traps: the call throws a
-  // WebAssembly.RuntimeError. No input is known to make the real module panic, so a stand-in
-  // module that traps is driven through the real Engine.
-  let calls = 0;
-  const trapping = { begin() { calls++; throw new WebAssembly.RuntimeError("unreachable"); } };
-  const e = new Engine(trapping);
-  await assert.rejects(e.generate("x"), (err) =>
-    err instanceof BrowserLlmError && err.code === "INTERNAL" && /crashed/.test(err.message) && err.cause instanceof WebAssembly.RuntimeError);
-  // Disposed: later calls fail clearly and never reach the crashed module again.
-  await assert.rejects(e.generate("x"), (err) => err.code === "INVALID_ARGUMENT" && /disposed/.test(err.message));
-  assert.equal(calls, 1);
-});
-
 test("load from bytes generates the golden tokens; dispose frees the engine", async () => {
   await engine.dispose();
   await assert.rejects(engine.info(), { code: "INVALID_ARGUMENT" });
@@ -244,4 +230,22 @@ test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's",
   } finally {
     await chat.dispose();
   }
+});
+
+// Last: a trap retires the module instance for the rest of the page (process).
+test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, disposes the engine and retires the module", async () => {
+  // A Rust panic logs its message (console_error_panic_hook) and then traps: the call throws a
+  // WebAssembly.RuntimeError. No input is known to make the real module panic, so a stand-in
+  // module that traps is driven through the real Engine.
+  let calls = 0;
+  const trapping = { begin() { calls++; throw new WebAssembly.RuntimeError("unreachable"); } };
+  const e = new Engine(trapping);
+  await assert.rejects(e.generate("x"), (err) =>
+    err instanceof BrowserLlmError && err.code === "INTERNAL" && /crashed/.test(err.message) && err.cause instanceof WebAssembly.RuntimeError);
+  // Disposed: later calls fail clearly and never reach the crashed module again.
+  await assert.rejects(e.generate("x"), (err) => err.code === "INVALID_ARGUMENT" && /disposed/.test(err.message));
+  assert.equal(calls, 1);
+  // The module instance may be inconsistent after a trap: no later load reuses it.
+  await assert.rejects(Engine.load(await readFile(MODEL), { backend: "cpu" }), (err) =>
+    err.code === "INTERNAL" && /crashed earlier/.test(err.message) && /reload/.test(err.message));
 });
