@@ -4,9 +4,7 @@
 //! logits (a broken model) are errors, never sampled.
 
 use crate::error::{Error, Result};
-use crate::logits::{ReadOut, Readback};
-/// Re-exported so `sampling::argmax` / `sampling::top_k` keep working; they live in [`crate::logits`].
-pub use crate::logits::{argmax, top_k};
+use crate::logits::{argmax, top_k, ReadOut, Readback};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {

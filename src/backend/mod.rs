@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gguf::TensorInfo;
-/// Re-exported so `backend::Readback` keeps working; the types live in [`crate::logits`].
-pub use crate::logits::{ReadOut, Readback};
+use crate::logits::{ReadOut, Readback};
 
 pub mod cpu;
 pub mod gpu;
