@@ -111,7 +111,7 @@ impl WasmEngine {
         } else {
             Bytes::Stored(Rc::new(crate::storage::open(parse_source(&source)?, opts.open_options()).await?))
         };
-        let src = ModelSource::new(bytes, opts.signal.clone(), progress_callback(opts.on_progress.as_ref()))?;
+        let src = ModelSource::new(bytes, opts.signal.clone(), progress_callback(opts.on_progress.as_ref()));
         let gguf = src.header().await?;
         let loaded = load(&gguf, &src, &opts.engine).await?;
         src.finish();
@@ -159,26 +159,18 @@ impl WasmEngine {
     /// Render chat messages (`[{role, content}]`) with the model's chat template.
     #[wasm_bindgen(js_name = applyChatTemplate)]
     pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<String> {
-        let messages: Vec<ChatMessage> = serde_wasm_bindgen::from_value(messages)
-            .map_err(|e| to_js_error(Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}"))))?;
-        self.with(|i| {
-            let bos = i.info.bos_token.clone().unwrap_or_default();
-            let eos = i.info.eos_token.clone().unwrap_or_default();
-            chat::render(&i.template, &messages, add_generation_prompt, &bos, &eos)
-        })
+        let messages = chat_messages(messages).map_err(to_js_error)?;
+        self.with(|i| i.render_chat(&messages, add_generation_prompt))
     }
 
     /// Token ids of the chat prompt for `messages`: the template's markup may become control
     /// tokens, message contents never do (`chat::encode_prompt`). What `chat.completions` runs.
     #[wasm_bindgen(js_name = tokenizeChat)]
     pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<Vec<u32>> {
-        let messages: Vec<ChatMessage> = serde_wasm_bindgen::from_value(messages)
-            .map_err(|e| to_js_error(Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}"))))?;
+        let messages = chat_messages(messages).map_err(to_js_error)?;
         self.with(|i| {
-            let bos = i.info.bos_token.clone().unwrap_or_default();
-            let eos = i.info.eos_token.clone().unwrap_or_default();
-            let text = chat::render(&i.template, &messages, add_generation_prompt, &bos, &eos)?;
-            chat::encode_prompt(i.engine.tokenizer(), &text, &messages, &bos)
+            let text = i.render_chat(&messages, add_generation_prompt)?;
+            chat::encode_prompt(i.engine.tokenizer(), &text, &messages, i.info.bos_token.as_deref().unwrap_or_default())
         })
     }
 
@@ -272,6 +264,21 @@ impl WasmEngine {
         if let Ok(mut g) = self.inner.try_borrow_mut() {
             *g = None;
         }
+    }
+}
+
+/// The `messages` argument of the chat methods.
+fn chat_messages(messages: JsValue) -> Result<Vec<ChatMessage>> {
+    serde_wasm_bindgen::from_value(messages)
+        .map_err(|e| Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}")))
+}
+
+impl Inner {
+    /// `messages` through the model's chat template, with its BOS/EOS texts.
+    fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let bos = self.info.bos_token.as_deref().unwrap_or_default();
+        let eos = self.info.eos_token.as_deref().unwrap_or_default();
+        chat::render(&self.template, messages, add_generation_prompt, bos, eos)
     }
 }
 

@@ -30,12 +30,12 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    pub fn new(bytes: Bytes, signal: Option<web_sys::AbortSignal>, on_progress: Option<ProgressFn>) -> Result<ModelSource> {
+    pub fn new(bytes: Bytes, signal: Option<web_sys::AbortSignal>, on_progress: Option<ProgressFn>) -> ModelSource {
         let size = match &bytes {
             Bytes::Js(a) => a.length() as u64,
             Bytes::Stored(m) => m.size(),
         };
-        Ok(ModelSource { bytes, size, signal, progress: RefCell::new(Reporter::new(on_progress)) })
+        ModelSource { bytes, size, signal, progress: RefCell::new(Reporter::new(on_progress)) }
     }
 
     pub fn size(&self) -> u64 {
