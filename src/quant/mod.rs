@@ -30,6 +30,7 @@
 //! WGSL helper in `shaders/common/`, and one row in the table.
 
 mod blocks;
+pub mod packed;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;

@@ -328,3 +328,77 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
     }
     assert_eq!(GgmlType::from_id(99).unwrap_err().code, ErrorCode::BadGguf);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Repacked weights (quant::packed)
+
+/// Every packable format, row counts that do and do not fill the last 4-row group, 1 and 3
+/// tokens, whole and partial bands: the packed product equals the scalar `vec_dot` of each GGUF
+/// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
+/// the other), the vector kernel equals the packed scalar reference bit for bit, and dequantized
+/// rows equal the GGUF dequantization exactly.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn packed_matmul_matches_scalar_vec_dot() {
+    use super::packed::{PackedActs, PackedWeight, ROWS};
+    let mut rng = Rng::new(0x5a);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+        for (case, &n_rows) in [1usize, 4, 7, 9, 13].iter().enumerate() {
+            let n_cols = block_counts(ty)[case % 4] * ty.block_size();
+            let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
+            let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
+            for n_tok in [1, 3] {
+                let acts: Vec<QuantizedActs> =
+                    (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
+                let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
+                // The whole weight and a band that starts at the second group.
+                for r0 in [0, ROWS].into_iter().filter(|&r0| r0 < n_rows) {
+                    let n = n_rows - r0;
+                    let (mut got, mut reference) = (vec![0.0f32; n_tok * n], vec![0.0f32; n_tok * n]);
+                    w.matmul_band(&packed, r0, n, &mut got).unwrap();
+                    w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();
+                    for t in 0..n_tok {
+                        for i in 0..n {
+                            let (g, re) = (got[t * n + i], reference[t * n + i]);
+                            assert_eq!(g.to_bits(), re.to_bits(), "{ty} {n_rows}x{n_cols} r0={r0} t={t} row {i}: vector {g:e} vs reference {re:e}");
+                            let want = vec_dot(ty, &rows[r0 + i], &acts[t]).unwrap();
+                            if ty == GgmlType::Q4_0 {
+                                let tol = 1e-6 * (1.0 + want.abs());
+                                assert!((g - want).abs() <= tol, "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
+                            } else {
+                                assert_eq!(g.to_bits(), want.to_bits(), "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, raw) in rows.iter().enumerate() {
+                let (mut a, mut b) = (vec![0.0f32; n_cols], vec![0.0f32; n_cols]);
+                w.dequantize_row(r, &mut a).unwrap();
+                dequantize_row(ty, raw, &mut b).unwrap();
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{ty} row {r} dequantized differently");
+            }
+        }
+    }
+}
+
+/// Bad shapes are typed errors: a byte count that does not match, an unpackable format, a band
+/// that does not start on a group, activations of another width.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn packed_bad_shapes_are_errors() {
+    use super::packed::{PackedActs, PackedWeight};
+    let mut rng = Rng::new(0x5b);
+    let row = random_row(GgmlType::Q8_0, 64, &mut rng);
+    assert!(PackedWeight::new(GgmlType::Q8_0, &row, 2, 64).is_err());
+    assert!(PackedWeight::new(GgmlType::Q4_K, &row, 1, 64).is_err());
+    let w = PackedWeight::new(GgmlType::Q8_0, &[row.clone(), row].concat(), 2, 64).unwrap();
+    let a = PackedActs::new(&quantize_acts(GgmlType::Q8_0, &rng.acts(64, 1.0))).unwrap();
+    let mut out = [0.0f32; 2];
+    assert!(w.matmul_band(std::slice::from_ref(&a), 1, 1, &mut out[..1]).is_err());
+    assert!(w.matmul_band(std::slice::from_ref(&a), 0, 3, &mut out).is_err());
+    let short = PackedActs::new(&quantize_acts(GgmlType::Q8_0, &rng.acts(32, 1.0))).unwrap();
+    assert!(w.matmul_band(&[short], 0, 2, &mut out).is_err());
+    let mut row_out = [0.0f32; 64];
+    assert!(w.dequantize_row(2, &mut row_out).is_err());
+}

@@ -1,6 +1,10 @@
 //! The CPU backend: scalar reference ops ([`ops`]) and the quantized matrix products of
-//! [`crate::quant`] (SIMD128 in wasm). Weights stay in GGUF block layout, shared with the buffer
-//! the model was loaded from.
+//! [`crate::quant`] (SIMD128 in wasm, SSE2 natively).
+//!
+//! Weights of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are repacked as they load
+//! into the layout of [`crate::quant::packed`] (4-row groups, f32 scales, i8 quants) and the GGUF
+//! bytes are dropped; the other formats stay in GGUF block layout, shared with the buffer the
+//! model was loaded from.
 //!
 //! Natively, large matrix products are split by rows over a few threads; in wasm everything runs
 //! on the calling thread.
@@ -10,16 +14,24 @@ pub mod ops;
 use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
+use crate::quant::packed::{self, PackedActs, PackedWeight};
 use crate::quant::{self, GgmlType, QuantizedActs};
 
-/// A weight tensor: `n_rows` rows of `n_cols` elements in GGUF block layout.
+/// A weight tensor: `n_rows` rows of `n_cols` elements.
 pub struct CpuWeight {
     pub ty: GgmlType,
     pub n_rows: usize,
     pub n_cols: usize,
-    pub bytes: TensorBytes,
-    /// F32 tensors (norm weights, biases) decoded once at load.
-    f32s: Option<Vec<f32>>,
+    data: WeightData,
+}
+
+enum WeightData {
+    /// GGUF block layout, shared with the buffer it was read into.
+    Gguf(TensorBytes),
+    /// F32 tensors (norm weights, biases, small F32 matrices), decoded once at load.
+    F32(TensorBytes, Vec<f32>),
+    /// Repacked for the CPU kernels ([`quant::packed`]).
+    Packed(PackedWeight),
 }
 
 impl CpuWeight {
@@ -28,9 +40,17 @@ impl CpuWeight {
     }
     /// The weight as f32 values; only for small F32 tensors (norms, biases).
     fn values(&self) -> Result<&[f32]> {
-        self.f32s.as_deref().ok_or_else(|| {
-            Error::unsupported_model(format!("a norm/bias tensor must be F32, got {}", self.ty))
-        })
+        match &self.data {
+            WeightData::F32(_, v) => Ok(v),
+            _ => Err(Error::unsupported_model(format!("a norm/bias tensor must be F32, got {}", self.ty))),
+        }
+    }
+    /// The GGUF bytes of a weight that was not repacked.
+    fn gguf_bytes(&self) -> Option<&[u8]> {
+        match &self.data {
+            WeightData::Gguf(b) | WeightData::F32(b, _) => Some(b.as_slice()),
+            WeightData::Packed(_) => None,
+        }
     }
 }
 
@@ -91,11 +111,33 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
+/// Activations quantized once for all rows of a weight, in the form its kernel reads.
+enum LinearActs {
+    Gguf(Vec<QuantizedActs>),
+    Packed(Vec<PackedActs>),
+}
+
+impl LinearActs {
+    fn new(w: &CpuWeight, x: &CpuAct) -> Result<Self> {
+        let q = (0..x.rows).map(|t| quant::quantize_acts(w.ty, x.row(t)));
+        Ok(match w.data {
+            WeightData::Packed(_) => LinearActs::Packed(q.map(|a| PackedActs::new(&a)).collect::<Result<_>>()?),
+            _ => LinearActs::Gguf(q.collect()),
+        })
+    }
+}
+
 /// `band[t * n + i] = dot(w row r0 + i, x_t)` for the `n` weight rows starting at `r0`: one
-/// [`quant::matmul`] over that band, so each weight row is read once for every token.
-fn linear_band(w: &CpuWeight, acts: &[QuantizedActs], r0: usize, n: usize, band: &mut [f32]) -> Result<()> {
-    let rb = w.row_bytes();
-    quant::matmul(w.ty, &w.bytes.as_slice()[r0 * rb..(r0 + n) * rb], n, w.n_cols, acts, band)
+/// matrix product over that band, so each weight row is read once for every token.
+fn linear_band(w: &CpuWeight, acts: &LinearActs, r0: usize, n: usize, band: &mut [f32]) -> Result<()> {
+    match (&w.data, acts) {
+        (WeightData::Packed(p), LinearActs::Packed(a)) => p.matmul_band(a, r0, n, band),
+        (WeightData::Gguf(b) | WeightData::F32(b, _), LinearActs::Gguf(a)) => {
+            let rb = w.row_bytes();
+            quant::matmul(w.ty, &b.as_slice()[r0 * rb..(r0 + n) * rb], n, w.n_cols, a, band)
+        }
+        _ => Err(Error::internal("activations quantized for another weight layout")),
+    }
 }
 
 impl Backend for CpuBackend {
@@ -110,12 +152,16 @@ impl Backend for CpuBackend {
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<CpuWeight> {
         let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
         super::checked_row_bytes(info, bytes.range.len() as u64)?;
-        let f32s = if info.ty == GgmlType::F32 {
-            Some(bytes.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        let data = if info.ty == GgmlType::F32 {
+            let v = bytes.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            WeightData::F32(bytes, v)
+        } else if packed::is_packable(info.ty) {
+            // The GGUF bytes are dropped here: with a per-tensor source, memory does not double.
+            WeightData::Packed(PackedWeight::new(info.ty, bytes.as_slice(), n_rows, n_cols)?)
         } else {
-            None
+            WeightData::Gguf(bytes)
         };
-        Ok(CpuWeight { ty: info.ty, n_rows, n_cols, bytes, f32s })
+        Ok(CpuWeight { ty: info.ty, n_rows, n_cols, data })
     }
 
     /// Allocated fallibly: a cache that does not fit is an `INVALID_ARGUMENT` (use a smaller
@@ -149,7 +195,6 @@ impl Backend for CpuBackend {
     fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
         let mut out = CpuAct::new(ids.len(), w.n_cols);
         let rb = w.row_bytes();
-        let data = w.bytes.as_slice();
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
             if id >= w.n_rows {
@@ -159,7 +204,11 @@ impl Backend for CpuBackend {
                 )));
             }
             let row = &mut out.data[i * w.n_cols..(i + 1) * w.n_cols];
-            quant::dequantize_row(w.ty, &data[id * rb..(id + 1) * rb], row)?;
+            match (&w.data, w.gguf_bytes()) {
+                (WeightData::Packed(p), _) => p.dequantize_row(id, row)?,
+                (_, Some(data)) => quant::dequantize_row(w.ty, &data[id * rb..(id + 1) * rb], row)?,
+                _ => unreachable!("a weight is packed or has its GGUF bytes"),
+            }
             if scale != 1.0 {
                 row.iter_mut().for_each(|v| *v *= scale);
             }
@@ -181,7 +230,7 @@ impl Backend for CpuBackend {
         if x.cols != w.n_cols {
             return Err(shape_err("linear", x.cols, w.n_cols));
         }
-        let acts: Vec<QuantizedActs> = (0..x.rows).map(|t| quant::quantize_acts(w.ty, x.row(t))).collect();
+        let acts = LinearActs::new(w, x)?;
         let mut out = CpuAct::new(x.rows, w.n_rows);
         let threads = self.threads.min(w.n_rows / 256).max(1);
         if threads == 1 {
@@ -190,7 +239,8 @@ impl Backend for CpuBackend {
             #[cfg(not(target_arch = "wasm32"))]
             {
                 // Each thread computes a contiguous band of weight rows for every token.
-                let per = w.n_rows.div_ceil(threads);
+                // Bands of whole row groups (the packed kernels' unit).
+                let per = w.n_rows.div_ceil(threads).next_multiple_of(packed::ROWS);
                 let results: Vec<Result<(usize, usize, Vec<f32>)>> = std::thread::scope(|s| {
                     let handles: Vec<_> = (0..w.n_rows)
                         .step_by(per)
@@ -198,7 +248,7 @@ impl Backend for CpuBackend {
                             let n = per.min(w.n_rows - r0);
                             let acts = &acts;
                             s.spawn(move || {
-                                let mut band = vec![0.0f32; acts.len() * n];
+                                let mut band = vec![0.0f32; x.rows * n];
                                 linear_band(w, acts, r0, n, &mut band).map(|_| (r0, n, band))
                             })
                         })

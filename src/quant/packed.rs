@@ -1,0 +1,467 @@
+//! Weights repacked at load for the CPU kernels ("Q8x4"), and the kernels that read them.
+//!
+//! GGUF stores a weight row by row, each 32-element block with its f16 scale in front of its
+//! 4- to 8-bit quants, so a dot product converts a scale and unpacks bits for every block and
+//! reduces horizontally per block. Storage and the GPU keep those bytes; the CPU backend repacks
+//! each weight once, as it loads, into a layout its kernels stream straight through:
+//!
+//! - rows in **groups of 4** (the last group padded with zero rows);
+//! - per group and block: the 4 rows' scales as **f32** (`d[g][b][0..4]`), for the formats with
+//!   a min also the mins (`m[g][b][0..4]`), and the 4 rows' 32 quants as **i8** in element order
+//!   (`q[g][b][r][0..32]`, the format's offset already subtracted: Q4_0 `q - 8`, Q5_0 `q - 16`).
+//!
+//! One kernel then serves every 32-element format with 8-bit activations (Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q8_0): per block, the 4 rows' exact integer sums land in the 4 lanes of one vector, are
+//! converted and scaled with one multiply, and accumulate in that vector across blocks; the
+//! result needs no horizontal reduction at all. The float steps per block are the scalar
+//! reference's (`sumi * (d_w * d_a)`, plus `m_w * s_a` for the formats with a min) in the same
+//! order, so results equal [`super::scalar`]'s bit for bit (Q4_0: its reference multiplies the
+//! scales one at a time, a last-bit difference, see the tests).
+//!
+//! Activations are quantized as before ([`super::quantize_acts`]) and widened once per vector to
+//! i16 with f32 scales ([`PackedActs`]), so the inner loop only widens weights.
+//!
+//! Kernels: [`arch`] is WebAssembly SIMD128 on wasm32 (`+simd128`), SSE2 on x86-64 (part of
+//! the baseline), and the scalar reference [`group_dot_scalar`] elsewhere; one generic body
+//! ([`group_dot`]) is written against the few vector operations each of them provides.
+//! Memory: Q8_0 grows by 6% (f32 scales), the 4- and 5-bit formats to 8 bits per weight.
+
+use super::blocks::*;
+use super::{ActsData, GgmlType, QuantizedActs};
+use crate::error::{Error, Result};
+
+/// Rows per group.
+pub const ROWS: usize = 4;
+
+/// A weight of a 32-element format in the Q8x4 layout (see the module docs).
+pub struct PackedWeight {
+    ty: GgmlType,
+    n_rows: usize,
+    n_cols: usize,
+    /// Scales, `[group][block][row]`.
+    d: Vec<f32>,
+    /// Mins, same shape; empty for the formats without one.
+    m: Vec<f32>,
+    /// Quants, `[group][block][row][32]`.
+    q: Vec<i8>,
+}
+
+/// The formats [`PackedWeight::new`] repacks.
+pub fn is_packable(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+}
+
+fn has_min(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1)
+}
+
+/// A fallible zeroed vector (a weight too big for memory is an error, never an abort).
+fn zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::invalid_argument(format!("out of memory repacking {what} ({len} values)")))?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
+/// One block's quants in element order with the format's offset applied, its scale and min.
+fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (f32, f32) {
+    let nib = |qs: &[u8], j: usize| if j < QK / 2 { qs[j] & 0xF } else { qs[j - QK / 2] >> 4 };
+    let hi = |qh: [u8; 4], j: usize| (((u32::from_le_bytes(qh) >> j) & 1) << 4) as u8;
+    let f16 = |lo: u8, hi: u8| f16_to_f32(u16::from_le_bytes([lo, hi]));
+    match ty {
+        GgmlType::Q4_0 => {
+            for (j, v) in q.iter_mut().enumerate() {
+                *v = nib(&raw[2..18], j) as i8 - 8;
+            }
+            (f16(raw[0], raw[1]), 0.0)
+        }
+        GgmlType::Q4_1 => {
+            for (j, v) in q.iter_mut().enumerate() {
+                *v = nib(&raw[4..20], j) as i8;
+            }
+            (f16(raw[0], raw[1]), f16(raw[2], raw[3]))
+        }
+        GgmlType::Q5_0 => {
+            let qh = [raw[2], raw[3], raw[4], raw[5]];
+            for (j, v) in q.iter_mut().enumerate() {
+                *v = (nib(&raw[6..22], j) | hi(qh, j)) as i8 - 16;
+            }
+            (f16(raw[0], raw[1]), 0.0)
+        }
+        GgmlType::Q5_1 => {
+            let qh = [raw[4], raw[5], raw[6], raw[7]];
+            for (j, v) in q.iter_mut().enumerate() {
+                *v = (nib(&raw[8..24], j) | hi(qh, j)) as i8;
+            }
+            (f16(raw[0], raw[1]), f16(raw[2], raw[3]))
+        }
+        GgmlType::Q8_0 => {
+            for (j, v) in q.iter_mut().enumerate() {
+                *v = raw[2 + j] as i8;
+            }
+            (f16(raw[0], raw[1]), 0.0)
+        }
+        _ => unreachable!("checked by is_packable"),
+    }
+}
+
+impl PackedWeight {
+    /// Repack `n_rows x n_cols` GGUF bytes of `ty` (one of [`is_packable`]'s formats).
+    pub fn new(ty: GgmlType, bytes: &[u8], n_rows: usize, n_cols: usize) -> Result<Self> {
+        if !is_packable(ty) {
+            return Err(Error::internal(format!("{ty} has no repacked CPU layout")));
+        }
+        let row_bytes = ty.row_bytes(n_cols).filter(|_| n_cols > 0);
+        if row_bytes.and_then(|rb| rb.checked_mul(n_rows)) != Some(bytes.len()) {
+            return Err(Error::invalid_argument(format!(
+                "{ty} weight of {n_rows} x {n_cols} does not match its {} bytes",
+                bytes.len()
+            )));
+        }
+        let nb = n_cols / QK;
+        let groups = n_rows.div_ceil(ROWS);
+        let n_scales = groups.checked_mul(nb * ROWS).ok_or_else(|| Error::invalid_argument("weight too large"))?;
+        let what = format!("a {n_rows} x {n_cols} {ty} weight");
+        let mut d = zeroed::<f32>(n_scales, &what)?;
+        let mut m = if has_min(ty) { zeroed::<f32>(n_scales, &what)? } else { Vec::new() };
+        let mut q = zeroed::<i8>(n_scales.checked_mul(QK).ok_or_else(|| Error::invalid_argument("weight too large"))?, &what)?;
+        let bb = ty.type_size();
+        for r in 0..n_rows {
+            let (g, lane) = (r / ROWS, r % ROWS);
+            for b in 0..nb {
+                let raw = &bytes[r * nb * bb + b * bb..r * nb * bb + (b + 1) * bb];
+                let s = (g * nb + b) * ROWS + lane;
+                let (dv, mv) = unpack_block(ty, raw, &mut q[s * QK..(s + 1) * QK]);
+                d[s] = dv;
+                if !m.is_empty() {
+                    m[s] = mv;
+                }
+            }
+        }
+        Ok(PackedWeight { ty, n_rows, n_cols, d, m, q })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Bytes held (scales, mins, quants).
+    pub fn size_bytes(&self) -> usize {
+        (self.d.len() + self.m.len()) * 4 + self.q.len()
+    }
+
+    /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        if r >= self.n_rows || out.len() != self.n_cols {
+            return Err(Error::invalid_argument(format!(
+                "row {r} of a {} x {} weight into {} values",
+                self.n_rows,
+                self.n_cols,
+                out.len()
+            )));
+        }
+        let nb = self.n_cols / QK;
+        let (g, lane) = (r / ROWS, r % ROWS);
+        for b in 0..nb {
+            let s = (g * nb + b) * ROWS + lane;
+            let (d, m) = (self.d[s], self.m.get(s).copied().unwrap_or(0.0));
+            for (o, &v) in out[b * QK..(b + 1) * QK].iter_mut().zip(&self.q[s * QK..(s + 1) * QK]) {
+                *o = if self.m.is_empty() { v as f32 * d } else { v as f32 * d + m };
+            }
+        }
+        Ok(())
+    }
+
+    /// `out[t * n_out + (r - r0)] = dot(row r, acts[t])` for the rows `r0..r0 + n_out`, where `r0`
+    /// is a multiple of [`ROWS`] (a band of whole groups, for threads) and `out` holds
+    /// `acts.len() * n_out` values.
+    pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
+        self.matmul_band_with(group_dot, acts, r0, n_out, out)
+    }
+
+    /// [`Self::matmul_band`] with the scalar reference kernel (for tests).
+    #[doc(hidden)]
+    pub fn matmul_band_reference(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
+        self.matmul_band_with(group_dot_scalar, acts, r0, n_out, out)
+    }
+
+    fn matmul_band_with(&self, kernel: GroupDot, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
+        let fits = r0 % ROWS == 0 && r0.checked_add(n_out).is_some_and(|e| e <= self.n_rows);
+        if !fits || out.len() != acts.len() * n_out {
+            return Err(Error::internal(format!(
+                "packed matmul band {r0}+{n_out} of {} rows into {} values",
+                self.n_rows,
+                out.len()
+            )));
+        }
+        for (t, a) in acts.iter().enumerate() {
+            if a.n_cols != self.n_cols || a.with_sums != has_min(self.ty) {
+                return Err(Error::internal(format!(
+                    "activation vector {t} ({} values) does not fit a {} x {} {} weight",
+                    a.n_cols, self.n_rows, self.n_cols, self.ty
+                )));
+            }
+        }
+        let nb = self.n_cols / QK;
+        let mut res = vec![[0.0f32; ROWS]; acts.len()];
+        for g in r0 / ROWS..(r0 + n_out).div_ceil(ROWS) {
+            let ds = &self.d[g * nb * ROWS..(g + 1) * nb * ROWS];
+            let ms = if self.m.is_empty() { &[][..] } else { &self.m[g * nb * ROWS..(g + 1) * nb * ROWS] };
+            let qs = &self.q[g * nb * ROWS * QK..(g + 1) * nb * ROWS * QK];
+            kernel(ds, ms, qs, acts, &mut res);
+            for (t, rows) in res.iter().enumerate() {
+                for (lane, &v) in rows.iter().enumerate() {
+                    let r = g * ROWS + lane;
+                    if r >= r0 && r < r0 + n_out {
+                        out[t * n_out + r - r0] = v;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One activation vector for the packed kernels: the Q8_0 / Q8_1 blocks of
+/// [`super::quantize_acts`] with f32 scales (and block sums) and the quants widened to i16.
+pub struct PackedActs {
+    n_cols: usize,
+    with_sums: bool,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    q: Vec<i16>,
+}
+
+impl PackedActs {
+    /// From activations quantized for a packable weight type (Q8_0 or Q8_1 blocks).
+    pub fn new(acts: &QuantizedActs) -> Result<Self> {
+        let mut p = PackedActs { n_cols: acts.len(), with_sums: false, d: Vec::new(), s: Vec::new(), q: Vec::new() };
+        match &acts.data {
+            ActsData::Q8_0(v) => {
+                p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
+                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
+            }
+            ActsData::Q8_1(v) => {
+                p.with_sums = true;
+                p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
+                p.s = v.iter().map(|b| f16_to_f32(b.s)).collect();
+                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
+            }
+            _ => return Err(Error::internal(format!("{} activations have no packed kernel", acts.ty()))),
+        }
+        if acts.len() % QK != 0 {
+            return Err(Error::internal("packed activations need whole blocks"));
+        }
+        Ok(p)
+    }
+}
+
+/// A group kernel: `(d, m, q)` of one row group, the activation vectors, their results.
+type GroupDot = fn(&[f32], &[f32], &[i8], &[PackedActs], &mut [[f32; ROWS]]);
+
+/// The scalar reference of [`group_dot`]: `out[t][r] = sum over blocks b of
+/// sumi(r, b, t) * (d[b][r] * d_t[b])` (`+ m[b][r] * s_t[b]` with mins), accumulated in f32 in
+/// block order.
+pub fn group_dot_scalar(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = d.len() / ROWS;
+    for (a, o) in acts.iter().zip(out.iter_mut()) {
+        let mut acc = [0.0f32; ROWS];
+        for b in 0..nb {
+            let ab = &a.q[b * QK..(b + 1) * QK];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let s = b * ROWS + r;
+                let wb = &q[s * QK..(s + 1) * QK];
+                let sumi: i32 = wb.iter().zip(ab).map(|(&w, &x)| w as i32 * x as i32).sum();
+                let mut v = sumi as f32 * (d[s] * a.d[b]);
+                if !m.is_empty() {
+                    v += m[s] * a.s[b];
+                }
+                *acc += v;
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// The kernel in use: [`arch::group_dot`] where this target has vector code, else the scalar one.
+#[inline]
+fn group_dot(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+    arch::group_dot(d, m, q, acts, out);
+    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
+    group_dot_scalar(d, m, q, acts, out);
+}
+
+/// The vector kernel, once, over a handful of operations that WebAssembly SIMD128 and x86-64 SSE2
+/// both have as single instructions (`i32x4_dot_i16x8` is `pmaddwd`).
+#[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+pub mod arch {
+    use super::{PackedActs, QK, ROWS};
+
+    #[cfg(target_arch = "wasm32")]
+    mod ops {
+        pub use core::arch::wasm32::v128 as V;
+        use core::arch::wasm32::*;
+
+        /// 16 bytes at `p` (unaligned).
+        /// SAFETY: the caller guarantees 16 readable bytes.
+        #[inline(always)]
+        pub unsafe fn load<T>(p: *const T) -> V {
+            v128_load(p as *const V)
+        }
+        #[inline(always)]
+        pub fn widen_lo(v: V) -> V {
+            i16x8_extend_low_i8x16(v)
+        }
+        #[inline(always)]
+        pub fn widen_hi(v: V) -> V {
+            i16x8_extend_high_i8x16(v)
+        }
+        #[inline(always)]
+        pub fn madd(a: V, b: V) -> V {
+            i32x4_dot_i16x8(a, b)
+        }
+        #[inline(always)]
+        pub fn add_i32(a: V, b: V) -> V {
+            i32x4_add(a, b)
+        }
+        /// `[a0, b0, a1, b1]` and `[a2, b2, a3, b3]`.
+        #[inline(always)]
+        pub fn zip_i32(a: V, b: V) -> (V, V) {
+            (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b))
+        }
+        /// `[a0, a1, b0, b1]` and `[a2, a3, b2, b3]`.
+        #[inline(always)]
+        pub fn zip_i64(a: V, b: V) -> (V, V) {
+            (i64x2_shuffle::<0, 2>(a, b), i64x2_shuffle::<1, 3>(a, b))
+        }
+        #[inline(always)]
+        pub fn to_f32(v: V) -> V {
+            f32x4_convert_i32x4(v)
+        }
+        #[inline(always)]
+        pub fn splat(x: f32) -> V {
+            f32x4_splat(x)
+        }
+        #[inline(always)]
+        pub fn mul(a: V, b: V) -> V {
+            f32x4_mul(a, b)
+        }
+        #[inline(always)]
+        pub fn add(a: V, b: V) -> V {
+            f32x4_add(a, b)
+        }
+        #[inline(always)]
+        pub fn to_array(v: V) -> [f32; 4] {
+            [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod ops {
+        use core::arch::x86_64::*;
+        pub type V = __m128i;
+
+        // SAFETY (all): SSE2 is part of the x86-64 baseline.
+        /// 16 bytes at `p` (unaligned).
+        /// SAFETY: the caller guarantees 16 readable bytes.
+        #[inline(always)]
+        pub unsafe fn load<T>(p: *const T) -> V {
+            _mm_loadu_si128(p as *const V)
+        }
+        #[inline(always)]
+        pub fn widen_lo(v: V) -> V {
+            unsafe { _mm_srai_epi16::<8>(_mm_unpacklo_epi8(v, v)) }
+        }
+        #[inline(always)]
+        pub fn widen_hi(v: V) -> V {
+            unsafe { _mm_srai_epi16::<8>(_mm_unpackhi_epi8(v, v)) }
+        }
+        #[inline(always)]
+        pub fn madd(a: V, b: V) -> V {
+            unsafe { _mm_madd_epi16(a, b) }
+        }
+        #[inline(always)]
+        pub fn add_i32(a: V, b: V) -> V {
+            unsafe { _mm_add_epi32(a, b) }
+        }
+        #[inline(always)]
+        pub fn zip_i32(a: V, b: V) -> (V, V) {
+            unsafe { (_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b)) }
+        }
+        #[inline(always)]
+        pub fn zip_i64(a: V, b: V) -> (V, V) {
+            unsafe { (_mm_unpacklo_epi64(a, b), _mm_unpackhi_epi64(a, b)) }
+        }
+        #[inline(always)]
+        pub fn to_f32(v: V) -> V {
+            unsafe { _mm_castps_si128(_mm_cvtepi32_ps(v)) }
+        }
+        #[inline(always)]
+        pub fn splat(x: f32) -> V {
+            unsafe { _mm_castps_si128(_mm_set1_ps(x)) }
+        }
+        #[inline(always)]
+        pub fn mul(a: V, b: V) -> V {
+            unsafe { _mm_castps_si128(_mm_mul_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+        }
+        #[inline(always)]
+        pub fn add(a: V, b: V) -> V {
+            unsafe { _mm_castps_si128(_mm_add_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+        }
+        #[inline(always)]
+        pub fn to_array(v: V) -> [f32; 4] {
+            let mut o = [0.0f32; 4];
+            unsafe { _mm_storeu_ps(o.as_mut_ptr(), _mm_castsi128_ps(v)) };
+            o
+        }
+    }
+
+    use ops::*;
+
+    /// `[sum(s0), sum(s1), sum(s2), sum(s3)]` (exact integer sums, in any lane order).
+    #[inline(always)]
+    fn transpose_sum(s: [V; 4]) -> V {
+        let (a, b) = zip_i32(s[0], s[1]);
+        let (c, d) = zip_i32(s[2], s[3]);
+        let (ab, cd) = (add_i32(a, b), add_i32(c, d)); // [s0 02, s1 02, s0 13, s1 13], same for s2, s3
+        let (lo, hi) = zip_i64(ab, cd); // [s0 02, s1 02, s2 02, s3 02], [s0 13, s1 13, s2 13, s3 13]
+        add_i32(lo, hi)
+    }
+
+    /// [`super::group_dot_scalar`] with vectors: per block, the 4 rows' integer sums in the 4
+    /// lanes, scaled and accumulated in float lanes in the reference's order.
+    #[inline(never)]
+    pub fn group_dot(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+        let nb = d.len() / ROWS;
+        assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+        for (a, o) in acts.iter().zip(out.iter_mut()) {
+            assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+            let mut acc = splat(0.0);
+            for b in 0..nb {
+                // SAFETY: the asserts above bound every 16-byte load below.
+                unsafe {
+                    let ap = a.q.as_ptr().add(b * QK);
+                    let (a0, a1, a2, a3) = (load(ap), load(ap.add(8)), load(ap.add(16)), load(ap.add(24)));
+                    let wp = q.as_ptr().add(b * ROWS * QK);
+                    let row = |r: usize| {
+                        let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                        add_i32(
+                            add_i32(madd(widen_lo(w0), a0), madd(widen_hi(w0), a1)),
+                            add_i32(madd(widen_lo(w1), a2), madd(widen_hi(w1), a3)),
+                        )
+                    };
+                    let sums = transpose_sum([row(0), row(1), row(2), row(3)]);
+                    let dd = mul(load(d.as_ptr().add(b * ROWS)), splat(a.d[b]));
+                    let mut v = mul(to_f32(sums), dd);
+                    if !m.is_empty() {
+                        v = add(v, mul(load(m.as_ptr().add(b * ROWS)), splat(a.s[b])));
+                    }
+                    acc = add(acc, v);
+                }
+            }
+            *o = to_array(acc);
+        }
+    }
+}
