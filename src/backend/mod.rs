@@ -150,9 +150,9 @@ pub trait Backend {
     }
     /// Allocate the KV cache; a cache that cannot be allocated is an error, never an abort.
     fn kv_cache(&mut self, shape: KvShape) -> Result<Self::Kv>;
-    /// Bytes per cached key or value element (f32 on the CPU, f16 on the GPU).
+    /// Bytes per cached key or value element (both backends keep f16, as llama.cpp does).
     fn kv_bytes_per_value(&self) -> u64 {
-        4
+        2
     }
     /// The largest KV cache, in bytes, this backend accepts; [`crate::engine::Engine`] refuses a
     /// context length whose cache is larger before allocating anything.

@@ -431,37 +431,61 @@ pub mod arch {
     }
 
     /// [`super::group_dot_scalar`] with vectors: per block, the 4 rows' integer sums in the 4
-    /// lanes, scaled and accumulated in float lanes in the reference's order.
+    /// lanes, scaled and accumulated in float lanes in the reference's order. Tokens go in tiles
+    /// of [`TILE`]: each block's weights are loaded and widened once per tile (prefill).
     #[inline(never)]
     pub fn group_dot(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
         let nb = d.len() / ROWS;
         assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
-        for (a, o) in acts.iter().zip(out.iter_mut()) {
+        for a in acts {
             assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
-            let mut acc = splat(0.0);
-            for b in 0..nb {
-                // SAFETY: the asserts above bound every 16-byte load below.
-                unsafe {
-                    let ap = a.q.as_ptr().add(b * QK);
-                    let (a0, a1, a2, a3) = (load(ap), load(ap.add(8)), load(ap.add(16)), load(ap.add(24)));
-                    let wp = q.as_ptr().add(b * ROWS * QK);
-                    let row = |r: usize| {
-                        let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
-                        add_i32(
-                            add_i32(madd(widen_lo(w0), a0), madd(widen_hi(w0), a1)),
-                            add_i32(madd(widen_lo(w1), a2), madd(widen_hi(w1), a3)),
-                        )
-                    };
-                    let sums = transpose_sum([row(0), row(1), row(2), row(3)]);
-                    let dd = mul(load(d.as_ptr().add(b * ROWS)), splat(a.d[b]));
-                    let mut v = mul(to_f32(sums), dd);
-                    if !m.is_empty() {
-                        v = add(v, mul(load(m.as_ptr().add(b * ROWS)), splat(a.s[b])));
+        }
+        let mut chunks = acts.chunks_exact(TILE);
+        let mut outs = out.chunks_exact_mut(TILE);
+        for (a, o) in (&mut chunks).zip(&mut outs) {
+            tile::<TILE>(d, m, q, a.try_into().unwrap(), o.try_into().unwrap());
+        }
+        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+            tile::<1>(d, m, q, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+        }
+    }
+
+    /// Tokens per tile (measured: 2 keeps the sums in registers on x86-64 and in V8).
+    pub const TILE: usize = 2;
+
+    #[inline(always)]
+    fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+        let nb = d.len() / ROWS;
+        let mut acc = [splat(0.0); T];
+        for b in 0..nb {
+            // SAFETY: `group_dot`'s asserts bound every 16-byte load below.
+            unsafe {
+                let mut s = [[splat(0.0); ROWS]; T];
+                let wp = q.as_ptr().add(b * ROWS * QK);
+                for r in 0..ROWS {
+                    let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                    let w = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
+                    for t in 0..T {
+                        let ap = acts[t].q.as_ptr().add(b * QK);
+                        s[t][r] = add_i32(
+                            add_i32(madd(w[0], load(ap)), madd(w[1], load(ap.add(8)))),
+                            add_i32(madd(w[2], load(ap.add(16))), madd(w[3], load(ap.add(24)))),
+                        );
                     }
-                    acc = add(acc, v);
+                }
+                let dw = load(d.as_ptr().add(b * ROWS));
+                let mw = if m.is_empty() { splat(0.0) } else { load(m.as_ptr().add(b * ROWS)) };
+                for t in 0..T {
+                    let mut v = mul(to_f32(transpose_sum(s[t])), mul(dw, splat(acts[t].d[b])));
+                    if !m.is_empty() {
+                        v = add(v, mul(mw, splat(acts[t].s[b])));
+                    }
+                    acc[t] = add(acc[t], v);
                 }
             }
-            *o = to_array(acc);
+        }
+        for t in 0..T {
+            out[t] = to_array(acc[t]);
         }
     }
 }

@@ -71,11 +71,12 @@ impl CpuAct {
     }
 }
 
-/// Keys and values of every layer, rounded to f16 precision (as llama.cpp's f16 cache) but kept
-/// as f32 so the attention loop reads them without conversion. `k[layer]`: `[n_ctx, k_dim]`.
+/// Keys and values of every layer in f16 (bit patterns), as llama.cpp's default f16 cache:
+/// half the memory of f32, and the same values the attention would see after rounding.
+/// `k[layer]`: `[n_ctx, k_dim]`.
 pub struct CpuKv {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
     k_dim: usize,
     v_dim: usize,
     n_ctx: usize,
@@ -172,14 +173,14 @@ impl Backend for CpuBackend {
         let too_big = || {
             Error::invalid_argument(format!(
                 "cannot allocate the key/value cache for a context of {n_ctx} tokens ({} MiB); use a smaller context length",
-                shape.bytes(4).map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
+                shape.bytes(2).map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
             ))
         };
-        let zeros = |dim: usize| -> Result<Vec<f32>> {
+        let zeros = |dim: usize| -> Result<Vec<u16>> {
             let len = n_ctx.checked_mul(dim).ok_or_else(too_big)?;
             let mut v = Vec::new();
             v.try_reserve_exact(len).map_err(|_| too_big())?;
-            v.resize(len, 0.0);
+            v.resize(len, 0);
             Ok(v)
         };
         let (mut k, mut v) = (Vec::new(), Vec::new());
@@ -330,10 +331,10 @@ impl Backend for CpuBackend {
         for r in 0..n {
             let pos = p.pos0 + r;
             for (d, s) in kc[pos * kv.k_dim..(pos + 1) * kv.k_dim].iter_mut().zip(k.row(r)) {
-                *d = ops::round_f16(*s);
+                *d = ops::to_f16_bits(*s);
             }
             for (d, s) in vc[pos * kv.v_dim..(pos + 1) * kv.v_dim].iter_mut().zip(v.row(r)) {
-                *d = ops::round_f16(*s);
+                *d = ops::to_f16_bits(*s);
             }
         }
         let group = p.n_head / p.n_head_kv;

@@ -48,6 +48,14 @@ pub fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
+/// The nearest f16, as its bit pattern (a KV cache entry).
+#[inline]
+pub fn to_f16_bits(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+use crate::quant::f16_to_f32;
+
 /// GELU as ggml's CPU backend computes it (`GGML_GELU_FP16`): the input rounded to f16, looked up
 /// in a table of f16-rounded [`gelu_f32`] values; identity above 10 and zero below -10. Matching this
 /// matters: the rounding shifts Gemma's logits by tenths of a logit.
@@ -105,8 +113,8 @@ pub fn softmax(x: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 pub fn attend_head(
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     stride_k: usize,
     stride_v: usize,
     off_k: usize,
@@ -121,7 +129,7 @@ pub fn attend_head(
     scores.clear();
     for j in 0..n_pos {
         let k = &keys[j * stride_k + off_k..j * stride_k + off_k + d];
-        scores.push(scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>());
+        scores.push(scale * q.iter().zip(k).map(|(a, &b)| a * f16_to_f32(b)).sum::<f32>());
     }
     softmax(scores);
     out.fill(0.0);
@@ -130,7 +138,7 @@ pub fn attend_head(
         let p = round_f16(p);
         let v = &values[j * stride_v + off_v..j * stride_v + off_v + dv];
         for (o, &x) in out.iter_mut().zip(v) {
-            *o += p * x;
+            *o += p * f16_to_f32(x);
         }
     }
 }

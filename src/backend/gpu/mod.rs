@@ -550,9 +550,6 @@ impl Backend for GpuBackend {
             n_ctx,
         })
     }
-    fn kv_bytes_per_value(&self) -> u64 {
-        2
-    }
     fn kv_budget(&self) -> u64 {
         GPU_KV_BUDGET
     }
