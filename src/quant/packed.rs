@@ -18,6 +18,14 @@
 //! order, so results equal [`super::scalar`]'s bit for bit (Q4_0: its reference multiplies the
 //! scales one at a time, a last-bit difference, see the tests).
 //!
+//! The K-quants (Q2_K..Q6_K, 256-element super-blocks with Q8_K activations) get the same
+//! treatment with their integer sub-block scales kept: per group and super-block the 4 rows'
+//! `d` and `dmin` (f32), the 16 sub-block scales and mins of 16 elements each (i16,
+//! `sc[g][sb][i][row]`, `mn[g][sb][row][i]`; Q4_K/Q5_K's 32-element ones twice) and the quants
+//! (i8, offsets applied). The kernel multiplies the widened quants by their scale in i16 (exact:
+//! |q * sc| < 2^12) and sums `sc * q * a` per row exactly in i32, as ggml's reference does, then
+//! applies `(d_w * d_a) * isum - (dmin_w * d_a) * summs` in float.
+//!
 //! Activations are quantized as before ([`super::quantize_acts`]) and widened once per vector to
 //! i16 with f32 scales ([`PackedActs`]), so the inner loop only widens weights.
 //!
@@ -33,26 +41,103 @@ use crate::error::{Error, Result};
 /// Rows per group.
 pub const ROWS: usize = 4;
 
-/// A weight of a 32-element format in the Q8x4 layout (see the module docs).
+/// A weight repacked for the CPU kernels (see the module docs).
 pub struct PackedWeight {
     ty: GgmlType,
     n_rows: usize,
     n_cols: usize,
-    /// Scales, `[group][block][row]`.
+    /// Scales: `[group][block][row]` (32-element formats), `[group][super-block][row]` (K).
     d: Vec<f32>,
-    /// Mins, same shape; empty for the formats without one.
+    /// Mins (32-element formats) or `dmin` (K-quants), same shape; empty without mins.
     m: Vec<f32>,
-    /// Quants, `[group][block][row][32]`.
+    /// Quants, `[group][block][row][block size]`.
     q: Vec<i8>,
+    /// K-quants only: sub-block scales `[group][super-block][16][row]`.
+    sc: Vec<i16>,
+    /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
+    mn: Vec<i16>,
 }
 
-/// The formats [`PackedWeight::new`] repacks.
+/// Sub-blocks (of 16 elements) per K-quant super-block.
+const SUBS: usize = QK_K / 16;
+
+/// The formats [`PackedWeight::new`] repacks: every quantized weight format.
 pub fn is_packable(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+    is_k(ty) || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+}
+
+fn is_k(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 fn has_min(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1)
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q2_K | GgmlType::Q4_K | GgmlType::Q5_K)
+}
+
+/// One K-quant super-block unpacked: `d`, `dmin`, 16 scales and mins, 256 quants.
+fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; SUBS], q: &mut [i8]) -> (f32, f32) {
+    use super::scalar::{scales_mins_k4, scales_q3_K};
+    let f16 = |b: &[u8], at: usize| f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]));
+    match ty {
+        GgmlType::Q2_K => {
+            let b: BlockQ2K = as_blocks::<BlockQ2K>(raw).expect("one block")[0];
+            for i in 0..SUBS {
+                (sc[i], mn[i]) = ((b.scales[i] & 0xF) as i16, (b.scales[i] >> 4) as i16);
+            }
+            for (e, v) in q.iter_mut().enumerate() {
+                let (half, shift, sub, l) = (e / 128, (e / 32) % 4, (e / 16) % 2, e % 16);
+                *v = ((b.qs[32 * half + 16 * sub + l] >> (2 * shift)) & 3) as i8;
+            }
+            (f16_to_f32(b.d), f16_to_f32(b.dmin))
+        }
+        GgmlType::Q3_K => {
+            let b: BlockQ3K = as_blocks::<BlockQ3K>(raw).expect("one block")[0];
+            let s = scales_q3_K(&b.scales);
+            for i in 0..SUBS {
+                sc[i] = s[i] as i16;
+            }
+            for (e, v) in q.iter_mut().enumerate() {
+                let (half, shift, sub, l) = (e / 128, (e / 32) % 4, (e / 16) % 2, e % 16);
+                let i = 16 * sub + l;
+                let hbit = b.hmask[i] & (1u8 << (4 * half + shift)) != 0;
+                *v = ((b.qs[32 * half + i] >> (2 * shift)) & 3) as i8 - if hbit { 0 } else { 4 };
+            }
+            (f16_to_f32(b.d), 0.0)
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K => {
+            let scales: &[u8; 12] = raw[4..16].try_into().expect("12 scale bytes");
+            let (s, m) = scales_mins_k4(scales);
+            for i in 0..SUBS {
+                (sc[i], mn[i]) = (s[i / 2] as i16, m[i / 2] as i16);
+            }
+            let (qh, qs) = if ty == GgmlType::Q5_K { (Some(&raw[16..48]), &raw[48..176]) } else { (None, &raw[16..144]) };
+            for (e, v) in q.iter_mut().enumerate() {
+                let (j, hi, l) = (e / 64, (e / 32) % 2, e % 32);
+                let nib = if hi == 0 { qs[32 * j + l] & 0xF } else { qs[32 * j + l] >> 4 };
+                let h = qh.map_or(0, |qh| ((qh[l] >> (2 * j + hi)) & 1) << 4);
+                *v = (nib + h) as i8;
+            }
+            (f16(raw, 0), f16(raw, 2))
+        }
+        GgmlType::Q6_K => {
+            let b: BlockQ6K = as_blocks::<BlockQ6K>(raw).expect("one block")[0];
+            for i in 0..SUBS {
+                sc[i] = b.scales[i] as i16;
+            }
+            for half in 0..2 {
+                let (ql, qh) = (&b.ql[64 * half..64 * half + 64], &b.qh[32 * half..32 * half + 32]);
+                let a = &mut q[128 * half..128 * half + 128];
+                for l in 0..32 {
+                    a[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
+                    a[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+                    a[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+                    a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                }
+            }
+            (f16_to_f32(b.d), 0.0)
+        }
+        _ => unreachable!("checked by is_k"),
+    }
 }
 
 /// A fallible zeroed vector (a weight too big for memory is an error, never an abort).
@@ -119,27 +204,44 @@ impl PackedWeight {
                 bytes.len()
             )));
         }
-        let nb = n_cols / QK;
+        let bs = ty.block_size();
+        let nb = n_cols / bs;
         let groups = n_rows.div_ceil(ROWS);
-        let n_scales = groups.checked_mul(nb * ROWS).ok_or_else(|| Error::invalid_argument("weight too large"))?;
+        let too_big = || Error::invalid_argument(format!("a {n_rows} x {n_cols} {ty} weight is too large"));
+        let n_scales = groups.checked_mul(nb * ROWS).ok_or_else(too_big)?;
         let what = format!("a {n_rows} x {n_cols} {ty} weight");
         let mut d = zeroed::<f32>(n_scales, &what)?;
         let mut m = if has_min(ty) { zeroed::<f32>(n_scales, &what)? } else { Vec::new() };
-        let mut q = zeroed::<i8>(n_scales.checked_mul(QK).ok_or_else(|| Error::invalid_argument("weight too large"))?, &what)?;
+        let mut q = zeroed::<i8>(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?;
+        let k = is_k(ty);
+        let n_sub = if k { n_scales.checked_mul(SUBS).ok_or_else(too_big)? } else { 0 };
+        let mut sc = zeroed::<i16>(n_sub, &what)?;
+        let mut mn = if k && has_min(ty) { zeroed::<i16>(n_sub, &what)? } else { Vec::new() };
         let bb = ty.type_size();
+        let (mut s16, mut m16) = ([0i16; SUBS], [0i16; SUBS]);
         for r in 0..n_rows {
             let (g, lane) = (r / ROWS, r % ROWS);
             for b in 0..nb {
                 let raw = &bytes[r * nb * bb + b * bb..r * nb * bb + (b + 1) * bb];
                 let s = (g * nb + b) * ROWS + lane;
-                let (dv, mv) = unpack_block(ty, raw, &mut q[s * QK..(s + 1) * QK]);
+                let qs = &mut q[s * bs..(s + 1) * bs];
+                let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
                 d[s] = dv;
                 if !m.is_empty() {
                     m[s] = mv;
                 }
+                if k {
+                    let gb = (g * nb + b) * SUBS * ROWS;
+                    for i in 0..SUBS {
+                        sc[gb + i * ROWS + lane] = s16[i];
+                    }
+                    if !mn.is_empty() {
+                        mn[gb + lane * SUBS..gb + (lane + 1) * SUBS].copy_from_slice(&m16);
+                    }
+                }
             }
         }
-        Ok(PackedWeight { ty, n_rows, n_cols, d, m, q })
+        Ok(PackedWeight { ty, n_rows, n_cols, d, m, q, sc, mn })
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -148,7 +250,7 @@ impl PackedWeight {
 
     /// Bytes held (scales, mins, quants).
     pub fn size_bytes(&self) -> usize {
-        (self.d.len() + self.m.len()) * 4 + self.q.len()
+        (self.d.len() + self.m.len()) * 4 + self.q.len() + (self.sc.len() + self.mn.len()) * 2
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -161,13 +263,26 @@ impl PackedWeight {
                 out.len()
             )));
         }
-        let nb = self.n_cols / QK;
+        let bs = self.ty.block_size();
+        let nb = self.n_cols / bs;
         let (g, lane) = (r / ROWS, r % ROWS);
         for b in 0..nb {
             let s = (g * nb + b) * ROWS + lane;
             let (d, m) = (self.d[s], self.m.get(s).copied().unwrap_or(0.0));
-            for (o, &v) in out[b * QK..(b + 1) * QK].iter_mut().zip(&self.q[s * QK..(s + 1) * QK]) {
-                *o = if self.m.is_empty() { v as f32 * d } else { v as f32 * d + m };
+            let (out, q) = (&mut out[b * bs..(b + 1) * bs], &self.q[s * bs..(s + 1) * bs]);
+            if bs == QK {
+                for (o, &v) in out.iter_mut().zip(q) {
+                    *o = if self.m.is_empty() { v as f32 * d } else { v as f32 * d + m };
+                }
+                continue;
+            }
+            // K-quants: `(d * sc) * q - dmin * mn` per 16-element sub-block, as GGUF's dequantization.
+            let gb = (g * nb + b) * SUBS * ROWS;
+            for i in 0..SUBS {
+                let dl = d * self.sc[gb + i * ROWS + lane] as f32;
+                for (o, &v) in out[16 * i..16 * i + 16].iter_mut().zip(&q[16 * i..16 * i + 16]) {
+                    *o = if self.mn.is_empty() { dl * v as f32 } else { dl * v as f32 - m * self.mn[gb + lane * SUBS + i] as f32 };
+                }
             }
         }
         Ok(())
@@ -177,13 +292,13 @@ impl PackedWeight {
     /// is a multiple of [`ROWS`] (a band of whole groups, for threads) and `out` holds
     /// `acts.len() * n_out` values.
     pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
-        self.matmul_band_with(group_dot, acts, r0, n_out, out)
+        self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
     }
 
     /// [`Self::matmul_band`] with the scalar reference kernel (for tests).
     #[doc(hidden)]
     pub fn matmul_band_reference(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
-        self.matmul_band_with(group_dot_scalar, acts, r0, n_out, out)
+        self.matmul_band_with(if is_k(self.ty) { kgroup_dot_scalar } else { group_dot_scalar }, acts, r0, n_out, out)
     }
 
     fn matmul_band_with(&self, kernel: GroupDot, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
@@ -196,20 +311,26 @@ impl PackedWeight {
             )));
         }
         for (t, a) in acts.iter().enumerate() {
-            if a.n_cols != self.n_cols || a.with_sums != has_min(self.ty) {
+            if a.n_cols != self.n_cols || a.ty != self.ty.vec_dot_type() {
                 return Err(Error::internal(format!(
                     "activation vector {t} ({} values) does not fit a {} x {} {} weight",
                     a.n_cols, self.n_rows, self.n_cols, self.ty
                 )));
             }
         }
-        let nb = self.n_cols / QK;
+        let bs = self.ty.block_size();
+        let nb = self.n_cols / bs;
         let mut res = vec![[0.0f32; ROWS]; acts.len()];
         for g in r0 / ROWS..(r0 + n_out).div_ceil(ROWS) {
-            let ds = &self.d[g * nb * ROWS..(g + 1) * nb * ROWS];
-            let ms = if self.m.is_empty() { &[][..] } else { &self.m[g * nb * ROWS..(g + 1) * nb * ROWS] };
-            let qs = &self.q[g * nb * ROWS * QK..(g + 1) * nb * ROWS * QK];
-            kernel(ds, ms, qs, acts, &mut res);
+            let per = nb * ROWS;
+            let group = Group {
+                d: &self.d[g * per..(g + 1) * per],
+                m: part(&self.m, g, per),
+                q: &self.q[g * per * bs..(g + 1) * per * bs],
+                sc: part(&self.sc, g, per * SUBS),
+                mn: part(&self.mn, g, per * SUBS),
+            };
+            kernel(&group, acts, &mut res);
             for (t, rows) in res.iter().enumerate() {
                 for (lane, &v) in rows.iter().enumerate() {
                     let r = g * ROWS + lane;
@@ -223,47 +344,68 @@ impl PackedWeight {
     }
 }
 
-/// One activation vector for the packed kernels: the Q8_0 / Q8_1 blocks of
-/// [`super::quantize_acts`] with f32 scales (and block sums) and the quants widened to i16.
+/// Group `g`'s `per` values of `v` (empty stays empty).
+fn part<T>(v: &[T], g: usize, per: usize) -> &[T] {
+    if v.is_empty() { v } else { &v[g * per..(g + 1) * per] }
+}
+
+/// One activation vector for the packed kernels: the Q8_0 / Q8_1 / Q8_K blocks of
+/// [`super::quantize_acts`] with f32 scales (Q8_1: and block sums; Q8_K: and the 16-element sums)
+/// and the quants widened to i16.
 pub struct PackedActs {
     n_cols: usize,
-    with_sums: bool,
+    ty: GgmlType,
     d: Vec<f32>,
     s: Vec<f32>,
     q: Vec<i16>,
+    bsums: Vec<i16>,
 }
 
 impl PackedActs {
     /// From activations quantized for a packable weight type (Q8_0 or Q8_1 blocks).
     pub fn new(acts: &QuantizedActs) -> Result<Self> {
-        let mut p = PackedActs { n_cols: acts.len(), with_sums: false, d: Vec::new(), s: Vec::new(), q: Vec::new() };
+        let mut p = PackedActs { n_cols: acts.len(), ty: acts.ty(), d: Vec::new(), s: Vec::new(), q: Vec::new(), bsums: Vec::new() };
         match &acts.data {
             ActsData::Q8_0(v) => {
                 p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
                 p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
             }
+            ActsData::Q8_K(v) => {
+                p.d = v.iter().map(|b| b.d).collect();
+                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
+                p.bsums = v.iter().flat_map(|b| b.bsums).collect();
+            }
             ActsData::Q8_1(v) => {
-                p.with_sums = true;
                 p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
                 p.s = v.iter().map(|b| f16_to_f32(b.s)).collect();
                 p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
             }
             _ => return Err(Error::internal(format!("{} activations have no packed kernel", acts.ty()))),
         }
-        if acts.len() % QK != 0 {
+        if acts.len() % acts.ty().block_size() != 0 {
             return Err(Error::internal("packed activations need whole blocks"));
         }
         Ok(p)
     }
 }
 
-/// A group kernel: `(d, m, q)` of one row group, the activation vectors, their results.
-type GroupDot = fn(&[f32], &[f32], &[i8], &[PackedActs], &mut [[f32; ROWS]]);
+/// One row group's slices of a [`PackedWeight`] (`sc`, `mn` empty for the 32-element formats).
+pub struct Group<'a> {
+    d: &'a [f32],
+    m: &'a [f32],
+    q: &'a [i8],
+    sc: &'a [i16],
+    mn: &'a [i16],
+}
+
+/// A group kernel: one row group, the activation vectors, their results.
+type GroupDot = fn(&Group, &[PackedActs], &mut [[f32; ROWS]]);
 
 /// The scalar reference of [`group_dot`]: `out[t][r] = sum over blocks b of
 /// sumi(r, b, t) * (d[b][r] * d_t[b])` (`+ m[b][r] * s_t[b]` with mins), accumulated in f32 in
 /// block order.
-pub fn group_dot_scalar(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+pub fn group_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (d, m, q) = (g.d, g.m, g.q);
     let nb = d.len() / ROWS;
     for (a, o) in acts.iter().zip(out.iter_mut()) {
         let mut acc = [0.0f32; ROWS];
@@ -284,20 +426,49 @@ pub fn group_dot_scalar(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out
     }
 }
 
-/// The kernel in use: [`arch::group_dot`] where this target has vector code, else the scalar one.
-#[inline]
-fn group_dot(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
-    arch::group_dot(d, m, q, acts, out);
-    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
-    group_dot_scalar(d, m, q, acts, out);
+/// The scalar reference of [`kgroup_dot`] (K-quants): per super-block, per row,
+/// `isum = sum_i sc[i] * sum_(16 elements) q * a` and `summs = sum_i mn[i] * bsums[i]` exactly,
+/// then `acc += (d * d_a) * isum - (dmin * d_a) * summs` (no min term without mins), as ggml's
+/// reference.
+pub fn kgroup_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = g.d.len() / ROWS;
+    for (a, o) in acts.iter().zip(out.iter_mut()) {
+        let mut acc = [0.0f32; ROWS];
+        for b in 0..nb {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let s = b * ROWS + r;
+                let wq = &g.q[s * QK_K..(s + 1) * QK_K];
+                let aq = &a.q[b * QK_K..(b + 1) * QK_K];
+                let mut isum = 0i32;
+                for i in 0..SUBS {
+                    let sub: i32 = (16 * i..16 * i + 16).map(|e| wq[e] as i32 * aq[e] as i32).sum();
+                    isum += g.sc[b * SUBS * ROWS + i * ROWS + r] as i32 * sub;
+                }
+                let dd = g.d[s] * a.d[b];
+                *acc += if g.mn.is_empty() {
+                    dd * isum as f32
+                } else {
+                    let mn = &g.mn[b * SUBS * ROWS + r * SUBS..][..SUBS];
+                    let summs: i32 = (0..SUBS).map(|i| mn[i] as i32 * a.bsums[b * SUBS + i] as i32).sum();
+                    dd * isum as f32 - (g.m[s] * a.d[b]) * summs as f32
+                };
+            }
+        }
+        *o = acc;
+    }
 }
+
+/// The kernels in use: [`arch`]'s where this target has vector code, else the scalar ones.
+#[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+use arch::{group_dot, kgroup_dot};
+#[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
+use {group_dot_scalar as group_dot, kgroup_dot_scalar as kgroup_dot};
 
 /// The vector kernel, once, over a handful of operations that WebAssembly SIMD128 and x86-64 SSE2
 /// both have as single instructions (`i32x4_dot_i16x8` is `pmaddwd`).
 #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
 pub mod arch {
-    use super::{PackedActs, QK, ROWS};
+    use super::{Group, PackedActs, QK, QK_K, ROWS, SUBS};
 
     #[cfg(target_arch = "wasm32")]
     mod ops {
@@ -351,6 +522,18 @@ pub mod arch {
         #[inline(always)]
         pub fn add(a: V, b: V) -> V {
             f32x4_add(a, b)
+        }
+        #[inline(always)]
+        pub fn sub(a: V, b: V) -> V {
+            f32x4_sub(a, b)
+        }
+        #[inline(always)]
+        pub fn mul_i16(a: V, b: V) -> V {
+            i16x8_mul(a, b)
+        }
+        #[inline(always)]
+        pub fn splat_i16(x: i16) -> V {
+            i16x8_splat(x)
         }
         #[inline(always)]
         pub fn to_array(v: V) -> [f32; 4] {
@@ -411,6 +594,18 @@ pub mod arch {
             unsafe { _mm_castps_si128(_mm_add_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
         }
         #[inline(always)]
+        pub fn sub(a: V, b: V) -> V {
+            unsafe { _mm_castps_si128(_mm_sub_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+        }
+        #[inline(always)]
+        pub fn mul_i16(a: V, b: V) -> V {
+            unsafe { _mm_mullo_epi16(a, b) }
+        }
+        #[inline(always)]
+        pub fn splat_i16(x: i16) -> V {
+            unsafe { _mm_set1_epi16(x) }
+        }
+        #[inline(always)]
         pub fn to_array(v: V) -> [f32; 4] {
             let mut o = [0.0f32; 4];
             unsafe { _mm_storeu_ps(o.as_mut_ptr(), _mm_castsi128_ps(v)) };
@@ -434,7 +629,8 @@ pub mod arch {
     /// lanes, scaled and accumulated in float lanes in the reference's order. Tokens go in tiles
     /// of [`TILE`]: each block's weights are loaded and widened once per tile (prefill).
     #[inline(never)]
-    pub fn group_dot(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    pub fn group_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+        let (d, m, q) = (g.d, g.m, g.q);
         let nb = d.len() / ROWS;
         assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
         for a in acts {
@@ -479,6 +675,67 @@ pub mod arch {
                     let mut v = mul(to_f32(transpose_sum(s[t])), mul(dw, splat(acts[t].d[b])));
                     if !m.is_empty() {
                         v = add(v, mul(mw, splat(acts[t].s[b])));
+                    }
+                    acc[t] = add(acc[t], v);
+                }
+            }
+        }
+        for t in 0..T {
+            out[t] = to_array(acc[t]);
+        }
+    }
+
+    /// [`super::kgroup_dot_scalar`] with vectors, tokens in tiles of [`TILE`].
+    #[inline(never)]
+    pub fn kgroup_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+        let nb = g.d.len() / ROWS;
+        assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
+        assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+        for a in acts {
+            assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
+        }
+        let mut chunks = acts.chunks_exact(TILE);
+        let mut outs = out.chunks_exact_mut(TILE);
+        for (a, o) in (&mut chunks).zip(&mut outs) {
+            ktile::<TILE>(g, a.try_into().unwrap(), o.try_into().unwrap());
+        }
+        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+            ktile::<1>(g, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+        }
+    }
+
+    #[inline(always)]
+    fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+        let nb = g.d.len() / ROWS;
+        let mut acc = [splat(0.0); T];
+        for b in 0..nb {
+            // SAFETY: `kgroup_dot`'s asserts bound every 16-byte load below.
+            unsafe {
+                let mut s = [[splat(0.0); ROWS]; T];
+                let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+                let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+                for i in 0..SUBS {
+                    for r in 0..ROWS {
+                        let w = load(wp.add(r * QK_K + 16 * i));
+                        let sc = splat_i16(*scp.add(i * ROWS + r));
+                        let (lo, hi) = (mul_i16(widen_lo(w), sc), mul_i16(widen_hi(w), sc));
+                        for t in 0..T {
+                            let ap = acts[t].q.as_ptr().add(b * QK_K + 16 * i);
+                            s[t][r] = add_i32(s[t][r], add_i32(madd(lo, load(ap)), madd(hi, load(ap.add(8)))));
+                        }
+                    }
+                }
+                let dw = load(g.d.as_ptr().add(b * ROWS));
+                let mins = if g.mn.is_empty() { None } else { Some((load(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
+                for t in 0..T {
+                    let da = splat(acts[t].d[b]);
+                    let mut v = mul(mul(dw, da), to_f32(transpose_sum(s[t])));
+                    if let Some((dmin, mnp)) = mins {
+                        let bp = acts[t].bsums.as_ptr().add(b * SUBS);
+                        let (b0, b1) = (load(bp), load(bp.add(8)));
+                        let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
+                        let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
+                        v = sub(v, mul(mul(dmin, da), to_f32(summs)));
                     }
                     acc[t] = add(acc[t], v);
                 }

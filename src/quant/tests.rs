@@ -332,8 +332,9 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
 // ---------------------------------------------------------------------------------------------
 // Repacked weights (quant::packed)
 
-/// Every packable format, row counts that do and do not fill the last 4-row group, 1 and 3
-/// tokens, whole and partial bands: the packed product equals the scalar `vec_dot` of each GGUF
+/// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
+/// fill the last 4-row group, 1 and 3 tokens, whole and partial bands: the packed product equals
+/// the scalar `vec_dot` of each GGUF
 /// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
 /// the other), the vector kernel equals the packed scalar reference bit for bit, and dequantized
 /// rows equal the GGUF dequantization exactly.
@@ -342,7 +343,8 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
 fn packed_matmul_matches_scalar_vec_dot() {
     use super::packed::{PackedActs, PackedWeight, ROWS};
     let mut rng = Rng::new(0x5a);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+    use GgmlType::*;
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
         for (case, &n_rows) in [1usize, 4, 7, 9, 13].iter().enumerate() {
             let n_cols = block_counts(ty)[case % 4] * ty.block_size();
             let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
@@ -391,6 +393,7 @@ fn packed_bad_shapes_are_errors() {
     let mut rng = Rng::new(0x5b);
     let row = random_row(GgmlType::Q8_0, 64, &mut rng);
     assert!(PackedWeight::new(GgmlType::Q8_0, &row, 2, 64).is_err());
+    assert!(PackedWeight::new(GgmlType::F16, &row, 1, 17).is_err());
     assert!(PackedWeight::new(GgmlType::Q4_K, &row, 1, 64).is_err());
     let w = PackedWeight::new(GgmlType::Q8_0, &[row.clone(), row].concat(), 2, 64).unwrap();
     let a = PackedActs::new(&quantize_acts(GgmlType::Q8_0, &rng.acts(64, 1.0))).unwrap();
