@@ -145,6 +145,13 @@ export interface ModelInfo {
   embeddingSize: number;
   backend: string;
   backendReason: string;
+  /**
+   * The WebAssembly build the CPU path runs: "relaxed-simd" where the engine has relaxed SIMD
+   * (Chrome, Edge, Firefox), else "simd128" (Safari, Node 20). Same tokens either way.
+   */
+  cpuKernels: "relaxed-simd" | "simd128";
+  /** Threads the CPU backend uses (1: on the thread that called; multi-threaded wasm is not built yet). */
+  cpuThreads: number;
   /** "gguf" (the file's own template) or the built-in one used. */
   chatTemplate: string;
   bosToken: string | null;

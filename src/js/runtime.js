@@ -17,7 +17,33 @@ export function markCrashed(e) {
   crashed ??= e;
 }
 
-/** Instantiate the wasm module (once). */
+/**
+ * A module that computes one `i32x4.relaxed_dot_i8x16_i7x16_add_s` of memory bytes 0..16 (i8)
+ * and 16..32 (i7) into bytes 48..64. Used to check that the engine has relaxed SIMD *and* computes
+ * it right (Node 20's experimental implementation, behind a flag, returns twice the sum).
+ */
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 3, 1, 0, 1, 7, 11, 2, 1, 109, 2, 0, 3, 114,
+  117, 110, 0, 0, 10, 31, 1, 29, 0, 65, 48, 65, 0, 253, 0, 4, 0, 65, 16, 253, 0, 4, 0, 65, 32, 253, 0, 4, 0,
+  253, 147, 2, 253, 11, 4, 0, 11,
+]);
+
+/** Whether this engine runs relaxed SIMD's integer dot product correctly. */
+function hasRelaxedSimd() {
+  try {
+    if (!WebAssembly.validate(RELAXED_PROBE)) return false;
+    const { exports } = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_PROBE));
+    const bytes = new Int8Array(exports.m.buffer);
+    bytes.fill(-3, 0, 16);
+    bytes.fill(5, 16, 32);
+    exports.run();
+    return new Int32Array(exports.m.buffer, 48, 4).every((v) => v === -60);
+  } catch {
+    return false;
+  }
+}
+
+/** Instantiate the wasm module (once): the relaxed-SIMD build where the engine has it. */
 export function loadWasm() {
   if (crashed) {
     return Promise.reject(new BrowserLlmError(
@@ -28,7 +54,10 @@ export function loadWasm() {
   }
   if (!ready) {
     ready = (async () => {
-      const url = new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
+      // Two literal URLs, so bundlers (Vite, webpack) ship both files.
+      const url = hasRelaxedSimd()
+        ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
+        : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
       if (isNode) {
         const fs = await nodeImport("node:fs/promises");
         await init({ module_or_path: await fs.readFile(url) });

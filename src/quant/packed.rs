@@ -41,6 +41,17 @@ use crate::error::{Error, Result};
 /// Rows per group.
 pub const ROWS: usize = 4;
 
+/// The kernels this build runs: "relaxed-simd", "simd128", "sse2" or "scalar".
+pub const KERNELS: &str = if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+    "relaxed-simd"
+} else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    "simd128"
+} else if cfg!(target_arch = "x86_64") {
+    "sse2"
+} else {
+    "scalar"
+};
+
 /// A weight repacked for the CPU kernels (see the module docs).
 pub struct PackedWeight {
     ty: GgmlType,
@@ -56,6 +67,9 @@ pub struct PackedWeight {
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
+    /// Every quant lies in -64..=63, so `q + 64` fits the 7-bit operand of the relaxed-SIMD dot
+    /// product (all formats but Q8_0).
+    fits_i7: bool,
 }
 
 /// Sub-blocks (of 16 elements) per K-quant super-block.
@@ -194,58 +208,94 @@ fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (f32, f32) {
 impl PackedWeight {
     /// Repack `n_rows x n_cols` GGUF bytes of `ty` (one of [`is_packable`]'s formats).
     pub fn new(ty: GgmlType, bytes: &[u8], n_rows: usize, n_cols: usize) -> Result<Self> {
-        if !is_packable(ty) {
-            return Err(Error::internal(format!("{ty} has no repacked CPU layout")));
-        }
-        let row_bytes = ty.row_bytes(n_cols).filter(|_| n_cols > 0);
-        if row_bytes.and_then(|rb| rb.checked_mul(n_rows)) != Some(bytes.len()) {
+        let mut w = Self::zeroed(ty, n_rows, n_cols)?;
+        if w.row_bytes().checked_mul(n_rows) != Some(bytes.len()) {
             return Err(Error::invalid_argument(format!(
                 "{ty} weight of {n_rows} x {n_cols} does not match its {} bytes",
                 bytes.len()
             )));
         }
+        w.fill_rows(0, bytes)?;
+        Ok(w)
+    }
+
+    /// An all-zero weight of `n_rows x n_cols` of `ty`, to be filled with [`Self::fill_rows`]
+    /// piece by piece as the GGUF bytes arrive (so a large tensor is never held twice).
+    pub fn zeroed(ty: GgmlType, n_rows: usize, n_cols: usize) -> Result<Self> {
+        if !is_packable(ty) {
+            return Err(Error::internal(format!("{ty} has no repacked CPU layout")));
+        }
         let bs = ty.block_size();
+        if n_cols == 0 || n_cols % bs != 0 {
+            return Err(Error::invalid_argument(format!("a {ty} weight needs a multiple of {bs} columns, got {n_cols}")));
+        }
         let nb = n_cols / bs;
-        let groups = n_rows.div_ceil(ROWS);
         let too_big = || Error::invalid_argument(format!("a {n_rows} x {n_cols} {ty} weight is too large"));
-        let n_scales = groups.checked_mul(nb * ROWS).ok_or_else(too_big)?;
+        let n_scales = n_rows.div_ceil(ROWS).checked_mul(nb * ROWS).ok_or_else(too_big)?;
         let what = format!("a {n_rows} x {n_cols} {ty} weight");
-        let mut d = zeroed::<f32>(n_scales, &what)?;
-        let mut m = if has_min(ty) { zeroed::<f32>(n_scales, &what)? } else { Vec::new() };
-        let mut q = zeroed::<i8>(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?;
         let k = is_k(ty);
         let n_sub = if k { n_scales.checked_mul(SUBS).ok_or_else(too_big)? } else { 0 };
-        let mut sc = zeroed::<i16>(n_sub, &what)?;
-        let mut mn = if k && has_min(ty) { zeroed::<i16>(n_sub, &what)? } else { Vec::new() };
-        let bb = ty.type_size();
+        Ok(PackedWeight {
+            ty,
+            n_rows,
+            n_cols,
+            d: zeroed(n_scales, &what)?,
+            m: if has_min(ty) { zeroed(n_scales, &what)? } else { Vec::new() },
+            q: zeroed(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?,
+            sc: zeroed(n_sub, &what)?,
+            mn: if k && has_min(ty) { zeroed(n_sub, &what)? } else { Vec::new() },
+            fits_i7: true,
+        })
+    }
+
+    /// Bytes of one GGUF row.
+    pub fn row_bytes(&self) -> usize {
+        self.n_cols / self.ty.block_size() * self.ty.type_size()
+    }
+
+    /// Repack the GGUF bytes of whole rows starting at row `r0`.
+    pub fn fill_rows(&mut self, r0: usize, bytes: &[u8]) -> Result<()> {
+        let (ty, bs, bb) = (self.ty, self.ty.block_size(), self.ty.type_size());
+        let nb = self.n_cols / bs;
+        let rb = self.row_bytes();
+        let n = bytes.len() / rb;
+        if bytes.len() % rb != 0 || r0.checked_add(n).is_none_or(|e| e > self.n_rows) {
+            return Err(Error::internal(format!("{} bytes of rows from {r0} for a {} x {} {ty} weight", bytes.len(), self.n_rows, self.n_cols)));
+        }
+        let k = is_k(ty);
         let (mut s16, mut m16) = ([0i16; SUBS], [0i16; SUBS]);
-        for r in 0..n_rows {
-            let (g, lane) = (r / ROWS, r % ROWS);
-            for b in 0..nb {
-                let raw = &bytes[r * nb * bb + b * bb..r * nb * bb + (b + 1) * bb];
+        for (i, row) in bytes.chunks_exact(rb).enumerate() {
+            let (g, lane) = ((r0 + i) / ROWS, (r0 + i) % ROWS);
+            for (b, raw) in row.chunks_exact(bb).enumerate() {
                 let s = (g * nb + b) * ROWS + lane;
-                let qs = &mut q[s * bs..(s + 1) * bs];
+                let qs = &mut self.q[s * bs..(s + 1) * bs];
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
-                d[s] = dv;
-                if !m.is_empty() {
-                    m[s] = mv;
+                self.fits_i7 &= qs.iter().all(|&v| (-64..=63).contains(&v));
+                self.d[s] = dv;
+                if !self.m.is_empty() {
+                    self.m[s] = mv;
                 }
                 if k {
                     let gb = (g * nb + b) * SUBS * ROWS;
-                    for i in 0..SUBS {
-                        sc[gb + i * ROWS + lane] = s16[i];
+                    for (j, &v) in s16.iter().enumerate() {
+                        self.sc[gb + j * ROWS + lane] = v;
                     }
-                    if !mn.is_empty() {
-                        mn[gb + lane * SUBS..gb + (lane + 1) * SUBS].copy_from_slice(&m16);
+                    if !self.mn.is_empty() {
+                        self.mn[gb + lane * SUBS..gb + (lane + 1) * SUBS].copy_from_slice(&m16);
                     }
                 }
             }
         }
-        Ok(PackedWeight { ty, n_rows, n_cols, d, m, q, sc, mn })
+        Ok(())
     }
 
     pub fn ty(&self) -> GgmlType {
         self.ty
+    }
+
+    /// Whether the relaxed-SIMD kernels may run on this weight (every quant in -64..=63).
+    pub fn fits_i7(&self) -> bool {
+        self.fits_i7
     }
 
     /// Bytes held (scales, mins, quants).
@@ -292,6 +342,11 @@ impl PackedWeight {
     /// is a multiple of [`ROWS`] (a band of whole groups, for threads) and `out` holds
     /// `acts.len() * n_out` values.
     pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        if self.fits_i7 {
+            let kernel: GroupDot = if is_k(self.ty) { arch::kgroup_dot_relaxed } else { arch::group_dot_relaxed };
+            return self.matmul_band_with(kernel, acts, r0, n_out, out);
+        }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
     }
 
@@ -359,12 +414,24 @@ pub struct PackedActs {
     s: Vec<f32>,
     q: Vec<i16>,
     bsums: Vec<i16>,
+    /// The quants as i8 and, per 32-element block, their sum (the relaxed-SIMD kernels').
+    q8: Vec<i8>,
+    sum32: Vec<i32>,
 }
 
 impl PackedActs {
     /// From activations quantized for a packable weight type (Q8_0 or Q8_1 blocks).
     pub fn new(acts: &QuantizedActs) -> Result<Self> {
-        let mut p = PackedActs { n_cols: acts.len(), ty: acts.ty(), d: Vec::new(), s: Vec::new(), q: Vec::new(), bsums: Vec::new() };
+        let mut p = PackedActs {
+            n_cols: acts.len(),
+            ty: acts.ty(),
+            d: Vec::new(),
+            s: Vec::new(),
+            q: Vec::new(),
+            bsums: Vec::new(),
+            q8: Vec::new(),
+            sum32: Vec::new(),
+        };
         match &acts.data {
             ActsData::Q8_0(v) => {
                 p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
@@ -384,6 +451,10 @@ impl PackedActs {
         }
         if acts.len() % acts.ty().block_size() != 0 {
             return Err(Error::internal("packed activations need whole blocks"));
+        }
+        if cfg!(target_feature = "relaxed-simd") {
+            p.q8 = p.q.iter().map(|&x| x as i8).collect();
+            p.sum32 = p.q.chunks_exact(QK).map(|b| b.iter().map(|&x| x as i32).sum()).collect();
         }
         Ok(p)
     }
@@ -526,6 +597,35 @@ pub mod arch {
         #[inline(always)]
         pub fn sub(a: V, b: V) -> V {
             f32x4_sub(a, b)
+        }
+        /// `acc + [sum of a[4i..4i+4] * b[4i..4i+4]]` with `b` in 0..=127 (deterministic there).
+        #[cfg(target_feature = "relaxed-simd")]
+        #[inline(always)]
+        pub fn dot_i7(a: V, b: V, acc: V) -> V {
+            i32x4_relaxed_dot_i8x16_i7x16_add(a, b, acc)
+        }
+        #[cfg(target_feature = "relaxed-simd")]
+        #[inline(always)]
+        pub fn add_64(v: V) -> V {
+            i8x16_add(v, i8x16_splat(64))
+        }
+        #[inline(always)]
+        pub fn splat_i32(x: i32) -> V {
+            i32x4_splat(x)
+        }
+        #[inline(always)]
+        pub fn sub_i32(a: V, b: V) -> V {
+            i32x4_sub(a, b)
+        }
+        #[inline(always)]
+        pub fn mul_i32(a: V, b: V) -> V {
+            i32x4_mul(a, b)
+        }
+        /// 4 i16 at `p`, sign-extended to i32x4.
+        /// SAFETY: the caller guarantees 8 readable bytes.
+        #[inline(always)]
+        pub unsafe fn load_i16x4(p: *const i16) -> V {
+            i32x4_load_extend_i16x4(p)
         }
         #[inline(always)]
         pub fn mul_i16(a: V, b: V) -> V {
@@ -730,6 +830,133 @@ pub mod arch {
                 for t in 0..T {
                     let da = splat(acts[t].d[b]);
                     let mut v = mul(mul(dw, da), to_f32(transpose_sum(s[t])));
+                    if let Some((dmin, mnp)) = mins {
+                        let bp = acts[t].bsums.as_ptr().add(b * SUBS);
+                        let (b0, b1) = (load(bp), load(bp.add(8)));
+                        let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
+                        let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
+                        v = sub(v, mul(mul(dmin, da), to_f32(summs)));
+                    }
+                    acc[t] = add(acc[t], v);
+                }
+            }
+        }
+        for t in 0..T {
+            out[t] = to_array(acc[t]);
+        }
+    }
+
+    /// [`group_dot`] with the relaxed-SIMD dot product (`i32x4_relaxed_dot_i8x16_i7x16_add`) on
+    /// weights whose quants fit 7 bits once offset by 64: per block `dot(a, q + 64) - 64 * sum(a)`
+    /// is the same exact integer sum, so results equal the other kernels' bit for bit.
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(never)]
+    pub fn group_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+        let (d, m, q) = (g.d, g.m, g.q);
+        let nb = d.len() / ROWS;
+        assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+        for a in acts {
+            assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+        }
+        let mut chunks = acts.chunks_exact(TILE);
+        let mut outs = out.chunks_exact_mut(TILE);
+        for (a, o) in (&mut chunks).zip(&mut outs) {
+            tile_relaxed::<TILE>(d, m, q, a.try_into().unwrap(), o.try_into().unwrap());
+        }
+        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+            tile_relaxed::<1>(d, m, q, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+        }
+    }
+
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(always)]
+    fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+        let nb = d.len() / ROWS;
+        let mut acc = [splat(0.0); T];
+        for b in 0..nb {
+            // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
+            unsafe {
+                let mut s = [[splat_i32(0); ROWS]; T];
+                let wp = q.as_ptr().add(b * ROWS * QK);
+                for r in 0..ROWS {
+                    let (w0, w1) = (add_64(load(wp.add(r * QK))), add_64(load(wp.add(r * QK + 16))));
+                    for t in 0..T {
+                        let ap = acts[t].q8.as_ptr().add(b * QK);
+                        s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
+                    }
+                }
+                let dw = load(d.as_ptr().add(b * ROWS));
+                let mw = if m.is_empty() { splat(0.0) } else { load(m.as_ptr().add(b * ROWS)) };
+                for t in 0..T {
+                    let sumi = sub_i32(transpose_sum(s[t]), splat_i32(64 * acts[t].sum32[b]));
+                    let mut v = mul(to_f32(sumi), mul(dw, splat(acts[t].d[b])));
+                    if !m.is_empty() {
+                        v = add(v, mul(mw, splat(acts[t].s[b])));
+                    }
+                    acc[t] = add(acc[t], v);
+                }
+            }
+        }
+        for t in 0..T {
+            out[t] = to_array(acc[t]);
+        }
+    }
+
+    /// [`kgroup_dot`] with the relaxed-SIMD dot product: per row and 16-element sub-block
+    /// `sc * dot(a, q + 64)`, less `64 * sum_i sc_i * bsums_i` per super-block (exact).
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(never)]
+    pub fn kgroup_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+        let nb = g.d.len() / ROWS;
+        assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
+        assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+        for a in acts {
+            assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
+        }
+        let mut chunks = acts.chunks_exact(TILE);
+        let mut outs = out.chunks_exact_mut(TILE);
+        for (a, o) in (&mut chunks).zip(&mut outs) {
+            ktile_relaxed::<TILE>(g, a.try_into().unwrap(), o.try_into().unwrap());
+        }
+        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+            ktile_relaxed::<1>(g, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+        }
+    }
+
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(always)]
+    fn ktile_relaxed<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+        let nb = g.d.len() / ROWS;
+        let mut acc = [splat(0.0); T];
+        for b in 0..nb {
+            // SAFETY: `kgroup_dot_relaxed`'s asserts bound every load below.
+            unsafe {
+                let mut s = [[splat_i32(0); ROWS]; T];
+                let mut corr = [splat_i32(0); T];
+                let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+                let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+                for i in 0..SUBS {
+                    // The 4 rows' scales of this sub-block, for the offset's correction.
+                    let sc4 = load_i16x4(scp.add(i * ROWS));
+                    for t in 0..T {
+                        corr[t] = add_i32(corr[t], mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
+                    }
+                    for r in 0..ROWS {
+                        let w = add_64(load(wp.add(r * QK_K + 16 * i)));
+                        let sc = splat_i32(*scp.add(i * ROWS + r) as i32);
+                        for t in 0..T {
+                            let p = dot_i7(load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i)), w, splat_i32(0));
+                            s[t][r] = add_i32(s[t][r], mul_i32(p, sc));
+                        }
+                    }
+                }
+                let dw = load(g.d.as_ptr().add(b * ROWS));
+                let mins = if g.mn.is_empty() { None } else { Some((load(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
+                for t in 0..T {
+                    let da = splat(acts[t].d[b]);
+                    // corr lanes are rows: 64 * sum_i sc[i][r] * bsums[i].
+                    let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(64)));
+                    let mut v = mul(mul(dw, da), to_f32(isum));
                     if let Some((dmin, mnp)) = mins {
                         let bp = acts[t].bsums.as_ptr().add(b * SUBS);
                         let (b0, b1) = (load(bp), load(bp.add(8)));

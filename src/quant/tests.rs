@@ -310,6 +310,8 @@ fn vec_dot_types_follow_ggml() {
 fn simd128_is_active_on_wasm() {
     if cfg!(target_arch = "wasm32") {
         assert!(cfg!(target_feature = "simd128"), "wasm build without +simd128: SIMD kernels untested");
+        let want = if cfg!(target_feature = "relaxed-simd") { "relaxed-simd" } else { "simd128" };
+        assert_eq!(super::packed::KERNELS, want);
     }
 }
 
@@ -349,6 +351,8 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let n_cols = block_counts(ty)[case % 4] * ty.block_size();
             let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
+            // In the relaxed-SIMD build, every format but Q8_0 takes the relaxed kernels.
+            assert!(ty == Q8_0 || w.fits_i7(), "{ty}: quants outside -64..=63");
             for n_tok in [1, 3] {
                 let acts: Vec<QuantizedActs> =
                     (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();

@@ -21,6 +21,11 @@ pub struct ModelInfo {
     pub embedding_size: usize,
     pub backend: String,
     pub backend_reason: String,
+    /// The WebAssembly build in use: "relaxed-simd" (SIMD128 + relaxed SIMD's dot product) or
+    /// "simd128" (engines without relaxed SIMD, e.g. Safari, Node 20).
+    pub cpu_kernels: String,
+    /// Threads the CPU backend uses for matrix products (1: this build runs on the calling thread).
+    pub cpu_threads: usize,
     /// "gguf" (the file's own template) or the built-in one used.
     pub chat_template: String,
     pub bos_token: Option<String>,
@@ -56,6 +61,8 @@ impl ModelInfo {
             embedding_size: c.n_embd,
             backend: engine.backend_name().to_string(),
             backend_reason,
+            cpu_kernels: crate::quant::packed::KERNELS.to_string(),
+            cpu_threads: 1,
             chat_template: chat_template.to_string(),
             bos_token: text(tok.bos_id()),
             eos_token: text(tok.eos_id()),

@@ -156,6 +156,8 @@ test("Gemma: cold load through the Worker: progress with phases, every byte down
   assert.ok(phases.has("Downloading"), `progress phases seen: ${[...phases]}`);
   assert.match(await page.locator("[data-field=backend]").textContent(), /cpu/);
   assert.match(await page.locator("[data-field=why]").textContent(), /CPU/);
+  // Chromium has relaxed SIMD: the package's relaxed build runs (the golden tests below use it).
+  assert.match(await page.locator("[data-field=kernels]").textContent(), /relaxed-simd/);
 });
 
 test("greedy generation through the Worker engine (cpu) equals llama.cpp's golden tokens", async () => {

@@ -11,7 +11,9 @@
 
 pub mod ops;
 
-use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes};
+use std::ops::Range;
+
+use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::quant::packed::{self, PackedActs, PackedWeight};
@@ -53,6 +55,9 @@ impl CpuWeight {
         }
     }
 }
+
+/// Bytes of GGUF data read and repacked at a time while a packable weight loads.
+const LOAD_PIECE: usize = 8 << 20;
 
 /// Activations: row-major `[rows, cols]`.
 #[derive(Clone, Debug)]
@@ -148,6 +153,28 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    /// Packable weights are read in pieces of about [`LOAD_PIECE`] bytes (whole 4-row groups) and
+    /// repacked piece by piece, so a large tensor (Gemma's 178 MB embedding) is never in memory
+    /// twice; the rest through [`Self::weight`].
+    async fn load_weight<S: TensorSource>(&mut self, info: &TensorInfo, src: &S, range: Range<u64>) -> Result<CpuWeight> {
+        if !packed::is_packable(info.ty) {
+            let bytes = src.read(range).await?;
+            return self.weight(info, bytes);
+        }
+        let rb = super::checked_row_bytes(info, range.end - range.start)? as u64;
+        let (n_rows, n_cols) = (info.n_rows(), info.n_cols());
+        let mut w = PackedWeight::zeroed(info.ty, n_rows, n_cols)?;
+        let rows_per_piece = ((LOAD_PIECE as u64 / rb.max(1)) as usize / packed::ROWS).max(1) * packed::ROWS;
+        let mut r0 = 0;
+        while r0 < n_rows {
+            let n = rows_per_piece.min(n_rows - r0);
+            let piece = src.read(range.start + r0 as u64 * rb..range.start + (r0 + n) as u64 * rb).await?;
+            w.fill_rows(r0, piece.as_slice())?;
+            r0 += n;
+        }
+        Ok(CpuWeight { ty: info.ty, n_rows, n_cols, data: WeightData::Packed(w) })
     }
 
     fn weight(&mut self, info: &TensorInfo, bytes: TensorBytes) -> Result<CpuWeight> {

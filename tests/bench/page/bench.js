@@ -1,0 +1,190 @@
+// The benchmark page: browser-llm (the built package, /pkg/) and wllama (/wllama/esm/) on the
+// same GGUF model bytes, CPU only, in this one page. Each engine runs the same prompt with greedy
+// decoding and end-of-generation ignored, in alternating rounds (ours, wllama 1 thread, wllama 2
+// threads, ours, ...), after one untimed warm-up run each. The results go to
+// window.__benchDone(results) (exposed by run.mjs) and to window.__benchResults.
+//
+// What is measured (the same for every engine):
+// - prefill: prompt tokens run / the engine's own prompt time (ours: timings.prefillMs;
+//   wllama: llama-server's timings.prompt_ms, which also covers sampling the first token);
+// - decode: forward passes after the first token / the time they took (ours:
+//   timings.decodeTokens / decodeMs; wllama: (timings.predicted_n - 1) / predicted_ms, since
+//   llama-server counts the first token, sampled from the prompt's logits, in predicted_n but not in
+//   predicted_ms);
+// - wall: the whole call as this page sees it (for wllama it includes the messages to its Worker).
+// Neither KV cache is reused between rounds: ours is reset, wllama gets cache_prompt: false.
+
+import { Engine } from "/pkg/index.js";
+import initOurWasm from "/pkg/wasm/browser_llm.js";
+import { Wllama } from "/wllama/esm/index.js";
+
+const q = new URLSearchParams(location.search);
+const MODEL_URL = q.get("model");
+const ROUNDS = Number(q.get("rounds") ?? 3);
+const TOKENS = Number(q.get("tokens") ?? 64);
+const TRY_MT = q.get("mt") !== "0";
+const CTX = 1024;
+const WARMUP_TOKENS = 8;
+// 128 tokens (BOS included) with Gemma 3's tokenizer; both engines' counts are reported.
+const PROMPT = q.get("prompt") ?? "The history of bridges begins with fallen trees and stepping stones, and continues through \
+Roman stone arches, medieval timber spans, iron and steel trusses of the industrial age, and the long \
+suspension and cable-stayed bridges of today. Each step was driven by new materials, by new ways of \
+calculating loads, and by the needs of the people who had to cross rivers, valleys and straits. Engineers \
+learned from every collapse, and each failure left behind rules that are still taught today. In this \
+essay we look at how the builders of each era solved the same old problem, and at what each of them \
+taught the next generation of engineers and";
+
+const logEl = document.getElementById("log");
+function log(msg) {
+  console.log(`[bench] ${msg}`);
+  logEl.textContent += msg + "\n";
+}
+
+// wllama runs llama.cpp in a module Worker whose wasm memory this page cannot see. Wrap each such
+// Worker so that a small module runs first in it and records every WebAssembly.Memory created
+// there (globalThis.__benchWasmMemories); run.mjs reads them through the Worker's URL.
+const workerUrls = [];
+const HOOK_URL = URL.createObjectURL(new Blob([`
+const mems = [];
+globalThis.__benchWasmMemories = mems;
+WebAssembly.Memory = new Proxy(WebAssembly.Memory, {
+  construct(target, args, newTarget) { const m = Reflect.construct(target, args, newTarget); mems.push(m); return m; },
+});
+`], { type: "text/javascript" }));
+const NativeWorker = window.Worker;
+window.Worker = class extends NativeWorker {
+  constructor(url, options) {
+    if (options?.type === "module" && String(url).startsWith("blob:")) {
+      url = URL.createObjectURL(new Blob([`import ${JSON.stringify(HOOK_URL)};\nimport ${JSON.stringify(String(url))};\n`], { type: "text/javascript" }));
+      workerUrls.push(url);
+    }
+    super(url, options);
+  }
+};
+
+const quietLogger = { debug() {}, log() {}, warn: (...a) => console.warn(...a), error: (...a) => console.error(...a) };
+
+function ours() {
+  let engine;
+  return {
+    name: "browser-llm", threads: 1,
+    async load(blob) {
+      engine = await Engine.load(blob, { backend: "cpu", cache: false, contextLength: CTX });
+      const info = await engine.info();
+      this.detail = `${info.backend}, ${info.cpuKernels} kernels; ${info.backendReason}`;
+      this.promptTokens = (await engine.tokenize(PROMPT)).length;
+    },
+    async run(maxTokens) {
+      await engine.reset();
+      const t0 = performance.now();
+      const r = await engine.generate(PROMPT, { maxTokens, temperature: 0, ignoreEos: true });
+      const wallMs = performance.now() - t0;
+      const t = r.timings;
+      if (r.usage.cachedTokens !== 0) throw new Error(`browser-llm reused ${r.usage.cachedTokens} cached prompt tokens`);
+      return {
+        promptTokens: t.prefillTokens, prefillMs: t.prefillMs, prefillTokPerS: t.prefillTokens / (t.prefillMs / 1000),
+        generated: r.tokenIds.length, decodePasses: t.decodeTokens, decodeMs: t.decodeMs,
+        decodeTokPerS: t.decodeTokens / (t.decodeMs / 1000), wallMs, text: r.text,
+      };
+    },
+    async wasmBytes() {
+      return (await initOurWasm()).memory.buffer.byteLength;
+    },
+  };
+}
+
+function wllama(threads) {
+  let w;
+  return {
+    name: "wllama", threads,
+    async load(blob) {
+      const before = workerUrls.length;
+      w = new Wllama({ default: "/wllama/esm/wasm/wllama.wasm" }, { suppressNativeLog: true, logger: quietLogger });
+      await w.loadModel([blob], { n_threads: threads, n_ctx: CTX, n_gpu_layers: 0, n_parallel: 1 });
+      this.workerUrl = workerUrls[before] ?? null;
+      const got = w.getNumThreads();
+      if (got !== threads) throw new Error(`wllama runs ${got} thread(s), not ${threads} (multi-thread needs crossOriginIsolated)`);
+      this.detail = `llama.cpp ${Wllama.getLibllamaVersion()}; ${w.isMultithread() ? "multi-thread" : "single-thread"} build`;
+    },
+    async run(maxTokens) {
+      const t0 = performance.now();
+      const r = await w.createCompletion({
+        prompt: PROMPT, max_tokens: maxTokens, n_predict: maxTokens, temperature: 0, ignore_eos: true,
+        cache_prompt: false, stream: false,
+      });
+      const wallMs = performance.now() - t0;
+      const t = r.timings;
+      if (!t) throw new Error("wllama returned no timings");
+      if (t.cache_n) throw new Error(`wllama reused ${t.cache_n} cached prompt tokens`);
+      return {
+        promptTokens: t.prompt_n, prefillMs: t.prompt_ms, prefillTokPerS: t.prompt_n / (t.prompt_ms / 1000),
+        generated: t.predicted_n, decodePasses: t.predicted_n - 1, decodeMs: t.predicted_ms,
+        decodeTokPerS: (t.predicted_n - 1) / (t.predicted_ms / 1000), wallMs, text: r.choices?.[0]?.text ?? "",
+      };
+    },
+  };
+}
+
+async function main() {
+  if (!MODEL_URL) throw new Error("no ?model= URL");
+  const env = {
+    userAgent: navigator.userAgent, crossOriginIsolated, hardwareConcurrency: navigator.hardwareConcurrency,
+    wllamaLibllama: Wllama.getLibllamaVersion(),
+  };
+  log(`crossOriginIsolated=${crossOriginIsolated}, hardwareConcurrency=${navigator.hardwareConcurrency}`);
+  const t0 = performance.now();
+  const blob = await (await fetch(MODEL_URL)).blob();
+  log(`model: ${MODEL_URL}, ${blob.size} bytes, fetched in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const engines = [ours(), wllama(1)];
+  if (TRY_MT) engines.push(wllama(2));
+  const errors = [];
+  const live = [];
+  for (const e of engines) {
+    const label = `${e.name}, ${e.threads} thread${e.threads > 1 ? "s" : ""}`;
+    e.label = label;
+    e.rounds = [];
+    try {
+      const t = performance.now();
+      await e.load(blob);
+      e.loadMs = performance.now() - t;
+      log(`${label}: loaded in ${(e.loadMs / 1000).toFixed(1)} s (${e.detail})`);
+      const warm = await e.run(WARMUP_TOKENS);
+      log(`${label}: warm-up done (${warm.promptTokens} prompt tokens)`);
+      live.push(e);
+    } catch (err) {
+      const msg = `${label}: ${err?.message ?? err}`;
+      log(`FAILED ${msg}`);
+      errors.push(msg);
+    }
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const e of live) {
+      const res = await e.run(TOKENS);
+      e.rounds.push(res);
+      log(`round ${r + 1}/${ROUNDS} ${e.label}: prompt ${res.promptTokens} tok, prefill ${res.prefillTokPerS.toFixed(1)} tok/s, ` +
+        `decode ${res.decodePasses} passes ${res.decodeTokPerS.toFixed(2)} tok/s, wall ${res.wallMs.toFixed(0)} ms`);
+    }
+  }
+  const out = [];
+  for (const e of engines) {
+    out.push({
+      name: e.name, label: e.label, threads: e.threads, detail: e.detail ?? null, loadMs: e.loadMs ?? null,
+      tokenizedPromptTokens: e.promptTokens ?? null, rounds: e.rounds, workerUrl: e.workerUrl ?? null,
+      wasmBytes: e.wasmBytes && live.includes(e) ? await e.wasmBytes() : null,
+    });
+  }
+  return { env, prompt: PROMPT, tokens: TOKENS, roundsRequested: ROUNDS, modelBytes: blob.size, engines: out, errors };
+}
+
+main().then(
+  (results) => {
+    window.__benchResults = results;
+    window.__benchDone?.(JSON.stringify(results));
+  },
+  (err) => {
+    log(`FAILED: ${err?.stack ?? err}`);
+    window.__benchResults = { fatal: String(err?.stack ?? err) };
+    window.__benchDone?.(JSON.stringify(window.__benchResults));
+  },
+);

@@ -1,0 +1,222 @@
+// Browser benchmark: browser-llm (the built package in pkg/) against wllama (@wllama/wllama, from
+// this directory's node_modules) on one GGUF model, CPU only, in one headless Chromium run.
+//
+//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]
+//
+// Defaults: 3 rounds, 64 decode tokens (env BENCH_ROUNDS, BENCH_TOKENS; BROWSER_LLM_MODEL for
+// --model). --no-mt skips wllama's 2-thread row (which needs cross-origin isolation; browser-llm
+// has no wasm threads yet, so it only has a 1-thread row). Starts a static server on 127.0.0.1
+// (COOP/COEP headers, so the page is cross-origin isolated) for page/, pkg/, wllama's esm/ and
+// the model; launches Chromium ($CHROMIUM or /usr/bin/chromium) through playwright-core; prints
+// a table of the medians to stdout (progress goes to stderr). A benchmark, not a test: it asserts
+// nothing about speed, and exits non-zero only when something failed to run.
+
+import http from "node:http";
+import os from "node:os";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const model = opt("--model", process.env.BROWSER_LLM_MODEL);
+const rounds = Number(opt("--rounds", process.env.BENCH_ROUNDS ?? "3"));
+const tokens = Number(opt("--tokens", process.env.BENCH_TOKENS ?? "64"));
+const prompt = opt("--prompt", process.env.BENCH_BROWSER_PROMPT);
+const timeoutMin = Number(opt("--timeout-min", "20"));
+const jsonOut = opt("--json");
+const tryMt = !args.includes("--no-mt");
+if (!model) {
+  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]");
+  process.exit(2);
+}
+if (!(rounds >= 1 && tokens >= 2)) {
+  console.error("run.mjs: --rounds must be >= 1 and --tokens >= 2");
+  process.exit(2);
+}
+
+const wllamaDir = path.join(here, "node_modules/@wllama/wllama");
+for (const [what, p] of [["the built package (pkg-scripts/build)", path.join(repo, "pkg/index.js")],
+  ["wllama (npm ci in tests/bench)", path.join(wllamaDir, "esm/index.js")], ["the model", model]]) {
+  if (!fs.existsSync(p)) {
+    console.error(`run.mjs: ${what} is missing: ${p}`);
+    process.exit(2);
+  }
+}
+const wllamaVersion = JSON.parse(fs.readFileSync(path.join(wllamaDir, "package.json"), "utf8")).version;
+const oursVersion = JSON.parse(fs.readFileSync(path.join(repo, "pkg/package.json"), "utf8")).version;
+const modelName = path.basename(model);
+
+// URL prefix -> directory; the model is one file.
+const MOUNTS = [
+  ["/pkg/", path.join(repo, "pkg")],
+  ["/wllama/esm/", path.join(wllamaDir, "esm")],
+  ["/", path.join(here, "page")],
+];
+const TYPES = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
+  ".json": "application/json", ".wasm": "application/wasm", ".ts": "text/plain; charset=utf-8",
+};
+
+function resolveFile(urlPath) {
+  if (urlPath === `/model/${modelName}`) return path.resolve(model);
+  for (const [prefix, dir] of MOUNTS) {
+    if (!urlPath.startsWith(prefix)) continue;
+    const rel = urlPath.slice(prefix.length) || "index.html";
+    const file = path.resolve(dir, rel);
+    return file.startsWith(dir + path.sep) ? file : null;
+  }
+  return null;
+}
+
+const server = http.createServer((req, res) => {
+  res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
+  res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
+  res.setHeader("Cross-Origin-Resource-Policy", "same-origin");
+  res.setHeader("Cache-Control", "no-store");
+  let file;
+  try {
+    file = resolveFile(decodeURIComponent(new URL(req.url, "http://localhost").pathname));
+  } catch {
+    file = null;
+  }
+  fs.stat(file ?? "", (err, st) => {
+    if (!file || err || !st.isFile()) {
+      res.statusCode = 404;
+      return res.end("not found");
+    }
+    res.setHeader("Content-Type", TYPES[path.extname(file)] ?? "application/octet-stream");
+    res.setHeader("Accept-Ranges", "bytes");
+    let start = 0;
+    let end = st.size - 1;
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");
+    if (range) {
+      if (range[1] === "") start = Math.max(0, st.size - Number(range[2]));
+      else {
+        start = Number(range[1]);
+        if (range[2] !== "") end = Math.min(end, Number(range[2]));
+      }
+      if (start > end || start >= st.size) {
+        res.statusCode = 416;
+        res.setHeader("Content-Range", `bytes */${st.size}`);
+        return res.end();
+      }
+      res.statusCode = 206;
+      res.setHeader("Content-Range", `bytes ${start}-${end}/${st.size}`);
+    }
+    res.setHeader("Content-Length", end - start + 1);
+    if (req.method === "HEAD") return res.end();
+    fs.createReadStream(file, { start, end }).pipe(res);
+  });
+});
+
+const CHROMIUM_ARGS = [
+  "--headless=new", "--no-sandbox", "--disable-quic",
+  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+async function main() {
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
+  const t0 = Date.now();
+  const loadBefore = os.loadavg()[0];
+  try {
+    const page = await (await browser.newContext()).newPage();
+    const done = new Promise((resolve, reject) => {
+      page.exposeFunction("__benchDone", (json) => resolve(JSON.parse(json))).catch(reject);
+      page.on("crash", () => reject(new Error("the page crashed")));
+      setTimeout(() => reject(new Error(`no result after ${timeoutMin} min`)), timeoutMin * 60_000).unref();
+    });
+    page.on("console", (m) => {
+      const text = m.text();
+      if (text.startsWith("[bench] ")) console.error(text);
+      else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
+    });
+    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0" });
+    if (prompt) q.set("prompt", prompt);
+    await page.goto(`${origin}/index.html?${q}`);
+    const res = await done;
+    if (res.fatal) throw new Error(`the page failed: ${res.fatal}`);
+
+    // wllama's wasm memory lives in its Worker: ask the Worker (see the hook in bench.js).
+    for (const e of res.engines) {
+      if (e.wasmBytes != null || !e.workerUrl) continue;
+      const w = page.workers().find((x) => x.url() === e.workerUrl);
+      e.wasmBytes = w ? await w.evaluate(() => Math.max(0, ...(globalThis.__benchWasmMemories ?? []).map((m) => m.buffer.byteLength))).catch(() => null) : null;
+      if (e.wasmBytes === 0) e.wasmBytes = null;
+    }
+    res.browser = browser.version();
+    res.seconds = (Date.now() - t0) / 1000;
+    res.loadavg = [loadBefore, os.loadavg()[0]];
+    if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(res, null, 2));
+    return res;
+  } finally {
+    await browser.close().catch(() => {});
+    server.close();
+  }
+}
+
+function report(res) {
+  const rows = res.engines.filter((e) => e.rounds.length > 0).map((e) => {
+    const med = (k) => median(e.rounds.map((r) => r[k]));
+    const version = e.name === "wllama" ? `wllama ${wllamaVersion}` : `browser-llm ${oursVersion}`;
+    return {
+      e, name: `${version}, ${e.threads} thr`, prompt: med("promptTokens"), prefill: med("prefillTokPerS"),
+      passes: med("decodePasses"), decode: med("decodeTokPerS"), wall: med("wallMs"),
+      mem: e.wasmBytes != null ? (e.wasmBytes / 2 ** 20).toFixed(0) : "n/a",
+    };
+  });
+  const line = (c) => console.log(`${c[0].padEnd(28)} ${c.slice(1).map((x, i) => String(x).padStart([10, 14, 12, 13, 10, 14][i])).join(" ")}`);
+  console.log(`browser: Chromium ${res.browser} headless (crossOriginIsolated=${res.env.crossOriginIsolated}, ${res.env.hardwareConcurrency} cores); ` +
+    `model ${modelName}; greedy, EOS ignored; median of ${res.roundsRequested} alternating rounds after a warm-up; ${res.seconds.toFixed(0)} s`);
+  line(["engine (CPU, wasm)", "prompt_tok", "prefill_tok/s", "decode_tok", "decode_tok/s", "wall_ms", "wasm_mem_MiB"]);
+  for (const r of rows) line([r.name, r.prompt, r.prefill.toFixed(2), r.passes, r.decode.toFixed(2), r.wall.toFixed(0), r.mem]);
+  const o = rows.find((r) => r.e.name === "browser-llm");
+  const w1 = rows.find((r) => r.e.name === "wllama" && r.e.threads === 1);
+  const w2 = rows.find((r) => r.e.name === "wllama" && r.e.threads === 2);
+  if (o && w1) {
+    console.log(`browser-llm / wllama (1 thread each): prefill ${(o.prefill / w1.prefill).toFixed(2)}x, decode ${(o.decode / w1.decode).toFixed(2)}x (tok/s: >1 is browser-llm faster); wall time ${(o.wall / w1.wall).toFixed(2)}x (<1 is browser-llm faster)`);
+  }
+  if (o && w2) {
+    console.log(`browser-llm (1 thread) / wllama (2 threads): prefill ${(o.prefill / w2.prefill).toFixed(2)}x, decode ${(o.decode / w2.decode).toFixed(2)}x`);
+  }
+  console.log("decode_tok: forward passes timed after the first token (= tokens - 1); browser-llm has no wasm threads yet (1 thread only)");
+  if (o && w1) {
+    const a = o.e.rounds.at(-1).text;
+    const b = w1.e.rounds.at(-1).text;
+    let n = 0;
+    while (n < Math.min(a.length, b.length) && a[n] === b[n]) n++;
+    console.log(`greedy texts: ${a === b ? "identical" : `agree on the first ${n} of ${a.length}/${b.length} characters`}`);
+  }
+  for (const e of res.errors) console.log(`not run: ${e}`);
+  const [lb, la] = res.loadavg.map((x) => x.toFixed(2));
+  console.log(`host: ${os.cpus().length} CPUs, 1-minute load average ${lb} before, ${la} after (other work on the host skews every row, the 2-thread row most)`);
+}
+
+try {
+  const res = await main();
+  report(res);
+  const ran = (name, threads) => res.engines.some((e) => e.name === name && e.threads === threads && e.rounds.length === rounds);
+  if (!ran("browser-llm", 1) || !ran("wllama", 1)) {
+    console.error("run.mjs: an engine did not run (see above)");
+    process.exit(1);
+  }
+} catch (e) {
+  console.error(`run.mjs: ${e?.stack ?? e}`);
+  process.exit(1);
+}
