@@ -17,7 +17,7 @@ use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes, Tens
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::quant::packed::{self, PackedActs, PackedWeight};
-use crate::quant::{self, GgmlType, QuantizedActs};
+use crate::quant::{self, f16_to_f32, GgmlType, QuantizedActs};
 
 /// A weight tensor: `n_rows` rows of `n_cols` elements.
 pub struct CpuWeight {
@@ -92,6 +92,8 @@ pub struct CpuBackend {
     threads: usize,
     rope_table: Vec<(f32, f32)>,
     scores: Vec<f32>,
+    /// Scratch: one layer's visible keys and values as f32.
+    kv_f32: (Vec<f32>, Vec<f32>),
 }
 
 impl CpuBackend {
@@ -367,10 +369,19 @@ impl Backend for CpuBackend {
         let group = p.n_head / p.n_head_kv;
         let mut out = CpuAct::new(n, o_dim.unwrap_or(0));
         let mut qh = vec![0.0f32; p.head_dim];
+        // The visible cache rows as f32, converted once for every head and query row of this call
+        // (exact: f16 -> f32 loses nothing).
+        let first = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
+        let last = p.pos0 + n;
+        let (kf, vf) = (&mut self.kv_f32.0, &mut self.kv_f32.1);
+        kf.clear();
+        kf.extend(kc[first * kv.k_dim..last * kv.k_dim].iter().map(|&h| f16_to_f32(h)));
+        vf.clear();
+        vf.extend(vc[first * kv.v_dim..last * kv.v_dim].iter().map(|&h| f16_to_f32(h)));
         for r in 0..n {
             let pos = p.pos0 + r;
-            let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let n_pos = pos + 1 - start;
+            let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w)) - first;
+            let n_pos = pos + 1 - first - start;
             for h in 0..p.n_head {
                 let g = h / group;
                 // llama.cpp multiplies Q with the f16 K cache in f16 precision.
@@ -381,8 +392,8 @@ impl Backend for CpuBackend {
                 let o = &mut out.data[r * out.cols + h * p.head_dim_v..r * out.cols + (h + 1) * p.head_dim_v];
                 ops::attend_head(
                     &qh,
-                    &kc[start * kv.k_dim..],
-                    &vc[start * kv.v_dim..],
+                    &kf[start * kv.k_dim..],
+                    &vf[start * kv.v_dim..],
                     kv.k_dim,
                     kv.v_dim,
                     g * p.head_dim,

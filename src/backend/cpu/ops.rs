@@ -54,7 +54,6 @@ pub fn to_f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }
 
-use crate::quant::f16_to_f32;
 
 /// GELU as ggml's CPU backend computes it (`GGML_GELU_FP16`): the input rounded to f16, looked up
 /// in a table of f16-rounded [`gelu_f32`] values; identity above 10 and zero below -10. Matching this
@@ -87,6 +86,22 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// `q . k` in 8 f32 partial sums (as ggml's SIMD `ggml_vec_dot_f16` accumulates in vector
+/// lanes), so the compiler vectorizes it.
+#[inline]
+pub fn dot_f32(q: &[f32], k: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (qc, kc) = (q.chunks_exact(8), k.chunks_exact(8));
+    let (qr, kr) = (qc.remainder(), kc.remainder());
+    for (q, k) in qc.zip(kc) {
+        for i in 0..8 {
+            acc[i] += q[i] * k[i];
+        }
+    }
+    let tail: f32 = qr.iter().zip(kr).map(|(a, b)| a * b).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Softmax in place; the denominator is summed in f64 (ggml `soft_max`).
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -113,8 +128,8 @@ pub fn softmax(x: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 pub fn attend_head(
     q: &[f32],
-    keys: &[u16],
-    values: &[u16],
+    keys: &[f32],
+    values: &[f32],
     stride_k: usize,
     stride_v: usize,
     off_k: usize,
@@ -129,7 +144,7 @@ pub fn attend_head(
     scores.clear();
     for j in 0..n_pos {
         let k = &keys[j * stride_k + off_k..j * stride_k + off_k + d];
-        scores.push(scale * q.iter().zip(k).map(|(a, &b)| a * f16_to_f32(b)).sum::<f32>());
+        scores.push(scale * dot_f32(q, k));
     }
     softmax(scores);
     out.fill(0.0);
@@ -138,7 +153,7 @@ pub fn attend_head(
         let p = round_f16(p);
         let v = &values[j * stride_v + off_v..j * stride_v + off_v + dv];
         for (o, &x) in out.iter_mut().zip(v) {
-            *o += p * f16_to_f32(x);
+            *o += p * x;
         }
     }
 }
