@@ -57,10 +57,11 @@ pub struct PackedWeight {
     ty: GgmlType,
     n_rows: usize,
     n_cols: usize,
-    /// Scales: `[group][block][row]` (32-element formats), `[group][super-block][row]` (K).
-    d: Vec<f32>,
+    /// Scales as f16 bits (as GGUF stores them; the kernels convert 4 at a time):
+    /// `[group][block][row]` (32-element formats), `[group][super-block][row]` (K).
+    d: Vec<u16>,
     /// Mins (32-element formats) or `dmin` (K-quants), same shape; empty without mins.
-    m: Vec<f32>,
+    m: Vec<u16>,
     /// Quants, `[group][block][row][block size]`.
     q: Vec<i8>,
     /// K-quants only: sub-block scales `[group][super-block][16][row]`.
@@ -89,9 +90,9 @@ fn has_min(ty: GgmlType) -> bool {
 }
 
 /// One K-quant super-block unpacked: `d`, `dmin`, 16 scales and mins, 256 quants.
-fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; SUBS], q: &mut [i8]) -> (f32, f32) {
+fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; SUBS], q: &mut [i8]) -> (u16, u16) {
     use super::scalar::{scales_mins_k4, scales_q3_K};
-    let f16 = |b: &[u8], at: usize| f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]));
+    let f16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
     match ty {
         GgmlType::Q2_K => {
             let b: BlockQ2K = as_blocks::<BlockQ2K>(raw).expect("one block")[0];
@@ -102,7 +103,7 @@ fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; S
                 let (half, shift, sub, l) = (e / 128, (e / 32) % 4, (e / 16) % 2, e % 16);
                 *v = ((b.qs[32 * half + 16 * sub + l] >> (2 * shift)) & 3) as i8;
             }
-            (f16_to_f32(b.d), f16_to_f32(b.dmin))
+            (b.d, b.dmin)
         }
         GgmlType::Q3_K => {
             let b: BlockQ3K = as_blocks::<BlockQ3K>(raw).expect("one block")[0];
@@ -116,7 +117,7 @@ fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; S
                 let hbit = b.hmask[i] & (1u8 << (4 * half + shift)) != 0;
                 *v = ((b.qs[32 * half + i] >> (2 * shift)) & 3) as i8 - if hbit { 0 } else { 4 };
             }
-            (f16_to_f32(b.d), 0.0)
+            (b.d, 0)
         }
         GgmlType::Q4_K | GgmlType::Q5_K => {
             let scales: &[u8; 12] = raw[4..16].try_into().expect("12 scale bytes");
@@ -148,7 +149,7 @@ fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; S
                     a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
                 }
             }
-            (f16_to_f32(b.d), 0.0)
+            (b.d, 0)
         }
         _ => unreachable!("checked by is_k"),
     }
@@ -164,16 +165,16 @@ fn zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
 }
 
 /// One block's quants in element order with the format's offset applied, its scale and min.
-fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (f32, f32) {
+fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (u16, u16) {
     let nib = |qs: &[u8], j: usize| if j < QK / 2 { qs[j] & 0xF } else { qs[j - QK / 2] >> 4 };
     let hi = |qh: [u8; 4], j: usize| (((u32::from_le_bytes(qh) >> j) & 1) << 4) as u8;
-    let f16 = |lo: u8, hi: u8| f16_to_f32(u16::from_le_bytes([lo, hi]));
+    let f16 = |lo: u8, hi: u8| u16::from_le_bytes([lo, hi]);
     match ty {
         GgmlType::Q4_0 => {
             for (j, v) in q.iter_mut().enumerate() {
                 *v = nib(&raw[2..18], j) as i8 - 8;
             }
-            (f16(raw[0], raw[1]), 0.0)
+            (f16(raw[0], raw[1]), 0)
         }
         GgmlType::Q4_1 => {
             for (j, v) in q.iter_mut().enumerate() {
@@ -186,7 +187,7 @@ fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (f32, f32) {
             for (j, v) in q.iter_mut().enumerate() {
                 *v = (nib(&raw[6..22], j) | hi(qh, j)) as i8 - 16;
             }
-            (f16(raw[0], raw[1]), 0.0)
+            (f16(raw[0], raw[1]), 0)
         }
         GgmlType::Q5_1 => {
             let qh = [raw[4], raw[5], raw[6], raw[7]];
@@ -199,7 +200,7 @@ fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (f32, f32) {
             for (j, v) in q.iter_mut().enumerate() {
                 *v = raw[2 + j] as i8;
             }
-            (f16(raw[0], raw[1]), 0.0)
+            (f16(raw[0], raw[1]), 0)
         }
         _ => unreachable!("checked by is_packable"),
     }
@@ -300,7 +301,7 @@ impl PackedWeight {
 
     /// Bytes held (scales, mins, quants).
     pub fn size_bytes(&self) -> usize {
-        (self.d.len() + self.m.len()) * 4 + self.q.len() + (self.sc.len() + self.mn.len()) * 2
+        (self.d.len() + self.m.len() + self.sc.len() + self.mn.len()) * 2 + self.q.len()
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -318,7 +319,7 @@ impl PackedWeight {
         let (g, lane) = (r / ROWS, r % ROWS);
         for b in 0..nb {
             let s = (g * nb + b) * ROWS + lane;
-            let (d, m) = (self.d[s], self.m.get(s).copied().unwrap_or(0.0));
+            let (d, m) = (f16_to_f32(self.d[s]), self.m.get(s).map_or(0.0, |&m| f16_to_f32(m)));
             let (out, q) = (&mut out[b * bs..(b + 1) * bs], &self.q[s * bs..(s + 1) * bs]);
             if bs == QK {
                 for (o, &v) in out.iter_mut().zip(q) {
@@ -462,8 +463,8 @@ impl PackedActs {
 
 /// One row group's slices of a [`PackedWeight`] (`sc`, `mn` empty for the 32-element formats).
 pub struct Group<'a> {
-    d: &'a [f32],
-    m: &'a [f32],
+    d: &'a [u16],
+    m: &'a [u16],
     q: &'a [i8],
     sc: &'a [i16],
     mn: &'a [i16],
@@ -486,9 +487,9 @@ pub fn group_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
                 let s = b * ROWS + r;
                 let wb = &q[s * QK..(s + 1) * QK];
                 let sumi: i32 = wb.iter().zip(ab).map(|(&w, &x)| w as i32 * x as i32).sum();
-                let mut v = sumi as f32 * (d[s] * a.d[b]);
+                let mut v = sumi as f32 * (f16_to_f32(d[s]) * a.d[b]);
                 if !m.is_empty() {
-                    v += m[s] * a.s[b];
+                    v += f16_to_f32(m[s]) * a.s[b];
                 }
                 *acc += v;
             }
@@ -515,13 +516,13 @@ pub fn kgroup_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]
                     let sub: i32 = (16 * i..16 * i + 16).map(|e| wq[e] as i32 * aq[e] as i32).sum();
                     isum += g.sc[b * SUBS * ROWS + i * ROWS + r] as i32 * sub;
                 }
-                let dd = g.d[s] * a.d[b];
+                let dd = f16_to_f32(g.d[s]) * a.d[b];
                 *acc += if g.mn.is_empty() {
                     dd * isum as f32
                 } else {
                     let mn = &g.mn[b * SUBS * ROWS + r * SUBS..][..SUBS];
                     let summs: i32 = (0..SUBS).map(|i| mn[i] as i32 * a.bsums[b * SUBS + i] as i32).sum();
-                    dd * isum as f32 - (g.m[s] * a.d[b]) * summs as f32
+                    dd * isum as f32 - (f16_to_f32(g.m[s]) * a.d[b]) * summs as f32
                 };
             }
         }
@@ -545,6 +546,34 @@ pub mod arch {
     mod ops {
         pub use core::arch::wasm32::v128 as V;
         use core::arch::wasm32::*;
+
+        /// 4 f16 bit patterns at `p` as f32x4, exactly (see [`super::f16x4_to_f32`]).
+        /// SAFETY: the caller guarantees 8 readable bytes.
+        #[inline(always)]
+        pub unsafe fn load_f16x4(p: *const u16) -> V {
+            super::f16x4_to_f32(u32x4_load_extend_u16x4(p))
+        }
+        #[inline(always)]
+        pub fn and(a: V, b: V) -> V {
+            v128_and(a, b)
+        }
+        #[inline(always)]
+        pub fn or(a: V, b: V) -> V {
+            v128_or(a, b)
+        }
+        #[inline(always)]
+        pub fn shl_i32<const N: u32>(a: V) -> V {
+            i32x4_shl(a, N)
+        }
+        #[inline(always)]
+        pub fn gt_i32(a: V, b: V) -> V {
+            i32x4_gt(a, b)
+        }
+        /// `a` where `mask` is set, else `b`.
+        #[inline(always)]
+        pub fn select(mask: V, a: V, b: V) -> V {
+            v128_bitselect(a, b, mask)
+        }
 
         /// 16 bytes at `p` (unaligned).
         /// SAFETY: the caller guarantees 16 readable bytes.
@@ -646,6 +675,38 @@ pub mod arch {
         use core::arch::x86_64::*;
         pub type V = __m128i;
 
+        /// 4 f16 bit patterns at `p` as f32x4, exactly (see [`super::f16x4_to_f32`]).
+        /// SAFETY: the caller guarantees 8 readable bytes.
+        #[inline(always)]
+        pub unsafe fn load_f16x4(p: *const u16) -> V {
+            super::f16x4_to_f32(_mm_unpacklo_epi16(_mm_loadl_epi64(p as *const V), _mm_setzero_si128()))
+        }
+        #[inline(always)]
+        pub fn and(a: V, b: V) -> V {
+            unsafe { _mm_and_si128(a, b) }
+        }
+        #[inline(always)]
+        pub fn or(a: V, b: V) -> V {
+            unsafe { _mm_or_si128(a, b) }
+        }
+        #[inline(always)]
+        pub fn shl_i32<const N: i32>(a: V) -> V {
+            unsafe { _mm_slli_epi32::<N>(a) }
+        }
+        #[inline(always)]
+        pub fn gt_i32(a: V, b: V) -> V {
+            unsafe { _mm_cmpgt_epi32(a, b) }
+        }
+        /// `a` where `mask` is set, else `b`.
+        #[inline(always)]
+        pub fn select(mask: V, a: V, b: V) -> V {
+            unsafe { _mm_or_si128(_mm_and_si128(mask, a), _mm_andnot_si128(mask, b)) }
+        }
+        #[inline(always)]
+        pub fn splat_i32(x: i32) -> V {
+            unsafe { _mm_set1_epi32(x) }
+        }
+
         // SAFETY (all): SSE2 is part of the x86-64 baseline.
         /// 16 bytes at `p` (unaligned).
         /// SAFETY: the caller guarantees 16 readable bytes.
@@ -715,6 +776,33 @@ pub mod arch {
 
     use ops::*;
 
+    /// f16 bit patterns (zero-extended in i32 lanes) to f32, exactly as
+    /// [`crate::quant::f16_to_f32`]: exponent and mantissa moved into place and rebiased by a
+    /// multiplication with 2^112 (which also normalizes subnormals); inf and NaN get an all-ones
+    /// exponent.
+    #[inline(always)]
+    fn f16x4_to_f32(h: V) -> V {
+        f16x4_to_f32_impl(h)
+    }
+
+    /// [`f16x4_to_f32`] on an array (for the exhaustive test against the scalar conversion).
+    #[doc(hidden)]
+    pub fn f16x4_to_f32_array(h: [u16; 4]) -> [f32; 4] {
+        let w = [h[0], 0, h[1], 0, h[2], 0, h[3], 0];
+        // SAFETY: `w` is 16 readable bytes.
+        to_array(f16x4_to_f32(unsafe { load(w.as_ptr()) }))
+    }
+
+    #[inline(always)]
+    fn f16x4_to_f32_impl(h: V) -> V {
+        let em = and(h, splat_i32(0x7fff));
+        let sign = shl_i32::<16>(and(h, splat_i32(0x8000)));
+        let bits = shl_i32::<13>(em);
+        let finite = mul(bits, splat(f32::from_bits(0x7780_0000)));
+        let special = or(bits, splat_i32(0x7f80_0000));
+        or(select(gt_i32(em, splat_i32(0x7bff)), special, finite), sign)
+    }
+
     /// `[sum(s0), sum(s1), sum(s2), sum(s3)]` (exact integer sums, in any lane order).
     #[inline(always)]
     fn transpose_sum(s: [V; 4]) -> V {
@@ -751,7 +839,7 @@ pub mod arch {
     pub const TILE: usize = 4;
 
     #[inline(always)]
-    fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
         let nb = d.len() / ROWS;
         let mut acc = [splat(0.0); T];
         for b in 0..nb {
@@ -770,8 +858,8 @@ pub mod arch {
                         );
                     }
                 }
-                let dw = load(d.as_ptr().add(b * ROWS));
-                let mw = if m.is_empty() { splat(0.0) } else { load(m.as_ptr().add(b * ROWS)) };
+                let dw = load_f16x4(d.as_ptr().add(b * ROWS));
+                let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
                 for t in 0..T {
                     let mut v = mul(to_f32(transpose_sum(s[t])), mul(dw, splat(acts[t].d[b])));
                     if !m.is_empty() {
@@ -826,8 +914,8 @@ pub mod arch {
                         }
                     }
                 }
-                let dw = load(g.d.as_ptr().add(b * ROWS));
-                let mins = if g.mn.is_empty() { None } else { Some((load(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
+                let dw = load_f16x4(g.d.as_ptr().add(b * ROWS));
+                let mins = if g.mn.is_empty() { None } else { Some((load_f16x4(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
                 for t in 0..T {
                     let da = splat(acts[t].d[b]);
                     let mut v = mul(mul(dw, da), to_f32(transpose_sum(s[t])));
@@ -871,7 +959,7 @@ pub mod arch {
 
     #[cfg(target_feature = "relaxed-simd")]
     #[inline(always)]
-    fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
         let nb = d.len() / ROWS;
         let mut acc = [splat(0.0); T];
         for b in 0..nb {
@@ -886,8 +974,8 @@ pub mod arch {
                         s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
                     }
                 }
-                let dw = load(d.as_ptr().add(b * ROWS));
-                let mw = if m.is_empty() { splat(0.0) } else { load(m.as_ptr().add(b * ROWS)) };
+                let dw = load_f16x4(d.as_ptr().add(b * ROWS));
+                let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
                 for t in 0..T {
                     let sumi = sub_i32(transpose_sum(s[t]), splat_i32(64 * acts[t].sum32[b]));
                     let mut v = mul(to_f32(sumi), mul(dw, splat(acts[t].d[b])));
@@ -951,8 +1039,8 @@ pub mod arch {
                         }
                     }
                 }
-                let dw = load(g.d.as_ptr().add(b * ROWS));
-                let mins = if g.mn.is_empty() { None } else { Some((load(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
+                let dw = load_f16x4(g.d.as_ptr().add(b * ROWS));
+                let mins = if g.mn.is_empty() { None } else { Some((load_f16x4(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
                 for t in 0..T {
                     let da = splat(acts[t].d[b]);
                     // corr lanes are rows: 64 * sum_i sc[i][r] * bsums[i].

@@ -409,3 +409,18 @@ fn packed_bad_shapes_are_errors() {
     let mut row_out = [0.0f32; 64];
     assert!(w.dequantize_row(2, &mut row_out).is_err());
 }
+
+/// The packed kernels' vector f16 -> f32 conversion of scales equals the scalar one for every
+/// one of the 65536 bit patterns (subnormals, infinities and NaNs included).
+#[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn packed_f16_scales_convert_exactly() {
+    for base in (0..=u16::MAX).step_by(4) {
+        let h = [base, base + 1, base + 2, base + 3];
+        let got = super::packed::arch::f16x4_to_f32_array(h);
+        for (x, g) in h.iter().zip(got) {
+            assert_eq!(g.to_bits(), f16_to_f32(*x).to_bits(), "f16 bits {x:#06x}");
+        }
+    }
+}

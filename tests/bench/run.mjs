@@ -1,7 +1,7 @@
 // Browser benchmark: browser-llm (the built package in pkg/) against wllama (@wllama/wllama, from
 // this directory's node_modules) on one GGUF model, CPU only, in one headless Chromium run.
 //
-//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]
+//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]
 //
 // Defaults: 3 rounds, 64 decode tokens (env BENCH_ROUNDS, BENCH_TOKENS; BROWSER_LLM_MODEL for
 // --model). --no-mt skips wllama's 2-thread row (which needs cross-origin isolation; browser-llm
@@ -29,12 +29,13 @@ const opt = (name, def) => {
 const model = opt("--model", process.env.BROWSER_LLM_MODEL);
 const rounds = Number(opt("--rounds", process.env.BENCH_ROUNDS ?? "3"));
 const tokens = Number(opt("--tokens", process.env.BENCH_TOKENS ?? "64"));
+const ctx = Number(opt("--ctx", "4096"));
 const prompt = opt("--prompt", process.env.BENCH_BROWSER_PROMPT);
 const timeoutMin = Number(opt("--timeout-min", "20"));
 const jsonOut = opt("--json");
 const tryMt = !args.includes("--no-mt");
 if (!model) {
-  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]");
+  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]");
   process.exit(2);
 }
 if (!(rounds >= 1 && tokens >= 2)) {
@@ -147,7 +148,7 @@ async function main() {
       else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
     });
     page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0" });
+    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx) });
     if (prompt) q.set("prompt", prompt);
     await page.goto(`${origin}/index.html?${q}`);
     const res = await done;
@@ -196,6 +197,11 @@ function report(res) {
     console.log(`browser-llm (1 thread) / wllama (2 threads): prefill ${(o.prefill / w2.prefill).toFixed(2)}x, decode ${(o.decode / w2.decode).toFixed(2)}x`);
   }
   console.log("decode_tok: forward passes timed after the first token (= tokens - 1); browser-llm has no wasm threads yet (1 thread only)");
+  if (o && o.e.wasmBytes != null) {
+    const file = fs.statSync(model).size;
+    const over = (o.e.wasmBytes - file) / 1e6;
+    console.log(`browser-llm peak wasm memory at context ${ctx}: ${(o.e.wasmBytes / 1e6).toFixed(0)} MB = model file + ${over.toFixed(0)} MB (target: + 150 MB at most)`);
+  }
   if (o && w1) {
     const a = o.e.rounds.at(-1).text;
     const b = w1.e.rounds.at(-1).text;
