@@ -642,14 +642,17 @@ pub mod arch {
         pub fn splat_i32(x: i32) -> V {
             i32x4_splat(x)
         }
+        #[cfg(target_feature = "relaxed-simd")]
         #[inline(always)]
         pub fn sub_i32(a: V, b: V) -> V {
             i32x4_sub(a, b)
         }
+        #[cfg(target_feature = "relaxed-simd")]
         #[inline(always)]
         pub fn mul_i32(a: V, b: V) -> V {
             i32x4_mul(a, b)
         }
+        #[cfg(target_feature = "relaxed-simd")]
         /// 4 i16 at `p`, sign-extended to i32x4.
         /// SAFETY: the caller guarantees 8 readable bytes.
         #[inline(always)]
@@ -781,7 +784,7 @@ pub mod arch {
     /// multiplication with 2^112 (which also normalizes subnormals); inf and NaN get an all-ones
     /// exponent.
     #[inline(always)]
-    fn f16x4_to_f32(h: V) -> V {
+    pub fn f16x4_to_f32(h: V) -> V {
         f16x4_to_f32_impl(h)
     }
 
