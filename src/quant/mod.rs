@@ -1,12 +1,14 @@
-//! Quantization formats: ggml block structs, scalar reference kernels, SIMD128 kernels.
+//! Quantization formats: ggml block structs, scalar reference kernels, the CPU's repacked weights.
 //!
 //! # Layout and contract
-//! Weights stay in GGUF block layout: a weight of `n_rows x n_cols` (ggml `ne0 = n_cols`) is
-//! `n_rows` rows of `n_cols / block_size` blocks back to back ([`blocks`] has the structs, after
-//! `ggml-common.h`). Model code never looks inside: it quantizes an activation vector once per
-//! weight type with [`quantize_acts`] and calls [`matvec`] (or [`matmul`] for several vectors).
+//! In GGUF a weight of `n_rows x n_cols` (ggml `ne0 = n_cols`) is `n_rows` rows of
+//! `n_cols / block_size` blocks back to back ([`blocks`] has the structs, after `ggml-common.h`).
+//! Storage and the GPU keep that layout; the CPU backend repacks each quantized weight at load
+//! into [`packed`]'s layout and multiplies with [`packed::PackedWeight::matmul_band`]. Model code
+//! never looks inside either.
 //!
-//! As in llama.cpp's CPU backend, activations are quantized to the weight's "vec_dot type":
+//! As in llama.cpp's CPU backend, activations are quantized to the weight's "vec_dot type"
+//! ([`quantize_acts`]):
 //!
 //! | weight              | activations | dot product          |
 //! |---------------------|-------------|----------------------|
@@ -16,18 +18,19 @@
 //! | F16 / BF16 / F32    | same        | f32 products         |
 //!
 //! # Kernels
-//! [`scalar`] is the reference and the fallback; [`simd128`] (wasm32 with `+simd128` only) has the
-//! same function names for the formats the CPU decoder spends its time in (Q8_0, Q5_0, Q4_0, Q4_K,
-//! Q6_K, F16, and the Q8_0 / Q8_K activation quantizers) and re-exports the scalar ones for the
-//! rest. [`kernels`] is the one place that picks between them.
+//! [`scalar`] is the reference (and serves [`matvec`]/[`matmul`] on GGUF bytes, which the CPU
+//! backend still uses for F16/BF16/F32 weights). [`packed`] holds the quantized products the CPU
+//! runs: WebAssembly SIMD128 (plus relaxed SIMD in the second wasm build), x86-64 SSE2, or its
+//! scalar reference elsewhere. `simd128` has the Q8_0 / Q8_K activation quantizers and the F16
+//! kernels for wasm; [`kernels`] picks between it and [`scalar`].
 //!
 //! # The format table
 //! Each format is one row of `ggml_types!` in `types.rs` (id, sizes, block struct, vec-dot type,
 //! kernel names, GPU helper). This module's per-format dispatch (`mod dispatch`: one match arm per
 //! row for [`quantize_acts`], [`dequantize_row`] and [`matmul`]) and the activation storage
 //! (`ActsData`, one variant per activation format) are generated from it. Adding a format: its
-//! block struct in `blocks.rs`, its kernels in `scalar.rs` (and optionally `simd128.rs`), its
-//! WGSL helper in `shaders/common/`, and one row in the table.
+//! block struct in `blocks.rs`, its kernels in `scalar.rs`, its unpacking in `packed.rs` (if
+//! quantized), its WGSL helper in `shaders/common/`, and one row in the table.
 
 mod blocks;
 pub mod packed;

@@ -34,6 +34,8 @@
 //! ([`group_dot`]) is written against the few vector operations each of them provides.
 //! Memory: Q8_0 grows by 6% (f32 scales), the 4- and 5-bit formats to 8 bits per weight.
 
+#![allow(clippy::needless_range_loop)] // kernels index rows, lanes and tokens by number
+
 use super::blocks::*;
 use super::{ActsData, GgmlType, QuantizedActs};
 use crate::error::{Error, Result};

@@ -14,9 +14,6 @@ use crate::error::ErrorCode;
 /// Random-case count for every property test (fixed, so runs are comparable).
 const CASES: usize = 6;
 
-fn blocks_of<B: Block>(bytes: &[u8]) -> Vec<B> {
-    as_blocks::<B>(bytes).unwrap().into_owned()
-}
 
 
 // ---------------------------------------------------------------------------------------------
