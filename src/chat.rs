@@ -4,8 +4,10 @@
 //! tokenizers) rendered with `minijinja`; when the file has none, a built-in template chosen by
 //! the special tokens of the vocabulary (Gemma turns, ChatML, Llama 3 headers, Phi-3) is used, and
 //! a plain `role: content` transcript when none of those match. Templates come from downloaded
-//! files, so rendering is sandboxed: no file system, no includes, and a fuel limit that turns an
-//! endless template into an error instead of a hang.
+//! files, so rendering is sandboxed: no file system, no includes, a fuel limit that turns an
+//! endless template into an error instead of a hang, an output limit ([`max_output`]) and a
+//! bounded `tojson` indent. (Not bounded: memory of values a template builds, e.g. a list doubled
+//! in a loop; minijinja has no hook for it.)
 
 use minijinja::{Environment, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,34 @@ pub struct ChatMessage {
 /// Instructions a template may execute before rendering fails (a few thousand per message is
 /// plenty for every real template).
 const FUEL: u64 = 2_000_000;
+
+/// The largest `tojson(indent=N)` a template may ask for (real templates use 2 or 4).
+const MAX_JSON_INDENT: usize = 16;
+
+/// The most prompt text a template may write for `messages`: four times their contents plus
+/// 1 MiB of markup (real templates add tens of bytes per message).
+fn max_output(messages: &[ChatMessage]) -> usize {
+    messages.iter().map(|m| m.content.len()).sum::<usize>().saturating_mul(4).saturating_add(1 << 20)
+}
+
+/// A `fmt::Write` / `io::Write` sink that refuses to grow past `max` bytes.
+struct Bounded {
+    out: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.max {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 const GEMMA: &str = "{{ bos_token }}\
 {%- if messages[0].role == 'system' -%}{%- set prefix = messages[0].content ~ '\n\n' -%}{%- set msgs = messages[1:] -%}\
@@ -110,9 +140,28 @@ pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generatio
     env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
     });
+    // `tojson` with a bounded indent (an indent of 10^9 would allocate gigabytes per value).
+    env.add_filter(
+        "tojson",
+        |v: &minijinja::Value, indent: Option<minijinja::Value>, args: minijinja::value::Kwargs| {
+            let asked = match &indent {
+                Some(i) => Some(i.clone()),
+                None => args.peek::<Option<minijinja::Value>>("indent")?,
+            };
+            if let Some(n) = asked.and_then(|i| usize::try_from(i).ok()).filter(|&n| n > MAX_JSON_INDENT) {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("tojson indent {n} is larger than {MAX_JSON_INDENT}"),
+                ));
+            }
+            minijinja::filters::tojson(v, indent, args)
+        },
+    );
+    let max = max_output(messages);
     let bad = |e: minijinja::Error| {
         let what = match e.kind() {
             ErrorKind::OutOfFuel => "takes too long to render (fuel limit)".to_string(),
+            ErrorKind::WriteFailure => format!("writes more than {max} bytes of prompt for these messages"),
             _ => e.to_string(),
         };
         Error::invalid_argument(format!("the chat template ({}) failed: {what}", template.name()))
@@ -124,7 +173,9 @@ pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generatio
         bos_token => bos,
         eos_token => eos,
     };
-    env.template_from_str(template.text()).and_then(|t| t.render(ctx)).map_err(bad)
+    let mut out = Bounded { out: Vec::new(), max };
+    env.template_from_str(template.text()).and_then(|t| t.render_captured_to(ctx, &mut out).map(drop)).map_err(bad)?;
+    String::from_utf8(out.out).map_err(|_| Error::invalid_argument("the chat template wrote invalid UTF-8"))
 }
 
 /// Where each message's content lies in `rendered` (the template's output for `messages`), in
@@ -244,5 +295,16 @@ mod tests {
         let e = render(&TemplateSource::BuiltIn("plain"), &msgs(&[("tool", "a")]), true, "", "").unwrap_err();
         assert!(e.message.contains("role"), "{}", e.message);
         assert!(render(&TemplateSource::BuiltIn("plain"), &[], true, "", "").is_err());
+        // Memory bombs through the output or tojson fail fast, with a typed error.
+        let indent = TemplateSource::File("{{ messages|tojson(indent=1000000000) }}".into());
+        let e = render(&indent, &msgs(&[("user", "a")]), true, "", "").unwrap_err();
+        assert!(e.code == crate::ErrorCode::InvalidArgument && e.message.contains("indent"), "{}", e.message);
+        let kw = TemplateSource::File("{{ messages|tojson(99) }}".into());
+        assert!(render(&kw, &msgs(&[("user", "a")]), true, "", "").unwrap_err().message.contains("indent"));
+        let ok = TemplateSource::File("{{ messages|tojson(indent=4) }}".into());
+        assert!(render(&ok, &msgs(&[("user", "a")]), true, "", "").unwrap().contains("\"content\": \"a\""));
+        let wide = TemplateSource::File("{% for i in range(100000) %}{{ messages[0].content * 100 }}{% endfor %}".into());
+        let e = render(&wide, &msgs(&[("user", "0123456789")]), true, "", "").unwrap_err();
+        assert!(e.message.contains("more than") || e.message.contains("fuel"), "{}", e.message);
     }
 }
