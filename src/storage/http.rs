@@ -74,7 +74,13 @@ fn request_for(url: &str, range: Option<Range<u64>>, signal: Option<&AbortSignal
     Ok(req)
 }
 
-/// A GET of `url` (bytes `range` when given); any status outside 2xx is a `NETWORK` error.
+/// Whether `e` is [`request`]'s error for an HTTP `status`.
+pub(super) fn is_http_status(e: &Error, status: u16) -> bool {
+    e.code == ErrorCode::Network && e.message.starts_with(&format!("HTTP {status} "))
+}
+
+/// A GET of `url` (bytes `range` when given); any status outside 2xx is a `NETWORK` error
+/// (message "HTTP <status> for <url>: ...", see [`is_http_status`]).
 pub(super) async fn request(url: &str, range: Option<Range<u64>>, signal: Option<&AbortSignal>) -> Result<Response> {
     let resp = fetch(&request_for(url, range, signal)?).await?;
     let status = resp.status();
@@ -108,7 +114,12 @@ pub(super) struct Probe {
 /// Request bytes `first` (chunk `chunk`) of `url` and read size, validators and Range support
 /// from the answer.
 pub(super) async fn probe_url(net: &Requests, url: &str, first: Range<u64>, chunk: usize) -> Result<Probe> {
-    let resp = net.get(url, Some(first.clone())).await?;
+    let (resp, first, chunk) = match net.get(url, Some(first.clone())).await {
+        // 416: the file is now shorter than the chunk we would resume from (it shrank or was
+        // replaced): probe it afresh from its start, so the caller sees the new size and starts over.
+        Err(e) if first.start > 0 && is_http_status(&e, 416) => (net.get(url, Some(0..first.end - first.start)).await?, 0..first.end - first.start, 0),
+        r => (r?, first, chunk),
+    };
     let etag = header(&resp, "ETag");
     let last_modified = header(&resp, "Last-Modified");
     if resp.status() == 206 {

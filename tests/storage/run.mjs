@@ -244,6 +244,23 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} remote changed (ETag): ${s.bytes} bytes refetched, content is the new version`);
     });
 
+    await t.test("a remote file that shrank below the stored chunks starts afresh", async () => {
+      const n = name("shrunk");
+      await ctl(n, { reset: 1, size: SIZE, dropAfter: Math.floor(SIZE * 0.8) });
+      assert.equal((await call(c, "download", url(n), opts({ retries: 0 }))).code, "NETWORK");
+      const kept = await entry(c, url(n));
+      // Smaller than what is stored: resuming asks for a range past its end (HTTP 416).
+      await ctl(n, { version: 2, size: Math.floor(kept.storedBytes / 2) });
+      const { size, sha256 } = await info(n);
+      await reset(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.ok(s.bytes >= size && s.bytes < size + 2 * CHUNK, `${s.bytes} bytes fetched for a ${size}-byte file`);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} remote shrank to ${size} bytes (stored ${kept.storedBytes}): started afresh, ${s.bytes} bytes fetched`);
+    });
+
     await t.test("split GGUF parts are one model", async () => {
       const [a, b] = [name("split-a"), name("split-b")];
       await ctl(a, { reset: 1, size: 300000 });
