@@ -57,7 +57,9 @@ export interface LoadOptions {
   /**
    * Browsers, URL or File sources: keep a verified copy in browser storage so the next visit loads
    * from disk with no network request (default true). Interrupted downloads resume where they
-   * stopped. false: read the source directly (URLs then need HTTP Range support).
+   * stopped. false: read the source directly (URLs then need HTTP Range support). Where the
+   * context has no browser storage at all (neither OPFS nor the Cache API, e.g. a page over plain
+   * http from a LAN address) and `store` is "auto", the model loads as with false.
    */
   cache?: boolean;
   /** Which browser store holds the copy: "auto" (default: OPFS, else the Cache API), "opfs" or "cache". */

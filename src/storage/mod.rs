@@ -153,6 +153,12 @@ mod wasm {
         }
     }
 
+    /// Whether this context has any browser storage (OPFS or the Cache API). A page served over
+    /// plain http from a LAN address has neither.
+    pub fn has_storage() -> bool {
+        super::web::has_opfs() || super::web::caches().is_some()
+    }
+
     /// Open a model: from the store when a complete copy is there (no network), else downloading
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.

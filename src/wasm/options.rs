@@ -63,10 +63,13 @@ impl JsLoadOptions {
 
 impl Load {
     /// Storage options for opening a URL or `File` source.
+    /// Storage options of a load. Where the context has no browser storage at all and the store
+    /// is "auto", the model loads straight from the source (as with `cache: false`) instead of
+    /// failing; `downloadModel` (whose point is the stored copy) still fails there.
     pub fn open_options(&self) -> OpenOptions {
         OpenOptions {
             sha256: self.sha256.clone(),
-            cache: self.cache,
+            cache: self.cache && (self.store != StoreKind::Auto || crate::storage::has_storage()),
             store: self.store,
             signal: self.signal.clone(),
             on_progress: progress_callback(self.on_progress.as_ref()),

@@ -352,6 +352,21 @@ test("a split GGUF loads into the engine as one model: the same tokens as the si
   log(`split model: ${parts.length} parts, 12 greedy tokens equal the single file's: ${split.value.join(" ")}`);
 });
 
+test("a page with no browser storage loads a URL straight from the server; downloadModel says why it cannot", { skip: !process.env.BROWSER_LLM_TINY_DIR && "BROWSER_LLM_TINY_DIR not set" }, async () => {
+  const c = CONTEXTS[1]; // in the page: its globals are what the engine sees
+  await openPage(c);
+  await call(c, "disableStorage");
+  const prompt = [1, 17, 42, 99, 5];
+  const r = await call(c, "generate", `${cors}/t/tiny-llama.gguf`, { store: "auto" }, prompt, 4);
+  assert.ok(r.ok, r.message);
+  assert.equal(r.value.length, 4);
+  const d = await call(c, "download", `${cors}/t/tiny-llama.gguf`, { store: "auto" });
+  assert.equal(d.ok, false);
+  assert.match(d.message, /Cache API/);
+  log(`no OPFS and no Cache API: Engine.load(url) read the model from the server (${r.value.length} tokens generated); downloadModel: ${d.code}`);
+  await openPage(c); // a fresh page: storage back for the tests after this one
+});
+
 test("real model: the engine loads tensor by tensor: the CPU never holds the file twice, the GPU never more than a piece", { skip: !process.env.BROWSER_LLM_MODEL && "BROWSER_LLM_MODEL not set" }, async () => {
   const c = CONTEXTS[0]; // Worker + OPFS, where the package runs the engine
   const model = process.env.BROWSER_LLM_MODEL;

@@ -156,4 +156,10 @@ export const api = {
     Object.defineProperty(navigator.storage, "getDirectory", { value: undefined, configurable: true });
     return { ok: true };
   },
+  // No browser storage at all, as a page over plain http from a LAN address (page only).
+  disableStorage() {
+    Object.defineProperty(navigator.storage, "getDirectory", { value: undefined, configurable: true });
+    Object.defineProperty(globalThis, "caches", { value: undefined, configurable: true });
+    return { ok: true };
+  },
 };
