@@ -122,6 +122,15 @@ pub(super) async fn probe_url(net: &Requests, url: &str, first: Range<u64>, chun
     };
     let etag = header(&resp, "ETag");
     let last_modified = header(&resp, "Last-Modified");
+    if resp.status() == 206 && header(&resp, "Content-Range").is_none() {
+        // Range works but CORS hides Content-Range (a CDN without it in
+        // Access-Control-Expose-Headers): the file's size is unknowable from ranged answers, so
+        // read it as one stream, as from a server without Range support.
+        if let Some(b) = resp.body() {
+            super::web::ignore_rejection(b.cancel());
+        }
+        return probe_whole(net, url).await;
+    }
     if resp.status() == 206 {
         let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
         let Some(cr) = cr.filter(|cr| cr.start == first.start && cr.total.is_some()) else {
@@ -129,8 +138,20 @@ pub(super) async fn probe_url(net: &Requests, url: &str, first: Range<u64>, chun
         };
         return Ok(Probe { resp: Some(resp), ranged: true, ranged_chunk: Some(chunk), size: cr.total, etag, last_modified });
     }
-    // HTTP 200: no Range support; the body is the whole file. Its length is known unless the
-    // server compresses on the fly (Content-Length then counts compressed bytes).
+    probe_from_full(resp)
+}
+
+/// A GET of the whole file, as its probe (the streaming path).
+async fn probe_whole(net: &Requests, url: &str) -> Result<Probe> {
+    probe_from_full(net.get(url, None).await?)
+}
+
+/// The probe of a response that carries the whole file (HTTP 200).
+fn probe_from_full(resp: Response) -> Result<Probe> {
+    let etag = header(&resp, "ETag");
+    let last_modified = header(&resp, "Last-Modified");
+    // No Range support; the body is the whole file. Its length is known unless the server
+    // compresses on the fly (Content-Length then counts compressed bytes).
     let encoded = header(&resp, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
     let size = if encoded { None } else { header(&resp, "Content-Length").and_then(|v| v.trim().parse().ok()) };
     Ok(Probe { resp: Some(resp), ranged: false, ranged_chunk: None, size, etag, last_modified })

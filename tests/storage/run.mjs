@@ -169,6 +169,19 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} no Range: ${s.requests} request, ${s.bytes} bytes; warm: 0 requests`);
     });
 
+    await t.test("a CDN that hides Content-Range from CORS: read as one stream", async () => {
+      const n = name("hidden-range");
+      await ctl(n, { reset: 1, size: SIZE, hideRange: 1 });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.equal(s.requests, 2, "the ranged probe, then one full request");
+      assert.ok(s.bytes >= size && s.bytes <= size + CHUNK, `${s.bytes} bytes for a ${size}-byte file`);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} Content-Range hidden by CORS: ${s.requests} requests, ${s.bytes} bytes (probe chunk + the file)`);
+    });
+
     await t.test("404, an HTML page and a truncated file give clear errors and leave nothing", async () => {
       const cases = [["404", { status: 404 }, "NETWORK"], ["html", { html: 1 }, "BAD_GGUF"], ["trunc", { truncate: SIZE - 5000 }, "BAD_GGUF"]];
       for (const [suffix, q, code] of cases) {
