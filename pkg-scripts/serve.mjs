@@ -14,6 +14,7 @@ import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyRange } from "./http-range.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
@@ -105,25 +106,9 @@ const server = http.createServer((req, res) => {
     res.setHeader("Accept-Ranges", "bytes");
     res.setHeader("Cache-Control", isModel ? "no-store" : "no-cache");
     res.setHeader("ETag", `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`);
-    let start = 0;
-    let end = st.size - 1;
-    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");
-    if (range) {
-      if (range[1] === "") {
-        start = Math.max(0, st.size - Number(range[2]));
-      } else {
-        start = Number(range[1]);
-        if (range[2] !== "") end = Math.min(end, Number(range[2]));
-      }
-      if (start > end || start >= st.size) {
-        res.statusCode = 416;
-        res.setHeader("Content-Range", `bytes */${st.size}`);
-        return res.end();
-      }
-      res.statusCode = 206;
-      res.setHeader("Content-Range", `bytes ${start}-${end}/${st.size}`);
-    }
-    res.setHeader("Content-Length", end - start + 1);
+    const r = applyRange(req, res, st.size);
+    if (!r) return;
+    const { start, end } = r;
     if (isModel) {
       stats.modelRequests += 1;
       stats.requests.push({ model: name, range: req.headers.range ?? null });

@@ -829,13 +829,24 @@ pub mod arch {
         for a in acts {
             assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
         }
+        by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
+    }
+
+    /// Run `full` on each whole tile of [`TILE`] tokens and `one` on each token left over.
+    #[inline(always)]
+    fn by_tiles(
+        acts: &[PackedActs],
+        out: &mut [[f32; ROWS]],
+        mut full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
+        mut one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
+    ) {
         let mut chunks = acts.chunks_exact(TILE);
         let mut outs = out.chunks_exact_mut(TILE);
         for (a, o) in (&mut chunks).zip(&mut outs) {
-            tile::<TILE>(d, m, q, a.try_into().unwrap(), o.try_into().unwrap());
+            full(a.try_into().unwrap(), o.try_into().unwrap());
         }
         for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
-            tile::<1>(d, m, q, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+            one(std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
         }
     }
 
@@ -888,14 +899,7 @@ pub mod arch {
         for a in acts {
             assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
         }
-        let mut chunks = acts.chunks_exact(TILE);
-        let mut outs = out.chunks_exact_mut(TILE);
-        for (a, o) in (&mut chunks).zip(&mut outs) {
-            ktile::<TILE>(g, a.try_into().unwrap(), o.try_into().unwrap());
-        }
-        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
-            ktile::<1>(g, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
-        }
+        by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o));
     }
 
     #[inline(always)]
@@ -952,14 +956,7 @@ pub mod arch {
         for a in acts {
             assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
         }
-        let mut chunks = acts.chunks_exact(TILE);
-        let mut outs = out.chunks_exact_mut(TILE);
-        for (a, o) in (&mut chunks).zip(&mut outs) {
-            tile_relaxed::<TILE>(d, m, q, a.try_into().unwrap(), o.try_into().unwrap());
-        }
-        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
-            tile_relaxed::<1>(d, m, q, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
-        }
+        by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
     }
 
     #[cfg(target_feature = "relaxed-simd")]
@@ -1007,14 +1004,7 @@ pub mod arch {
         for a in acts {
             assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
         }
-        let mut chunks = acts.chunks_exact(TILE);
-        let mut outs = out.chunks_exact_mut(TILE);
-        for (a, o) in (&mut chunks).zip(&mut outs) {
-            ktile_relaxed::<TILE>(g, a.try_into().unwrap(), o.try_into().unwrap());
-        }
-        for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
-            ktile_relaxed::<1>(g, std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
-        }
+        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(g, a, o), |a, o| ktile_relaxed::<1>(g, a, o));
     }
 
     #[cfg(target_feature = "relaxed-simd")]

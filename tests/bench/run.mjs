@@ -16,6 +16,7 @@ import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyRange } from "../../pkg-scripts/http-range.mjs";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -95,24 +96,9 @@ const server = http.createServer((req, res) => {
     }
     res.setHeader("Content-Type", TYPES[path.extname(file)] ?? "application/octet-stream");
     res.setHeader("Accept-Ranges", "bytes");
-    let start = 0;
-    let end = st.size - 1;
-    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");
-    if (range) {
-      if (range[1] === "") start = Math.max(0, st.size - Number(range[2]));
-      else {
-        start = Number(range[1]);
-        if (range[2] !== "") end = Math.min(end, Number(range[2]));
-      }
-      if (start > end || start >= st.size) {
-        res.statusCode = 416;
-        res.setHeader("Content-Range", `bytes */${st.size}`);
-        return res.end();
-      }
-      res.statusCode = 206;
-      res.setHeader("Content-Range", `bytes ${start}-${end}/${st.size}`);
-    }
-    res.setHeader("Content-Length", end - start + 1);
+    const r = applyRange(req, res, st.size);
+    if (!r) return;
+    const { start, end } = r;
     if (req.method === "HEAD") return res.end();
     fs.createReadStream(file, { start, end }).pipe(res);
   });
