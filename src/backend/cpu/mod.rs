@@ -56,6 +56,9 @@ impl CpuWeight {
     }
 }
 
+/// Multiply-adds below which a thread is not worth spawning (native builds).
+const MIN_MACS_PER_THREAD: usize = 8 << 20;
+
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
 
@@ -262,7 +265,10 @@ impl Backend for CpuBackend {
         }
         let acts = LinearActs::new(w, x)?;
         let mut out = CpuAct::new(x.rows, w.n_rows);
-        let threads = self.threads.min(w.n_rows / 256).max(1);
+        // Threads are spawned per product: only worth it for large ones (a decode step's layer
+        // matrices take tens of microseconds; the output head or a prefill chunk, milliseconds).
+        let macs = x.rows.saturating_mul(w.n_rows).saturating_mul(w.n_cols);
+        let threads = if macs < MIN_MACS_PER_THREAD * 2 { 1 } else { self.threads.min(macs / MIN_MACS_PER_THREAD).max(1) };
         if threads == 1 {
             linear_band(w, &acts, 0, w.n_rows, &mut out.data)?;
         } else {
