@@ -832,6 +832,44 @@ pub mod arch {
         by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
     }
 
+    /// Block `b`'s 4 row scales and mins (zeros without mins) as f32 lanes.
+    /// SAFETY: `b` is a block of the group (`d`, `m` hold 4 values per block).
+    #[inline(always)]
+    unsafe fn block_scales(d: &[u16], m: &[u16], b: usize) -> (V, V) {
+        let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
+        (load_f16x4(d.as_ptr().add(b * ROWS)), mw)
+    }
+
+    /// The 32-element formats' float step for one token and block, in the reference's order:
+    /// `acc + sumi * (d_w * d_a)` (`+ m_w * s_a` with mins); `sumi` holds the 4 rows' exact sums.
+    #[inline(always)]
+    fn block_step(acc: V, sumi: V, dw: V, mw: V, a: &PackedActs, b: usize) -> V {
+        let mut v = mul(to_f32(sumi), mul(dw, splat(a.d[b])));
+        if !a.s.is_empty() {
+            v = add(v, mul(mw, splat(a.s[b])));
+        }
+        add(acc, v)
+    }
+
+    /// The K-quants' float step for one token and super-block `b`, in the reference's order:
+    /// `acc + (d_w * d_a) * isum - (dmin_w * d_a) * summs`, `summs = sum_i mn[i] * bsums[i]` per
+    /// row (exact); `isum` holds the 4 rows' exact sums.
+    /// SAFETY: `b` is a super-block of the group and of `a` (checked by the kernels' asserts).
+    #[inline(always)]
+    unsafe fn super_step(acc: V, isum: V, g: &Group, a: &PackedActs, b: usize) -> V {
+        let da = splat(a.d[b]);
+        let mut v = mul(mul(load_f16x4(g.d.as_ptr().add(b * ROWS)), da), to_f32(isum));
+        if !g.mn.is_empty() {
+            let mnp = g.mn.as_ptr().add(b * SUBS * ROWS);
+            let bp = a.bsums.as_ptr().add(b * SUBS);
+            let (b0, b1) = (load(bp), load(bp.add(8)));
+            let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
+            let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
+            v = sub(v, mul(mul(load_f16x4(g.m.as_ptr().add(b * ROWS)), da), to_f32(summs)));
+        }
+        add(acc, v)
+    }
+
     /// Run `full` on each whole tile of [`TILE`] tokens and `one` on each token left over.
     #[inline(always)]
     fn by_tiles(
@@ -874,14 +912,9 @@ pub mod arch {
                         );
                     }
                 }
-                let dw = load_f16x4(d.as_ptr().add(b * ROWS));
-                let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
+                let (dw, mw) = block_scales(d, m, b);
                 for t in 0..T {
-                    let mut v = mul(to_f32(transpose_sum(s[t])), mul(dw, splat(acts[t].d[b])));
-                    if !m.is_empty() {
-                        v = add(v, mul(mw, splat(acts[t].s[b])));
-                    }
-                    acc[t] = add(acc[t], v);
+                    acc[t] = block_step(acc[t], transpose_sum(s[t]), dw, mw, &acts[t], b);
                 }
             }
         }
@@ -923,19 +956,8 @@ pub mod arch {
                         }
                     }
                 }
-                let dw = load_f16x4(g.d.as_ptr().add(b * ROWS));
-                let mins = if g.mn.is_empty() { None } else { Some((load_f16x4(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
                 for t in 0..T {
-                    let da = splat(acts[t].d[b]);
-                    let mut v = mul(mul(dw, da), to_f32(transpose_sum(s[t])));
-                    if let Some((dmin, mnp)) = mins {
-                        let bp = acts[t].bsums.as_ptr().add(b * SUBS);
-                        let (b0, b1) = (load(bp), load(bp.add(8)));
-                        let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
-                        let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
-                        v = sub(v, mul(mul(dmin, da), to_f32(summs)));
-                    }
-                    acc[t] = add(acc[t], v);
+                    acc[t] = super_step(acc[t], transpose_sum(s[t]), g, &acts[t], b);
                 }
             }
         }
@@ -976,15 +998,10 @@ pub mod arch {
                         s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
                     }
                 }
-                let dw = load_f16x4(d.as_ptr().add(b * ROWS));
-                let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
+                let (dw, mw) = block_scales(d, m, b);
                 for t in 0..T {
                     let sumi = sub_i32(transpose_sum(s[t]), splat_i32(64 * acts[t].sum32[b]));
-                    let mut v = mul(to_f32(sumi), mul(dw, splat(acts[t].d[b])));
-                    if !m.is_empty() {
-                        v = add(v, mul(mw, splat(acts[t].s[b])));
-                    }
-                    acc[t] = add(acc[t], v);
+                    acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
                 }
             }
         }
@@ -1034,21 +1051,10 @@ pub mod arch {
                         }
                     }
                 }
-                let dw = load_f16x4(g.d.as_ptr().add(b * ROWS));
-                let mins = if g.mn.is_empty() { None } else { Some((load_f16x4(g.m.as_ptr().add(b * ROWS)), g.mn.as_ptr().add(b * SUBS * ROWS))) };
                 for t in 0..T {
-                    let da = splat(acts[t].d[b]);
                     // corr lanes are rows: 64 * sum_i sc[i][r] * bsums[i].
                     let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(64)));
-                    let mut v = mul(mul(dw, da), to_f32(isum));
-                    if let Some((dmin, mnp)) = mins {
-                        let bp = acts[t].bsums.as_ptr().add(b * SUBS);
-                        let (b0, b1) = (load(bp), load(bp.add(8)));
-                        let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
-                        let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
-                        v = sub(v, mul(mul(dmin, da), to_f32(summs)));
-                    }
-                    acc[t] = add(acc[t], v);
+                    acc[t] = super_step(acc[t], isum, g, &acts[t], b);
                 }
             }
         }
