@@ -93,7 +93,7 @@ fn has_min(ty: GgmlType) -> bool {
 
 /// One K-quant super-block unpacked: `d`, `dmin`, 16 scales and mins, 256 quants.
 fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; SUBS], q: &mut [i8]) -> (u16, u16) {
-    use super::scalar::{scales_mins_k4, scales_q3_K};
+    use super::scalar::{scales_mins_k4, scales_q3_K, unpack_q6_K};
     let f16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
     match ty {
         GgmlType::Q2_K => {
@@ -141,16 +141,7 @@ fn unpack_super(ty: GgmlType, raw: &[u8], sc: &mut [i16; SUBS], mn: &mut [i16; S
             for i in 0..SUBS {
                 sc[i] = b.scales[i] as i16;
             }
-            for half in 0..2 {
-                let (ql, qh) = (&b.ql[64 * half..64 * half + 64], &b.qh[32 * half..32 * half + 32]);
-                let a = &mut q[128 * half..128 * half + 128];
-                for l in 0..32 {
-                    a[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
-                    a[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
-                    a[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
-                    a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
-                }
-            }
+            q.copy_from_slice(&unpack_q6_K(&b));
             (b.d, 0)
         }
         _ => unreachable!("checked by is_k"),

@@ -218,7 +218,7 @@ pub fn dequantize_row_q5_K(x: &[BlockQ5K], y: &mut [f32]) {
 
 /// The 256 quants of a Q6_K block, minus 32, in element order (ggml's `aux8` unpacking).
 #[inline(always)]
-fn unpack_q6_K(b: &BlockQ6K) -> [i8; QK_K] {
+pub fn unpack_q6_K(b: &BlockQ6K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
     for half in 0..2 {
         let (ql, qh) = (&b.ql[64 * half..64 * half + 64], &b.qh[32 * half..32 * half + 32]);
