@@ -283,18 +283,9 @@ impl PackedWeight {
         Ok(())
     }
 
-    pub fn ty(&self) -> GgmlType {
-        self.ty
-    }
-
     /// Whether the relaxed-SIMD kernels may run on this weight (every quant in -64..=63).
     pub fn fits_i7(&self) -> bool {
         self.fits_i7
-    }
-
-    /// Bytes held (scales, mins, quants).
-    pub fn size_bytes(&self) -> usize {
-        (self.d.len() + self.m.len() + self.sc.len() + self.mn.len()) * 2 + self.q.len()
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).

@@ -1,10 +1,10 @@
 //! The CPU backend: scalar reference ops ([`ops`]) and the quantized matrix products of
 //! [`crate::quant`] (SIMD128 in wasm, SSE2 natively).
 //!
-//! Weights of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are repacked as they load
-//! into the layout of [`crate::quant::packed`] (4-row groups, f32 scales, i8 quants) and the GGUF
-//! bytes are dropped; the other formats stay in GGUF block layout, shared with the buffer the
-//! model was loaded from.
+//! Every quantized weight (Q4_0..Q8_0, Q2_K..Q6_K) is repacked as it loads, in pieces, into the
+//! layout of [`crate::quant::packed`] (4-row groups, f16 scales, i8 quants) and its GGUF bytes are
+//! dropped; F32/F16/BF16 weights stay in GGUF layout, shared with the buffer they were read into.
+//! The KV cache holds f16 values, as llama.cpp's.
 //!
 //! Natively, large matrix products are split by rows over a few threads; in wasm everything runs
 //! on the calling thread.
@@ -45,13 +45,6 @@ impl CpuWeight {
         match &self.data {
             WeightData::F32(_, v) => Ok(v),
             _ => Err(Error::unsupported_model(format!("a norm/bias tensor must be F32, got {}", self.ty))),
-        }
-    }
-    /// The GGUF bytes of a weight that was not repacked.
-    fn gguf_bytes(&self) -> Option<&[u8]> {
-        match &self.data {
-            WeightData::Gguf(b) | WeightData::F32(b, _) => Some(b.as_slice()),
-            WeightData::Packed(_) => None,
         }
     }
 }
@@ -237,10 +230,11 @@ impl Backend for CpuBackend {
                 )));
             }
             let row = &mut out.data[i * w.n_cols..(i + 1) * w.n_cols];
-            match (&w.data, w.gguf_bytes()) {
-                (WeightData::Packed(p), _) => p.dequantize_row(id, row)?,
-                (_, Some(data)) => quant::dequantize_row(w.ty, &data[id * rb..(id + 1) * rb], row)?,
-                _ => unreachable!("a weight is packed or has its GGUF bytes"),
+            match &w.data {
+                WeightData::Packed(p) => p.dequantize_row(id, row)?,
+                WeightData::Gguf(b) | WeightData::F32(b, _) => {
+                    quant::dequantize_row(w.ty, &b.as_slice()[id * rb..(id + 1) * rb], row)?
+                }
             }
             if scale != 1.0 {
                 row.iter_mut().for_each(|v| *v *= scale);
