@@ -95,6 +95,13 @@ impl AnyEngine {
             AnyEngine::Gpu(e) => Some(e.backend.ctx.describe()),
         }
     }
+    /// Threads the CPU backend's matrix products use (1 on the GPU).
+    pub fn cpu_threads(&self) -> usize {
+        match self {
+            AnyEngine::Cpu(e) => e.backend.threads(),
+            AnyEngine::Gpu(_) => 1,
+        }
+    }
     pub fn stats(&self) -> BackendStats {
         with_engine!(self, e => e.backend.stats())
     }

@@ -3,9 +3,8 @@
 // calls so only one runs at a time. WorkerEngine (worker-engine.js) runs this same class in a
 // dedicated Worker.
 
-import { WasmEngine, checkLoadOptions } from "./wasm/browser_llm.js";
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
-import { isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
+import { ensureThreads, isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
 
@@ -21,22 +20,25 @@ function storable(source) {
  * verified, cached for the next visit); bytes are read tensor by tensor. Node reads paths and
  * URLs into bytes here first. The options are checked before anything is read.
  */
-async function wasmEngine(source, options) {
-  checkLoadOptions(options);
+async function wasmEngine(rt, source, options) {
+  rt.wasm.checkLoadOptions(options);
+  await ensureThreads(rt, options.threads);
   const { onProgress, signal } = options;
   const src = isNode || !storable(source) ? await readSource(source, { onProgress, signal }) : source;
   if (signal?.aborted) throw abortedError();
-  return WasmEngine.load(src, options);
+  return rt.wasm.WasmEngine.load(src, options);
 }
 
 export class Engine {
   #wasm;
+  #runtime;
   #queue = Promise.resolve();
   #disposed = false;
 
   /** @internal use Engine.load */
-  constructor(wasm) {
+  constructor(wasm, runtime) {
     this.#wasm = wasm;
+    this.#runtime = runtime;
     this.chat = createChat(this);
   }
 
@@ -47,8 +49,9 @@ export class Engine {
     try {
       options ??= {};
       if (options.signal?.aborted) throw abortedError();
-      await loadWasm();
-      return new Engine(await wasmEngine(source, options));
+      // (`threads` is checked with the other options, by the module.)
+      const rt = await loadWasm({ threads: Number.isInteger(options.threads) ? options.threads : undefined });
+      return new Engine(await wasmEngine(rt, source, options), rt);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
       throw toBrowserLlmError(e);
@@ -137,7 +140,15 @@ export class Engine {
 
   /** Architecture, parameters, quantization mix, context, backend and why. */
   info() {
-    return this.#run(async () => this.#wasm.info());
+    return this.#run(async () => {
+      const info = this.#wasm.info();
+      const why = this.#runtime.threadsReason;
+      return {
+        ...info,
+        cpuThreadsReason: info.backend === "cpu" && info.cpuThreads === 1 ? why ?? null : null,
+        wasmMemoryBytes: this.#runtime.wasm.wasmMemoryBytes(),
+      };
+    });
   }
 
   /** Forget the conversation held in the KV cache. */

@@ -49,6 +49,13 @@ export interface LoadOptions {
   backend?: "auto" | "webgpu" | "cpu";
   /** Tokens of context (prompt + generated); default min(4096, the model's training context). */
   contextLength?: number;
+  /**
+   * CPU threads, 1-16 (default: the cores, up to 4). More than 1 needs the threaded build, which
+   * runs where the page is cross-origin isolated (COOP: same-origin, COEP: require-corp) and in
+   * Node; elsewhere the CPU runs on one thread and `info().cpuThreadsReason` says why. The first
+   * load in a page or Worker picks the build: `threads: 1` there keeps the single-thread builds.
+   */
+  threads?: number;
   onProgress?: (p: Progress) => void;
   /** Aborting rejects the load with code "ABORTED". */
   signal?: AbortSignal;
@@ -148,12 +155,20 @@ export interface ModelInfo {
   backend: string;
   backendReason: string;
   /**
-   * The WebAssembly build the CPU path runs: "relaxed-simd" where the engine has relaxed SIMD
-   * (Chrome, Edge, Firefox), else "simd128" (Safari, Node 20). Same tokens either way.
+   * The WebAssembly kernels the CPU path runs: "relaxed-simd" (the single-thread build, where the
+   * engine has relaxed SIMD: Chrome, Edge, Firefox) or "simd128" (the threaded build, and Safari,
+   * Node 20 on one thread). Same tokens either way.
    */
   cpuKernels: "relaxed-simd" | "simd128";
-  /** Threads the CPU backend uses (1: on the thread that called; multi-threaded wasm is not built yet). */
+  /** Threads the CPU backend's matrix products run on (the calling thread included). */
   cpuThreads: number;
+  /** On the CPU with one thread: why not more (e.g. the page is not cross-origin isolated); else null. */
+  cpuThreadsReason: string | null;
+  /**
+   * Bytes of WebAssembly memory the package's module holds now, for all engines of this page or
+   * Worker (wasm memory never shrinks, so this is also the peak so far).
+   */
+  wasmMemoryBytes: number;
   /** "gguf" (the file's own template) or the built-in one used. */
   chatTemplate: string;
   bosToken: string | null;

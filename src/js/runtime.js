@@ -1,6 +1,6 @@
-// Loading the wasm module once, in browsers, Workers and Node, and small environment helpers.
+// Loading the wasm module once, in browsers, Workers and Node (one of three builds: see
+// pkg-scripts/build), starting the threaded build's CPU threads, and small environment helpers.
 
-import init from "./wasm/browser_llm.js";
 import { BrowserLlmError } from "./errors.js";
 
 export const isNode = typeof process !== "undefined" && !!(process.versions && process.versions.node);
@@ -43,8 +43,46 @@ function hasRelaxedSimd() {
   }
 }
 
-/** Instantiate the wasm module (once): the relaxed-SIMD build where the engine has it. */
-export function loadWasm() {
+/** CPU threads when the load options do not say: the cores, up to 4 (more rarely pays on small models). */
+async function defaultThreads() {
+  const cores = isNode ? (await nodeImport("node:os")).availableParallelism() : (navigator.hardwareConcurrency ?? 1);
+  return Math.max(1, Math.min(4, cores));
+}
+
+/** Why this environment cannot run the threaded build, or null if it can. */
+function threadsUnavailable() {
+  if (typeof SharedArrayBuffer === "undefined" || typeof Atomics === "undefined") {
+    return "SharedArrayBuffer is unavailable (serve the page with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
+  }
+  if (!isNode && !globalThis.crossOriginIsolated) {
+    return "the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
+  }
+  if (!isNode && typeof Worker === "undefined") return "this context cannot start Workers";
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  } catch {
+    return "this engine has no WebAssembly threads (shared memory)";
+  }
+  return null;
+}
+
+async function compile(url) {
+  if (isNode) {
+    const fs = await nodeImport("node:fs/promises");
+    return WebAssembly.compile(await fs.readFile(url));
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw new BrowserLlmError("NETWORK", `could not fetch ${url} (HTTP ${res.status})`);
+  return WebAssembly.compileStreaming ? WebAssembly.compileStreaming(res) : WebAssembly.compile(await res.arrayBuffer());
+}
+
+/**
+ * Instantiate the wasm module (once per page or Worker): the threaded build where threads are
+ * wanted (`threads` > 1, by default the cores up to 4) and the environment allows them, else the
+ * relaxed-SIMD build where the engine has it, else plain SIMD128. Resolves with the runtime:
+ * `{ wasm }` (the JS bindings), `threaded`, and `threadsReason` (why there is one thread).
+ */
+export function loadWasm({ threads } = {}) {
   if (crashed) {
     return Promise.reject(new BrowserLlmError(
       "INTERNAL",
@@ -54,20 +92,61 @@ export function loadWasm() {
   }
   if (!ready) {
     ready = (async () => {
+      const wanted = threads ?? await defaultThreads();
+      const why = wanted > 1 ? threadsUnavailable() : "one thread was asked for (threads: 1)";
+      if (why === null) {
+        const wasm = await import("./wasm/browser_llm_threads.js");
+        const module = await compile(new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url));
+        await wasm.default({ module_or_path: module });
+        return { wasm, threaded: true, threadsReason: null, module, workers: [] };
+      }
+      const wasm = await import("./wasm/browser_llm.js");
       // Two literal URLs, so bundlers (Vite, webpack) ship both files.
       const url = hasRelaxedSimd()
         ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
         : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
-      if (isNode) {
-        const fs = await nodeImport("node:fs/promises");
-        await init({ module_or_path: await fs.readFile(url) });
-      } else {
-        await init({ module_or_path: url });
-      }
+      await wasm.default({ module_or_path: await compile(url) });
+      return { wasm, threaded: false, threadsReason: why };
     })();
     ready.catch(() => { ready = null; });
   }
   return ready;
+}
+
+/**
+ * Start the threaded build's worker threads until there are `threads - 1` (the calling thread is
+ * the last). A worker that does not come up within 20 s is left out (fewer threads, same results).
+ */
+export async function ensureThreads(rt, threads) {
+  if (!rt.threaded) return;
+  const { wasm } = rt;
+  const want = Math.min(threads ?? await defaultThreads(), 16) - 1;
+  while (rt.workers.length < want) {
+    const id = rt.workers.length;
+    const url = new URL("./thread-worker.js", import.meta.url);
+    let worker;
+    if (isNode) {
+      const { Worker } = await nodeImport("node:worker_threads");
+      worker = new Worker(url);
+      worker.unref(); // its loop never ends: it must not keep Node running
+    } else {
+      worker = new Worker(url, { type: "module", name: `browser-llm thread ${id}` });
+    }
+    rt.workers.push(worker);
+    let failed = null;
+    const onError = (e) => { failed = e?.message ?? String(e); };
+    if (isNode) worker.on("error", onError);
+    else worker.addEventListener("error", onError);
+    worker.postMessage({ module: rt.module, memory: wasm.threadMemory(), id, failedFlag: wasm.threadFailedFlag() });
+    const t0 = Date.now();
+    while (!wasm.threadWorkerReady(id)) {
+      if (failed !== null || Date.now() - t0 > 20000) {
+        rt.threadsReason = `CPU thread ${id + 1} did not start (${failed ?? "timed out"})`;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
 }
 
 /** Import a Node built-in without bundlers trying to resolve it for the browser. */

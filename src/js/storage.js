@@ -1,13 +1,12 @@
 // Cache management: models kept in browser storage (OPFS, or the Cache API where OPFS is missing).
 
-import * as wasm from "./wasm/browser_llm.js";
 import { toBrowserLlmError } from "./errors.js";
 import { loadWasm, markCrashed } from "./runtime.js";
 
 async function call(fn) {
   try {
-    await loadWasm();
-    return await fn();
+    const { wasm } = await loadWasm();
+    return await fn(wasm);
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
     throw toBrowserLlmError(e);
@@ -16,20 +15,20 @@ async function call(fn) {
 
 /** Download (or resume) a model into browser storage without loading it: a prefetch. */
 export function downloadModel(source, options = {}) {
-  return call(() => wasm.downloadModel(source, options));
+  return call((wasm) => wasm.downloadModel(source, options));
 }
 
 /** Models in browser storage: [{ key, url, size, storedBytes, complete, lastUsed, store }]. */
 export function listCachedModels() {
-  return call(async () => (await wasm.listCachedModels()).map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));
+  return call(async (wasm) => (await wasm.listCachedModels()).map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));
 }
 
 /** Remove a cached model (by its key, as listed); a missing key is not an error. */
 export function deleteCachedModel(key) {
-  return call(() => wasm.deleteCachedModel(key));
+  return call((wasm) => wasm.deleteCachedModel(key));
 }
 
 /** Bytes this site uses and may use: { usage, quota, persisted }. */
 export function storageUsage() {
-  return call(() => wasm.storageUsage());
+  return call((wasm) => wasm.storageUsage());
 }

@@ -24,7 +24,8 @@ pub struct ModelInfo {
     /// The WebAssembly build in use: "relaxed-simd" (SIMD128 + relaxed SIMD's dot product) or
     /// "simd128" (engines without relaxed SIMD, e.g. Safari, Node 20).
     pub cpu_kernels: String,
-    /// Threads the CPU backend uses for matrix products (1: this build runs on the calling thread).
+    /// Threads the CPU backend uses for matrix products (1 on the GPU, in the plain builds, and where
+    /// the page is not cross-origin isolated).
     pub cpu_threads: usize,
     /// "gguf" (the file's own template) or the built-in one used.
     pub chat_template: String,
@@ -62,7 +63,7 @@ impl ModelInfo {
             backend: engine.backend_name().to_string(),
             backend_reason,
             cpu_kernels: crate::quant::packed::KERNELS.to_string(),
-            cpu_threads: 1,
+            cpu_threads: engine.cpu_threads(),
             chat_template: chat_template.to_string(),
             bos_token: text(tok.bos_id()),
             eos_token: text(tok.eos_id()),

@@ -25,3 +25,9 @@ pub use convert::to_js_error;
 fn start() {
     console_error_panic_hook::set_once();
 }
+
+/// Bytes of WebAssembly memory the module holds (memory never shrinks: the peak so far).
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    core::arch::wasm32::memory_size::<0>() as f64 * 65536.0
+}

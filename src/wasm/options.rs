@@ -22,6 +22,7 @@ use crate::storage::{OpenOptions, StoreKind};
 pub struct JsLoadOptions {
     backend: Option<String>,
     context_length: Option<usize>,
+    threads: Option<usize>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     on_progress: JsValue,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
@@ -30,6 +31,9 @@ pub struct JsLoadOptions {
     cache: Option<bool>,
     store: Option<String>,
 }
+
+/// Most CPU threads a load may ask for (the calling thread and the pool's workers).
+const MAX_THREADS: usize = crate::backend::cpu::pool::MAX_WORKERS + 1;
 
 /// The checked form of [`JsLoadOptions`].
 pub struct Load {
@@ -50,6 +54,11 @@ impl JsLoadOptions {
                     None => BackendChoice::Auto,
                 },
                 n_ctx: self.context_length,
+                cpu_threads: match self.threads {
+                    Some(n @ 1..=MAX_THREADS) => Some(n),
+                    Some(n) => return Err(Error::invalid_argument(format!("threads must be from 1 to {MAX_THREADS} (got {n})"))),
+                    None => None,
+                },
                 ..Default::default()
             },
             on_progress: function(&self.on_progress, "onProgress")?,

@@ -6,12 +6,15 @@
 //! dropped; F32/F16/BF16 weights stay in GGUF layout, shared with the buffer they were read into.
 //! The KV cache holds f16 values, as llama.cpp's.
 //!
-//! Natively, large matrix products are split by rows over a few threads; in wasm everything runs
-//! on the calling thread.
+//! Large matrix products are split by rows over the threads of [`pool`]: natively std threads,
+//! in the threaded wasm build Web Workers on the module's shared memory; otherwise (the plain wasm
+//! builds) everything runs on the calling thread.
 
 pub mod ops;
+pub mod pool;
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, Result};
@@ -49,8 +52,9 @@ impl CpuWeight {
     }
 }
 
-/// Multiply-adds below which a thread is not worth spawning (native builds).
-const MIN_MACS_PER_THREAD: usize = 8 << 20;
+/// Multiply-adds below which a product is not worth splitting over another thread (waking a
+/// parked worker and collecting its band costs some microseconds).
+const MIN_MACS_PER_THREAD: usize = 1 << 18;
 
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
@@ -96,19 +100,28 @@ impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend { threads: default_threads(), ..Default::default() }
     }
-    /// Use `n` threads for matrix products (native only; wasm always uses 1).
+    /// Use up to `n` threads for matrix products (natively they start here; in wasm the
+    /// package's JS starts them, and a plain build has only the calling thread).
     pub fn with_threads(n: usize) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        pool::ensure_threads(n);
         CpuBackend { threads: n.max(1), ..Default::default() }
+    }
+    /// Threads matrix products run on.
+    pub fn threads(&self) -> usize {
+        self.threads.min(pool::threads())
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    pool::ensure_threads(n);
+    n
 }
 #[cfg(target_arch = "wasm32")]
 fn default_threads() -> usize {
-    1
+    pool::threads()
 }
 
 fn shape_err(what: &str, a: usize, b: usize) -> Error {
@@ -259,37 +272,27 @@ impl Backend for CpuBackend {
         }
         let acts = LinearActs::new(w, x)?;
         let mut out = CpuAct::new(x.rows, w.n_rows);
-        // Threads are spawned per product: only worth it for large ones (a decode step's layer
-        // matrices take tens of microseconds; the output head or a prefill chunk, milliseconds).
         let macs = x.rows.saturating_mul(w.n_rows).saturating_mul(w.n_cols);
-        let threads = if macs < MIN_MACS_PER_THREAD * 2 { 1 } else { self.threads.min(macs / MIN_MACS_PER_THREAD).max(1) };
+        let threads = self.threads().min(macs / MIN_MACS_PER_THREAD).max(1);
         if threads == 1 {
             linear_band(w, &acts, 0, w.n_rows, &mut out.data)?;
         } else {
-            #[cfg(not(target_arch = "wasm32"))]
-            {
-                // Each thread computes a contiguous band of weight rows for every token.
-                // Bands of whole row groups (the packed kernels' unit).
-                let per = w.n_rows.div_ceil(threads).next_multiple_of(packed::ROWS);
-                let results: Vec<Result<(usize, usize, Vec<f32>)>> = std::thread::scope(|s| {
-                    let handles: Vec<_> = (0..w.n_rows)
-                        .step_by(per)
-                        .map(|r0| {
-                            let n = per.min(w.n_rows - r0);
-                            let acts = &acts;
-                            s.spawn(move || {
-                                let mut band = vec![0.0f32; x.rows * n];
-                                linear_band(w, acts, r0, n, &mut band).map(|_| (r0, n, band))
-                            })
-                        })
-                        .collect();
-                    handles.into_iter().map(|h| h.join().expect("matmul thread panicked")).collect()
-                });
-                for res in results {
-                    let (r0, n, band) = res?;
-                    for t in 0..x.rows {
-                        out.data[t * w.n_rows + r0..t * w.n_rows + r0 + n].copy_from_slice(&band[t * n..(t + 1) * n]);
-                    }
+            // Each task computes a band of whole row groups (the packed kernels' unit) for every
+            // token, into its own buffer.
+            let per = w.n_rows.div_ceil(threads).next_multiple_of(packed::ROWS);
+            let n_tasks = w.n_rows.div_ceil(per);
+            let bands: Vec<OnceLock<Result<Vec<f32>>>> = (0..n_tasks).map(|_| OnceLock::new()).collect();
+            pool::run(n_tasks, &|i| {
+                let (r0, n) = (i * per, per.min(w.n_rows - i * per));
+                let mut band = vec![0.0f32; x.rows * n];
+                let _ = bands[i].set(linear_band(w, &acts, r0, n, &mut band).map(|_| band));
+            })
+            .map_err(|_| Error::internal("a matrix product panicked on a worker thread"))?;
+            for (i, band) in bands.into_iter().enumerate() {
+                let band = band.into_inner().ok_or_else(|| Error::internal("a matrix product band did not run"))??;
+                let (r0, n) = (i * per, per.min(w.n_rows - i * per));
+                for t in 0..x.rows {
+                    out.data[t * w.n_rows + r0..t * w.n_rows + r0 + n].copy_from_slice(&band[t * n..(t + 1) * n]);
                 }
             }
         }
