@@ -32,13 +32,15 @@ async function wasmEngine(rt, source, options) {
 export class Engine {
   #wasm;
   #runtime;
+  #threads;
   #queue = Promise.resolve();
   #disposed = false;
 
   /** @internal use Engine.load */
-  constructor(wasm, runtime) {
+  constructor(wasm, runtime, threads) {
     this.#wasm = wasm;
     this.#runtime = runtime;
+    this.#threads = threads;
     this.chat = createChat(this);
   }
 
@@ -51,7 +53,7 @@ export class Engine {
       if (options.signal?.aborted) throw abortedError();
       // (`threads` is checked with the other options, by the module.)
       const rt = await loadWasm({ threads: Number.isInteger(options.threads) ? options.threads : undefined });
-      return new Engine(await wasmEngine(rt, source, options), rt);
+      return new Engine(await wasmEngine(rt, source, options), rt, options.threads);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
       throw toBrowserLlmError(e);
@@ -142,10 +144,10 @@ export class Engine {
   info() {
     return this.#run(async () => {
       const info = this.#wasm.info();
-      const why = this.#runtime.threadsReason;
+      const why = this.#threads === 1 ? "one thread was asked for (threads: 1)" : this.#runtime.threadsReason ?? "this machine has one core";
       return {
         ...info,
-        cpuThreadsReason: info.backend === "cpu" && info.cpuThreads === 1 ? why ?? null : null,
+        cpuThreadsReason: info.backend === "cpu" && info.cpuThreads === 1 ? why : null,
         wasmMemoryBytes: this.#runtime.wasm.wasmMemoryBytes(),
       };
     });

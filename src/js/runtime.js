@@ -93,8 +93,10 @@ export function loadWasm({ threads } = {}) {
   if (!ready) {
     ready = (async () => {
       const wanted = threads ?? await defaultThreads();
-      const why = wanted > 1 ? threadsUnavailable() : "one thread was asked for (threads: 1)";
-      if (why === null) {
+      const why = wanted > 1 ? threadsUnavailable()
+        : threads === 1 ? "the first load in this page or Worker asked for one thread (threads: 1), which picks a single-thread build"
+        : "this machine has one core";
+      if (wanted > 1 && why === null) {
         const wasm = await import("./wasm/browser_llm_threads.js");
         const module = await compile(new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url));
         await wasm.default({ module_or_path: module });

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { Engine, WorkerEngine, BrowserLlmError } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
@@ -23,9 +24,12 @@ test("load from a file path, info", async () => {
   assert.equal(info.contextLength, 1024);
   assert.equal(info.backend, "cpu");
   assert.match(info.backendReason, /CPU/);
-  // Node 20 has no (correct) relaxed SIMD: the SIMD128 build; newer Node may take the relaxed one.
-  assert.ok(["simd128", "relaxed-simd"].includes(info.cpuKernels), info.cpuKernels);
-  assert.equal(info.cpuThreads, 1);
+  // Node has shared memory and worker threads: the threaded (SIMD128) build, on the cores up to 4.
+  const cores = Math.min(4, availableParallelism());
+  assert.equal(info.cpuKernels, "simd128");
+  assert.equal(info.cpuThreads, cores);
+  assert.equal(info.cpuThreadsReason, cores > 1 ? null : "this machine has one core");
+  assert.ok(info.wasmMemoryBytes > info.fileSize, String(info.wasmMemoryBytes));
   assert.equal(info.chatTemplate, "gemma");
   assert.deepEqual(info.quantization.map(([t]) => t).sort(), ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]);
   assert.ok(info.parameters > 250e6 && info.parameters < 300e6, String(info.parameters));
@@ -171,7 +175,12 @@ test("load errors: missing file, not a GGUF, truncated, split parts in Node, bad
 test("load from bytes generates the golden tokens; dispose frees the engine", async () => {
   await engine.dispose();
   await assert.rejects(engine.info(), { code: "INVALID_ARGUMENT" });
-  const e2 = await Engine.load(new Uint8Array(await readFile(MODEL)), { backend: "cpu" });
+  // One thread on the threaded build: the same tokens as the multi-threaded engine's.
+  const e2 = await Engine.load(new Uint8Array(await readFile(MODEL)), { backend: "cpu", threads: 1 });
+  const info = await e2.info();
+  assert.equal(info.cpuThreads, 1);
+  assert.equal(info.cpuThreadsReason, "one thread was asked for (threads: 1)");
+  await assert.rejects(Engine.load(MODEL, { backend: "cpu", threads: 0 }), { code: "INVALID_ARGUMENT", message: /threads/ });
   const p = golden.prompts[2];
   const r = await e2.generate(p.prompt, greedy);
   console.log(checkGreedy(p.prompt, r.tokenIds));

@@ -14,7 +14,7 @@ pub mod ops;
 pub mod pool;
 
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, Result};
@@ -56,6 +56,10 @@ impl CpuWeight {
 /// parked worker and collecting its band costs some microseconds).
 const MIN_MACS_PER_THREAD: usize = 1 << 18;
 
+/// Bands per thread in a split product: smaller bands even out threads that run at different
+/// speeds (another process on a core).
+const TASKS_PER_THREAD: usize = 4;
+
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
 
@@ -91,7 +95,6 @@ pub struct CpuKv {
 pub struct CpuBackend {
     threads: usize,
     rope_table: Vec<(f32, f32)>,
-    scores: Vec<f32>,
     /// Scratch: one layer's visible keys and values as f32.
     kv_f32: (Vec<f32>, Vec<f32>),
 }
@@ -279,7 +282,7 @@ impl Backend for CpuBackend {
         } else {
             // Each task computes a band of whole row groups (the packed kernels' unit) for every
             // token, into its own buffer.
-            let per = w.n_rows.div_ceil(threads).next_multiple_of(packed::ROWS);
+            let per = w.n_rows.div_ceil(threads * TASKS_PER_THREAD).next_multiple_of(packed::ROWS);
             let n_tasks = w.n_rows.div_ceil(per);
             let bands: Vec<OnceLock<Result<Vec<f32>>>> = (0..n_tasks).map(|_| OnceLock::new()).collect();
             pool::run(n_tasks, &|i| {
@@ -371,28 +374,41 @@ impl Backend for CpuBackend {
         }
         let group = p.n_head / p.n_head_kv;
         let mut out = CpuAct::new(n, o_dim.unwrap_or(0));
-        let mut qh = vec![0.0f32; p.head_dim];
         // The visible cache rows as f32, converted once for every head and query row of this call
         // (exact: f16 -> f32 loses nothing).
         let first = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
         let last = p.pos0 + n;
+        let threads = self.threads();
         let (kf, vf) = (&mut self.kv_f32.0, &mut self.kv_f32.1);
         kf.clear();
         kf.extend(kc[first * kv.k_dim..last * kv.k_dim].iter().map(|&h| f16_to_f32(h)));
         vf.clear();
         vf.extend(vc[first * kv.v_dim..last * kv.v_dim].iter().map(|&h| f16_to_f32(h)));
-        for r in 0..n {
-            let pos = p.pos0 + r;
-            let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w)) - first;
-            let n_pos = pos + 1 - first - start;
-            for h in 0..p.n_head {
+        let (kf, vf) = (&*kf, &*vf);
+        // One item per (query row, head), in the order of their outputs in `out`; split over the
+        // pool's threads in contiguous runs of items when the product is large (long prompts).
+        let items = n * p.n_head;
+        let macs = items.saturating_mul(last - first).saturating_mul(p.head_dim + p.head_dim_v);
+        let n_tasks = match threads.min(macs / MIN_MACS_PER_THREAD) {
+            0 | 1 => 1,
+            t => (t * TASKS_PER_THREAD).min(items),
+        };
+        let per = items.div_ceil(n_tasks).max(1);
+        let dv = p.head_dim_v;
+        let chunks: Vec<Mutex<&mut [f32]>> = out.data.chunks_mut(per * dv).map(Mutex::new).collect();
+        pool::run(chunks.len(), &|t| {
+            let mut o = chunks[t].lock().unwrap_or_else(|e| e.into_inner());
+            let mut qh = vec![0.0f32; p.head_dim];
+            let mut scores = Vec::new();
+            for (i, o) in o.chunks_mut(dv).enumerate() {
+                let (r, h) = ((t * per + i) / p.n_head, (t * per + i) % p.n_head);
+                let pos = p.pos0 + r;
+                let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w)) - first;
                 let g = h / group;
                 // llama.cpp multiplies Q with the f16 K cache in f16 precision.
                 for (d, s) in qh.iter_mut().zip(&q.row(r)[h * p.head_dim..(h + 1) * p.head_dim]) {
                     *d = ops::round_f16(*s);
                 }
-                let scale = p.scale;
-                let o = &mut out.data[r * out.cols + h * p.head_dim_v..r * out.cols + (h + 1) * p.head_dim_v];
                 ops::attend_head(
                     &qh,
                     &kf[start * kv.k_dim..],
@@ -400,14 +416,15 @@ impl Backend for CpuBackend {
                     kv.k_dim,
                     kv.v_dim,
                     g * p.head_dim,
-                    g * p.head_dim_v,
-                    n_pos,
-                    scale,
-                    &mut self.scores,
+                    g * dv,
+                    pos + 1 - first - start,
+                    p.scale,
+                    &mut scores,
                     o,
                 );
             }
-        }
+        })
+        .map_err(|_| Error::internal("attention panicked on a worker thread"))?;
         Ok(out)
     }
 
