@@ -166,7 +166,7 @@ function showInfo(info) {
     ["Model", info.name ?? "(unnamed)"], ["Architecture", `${info.architecture}, ${info.layers} layers`], ["Parameters", params],
     ["Weights", quant], ["Context", `${info.contextLength} tokens (trained: ${info.trainingContextLength})`],
     ["Backend", info.backend], ["Why", info.backendReason], ["Chat template", info.chatTemplate],
-    ...(info.backend === "cpu" ? [["Kernels", `WebAssembly ${info.cpuKernels}, ${info.cpuThreads} thread${info.cpuThreads > 1 ? "s" : ""}`]] : []),
+    ...(info.backend === "cpu" ? [["Kernels", `WebAssembly ${info.cpuKernels}, ${info.cpuThreads} thread${info.cpuThreads > 1 ? "s" : ""}${info.cpuThreadsReason ? ` (${info.cpuThreadsReason})` : ""}`]] : []),
   ];
   el.info.replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");
