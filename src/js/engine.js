@@ -35,6 +35,8 @@ export class Engine {
   #threads;
   #queue = Promise.resolve();
   #disposed = false;
+  /** dispose() was called: a generation in flight stops at its next step. */
+  #disposing = false;
 
   /** @internal use Engine.load */
   constructor(wasm, runtime, threads) {
@@ -48,14 +50,15 @@ export class Engine {
    * Load a GGUF model from a URL, a File/Blob, bytes, or (Node) a file path.
    */
   static async load(source, options = {}) {
+    let rt = null;
     try {
       options ??= {};
       if (options.signal?.aborted) throw abortedError();
       // (`threads` is checked with the other options, by the module.)
-      const rt = await loadWasm({ threads: Number.isInteger(options.threads) ? options.threads : undefined });
+      rt = await loadWasm({ threads: Number.isInteger(options.threads) ? options.threads : undefined });
       return new Engine(await wasmEngine(rt, source, options), rt, options.threads);
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
+      if (e instanceof WebAssembly.RuntimeError) markCrashed(rt, e);
       throw toBrowserLlmError(e);
     }
   }
@@ -64,6 +67,11 @@ export class Engine {
   #run(fn) {
     const p = this.#queue.then(() => {
       if (this.#disposed) throw new BrowserLlmError("INVALID_ARGUMENT", "the engine was disposed; load the model again");
+      const crashed = this.#runtime?.crashed;
+      if (crashed) {
+        this.#disposed = true;
+        throw new BrowserLlmError("INTERNAL", `the engine's WebAssembly module crashed (${crashed.message}); load the model again`, { cause: crashed });
+      }
       return fn();
     });
     this.#queue = p.catch(() => {});
@@ -71,7 +79,7 @@ export class Engine {
       const err = toBrowserLlmError(e);
       if (err.code === "INTERNAL" && e instanceof WebAssembly.RuntimeError) {
         this.#disposed = true;
-        markCrashed(e); // the whole module instance, not just this engine
+        markCrashed(this.#runtime, e); // the whole module instance, not just this engine
       }
       throw err;
     });
@@ -96,7 +104,7 @@ export class Engine {
       w.begin(prompt, rest);
       try {
         for (;;) {
-          if (signal?.aborted) w.abort();
+          if (signal?.aborted || this.#disposing) w.abort();
           const s = await w.step();
           if (s === null) break;
           if (s.kind === "prefill") onPrefill?.({ done: s.done, total: s.total });
@@ -158,8 +166,9 @@ export class Engine {
     return this.#run(async () => this.#wasm.reset());
   }
 
-  /** Free the model's memory; later calls fail. */
+  /** Free the model's memory; later calls fail. A generation in flight stops at once (finishReason "abort"). */
   dispose() {
+    this.#disposing = true;
     return this.#run(async () => {
       this.#disposed = true;
       this.#wasm.dispose();

@@ -255,7 +255,7 @@ export interface LlmEngine {
   info(): Promise<ModelInfo>;
   /** Forget the KV cache. */
   reset(): Promise<void>;
-  /** Free the model; later calls fail. */
+  /** Free the model; later calls fail. A generation in flight stops at its next step (finishReason "abort"). */
   dispose(): Promise<void>;
 }
 

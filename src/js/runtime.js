@@ -6,15 +6,43 @@ import { BrowserLlmError } from "./errors.js";
 export const isNode = typeof process !== "undefined" && !!(process.versions && process.versions.node);
 
 let ready = null;
-let crashed = null;
+/** Module instances retired after a trap so far: the next one imports a fresh copy of the glue. */
+let retired = 0;
 
 /**
- * The wasm module trapped (a Rust panic): its memory and stack may be inconsistent, so nothing in
- * this page uses it again; every later call fails with INTERNAL. (A WorkerEngine contains a crash
- * in its Worker: a new WorkerEngine.load starts a fresh module.)
+ * The wasm module of `rt` trapped (a Rust panic): its memory and stack may be inconsistent, so it
+ * is never used again. Engines on it fail with INTERNAL from now on (`rt.crashed`), its threads
+ * stop, and the next load instantiates a fresh module. (A WorkerEngine contains a crash in its
+ * Worker, which it terminates; its next load starts a fresh Worker.)
  */
-export function markCrashed(e) {
-  crashed ??= e;
+export function markCrashed(rt, e) {
+  if (!rt || rt.crashed) return;
+  rt.crashed = e;
+  for (const w of rt.workers ?? []) w.terminate();
+  if (ready && ready.runtime === rt) {
+    ready = null;
+    retired++;
+  }
+}
+
+/**
+ * The JS glue of a build. wasm-bindgen's glue keeps its instance in module state, so after a
+ * crash a fresh instance needs a fresh copy of the module, imported by a URL of its own (bundlers
+ * that rename files cannot follow that URL: the load then fails asking for a page reload).
+ */
+async function importGlue(threaded) {
+  if (retired === 0) return threaded ? import("./wasm/browser_llm_threads.js") : import("./wasm/browser_llm.js");
+  const url = new URL(threaded ? "./wasm/browser_llm_threads.js" : "./wasm/browser_llm.js", import.meta.url);
+  url.searchParams.set("instance", String(retired));
+  try {
+    return await import(/* @vite-ignore */ /* webpackIgnore: true */ url.href);
+  } catch (e) {
+    throw new BrowserLlmError(
+      "INTERNAL",
+      `the engine's WebAssembly module crashed earlier and a fresh copy could not be loaded (${e?.message ?? e}); reload the page`,
+      { cause: e },
+    );
+  }
 }
 
 /**
@@ -77,40 +105,38 @@ async function compile(url) {
 }
 
 /**
- * Instantiate the wasm module (once per page or Worker): the threaded build where threads are
+ * Instantiate the wasm module (once per page or Worker, and again after a crash): the threaded build where threads are
  * wanted (`threads` > 1, by default the cores up to 4) and the environment allows them, else the
  * relaxed-SIMD build where the engine has it, else plain SIMD128. Resolves with the runtime:
  * `{ wasm }` (the JS bindings), `threaded`, and `threadsReason` (why there is one thread).
  */
 export function loadWasm({ threads } = {}) {
-  if (crashed) {
-    return Promise.reject(new BrowserLlmError(
-      "INTERNAL",
-      `the engine's WebAssembly module crashed earlier in this page (${crashed.message}); reload the page to use it again (a WorkerEngine recovers with a new load)`,
-      { cause: crashed },
-    ));
-  }
   if (!ready) {
-    ready = (async () => {
+    const p = (async () => {
       const wanted = threads ?? await defaultThreads();
       const why = wanted > 1 ? threadsUnavailable()
         : threads === 1 ? "the first load in this page or Worker asked for one thread (threads: 1), which picks a single-thread build"
         : "this machine has one core";
+      let rt;
       if (wanted > 1 && why === null) {
-        const wasm = await import("./wasm/browser_llm_threads.js");
+        const wasm = await importGlue(true);
         const module = await compile(new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url));
         await wasm.default({ module_or_path: module });
-        return { wasm, threaded: true, threadsReason: null, module, workers: [] };
+        rt = { wasm, threaded: true, threadsReason: null, module, workers: [] };
+      } else {
+        const wasm = await importGlue(false);
+        // Two literal URLs, so bundlers (Vite, webpack) ship both files.
+        const url = hasRelaxedSimd()
+          ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
+          : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
+        await wasm.default({ module_or_path: await compile(url) });
+        rt = { wasm, threaded: false, threadsReason: why, workers: [] };
       }
-      const wasm = await import("./wasm/browser_llm.js");
-      // Two literal URLs, so bundlers (Vite, webpack) ship both files.
-      const url = hasRelaxedSimd()
-        ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
-        : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
-      await wasm.default({ module_or_path: await compile(url) });
-      return { wasm, threaded: false, threadsReason: why };
+      p.runtime = rt;
+      return rt;
     })();
-    ready.catch(() => { ready = null; });
+    ready = p;
+    p.catch(() => { if (ready === p) ready = null; });
   }
   return ready;
 }

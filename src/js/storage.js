@@ -4,11 +4,11 @@ import { toBrowserLlmError } from "./errors.js";
 import { loadWasm, markCrashed } from "./runtime.js";
 
 async function call(fn) {
+  const rt = await loadWasm().catch((e) => { throw toBrowserLlmError(e); });
   try {
-    const { wasm } = await loadWasm();
-    return await fn(wasm);
+    return await fn(rt.wasm);
   } catch (e) {
-    if (e instanceof WebAssembly.RuntimeError) markCrashed(e);
+    if (e instanceof WebAssembly.RuntimeError) markCrashed(rt, e);
     throw toBrowserLlmError(e);
   }
 }

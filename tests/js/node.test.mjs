@@ -245,19 +245,40 @@ test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's",
 });
 
 // Last: a trap retires the module instance for the rest of the page (process).
-test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, disposes the engine and retires the module", async () => {
+test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, fails every engine on that module, and the next load gets a fresh module", async () => {
   // A Rust panic logs its message (console_error_panic_hook) and then traps: the call throws a
   // WebAssembly.RuntimeError. No input is known to make the real module panic, so a stand-in
-  // module that traps is driven through the real Engine.
+  // engine that traps is driven through the real Engine, attributed to the real module instance.
+  const { loadWasm } = await import(new URL("./node_modules/browser-llm/runtime.js", import.meta.url));
+  const before = await Engine.load(MODEL, { backend: "cpu", contextLength: 256 });
+  const rt = await loadWasm();
   let calls = 0;
   const trapping = { begin() { calls++; throw new WebAssembly.RuntimeError("unreachable"); } };
-  const e = new Engine(trapping);
+  const e = new Engine(trapping, rt);
   await assert.rejects(e.generate("x"), (err) =>
     err instanceof BrowserLlmError && err.code === "INTERNAL" && /crashed/.test(err.message) && err.cause instanceof WebAssembly.RuntimeError);
   // Disposed: later calls fail clearly and never reach the crashed module again.
   await assert.rejects(e.generate("x"), (err) => err.code === "INVALID_ARGUMENT" && /disposed/.test(err.message));
   assert.equal(calls, 1);
-  // The module instance may be inconsistent after a trap: no later load reuses it.
-  await assert.rejects(Engine.load(await readFile(MODEL), { backend: "cpu" }), (err) =>
-    err.code === "INTERNAL" && /crashed earlier/.test(err.message) && /reload/.test(err.message));
+  // Another engine on the same instance fails clearly too (its memory may be inconsistent).
+  await assert.rejects(before.generate("x"), (err) => err.code === "INTERNAL" && /crashed/.test(err.message) && /load the model again/.test(err.message));
+  // The next load instantiates a fresh module (fresh memory, fresh threads) and works.
+  const fresh = await Engine.load(MODEL, { backend: "cpu", contextLength: 256 });
+  assert.notEqual(await loadWasm(), rt);
+  const p = golden.prompts[3];
+  console.log("fresh module:", checkGreedy(p.prompt, (await fresh.generate(p.prompt, greedy)).tokenIds));
+  await fresh.dispose();
+});
+
+test("dispose() during a generation stops it at its next step", async () => {
+  const e = await Engine.load(MODEL, { backend: "cpu", contextLength: 512 });
+  let n = 0;
+  let disposed;
+  const r = await e.generate("Once upon a time", {
+    maxTokens: 400, ignoreEos: true, onToken: () => { if (++n === 3) disposed = e.dispose(); },
+  });
+  await disposed;
+  assert.equal(r.finishReason, "abort");
+  assert.ok(r.tokenIds.length <= 4, `${r.tokenIds.length} tokens after dispose()`);
+  await assert.rejects(e.info(), { code: "INVALID_ARGUMENT", message: /disposed/ });
 });
