@@ -23,7 +23,7 @@ use super::http::fetch_range_bytes;
 use super::kind::StoreKind;
 use super::manifest::{chunk_range, Manifest};
 use super::progress::Reporter;
-use super::sha::Hasher;
+use super::sha::{sha256_js, Hasher};
 use super::store::Store;
 use super::web::blob_bytes;
 use crate::error::{Error, ErrorCode, Result};
@@ -32,15 +32,25 @@ use crate::gguf::{self, Gguf};
 /// Read granularity where the source has no chunks of its own (Blobs, direct URLs).
 const WINDOW: u64 = 8 << 20;
 
+/// Verified chunks kept in JS memory for the reads that follow (loads read chunks in order).
+const VERIFIED_KEPT: usize = 2;
+
 pub(super) enum Backing {
-    Store { store: Rc<Store>, manifest: Manifest, blobs: RefCell<HashMap<(usize, usize), Blob>> },
+    /// `blobs`: chunk files found (right size); `verified`: the last chunks read whole and checked
+    /// against their recorded sha256, served from memory.
+    Store {
+        store: Rc<Store>,
+        manifest: Manifest,
+        blobs: RefCell<HashMap<(usize, usize), Blob>>,
+        verified: RefCell<Vec<((usize, usize), Uint8Array)>>,
+    },
     Blobs(Vec<Blob>),
     Urls { urls: Vec<String>, sizes: Vec<u64> },
 }
 
 impl Backing {
     pub fn store(store: Rc<Store>, manifest: Manifest) -> Backing {
-        Backing::Store { store, manifest, blobs: RefCell::new(HashMap::new()) }
+        Backing::Store { store, manifest, blobs: RefCell::new(HashMap::new()), verified: RefCell::new(Vec::new()) }
     }
 }
 
@@ -134,7 +144,7 @@ impl StoredModel {
     }
 
     async fn chunk_blob(&self, part: usize, chunk: usize) -> Result<Option<Blob>> {
-        let Backing::Store { store, manifest, blobs } = &self.backing else { unreachable!() };
+        let Backing::Store { store, manifest, blobs, .. } = &self.backing else { unreachable!() };
         if let Some(b) = blobs.borrow().get(&(part, chunk)) {
             return Ok(Some(b.clone()));
         }
@@ -149,17 +159,48 @@ impl StoredModel {
     async fn seg_bytes(&self, (part, chunk, r): &Seg) -> Result<Uint8Array> {
         match &self.backing {
             Backing::Store { .. } => {
-                let b = self.chunk_blob(*part, *chunk).await?.ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::Integrity,
-                        format!("stored chunk {part}/{chunk} of {} is missing or damaged; open the model again to repair it", self.key),
-                    )
-                })?;
-                slice_bytes(&b, r.clone(), ErrorCode::Internal).await
+                let bytes = self.verified_chunk(*part, *chunk).await?;
+                Ok(bytes.subarray(r.start as u32, r.end as u32))
             }
             Backing::Blobs(blobs) => slice_bytes(&blobs[*part], r.clone(), ErrorCode::InvalidArgument).await,
             Backing::Urls { urls, sizes } => fetch_range_bytes(&urls[*part], r.clone(), sizes[*part]).await,
         }
+    }
+
+    /// A stored chunk's bytes, read whole and checked against the sha256 recorded when it was
+    /// written: storage changed behind our back (another program, a disk error, a hostile
+    /// extension) is never used. A damaged chunk is forgotten in the manifest, so opening the model
+    /// again downloads just that chunk.
+    async fn verified_chunk(&self, part: usize, chunk: usize) -> Result<Uint8Array> {
+        let Backing::Store { store, manifest, verified, .. } = &self.backing else { unreachable!() };
+        if let Some((_, b)) = verified.borrow().iter().find(|(k, _)| *k == (part, chunk)) {
+            return Ok(b.clone());
+        }
+        let damaged = |why: &str| {
+            Error::new(
+                ErrorCode::Integrity,
+                format!("stored chunk {part}/{chunk} of {} {why}; open the model again to repair it", self.key),
+            )
+        };
+        let blob = self.chunk_blob(part, chunk).await?.ok_or_else(|| damaged("is missing or has the wrong size"))?;
+        let bytes = blob_bytes(&blob, ErrorCode::Internal, "reading a stored chunk").await?;
+        let want = manifest.parts[part].chunks.get(chunk).cloned().flatten();
+        if want.as_deref() != Some(sha256_js(&bytes).await.as_str()) {
+            let mut m = manifest.clone();
+            m.complete = false;
+            m.sha256 = None;
+            if let Some(c) = m.parts[part].chunks.get_mut(chunk) {
+                *c = None;
+            }
+            let _ = store.save_manifest(&m).await;
+            return Err(damaged("does not match the sha256 recorded when it was written"));
+        }
+        let mut v = verified.borrow_mut();
+        if v.len() == VERIFIED_KEPT {
+            v.remove(0);
+        }
+        v.push(((part, chunk), bytes.clone()));
+        Ok(bytes)
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<()> {

@@ -153,6 +153,26 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} corrupt byte: INTEGRITY (${r.message.slice(0, 60)}...), entry after: ${e ? "partial" : "none"}; retry ${s.bytes} bytes, verified`);
     });
 
+    await t.test("a stored chunk changed on disk is never used: INTEGRITY, then the next open re-downloads just that chunk", async () => {
+      const n = name("tamper");
+      await ctl(n, { reset: 1, size: SIZE });
+      const { sha256 } = await info(n);
+      assert.ok((await call(c, "download", url(n), opts())).ok);
+      const t = await call(c, "tamperChunk", url(n), c.expect, 0, 3);
+      assert.ok(t.ok && t.value === CHUNK, t.message);
+      await reset(n);
+      const r = await call(c, "read", url(n), opts());
+      assert.equal(r.code, "INTEGRITY", r.message);
+      assert.match(r.message, /chunk 0\/3 .*sha256/);
+      assert.equal((await stats(n)).requests, 0);
+      const r2 = await call(c, "read", url(n), opts());
+      assert.ok(r2.ok, r2.message);
+      assert.equal(r2.value.sha256, sha256);
+      const s = await stats(n);
+      assert.equal(s.bytes, CHUNK, "only the damaged chunk is fetched again");
+      log(`${c.name} chunk changed on disk: INTEGRITY on read; next open fetched ${s.requests} request(s), ${s.bytes} bytes; verified`);
+    });
+
     await t.test("a server without Range support still works", async () => {
       const n = name("norange");
       await ctl(n, { reset: 1, size: SIZE, ranges: 0 });

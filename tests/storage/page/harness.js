@@ -114,6 +114,30 @@ export const api = {
     const r = await api.load(source, o, "cpu", prompt, n);
     return r.ok ? { ok: true, value: r.value.tokenIds } : r;
   },
+  // Change one stored chunk's bytes in place (same size), as a disk error or another program would.
+  async tamperChunk(key, store, part, chunk) {
+    return wrap(async () => {
+      const id = (await sha256(new TextEncoder().encode(key))).slice(0, 32);
+      const name = `p${part}-c${chunk}`;
+      const flip = (b) => { const a = new Uint8Array(b); a[a.length >> 1] ^= 0xff; return a; };
+      if (store === "opfs") {
+        const dir = await (await (await navigator.storage.getDirectory()).getDirectoryHandle("browser-llm")).getDirectoryHandle(id);
+        const fh = await dir.getFileHandle(name);
+        const bytes = flip(await (await fh.getFile()).arrayBuffer());
+        const w = await fh.createWritable();
+        await w.write(bytes);
+        await w.close();
+        return bytes.length;
+      }
+      const cache = await caches.open("browser-llm-v1");
+      const u = `https://browser-llm.invalid/${id}/${name}`;
+      const res = await cache.match(u);
+      if (!res) throw new Error(`no cached chunk ${u}`);
+      const bytes = flip(await res.arrayBuffer());
+      await cache.put(u, new Response(bytes, { headers: res.headers }));
+      return bytes.length;
+    });
+  },
   list: () => wrap(() => bl.listCachedModels()),
   del: (key) => wrap(() => bl.deleteCachedModel(key)),
   usage: () => wrap(() => bl.storageUsage()),
