@@ -34,6 +34,11 @@ impl Requests {
         Ok(Requests { user_signal, ctrl, signal })
     }
 
+    /// The caller's `AbortSignal`, if any.
+    pub fn user_signal(&self) -> Option<&AbortSignal> {
+        self.user_signal.as_ref()
+    }
+
     pub fn check_aborted(&self) -> Result<()> {
         if self.user_signal.as_ref().is_some_and(|s| s.aborted()) {
             return Err(Error::new(ErrorCode::Aborted, "the download was aborted"));

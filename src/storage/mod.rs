@@ -184,7 +184,10 @@ mod wasm {
         let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress)?;
         sess.check_aborted()?;
         let r = if cache {
-            open_cached(&sess, store, &parts, sha256.as_deref()).await
+            // One writer per model across tabs and Workers: a second one waits, then finds the
+            // copy the first one stored (or resumes it).
+            let lock = lock_name(&sess.key);
+            super::web::with_lock(&lock, sess.net.user_signal(), open_cached(&sess, store, &parts, sha256.as_deref())).await
         } else {
             open_direct(&sess, parts, sha256.as_deref()).await
         };
@@ -325,10 +328,18 @@ mod wasm {
 
     /// Delete a model (complete or partial) from every store. Deleting a missing key is not an error.
     pub async fn delete(key: &str) -> Result<()> {
-        for store in Store::all().await {
-            store.remove(key).await?;
-        }
-        Ok(())
+        super::web::with_lock(&lock_name(key), None, async {
+            for store in Store::all().await {
+                store.remove(key).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The Web Lock held while a model's stored copy is written or deleted.
+    fn lock_name(key: &str) -> String {
+        format!("browser-llm model {key}")
     }
 
     /// `navigator.storage.estimate()`.

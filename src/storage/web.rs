@@ -1,6 +1,6 @@
 //! Small helpers over the JS global scope that work the same on a page and in a Worker:
 //! `fetch`, `setTimeout`, `navigator.storage`, `caches`, JS exception -> [`Error`] mapping, and
-//! JS byte arrays <-> `Blob` ([`blob_bytes`], [`blob_of`]).
+//! JS byte arrays <-> `Blob` ([`blob_bytes`], [`blob_of`]), and the Web Locks API ([`with_lock`]).
 //! Nothing here assumes `window`: globals are looked up on `globalThis`.
 
 use js_sys::{Array, Promise, Reflect, Uint8Array};
@@ -103,4 +103,43 @@ pub fn ignore_rejection(p: Promise) {
 pub fn blob_of(pieces: &[Uint8Array]) -> Result<web_sys::Blob> {
     let arr: Array = pieces.iter().collect();
     web_sys::Blob::new_with_u8_array_sequence(&arr).map_err(internal("building a Blob"))
+}
+
+/// Run `f` holding the Web Lock `name` (`navigator.locks`: one holder across every tab and Worker
+/// of the origin), waiting for another holder to finish first. Aborting `signal` while waiting is
+/// `ABORTED`. Where the context has no Web Locks, `f` runs unlocked.
+pub async fn with_lock<T>(name: &str, signal: Option<&web_sys::AbortSignal>, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let Some(locks) = global_get("navigator").and_then(|n| get(&n, "locks")) else { return f.await };
+    let Some(request) = get(&locks, "request").and_then(|r| r.dyn_into::<js_sys::Function>().ok()) else { return f.await };
+    // `granted` resolves when the lock is ours; the lock is held until `held` resolves.
+    let mut grant = None;
+    let granted = Promise::new(&mut |resolve, _| grant = Some(resolve));
+    let mut release = None;
+    let held = Promise::new(&mut |resolve, _| release = Some(resolve));
+    let (Some(grant), Some(release)) = (grant, release) else { return f.await };
+    let on_grant = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+        let _ = grant.call0(&JsValue::NULL);
+        held.into()
+    });
+    let opts = js_sys::Object::new();
+    if let Some(s) = signal {
+        Reflect::set(&opts, &"signal".into(), s).map_err(internal("lock options"))?;
+    }
+    let req: Promise = request
+        .call3(&locks, &name.into(), &opts, &on_grant)
+        .map_err(internal("navigator.locks.request"))?
+        .unchecked_into();
+    // The request's promise settles only after the release, or rejects when aborted while waiting.
+    let waited = JsFuture::from(Promise::race(&Array::of2(&granted, &req))).await;
+    ignore_rejection(req);
+    if let Err(e) = waited {
+        let _ = release.call0(&JsValue::NULL);
+        if signal.is_some_and(|s| s.aborted()) {
+            return Err(Error::new(ErrorCode::Aborted, "aborted while another tab or Worker was storing this model"));
+        }
+        return Err(js_error(e, ErrorCode::Internal, "waiting for the storage lock"));
+    }
+    let out = f.await;
+    let _ = release.call0(&JsValue::NULL);
+    out
 }

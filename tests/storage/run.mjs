@@ -366,6 +366,30 @@ test("page reload mid-download resumes with only the missing chunks", async () =
   }
 });
 
+test("two writers of one model (the page and a Worker, as two tabs would be) take turns: one download, both get the model", async () => {
+  const [onPage, inWorker] = [CONTEXTS[1], CONTEXTS[0]]; // both OPFS, one origin
+  const n = "two-writers";
+  const opts = { store: "auto", chunkSize: CHUNK };
+  await openPage(onPage);
+  await ctl(n, { reset: 1, size: SIZE, throttle: SIZE / 2 });
+  const { size, sha256 } = await info(n);
+  const [a, b] = await Promise.all([call(onPage, "download", url(n), opts), call(inWorker, "download", url(n), opts)]);
+  assert.ok(a.ok, a.message);
+  assert.ok(b.ok, b.message);
+  const s = await stats(n);
+  assert.equal(s.bytes, size, "every byte downloaded once: the second writer waited and found the stored copy");
+  assert.equal((await call(inWorker, "read", url(n), opts)).value.sha256, sha256);
+  // A waiting writer can be aborted.
+  const n2 = "two-writers-abort";
+  await ctl(n2, { reset: 1, size: SIZE, throttle: SIZE / 2 });
+  const first = call(onPage, "download", url(n2), opts);
+  for (let i = 0; i < 100 && (await stats(n2)).bytes === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const second = await call(inWorker, "download", url(n2), { ...opts, abortAfterMs: 200 });
+  assert.equal(second.code, "ABORTED", second.message);
+  assert.ok((await first).ok);
+  log(`two writers: ${s.requests} requests, ${s.bytes} bytes for ${size}; a waiting writer aborted: ${second.code}`);
+});
+
 test("a split GGUF loads into the engine as one model: the same tokens as the single file", { skip: !process.env.BROWSER_LLM_TINY_DIR && "BROWSER_LLM_TINY_DIR not set" }, async () => {
   // tiny-llama written whole and as 3 parts (pkg-scripts/test-storage makes both).
   const c = CONTEXTS[0];

@@ -17,17 +17,18 @@ async function wrap(f) {
 }
 
 // Options with a progress recorder and an AbortController that fires once `abortAt` (a fraction of
-// the total) is downloaded.
+// the total) is downloaded, or `abortAfterMs` after the call starts.
 function options(o = {}) {
-  const { abortAt, ...rest } = o;
+  const { abortAt, abortAfterMs, ...rest } = o;
   const ctrl = new AbortController();
+  if (abortAfterMs != null) setTimeout(() => ctrl.abort(), abortAfterMs);
   const events = [];
   const opts = {
     ...rest,
     signal: ctrl.signal,
     onProgress: (p) => {
       events.push(p);
-      if (abortAt != null && p.phase === "download" && p.total > 0 && p.loaded >= abortAt * p.total && !ctrl.signal.aborted) {
+      if (abortAt != null && abortAfterMs == null && p.phase === "download" && p.total > 0 && p.loaded >= abortAt * p.total && !ctrl.signal.aborted) {
         ctrl.abort();
         globalThis.abortedAt = performance.now();
       }
