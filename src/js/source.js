@@ -16,20 +16,26 @@ function progressReporter(phase, total, onProgress) {
   };
 }
 
+/** Bytes allocated up front for a download of declared length. */
+const PREALLOCATE = 64 << 20;
+
 async function readStream(stream, total, phase, onProgress, signal) {
   const report = progressReporter(phase, total, onProgress);
   const reader = stream.getReader();
   const onAbort = () => reader.cancel().catch(() => {});
   signal?.addEventListener("abort", onAbort);
   try {
-    let out = total > 0 ? new Uint8Array(total) : new Uint8Array(1 << 20);
+    // A declared length is a hint, not trusted with memory: start at most PREALLOCATE, grow by
+    // doubling, and land on exactly `total` when the header was honest.
+    let out = new Uint8Array(total > 0 ? Math.min(total, PREALLOCATE) : 1 << 20);
     let n = 0;
     for (;;) {
       if (signal?.aborted) throw abortedError();
       const { done, value } = await reader.read();
       if (done) break;
       if (n + value.length > out.length) {
-        const grown = new Uint8Array(Math.max(out.length * 2, n + value.length));
+        const need = n + value.length;
+        const grown = new Uint8Array(total >= need ? Math.min(Math.max(out.length * 2, need), total) : Math.max(out.length * 2, need));
         grown.set(out.subarray(0, n));
         out = grown;
       }

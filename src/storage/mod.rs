@@ -29,7 +29,8 @@
 //!   `createWritable` elsewhere), else the Cache API. With `cache: false` reads go straight to the
 //!   source (HTTP Range requests, or `Blob.slice`).
 //! - Cache key: the URL (the first part's for a split model); for a `File`
-//!   `file:<name>:<size>:<lastModified>`; `OpenOptions::key` overrides it.
+//!   `file:<name>:<size>:<lastModified>:<sha256 of its first and last 64 KiB, 16 hex digits>`;
+//!   `OpenOptions::key` overrides it.
 //!
 //! ## Download ([`download`])
 //! The file is cut into chunks (default 8 MiB). Each missing chunk is fetched with a `Range` request,
@@ -179,7 +180,10 @@ mod wasm {
             return Err(Error::invalid_argument(format!("concurrency must be 1..=64, got {concurrency}")));
         }
         let parts = part_sources(source)?;
-        let key = key.unwrap_or_else(|| default_key(&parts));
+        let key = match key {
+            Some(k) => k,
+            None => default_key(&parts).await?,
+        };
         let progress = Rc::new(RefCell::new(Reporter::new(on_progress)));
         let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress)?;
         sess.check_aborted()?;

@@ -5,12 +5,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{AbortSignal, Blob};
 
 use super::http::Requests;
 use super::progress::Reporter;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Where the model bytes come from.
 pub enum Source {
@@ -38,13 +38,28 @@ impl PartSource {
             },
         }
     }
-    /// Identity of a local file for the cache key and change detection.
-    fn blob_identity(b: &Blob) -> String {
-        match b.dyn_ref::<web_sys::File>() {
-            Some(f) => format!("file:{}:{}:{}", f.name(), b.size(), f.last_modified()),
-            None => format!("blob:{}", b.size()),
-        }
+    /// Identity of a local file for the cache key and change detection: name, size, modification
+    /// time, and a hash of its first and last 64 KiB (two different files that agree on the rest,
+    /// e.g. two quantizations saved under one name, never share a stored copy).
+    async fn blob_identity(b: &Blob) -> Result<String> {
+        let fp = blob_fingerprint(b).await?;
+        Ok(match b.dyn_ref::<web_sys::File>() {
+            Some(f) => format!("file:{}:{}:{}:{fp}", f.name(), b.size(), f.last_modified()),
+            None => format!("blob:{}:{fp}", b.size()),
+        })
     }
+}
+
+/// sha256 (16 hex digits) of a Blob's first and last [`EDGE`] bytes.
+async fn blob_fingerprint(b: &Blob) -> Result<String> {
+    const EDGE: f64 = 65536.0;
+    let size = b.size();
+    let slice = |s: f64, e: f64| b.slice_with_f64_and_f64(s, e).map_err(super::web::internal("Blob.slice"));
+    let (head, tail): (JsValue, JsValue) = (slice(0.0, EDGE.min(size))?.into(), slice((size - EDGE).max(0.0), size)?.into());
+    let ends = js_sys::Array::of2(&head, &tail);
+    let both = Blob::new_with_blob_sequence(&ends).map_err(super::web::internal("building a Blob"))?;
+    let bytes = super::web::blob_bytes(&both, ErrorCode::InvalidArgument, "reading the model file").await?;
+    Ok(super::sha::sha256_js(&bytes).await[..16].to_owned())
 }
 
 /// The parts of `source`, in order: at least one, and every URL http(s) or relative.
@@ -69,24 +84,18 @@ pub(super) fn part_sources(source: Source) -> Result<Vec<PartSource>> {
 }
 
 /// The cache key of a model when the caller gives none (see the module docs of [`super`]).
-pub(super) fn default_key(parts: &[PartSource]) -> String {
-    match &parts[0] {
-        PartSource::Url(u) => u.clone(),
-        PartSource::Blob(b) => {
-            let ids: Vec<String> = parts
-                .iter()
-                .map(|p| match p {
-                    PartSource::Blob(b) => PartSource::blob_identity(b),
-                    PartSource::Url(u) => u.clone(),
-                })
-                .collect();
-            if ids.len() == 1 {
-                PartSource::blob_identity(b)
-            } else {
-                ids.join("+")
-            }
-        }
+pub(super) async fn default_key(parts: &[PartSource]) -> Result<String> {
+    if let PartSource::Url(u) = &parts[0] {
+        return Ok(u.clone());
     }
+    let mut ids = Vec::with_capacity(parts.len());
+    for p in parts {
+        ids.push(match p {
+            PartSource::Blob(b) => PartSource::blob_identity(b).await?,
+            PartSource::Url(u) => u.clone(),
+        });
+    }
+    Ok(ids.join("+"))
 }
 
 /// One `open` call: key, tuning, cancellation and progress.

@@ -328,6 +328,21 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} File: stored under ${f.value.key}; cache:false: ${s.requests} Range requests`);
     });
 
+    await t.test("two different Files with the same name, size and date are two stored copies", async () => {
+      const [a, b] = [name("same-a"), name("same-b")];
+      await ctl(a, { reset: 1, size: SIZE, version: 1 });
+      await ctl(b, { reset: 1, size: SIZE, version: 2 });
+      const [ia, ib] = [await info(a), await info(b)];
+      assert.notEqual(ia.sha256, ib.sha256);
+      const fa = await call(c, "fromFile", url(a), "model.gguf", opts());
+      const fb = await call(c, "fromFile", url(b), "model.gguf", opts());
+      assert.ok(fa.ok && fb.ok, fa.message ?? fb.message);
+      assert.notEqual(fa.value.key, fb.value.key);
+      assert.equal(fa.value.readSha256, ia.sha256);
+      assert.equal(fb.value.readSha256, ib.sha256, "the second file reads its own bytes, not the first's");
+      log(`${c.name} same name/size/date, other bytes: keys ${fa.value.key.slice(-16)} vs ${fb.value.key.slice(-16)}; each reads its own bytes`);
+    });
+
     await t.test("list, delete and usage", async () => {
       const before = (await call(c, "list")).value;
       assert.ok(before.length > 0);
