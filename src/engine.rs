@@ -131,6 +131,16 @@ impl<B: Backend> Engine<B> {
         let tokenizer = Arc::new(Tokenizer::from_gguf(gguf)?);
         // Validate the config and size the KV cache before any weight is read or uploaded.
         let config = ModelConfig::from_gguf(gguf)?;
+        // Every row of the embedding/output head must be a token the tokenizer can name, and
+        // every token a row (llama.cpp rejects a mismatch too): otherwise sampled ids render as
+        // nothing and `detokenize` rejects ids `generate` returned.
+        if tokenizer.n_vocab() != config.n_vocab {
+            return Err(Error::bad_gguf(format!(
+                "the tokenizer has {} tokens but token_embd.weight has {} rows; the file is inconsistent",
+                tokenizer.n_vocab(),
+                config.n_vocab
+            )));
+        }
         let train = config.n_ctx_train;
         let n_ctx = match n_ctx {
             Some(0) => return Err(Error::invalid_argument("context length must be at least 1")),

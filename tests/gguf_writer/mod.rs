@@ -309,6 +309,9 @@ pub fn hostile_configs() -> Vec<Hostile> {
     }
     // L4: a window of 0 (the CPU saw no keys, the GPU treated it as no window).
     case("L4", "sliding_window 0", TinyModel::new("gemma3").set_arch("attention.sliding_window", Value::U32(0)), None, Some(BadGguf));
+    // L3: more embedding/output rows than tokens (sampled ids had no text; llama.cpp rejects it).
+    let padded = llama().drop_tensors("token_embd.").tensor("token_embd.weight", &[N_EMBD, N_VOCAB + 4]);
+    case("L3", "token_embd rows = tokens + 4", padded, None, Some(BadGguf));
     // L11: a zero training context (every prompt used to be CONTEXT_OVERFLOW).
     case("L11", "context_length 0", llama().set_arch("context_length", Value::U32(0)), None, Some(BadGguf));
     // H5: a legal context whose KV cache cannot be allocated.
