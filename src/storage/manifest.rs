@@ -69,7 +69,9 @@ impl PartManifest {
     }
 
     /// Whether a remote file with these validators is the one this part was downloaded from. The
-    /// size must match; an ETag (or else Last-Modified) that both sides have must match too.
+    /// size must match; an ETag (or else Last-Modified) that both sides have must match too. A
+    /// server with neither is never taken to be the same file: its stored chunks could be another
+    /// version of the same size, so a partial download of it starts over.
     pub fn same_remote(&self, size: u64, etag: Option<&str>, last_modified: Option<&str>) -> bool {
         if size != self.size {
             return false;
@@ -81,7 +83,6 @@ impl PartManifest {
         }
         match (self.last_modified.as_deref(), last_modified) {
             (Some(a), Some(b)) => a == b,
-            (None, None) => true,
             _ => false,
         }
     }
@@ -248,6 +249,8 @@ mod tests {
         let q = PartManifest::new("u".into(), 100, None, Some("Mon".into()), 4096);
         assert!(q.same_remote(100, None, Some("Mon")));
         assert!(!q.same_remote(100, None, Some("Tue")));
+        let r = PartManifest::new("u".into(), 100, None, None, 4096);
+        assert!(!r.same_remote(100, None, None), "size alone identifies nothing");
     }
 
     #[test]

@@ -173,6 +173,24 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} chunk changed on disk: INTEGRITY on read; next open fetched ${s.requests} request(s), ${s.bytes} bytes; verified`);
     });
 
+    await t.test("a partial download from a server without ETag or Last-Modified starts over (a same-size new version never mixes in)", async () => {
+      const n = name("novalidators");
+      await ctl(n, { reset: 1, size: SIZE, validators: 0, dropAfter: Math.floor(SIZE * 0.4) });
+      const r = await call(c, "download", url(n), opts({ retries: 0 }));
+      assert.equal(r.code, "NETWORK", r.message);
+      const e = await entry(c, url(n));
+      assert.ok(e && !e.complete && e.storedBytes > 0, JSON.stringify(e));
+      await ctl(n, { version: 2 }); // same size, other bytes, still no validators
+      const { size, sha256 } = await info(n);
+      await reset(n);
+      const r2 = await call(c, "download", url(n), opts());
+      assert.ok(r2.ok, r2.message);
+      const s = await stats(n);
+      assert.ok(s.bytes >= size, `${s.bytes} bytes: the kept chunks were reused`);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256, "the new version, whole");
+      log(`${c.name} no validators: ${e.storedBytes} bytes kept from the first try; the retry fetched ${s.bytes} of ${size} (started over); the new version's bytes`);
+    });
+
     await t.test("a server without Range support still works", async () => {
       const n = name("norange");
       await ctl(n, { reset: 1, size: SIZE, ranges: 0 });

@@ -9,7 +9,8 @@
 //       size=<bytes> version=<n> ranges=0|1 throttle=<bytes/s> dropAfter=<bytes> (close the
 //       connection once after that many more bytes of N, counted across requests) corruptAt=<offset>
 //       (flip that byte in every response) status=<code> html=1 truncate=<bytes> (serve a file cut
-//       to that length) hideRange=1 (CORS does not expose Content-Range) reset=1 (forget the
+//       to that length) hideRange=1 (CORS does not expose Content-Range) validators=0 (no ETag,
+//       no Last-Modified) reset=1 (forget the
 //       config first)
 //   GET /__stats?name=N         {requests, rangeRequests, bytes, ranges: ["a-b", ...]} since last reset
 //   GET /__reset?name=N         zero N's counters
@@ -90,6 +91,8 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
     // hideRange: a CDN whose CORS rule does not expose Content-Range (Range still works).
     const expose = c.hideRange ? { "Access-Control-Expose-Headers": "Content-Length, ETag, Last-Modified, Accept-Ranges" } : {};
     const headers = { ...cors, ...expose, "Content-Type": "application/octet-stream", "Cache-Control": "no-store", ETag: tag, "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT" };
+    // validators=0: a server that sends neither ETag nor Last-Modified.
+    if (c.validators === 0) { delete headers.ETag; delete headers["Last-Modified"]; }
     if (c.ranges) headers["Accept-Ranges"] = "bytes";
     if (m) {
       start = Number(m[1]); end = m[2] ? Math.min(Number(m[2]) + 1, total) : total;
