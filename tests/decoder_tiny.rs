@@ -257,6 +257,8 @@ fn split_gguf_loads_as_one_model() {
     let err = Gguf::from_split(&bytes, &sizes).err().expect("parts out of order");
     assert_eq!(err.code, browser_llm::ErrorCode::BadGguf);
     assert!(err.message.contains("in order"), "{}", err.message);
+    let err2 = Gguf::from_split(&bytes, &[u64::MAX, bytes.len() as u64 + 1]).err().expect("sizes whose sum overflows");
+    assert_eq!(err2.code, browser_llm::ErrorCode::InvalidArgument, "{err2}");
     let err = Gguf::from_split(&bytes, &[sizes[0], sizes[1]]).err().expect("sizes that do not add up");
     assert_eq!(err.code, browser_llm::ErrorCode::InvalidArgument);
     let err = Gguf::from_split(&[], &[]).err().expect("no parts");

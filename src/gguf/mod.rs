@@ -278,10 +278,11 @@ impl Gguf {
 
     /// A split GGUF held in memory as its parts' bytes one after the other, `part_sizes` long each.
     pub fn from_split(file: &[u8], part_sizes: &[u64]) -> Result<Gguf> {
-        if part_sizes.iter().sum::<u64>() != file.len() as u64 {
+        let total = part_sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s));
+        if total != Some(file.len() as u64) {
             return Err(Error::invalid_argument(format!(
                 "the part sizes add up to {} bytes, the model has {}",
-                part_sizes.iter().sum::<u64>(),
+                total.map_or("more than 2^64".into(), |t| t.to_string()),
                 file.len()
             )));
         }

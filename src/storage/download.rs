@@ -183,7 +183,7 @@ async fn plan(
     changed: bool,
 ) -> Result<Plan> {
     if parts.iter().all(Option::is_some) {
-        let needed: u64 = parts.iter().flatten().map(|p| p.size - p.stored_bytes(chunk_size)).sum();
+        let needed = parts.iter().flatten().fold(0u64, |a, p| a.saturating_add(p.size.saturating_sub(p.stored_bytes(chunk_size))));
         if let Err(e) = quota::check(needed).await {
             sess.cancel_in_flight();
             return Err(e);

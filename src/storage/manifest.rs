@@ -53,6 +53,10 @@ pub struct PartManifest {
 }
 
 /// Number of chunks of `chunk_size` bytes covering `size` bytes.
+/// Largest model the store accepts (a manifest claiming more is discarded; a download of more is
+/// refused by the quota check long before).
+pub const MAX_MODEL_SIZE: u64 = 1 << 40;
+
 pub fn n_chunks(size: u64, chunk_size: u64) -> usize {
     size.div_ceil(chunk_size) as usize
 }
@@ -112,9 +116,10 @@ impl Manifest {
         Manifest { version: MANIFEST_VERSION, key, chunk_size, parts, complete: false, sha256: None, last_used_ms: now_ms }
     }
 
-    /// Total size of the logical file (all parts concatenated).
+    /// Total size of the logical file (all parts concatenated; [`Manifest::from_json`] and the
+    /// download check that it fits in a u64).
     pub fn size(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
+        self.parts.iter().fold(0u64, |a, p| a.saturating_add(p.size))
     }
 
     pub fn stored_bytes(&self) -> u64 {
@@ -169,6 +174,7 @@ impl Manifest {
         let consistent = m.version == MANIFEST_VERSION
             && (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&m.chunk_size)
             && !m.parts.is_empty()
+            && m.parts.iter().try_fold(0u64, |a, p| a.checked_add(p.size)).is_some_and(|s| s <= MAX_MODEL_SIZE)
             && m.parts.iter().all(|p| {
                 p.chunks.len() == n_chunks(p.size, m.chunk_size)
                     && p.chunks.iter().flatten().all(|h| is_sha256_hex(h))
@@ -204,7 +210,7 @@ pub fn parse_content_range(v: &str) -> Option<ContentRange> {
     if last < start || total.is_some_and(|t| last >= t) {
         return None;
     }
-    Some(ContentRange { start, end: last + 1, total })
+    Some(ContentRange { start, end: last.checked_add(1)?, total })
 }
 
 #[cfg(test)]
@@ -279,5 +285,20 @@ mod tests {
         assert_eq!(parse_content_range("bytes 0-100/100"), None);
         assert_eq!(parse_content_range("bytes */100"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes 0-18446744073709551615/*"), None, "last + 1 overflows");
+    }
+
+    #[test]
+    fn manifests_claiming_more_than_a_model_can_be_are_discarded() {
+        let mut m = manifest(&[10_000], 4096);
+        m.parts[0].size = MAX_MODEL_SIZE + 1;
+        m.parts[0].chunks = vec![None; n_chunks(m.parts[0].size, m.chunk_size)];
+        assert_eq!(Manifest::from_json(&m.to_json()), None);
+        let mut two = manifest(&[10_000, 10_000], 4096);
+        for p in &mut two.parts {
+            p.size = u64::MAX / 2 + 1; // the sum overflows
+            p.chunks = vec![];
+        }
+        assert_eq!(Manifest::from_json(&two.to_json()), None);
     }
 }

@@ -109,7 +109,7 @@ mod wasm {
 
     use super::download;
     use super::http::probe_url;
-    use super::manifest::{is_sha256_hex, Manifest, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    use super::manifest::{is_sha256_hex, Manifest, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_MODEL_SIZE, MIN_CHUNK_SIZE};
     pub(crate) use super::progress::Reporter;
     pub use super::quota::Usage;
     use super::reader::Backing;
@@ -305,6 +305,9 @@ mod wasm {
             };
             urls.push(url);
             sizes.push(size);
+        }
+        if sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s)).is_none_or(|t| t > MAX_MODEL_SIZE) {
+            return Err(Error::bad_gguf(format!("the parts' sizes {sizes:?} add up to more than a model can be")));
         }
         Ok(Backing::Urls { urls, sizes })
     }

@@ -28,7 +28,7 @@ pub async fn usage() -> Result<Usage> {
 pub async fn check(needed: u64) -> Result<()> {
     let Ok(u) = usage().await else { return Ok(()) };
     let available = (u.quota - u.usage).max(0.0);
-    if (needed + HEADROOM) as f64 > available {
+    if needed.saturating_add(HEADROOM) as f64 > available {
         return Err(Error::new(
             ErrorCode::QuotaExceeded,
             format!(

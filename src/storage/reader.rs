@@ -74,12 +74,14 @@ impl StoredModel {
             Backing::Blobs(b) => b.iter().map(|b| b.size() as u64).collect(),
             Backing::Urls { sizes, .. } => sizes.clone(),
         };
-        let mut at = 0;
+        // (Callers check that the sizes add up within a u64: see `storage::open_direct`.)
+        let mut at = 0u64;
         let parts = sizes
             .iter()
             .map(|&s| {
-                at += s;
-                (at - s, s)
+                let start = at;
+                at = at.saturating_add(s);
+                (start, s)
             })
             .collect();
         StoredModel { key, parts, size: at, backing }
