@@ -1,0 +1,459 @@
+//! Structure-aware fuzzing of everything a model file reaches: GGUF parse -> tokenizer (encode,
+//! decode) -> chat template (render) -> config and weights (load on the CPU) -> a few greedy
+//! tokens. Seeds are the tiny models of every architecture (tests/reference/make_tiny_models.py);
+//! each case applies 1-3 mutations chosen by a deterministic generator: metadata values replaced
+//! with boundary integers, non-finite floats, long or hostile strings (chat templates that loop,
+//! recurse or inflate), arrays truncated or emptied, keys removed or retyped; tensors with other
+//! dims, types or data, removed or duplicated; raw bytes flipped or the file cut short.
+//!
+//! Oracles, per case: no panic (a typed `Err` is fine), no single allocation above
+//! [`MAX_ALLOC`] (the seeds are a few KB), and no case running past [`MAX_CASE`] (a hang guard,
+//! not a speed test). The case about to run is written to `$CARGO_TARGET_TMPDIR/fuzz-current.gguf`
+//! first, so an abort (an allocation that fails outright) leaves it behind. Failing inputs are kept
+//! in `$CARGO_TARGET_TMPDIR/fuzz-failures/`; move them into `tests/fuzz-regressions/` (replayed
+//! first on every run) once fixed.
+//!
+//! Budget: BROWSER_LLM_FUZZ_CASES cases (default [`DEFAULT_CASES`], about a minute in a debug
+//! build on 2 cores), seed BROWSER_LLM_FUZZ_SEED (default 1).
+
+mod alloc_count;
+mod common;
+mod gguf_writer;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloc_count::largest_alloc;
+use browser_llm::backend::cpu::CpuBackend;
+use browser_llm::chat::{self, ChatMessage};
+use browser_llm::engine::{Engine, GenerateOptions};
+use browser_llm::gguf::{Array, Gguf, Value};
+use browser_llm::sampling::SamplingParams;
+use browser_llm::tokenizer::Tokenizer;
+use gguf_writer::{put_str, put_value, type_id};
+
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
+
+const DEFAULT_CASES: usize = 1500;
+/// Largest single allocation a case may make.
+const MAX_ALLOC: usize = 64 << 20;
+/// A case taking longer than this is a hang.
+const MAX_CASE: Duration = Duration::from_secs(20);
+
+/// A GGUF file as editable parts: metadata, and tensors as (name, dims, ggml type id, bytes).
+#[derive(Clone)]
+struct Desc {
+    kvs: Vec<(String, Value)>,
+    tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
+}
+
+impl Desc {
+    fn of(bytes: &[u8]) -> Desc {
+        let g = Gguf::from_bytes(bytes).expect("seed parses");
+        let tensors = g
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dims.clone(), t.ty.id(), g.tensor_data(bytes, t).expect("seed tensor").to_vec()))
+            .collect();
+        Desc { kvs: g.metadata().to_vec(), tensors }
+    }
+
+    /// GGUF v3, alignment 32 (whatever `general.alignment` now says: a mismatch is a case too).
+    fn bytes(&self) -> Vec<u8> {
+        const ALIGN: usize = 32;
+        let mut out = Vec::new();
+        out.extend(b"GGUF");
+        out.extend(3u32.to_le_bytes());
+        out.extend((self.tensors.len() as u64).to_le_bytes());
+        out.extend((self.kvs.len() as u64).to_le_bytes());
+        for (k, v) in &self.kvs {
+            put_str(&mut out, k.as_bytes());
+            out.extend(type_id(v).to_le_bytes());
+            put_value(&mut out, v);
+        }
+        let mut offset = 0usize;
+        for (name, dims, ty, data) in &self.tensors {
+            put_str(&mut out, name.as_bytes());
+            out.extend((dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
+            out.extend(ty.to_le_bytes());
+            out.extend((offset as u64).to_le_bytes());
+            offset = (offset + data.len()).next_multiple_of(ALIGN);
+        }
+        for (_, _, _, data) in &self.tensors {
+            out.resize(out.len().next_multiple_of(ALIGN), 0);
+            out.extend(data);
+        }
+        out
+    }
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+}
+
+const INTS: &[u64] = &[0, 1, 2, 3, 7, 255, 65535, 65536, 1 << 24, (1 << 31) - 1, 1 << 31, u32::MAX as u64, (1 << 32) + 2, 1 << 40, 1 << 62, u64::MAX];
+const FLOATS: &[f32] = &[0.0, -0.0, -1.0, 1e-45, 1e30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5, 1e6];
+/// Chat templates a hostile file may carry: loops, recursion, inflation, bad syntax, raises. (Not
+/// here: a namespace list doubled in a loop, which still allocates without bound: the template
+/// engine meters steps and output, not the size of its values. Known and open.)
+const TEMPLATES: &[&str] = &[
+    "{{ messages|tojson(indent=1000000000) }}",
+    "{% for i in range(100000000) %}x{% endfor %}",
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    "{{ 'x' * 1000000000 }}",
+    "{% for m in messages %}{{ m.content * 100000 }}{% endfor %}",
+    "{{ raise_exception('no') }}",
+    "{% if %}",
+    "{{ messages[0]['content'] }}<|im_start|>{{ bos_token * 1000 }}",
+    "{% for m in messages %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}",
+];
+
+fn mutate_value(r: &mut Rng, v: &Value) -> Value {
+    let int = |r: &mut Rng| *r.pick(INTS);
+    match v {
+        Value::U8(_) => Value::U8(int(r) as u8),
+        Value::I8(_) => Value::I8(int(r) as i8),
+        Value::U16(_) => Value::U16(int(r) as u16),
+        Value::I16(_) => Value::I16(int(r) as i16),
+        Value::U32(_) => Value::U32(int(r) as u32),
+        Value::I32(_) => Value::I32(if r.below(2) == 0 { -(int(r) as i32).saturating_abs() } else { int(r) as i32 }),
+        Value::U64(_) => Value::U64(int(r)),
+        Value::I64(_) => Value::I64(int(r) as i64),
+        Value::F32(_) => Value::F32(*r.pick(FLOATS)),
+        Value::F64(_) => Value::F64(*r.pick(FLOATS) as f64),
+        Value::Bool(b) => Value::Bool(!b),
+        Value::String(s) => Value::String(match r.below(5) {
+            0 => String::new(),
+            1 => s.repeat(1 + r.below(5000)),
+            2 => r.pick(TEMPLATES).to_string(),
+            3 => "\u{2581}\u{fffd}\u{10ffff}<|im_start|>\0".repeat(1 + r.below(100)),
+            _ => s.chars().rev().collect(),
+        }),
+        Value::Array(a) => Value::Array(mutate_array(r, a)),
+    }
+}
+
+fn mutate_array(r: &mut Rng, a: &Array) -> Array {
+    fn edit<T: Clone>(r: &mut Rng, v: &[T], odd: impl Fn(&mut Rng) -> T) -> Vec<T> {
+        let mut v = v.to_vec();
+        match r.below(5) {
+            0 => v.clear(),
+            1 => v.truncate(r.below(v.len() + 1)),
+            2 => {
+                let n = r.below(v.len() + 1);
+                v.extend(std::iter::repeat_with(|| odd(r)).take(1 + n));
+            }
+            3 if !v.is_empty() => {
+                let i = r.below(v.len());
+                v[i] = odd(r);
+            }
+            _ => v.reverse(),
+        }
+        v
+    }
+    match a {
+        Array::String(v) => Array::String(edit(r, v, |r| match r.below(4) {
+            0 => String::new(),
+            1 => "\u{4e00}".repeat(1 + r.below(30000)),
+            2 => "<|im_start|>".into(),
+            _ => "x".repeat(1 + r.below(100)),
+        })),
+        Array::F32(v) => Array::F32(edit(r, v, |r| *r.pick(FLOATS))),
+        Array::I32(v) => Array::I32(edit(r, v, |r| *r.pick(&[-1, 0, 1, 2, 3, 4, 5, 6, i32::MAX, i32::MIN]))),
+        Array::U32(v) => Array::U32(edit(r, v, |r| *r.pick(INTS) as u32)),
+        Array::U64(v) => Array::U64(edit(r, v, |r| *r.pick(INTS))),
+        Array::U8(v) => Array::U8(edit(r, v, |r| r.next() as u8)),
+        Array::I8(v) => Array::I8(edit(r, v, |r| r.next() as i8)),
+        Array::Bool(v) => Array::Bool(edit(r, v, |r| r.below(2) == 0)),
+        // Rarer element types: emptied (and retyped) half the time.
+        other if r.below(2) == 0 => other.clone(),
+        _ => Array::U32(Vec::new()),
+    }
+}
+
+/// Apply 1-3 mutations to a copy of `seed`; returns the file and what was done.
+fn mutate(r: &mut Rng, seed: &Desc) -> (Vec<u8>, String) {
+    let mut d = seed.clone();
+    let mut what = Vec::new();
+    let mut raw: Option<Box<dyn Fn(&mut Vec<u8>)>> = None;
+    for _ in 0..1 + r.below(3) {
+        match r.below(12) {
+            0..=3 if !d.kvs.is_empty() => {
+                let i = r.below(d.kvs.len());
+                let v = mutate_value(r, &d.kvs[i].1);
+                what.push(format!("{} = {}", d.kvs[i].0, short(&format!("{v:?}"))));
+                d.kvs[i].1 = v;
+            }
+            4 if !d.kvs.is_empty() => {
+                let i = r.below(d.kvs.len());
+                what.push(format!("remove {}", d.kvs[i].0));
+                d.kvs.remove(i);
+            }
+            5 if !d.kvs.is_empty() => {
+                let i = r.below(d.kvs.len());
+                let v = match r.below(3) {
+                    0 => Value::String("2".into()),
+                    1 => Value::F32(f32::NAN),
+                    _ => Value::Array(Array::U32(vec![1, 2])),
+                };
+                what.push(format!("{} retyped to {}", d.kvs[i].0, v.type_name()));
+                d.kvs[i].1 = v;
+            }
+            6 if !d.tensors.is_empty() => {
+                let i = r.below(d.tensors.len());
+                let t = &mut d.tensors[i];
+                let j = r.below(t.1.len());
+                t.1[j] = match r.below(4) {
+                    0 => 0,
+                    1 => t.1[j] * 2,
+                    2 => *r.pick(INTS),
+                    _ => t.1[j].saturating_sub(1),
+                };
+                what.push(format!("{} dims {:?}", t.0, t.1));
+            }
+            7 if !d.tensors.is_empty() => {
+                let i = r.below(d.tensors.len());
+                let ty = *r.pick(&[0u32, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 30, 99]);
+                what.push(format!("{} type {ty}", d.tensors[i].0));
+                d.tensors[i].2 = ty;
+            }
+            8 if !d.tensors.is_empty() => {
+                let i = r.below(d.tensors.len());
+                let t = &mut d.tensors[i];
+                match r.below(3) {
+                    0 => t.3.truncate(r.below(t.3.len() + 1)),
+                    1 => t.3.chunks_mut(4).for_each(|c| c.copy_from_slice(&f32::NAN.to_le_bytes()[..c.len()])),
+                    _ => t.3.iter_mut().for_each(|b| *b = r.next() as u8),
+                }
+                what.push(format!("{} data changed", t.0));
+            }
+            9 if !d.tensors.is_empty() => {
+                let i = r.below(d.tensors.len());
+                if r.below(2) == 0 {
+                    what.push(format!("remove tensor {}", d.tensors[i].0));
+                    d.tensors.remove(i);
+                } else {
+                    what.push(format!("duplicate tensor {}", d.tensors[i].0));
+                    let t = d.tensors[i].clone();
+                    d.tensors.push(t);
+                }
+            }
+            10 => {
+                let t = *r.pick(TEMPLATES);
+                what.push(format!("chat template {t:?}"));
+                d.kvs.retain(|(k, _)| k != "tokenizer.chat_template");
+                d.kvs.push(("tokenizer.chat_template".into(), Value::String(t.into())));
+            }
+            _ => {
+                let (at, cut) = (r.next(), r.below(2) == 0);
+                let flip = r.next() as u8 | 1;
+                what.push(if cut { "file cut short".into() } else { "a header byte flipped".into() });
+                raw = Some(Box::new(move |b: &mut Vec<u8>| {
+                    let n = b.len().max(1);
+                    if cut {
+                        b.truncate((at % n as u64) as usize);
+                    } else {
+                        let i = (at % (n.min(4096) as u64)) as usize;
+                        if i < b.len() {
+                            b[i] ^= flip;
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    let mut bytes = d.bytes();
+    if let Some(f) = raw {
+        f(&mut bytes);
+    }
+    (bytes, what.join("; "))
+}
+
+fn short(s: &str) -> String {
+    if s.len() <= 80 {
+        s.to_string()
+    } else {
+        format!("{}... ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
+    }
+}
+
+/// Where a case stopped: the stage that returned a (typed) error, or `Done`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    Parse,
+    Tokenizer,
+    Load,
+    Generate,
+    Done,
+}
+
+/// Run one file through everything a model file reaches (the template's own errors do not stop it).
+fn run_case(bytes: Vec<u8>) -> Reached {
+    let Ok(g) = Gguf::from_bytes(&bytes) else { return Reached::Parse };
+    let Ok(tok) = Tokenizer::from_gguf(&g) else { return Reached::Tokenizer };
+    let ids = tok.encode("Hello world <s> \u{4e00}\u{1f600}", true, true);
+    let _ = tok.decode(&ids);
+    let _ = tok.detokenize(&ids, false, true);
+    let tpl = chat::template_for(g.get_str("tokenizer.chat_template"), &tok);
+    let msgs = [
+        ChatMessage { role: "system".into(), content: "Be brief.".into() },
+        ChatMessage { role: "user".into(), content: "Hi <|im_start|>system".into() },
+    ];
+    let bos = tok.bos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
+    let eos = tok.eos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
+    if let Ok(text) = chat::render(&tpl, &msgs, true, &bos, &eos) {
+        let _ = chat::encode_prompt(&tok, &text, &msgs, &bos);
+    }
+    let Ok(mut engine) = Engine::load(CpuBackend::with_threads(1), Arc::new(bytes), Some(32)) else { return Reached::Load };
+    let n_vocab = tok.n_vocab().max(1) as u32;
+    let prompt: Vec<u32> = [1u32, 3, 4].iter().map(|i| i % n_vocab).collect();
+    let opts = GenerateOptions {
+        max_tokens: 3,
+        sampling: SamplingParams { temperature: 0.0, ..Default::default() },
+        ignore_eos: true,
+        ..Default::default()
+    };
+    match browser_llm::block_on(engine.generate_ids(&prompt, &opts, &mut |_, _| true)) {
+        Ok(_) => Reached::Done,
+        Err(_) => Reached::Generate,
+    }
+}
+
+fn tiny_models() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-seeds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(common::python())
+        .arg(common::repo_root().join("tests/reference/make_tiny_models.py"))
+        .arg(&dir)
+        .output()
+        .expect("run make_tiny_models.py");
+    assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+/// Run `bytes` under the oracles; `Some(why)` when one broke.
+fn check(bytes: Vec<u8>, current: &Path) -> (Option<String>, Option<Reached>) {
+    std::fs::write(current, &bytes).unwrap();
+    let t0 = Instant::now();
+    let (r, largest) = largest_alloc(|| catch_unwind(AssertUnwindSafe(|| run_case(bytes))));
+    let took = t0.elapsed();
+    let reached = r.as_ref().ok().copied();
+    let why = match r {
+        Err(p) => Some(format!(
+            "panic: {}",
+            p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()).unwrap_or("?")
+        )),
+        Ok(_) if largest > MAX_ALLOC => Some(format!("an allocation of {largest} bytes")),
+        Ok(_) if took > MAX_CASE => Some(format!("took {took:?}")),
+        Ok(_) => None,
+    };
+    (why, reached)
+}
+
+#[test]
+fn fuzz_every_stage_a_model_file_reaches() {
+    let cases: usize = std::env::var("BROWSER_LLM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
+    let seed: u64 = std::env::var("BROWSER_LLM_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let current = tmp.join("fuzz-current.gguf");
+    let failures_dir = tmp.join("fuzz-failures");
+    // Panics are expected to be caught and reported here, not printed per case.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+
+    let mut failures = Vec::new();
+    // Regressions first: every input that once broke an oracle.
+    let reg_dir = common::repo_root().join("tests/fuzz-regressions");
+    let mut regressions = 0;
+    if let Ok(rd) = std::fs::read_dir(&reg_dir) {
+        for p in rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "gguf")) {
+            regressions += 1;
+            if let (Some(why), _) = check(std::fs::read(&p).unwrap(), &current) {
+                failures.push(format!("regression {}: {why}", p.display()));
+            }
+        }
+    }
+
+    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b))).collect();
+    assert!(seeds.len() >= 6, "tiny models of every architecture: {:?}", seeds.iter().map(|s| &s.0).collect::<Vec<_>>());
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut reached = [0usize; 5];
+    let t0 = Instant::now();
+    for case in 0..cases {
+        let (name, desc) = &seeds[case % seeds.len()];
+        let (bytes, what) = mutate(&mut rng, desc);
+        let (why, got) = check(bytes.clone(), &current);
+        if let Some(r) = got {
+            reached[r as usize] += 1;
+        }
+        if let Some(why) = why {
+            std::fs::create_dir_all(&failures_dir).unwrap();
+            let file = failures_dir.join(format!("seed{seed}-case{case}.gguf"));
+            std::fs::write(&file, &bytes).unwrap();
+            failures.push(format!("case {case} ({name}: {what}): {why}; kept as {}", file.display()));
+        }
+    }
+    let _ = std::fs::remove_file(&current);
+    std::panic::set_hook(hook);
+    eprintln!(
+        "fuzz: {cases} cases (seed {seed}) + {regressions} regressions in {:.1} s; typed errors at parse {}, tokenizer {}, load {}, generation {}; generated tokens {}; {} failures",
+        t0.elapsed().as_secs_f64(),
+        reached[Reached::Parse as usize],
+        reached[Reached::Tokenizer as usize],
+        reached[Reached::Load as usize],
+        reached[Reached::Generate as usize],
+        reached[Reached::Done as usize],
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} fuzz failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn hostile_chat_templates_in_a_file_are_typed_errors_or_bounded_output() {
+    let seeds = tiny_models();
+    let base = Desc::of(&seeds[0].1);
+    for t in TEMPLATES {
+        let mut d = base.clone();
+        d.kvs.retain(|(k, _)| k != "tokenizer.chat_template");
+        d.kvs.push(("tokenizer.chat_template".into(), Value::String(t.to_string())));
+        let b = d.bytes();
+        let g = Gguf::from_bytes(&b).unwrap();
+        let tok = Tokenizer::from_gguf(&g).unwrap();
+        let tpl = chat::template_for(g.get_str("tokenizer.chat_template"), &tok);
+        assert_eq!(tpl.name(), "gguf", "the file's own template is used");
+        let msgs = [ChatMessage { role: "user".into(), content: "Hi".into() }];
+        let t0 = Instant::now();
+        let (r, largest) = largest_alloc(|| chat::render(&tpl, &msgs, true, "<s>", "</s>"));
+        assert!(largest <= MAX_ALLOC && t0.elapsed() < MAX_CASE, "{t}: {largest} bytes, {:?}", t0.elapsed());
+        match r {
+            Ok(text) => assert!(text.len() <= 1 << 20, "{t}: {} bytes rendered", text.len()),
+            Err(e) => assert_eq!(e.code, browser_llm::ErrorCode::InvalidArgument, "{t}: {e}"),
+        }
+    }
+}
