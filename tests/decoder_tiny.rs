@@ -37,13 +37,7 @@ fn out_dir() -> &'static PathBuf {
     static D: OnceLock<PathBuf> = OnceLock::new();
     D.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-models");
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(common::python())
-            .arg(common::repo_root().join("tests/reference/make_tiny_models.py"))
-            .arg(&dir)
-            .output()
-            .expect("run make_tiny_models.py");
-        assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        common::make_tiny_models(&dir);
         dir
     })
 }

@@ -22,7 +22,6 @@ mod gguf_writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ use browser_llm::engine::{Engine, GenerateOptions};
 use browser_llm::gguf::{Array, Gguf, Value};
 use browser_llm::sampling::SamplingParams;
 use browser_llm::tokenizer::Tokenizer;
-use gguf_writer::{put_str, put_value, type_id};
+use gguf_writer::write_gguf;
 
 #[global_allocator]
 static ALLOC: alloc_count::Counting = alloc_count::Counting;
@@ -64,31 +63,9 @@ impl Desc {
 
     /// GGUF v3, alignment 32 (whatever `general.alignment` now says: a mismatch is a case too).
     fn bytes(&self) -> Vec<u8> {
-        const ALIGN: usize = 32;
-        let mut out = Vec::new();
-        out.extend(b"GGUF");
-        out.extend(3u32.to_le_bytes());
-        out.extend((self.tensors.len() as u64).to_le_bytes());
-        out.extend((self.kvs.len() as u64).to_le_bytes());
-        for (k, v) in &self.kvs {
-            put_str(&mut out, k.as_bytes());
-            out.extend(type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for (name, dims, ty, data) in &self.tensors {
-            put_str(&mut out, name.as_bytes());
-            out.extend((dims.len() as u32).to_le_bytes());
-            dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
-            out.extend(ty.to_le_bytes());
-            out.extend((offset as u64).to_le_bytes());
-            offset = (offset + data.len()).next_multiple_of(ALIGN);
-        }
-        for (_, _, _, data) in &self.tensors {
-            out.resize(out.len().next_multiple_of(ALIGN), 0);
-            out.extend(data);
-        }
-        out
+        let tensors: Vec<(&str, &[u64], u32, &[u8])> =
+            self.tensors.iter().map(|t| (t.0.as_str(), t.1.as_slice(), t.2, t.3.as_slice())).collect();
+        write_gguf(&self.kvs, &tensors)
     }
 }
 
@@ -340,13 +317,7 @@ fn run_case(bytes: Vec<u8>) -> Reached {
 
 fn tiny_models() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-seeds");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(common::python())
-        .arg(common::repo_root().join("tests/reference/make_tiny_models.py"))
-        .arg(&dir)
-        .output()
-        .expect("run make_tiny_models.py");
-    assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    common::make_tiny_models(&dir);
     let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -74,6 +74,18 @@ pub fn golden_json(name: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("parse golden {}: {e}", path.display()))
 }
 
+/// Write the tiny models of every architecture into `dir` (tests/reference/make_tiny_models.py;
+/// deterministic).
+pub fn make_tiny_models(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = std::process::Command::new(python())
+        .arg(repo_root().join("tests/reference/make_tiny_models.py"))
+        .arg(dir)
+        .output()
+        .expect("run make_tiny_models.py");
+    assert!(out.status.success(), "make_tiny_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Python with the reference packages (gguf, numpy, tokenizers), from pkg-scripts/python-env.
 pub fn python() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();

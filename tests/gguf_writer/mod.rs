@@ -207,32 +207,41 @@ impl TinyModel {
 
     /// The GGUF v3 file (alignment 32, tensors F32).
     pub fn bytes(&self) -> Vec<u8> {
-        const ALIGN: usize = 32;
-        let mut out = Vec::new();
-        out.extend(b"GGUF");
-        out.extend(3u32.to_le_bytes());
-        out.extend((self.tensors.len() as u64).to_le_bytes());
-        out.extend((self.kvs.len() as u64).to_le_bytes());
-        for (k, v) in &self.kvs {
-            put_str(&mut out, k.as_bytes());
-            out.extend(type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for (name, dims, data) in &self.tensors {
-            put_str(&mut out, name.as_bytes());
-            out.extend((dims.len() as u32).to_le_bytes());
-            dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
-            out.extend(0u32.to_le_bytes()); // F32
-            out.extend((offset as u64).to_le_bytes());
-            offset = (offset + data.len() * 4).next_multiple_of(ALIGN);
-        }
-        for (_, _, data) in &self.tensors {
-            out.resize(out.len().next_multiple_of(ALIGN), 0);
-            data.iter().for_each(|x| out.extend(x.to_le_bytes()));
-        }
-        out
+        let data: Vec<Vec<u8>> = self.tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+        let tensors: Vec<(&str, &[u64], u32, &[u8])> =
+            self.tensors.iter().zip(&data).map(|(t, d)| (t.0.as_str(), t.1.as_slice(), 0, d.as_slice())).collect();
+        write_gguf(&self.kvs, &tensors)
     }
+}
+
+/// A GGUF v3 file (alignment 32) of these metadata and tensors: (name, dims in ggml order, ggml
+/// type id, raw data). Nothing is checked: hostile combinations are the point.
+pub fn write_gguf(kvs: &[(String, Value)], tensors: &[(&str, &[u64], u32, &[u8])]) -> Vec<u8> {
+    const ALIGN: usize = 32;
+    let mut out = Vec::new();
+    out.extend(b"GGUF");
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut out, k.as_bytes());
+        out.extend(type_id(v).to_le_bytes());
+        put_value(&mut out, v);
+    }
+    let mut offset = 0usize;
+    for (name, dims, ty, data) in tensors {
+        put_str(&mut out, name.as_bytes());
+        out.extend((dims.len() as u32).to_le_bytes());
+        dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
+        out.extend(ty.to_le_bytes());
+        out.extend((offset as u64).to_le_bytes());
+        offset = (offset + data.len()).next_multiple_of(ALIGN);
+    }
+    for (_, _, _, data) in tensors {
+        out.resize(out.len().next_multiple_of(ALIGN), 0);
+        out.extend(*data);
+    }
+    out
 }
 
 /// One hostile variant of [`TinyModel`]: the audit rule it exercises, what was changed, the file,
