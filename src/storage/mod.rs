@@ -39,7 +39,8 @@
 //! connection the manifest lists exactly the chunks present, and the next `open` fetches only the
 //! others. The first request (the first missing chunk) also yields the size, `ETag` and
 //! `Last-Modified`: if they differ from the manifest's the remote file changed and the old chunks are
-//! discarded. A server that ignores `Range` (HTTP 200) is read as one stream, cut into the same chunks.
+//! discarded (a server with neither validator is never taken for the same file: its partial copy
+//! starts over). A server that ignores `Range` (HTTP 200) is read as one stream, cut into the same chunks.
 //! Transient network errors are retried per chunk (`retries`, exponential backoff).
 //!
 //! Before the first byte is stored: the first chunk must start with the GGUF magic and its header
@@ -52,6 +53,12 @@
 //! and, when `sha256` was given, the whole file hashes to it (phase `verify`; on mismatch the copy is
 //! discarded and the error is `INTEGRITY`; the next `open` downloads afresh). A complete model opens
 //! with no network request at all.
+//!
+//! Reads check every stored chunk, as it is first read, against the sha256 recorded when it was
+//! written; a chunk changed behind our back is `INTEGRITY` and is forgotten in the manifest, so the
+//! next `open` fetches just that chunk. Opening (downloading, repairing) and deleting a model hold
+//! the Web Lock `browser-llm model <key>`: across tabs and Workers of an origin one writer at a
+//! time; the next finds what the first stored.
 //!
 //! Errors: `NETWORK` (HTTP status, connection lost: the partial copy is kept for resume), `BAD_GGUF`
 //! (not a GGUF, truncated: nothing is kept), `INTEGRITY`, `QUOTA_EXCEEDED`, `ABORTED` (the
