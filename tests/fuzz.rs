@@ -13,7 +13,7 @@
 //! in `$CARGO_TARGET_TMPDIR/fuzz-failures/`; move them into `tests/fuzz-regressions/` (replayed
 //! first on every run) once fixed.
 //!
-//! Budget: BROWSER_LLM_FUZZ_CASES cases (default [`DEFAULT_CASES`], about a minute in a debug
+//! Budget: BROWSER_LLM_FUZZ_CASES cases (default [`DEFAULT_CASES`], about 25 s in a debug
 //! build on 2 cores), seed BROWSER_LLM_FUZZ_SEED (default 1).
 
 mod alloc_count;
@@ -37,7 +37,7 @@ use gguf_writer::write_gguf;
 #[global_allocator]
 static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
-const DEFAULT_CASES: usize = 1500;
+const DEFAULT_CASES: usize = 10_000;
 /// Largest single allocation a case may make.
 const MAX_ALLOC: usize = 64 << 20;
 /// A case taking longer than this is a hang.
