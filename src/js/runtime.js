@@ -101,14 +101,17 @@ async function compile(url) {
   }
   const res = await fetch(url);
   if (!res.ok) throw new BrowserLlmError("NETWORK", `could not fetch ${url} (HTTP ${res.status})`);
-  return WebAssembly.compileStreaming ? WebAssembly.compileStreaming(res) : WebAssembly.compile(await res.arrayBuffer());
+  // Streaming compilation needs the right MIME type; some static hosts send another.
+  const wasmMime = (res.headers.get("content-type") ?? "").startsWith("application/wasm");
+  return WebAssembly.compileStreaming && wasmMime ? WebAssembly.compileStreaming(res) : WebAssembly.compile(await res.arrayBuffer());
 }
 
 /**
- * Instantiate the wasm module (once per page or Worker, and again after a crash): the threaded build where threads are
- * wanted (`threads` > 1, by default the cores up to 4) and the environment allows them, else the
- * relaxed-SIMD build where the engine has it, else plain SIMD128. Resolves with the runtime:
- * `{ wasm }` (the JS bindings), `threaded`, and `threadsReason` (why there is one thread).
+ * Instantiate the wasm module (once per page or Worker, and again after a crash): the threaded
+ * build where threads are wanted (`threads` > 1, by default the cores up to 4) and the environment
+ * allows them, else the relaxed-SIMD build where the engine has it, else plain SIMD128. Resolves
+ * with the runtime: `{ wasm }` (the JS bindings), `threaded`, and `threadsReason` (why there is
+ * one thread).
  */
 export function loadWasm({ threads } = {}) {
   if (!ready) {
