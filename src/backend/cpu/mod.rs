@@ -284,16 +284,17 @@ impl Backend for CpuBackend {
             // token, into its own buffer.
             let per = w.n_rows.div_ceil(threads * TASKS_PER_THREAD).next_multiple_of(packed::ROWS);
             let n_tasks = w.n_rows.div_ceil(per);
+            let rows_of = |i: usize| (i * per, per.min(w.n_rows - i * per));
             let bands: Vec<OnceLock<Result<Vec<f32>>>> = (0..n_tasks).map(|_| OnceLock::new()).collect();
             pool::run(n_tasks, &|i| {
-                let (r0, n) = (i * per, per.min(w.n_rows - i * per));
+                let (r0, n) = rows_of(i);
                 let mut band = vec![0.0f32; x.rows * n];
                 let _ = bands[i].set(linear_band(w, &acts, r0, n, &mut band).map(|_| band));
             })
             .map_err(|_| Error::internal("a matrix product panicked on a worker thread"))?;
             for (i, band) in bands.into_iter().enumerate() {
                 let band = band.into_inner().ok_or_else(|| Error::internal("a matrix product band did not run"))??;
-                let (r0, n) = (i * per, per.min(w.n_rows - i * per));
+                let (r0, n) = rows_of(i);
                 for t in 0..x.rows {
                     out.data[t * w.n_rows + r0..t * w.n_rows + r0 + n].copy_from_slice(&band[t * n..(t + 1) * n]);
                 }
