@@ -5,9 +5,10 @@
 //! the special tokens of the vocabulary (Gemma turns, ChatML, Llama 3 headers, Phi-3) is used, and
 //! a plain `role: content` transcript when none of those match. Templates come from downloaded
 //! files, so rendering is sandboxed: no file system, no includes, a fuel limit that turns an
-//! endless template into an error instead of a hang, an output limit ([`max_output`]) and a
-//! bounded `tojson` indent. (Not bounded: memory of values a template builds, e.g. a list doubled
-//! in a loop; minijinja has no hook for it.)
+//! endless template into an error instead of a hang, an output limit ([`max_output`]), a
+//! bounded `tojson` indent, and a memory budget ([`memory_budget`], kept by [`crate::budget`]:
+//! minijinja has no hook for the memory of values a template builds, such as a list doubled in a
+//! loop, so going past it aborts the module, which the JS side reports as a typed error).
 
 use minijinja::{Environment, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,12 @@ const MAX_JSON_INDENT: usize = 16;
 /// 1 MiB of markup (real templates add tens of bytes per message).
 fn max_output(messages: &[ChatMessage]) -> usize {
     messages.iter().map(|m| m.content.len()).sum::<usize>().saturating_mul(4).saturating_add(1 << 20)
+}
+
+/// The most heap a render may hold for `messages`: eight times the output limit plus 64 MiB
+/// (real templates need a few times the conversation's size).
+fn memory_budget(messages: &[ChatMessage]) -> usize {
+    max_output(messages).saturating_mul(8).saturating_add(64 << 20)
 }
 
 /// A `fmt::Write` / `io::Write` sink that refuses to grow past `max` bytes.
@@ -173,9 +180,12 @@ pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generatio
         bos_token => bos,
         eos_token => eos,
     };
-    let mut out = Bounded { out: Vec::new(), max };
-    env.template_from_str(template.text()).and_then(|t| t.render_captured_to(ctx, &mut out).map(drop)).map_err(bad)?;
-    String::from_utf8(out.out).map_err(|_| Error::invalid_argument("the chat template wrote invalid UTF-8"))
+    let out = crate::budget::limit(memory_budget(messages), crate::budget::AbortReason::TemplateMemory, || {
+        let mut out = Bounded { out: Vec::new(), max };
+        env.template_from_str(template.text()).and_then(|t| t.render_captured_to(ctx, &mut out).map(drop)).map(|()| out.out)
+    })
+    .map_err(bad)?;
+    String::from_utf8(out).map_err(|_| Error::invalid_argument("the chat template wrote invalid UTF-8"))
 }
 
 /// Where each message's content lies in `rendered` (the template's output for `messages`), in
@@ -306,5 +316,30 @@ mod tests {
         let wide = TemplateSource::File("{% for i in range(100000) %}{{ messages[0].content * 100 }}{% endfor %}".into());
         let e = render(&wide, &msgs(&[("user", "0123456789")]), true, "", "").unwrap_err();
         assert!(e.message.contains("more than") || e.message.contains("fuel"), "{}", e.message);
+    }
+
+    /// Values a template builds (here a list doubled 40 times: 2^40 items) hit the memory budget,
+    /// which aborts the process: run in a child process. On wasm the abort is a trap that the JS
+    /// side reports as INVALID_ARGUMENT (tests/js).
+    #[test]
+    fn templates_that_build_huge_values_abort_at_the_budget() {
+        const CHILD: &str = "BROWSER_LLM_TEMPLATE_BOMB";
+        let bomb = "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}";
+        if std::env::var_os(CHILD).is_some() {
+            let _ = render(&TemplateSource::File(bomb.into()), &msgs(&[("user", "a")]), true, "", "");
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "chat::tests::templates_that_build_huge_values_abort_at_the_budget", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the child rendered a 2^40-item list: {stderr}");
+        // An allocation was refused (the one that would pass the 65 MiB budget of this
+        // conversation), long before all memory.
+        assert!(stderr.contains("memory allocation of"), "{stderr}");
+        assert!(t0.elapsed().as_secs() < 60, "{:?}", t0.elapsed());
     }
 }

@@ -9,6 +9,7 @@
 //! `wasm32-unknown-unknown` with SIMD128 (the npm package).
 
 pub mod backend;
+pub mod budget;
 pub mod chat;
 pub mod engine;
 pub mod error;

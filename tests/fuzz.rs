@@ -16,7 +16,6 @@
 //! Budget: BROWSER_LLM_FUZZ_CASES cases (default [`DEFAULT_CASES`], about 25 s in a debug
 //! build on 2 cores), seed BROWSER_LLM_FUZZ_SEED (default 1).
 
-mod alloc_count;
 mod common;
 mod gguf_writer;
 
@@ -25,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloc_count::largest_alloc;
+use browser_llm::budget::largest_alloc;
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::chat::{self, ChatMessage};
 use browser_llm::engine::{Engine, GenerateOptions};
@@ -33,9 +32,6 @@ use browser_llm::gguf::{Array, Gguf, Value};
 use browser_llm::sampling::SamplingParams;
 use browser_llm::tokenizer::Tokenizer;
 use gguf_writer::write_gguf;
-
-#[global_allocator]
-static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 const DEFAULT_CASES: usize = 10_000;
 /// Largest single allocation a case may make.

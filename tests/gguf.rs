@@ -5,7 +5,6 @@
 //! with the right code and a message naming the problem; mutated files must never panic, hang or
 //! allocate from a claimed size (a counting allocator records the largest request per thread).
 
-mod alloc_count;
 mod common;
 mod gguf_writer;
 
@@ -14,11 +13,8 @@ use std::time::{Duration, Instant};
 use browser_llm::gguf::{self, Array, Gguf, Parsed, Value, MAX_ARRAY_DEPTH};
 use browser_llm::quant::GgmlType;
 use browser_llm::ErrorCode;
-use alloc_count::largest_alloc;
+use browser_llm::budget::largest_alloc;
 use gguf_writer::{put_str, put_value, type_id};
-
-#[global_allocator]
-static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 // ---------------------------------------------------------------------------------------------
 // A tiny GGUF writer (value encoding shared with the other tests: tests/gguf_writer).

@@ -7,7 +7,6 @@
 //! load, which must stay far below what the metadata claims. The same case list runs under wasm32
 //! in tests/wasm.rs, where usize is 32 bits.
 
-mod alloc_count;
 mod gguf_writer;
 
 use std::sync::Arc;
@@ -19,11 +18,8 @@ use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use browser_llm::ErrorCode;
-use alloc_count::largest_alloc;
+use browser_llm::budget::largest_alloc;
 use gguf_writer::{hostile_configs, TinyModel};
-
-#[global_allocator]
-static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 /// No single allocation of a hostile load may exceed this (the tiny model's file is ~10 KB, its
 /// KV cache at the default context 64 KB).

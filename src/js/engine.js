@@ -58,7 +58,7 @@ export class Engine {
       rt = await loadWasm({ threads: Number.isInteger(options.threads) ? options.threads : undefined });
       return new Engine(await wasmEngine(rt, source, options), rt, options.threads);
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) markCrashed(rt, e);
+      if (e instanceof WebAssembly.RuntimeError) throw markCrashed(rt, e);
       throw toBrowserLlmError(e);
     }
   }
@@ -76,12 +76,11 @@ export class Engine {
     });
     this.#queue = p.catch(() => {});
     return p.catch((e) => {
-      const err = toBrowserLlmError(e);
-      if (err.code === "INTERNAL" && e instanceof WebAssembly.RuntimeError) {
+      if (e instanceof WebAssembly.RuntimeError) {
         this.#disposed = true;
-        markCrashed(this.#runtime, e); // the whole module instance, not just this engine
+        throw markCrashed(this.#runtime, e); // the whole module instance, not just this engine
       }
-      throw err;
+      throw toBrowserLlmError(e);
     });
   }
 

@@ -21,15 +21,18 @@ export function toBrowserLlmError(e) {
     return new BrowserLlmError(e.code, e.message);
   }
   if (e && e.name === "AbortError") return new BrowserLlmError("ABORTED", "the operation was aborted");
-  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) {
-    return new BrowserLlmError(
-      "INTERNAL",
-      `the engine crashed (${e.message}) and was disposed; load the model again. Please report this as a bug.`,
-      { cause: e },
-    );
-  }
+  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) return crashedError(e);
   const message = e && e.message ? e.message : String(e);
   return new BrowserLlmError("INTERNAL", message, { cause: e });
+}
+
+/** A trap of the wasm module (`e`, a WebAssembly.RuntimeError) with no known cause. */
+export function crashedError(e) {
+  return new BrowserLlmError(
+    "INTERNAL",
+    `the engine crashed (${e.message}) and was disposed; load the model again. Please report this as a bug.`,
+    { cause: e },
+  );
 }
 
 export function abortedError() {

@@ -1,7 +1,7 @@
 // Loading the wasm module once, in browsers, Workers and Node (one of three builds: see
 // pkg-scripts/build), starting the threaded build's CPU threads, and small environment helpers.
 
-import { BrowserLlmError } from "./errors.js";
+import { BrowserLlmError, crashedError } from "./errors.js";
 
 export const isNode = typeof process !== "undefined" && !!(process.versions && process.versions.node);
 
@@ -10,19 +10,36 @@ let ready = null;
 let retired = 0;
 
 /**
- * The wasm module of `rt` trapped (a Rust panic): its memory and stack may be inconsistent, so it
- * is never used again. Engines on it fail with INTERNAL from now on (`rt.crashed`), its threads
- * stop, and the next load instantiates a fresh module. (A WorkerEngine contains a crash in its
- * Worker, which it terminates; its next load starts a fresh Worker.)
+ * The wasm module of `rt` trapped (a Rust panic or abort): its memory and stack may be
+ * inconsistent, so it is never used again. Engines on it fail from now on (`rt.crashed`), its
+ * threads stop, and the next load instantiates a fresh module. (A WorkerEngine contains a crash in
+ * its Worker, which it terminates; its next load starts a fresh Worker.) Returns the error for the
+ * call that trapped: INVALID_ARGUMENT when the module recorded a cause in the input (a chat
+ * template past its memory budget), else INTERNAL.
  */
 export function markCrashed(rt, e) {
-  if (!rt || rt.crashed) return;
+  if (rt?.crashed) return rt.crashError;
+  let reason = 0;
+  try {
+    reason = rt?.wasm.abortReason?.() ?? 0; // reads one global: safe on a trapped instance
+  } catch {}
+  const error = reason === 1
+    ? new BrowserLlmError(
+      "INVALID_ARGUMENT",
+      "the model's chat template needed more memory than its budget while rendering (a broken or hostile template); " +
+        "the engine was disposed: load the model again, and prompt it with generate() instead of its chat template",
+      { cause: e },
+    )
+    : crashedError(e);
+  if (!rt) return error;
   rt.crashed = e;
+  rt.crashError = error;
   for (const w of rt.workers ?? []) w.terminate();
   if (ready && ready.runtime === rt) {
     ready = null;
     retired++;
   }
+  return error;
 }
 
 /**

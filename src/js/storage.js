@@ -8,7 +8,7 @@ async function call(fn) {
   try {
     return await fn(rt.wasm);
   } catch (e) {
-    if (e instanceof WebAssembly.RuntimeError) markCrashed(rt, e);
+    if (e instanceof WebAssembly.RuntimeError) throw markCrashed(rt, e);
     throw toBrowserLlmError(e);
   }
 }

@@ -50,7 +50,7 @@ export class WorkerEngine {
     p.cleanup();
     if (msg.error) {
       const err = new BrowserLlmError(msg.error.code, msg.error.message);
-      if (err.code === "INTERNAL") this.#fail(err); // a crashed engine is not reused
+      if (err.code === "INTERNAL" || msg.error.lost) this.#fail(err); // a crashed engine is not reused
       p.reject(err);
     } else {
       p.resolve(msg.result);

@@ -2,7 +2,7 @@
 //   request:  { id, op, args }            op: load | generate | applyChatTemplate | tokenizeChat | tokenize |
 //                                              detokenize | info | reset | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
-//   reply:    { id, result } or { id, error: { code, message } }
+//   reply:    { id, result } or { id, error: { code, message, lost } }  (lost: the module trapped)
 // `abort` ({ args: { target } }) aborts the call with id `target`; it is handled at once
 // because generation yields to the event loop between steps.
 
@@ -54,7 +54,9 @@ self.onmessage = async (ev) => {
     post({ id, result: await handle(id, op, args ?? {}, ctl.signal) });
   } catch (e) {
     const err = toBrowserLlmError(e);
-    post({ id, error: { code: err.code, message: err.message } });
+    // `lost`: the engine's module trapped, so this Worker is not used again.
+    const lost = typeof WebAssembly !== "undefined" && err.cause instanceof WebAssembly.RuntimeError;
+    post({ id, error: { code: err.code, message: err.message, lost } });
   } finally {
     controllers.delete(id);
   }

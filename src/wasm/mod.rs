@@ -26,6 +26,14 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Why the module last trapped, when the crate knows (see [`crate::budget::AbortReason`]; 0:
+/// not known). Read by JS after a trap: it touches no stack or heap, so it works on a crashed
+/// instance.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = abortReason)]
+pub fn abort_reason() -> u32 {
+    crate::budget::abort_reason()
+}
+
 /// Bytes of WebAssembly memory the module holds (memory never shrinks: the peak so far).
 #[wasm_bindgen::prelude::wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {

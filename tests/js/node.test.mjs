@@ -270,6 +270,47 @@ test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, fai
   await fresh.dispose();
 });
 
+/** `gguf` (a GGUF file's bytes) with its chat template replaced by `template`, padded with a
+ * Jinja comment to the same length, so nothing else in the file moves. */
+function withChatTemplate(gguf, template) {
+  const key = new TextEncoder().encode("tokenizer.chat_template");
+  const head = gguf.subarray(0, 8 << 20);
+  let at = -1;
+  for (let i = head.indexOf(key[0]); i >= 0; i = head.indexOf(key[0], i + 1)) {
+    if (key.every((b, j) => head[i + j] === b)) { at = i + key.length; break; }
+  }
+  assert.ok(at > 0, "the model has a chat template");
+  const view = new DataView(gguf.buffer, gguf.byteOffset);
+  assert.equal(view.getUint32(at, true), 8, "a string value");
+  const len = Number(view.getBigUint64(at + 4, true));
+  const filler = len - template.length - 4;
+  assert.ok(filler >= 0, `a template of at most ${len - 4} bytes`);
+  const out = Uint8Array.from(gguf);
+  out.set(new TextEncoder().encode(template + "{#" + " ".repeat(filler) + "#}"), at + 12);
+  return out;
+}
+
+test("a chat template that builds a huge value fails with a typed error at its memory budget; the next load works", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const { loadWasm } = await import(new URL("./node_modules/browser-llm/runtime.js", import.meta.url));
+  const real = await readFile(process.env.BROWSER_LLM_CHAT_MODEL);
+  // A list doubled 40 times: 2^40 items (minijinja's fuel counts steps, not memory).
+  const bomb = withChatTemplate(real, "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}");
+  const e = await Engine.load(bomb, { backend: "cpu", contextLength: 256 });
+  const rt = await loadWasm();
+  const t0 = Date.now();
+  await assert.rejects(e.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }), (err) =>
+    err instanceof BrowserLlmError && err.code === "INVALID_ARGUMENT" && /chat template needed more memory/.test(err.message));
+  console.log(`template memory bomb: typed error after ${Date.now() - t0} ms, wasm memory ${rt.wasm.wasmMemoryBytes() >> 20} MiB`);
+  // The module trapped: the instance is retired and the engine disposed.
+  assert.ok(rt.crashed);
+  await assert.rejects(e.generate("x"), { code: "INVALID_ARGUMENT", message: /disposed/ });
+  // A fresh module: the real template renders and the model replies.
+  const fresh = await Engine.load(real, { backend: "cpu", contextLength: 256 });
+  const c = await fresh.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
+  assert.ok(c.choices[0].message.content.length > 0);
+  await fresh.dispose();
+});
+
 test("dispose() during a generation stops it at its next step", async () => {
   const e = await Engine.load(MODEL, { backend: "cpu", contextLength: 512 });
   let n = 0;
