@@ -3,9 +3,15 @@
 //!
 //! Natively wgpu runs on Vulkan (Mesa lavapipe in tests); on wasm32 on the browser's WebGPU.
 //! `shader-f16` and `timestamp-query` are requested when the adapter has them and never
-//! required. Every failure (no WebGPU, no adapter, a refused device, a lost device) is an
-//! [`ErrorCode::DeviceLost`] error whose message says what happened, so a caller in
-//! `backend: "auto"` can fall back to the CPU backend and show why.
+//! required. Every failure (no WebGPU, no adapter, a refused device, a lost device, the GPU out
+//! of memory) is an [`ErrorCode::DeviceLost`] error whose message says what happened, so a
+//! caller in `backend: "auto"` can fall back to the CPU backend and show why.
+//!
+//! WebGPU reports errors of its calls (validation, out of memory) asynchronously, to an error
+//! scope or the device's uncaptured-error handler. The context installs that handler: the first
+//! error is kept, and every later [`GpuContext::check`] (each flush and readback) fails with it,
+//! so no call goes on computing with invalid objects. A validation error is a bug of ours
+//! ([`ErrorCode::Internal`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +23,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub info: wgpu::AdapterInfo,
-    /// Set by the device-lost callback.
-    lost: Arc<Mutex<Option<String>>>,
+    /// The first failure: set by the device-lost callback or the uncaptured-error handler.
+    failed: Arc<Mutex<Option<Error>>>,
 }
 
 /// Options for [`GpuContext::new`].
@@ -85,18 +91,33 @@ impl GpuContext {
             })
             .await
             .map_err(|e| gpu_err(format!("the GPU device request failed on {}: {e}", info.name)))?;
-        let lost = Arc::new(Mutex::new(None));
-        let l2 = lost.clone();
+        let failed: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let keep = |slot: &Arc<Mutex<Option<Error>>>, e: Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert(e);
+        };
+        let slot = failed.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            *l2.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
+            keep(&slot, gpu_err(format!("the GPU device was lost ({reason:?}: {msg})")));
         });
-        Ok(GpuContext { device, queue, limits, features, info, lost })
+        let slot = failed.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            keep(&slot, match e {
+                wgpu::Error::OutOfMemory { .. } => gpu_err("the GPU ran out of memory"),
+                wgpu::Error::Validation { description, .. } => {
+                    Error::internal(format!("GPU validation error (a bug: please report it): {description}"))
+                }
+                wgpu::Error::Internal { description, .. } => gpu_err(format!("the GPU failed: {description}")),
+            });
+        }));
+        Ok(GpuContext { device, queue, limits, features, info, failed })
     }
 
-    /// An error if the device was lost.
-    pub fn check_lost(&self) -> Result<()> {
-        match &*self.lost.lock().unwrap() {
-            Some(m) => Err(gpu_err(format!("the GPU device was lost ({m})"))),
+    /// The first failure of the device so far, if any: lost, out of memory, or an error WebGPU
+    /// reported for one of our calls.
+    pub fn check(&self) -> Result<()> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -123,5 +144,37 @@ impl GpuContext {
             self.info.device_type,
             if self.has_f16() { ", shader-f16" } else { "" }
         )
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// An invalid call (a buffer past the device's limit) is reported asynchronously by WebGPU:
+    /// the next check fails with a typed error, and so does every later one.
+    #[test]
+    fn errors_webgpu_reports_later_fail_the_next_check() {
+        let ctx = match crate::block_on(GpuContext::new(&GpuOptions::default())) {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none() => {
+                eprintln!("skipped: {}", e.message);
+                return;
+            }
+            Err(e) => panic!("{}", e.message),
+        };
+        ctx.check().unwrap();
+        let _bad = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("too big"),
+            size: ctx.limits.max_buffer_size.saturating_add(4),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        for _ in 0..2 {
+            let e = ctx.check().unwrap_err();
+            assert_eq!(e.code, ErrorCode::Internal, "{}", e.message);
+            assert!(e.message.contains("GPU validation error"), "{}", e.message);
+        }
     }
 }

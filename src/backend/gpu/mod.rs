@@ -333,7 +333,7 @@ impl GpuBackend {
 
     /// Submit everything recorded so far (one submit), writing the uniform arena first.
     pub fn flush(&mut self) -> Result<()> {
-        self.ctx.check_lost()?;
+        self.ctx.check()?;
         if let Some(enc) = self.enc.take() {
             if !self.params_host.is_empty() {
                 self.ctx.queue.write_buffer(&self.params_buf, 0, &self.params_host);
@@ -371,7 +371,7 @@ impl GpuBackend {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::new(ErrorCode::DeviceLost, format!("waiting for the GPU failed: {e}")))?;
         fut.await.map_err(|e| Error::new(ErrorCode::DeviceLost, format!("GPU readback failed: {e}")))?;
-        self.ctx.check_lost()?;
+        self.ctx.check()?;
         let data = staging
             .slice(..)
             .get_mapped_range()
