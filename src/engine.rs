@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::backend::{Backend, KvShape, TensorSource};
+use crate::constrain::{Constraint, ConstraintSpec, Vocab};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
 use crate::logits::{ReadOut, Readback};
@@ -27,6 +28,11 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens (benchmarks, golden comparisons).
     pub ignore_eos: bool,
+    /// What the output must match (JSON schema, grammar, regex): see [`crate::constrain`].
+    pub constraint: Option<ConstraintSpec>,
+    /// Report each generated token's log-probability and that of the `n` most likely tokens
+    /// (`Some(0)`: the token's only), from the model's raw distribution.
+    pub logprobs: Option<usize>,
 }
 
 /// The default `max_tokens` of `generate` everywhere (the CLI, JS `generate`; OpenAI-style chat
@@ -35,7 +41,14 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: DEFAULT_MAX_TOKENS, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
+        GenerateOptions {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+            constraint: None,
+            logprobs: None,
+        }
     }
 }
 
@@ -116,6 +129,8 @@ pub struct Engine<B: Backend> {
     n_ctx: usize,
     /// Tokens whose keys/values are in `kv`, in order from position 0.
     cached: Vec<u32>,
+    /// The vocabulary for constrained decoding, built on first use.
+    vocab: Option<Arc<Vocab>>,
 }
 
 impl<B: Backend> Engine<B> {
@@ -151,7 +166,7 @@ impl<B: Backend> Engine<B> {
         check_kv_budget(shape, backend.kv_bytes_per_value(), backend.kv_budget())?;
         let model = Model::load_from(&mut backend, gguf, file).await?;
         let kv = backend.kv_cache(shape)?;
-        Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new() })
+        Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new(), vocab: None })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -222,7 +237,7 @@ impl<B: Backend> Engine<B> {
         while let Some(step) = self.step(&mut g).await? {
             let keep_going = match step {
                 Step::Prefill { .. } => true,
-                Step::Token { id, text } => on_text(Some(id), &text),
+                Step::Token { id, text, .. } => on_text(Some(id), &text),
                 Step::Flush { text } => on_text(None, &text),
             };
             if !keep_going {
@@ -254,6 +269,13 @@ impl<B: Backend> Engine<B> {
             ));
         }
         let sampler = Sampler::new(opts.sampling.clone())?;
+        if opts.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::invalid_argument(format!("top logprobs must be at most {MAX_TOP_LOGPROBS}")));
+        }
+        let constraint = match &opts.constraint {
+            Some(spec) => Some(Constraint::new(self.vocab()?, spec)?),
+            None => None,
+        };
 
         // Reuse the cached prefix; at least the last prompt token is run to get its logits.
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
@@ -274,7 +296,26 @@ impl<B: Backend> Engine<B> {
             flushed: false,
             timings,
             cached_tokens: common,
+            constraint,
         })
+    }
+
+    /// The vocabulary for constrained decoding (built on first use: a trie of every token).
+    fn vocab(&mut self) -> Result<&Vocab> {
+        if self.vocab.is_none() {
+            self.vocab = Some(Arc::new(Vocab::new(self.tokenizer.clone())?));
+        }
+        Ok(self.vocab.as_deref().expect("just built"))
+    }
+
+    /// What the sampler of `g` needs read back: every logit when a constraint masks them or
+    /// logprobs are reported.
+    fn readback(g: &Generating) -> Readback {
+        if g.constraint.is_some() || g.opts.logprobs.is_some() {
+            Readback::Full
+        } else {
+            g.sampler.readback()
+        }
     }
 
     /// Run the next prompt chunk, or sample one token and run it; `None` means the generation
@@ -289,7 +330,7 @@ impl<B: Backend> Engine<B> {
             if end < g.prompt_len {
                 self.eval(&chunk, Logits::None).await?;
             } else {
-                g.logits = Some(self.eval_last(&chunk, g.sampler.readback()).await?);
+                g.logits = Some(self.eval_last(&chunk, Self::readback(g)).await?);
                 g.timings.prefill_ms = now_ms() - g.t0;
                 g.t0 = now_ms();
             }
@@ -305,7 +346,7 @@ impl<B: Backend> Engine<B> {
                     return Ok(g.flush());
                 }
                 let last = *g.history.last().expect("history holds the prompt");
-                let out = self.eval_last(&[last], g.sampler.readback()).await?;
+                let out = self.eval_last(&[last], Self::readback(g)).await?;
                 g.timings.decode_tokens += 1;
                 out
             }
@@ -314,10 +355,28 @@ impl<B: Backend> Engine<B> {
             g.end(FinishReason::Length);
             return Ok(g.flush());
         }
-        let id = g.sampler.sample_out(logits, &g.history)?;
-        if !g.opts.ignore_eos && self.tokenizer.eog_ids().contains(&id) {
+        let mut logprob = None;
+        let id = match (logits, g.constraint.is_some() || g.opts.logprobs.is_some()) {
+            (ReadOut::Full(mut logits), true) => {
+                // Logprobs come from the raw distribution: before penalties and the mask.
+                let raw = g.opts.logprobs.map(|n| (logits.clone(), n));
+                let constraint = g.constraint.as_mut();
+                let id = g.sampler.sample_masked(&mut logits, &g.history, |l| constraint.map_or(Ok(()), |c| c.mask(l)))?;
+                logprob = raw.map(|(raw, n)| TokenLogprob::new(&raw, id, n));
+                id
+            }
+            (out, _) => g.sampler.sample_out(out, &g.history)?,
+        };
+        let ends = g.constraint.as_ref().map_or(self.tokenizer.eog_ids().contains(&id), |c| c.is_end(id));
+        if ends && (!g.opts.ignore_eos || g.constraint.is_some()) {
             g.end(FinishReason::Stop);
             return Ok(g.flush());
+        }
+        if let Some(c) = g.constraint.as_mut() {
+            c.commit(id)?;
+            if c.is_done() {
+                g.end(FinishReason::Stop);
+            }
         }
         g.history.push(id);
         let piece = g.detok.push(id);
@@ -325,7 +384,31 @@ impl<B: Backend> Engine<B> {
         if hit {
             g.end(FinishReason::Stop);
         }
-        Ok(Some(Step::Token { id, text }))
+        Ok(Some(Step::Token { id, text, logprob }))
+    }
+}
+
+/// The most top logprobs a token may report (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A generated token's log-probability, and the most likely tokens' at its step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+    /// The `n` most likely tokens, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// Token `id`'s log-probability and the top `n` under `logits` (finite: the sampler checked).
+    pub fn new(logits: &[f32], id: u32, n: usize) -> TokenLogprob {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+        let lse = max as f64 + sum.ln();
+        let lp = |l: f32| (l as f64 - lse) as f32;
+        let top = if n == 0 { Vec::new() } else { crate::logits::top_k(logits, n).into_iter().map(|(i, l)| (i, lp(l))).collect() };
+        TokenLogprob { id, logprob: lp(logits[id as usize]), top }
     }
 }
 
@@ -358,8 +441,9 @@ pub const PREFILL_CHUNK: usize = 128;
 pub enum Step {
     /// `done` of the `total` prompt tokens that were not cached have run.
     Prefill { done: usize, total: usize },
-    /// A generated token and the text that became final with it (possibly empty).
-    Token { id: u32, text: String },
+    /// A generated token and the text that became final with it (possibly empty), with its
+    /// log-probability when asked for.
+    Token { id: u32, text: String, logprob: Option<TokenLogprob> },
     /// The end: text held back until now (an incomplete stop string, a partial character).
     Flush { text: String },
 }
@@ -383,6 +467,7 @@ pub struct Generating {
     flushed: bool,
     timings: Timings,
     cached_tokens: usize,
+    constraint: Option<Constraint>,
 }
 
 impl Generating {

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod budget;
 pub mod chat;
+pub mod constrain;
 pub mod engine;
 pub mod error;
 pub mod gguf;

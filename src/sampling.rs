@@ -200,13 +200,26 @@ impl Sampler {
 
     /// Pick the next token. `logits` is modified (penalties). Errors as [`Sampler::sample_out`].
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {
+        self.sample_masked(logits, history, |_| Ok(()))
+    }
+
+    /// [`Sampler::sample`] with `mask` run after the penalties: it sets the logits of forbidden
+    /// tokens to `-inf` (constrained decoding), and no such token is ever picked. Nothing
+    /// allowed is an `INVALID_ARGUMENT` error.
+    pub fn sample_masked(&mut self, logits: &mut [f32], history: &[u32], mask: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<u32> {
         check_logits(logits.iter().copied(), logits.len())?;
         apply_penalties(logits, history, &self.params);
+        mask(logits)?;
+        let best = argmax(logits);
+        if logits[best as usize] == f32::NEG_INFINITY {
+            return Err(Error::invalid_argument("the output constraint allows no token here"));
+        }
         if self.params.temperature == 0.0 {
-            return Ok(argmax(logits));
+            return Ok(best);
         }
         let k = if self.params.top_k > 0 { self.params.top_k } else { logits.len() };
         self.candidates = top_k(logits, k);
+        self.candidates.retain(|&(_, l)| l > f32::NEG_INFINITY);
         Ok(self.sample_candidates())
     }
 

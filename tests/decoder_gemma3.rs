@@ -47,7 +47,7 @@ fn golden_prompts_teacher_forced_64_tokens() {
 fn greedy_decode_matches_golden_through_the_engine() {
     let g = common::golden_json("gemma3-270m.json");
     let mut e = Engine::load(CpuBackend::new(), common::model_arc(), Some(512)).unwrap();
-    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     for p in g["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
         let want = ids(&p["gen_ids"]);
@@ -83,7 +83,7 @@ fn context_overflow_is_a_typed_error() {
     let err = browser_llm::block_on(e.generate_ids(&[2; 9], &GenerateOptions::default(), &mut |_, _| true)).unwrap_err();
     assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
     // Generation that reaches the end of the context stops with "length", not garbage or a panic.
-    let opts = GenerateOptions { max_tokens: 100, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: 100, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     let r = browser_llm::block_on(e.generate_ids(&[2, 818, 5279], &opts, &mut |_, _| true)).unwrap();
     // 3 prompt + 5 generated tokens fill the 8 positions; a 6th token is sampled from the logits
     // at the last position and needs no position of its own.

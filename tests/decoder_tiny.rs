@@ -74,7 +74,7 @@ fn check_model(name: &str) {
     // Free-running greedy decode through the engine (KV cache, one token at a time) reproduces
     // llama.cpp's tokens up to its first near-tie.
     let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(64)).unwrap();
-    let opts = GenerateOptions { max_tokens: gen.len(), sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: gen.len(), sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     let out = browser_llm::block_on(e.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap();
     let margins: Vec<f32> = steps(&g["steps"]).iter().map(|s| s.margin).collect();
     if let Some(i) = out.ids.iter().zip(&gen).position(|(a, b)| a != b) {
@@ -163,7 +163,7 @@ fn chunked_prefill_abort_and_prefix_reuse_give_the_same_tokens() {
     let bytes = Arc::new(std::fs::read(&file).unwrap());
     let n_ctx = 256;
     let prompt: Vec<u32> = (0..(PREFILL_CHUNK + 37) as u32).map(|i| 1 + (i * 7) % 200).collect();
-    let greedy = GenerateOptions { max_tokens: 8, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let greedy = GenerateOptions { max_tokens: 8, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
 
     // Reference: the whole prompt in one forward pass, then greedy decode through the engine.
     let gguf = Gguf::from_bytes(&bytes).unwrap();
@@ -235,7 +235,7 @@ fn split_gguf_loads_as_one_model() {
     assert_eq!(split.get_str("general.architecture"), Some("llama"));
     assert_eq!(split.split_count(), 1, "the merged header is one model");
 
-    let opts = GenerateOptions { max_tokens: 16, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: 16, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     let prompt = [1u32, 17, 42, 99, 5];
     let mut a = browser_llm::block_on(Engine::load_from(CpuBackend::with_threads(1), &split, &bytes, Some(64))).unwrap();
     let mut b = Engine::load(CpuBackend::with_threads(1), single_bytes, Some(64)).unwrap();

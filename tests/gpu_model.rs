@@ -60,7 +60,7 @@ fn gpu_greedy_decode_through_the_engine() {
     let n_tokens = 8;
     let golden = common::golden_json("gemma3-270m.json");
     let mut e = Engine::load(b, common::model_arc(), Some(512)).unwrap();
-    let opts = GenerateOptions { max_tokens: n_tokens, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: n_tokens, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     for p in golden["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
         let want = ids(&p["gen_ids_64"]);

@@ -125,7 +125,7 @@ fn m3_nan_logits_are_an_error_not_token_0() {
         SamplingParams { temperature: 0.8, top_k: 0, ..Default::default() },
         SamplingParams { repeat_penalty: 1.1, ..SamplingParams::greedy() },
     ] {
-        let opts = GenerateOptions { max_tokens: 4, sampling, stop: vec![], ignore_eos: true };
+        let opts = GenerateOptions { max_tokens: 4, sampling, stop: vec![], ignore_eos: true, ..Default::default() };
         let mut e = Engine::load(CpuBackend::with_threads(1), good.clone(), None).unwrap();
         let g = browser_llm::block_on(e.generate_ids(&[1, 5, 7], &opts, &mut |_, _| true)).unwrap();
         assert_eq!(g.ids.len(), 4);

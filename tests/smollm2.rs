@@ -68,7 +68,7 @@ fn chat_conversations_decode_greedily_through_the_engine() {
     let gguf_bytes = common::chat_model_arc();
     let gguf = Gguf::from_bytes(&gguf_bytes).unwrap();
     let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), &e.tokenizer);
-    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     for p in g["prompts"].as_array().unwrap().iter().filter(|p| p.get("conversation").is_some()) {
         let name = p["name"].as_str().unwrap();
         let conv = convs.iter().find(|c| c["name"] == p["conversation"]).expect("conversation");

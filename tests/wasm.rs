@@ -53,7 +53,7 @@ fn greedy_tokens_match_llama_cpp_in_wasm() {
     let bytes = Arc::new(read_file_sync(&path));
     let golden: serde_json::Value = serde_json::from_str(include_str!("golden/gemma3-270m.json")).unwrap();
     let mut e = Engine::load(CpuBackend::new(), bytes, Some(512)).unwrap();
-    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: 32, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     for p in golden["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
         let want: Vec<u32> = p["gen_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();

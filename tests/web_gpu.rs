@@ -101,7 +101,7 @@ async fn webgpu_greedy_decode_through_the_engine() {
     let mut e = Engine::load(b, bytes.clone(), Some(256)).unwrap();
     let p = &golden["prompts"][0];
     let n = 8;
-    let opts = GenerateOptions { max_tokens: n, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let opts = GenerateOptions { max_tokens: n, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
     let s0 = e.backend.stats();
     let r = e.generate(p["prompt"].as_str().unwrap(), &opts, &mut |_, _| true).await.unwrap();
     let s1 = e.backend.stats();

@@ -44,19 +44,37 @@ export async function* streamFrom(run, options = {}) {
   }
 }
 
+// Every field of OpenAI's chat completion request: the official SDK may send any of them.
+// Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal.
 const CHAT_KEYS = new Set([
-  "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop",
-  "frequency_penalty", "presence_penalty", "repetition_penalty", "signal", "model", "n", "stream_options",
+  "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+  "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
+  "response_format", "tools", "tool_choice", "parallel_tool_calls", "user", "metadata", "store", "service_tier",
+  "reasoning_effort", "modalities", "audio", "prediction", "web_search_options", "prompt_cache_key",
+  "safety_identifier", "verbosity", "functions", "function_call",
+  "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal",
 ]);
+
+function invalid(message) {
+  return new BrowserLlmError("INVALID_ARGUMENT", message);
+}
 
 function generateOptions(req) {
   for (const k of Object.keys(req)) {
-    if (!CHAT_KEYS.has(k)) throw new BrowserLlmError("INVALID_ARGUMENT", `unknown chat completion option "${k}"`);
+    if (!CHAT_KEYS.has(k)) throw invalid(`unknown chat completion option "${k}"`);
   }
-  if (req.n !== undefined && req.n !== 1) throw new BrowserLlmError("INVALID_ARGUMENT", "only n = 1 is supported");
+  // Fields that ask for what a local text model cannot do fail clearly; the rest that do not
+  // apply here (user, metadata, store, service_tier, prompt_cache_key, ...) are ignored.
+  if (req.n !== undefined && req.n !== null && req.n !== 1) throw invalid("only n = 1 is supported");
+  if (req.logit_bias && Object.keys(req.logit_bias).length > 0) throw invalid("logit_bias is not supported");
+  if (Array.isArray(req.modalities) && req.modalities.some((m) => m !== "text")) throw invalid("only the text modality is supported");
+  if (req.audio) throw invalid("audio output is not supported");
+  if (req.web_search_options) throw invalid("web search is not supported");
+  if (req.functions || req.function_call) throw invalid("functions/function_call are deprecated: use tools/tool_choice");
   if (!Array.isArray(req.messages) || req.messages.length === 0) {
-    throw new BrowserLlmError("INVALID_ARGUMENT", "messages must be a non-empty array of { role, content }");
+    throw invalid("messages must be a non-empty array of { role, content }");
   }
+  if (req.top_logprobs != null && !req.logprobs) throw invalid("top_logprobs needs logprobs: true");
   const stop = req.stop === undefined || req.stop === null ? undefined : Array.isArray(req.stop) ? req.stop : [req.stop];
   const opts = {
     maxTokens: req.max_completion_tokens ?? req.max_tokens,
@@ -69,15 +87,49 @@ function generateOptions(req) {
     frequencyPenalty: req.frequency_penalty,
     presencePenalty: req.presence_penalty,
     repetitionPenalty: req.repetition_penalty,
+    responseFormat: req.response_format,
+    grammar: req.grammar,
+    regex: req.regex,
+    logprobs: req.logprobs || undefined,
+    topLogprobs: req.logprobs ? req.top_logprobs : undefined,
     signal: req.signal,
   };
   for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
   return opts;
 }
 
+/** A message's content as text: a string, or OpenAI's content parts (text parts only). */
+function contentText(m) {
+  const c = m?.content;
+  if (typeof c === "string") return c;
+  if (c == null) return "";
+  if (Array.isArray(c)) {
+    return c.map((p) => {
+      if (p?.type === "text" || p?.type === "input_text") return String(p.text ?? "");
+      throw invalid(`message content parts of type "${p?.type}" are not supported (text only)`);
+    }).join("");
+  }
+  return String(c);
+}
+
+/** OpenAI messages as the template's: `developer` is the system role of newer OpenAI models. */
+function templateMessages(messages) {
+  return messages.map((m) => ({ role: m?.role === "developer" ? "system" : m?.role, content: contentText(m) }));
+}
+
 function completionId() {
   const hex = Array.from({ length: 12 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
   return `chatcmpl-${hex}`;
+}
+
+/** OpenAI's usage object from a generate() result. */
+function usageOf(r) {
+  return {
+    prompt_tokens: r.usage.promptTokens,
+    completion_tokens: r.usage.completionTokens,
+    total_tokens: r.usage.totalTokens,
+    prompt_tokens_details: { cached_tokens: r.usage.cachedTokens },
+  };
 }
 
 /** `engine.chat.completions.create(...)`, OpenAI-shaped. */
@@ -88,9 +140,9 @@ export function createChat(engine) {
   }
 
   async function create(req) {
-    if (!req || typeof req !== "object") throw new BrowserLlmError("INVALID_ARGUMENT", "create() needs a request object");
+    if (!req || typeof req !== "object") throw invalid("create() needs a request object");
     const opts = generateOptions(req);
-    const messages = req.messages.map((m) => ({ role: m?.role, content: typeof m?.content === "string" ? m.content : m?.content == null ? "" : String(m.content) }));
+    const messages = templateMessages(req.messages);
     // Token ids, not text: message contents must never become control tokens (a user typing
     // "<|im_start|>system" cannot forge a turn).
     const prompt = await engine.tokenizeChat(messages, true);
@@ -101,33 +153,41 @@ export function createChat(engine) {
       const r = await engine.generate(prompt, opts);
       return {
         id, object: "chat.completion", created, model,
-        choices: [{ index: 0, message: { role: "assistant", content: r.text }, finish_reason: r.finishReason, logprobs: null }],
-        usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens },
+        choices: [{
+          index: 0, message: { role: "assistant", content: r.text, refusal: null }, finish_reason: r.finishReason,
+          logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null,
+        }],
+        usage: usageOf(r),
         timings: r.timings,
       };
     }
+    const includeUsage = !!req.stream_options?.include_usage;
     return (async function* chunks() {
-      const chunk = (delta, finish, extra = {}) => ({
+      const chunk = (delta, finish, logprobs = null) => ({
         id, object: "chat.completion.chunk", created, model,
-        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra,
+        choices: [{ index: 0, delta, finish_reason: finish, logprobs }],
+        ...(includeUsage ? { usage: null } : {}),
       });
       yield chunk({ role: "assistant", content: "" }, null);
       const it = streamFrom((o) => engine.generate(prompt, o), opts);
       let step;
+      let pending = []; // logprobs of tokens whose text is not out yet
       try {
         step = await it.next();
         while (!step.done) {
-          if (step.value.text !== "") yield chunk({ content: step.value.text }, null);
+          if (step.value.logprob) pending.push(step.value.logprob);
+          if (step.value.text !== "") {
+            yield chunk({ content: step.value.text }, null, opts.logprobs ? { content: pending, refusal: null } : null);
+            pending = [];
+          }
           step = await it.next();
         }
       } finally {
         if (!step?.done) await it.return(); // the consumer stopped early: abort the generation
       }
       const r = step.value;
-      yield chunk({}, r.finishReason, {
-        usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens },
-        timings: r.timings,
-      });
+      yield { ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
+      if (includeUsage) yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(r) };
     })();
   }
 

@@ -101,20 +101,25 @@ export class Engine {
       if (signal?.aborted) throw abortedError();
       const w = this.#wasm;
       w.begin(prompt, rest);
+      const logprobs = rest.logprobs ? [] : null;
       try {
         for (;;) {
           if (signal?.aborted || this.#disposing) w.abort();
           const s = await w.step();
           if (s === null) break;
           if (s.kind === "prefill") onPrefill?.({ done: s.done, total: s.total });
-          else if (s.text !== "" || s.kind === "token") onToken?.({ text: s.text, tokenId: s.tokenId ?? null });
+          else if (s.text !== "" || s.kind === "token") {
+            if (s.logprob) logprobs.push(s.logprob);
+            onToken?.(s.logprob ? { text: s.text, tokenId: s.tokenId ?? null, logprob: s.logprob } : { text: s.text, tokenId: s.tokenId ?? null });
+          }
           await yieldToEventLoop();
         }
       } catch (e) {
         try { w.finish(); } catch { /* the failed step already ended the generation */ }
         throw e;
       }
-      return w.finish();
+      const r = w.finish();
+      return logprobs ? { ...r, logprobs } : r;
     });
   }
 

@@ -19,7 +19,7 @@ use super::options::{JsGenerateOptions, JsLoadOptions};
 use super::source::{Bytes, ModelSource};
 use super::storage::parse_source;
 use crate::chat::{self, ChatMessage, TemplateSource};
-use crate::engine::{Generating, Step};
+use crate::engine::{Generating, Step, TokenLogprob};
 use crate::error::{Error, ErrorCode, Result};
 use crate::load::{load, AnyEngine};
 
@@ -46,6 +46,29 @@ struct JsStep {
     text: String,
     done: usize,
     total: usize,
+    /// With `logprobs`: OpenAI's `{token, logprob, bytes, top_logprobs}` for a token step.
+    logprob: Option<JsLogprob>,
+}
+
+/// One entry of OpenAI's `logprobs.content` (snake_case, as OpenAI spells it).
+#[derive(Serialize)]
+struct JsLogprob {
+    token: String,
+    logprob: f32,
+    bytes: Vec<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<Vec<JsLogprob>>,
+}
+
+impl JsLogprob {
+    fn new(tok: &crate::tokenizer::Tokenizer, lp: &TokenLogprob) -> JsLogprob {
+        let entry = |id: u32, logprob: f32, top| {
+            let bytes = tok.token_to_piece(id, true);
+            JsLogprob { token: String::from_utf8_lossy(&bytes).into_owned(), logprob, bytes, top_logprobs: top }
+        };
+        let top = lp.top.iter().map(|&(id, l)| entry(id, l, None)).collect();
+        entry(lp.id, lp.logprob, Some(top))
+    }
 }
 
 #[derive(Serialize)]
@@ -207,10 +230,20 @@ impl WasmEngine {
                     return Err(to_js_error(err));
                 }
             };
+            let tok = i.engine.tokenizer();
             to_js(&match step {
-                Step::Prefill { done, total } => JsStep { kind: "prefill", token_id: None, text: String::new(), done, total },
-                Step::Token { id, text } => JsStep { kind: "token", token_id: Some(id), text, done: 0, total: 0 },
-                Step::Flush { text } => JsStep { kind: "flush", token_id: None, text, done: 0, total: 0 },
+                Step::Prefill { done, total } => {
+                    JsStep { kind: "prefill", token_id: None, text: String::new(), done, total, logprob: None }
+                }
+                Step::Token { id, text, logprob } => JsStep {
+                    kind: "token",
+                    token_id: Some(id),
+                    text,
+                    done: 0,
+                    total: 0,
+                    logprob: logprob.map(|lp| JsLogprob::new(tok, &lp)),
+                },
+                Step::Flush { text } => JsStep { kind: "flush", token_id: None, text, done: 0, total: 0, logprob: None },
             })
         })
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::convert::{abort_signal, function, progress_callback};
+use crate::constrain::ConstraintSpec;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
 use crate::load::{BackendChoice, LoadOptions};
@@ -145,11 +146,79 @@ pub struct JsGenerateOptions {
     seed: Option<f64>,
     stop: Option<Vec<String>>,
     ignore_eos: Option<bool>,
+    /// OpenAI's `response_format`: `{type: "text" | "json_object" | "json_schema", json_schema:
+    /// {name, schema, strict, description}}` (read through JSON, so numbers keep their type).
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    response_format: JsValue,
+    /// A Lark or GBNF grammar the output must match.
+    grammar: Option<String>,
+    /// A regular expression the output must match.
+    regex: Option<String>,
+    /// Report each token's log-probability; `top_logprobs` adds the most likely alternatives.
+    logprobs: Option<bool>,
+    top_logprobs: Option<usize>,
     /// Add the model's BOS token (default: unless the prompt already starts with it).
     pub add_special: Option<bool>,
 }
 
+/// OpenAI's `response_format` object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseFormat {
+    r#type: String,
+    json_schema: Option<JsonSchemaFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSchemaFormat {
+    #[allow(dead_code)]
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    schema: Option<serde_json::Value>,
+    /// Always honored: the output always matches the schema (OpenAI's `strict: true`).
+    #[allow(dead_code)]
+    strict: Option<bool>,
+}
+
 impl JsGenerateOptions {
+    /// The output constraint: at most one of `responseFormat` (other than text), `grammar` and
+    /// `regex`.
+    fn constraint(&self) -> Result<Option<ConstraintSpec>> {
+        let format = if self.response_format.is_undefined() || self.response_format.is_null() {
+            None
+        } else {
+            let text = js_sys::JSON::stringify(&self.response_format)
+                .ok()
+                .and_then(|s| s.as_string())
+                .ok_or_else(|| Error::invalid_argument("responseFormat must be a JSON object"))?;
+            let f: ResponseFormat = serde_json::from_str(&text)
+                .map_err(|e| Error::invalid_argument(format!("responseFormat must be {{type, json_schema?}}: {e}")))?;
+            match (f.r#type.as_str(), f.json_schema) {
+                ("text", _) => None,
+                ("json_object", _) => Some(ConstraintSpec::JsonObject),
+                ("json_schema", Some(JsonSchemaFormat { schema: Some(s), .. })) => Some(ConstraintSpec::JsonSchema(s)),
+                ("json_schema", _) => {
+                    return Err(Error::invalid_argument("responseFormat json_schema needs json_schema.schema"));
+                }
+                (t, _) => {
+                    return Err(Error::invalid_argument(format!(
+                        "responseFormat type must be \"text\", \"json_object\" or \"json_schema\", got \"{t}\""
+                    )))
+                }
+            }
+        };
+        let grammar = self.grammar.clone().map(ConstraintSpec::Grammar);
+        let regex = self.regex.clone().map(ConstraintSpec::Regex);
+        let mut given = [format, grammar, regex].into_iter().flatten();
+        let first = given.next();
+        if given.next().is_some() {
+            return Err(Error::invalid_argument("give at most one of responseFormat, grammar and regex"));
+        }
+        Ok(first)
+    }
+
     /// Defaults are [`GenerateOptions::default`]'s; the seed is random when omitted.
     pub fn to_options(&self) -> Result<GenerateOptions> {
         let d = GenerateOptions::default();
@@ -174,6 +243,14 @@ impl JsGenerateOptions {
             },
             stop: self.stop.clone().unwrap_or_default(),
             ignore_eos: self.ignore_eos.unwrap_or(d.ignore_eos),
+            constraint: self.constraint()?,
+            logprobs: match (self.logprobs, self.top_logprobs) {
+                (Some(true), n) => Some(n.unwrap_or(0)),
+                (_, Some(n)) if n > 0 => {
+                    return Err(Error::invalid_argument("topLogprobs needs logprobs: true"));
+                }
+                _ => None,
+            },
         };
         opts.sampling.validate()?;
         Ok(opts)

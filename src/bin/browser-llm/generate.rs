@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use browser_llm::backend::gpu::GpuOptions;
 use browser_llm::backend::BackendStats;
+use browser_llm::constrain::ConstraintSpec;
 use browser_llm::engine::{GenerateOptions, Step, DEFAULT_MAX_TOKENS};
 use browser_llm::gguf::Gguf;
 use browser_llm::load::{load, AnyEngine, BackendChoice, LoadOptions};
@@ -71,6 +72,8 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
         sampling: sampling_from_args(args)?,
         stop: args.get("stop").map(|s| vec![s.replace("\\n", "\n")]).unwrap_or_default(),
         ignore_eos: args.flag("ignore-eos"),
+        constraint: constraint_from_args(args)?,
+        logprobs: None,
     };
     let json = args.flag("json");
     let mut out = std::io::stdout().lock();
@@ -132,4 +135,23 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
         );
     }
     Ok(())
+}
+
+/// `--json-schema SCHEMA`, `--grammar GRAMMAR` (Lark or GBNF) or `--regex RE`; a value that
+/// starts with `@` names a file to read it from.
+fn constraint_from_args(args: &Args) -> Result<Option<ConstraintSpec>, CliError> {
+    let read = |v: &str| -> Result<String, CliError> {
+        match v.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {path}: {e}"))),
+            None => Ok(v.to_string()),
+        }
+    };
+    Ok(if let Some(s) = args.get("json-schema") {
+        let schema = serde_json::from_str(&read(s)?).map_err(|e| CliError::Usage(format!("--json-schema is not JSON: {e}")))?;
+        Some(ConstraintSpec::JsonSchema(schema))
+    } else if let Some(g) = args.get("grammar") {
+        Some(ConstraintSpec::Grammar(read(g)?))
+    } else {
+        args.get("regex").map(|r| ConstraintSpec::Regex(r.to_string()))
+    })
 }

@@ -6,6 +6,7 @@
 //! browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
 //!                      [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
 //!                      [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
+//!                      [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
 //! ```
 //! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
 
@@ -22,7 +23,8 @@ const USAGE: &str = "usage:
   browser-llm tokenize --model PATH --text TEXT [--no-special]
   browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                        [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
-                       [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]";
+                       [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
+                       [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]";
 
 fn main() {
     let mut argv = std::env::args().skip(1);
