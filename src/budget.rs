@@ -2,8 +2,11 @@
 //! limit of its own: rendering a chat template (minijinja bounds steps with fuel, not memory; a
 //! list or string doubled in a loop reaches gigabytes in 30 steps).
 //!
-//! The crate's global allocator counts, per thread, the bytes allocated minus freed inside a
-//! [`limit`] scope. An allocation that would pass the scope's budget fails, after recording
+//! The crate's global allocator counts the bytes allocated minus freed inside a [`limit`] scope:
+//! per thread natively (tests run in parallel); on wasm32 for the whole module, where one call
+//! from JS runs at a time and the CPU pool's workers sit idle outside its matrix products (and
+//! where a new thread's first allocations, its stack and TLS block, come before its TLS exists,
+//! so the allocator must not use thread-locals there). An allocation that would pass the scope's budget fails, after recording
 //! [`AbortReason::TemplateMemory`]; Rust turns a failed allocation into an abort, which on wasm
 //! is a trap. The JS side reads [`abort_reason`] after the trap, reports a typed error naming the
 //! cause, and retires the module instance as after any trap. So a hostile template costs the
@@ -14,8 +17,7 @@
 //! tests use it to show that no allocation is sized by a file's claims.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize, Ordering};
 
 /// Why the last abort (trap) happened, when the crate knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,18 +37,40 @@ pub fn abort_reason() -> u32 {
 }
 
 struct Scope {
-    /// Bytes allocated minus bytes freed on this thread since the scope began.
-    used: Cell<isize>,
+    /// Bytes allocated minus bytes freed since the scope began.
+    used: AtomicIsize,
     /// The budget; `isize::MAX` outside any scope.
-    limit: Cell<isize>,
-    reason: Cell<AbortReason>,
+    limit: AtomicIsize,
+    reason: AtomicU32,
     /// The largest single request since [`largest_alloc`] began.
-    largest: Cell<usize>,
+    largest: AtomicUsize,
 }
 
+const OPEN: Scope = Scope {
+    used: AtomicIsize::new(0),
+    limit: AtomicIsize::new(isize::MAX),
+    reason: AtomicU32::new(AbortReason::None as u32),
+    largest: AtomicUsize::new(0),
+};
+
+#[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     // Const-initialized without a destructor: reading it never allocates, so the allocator may.
-    static SCOPE: Scope = const { Scope { used: Cell::new(0), limit: Cell::new(isize::MAX), reason: Cell::new(AbortReason::None), largest: Cell::new(0) } };
+    static SCOPE: Scope = const { OPEN };
+}
+
+/// Run `f` on the scope state (`None` while a thread's locals are being torn down).
+#[cfg(not(target_arch = "wasm32"))]
+fn scope<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
+    SCOPE.try_with(f).ok()
+}
+
+#[cfg(target_arch = "wasm32")]
+static SCOPE: Scope = OPEN;
+
+#[cfg(target_arch = "wasm32")]
+fn scope<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
+    Some(f(&SCOPE))
 }
 
 /// Run `f` with at most `bytes` more live heap on this thread; past it, the process aborts (a trap
@@ -55,13 +79,13 @@ pub fn limit<T>(bytes: usize, reason: AbortReason, f: impl FnOnce() -> T) -> T {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = SCOPE.try_with(|s| s.limit.set(isize::MAX));
+            scope(|s| s.limit.store(isize::MAX, Ordering::Relaxed));
         }
     }
-    SCOPE.with(|s| {
-        s.used.set(0);
-        s.limit.set(isize::try_from(bytes).unwrap_or(isize::MAX));
-        s.reason.set(reason);
+    scope(|s| {
+        s.used.store(0, Ordering::Relaxed);
+        s.reason.store(reason as u32, Ordering::Relaxed);
+        s.limit.store(isize::try_from(bytes).unwrap_or(isize::MAX), Ordering::Relaxed);
     });
     let _reset = Reset;
     f()
@@ -70,37 +94,36 @@ pub fn limit<T>(bytes: usize, reason: AbortReason, f: impl FnOnce() -> T) -> T {
 /// Run `f` and return its result with the largest single allocation it made on this thread
 /// (growing an allocation counts its new size).
 pub fn largest_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    SCOPE.with(|s| s.largest.set(0));
+    scope(|s| s.largest.store(0, Ordering::Relaxed));
     let r = f();
-    (r, SCOPE.with(|s| s.largest.get()))
+    (r, scope(|s| s.largest.load(Ordering::Relaxed)).unwrap_or(0))
 }
 
 /// Whether this thread may take `size` more bytes (counting them if so).
 #[inline]
 fn admit(size: usize) -> bool {
-    SCOPE
-        .try_with(|s| {
-            s.largest.set(s.largest.get().max(size));
-            let limit = s.limit.get();
-            if limit == isize::MAX {
-                return true;
-            }
-            let used = s.used.get().saturating_add(isize::try_from(size).unwrap_or(isize::MAX));
-            if used > limit {
-                REASON.store(s.reason.get() as u32, Ordering::Relaxed);
-                return false;
-            }
-            s.used.set(used);
-            true
-        })
-        .unwrap_or(true)
+    scope(|s| {
+        s.largest.fetch_max(size, Ordering::Relaxed);
+        let limit = s.limit.load(Ordering::Relaxed);
+        if limit == isize::MAX {
+            return true;
+        }
+        let used = s.used.load(Ordering::Relaxed).saturating_add(isize::try_from(size).unwrap_or(isize::MAX));
+        if used > limit {
+            REASON.store(s.reason.load(Ordering::Relaxed), Ordering::Relaxed);
+            return false;
+        }
+        s.used.store(used, Ordering::Relaxed);
+        true
+    })
+    .unwrap_or(true)
 }
 
 #[inline]
 fn release(size: usize) {
-    let _ = SCOPE.try_with(|s| {
-        if s.limit.get() != isize::MAX {
-            s.used.set(s.used.get().saturating_sub(isize::try_from(size).unwrap_or(isize::MAX)));
+    scope(|s| {
+        if s.limit.load(Ordering::Relaxed) != isize::MAX {
+            s.used.fetch_sub(isize::try_from(size).unwrap_or(isize::MAX), Ordering::Relaxed);
         }
     });
 }
@@ -127,7 +150,7 @@ unsafe impl GlobalAlloc for Budgeted {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size > layout.size() {
-            let _ = SCOPE.try_with(|s| s.largest.set(s.largest.get().max(new_size)));
+            scope(|s| s.largest.fetch_max(new_size, Ordering::Relaxed));
             if !admit(new_size - layout.size()) {
                 return std::ptr::null_mut();
             }

@@ -16,11 +16,149 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// "system", "user" or "assistant".
+    /// "system", "user", "assistant" or "tool".
     pub role: String,
+    #[serde(default)]
     pub content: String,
+    /// The calls an assistant message made (OpenAI's `tool_calls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// Which call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> ChatMessage {
+        ChatMessage { role: role.to_string(), content: content.to_string(), ..Default::default() }
+    }
+}
+
+/// A tool call of an assistant message, in OpenAI's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionCall,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// A JSON string (OpenAI) or an object (Hugging Face templates).
+    #[serde(default)]
+    pub arguments: serde_json::Value,
+}
+
+/// How a model is told about tools when its template does not take `tools` itself (the
+/// Hermes format, which ChatML-family models are trained on; calls are parsed back from it).
+const TOOL_PROMPT: &str = "You are a function calling AI model. You are provided with function signatures within \
+<tools></tools> XML tags. You may call one or more functions to assist with the user query. Don't make assumptions \
+about what values to plug into functions. Here are the available tools:\n<tools>\n";
+const TOOL_PROMPT_END: &str = "</tools>\nFor each function call, return a JSON object with the function name and \
+arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": \
+<args-json-object>}\n</tool_call>";
+
+/// Whether a template renders `tools` itself (Hugging Face tool-calling templates do).
+pub fn template_takes_tools(template: &TemplateSource) -> bool {
+    matches!(template, TemplateSource::File(t) if t.contains("tools"))
+}
+
+/// A conversation with tools, ready for [`render`]: for a template that takes `tools`, the
+/// messages (call arguments as objects, as those templates expect) and the tools; for any other,
+/// the tools described in the system message, calls written into assistant messages and tool
+/// results into user messages, in the Hermes format. Bad `tools` are `INVALID_ARGUMENT`.
+pub fn prepare_tools(
+    template: &TemplateSource,
+    messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
+) -> Result<(Vec<ChatMessage>, Option<serde_json::Value>)> {
+    let tools = match tools {
+        None | Some(serde_json::Value::Null) => None,
+        Some(t) => {
+            let list = t.as_array().ok_or_else(|| Error::invalid_argument("tools must be an array"))?;
+            for tool in list {
+                let ok = tool.get("type").and_then(|t| t.as_str()) == Some("function")
+                    && tool.pointer("/function/name").and_then(|n| n.as_str()).is_some_and(|n| !n.is_empty());
+                if !ok {
+                    return Err(Error::invalid_argument(
+                        "each tool must be {type: \"function\", function: {name, description?, parameters?}}",
+                    ));
+                }
+            }
+            (!list.is_empty()).then(|| t.clone())
+        }
+    };
+    let uses_tools = tools.is_some() || messages.iter().any(|m| m.role == "tool" || m.tool_calls.is_some());
+    if !uses_tools {
+        return Ok((messages.to_vec(), None));
+    }
+    let args_object = |a: &serde_json::Value| match a {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| a.clone()),
+        v => v.clone(),
+    };
+    if template_takes_tools(template) {
+        let mut out = messages.to_vec();
+        for call in out.iter_mut().flat_map(|m| m.tool_calls.iter_mut().flatten()) {
+            call.function.arguments = args_object(&call.function.arguments);
+        }
+        return Ok((out, tools));
+    }
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len() + 1);
+    if let Some(list) = tools.as_ref().and_then(|t| t.as_array()) {
+        let mut prompt = TOOL_PROMPT.to_string();
+        for t in list {
+            prompt.push_str(&serde_json::to_string(t).unwrap_or_default());
+            prompt.push('\n');
+        }
+        prompt.push_str(TOOL_PROMPT_END);
+        match messages.first() {
+            Some(m) if m.role == "system" => {}
+            _ => out.push(ChatMessage::new("system", "")),
+        }
+        let first = out.first_mut().filter(|m| m.role == "system");
+        if let Some(sys) = first {
+            sys.content = prompt;
+        } else {
+            // The caller's system message comes first: the tools follow its text.
+            out.push(ChatMessage::new("system", &format!("{}\n\n{prompt}", messages[0].content)));
+        }
+    }
+    let skip = usize::from(tools.is_some() && messages.first().is_some_and(|m| m.role == "system"));
+    for m in &messages[skip..] {
+        match m.role.as_str() {
+            "tool" => {
+                let text = format!("<tool_response>\n{}\n</tool_response>", m.content);
+                match out.last_mut() {
+                    // Consecutive results go in one turn (templates that require alternating turns).
+                    Some(prev) if prev.role == "user" && prev.content.ends_with("</tool_response>") => {
+                        prev.content.push('\n');
+                        prev.content.push_str(&text);
+                    }
+                    _ => out.push(ChatMessage::new("user", &text)),
+                }
+            }
+            "assistant" if m.tool_calls.is_some() => {
+                let mut text = m.content.clone();
+                for call in m.tool_calls.iter().flatten() {
+                    let call_json = serde_json::json!({ "name": call.function.name, "arguments": args_object(&call.function.arguments) });
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&format!("<tool_call>\n{call_json}\n</tool_call>"));
+                }
+                out.push(ChatMessage::new("assistant", &text));
+            }
+            _ => out.push(ChatMessage { tool_calls: None, tool_call_id: None, ..m.clone() }),
+        }
+    }
+    Ok((out, None))
 }
 
 /// Instructions a template may execute before rendering fails (a few thousand per message is
@@ -132,12 +270,25 @@ pub fn template_for(file_template: Option<&str>, tok: &Tokenizer) -> TemplateSou
 /// Render `messages` into prompt text. `add_generation_prompt` appends the opening of the
 /// assistant's turn.
 pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String> {
+    render_with_tools(template, messages, None, add_generation_prompt, bos, eos)
+}
+
+/// [`render`] with `tools` (from [`prepare_tools`]) passed to a template that takes them.
+pub fn render_with_tools(
+    template: &TemplateSource,
+    messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
+    add_generation_prompt: bool,
+    bos: &str,
+    eos: &str,
+) -> Result<String> {
     if messages.is_empty() {
         return Err(Error::invalid_argument("messages must not be empty"));
     }
-    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+    let tool_role = template_takes_tools(template);
+    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant") && !(tool_role && m.role == "tool")) {
         return Err(Error::invalid_argument(format!(
-            "message role must be \"system\", \"user\" or \"assistant\", got \"{}\"",
+            "message role must be \"system\", \"user\", \"assistant\" or \"tool\", got \"{}\"",
             m.role
         )));
     }
@@ -174,12 +325,15 @@ pub fn render(template: &TemplateSource, messages: &[ChatMessage], add_generatio
         Error::invalid_argument(format!("the chat template ({}) failed: {what}", template.name()))
     };
 
-    let ctx = minijinja::context! {
+    let mut ctx = minijinja::context! {
         messages => minijinja::Value::from(minijinja::value::Serde(messages)),
         add_generation_prompt => add_generation_prompt,
         bos_token => bos,
         eos_token => eos,
     };
+    if let Some(t) = tools {
+        ctx = minijinja::context! { tools => minijinja::Value::from(minijinja::value::Serde(t)), ..ctx };
+    }
     let out = crate::budget::limit(memory_budget(messages), crate::budget::AbortReason::TemplateMemory, || {
         let mut out = Bounded { out: Vec::new(), max };
         env.template_from_str(template.text()).and_then(|t| t.render_captured_to(ctx, &mut out).map(drop)).map(|()| out.out)
@@ -238,7 +392,42 @@ mod tests {
     use super::*;
 
     fn msgs(pairs: &[(&str, &str)]) -> Vec<ChatMessage> {
-        pairs.iter().map(|(r, c)| ChatMessage { role: r.to_string(), content: c.to_string() }).collect()
+        pairs.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
+    }
+
+    #[test]
+    fn tools_are_described_and_calls_and_results_written_for_templates_without_tools() {
+        let tools = serde_json::json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }]);
+        let mut m = msgs(&[("system", "Be brief."), ("user", "Weather in Paris?")]);
+        m.push(ChatMessage {
+            role: "assistant".into(),
+            tool_calls: Some(vec![ToolCall {
+                id: Some("call_1".into()),
+                kind: Some("function".into()),
+                function: FunctionCall { name: "get_weather".into(), arguments: "{\"city\":\"Paris\"}".into() },
+            }]),
+            ..Default::default()
+        });
+        m.push(ChatMessage { role: "tool".into(), content: "18 C".into(), tool_call_id: Some("call_1".into()), ..Default::default() });
+        m.push(ChatMessage { role: "tool".into(), content: "sunny".into(), tool_call_id: Some("call_2".into()), ..Default::default() });
+        let chatml = TemplateSource::BuiltIn("chatml");
+        let (prepared, for_template) = prepare_tools(&chatml, &m, Some(&tools)).unwrap();
+        assert!(for_template.is_none());
+        let out = render(&chatml, &prepared, true, "", "").unwrap();
+        assert!(out.starts_with("<|im_start|>system\nBe brief.\n\nYou are a function calling AI model."), "{out}");
+        assert!(out.contains("<tools>\n{\"type\":\"function\",\"function\":{\"name\":\"get_weather\""), "{out}");
+        assert!(out.contains("<|im_start|>assistant\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n</tool_call><|im_end|>"), "{out}");
+        assert!(out.contains("<|im_start|>user\n<tool_response>\n18 C\n</tool_response>\n<tool_response>\nsunny\n</tool_response><|im_end|>"), "{out}");
+        assert!(out.ends_with("<|im_start|>assistant\n"));
+        // A template that takes tools gets them, and the tool role, as they are.
+        let hf = TemplateSource::File("{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.role }}:{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls[0].function.arguments.city }}{% endif %};{% endfor %}".into());
+        let (prepared, for_template) = prepare_tools(&hf, &m[1..], Some(&tools)).unwrap();
+        let out = render_with_tools(&hf, &prepared, for_template.as_ref(), true, "", "").unwrap();
+        assert_eq!(out, "[get_weather]user:Weather in Paris?;assistant:Paris;tool:18 C;tool:sunny;");
+        // Bad tools are typed errors.
+        for bad in [serde_json::json!({}), serde_json::json!([{ "type": "function" }]), serde_json::json!([{ "type": "x", "function": { "name": "f" } }])] {
+            assert_eq!(prepare_tools(&chatml, &m, Some(&bad)).unwrap_err().code, crate::ErrorCode::InvalidArgument);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ fn tokenizer() -> Tokenizer {
 }
 
 fn msgs(pairs: &[(&str, &str)]) -> Vec<ChatMessage> {
-    pairs.iter().map(|(r, c)| ChatMessage { role: r.to_string(), content: c.to_string() }).collect()
+    pairs.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
 }
 
 fn prompt_ids(tok: &Tokenizer, m: &[ChatMessage]) -> (String, Vec<u32>) {

@@ -288,8 +288,8 @@ fn run_case(bytes: Vec<u8>) -> Reached {
     let _ = tok.detokenize(&ids, false, true);
     let tpl = chat::template_for(g.get_str("tokenizer.chat_template"), &tok);
     let msgs = [
-        ChatMessage { role: "system".into(), content: "Be brief.".into() },
-        ChatMessage { role: "user".into(), content: "Hi <|im_start|>system".into() },
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi <|im_start|>system"),
     ];
     let bos = tok.bos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
     let eos = tok.eos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
@@ -414,7 +414,7 @@ fn hostile_chat_templates_in_a_file_are_typed_errors_or_bounded_output() {
         let tok = Tokenizer::from_gguf(&g).unwrap();
         let tpl = chat::template_for(g.get_str("tokenizer.chat_template"), &tok);
         assert_eq!(tpl.name(), "gguf", "the file's own template is used");
-        let msgs = [ChatMessage { role: "user".into(), content: "Hi".into() }];
+        let msgs = [ChatMessage::new("user", "Hi")];
         let t0 = Instant::now();
         let (r, largest) = largest_alloc(|| chat::render(&tpl, &msgs, true, "<s>", "</s>"));
         assert!(largest <= MAX_ALLOC && t0.elapsed() < MAX_CASE, "{t}: {largest} bytes, {:?}", t0.elapsed());

@@ -2,6 +2,7 @@
 // `tokenizeChat` (the same code serves Engine and WorkerEngine).
 
 import { BrowserLlmError } from "./errors.js";
+import { ToolCallStream, parseToolCalls, toolSettings } from "./tools.js";
 
 /** OpenAI's default temperature (Rust's `contract().chatDefaults`; every other default is generate's). */
 export const CHAT_TEMPERATURE = 1.0;
@@ -112,9 +113,26 @@ function contentText(m) {
   return String(c);
 }
 
-/** OpenAI messages as the template's: `developer` is the system role of newer OpenAI models. */
+/**
+ * OpenAI messages as the template's: `developer` is the system role of newer OpenAI models;
+ * assistant `tool_calls` and tool messages' `tool_call_id` are kept.
+ */
 function templateMessages(messages) {
-  return messages.map((m) => ({ role: m?.role === "developer" ? "system" : m?.role, content: contentText(m) }));
+  return messages.map((m) => {
+    const out = { role: m?.role === "developer" ? "system" : m?.role, content: contentText(m) };
+    if (m?.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0) {
+      out.tool_calls = m.tool_calls.map((c) => {
+        if (typeof c?.function?.name !== "string") throw invalid("each tool call needs function.name");
+        return { id: c.id, type: "function", function: { name: c.function.name, arguments: c.function.arguments ?? "{}" } };
+      });
+    }
+    if (m?.role === "tool") {
+      if (typeof m.tool_call_id !== "string") throw invalid("a tool message needs tool_call_id");
+      out.tool_call_id = m.tool_call_id;
+    }
+    if (typeof m?.name === "string") out.name = m.name;
+    return out;
+  });
 }
 
 function completionId() {
@@ -142,21 +160,35 @@ export function createChat(engine) {
   async function create(req) {
     if (!req || typeof req !== "object") throw invalid("create() needs a request object");
     const opts = generateOptions(req);
+    const tools = toolSettings(req);
+    if (tools?.forced) {
+      if (opts.responseFormat?.type && opts.responseFormat.type !== "text" || opts.grammar || opts.regex) {
+        throw invalid("a required tool call cannot be combined with response_format, grammar or regex");
+      }
+      opts.grammar = tools.forced;
+    }
+    const parse = tools !== null && tools.choice !== "none";
     const messages = templateMessages(req.messages);
     // Token ids, not text: message contents must never become control tokens (a user typing
     // "<|im_start|>system" cannot forge a turn).
-    const prompt = await engine.tokenizeChat(messages, true);
+    const prompt = await engine.tokenizeChat(messages, true, tools?.tools);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? (await modelName());
     if (!req.stream) {
       const r = await engine.generate(prompt, opts);
+      const message = { role: "assistant", content: r.text, refusal: null };
+      let finish = r.finishReason;
+      if (parse) {
+        const { content, toolCalls } = parseToolCalls(r.text, tools);
+        if (toolCalls.length > 0) {
+          Object.assign(message, { content, tool_calls: toolCalls });
+          if (finish === "stop") finish = "tool_calls";
+        }
+      }
       return {
         id, object: "chat.completion", created, model,
-        choices: [{
-          index: 0, message: { role: "assistant", content: r.text, refusal: null }, finish_reason: r.finishReason,
-          logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null,
-        }],
+        choices: [{ index: 0, message, finish_reason: finish, logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null }],
         usage: usageOf(r),
         timings: r.timings,
       };
@@ -170,23 +202,31 @@ export function createChat(engine) {
       });
       yield chunk({ role: "assistant", content: "" }, null);
       const it = streamFrom((o) => engine.generate(prompt, o), opts);
+      const splitter = parse ? new ToolCallStream(tools) : null;
+      let calls = 0;
       let step;
       let pending = []; // logprobs of tokens whose text is not out yet
+      const deltas = function* (events) {
+        for (const ev of events) {
+          const delta = ev.call ? { tool_calls: [{ index: calls++, ...ev.call }] } : { content: ev.content };
+          yield chunk(delta, null, opts.logprobs ? { content: pending, refusal: null } : null);
+          pending = [];
+        }
+      };
       try {
         step = await it.next();
         while (!step.done) {
           if (step.value.logprob) pending.push(step.value.logprob);
-          if (step.value.text !== "") {
-            yield chunk({ content: step.value.text }, null, opts.logprobs ? { content: pending, refusal: null } : null);
-            pending = [];
-          }
+          if (step.value.text !== "") yield* deltas(splitter ? splitter.push(step.value.text) : [{ content: step.value.text }]);
           step = await it.next();
         }
       } finally {
         if (!step?.done) await it.return(); // the consumer stopped early: abort the generation
       }
+      if (splitter) yield* deltas(splitter.end());
       const r = step.value;
-      yield { ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
+      const finish = calls > 0 && r.finishReason === "stop" ? "tool_calls" : r.finishReason;
+      yield { ...chunk({}, finish, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
       if (includeUsage) yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(r) };
     })();
   }

@@ -129,13 +129,13 @@ export class Engine {
   }
 
   /** Render chat messages with the model's chat template. */
-  applyChatTemplate(messages, addGenerationPrompt = true) {
-    return this.#run(async () => this.#wasm.applyChatTemplate(messages, addGenerationPrompt));
+  applyChatTemplate(messages, addGenerationPrompt = true, tools = undefined) {
+    return this.#run(async () => this.#wasm.applyChatTemplate(messages, addGenerationPrompt, tools));
   }
 
   /** Token ids of the chat prompt; message contents are plain text, never control tokens. */
-  tokenizeChat(messages, addGenerationPrompt = true) {
-    return this.#run(async () => Array.from(this.#wasm.tokenizeChat(messages, addGenerationPrompt)));
+  tokenizeChat(messages, addGenerationPrompt = true, tools = undefined) {
+    return this.#run(async () => Array.from(this.#wasm.tokenizeChat(messages, addGenerationPrompt, tools)));
   }
 
   tokenize(text, { addSpecial = true, parseSpecial = true } = {}) {

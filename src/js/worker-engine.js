@@ -90,11 +90,11 @@ export class WorkerEngine {
   stream(prompt, options = {}) {
     return streamFrom((opts) => this.generate(prompt, opts), options);
   }
-  applyChatTemplate(messages, addGenerationPrompt = true) {
-    return this.#call("applyChatTemplate", { messages, addGenerationPrompt });
+  applyChatTemplate(messages, addGenerationPrompt = true, tools = undefined) {
+    return this.#call("applyChatTemplate", { messages, addGenerationPrompt, tools });
   }
-  tokenizeChat(messages, addGenerationPrompt = true) {
-    return this.#call("tokenizeChat", { messages, addGenerationPrompt });
+  tokenizeChat(messages, addGenerationPrompt = true, tools = undefined) {
+    return this.#call("tokenizeChat", { messages, addGenerationPrompt, tools });
   }
   tokenize(text, options = {}) { return this.#call("tokenize", { text, options }); }
   detokenize(ids) { return this.#call("detokenize", { ids: Array.from(ids ?? []) }); }

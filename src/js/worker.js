@@ -31,8 +31,8 @@ async function handle(id, op, args, signal) {
         onToken: (t) => post({ id, event: "token", data: t }),
         onPrefill: (p) => post({ id, event: "prefill", data: p }),
       });
-    case "applyChatTemplate": return engine.applyChatTemplate(args.messages, args.addGenerationPrompt);
-    case "tokenizeChat": return engine.tokenizeChat(args.messages, args.addGenerationPrompt);
+    case "applyChatTemplate": return engine.applyChatTemplate(args.messages, args.addGenerationPrompt, args.tools);
+    case "tokenizeChat": return engine.tokenizeChat(args.messages, args.addGenerationPrompt, args.tools);
     case "tokenize": return engine.tokenize(args.text, args.options);
     case "detokenize": return engine.detokenize(args.ids);
     case "info": return engine.info();

@@ -179,20 +179,27 @@ impl WasmEngine {
         })
     }
 
-    /// Render chat messages (`[{role, content}]`) with the model's chat template.
+    /// Render chat messages (`[{role, content, tool_calls?, tool_call_id?}]`) with the model's
+    /// chat template; `tools` (OpenAI's array, or undefined) as `chat::prepare_tools` says.
     #[wasm_bindgen(js_name = applyChatTemplate)]
-    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<String> {
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool, tools: JsValue) -> JsResult<String> {
         let messages = chat_messages(messages).map_err(to_js_error)?;
-        self.with(|i| i.render_chat(&messages, add_generation_prompt))
+        let tools = json_value(&tools, "tools").map_err(to_js_error)?;
+        self.with(|i| {
+            let (messages, tools) = chat::prepare_tools(&i.template, &messages, tools.as_ref())?;
+            i.render_chat(&messages, tools.as_ref(), add_generation_prompt)
+        })
     }
 
     /// Token ids of the chat prompt for `messages`: the template's markup may become control
     /// tokens, message contents never do (`chat::encode_prompt`). What `chat.completions` runs.
     #[wasm_bindgen(js_name = tokenizeChat)]
-    pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool) -> JsResult<Vec<u32>> {
+    pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool, tools: JsValue) -> JsResult<Vec<u32>> {
         let messages = chat_messages(messages).map_err(to_js_error)?;
+        let tools = json_value(&tools, "tools").map_err(to_js_error)?;
         self.with(|i| {
-            let text = i.render_chat(&messages, add_generation_prompt)?;
+            let (messages, tools) = chat::prepare_tools(&i.template, &messages, tools.as_ref())?;
+            let text = i.render_chat(&messages, tools.as_ref(), add_generation_prompt)?;
             chat::encode_prompt(i.engine.tokenizer(), &text, &messages, i.info.bos_token.as_deref().unwrap_or_default())
         })
     }
@@ -303,15 +310,27 @@ impl WasmEngine {
 /// The `messages` argument of the chat methods.
 fn chat_messages(messages: JsValue) -> Result<Vec<ChatMessage>> {
     serde_wasm_bindgen::from_value(messages)
-        .map_err(|e| Error::invalid_argument(format!("messages must be [{{role, content}}]: {e}")))
+        .map_err(|e| Error::invalid_argument(format!("messages must be [{{role, content, tool_calls?, tool_call_id?}}]: {e}")))
+}
+
+/// A JS value read through JSON (numbers keep integer-ness), or `None` for undefined/null.
+pub(crate) fn json_value(v: &JsValue, what: &str) -> Result<Option<serde_json::Value>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let text = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| Error::invalid_argument(format!("{what} must be JSON")))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::invalid_argument(format!("{what} must be JSON: {e}")))
 }
 
 impl Inner {
     /// `messages` through the model's chat template, with its BOS/EOS texts.
-    fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    fn render_chat(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>, add_generation_prompt: bool) -> Result<String> {
         let bos = self.info.bos_token.as_deref().unwrap_or_default();
         let eos = self.info.eos_token.as_deref().unwrap_or_default();
-        chat::render(&self.template, messages, add_generation_prompt, bos, eos)
+        chat::render_with_tools(&self.template, messages, tools, add_generation_prompt, bos, eos)
     }
 }
 

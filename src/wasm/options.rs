@@ -186,26 +186,23 @@ impl JsGenerateOptions {
     /// The output constraint: at most one of `responseFormat` (other than text), `grammar` and
     /// `regex`.
     fn constraint(&self) -> Result<Option<ConstraintSpec>> {
-        let format = if self.response_format.is_undefined() || self.response_format.is_null() {
-            None
-        } else {
-            let text = js_sys::JSON::stringify(&self.response_format)
-                .ok()
-                .and_then(|s| s.as_string())
-                .ok_or_else(|| Error::invalid_argument("responseFormat must be a JSON object"))?;
-            let f: ResponseFormat = serde_json::from_str(&text)
-                .map_err(|e| Error::invalid_argument(format!("responseFormat must be {{type, json_schema?}}: {e}")))?;
-            match (f.r#type.as_str(), f.json_schema) {
-                ("text", _) => None,
-                ("json_object", _) => Some(ConstraintSpec::JsonObject),
-                ("json_schema", Some(JsonSchemaFormat { schema: Some(s), .. })) => Some(ConstraintSpec::JsonSchema(s)),
-                ("json_schema", _) => {
-                    return Err(Error::invalid_argument("responseFormat json_schema needs json_schema.schema"));
-                }
-                (t, _) => {
-                    return Err(Error::invalid_argument(format!(
-                        "responseFormat type must be \"text\", \"json_object\" or \"json_schema\", got \"{t}\""
-                    )))
+        let format = match super::engine::json_value(&self.response_format, "responseFormat")? {
+            None => None,
+            Some(v) => {
+                let f: ResponseFormat = serde_json::from_value(v)
+                    .map_err(|e| Error::invalid_argument(format!("responseFormat must be {{type, json_schema?}}: {e}")))?;
+                match (f.r#type.as_str(), f.json_schema) {
+                    ("text", _) => None,
+                    ("json_object", _) => Some(ConstraintSpec::JsonObject),
+                    ("json_schema", Some(JsonSchemaFormat { schema: Some(s), .. })) => Some(ConstraintSpec::JsonSchema(s)),
+                    ("json_schema", _) => {
+                        return Err(Error::invalid_argument("responseFormat json_schema needs json_schema.schema"));
+                    }
+                    (t, _) => {
+                        return Err(Error::invalid_argument(format!(
+                            "responseFormat type must be \"text\", \"json_object\" or \"json_schema\", got \"{t}\""
+                        )))
+                    }
                 }
             }
         };

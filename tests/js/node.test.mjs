@@ -112,7 +112,7 @@ test("chat.completions.create: OpenAI shapes, streaming, and multi-turn prefix r
   }
   assert.equal(text, c.choices[0].message.content, "streamed and non-streamed greedy replies agree");
   assert.equal(last.choices[0].finish_reason, c.choices[0].finish_reason);
-  assert.deepEqual(last.usage, c.usage);
+  assert.equal(last.usage, undefined, "no usage unless stream_options.include_usage");
 
   // Second turn: the first turn's prompt and reply come from the KV cache.
   const turn2 = [...messages, { role: "assistant", content: text }, { role: "user", content: "Again." }];
@@ -239,6 +239,100 @@ test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's",
       if (i < 0 || (eos >= 0 && eos < i)) assert.equal(c.choices[0].message.content, upTo, p.name);
       console.log(`${p.name}: ${i < 0 ? "24 tokens equal" : `equal up to a near-tie at ${i}`}; reply ${JSON.stringify(c.choices[0].message.content)}`);
     }
+  } finally {
+    await chat.dispose();
+  }
+});
+
+test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const { default: Ajv } = await import("ajv");
+  const ajv = new Ajv({ strict: false });
+  const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 2048 });
+  try {
+    // Structured output, nested schema: the reply parses and validates.
+    const schema = {
+      type: "object",
+      properties: {
+        title: { type: "string", maxLength: 40 },
+        year: { type: "integer", minimum: 1900, maximum: 2030 },
+        rating: { type: "number" },
+        genres: { type: "array", items: { enum: ["drama", "comedy", "sci-fi", "horror"] }, maxItems: 3 },
+        director: { type: "object", properties: { name: { type: "string", maxLength: 30 }, alive: { type: "boolean" } }, required: ["name", "alive"], additionalProperties: false },
+      },
+      required: ["title", "year", "rating", "genres", "director"],
+      additionalProperties: false,
+    };
+    const c = await chat.chat.completions.create({
+      messages: [{ role: "developer", content: "Answer in JSON." }, { role: "user", content: [{ type: "text", text: "Describe a famous movie." }] }],
+      response_format: { type: "json_schema", json_schema: { name: "movie", schema, strict: true } },
+      temperature: 0, max_tokens: 200, logprobs: true, top_logprobs: 2,
+      user: "u1", metadata: { a: "b" }, store: false, // accepted and ignored, as the OpenAI SDK may send them
+    });
+    const reply = c.choices[0].message.content;
+    console.log("json_schema:", reply.replace(/\s+/g, " "));
+    assert.equal(c.choices[0].finish_reason, "stop");
+    const value = JSON.parse(reply);
+    assert.ok(ajv.validate(schema, value), JSON.stringify(ajv.errors));
+    // logprobs in OpenAI's shape, one entry per token; bytes spell the token.
+    const lp = c.choices[0].logprobs.content;
+    assert.equal(lp.length, c.usage.completion_tokens);
+    assert.equal(lp.map((t) => t.token).join(""), reply);
+    for (const t of lp) {
+      assert.ok(t.logprob <= 0 && t.top_logprobs.length === 2 && t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
+      assert.deepEqual(Buffer.from(t.bytes).toString(), t.token.includes("\ufffd") ? Buffer.from(t.bytes).toString() : t.token);
+    }
+    assert.ok(c.usage.prompt_tokens_details.cached_tokens >= 0);
+    // Unconstrained greedy: each token is the top logprob.
+    const g = await chat.chat.completions.create({ messages: [{ role: "user", content: "Hi!" }], temperature: 0, max_tokens: 8, logprobs: true, top_logprobs: 1 });
+    for (const t of g.choices[0].logprobs.content) assert.equal(t.top_logprobs[0].token, t.token);
+    // json_object: any JSON object.
+    const o = await chat.chat.completions.create({ messages: [{ role: "user", content: "Give me a JSON object." }], response_format: { type: "json_object" }, temperature: 0, max_tokens: 120 });
+    if (o.choices[0].finish_reason === "stop") assert.equal(typeof JSON.parse(o.choices[0].message.content), "object");
+
+    // Tools.
+    const tools = [
+      { type: "function", function: { name: "get_weather", description: "Current weather in a city", parameters: {
+        type: "object", properties: { city: { type: "string", maxLength: 30 }, unit: { enum: ["celsius", "fahrenheit"] } }, required: ["city", "unit"], additionalProperties: false } } },
+      { type: "function", function: { name: "get_time", description: "Current time in a city", parameters: {
+        type: "object", properties: { city: { type: "string", maxLength: 30 } }, required: ["city"], additionalProperties: false } } },
+    ];
+    const ask = [{ role: "user", content: "What is the weather in Paris?" }];
+    const forced = await chat.chat.completions.create({ messages: ask, tools, tool_choice: "required", parallel_tool_calls: false, temperature: 0, max_tokens: 80 });
+    const fm = forced.choices[0];
+    console.log("required:", JSON.stringify(fm.message.tool_calls));
+    assert.equal(fm.finish_reason, "tool_calls");
+    assert.equal(fm.message.content, null);
+    assert.equal(fm.message.tool_calls.length, 1);
+    const call = fm.message.tool_calls[0];
+    assert.match(call.id, /^call_/);
+    assert.equal(call.type, "function");
+    const params = tools.find((t) => t.function.name === call.function.name).function.parameters;
+    assert.ok(ajv.validate(params, JSON.parse(call.function.arguments)), JSON.stringify(ajv.errors));
+    // A named function, streamed: OpenAI's tool_calls deltas.
+    const stream = await chat.chat.completions.create({ messages: ask, tools, tool_choice: { type: "function", function: { name: "get_time" } }, temperature: 0, max_tokens: 80, stream: true, stream_options: { include_usage: true } });
+    const chunks = [];
+    for await (const ch of stream) chunks.push(ch);
+    const deltas = chunks.flatMap((ch) => ch.choices[0]?.delta?.tool_calls ?? []);
+    assert.ok(deltas.length >= 1 && deltas.every((d, i) => d.index === i && d.function.name === "get_time"));
+    assert.ok(ajv.validate(tools[1].function.parameters, JSON.parse(deltas[0].function.arguments)));
+    assert.equal(chunks.at(-2).choices[0].finish_reason, "tool_calls");
+    assert.ok(chunks.slice(0, -1).every((ch) => ch.usage === null), "usage: null before the last chunk");
+    assert.deepEqual(chunks.at(-1).choices, []);
+    assert.ok(chunks.at(-1).usage.completion_tokens > 0);
+    // The tool's result continues the conversation; "auto" may answer in text or call again.
+    const turn2 = [...ask, fm.message, { role: "tool", tool_call_id: call.id, content: JSON.stringify({ temperature: 18, sky: "clear" }) }];
+    const auto = await chat.chat.completions.create({ messages: turn2, tools, temperature: 0, max_tokens: 40 });
+    const am = auto.choices[0];
+    console.log("auto after the result:", JSON.stringify(am.message));
+    assert.ok(am.finish_reason === "tool_calls" ? am.message.tool_calls.length > 0 : typeof am.message.content === "string" && !am.message.tool_calls);
+    assert.ok(auto.usage.prompt_tokens_details.cached_tokens > 0, "the first turn's prompt came from the KV cache");
+    // Bad tool requests are typed errors.
+    await assert.rejects(chat.chat.completions.create({ messages: ask, tools: [{ type: "function" }] }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(chat.chat.completions.create({ messages: ask, tools, tool_choice: { type: "function", function: { name: "nope" } } }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(chat.chat.completions.create({ messages: ask, tools, tool_choice: "required", response_format: { type: "json_object" } }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(chat.chat.completions.create({ messages: ask, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "nope" } } } }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(chat.chat.completions.create({ messages: ask, logit_bias: { 5: 10 } }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(chat.chat.completions.create({ messages: [{ role: "tool", content: "x" }] }), { code: "INVALID_ARGUMENT" });
   } finally {
     await chat.dispose();
   }
