@@ -90,12 +90,17 @@ fn tokenizer(bytes: &[u8]) -> Arc<Tokenizer> {
 }
 
 /// Walk `text`'s tokens through a constraint for `spec`: every token allowed, then an end.
-fn walk(vocab: &Vocab, tok: &Tokenizer, spec: &ConstraintSpec, text: &str) -> Result<(), String> {
+/// Returns the masks computed and the time they took (the per-token cost of a constraint).
+fn walk(vocab: &Vocab, tok: &Tokenizer, spec: &ConstraintSpec, text: &str) -> Result<(usize, std::time::Duration), String> {
     let mut c = Constraint::new(vocab, spec).map_err(|e| e.message)?;
     let mut logits = vec![0.0f32; tok.n_vocab()];
+    let (mut masks, mut spent) = (0, std::time::Duration::ZERO);
     for (i, id) in tok.encode(text, false, false).into_iter().enumerate() {
         logits.fill(0.0);
+        let t0 = std::time::Instant::now();
         c.mask(&mut logits).map_err(|e| e.message)?;
+        spent += t0.elapsed();
+        masks += 1;
         if logits[id as usize] == f32::NEG_INFINITY {
             return Err(format!("token {i} ({id} = {:?}) forbidden", String::from_utf8_lossy(&tok.token_bytes(id))));
         }
@@ -108,21 +113,25 @@ fn walk(vocab: &Vocab, tok: &Tokenizer, spec: &ConstraintSpec, text: &str) -> Re
             return Err("no end-of-generation token allowed at the end".into());
         }
     }
-    Ok(())
+    Ok((masks, spent))
 }
 
 fn masks_allow_valid_instances(tok: Arc<Tokenizer>, cases: u64, seed: u64) {
     let vocab = Vocab::new(tok.clone()).unwrap();
     let mut rng = Rng::new(seed);
+    let (mut masks, mut spent) = (0, std::time::Duration::ZERO);
     for case in 0..cases {
         let schema = random_schema(&mut rng, 3);
         let instance = random_instance(&mut rng, &schema);
         let text = serde_json::to_string(&instance).unwrap();
         let spec = ConstraintSpec::JsonSchema(schema.clone());
-        if let Err(e) = walk(&vocab, &tok, &spec, &text) {
-            panic!("case {case}: {e}\nschema: {schema}\ninstance: {text}");
+        match walk(&vocab, &tok, &spec, &text) {
+            Ok((n, t)) => (masks, spent) = (masks + n, spent + t),
+            Err(e) => panic!("case {case}: {e}\nschema: {schema}\ninstance: {text}"),
         }
     }
+    // A measurement, not a check (timing belongs to benchmarks): the cost of a mask per token.
+    println!("{masks} masks over a {}-token vocabulary, {:.0} µs each", tok.n_vocab(), spent.as_secs_f64() * 1e6 / masks.max(1) as f64);
 }
 
 #[test]

@@ -107,9 +107,39 @@ export interface SamplingOptions {
   ignoreEos?: boolean;
 }
 
-export interface GenerateOptions extends SamplingOptions {
+/** OpenAI's `response_format`. */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; json_schema: { name?: string; description?: string; schema: object; strict?: boolean } };
+
+export interface OutputConstraint {
+  /**
+   * JSON output: any object ("json_object") or valid under a JSON schema ("json_schema"; always
+   * strict: the output always parses and validates). Compiled by llguidance into a token mask.
+   */
+  responseFormat?: ResponseFormat;
+  /** A grammar the output matches: llguidance's Lark dialect, or llama.cpp's GBNF (`root ::= ...`). */
+  grammar?: string;
+  /** A regular expression the whole output matches. */
+  regex?: string;
+}
+
+/** One token's log-probability, in OpenAI's `logprobs.content[]` shape. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs?: { token: string; logprob: number; bytes: number[] }[];
+}
+
+export interface GenerateOptions extends SamplingOptions, OutputConstraint {
   /** Add the model's BOS token (default: yes, unless the prompt text already starts with it). */
   addSpecial?: boolean;
+  /** Report each token's log-probability (from the model's raw distribution). */
+  logprobs?: boolean;
+  /** With logprobs: also the 0-20 most likely tokens at each step. */
+  topLogprobs?: number;
   /** Aborting ends the generation; the result then has finishReason "abort" and the text so far. */
   signal?: AbortSignal;
   /** Called for each generated token with the text that became final (possibly ""). */
@@ -122,6 +152,8 @@ export interface TokenChunk {
   text: string;
   /** null for the last chunk, which flushes text held back (a partial stop string). */
   tokenId: number | null;
+  /** With logprobs. */
+  logprob?: TokenLogprob;
 }
 
 export interface Timings {
@@ -140,6 +172,8 @@ export interface GenerateResult {
   finishReason: "stop" | "length" | "abort";
   usage: { promptTokens: number; completionTokens: number; totalTokens: number; cachedTokens: number };
   timings: Timings;
+  /** With logprobs: one per generated token. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface ModelInfo {
@@ -177,11 +211,34 @@ export interface ModelInfo {
   eosToken: string | null;
 }
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; /** JSON text */ arguments: string };
 }
 
+export interface Tool {
+  type: "function";
+  function: { name: string; description?: string; /** JSON schema */ parameters?: object };
+}
+
+export interface ChatMessage {
+  /** "developer" is read as "system". */
+  role: "system" | "developer" | "user" | "assistant" | "tool";
+  /** Text, or OpenAI's content parts (text parts only); null for an assistant turn of only tool calls. */
+  content: string | { type: "text"; text: string }[] | null;
+  /** An assistant turn's calls (as a reply gave them). */
+  tool_calls?: ToolCall[];
+  /** A tool message: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+/**
+ * OpenAI's chat completion request. Every field of OpenAI's schema is accepted; those that do not
+ * apply to a local model (user, metadata, store, service_tier, prompt_cache_key, ...) are ignored,
+ * and those it cannot honor (n > 1, logit_bias, audio, non-text modalities) fail. Unknown fields fail.
+ */
 export interface ChatCompletionRequest {
   messages: ChatMessage[];
   stream?: boolean;
@@ -199,18 +256,51 @@ export interface ChatCompletionRequest {
   presence_penalty?: number;
   repetition_penalty?: number;
   n?: 1;
+  /** include_usage: a last chunk with `choices: []` and the usage (others carry `usage: null`). */
   stream_options?: { include_usage?: boolean };
+  response_format?: ResponseFormat;
+  /** Extensions: a Lark/GBNF grammar or a regex the reply matches. */
+  grammar?: string;
+  regex?: string;
+  logprobs?: boolean;
+  top_logprobs?: number;
+  /**
+   * Tools the model may call. Templates that take `tools` get them; for others they are described
+   * in the system message and calls are written as `<tool_call>{"name", "arguments"}</tool_call>`.
+   */
+  tools?: Tool[];
+  /** "auto" (default), "none", "required", or a named function; the last two force a call whose arguments match its schema. */
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+  parallel_tool_calls?: boolean;
+  user?: string;
+  metadata?: Record<string, string>;
+  store?: boolean;
   signal?: AbortSignal;
+  [ignored: string]: unknown;
 }
 
-export interface CompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** cached_tokens: prompt tokens whose KV cache was reused. */
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** OpenAI's values, plus "abort": the call's AbortSignal fired (or the consumer left the stream). */
+export type FinishReason = "stop" | "length" | "tool_calls" | "abort";
 
 export interface ChatCompletion {
   id: string;
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length" | "abort"; logprobs: null }[];
+  choices: {
+    index: 0;
+    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ToolCall[] };
+    finish_reason: FinishReason;
+    logprobs: { content: TokenLogprob[]; refusal: null } | null;
+  }[];
   usage: CompletionUsage;
   timings: Timings;
 }
@@ -220,9 +310,16 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | "abort" | null; logprobs: null }[];
-  /** On the last chunk only. */
-  usage?: CompletionUsage;
+  /** Empty on the usage chunk (stream_options.include_usage). */
+  choices: {
+    index: 0;
+    delta: { role?: "assistant"; content?: string; tool_calls?: (ToolCall & { index: number })[] };
+    finish_reason: FinishReason | null;
+    logprobs: { content: TokenLogprob[]; refusal: null } | null;
+  }[];
+  /** With stream_options.include_usage: null, except on the last chunk. */
+  usage?: CompletionUsage | null;
+  /** On the chunk with the finish_reason. */
   timings?: Timings;
 }
 
@@ -245,13 +342,13 @@ export interface LlmEngine {
   /** Tokens as they come; leaving the loop early aborts the generation. Returns the GenerateResult. */
   stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
   /** The prompt text the model's chat template makes of `messages`. */
-  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean, tools?: Tool[]): Promise<string>;
   /**
    * The token ids `chat.completions` runs for `messages`: the template's markup becomes control
    * tokens, message contents never do (text that spells `<|im_start|>` stays text), so content
    * from users or third parties cannot forge turns. Pass them to `generate` as the prompt.
    */
-  tokenizeChat(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<number[]>;
+  tokenizeChat(messages: ChatMessage[], addGenerationPrompt?: boolean, tools?: Tool[]): Promise<number[]>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   info(): Promise<ModelInfo>;

@@ -4,7 +4,7 @@
 import {
   Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, listCachedModels, deleteCachedModel, storageUsage,
   type ErrorCode, type LlmEngine, type Progress, type GenerateResult, type ChatCompletion, type ChatCompletionChunk,
-  type ModelInfo, type CachedModel, type TokenChunk,
+  type ModelInfo, type CachedModel, type TokenChunk, type Tool, type ToolCall, type TokenLogprob,
 } from "browser-llm";
 
 async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
@@ -28,6 +28,25 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
       onPrefill: (p) => console.log(p.done, p.total),
     });
     const reason: "stop" | "length" | "abort" = r.finishReason;
+    const constrained = await engine.generate("JSON:", {
+      responseFormat: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" }, strict: true } },
+      logprobs: true, topLogprobs: 3,
+    });
+    const lp: TokenLogprob[] | undefined = constrained.logprobs;
+    console.log(lp?.[0].top_logprobs?.[0].logprob);
+    await engine.generate("x", { grammar: 'root ::= "a"' });
+    await engine.generate("x", { regex: "[0-9]+", responseFormat: { type: "text" } });
+    const tools: Tool[] = [{ type: "function", function: { name: "f", description: "d", parameters: { type: "object" } } }];
+    const t = await engine.chat.completions.create({
+      messages: [{ role: "developer", content: [{ type: "text", text: "Hi" }] }, { role: "user", content: "Call f" }],
+      tools, tool_choice: { type: "function", function: { name: "f" } }, parallel_tool_calls: false,
+      response_format: { type: "text" }, logprobs: true, top_logprobs: 2, user: "u", metadata: { k: "v" }, store: false,
+      stream_options: { include_usage: true },
+    });
+    const calls: ToolCall[] | undefined = t.choices[0].message.tool_calls;
+    const followUp = [{ role: "assistant" as const, content: null, tool_calls: calls }, { role: "tool" as const, tool_call_id: "call_1", content: "42" }];
+    await engine.chat.completions.create({ messages: followUp, tools, tool_choice: "auto" });
+    console.log(t.choices[0].finish_reason === "tool_calls", t.usage.prompt_tokens_details.cached_tokens, await engine.tokenizeChat(followUp, true, tools));
     console.log(reason, r.text, r.tokenIds.length, r.usage.cachedTokens, r.timings.decodeTokensPerSecond);
     await engine.generate([2, 818, 5279]);
 
