@@ -16,7 +16,7 @@ use crate::constrain::{Constraint, ConstraintSpec, Vocab};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
 use crate::logits::{ReadOut, Readback};
-use crate::model::{Logits, Model, ModelConfig};
+use crate::model::{Logits, Model, ModelConfig, Pooling};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{Detokenizer, Tokenizer};
 
@@ -216,6 +216,61 @@ impl<B: Backend> Engine<B> {
             ));
         }
         Ok(pos0)
+    }
+
+    /// The embedding of `text`: the model's final hidden states (after the output norm) pooled as
+    /// the file says (`{arch}.pooling_type`; the mean when it does not, as for chat models) and
+    /// L2-normalized, with the number of tokens it took. The text is plain text (control-token
+    /// spellings stay text), with BOS/EOS as the vocabulary wants. It runs from position 0, so
+    /// the KV cache of a conversation is dropped.
+    pub async fn embed(&mut self, text: &str) -> Result<(Vec<f32>, usize)> {
+        let tok = self.tokenizer.clone();
+        let mut ids = tok.encode(text, true, false);
+        if tok.add_eos() {
+            ids.extend(tok.eos_id());
+        }
+        if ids.is_empty() {
+            return Err(Error::invalid_argument("the input to embed is empty"));
+        }
+        if ids.len() > self.n_ctx {
+            return Err(Error::new(
+                ErrorCode::ContextOverflow,
+                format!("the input has {} tokens but the context holds {}; shorten it or load with a larger context length", ids.len(), self.n_ctx),
+            ));
+        }
+        let n_embd = self.model.config.n_embd;
+        let pooling = self.model.config.pooling;
+        self.reset();
+        let mut pooled = vec![0f64; n_embd];
+        let chunks = ids.len().div_ceil(PREFILL_CHUNK);
+        for (ci, chunk) in ids.chunks(PREFILL_CHUNK).enumerate() {
+            let h = self.eval(chunk, Logits::Hidden).await;
+            let h = match h {
+                Ok(h) => h,
+                Err(e) => {
+                    self.reset();
+                    return Err(e);
+                }
+            };
+            let rows: Vec<&[f32]> = h.chunks_exact(n_embd).collect();
+            let take: &[&[f32]] = match pooling {
+                Pooling::Mean => &rows,
+                Pooling::Cls if ci == 0 => &rows[..1],
+                Pooling::Last if ci + 1 == chunks => &rows[rows.len() - 1..],
+                _ => &[],
+            };
+            for row in take {
+                for (p, &v) in pooled.iter_mut().zip(row.iter()) {
+                    *p += v as f64;
+                }
+            }
+        }
+        self.reset();
+        let norm = pooled.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Err(Error::unsupported_model("the model produced a zero or non-finite embedding (corrupt weights?)"));
+        }
+        Ok((pooled.iter().map(|v| (v / norm) as f32).collect(), ids.len()))
     }
 
     /// Tokenize a prompt as llama.cpp does (BOS per metadata, special tokens parsed).

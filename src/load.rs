@@ -117,6 +117,10 @@ impl AnyEngine {
     pub fn reset(&mut self) {
         with_engine!(self, e => e.reset())
     }
+    /// See [`Engine::embed`].
+    pub async fn embed(&mut self, text: &str) -> Result<(Vec<f32>, usize)> {
+        with_engine!(self, e => e.embed(text).await)
+    }
 }
 
 /// A loaded engine and why it runs where it does.

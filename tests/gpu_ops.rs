@@ -426,6 +426,7 @@ fn attn_config(n_head: usize, n_head_kv: usize, hd: usize) -> ModelConfig {
         sliding_window: None,
         swa_layers: vec![false; 2],
         final_logit_softcap: None,
+        pooling: browser_llm::model::Pooling::Mean,
     }
 }
 

@@ -7,6 +7,7 @@ import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
 import { ensureThreads, isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
+import { createEmbeddings } from "./embeddings.js";
 
 /** Is `source` something browser storage handles (URLs, Blobs, or lists of them)? */
 function storable(source) {
@@ -44,6 +45,7 @@ export class Engine {
     this.#runtime = runtime;
     this.#threads = threads;
     this.chat = createChat(this);
+    this.embeddings = createEmbeddings(this);
   }
 
   /**
@@ -126,6 +128,14 @@ export class Engine {
   /** `generate` as an async iterator of { text, tokenId } chunks; breaking out aborts. */
   stream(prompt, options = {}) {
     return streamFrom((opts) => this.generate(prompt, opts), options);
+  }
+
+  /** The embedding of `text`: `{ embedding: Float32Array, tokens }` (see `embeddings.create`). */
+  embed(text) {
+    return this.#run(async () => {
+      if (typeof text !== "string") throw new BrowserLlmError("INVALID_ARGUMENT", "embed() needs a string");
+      return this.#wasm.embed(text);
+    });
   }
 
   /** Render chat messages with the model's chat template. */

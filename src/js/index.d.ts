@@ -207,6 +207,8 @@ export interface ModelInfo {
   wasmMemoryBytes: number;
   /** "gguf" (the file's own template) or the built-in one used. */
   chatTemplate: string;
+  /** How embeddings pool the tokens' states. */
+  pooling: "mean" | "cls" | "last";
   bosToken: string | null;
   eosToken: string | null;
 }
@@ -336,8 +338,38 @@ export interface Chat {
  * call made while another runs waits its turn (it never fails with BUSY). A conversation that
  * continues the previous prompt reuses its KV cache for the shared prefix.
  */
+export interface EmbeddingRequest {
+  input: string | string[];
+  model?: string;
+  /** "float" (default) or "base64" (little-endian float32 bytes). */
+  encoding_format?: "float" | "base64";
+  /** Must equal the model's embedding size if given. */
+  dimensions?: number;
+  user?: string;
+  signal?: AbortSignal;
+}
+
+export interface EmbeddingResponse {
+  object: "list";
+  data: { object: "embedding"; index: number; embedding: number[] | string }[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
+export interface Embeddings {
+  /**
+   * One L2-normalized vector per input: the model's final hidden states pooled as its GGUF says
+   * (`info().pooling`; the mean for chat models, which do not say). Runs from position 0, so a
+   * chat turn after it re-reads its prompt (the KV cache is dropped).
+   */
+  create(req: EmbeddingRequest): Promise<EmbeddingResponse>;
+}
+
 export interface LlmEngine {
   readonly chat: Chat;
+  readonly embeddings: Embeddings;
+  /** One text's embedding (what `embeddings.create` runs per input). */
+  embed(text: string): Promise<{ embedding: Float32Array; tokens: number }>;
   generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
   /** Tokens as they come; leaving the loop early aborts the generation. Returns the GenerateResult. */
   stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;

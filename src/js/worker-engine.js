@@ -4,6 +4,7 @@
 
 import { BrowserLlmError, abortedError } from "./errors.js";
 import { createChat, streamFrom } from "./chat.js";
+import { createEmbeddings } from "./embeddings.js";
 
 export class WorkerEngine {
   #worker;
@@ -15,6 +16,7 @@ export class WorkerEngine {
   constructor(worker) {
     this.#worker = worker;
     this.chat = createChat(this);
+    this.embeddings = createEmbeddings(this);
     worker.onmessage = (ev) => this.#onMessage(ev.data);
     worker.onerror = (ev) => {
       ev.preventDefault?.();
@@ -90,6 +92,10 @@ export class WorkerEngine {
   stream(prompt, options = {}) {
     return streamFrom((opts) => this.generate(prompt, opts), options);
   }
+  embed(text) {
+    return this.#call("embed", { text });
+  }
+
   applyChatTemplate(messages, addGenerationPrompt = true, tools = undefined) {
     return this.#call("applyChatTemplate", { messages, addGenerationPrompt, tools });
   }

@@ -1,5 +1,5 @@
 // Worker entry: hosts one Engine and answers WorkerEngine's messages.
-//   request:  { id, op, args }            op: load | generate | applyChatTemplate | tokenizeChat | tokenize |
+//   request:  { id, op, args }            op: load | generate | embed | applyChatTemplate | tokenizeChat | tokenize |
 //                                              detokenize | info | reset | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
 //   reply:    { id, result } or { id, error: { code, message, lost } }  (lost: the module trapped)
@@ -31,6 +31,7 @@ async function handle(id, op, args, signal) {
         onToken: (t) => post({ id, event: "token", data: t }),
         onPrefill: (p) => post({ id, event: "prefill", data: p }),
       });
+    case "embed": return engine.embed(args.text);
     case "applyChatTemplate": return engine.applyChatTemplate(args.messages, args.addGenerationPrompt, args.tools);
     case "tokenizeChat": return engine.tokenizeChat(args.messages, args.addGenerationPrompt, args.tools);
     case "tokenize": return engine.tokenize(args.text, args.options);

@@ -117,6 +117,30 @@ pub struct ModelConfig {
     pub swa_layers: Vec<bool>,
     /// Final logits = cap * tanh(logits / cap).
     pub final_logit_softcap: Option<f32>,
+    /// How embeddings pool the tokens' hidden states (`{arch}.pooling_type`).
+    pub pooling: Pooling,
+}
+
+/// Embedding pooling, as llama.cpp's `pooling_type` metadata numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over the tokens (1; also the choice when the file does not say, as for chat
+    /// models).
+    Mean,
+    /// The first token's state (2).
+    Cls,
+    /// The last token's state (3).
+    Last,
+}
+
+impl Pooling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Last => "last",
+        }
+    }
 }
 
 /// A metadata integer `{arch}.{key}`; `None` when absent. Never truncated: a value that does not
@@ -359,6 +383,13 @@ impl ModelConfig {
             },
         };
 
+        let pooling = match key_u(g, a, "pooling_type")? {
+            None | Some(0) | Some(1) => Pooling::Mean,
+            Some(2) => Pooling::Cls,
+            Some(3) => Pooling::Last,
+            Some(p) => return Err(Error::unsupported_model(format!("pooling type {p} (4 is reranking) is not supported"))),
+        };
+
         Ok(ModelConfig {
             arch,
             n_vocab,
@@ -385,6 +416,7 @@ impl ModelConfig {
             sliding_window,
             swa_layers,
             final_logit_softcap,
+            pooling,
         })
     }
 

@@ -67,6 +67,9 @@ pub enum Logits {
     All,
     /// For tokens `k..` of the batch: `[n - k, n_vocab]`.
     From(usize),
+    /// No logits: every token's final hidden state after the output norm, `[n, n_embd]`
+    /// (embeddings).
+    Hidden,
 }
 
 struct Loader<'a, B: Backend, S: TensorSource> {
@@ -263,6 +266,9 @@ impl<B: Backend> Model<B> {
             _ => {}
         }
         let h = b.rms_norm(&x, &self.output_norm, eps)?;
+        if logits == Logits::Hidden {
+            return Ok(h);
+        }
         let mut out = b.linear(&h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
         if let Some(cap) = c.final_logit_softcap {
             b.softcap(&mut out, cap)?;

@@ -3,5 +3,5 @@
 mod config;
 mod decoder;
 
-pub use config::{Activation, Arch, ModelConfig, RopeStyle};
+pub use config::{Activation, Arch, ModelConfig, Pooling, RopeStyle};
 pub use decoder::{Logits, Model};

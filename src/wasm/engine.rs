@@ -255,6 +255,25 @@ impl WasmEngine {
         })
     }
 
+    /// The embedding of `text` (see `Engine::embed`): resolves to `{embedding: Float32Array,
+    /// tokens}`. Fails with BUSY during a generation.
+    pub fn embed(&self, text: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
+            if i.generating.is_some() {
+                return Err(to_js_error(busy()));
+            }
+            let (v, tokens) = i.engine.embed(&text).await.map_err(to_js_error)?;
+            let out = js_sys::Object::new();
+            let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&out, &k.into(), v).map(drop);
+            set("embedding", &js_sys::Float32Array::from(v.as_slice()).into())?;
+            set("tokens", &JsValue::from(tokens as f64))?;
+            Ok(out.into())
+        })
+    }
+
     /// Stop the current generation at the next step (finish reason "abort").
     pub fn abort(&self) -> JsResult<()> {
         self.with(|i| {

@@ -29,6 +29,8 @@ pub struct ModelInfo {
     pub cpu_threads: usize,
     /// "gguf" (the file's own template) or the built-in one used.
     pub chat_template: String,
+    /// How `embeddings.create` pools token states: "mean", "cls" or "last".
+    pub pooling: &'static str,
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
 }
@@ -65,6 +67,7 @@ impl ModelInfo {
             cpu_kernels: crate::quant::packed::KERNELS.to_string(),
             cpu_threads: engine.cpu_threads(),
             chat_template: chat_template.to_string(),
+            pooling: engine.config().pooling.as_str(),
             bos_token: text(tok.bos_id()),
             eos_token: text(tok.eos_id()),
         }

@@ -338,6 +338,37 @@ test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streame
   }
 });
 
+test("embeddings.create: OpenAI's shape, unit vectors, similar texts closer, base64 equal to float, a chat turn still works after", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512 });
+  try {
+    const info = await e.info();
+    assert.equal(info.pooling, "mean");
+    const input = ["The cat sat on the mat.", "A kitten was sitting on the rug.", "Stock markets fell sharply on Tuesday."];
+    const r = await e.embeddings.create({ input, model: "smol" });
+    assert.equal(r.object, "list");
+    assert.equal(r.model, "smol");
+    assert.deepEqual(r.data.map((d) => [d.object, d.index]), [["embedding", 0], ["embedding", 1], ["embedding", 2]]);
+    const [a, b, c] = r.data.map((d) => d.embedding);
+    assert.equal(a.length, info.embeddingSize);
+    const dot = (x, y) => x.reduce((s, v, i) => s + v * y[i], 0);
+    for (const v of [a, b, c]) assert.ok(Math.abs(dot(v, v) - 1) < 1e-4);
+    console.log(`cos(cat, kitten) ${dot(a, b).toFixed(3)}, cos(cat, stocks) ${dot(a, c).toFixed(3)}`);
+    assert.ok(dot(a, b) > dot(a, c), "similar sentences are closer");
+    assert.ok(r.usage.prompt_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens);
+    // Deterministic, independent of batching; base64 is the same float32 values.
+    const one = await e.embeddings.create({ input: input[1], encoding_format: "base64" });
+    const decoded = new Float32Array(Uint8Array.from(Buffer.from(one.data[0].embedding, "base64")).buffer);
+    assert.deepEqual(Array.from(decoded), b);
+    await assert.rejects(e.embeddings.create({ input: [] }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(e.embeddings.create({ input: "x", dimensions: 3 }), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(e.embeddings.create({ input: "x", bogus: 1 }), { code: "INVALID_ARGUMENT" });
+    const chat = await e.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
+    assert.ok(chat.choices[0].message.content.length > 0);
+  } finally {
+    await e.dispose();
+  }
+});
+
 // Last: a trap retires the module instance for the rest of the page (process).
 test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, fails every engine on that module, and the next load gets a fresh module", async () => {
   // A Rust panic logs its message (console_error_panic_hook) and then traps: the call throws a
