@@ -182,6 +182,10 @@ class Llama:
         L.llama_print_system_info.restype = C.c_char_p
         L.llama_n_ctx.argtypes = [C.c_void_p]
         L.llama_n_ctx.restype = C.c_uint32
+        L.llama_get_embeddings_seq.argtypes = [C.c_void_p, C.c_int32]
+        L.llama_get_embeddings_seq.restype = C.POINTER(C.c_float)
+        L.llama_model_n_embd.argtypes = [C.c_void_p]
+        L.llama_model_n_embd.restype = C.c_int32
         L.llama_free.argtypes = [C.c_void_p]
         L.llama_model_free.argtypes = [C.c_void_p]
 
@@ -191,7 +195,7 @@ class Llama:
         if self.verbose:
             sys.stderr.write(s)
 
-    def load(self, path, n_ctx, threads, flash_attn, repack=True):
+    def load(self, path, n_ctx, threads, flash_attn, repack=True, embed_pooling=None):
         L = self.lib
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
@@ -213,6 +217,9 @@ class Llama:
         cp.type_v = GGML_TYPE_F16
         cp.offload_kqv = False
         cp.op_offload = False
+        if embed_pooling is not None:
+            cp.embeddings = True
+            cp.pooling_type = embed_pooling
         self.cparams = cp
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
@@ -277,13 +284,32 @@ def main(argv=None):
                     help="use_extra_bufts = false (no CPU weight repacking; default: llama.cpp's default, on)")
     ap.add_argument("--full-logits-first", action="store_true", help="store all logits of step 0")
     ap.add_argument("--no-pieces", action="store_true", help="omit token text pieces")
+    ap.add_argument("--embed", choices=["mean", "cls", "last"],
+                    help="print the prompt's pooled embedding (L2-normalized) instead of generating")
     ap.add_argument("--lib-dir", default=DEFAULT_LIB_DIR, help="directory of the prebuilt llama.cpp libraries")
     ap.add_argument("--out", help="output JSON path (default stdout)")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo llama.cpp's log to stderr")
     a = ap.parse_args(argv)
 
     ll = Llama(a.lib_dir, a.verbose)
-    ll.load(a.model, a.n_ctx, a.threads, a.flash_attn, not a.no_repack)
+    pooling = {"mean": 1, "cls": 2, "last": 3}.get(a.embed)
+    ll.load(a.model, a.n_ctx, a.threads, a.flash_attn, not a.no_repack, pooling)
+    if a.embed:
+        text = a.prompt_text if a.prompt_text is not None else open(a.prompt_file, encoding="utf-8").read()
+        ids = ll.tokenize(text)
+        arr = (C.c_int32 * len(ids))(*ids)
+        if ll.lib.llama_decode(ll.ctx, ll.lib.llama_batch_get_one(arr, len(ids))) != 0:
+            sys.exit("llama_ref: llama_decode failed")
+        n = ll.lib.llama_model_n_embd(ll.model)
+        v = ll.lib.llama_get_embeddings_seq(ll.ctx, 0)
+        vals = [float(v[i]) for i in range(n)]
+        norm = sum(x * x for x in vals) ** 0.5
+        out = json.dumps({"prompt_ids": ids, "pooling": a.embed, "embedding": [x / norm for x in vals]})
+        if a.out:
+            open(a.out, "w").write(out)
+        else:
+            print(out)
+        return
 
     prompt_text = None
     if a.prompt_ids is not None:
