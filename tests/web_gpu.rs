@@ -42,6 +42,17 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 async fn fetch_model() -> Arc<Vec<u8>> {
     let url = option_env!("BROWSER_LLM_MODEL_URL").expect("build with BROWSER_LLM_MODEL_URL (pkg-scripts/test serves the model)");
+    fetch_url(url).await
+}
+
+/// The instruct model, from the same directory the server serves.
+async fn fetch_chat_model() -> Arc<Vec<u8>> {
+    let url = option_env!("BROWSER_LLM_MODEL_URL").expect("build with BROWSER_LLM_MODEL_URL (pkg-scripts/test serves the model)");
+    let dir = &url[..url.rfind('/').expect("a URL with a path")];
+    fetch_url(&format!("{dir}/SmolLM2-135M-Instruct.Q4_1.gguf")).await
+}
+
+async fn fetch_url(url: &str) -> Arc<Vec<u8>> {
     let fetch = js_sys::Reflect::get(&js_sys::global(), &"fetch".into()).unwrap();
     let fetch: js_sys::Function = fetch.dyn_into().unwrap();
     let resp = JsFuture::from(js_sys::Promise::from(fetch.call1(&js_sys::global(), &url.into()).unwrap())).await.expect("fetch the model");
@@ -130,6 +141,37 @@ async fn webgpu_greedy_decode_through_the_engine() {
         r.timings.decode_tokens_per_s() / rc.timings.decode_tokens_per_s()
     );
     assert_eq!(rc.ids.len(), n);
+}
+
+/// Structured output on WebGPU: SmolLM2's greedy reply under a JSON schema (the mask applied to
+/// logits read back from the GPU) parses, validates, and equals the CPU's on the same page.
+#[wasm_bindgen_test]
+async fn webgpu_structured_output_smollm2() {
+    let bytes = fetch_chat_model().await;
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": { "answer": { "enum": ["yes", "no"] }, "confidence": { "type": "integer", "minimum": 0, "maximum": 100 } },
+        "required": ["answer", "confidence"],
+        "additionalProperties": false,
+    });
+    let opts = GenerateOptions {
+        max_tokens: 32,
+        sampling: SamplingParams::greedy(),
+        constraint: Some(browser_llm::constrain::ConstraintSpec::JsonSchema(schema)),
+        ..Default::default()
+    };
+    let prompt = "<|im_start|>user\nIs the sky blue? Answer as JSON.<|im_end|>\n<|im_start|>assistant\n";
+    let b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
+    let mut e = Engine::load(b, bytes.clone(), Some(256)).unwrap();
+    let r = e.generate(prompt, &opts, &mut |_, _| true).await.unwrap();
+    console_log!("WebGPU under a JSON schema: {} ({:?}, {:.2} tok/s)", r.text, r.finish_reason, r.timings.decode_tokens_per_s());
+    assert_eq!(r.finish_reason.as_str(), "stop");
+    let v: serde_json::Value = serde_json::from_str(&r.text).unwrap();
+    assert!(["yes", "no"].contains(&v["answer"].as_str().unwrap()), "{v}");
+    assert!((0..=100).contains(&v["confidence"].as_i64().unwrap()), "{v}");
+    let mut c = Engine::load(browser_llm::backend::cpu::CpuBackend::with_threads(1), bytes, Some(256)).unwrap();
+    let rc = c.generate(prompt, &opts, &mut |_, _| true).await.unwrap();
+    assert_eq!(rc.text, r.text, "CPU and WebGPU replies under the schema");
 }
 
 /// The device-side selection kernels and the decode (one-token) matrix product on WebGPU,
