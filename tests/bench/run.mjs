@@ -1,10 +1,11 @@
 // Browser benchmark: browser-llm (the built package in pkg/) against wllama (@wllama/wllama, from
 // this directory's node_modules) on one GGUF model, CPU only, in one headless Chromium run.
 //
-//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]
+//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--prompt TEXT] [--timeout-min N] [--json FILE]
 //
 // Defaults: 3 rounds, 64 decode tokens (env BENCH_ROUNDS, BENCH_TOKENS; BROWSER_LLM_MODEL for
-// --model). --no-mt skips the 2-thread rows (and so measures browser-llm's single-thread build,
+// --model). --schema adds a row: browser-llm on 1 thread with its output under a JSON schema (the
+// constraint's per-token mask), beside the free row. --no-mt skips the 2-thread rows (and so measures browser-llm's single-thread build,
 // relaxed SIMD in Chromium). browser-llm runs in WorkerEngines: 2 threads the threaded build,
 // 1 thread the single-thread build. Starts a static server on 127.0.0.1
 // (COOP/COEP headers, so the page is cross-origin isolated) for page/, pkg/, wllama's esm/ and
@@ -36,8 +37,9 @@ const prompt = opt("--prompt", process.env.BENCH_BROWSER_PROMPT);
 const timeoutMin = Number(opt("--timeout-min", "20"));
 const jsonOut = opt("--json");
 const tryMt = !args.includes("--no-mt");
+const schema = args.includes("--schema");
 if (!model) {
-  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--prompt TEXT] [--timeout-min N] [--json FILE]");
+  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--prompt TEXT] [--timeout-min N] [--json FILE]");
   process.exit(2);
 }
 if (!(rounds >= 1 && tokens >= 2)) {
@@ -135,7 +137,7 @@ async function main() {
       else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
     });
     page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx) });
+    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx), schema: schema ? "1" : "0" });
     if (prompt) q.set("prompt", prompt);
     await page.goto(`${origin}/index.html?${q}`);
     const res = await done;
@@ -162,7 +164,7 @@ async function main() {
 function report(res) {
   const rows = res.engines.filter((e) => e.rounds.length > 0).map((e) => {
     const med = (k) => median(e.rounds.map((r) => r[k]));
-    const version = e.name === "wllama" ? `wllama ${wllamaVersion}` : `browser-llm ${oursVersion}`;
+    const version = e.name === "wllama" ? `wllama ${wllamaVersion}` : `browser-llm ${oursVersion}${e.name.includes("schema") ? " schema" : ""}`;
     return {
       e, name: `${version}, ${e.threads} thr`, prompt: med("promptTokens"), prefill: med("prefillTokPerS"),
       passes: med("decodePasses"), decode: med("decodeTokPerS"), wall: med("wallMs"),
@@ -184,6 +186,8 @@ function report(res) {
   ratio(o, w1, "browser-llm / wllama, 1 thread each");
   ratio(o2, w2, "browser-llm / wllama, 2 threads each");
   ratio(o2, o, "browser-llm 2 threads / 1 thread");
+  const os1 = rows.find((r) => r.e.name === "browser-llm (JSON schema)");
+  ratio(os1, o, "browser-llm 1 thread, under a JSON schema / free");
   ratio(w2, w1, "wllama 2 threads / 1 thread");
   if (o && w1) console.log(`wall time, 1 thread each: browser-llm / wllama ${(o.wall / w1.wall).toFixed(2)}x (<1 is browser-llm faster)`);
   console.log("decode_tok: forward passes timed after the first token (= tokens - 1)");
