@@ -244,8 +244,7 @@ impl<B: Backend> Engine<B> {
         let mut pooled = vec![0f64; n_embd];
         let chunks = ids.len().div_ceil(PREFILL_CHUNK);
         for (ci, chunk) in ids.chunks(PREFILL_CHUNK).enumerate() {
-            let h = self.eval(chunk, Logits::Hidden).await;
-            let h = match h {
+            let h = match self.eval(chunk, Logits::Hidden).await {
                 Ok(h) => h,
                 Err(e) => {
                     self.reset();
