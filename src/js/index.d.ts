@@ -440,3 +440,12 @@ export declare function listCachedModels(): Promise<CachedModel[]>;
 export declare function deleteCachedModel(key: string): Promise<void>;
 /** Storage used by this site and its quota, in bytes; `persisted`: the browser will not evict it. */
 export declare function storageUsage(): Promise<{ usage: number; quota: number; persisted: boolean }>;
+
+/**
+ * A `fetch` that serves OpenAI's HTTP API from `engine`, in-process: POST /v1/chat/completions
+ * (JSON, or server-sent events when `stream`), POST /v1/completions, POST /v1/embeddings,
+ * GET /v1/models. For the official SDK:
+ * `new OpenAI({ apiKey: "local", baseURL: "http://local/v1", fetch: openaiFetch(engine), dangerouslyAllowBrowser: true })`.
+ * Aborts stop the generation; errors are HTTP errors with OpenAI's `{ error: { message, type, code } }` body.
+ */
+export function openaiFetch(engine: LlmEngine): (input: string | URL | Request, init?: RequestInit) => Promise<Response>;

@@ -5,3 +5,4 @@ export { Engine } from "./engine.js";
 export { WorkerEngine } from "./worker-engine.js";
 export { BrowserLlmError, ERROR_CODES } from "./errors.js";
 export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";
+export { openaiFetch } from "./openai-fetch.js";

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { Engine, WorkerEngine, BrowserLlmError } from "browser-llm";
+import { Engine, WorkerEngine, BrowserLlmError, openaiFetch } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
@@ -364,6 +364,58 @@ test("embeddings.create: OpenAI's shape, unit vectors, similar texts closer, bas
     await assert.rejects(e.embeddings.create({ input: "x", bogus: 1 }), { code: "INVALID_ARGUMENT" });
     const chat = await e.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
     assert.ok(chat.choices[0].message.content.length > 0);
+  } finally {
+    await e.dispose();
+  }
+});
+
+test("the official openai SDK runs unchanged on openaiFetch(engine): chat (JSON and streamed), tools, completions, embeddings, models, abort, errors", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const { default: OpenAI } = await import("openai");
+  const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024 });
+  try {
+    const client = new OpenAI({ apiKey: "local", baseURL: "http://local/v1", fetch: openaiFetch(e), dangerouslyAllowBrowser: true, maxRetries: 0 });
+    const models = await client.models.list();
+    assert.equal(models.data.length, 1);
+    const model = models.data[0].id;
+    const messages = [{ role: "user", content: "Say hello." }];
+    const c = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0 });
+    assert.equal(c.object, "chat.completion");
+    assert.ok(c.choices[0].message.content.length > 0);
+    let text = "";
+    let usage;
+    const stream = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(text, c.choices[0].message.content, "streamed and JSON replies agree");
+    assert.equal(usage.completion_tokens, c.usage.completion_tokens);
+    // The SDK's own stream helper and a forced tool call.
+    const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", maxLength: 20 } }, required: ["city"] } } }];
+    const runner = client.chat.completions.stream({ model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required", parallel_tool_calls: false, temperature: 0, max_tokens: 60 });
+    const final = await runner.finalChatCompletion();
+    assert.equal(final.choices[0].finish_reason, "tool_calls");
+    assert.equal(final.choices[0].message.tool_calls[0].function.name, "get_weather");
+    assert.equal(typeof JSON.parse(final.choices[0].message.tool_calls[0].function.arguments).city, "string");
+    // Legacy completions, embeddings.
+    const t = await client.completions.create({ model, prompt: "The capital of France is", max_tokens: 4, temperature: 0 });
+    assert.equal(t.object, "text_completion");
+    assert.ok(t.choices[0].text.length > 0);
+    const emb = await client.embeddings.create({ model, input: ["a cat", "a dog"] });
+    assert.equal(emb.data.length, 2);
+    assert.equal(emb.data[0].embedding.length, (await e.info()).embeddingSize);
+    // Abort: the SDK's signal stops the generation; the engine stays usable.
+    const ctl = new AbortController();
+    const long = await client.chat.completions.create({ model, messages, max_tokens: 200, temperature: 0, stream: true }, { signal: ctl.signal });
+    let n = 0;
+    // (The SDK ends an aborted stream quietly; the body fails with an AbortError underneath.)
+    for await (const _ of long) if (++n === 3) ctl.abort();
+    assert.ok(n >= 3 && n < 10, `${n} chunks, aborted at 3`);
+    // Errors: HTTP status and OpenAI's error body.
+    await assert.rejects(client.chat.completions.create({ model, messages: [], max_tokens: 4 }), (err) => err.status === 400 && err.error?.type === "invalid_request_error");
+    await assert.rejects(client.chat.completions.create({ model, messages, max_tokens: 4, tempreture: 1 }), (err) => err.status === 400 && /tempreture/.test(err.message));
+    const again = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0 });
+    assert.equal(again.choices[0].message.content, c.choices[0].message.content);
   } finally {
     await e.dispose();
   }
