@@ -449,3 +449,16 @@ export declare function storageUsage(): Promise<{ usage: number; quota: number; 
  * Aborts stop the generation; errors are HTTP errors with OpenAI's `{ error: { message, type, code } }` body.
  */
 export function openaiFetch(engine: LlmEngine): (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+/**
+ * Define `LanguageModel` (Chrome's Prompt API: `availability`, `params`, `create` with a download
+ * `monitor`, `prompt`, `promptStreaming`, `append`, `measureContextUsage`, `contextUsage` /
+ * `contextWindow`, `clone`, `destroy`; `responseConstraint` as a JSON schema or RegExp) on
+ * `target` (default `globalThis`) unless one exists (`force` replaces it), running on this
+ * package. `engineOrLoader`: an engine, or a function that loads one on the first `create()`
+ * (given `{ onProgress }` for the download). Returns the class.
+ */
+export function installLanguageModel(
+  engineOrLoader: LlmEngine | ((o: { onProgress: (p: Progress) => void }) => Promise<LlmEngine>),
+  options?: { target?: object; force?: boolean },
+): unknown;

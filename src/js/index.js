@@ -6,3 +6,4 @@ export { WorkerEngine } from "./worker-engine.js";
 export { BrowserLlmError, ERROR_CODES } from "./errors.js";
 export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";
 export { openaiFetch } from "./openai-fetch.js";
+export { installLanguageModel } from "./prompt-api.js";

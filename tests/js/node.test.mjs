@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { Engine, WorkerEngine, BrowserLlmError, openaiFetch } from "browser-llm";
+import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
@@ -419,6 +419,50 @@ test("the official openai SDK runs unchanged on openaiFetch(engine): chat (JSON 
   } finally {
     await e.dispose();
   }
+});
+
+test("installLanguageModel: the Prompt API's shape on the package (create with progress, prompt, streaming, responseConstraint, append, clone, destroy)", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const target = {};
+  let loads = 0;
+  const LanguageModel = installLanguageModel(async ({ onProgress }) => {
+    loads++;
+    return Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024, onProgress });
+  }, { target });
+  assert.equal(target.LanguageModel, LanguageModel);
+  assert.equal(installLanguageModel(null, { target }), LanguageModel, "an existing LanguageModel is kept");
+  assert.equal(await LanguageModel.availability(), "downloadable");
+  assert.equal((await LanguageModel.params()).defaultTopK, 40);
+  const progress = [];
+  const s = await LanguageModel.create({
+    initialPrompts: [{ role: "system", content: "Be brief." }], temperature: 0, topK: 1,
+    monitor: (m) => m.addEventListener("downloadprogress", (e) => progress.push(e.loaded)),
+  });
+  assert.equal(await LanguageModel.availability(), "available");
+  assert.equal(progress.at(-1), 1);
+  assert.equal(s.contextWindow, 1024);
+  const used0 = s.contextUsage;
+  assert.ok(used0 > 0);
+  const hello = await s.prompt("Say hello.");
+  assert.ok(hello.length > 0);
+  assert.ok(s.contextUsage > used0, "the turn joins the history");
+  let streamed = "";
+  for await (const piece of s.promptStreaming("Say it again.")) streamed += piece;
+  assert.ok(streamed.length > 0);
+  const schema = { type: "object", properties: { answer: { enum: ["yes", "no"] } }, required: ["answer"], additionalProperties: false };
+  const json = JSON.parse(await s.prompt("Is the sky blue?", { responseConstraint: schema }));
+  assert.ok(["yes", "no"].includes(json.answer));
+  assert.match(await s.prompt("Pick a number.", { responseConstraint: /[0-9]{2}/ }), /^[0-9]{2}$/);
+  const c = await s.clone();
+  const before = s.contextUsage;
+  await c.append([{ role: "user", content: "Remember: blue." }]);
+  assert.ok(c.contextUsage > before);
+  assert.equal(s.contextUsage, before, "a clone's history is its own");
+  assert.ok(await s.measureContextUsage("one two three") > 0);
+  await LanguageModel.create({ temperature: 0, topK: 1 });
+  assert.equal(loads, 1, "the engine loads once");
+  s.destroy();
+  await assert.rejects(s.prompt("x"), { code: "INVALID_ARGUMENT" });
+  await assert.rejects(LanguageModel.create({ topK: 0 }), { code: "INVALID_ARGUMENT" });
 });
 
 // Last: a trap retires the module instance for the rest of the page (process).

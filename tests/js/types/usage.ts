@@ -2,7 +2,7 @@
 // (`tsc --noEmit -p types`). Never run; it only has to compile.
 
 import {
-  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, listCachedModels, deleteCachedModel, storageUsage,
+  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, listCachedModels, deleteCachedModel, storageUsage,
   type ErrorCode, type LlmEngine, type Progress, type GenerateResult, type ChatCompletion, type ChatCompletionChunk,
   type ModelInfo, type CachedModel, type TokenChunk, type Tool, type ToolCall, type TokenLogprob,
 } from "browser-llm";
@@ -46,6 +46,8 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
     const calls: ToolCall[] | undefined = t.choices[0].message.tool_calls;
     const followUp = [{ role: "assistant" as const, content: null, tool_calls: calls }, { role: "tool" as const, tool_call_id: "call_1", content: "42" }];
     await engine.chat.completions.create({ messages: followUp, tools, tool_choice: "auto" });
+    installLanguageModel(engine);
+    installLanguageModel(async ({ onProgress }) => Engine.load("m.gguf", { onProgress }), { target: {}, force: true });
     const f: typeof fetch = openaiFetch(engine);
     console.log((await f("http://local/v1/models")).status);
     const emb = await engine.embeddings.create({ input: ["a", "b"], encoding_format: "float", model: "m" });
