@@ -462,3 +462,16 @@ export function installLanguageModel(
   engineOrLoader: LlmEngine | ((o: { onProgress: (p: Progress) => void }) => Promise<LlmEngine>),
   options?: { target?: object; force?: boolean },
 ): unknown;
+
+/**
+ * A Vercel AI SDK provider (`@ai-sdk/provider` v4: LanguageModelV4, EmbeddingModelV4) on this
+ * package: `const local = createBrowserLlm(engine)`, then `generateText({ model: local(), ... })`,
+ * `streamText`, structured output (`Output.object`, through constrained decoding), native tool
+ * calls, `abortSignal`, and `embedMany({ model: local.embeddingModel(), ... })`. `engineOrLoader`:
+ * an engine, or a function that loads one on first use. Typed loosely here so the package does not
+ * depend on `@ai-sdk/provider`; the objects follow its v4 types.
+ */
+export function createBrowserLlm(
+  engineOrLoader: LlmEngine | (() => Promise<LlmEngine>),
+  options?: { modelId?: string },
+): ((modelId?: string) => any) & { languageModel(modelId?: string): any; embeddingModel(modelId?: string): any; textEmbeddingModel(modelId?: string): any };

@@ -7,3 +7,4 @@ export { BrowserLlmError, ERROR_CODES } from "./errors.js";
 export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";
 export { openaiFetch } from "./openai-fetch.js";
 export { installLanguageModel } from "./prompt-api.js";
+export { createBrowserLlm } from "./ai-sdk.js";

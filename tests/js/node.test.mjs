@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel } from "browser-llm";
+import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
@@ -463,6 +463,57 @@ test("installLanguageModel: the Prompt API's shape on the package (create with p
   s.destroy();
   await assert.rejects(s.prompt("x"), { code: "INVALID_ARGUMENT" });
   await assert.rejects(LanguageModel.create({ topK: 0 }), { code: "INVALID_ARGUMENT" });
+});
+
+test("the Vercel AI SDK (ai 7) runs on createBrowserLlm: generateText, streamText, tools, structured output, embeddings, abort", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  const { generateText, streamText, tool, embedMany, jsonSchema, Output } = await import("ai");
+  const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024 });
+  try {
+    const local = createBrowserLlm(async () => e);
+    const model = local();
+    assert.equal(model.specificationVersion, "v4");
+    const g = await generateText({ model, prompt: "Say hello.", temperature: 0, maxOutputTokens: 8 });
+    assert.ok(g.text.length > 0);
+    assert.ok(["stop", "length"].includes(g.finishReason));
+    assert.ok(g.usage.outputTokens > 0 && g.usage.inputTokens > 0);
+    const s = streamText({ model, prompt: "Say hello.", temperature: 0, maxOutputTokens: 8 });
+    let streamed = "";
+    for await (const t of s.textStream) streamed += t;
+    assert.equal(streamed, g.text, "streamed and generated text agree");
+    // A forced native tool call: arguments match the schema; the SDK runs the tool.
+    let called = null;
+    const weather = tool({
+      description: "Current weather in a city",
+      inputSchema: jsonSchema({ type: "object", properties: { city: { type: "string", maxLength: 20 } }, required: ["city"], additionalProperties: false }),
+      execute: async ({ city }) => { called = city; return { city, celsius: 18 }; },
+    });
+    const t = await generateText({ model, prompt: "What is the weather in Paris?", tools: { weather }, toolChoice: "required", temperature: 0, maxOutputTokens: 60 });
+    assert.equal(t.toolCalls[0]?.toolName, "weather");
+    assert.equal(typeof called, "string");
+    assert.equal(t.toolResults[0].output.celsius, 18);
+    // Structured output through the constrained decoding.
+    const o = await generateText({
+      model, prompt: "Is the sky blue?", temperature: 0, maxOutputTokens: 40,
+      output: Output.object({ schema: jsonSchema({ type: "object", properties: { answer: { enum: ["yes", "no"] } }, required: ["answer"], additionalProperties: false }) }),
+    });
+    assert.ok(["yes", "no"].includes(o.output.answer), JSON.stringify(o.output));
+    // Embeddings.
+    const em = await embedMany({ model: local.embeddingModel(), values: ["a cat", "a dog"] });
+    assert.equal(em.embeddings.length, 2);
+    assert.equal(em.embeddings[0].length, (await e.info()).embeddingSize);
+    // Abort.
+    const ctl = new AbortController();
+    const long = streamText({ model, prompt: "Tell a long story.", temperature: 0, maxOutputTokens: 300, abortSignal: ctl.signal });
+    let n = 0;
+    try {
+      for await (const _ of long.textStream) if (++n === 3) ctl.abort();
+    } catch (err) {
+      assert.ok(err.name === "AbortError" || /abort/i.test(err.message), err.message);
+    }
+    assert.ok(n >= 3 && n < 20, `${n} pieces after the abort`);
+  } finally {
+    await e.dispose();
+  }
 });
 
 // Last: a trap retires the module instance for the rest of the page (process).

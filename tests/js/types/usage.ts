@@ -2,7 +2,7 @@
 // (`tsc --noEmit -p types`). Never run; it only has to compile.
 
 import {
-  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, listCachedModels, deleteCachedModel, storageUsage,
+  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, createBrowserLlm, listCachedModels, deleteCachedModel, storageUsage,
   type ErrorCode, type LlmEngine, type Progress, type GenerateResult, type ChatCompletion, type ChatCompletionChunk,
   type ModelInfo, type CachedModel, type TokenChunk, type Tool, type ToolCall, type TokenLogprob,
 } from "browser-llm";
@@ -47,6 +47,8 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
     const followUp = [{ role: "assistant" as const, content: null, tool_calls: calls }, { role: "tool" as const, tool_call_id: "call_1", content: "42" }];
     await engine.chat.completions.create({ messages: followUp, tools, tool_choice: "auto" });
     installLanguageModel(engine);
+    const local = createBrowserLlm(engine, { modelId: "m" });
+    console.log(local().modelId, local.embeddingModel().provider, createBrowserLlm(async () => engine).languageModel());
     installLanguageModel(async ({ onProgress }) => Engine.load("m.gguf", { onProgress }), { target: {}, force: true });
     const f: typeof fetch = openaiFetch(engine);
     console.log((await f("http://local/v1/models")).status);
