@@ -475,3 +475,27 @@ export function createBrowserLlm(
   engineOrLoader: LlmEngine | (() => Promise<LlmEngine>),
   options?: { modelId?: string },
 ): ((modelId?: string) => any) & { languageModel(modelId?: string): any; embeddingModel(modelId?: string): any; textEmbeddingModel(modelId?: string): any };
+
+/** Which side served a routed request, and why. */
+export interface Route { side: "local" | "remote"; reason: string }
+
+/**
+ * The `chat.completions` interface over the local engine and, when `remote` is configured, an
+ * OpenAI-compatible server (llama.cpp's server, vLLM). Local first; remote when the local model
+ * cannot load, when a request does not fit the local context, or when the request says
+ * `route: "remote"`. Nothing goes remote unless `remote` is set. Every response (and stream chunk)
+ * carries `route`.
+ */
+export function createRouter(options: {
+  local?: LlmEngine | (() => Promise<LlmEngine>);
+  remote?: { baseURL: string; apiKey?: string; model?: string; fetch?: typeof fetch };
+  policy?: "local-first" | "local-only" | "remote-first";
+}): {
+  chat: {
+    completions: {
+      create(req: ChatCompletionRequest & { route?: "auto" | "local" | "remote"; stream: true }): Promise<AsyncIterable<ChatCompletionChunk & { route: Route }>>;
+      create(req: ChatCompletionRequest & { route?: "auto" | "local" | "remote"; stream?: false }): Promise<ChatCompletion & { route: Route }>;
+    };
+  };
+  localEngine(): Promise<LlmEngine | null>;
+};

@@ -8,3 +8,4 @@ export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from
 export { openaiFetch } from "./openai-fetch.js";
 export { installLanguageModel } from "./prompt-api.js";
 export { createBrowserLlm } from "./ai-sdk.js";
+export { createRouter } from "./router.js";

@@ -2,7 +2,7 @@
 // (`tsc --noEmit -p types`). Never run; it only has to compile.
 
 import {
-  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, createBrowserLlm, listCachedModels, deleteCachedModel, storageUsage,
+  Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, createBrowserLlm, createRouter, listCachedModels, deleteCachedModel, storageUsage,
   type ErrorCode, type LlmEngine, type Progress, type GenerateResult, type ChatCompletion, type ChatCompletionChunk,
   type ModelInfo, type CachedModel, type TokenChunk, type Tool, type ToolCall, type TokenLogprob,
 } from "browser-llm";
@@ -48,6 +48,9 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
     await engine.chat.completions.create({ messages: followUp, tools, tool_choice: "auto" });
     installLanguageModel(engine);
     const local = createBrowserLlm(engine, { modelId: "m" });
+    const router = createRouter({ local: engine, remote: { baseURL: "http://127.0.0.1:8080/v1", apiKey: "k", model: "m" }, policy: "local-first" });
+    const routed = await router.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], route: "auto" });
+    console.log(routed.route.side, routed.route.reason);
     console.log(local().modelId, local.embeddingModel().provider, createBrowserLlm(async () => engine).languageModel());
     installLanguageModel(async ({ onProgress }) => Engine.load("m.gguf", { onProgress }), { target: {}, force: true });
     const f: typeof fetch = openaiFetch(engine);

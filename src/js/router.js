@@ -1,0 +1,128 @@
+// `createRouter({ local, remote, policy })`: the `chat.completions` interface over the local engine
+// and, when configured, an OpenAI-compatible server the app already runs (llama.cpp's server,
+// vLLM). Local first; remote when the local model cannot load on this device, when a request
+// does not fit the local context, or when the request asks (`route: "remote"`). Nothing is sent
+// remote unless `remote` is configured. Every response carries `route: { side, reason }`.
+
+import { BrowserLlmError, toBrowserLlmError } from "./errors.js";
+
+function invalid(message) {
+  return new BrowserLlmError("INVALID_ARGUMENT", message);
+}
+
+/** Server-sent events from `res` as parsed `data:` objects, until `[DONE]`. */
+async function* sseChunks(res) {
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return;
+        const v = JSON.parse(data);
+        if (v.error) throw new BrowserLlmError("NETWORK", `the remote server failed: ${v.error.message ?? JSON.stringify(v.error)}`);
+        yield v;
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * `local`: an engine, or a function that loads one (called once; a failure routes to `remote`).
+ * `remote`: `{ baseURL, apiKey?, model?, fetch? }` of an OpenAI-compatible server, or omitted.
+ * `policy`: "local-first" (default), "local-only" or "remote-first".
+ */
+export function createRouter({ local, remote, policy = "local-first" } = {}) {
+  if (!["local-first", "local-only", "remote-first"].includes(policy)) throw invalid('policy must be "local-first", "local-only" or "remote-first"');
+  if (remote != null && typeof remote.baseURL !== "string") throw invalid("remote needs a baseURL");
+  if (local == null && remote == null) throw invalid("createRouter needs local, remote or both");
+  let localState = null; // Promise<{ engine } | { error }>
+  const getLocal = () => (localState ??= (async () => {
+    if (local == null) return { error: new BrowserLlmError("INVALID_ARGUMENT", "no local engine is configured") };
+    try {
+      return { engine: typeof local === "function" ? await local() : local };
+    } catch (e) {
+      return { error: toBrowserLlmError(e) };
+    }
+  })());
+
+  async function callRemote(req, signal) {
+    const f = remote.fetch ?? globalThis.fetch;
+    const res = await f(`${remote.baseURL.replace(/\/+$/, "")}/chat/completions`, {
+      method: "POST", signal,
+      headers: { "content-type": "application/json", ...(remote.apiKey ? { authorization: `Bearer ${remote.apiKey}` } : {}) },
+      body: JSON.stringify({ ...req, model: remote.model ?? req.model }),
+    }).catch((e) => {
+      throw e?.name === "AbortError" ? new BrowserLlmError("ABORTED", "the operation was aborted") : new BrowserLlmError("NETWORK", `the remote server could not be reached: ${e?.message ?? e}`);
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new BrowserLlmError(res.status === 400 ? "INVALID_ARGUMENT" : "NETWORK", `the remote server answered ${res.status}: ${body?.error?.message ?? res.statusText}`);
+    }
+    return req.stream ? sseChunks(res) : res.json();
+  }
+
+  /** Which side serves `req`, and why. */
+  async function decide(req) {
+    const asked = req.route ?? "auto";
+    if (!["auto", "local", "remote"].includes(asked)) throw invalid('route must be "auto", "local" or "remote"');
+    if (asked === "remote" || (asked === "auto" && policy === "remote-first")) {
+      if (!remote) throw invalid("the request asks for the remote server, and none is configured");
+      return { side: "remote", reason: asked === "remote" ? "the request asked for it" : "policy remote-first" };
+    }
+    const l = await getLocal();
+    const canRemote = remote && policy !== "local-only" && asked !== "local";
+    if (l.error) {
+      if (canRemote) return { side: "remote", reason: `the local model could not load: ${l.error.message}` };
+      throw l.error;
+    }
+    if (canRemote) {
+      const info = await l.engine.info();
+      const text = (c) => typeof c === "string" ? c : Array.isArray(c) ? c.map((p) => p?.text ?? "").join("") : "";
+      const messages = (req.messages ?? []).map((m) => ({ ...m, role: m.role === "developer" ? "system" : m.role, content: text(m.content) }));
+      const promptTokens = (await l.engine.tokenizeChat(messages, true, req.tools)).length;
+      const wanted = promptTokens + (req.max_completion_tokens ?? req.max_tokens ?? 1);
+      if (wanted > info.contextLength) {
+        return { side: "remote", reason: `the request needs ${wanted} tokens, more than the local context of ${info.contextLength}` };
+      }
+    }
+    return { side: "local", reason: asked === "local" ? "the request asked for it" : "the local model is loaded and the request fits", engine: l.engine };
+  }
+
+  async function create(request) {
+    if (!request || typeof request !== "object") throw invalid("create() needs a request object");
+    const { route: _route, signal, ...req } = request;
+    const d = await decide(request);
+    const route = { side: d.side, reason: d.reason };
+    if (d.side === "local") {
+      const r = await d.engine.chat.completions.create({ ...req, signal });
+      if (!req.stream) return { ...r, route };
+      return (async function* () {
+        for await (const c of r) yield { ...c, route };
+      })();
+    }
+    const r = await callRemote(req, signal);
+    if (!req.stream) return { ...r, route };
+    return (async function* () {
+      for await (const c of r) yield { ...c, route };
+    })();
+  }
+
+  return {
+    chat: { completions: { create } },
+    /** The local engine, once loaded (null when it could not load or none is configured). */
+    async localEngine() {
+      return (await getLocal()).engine ?? null;
+    },
+  };
+}
