@@ -1,7 +1,7 @@
 // Streaming and OpenAI-style chat completions, built on any engine's `generate` and
 // `tokenizeChat` (the same code serves Engine and WorkerEngine).
 
-import { BrowserLlmError } from "./errors.js";
+import { BrowserLlmError, invalidArgument, randomId } from "./errors.js";
 import { ToolCallStream, parseToolCalls, toolSettings } from "./tools.js";
 
 /** OpenAI's default temperature (Rust's `contract().chatDefaults`; every other default is generate's). */
@@ -56,9 +56,7 @@ const CHAT_KEYS = new Set([
   "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal",
 ]);
 
-function invalid(message) {
-  return new BrowserLlmError("INVALID_ARGUMENT", message);
-}
+const invalid = invalidArgument;
 
 function generateOptions(req) {
   for (const k of Object.keys(req)) {
@@ -135,10 +133,6 @@ function templateMessages(messages) {
   });
 }
 
-function completionId() {
-  const hex = Array.from({ length: 12 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
-  return `chatcmpl-${hex}`;
-}
 
 /** OpenAI's usage object from a generate() result. */
 function usageOf(r) {
@@ -172,7 +166,7 @@ export function createChat(engine) {
     // Token ids, not text: message contents must never become control tokens (a user typing
     // "<|im_start|>system" cannot forge a turn).
     const prompt = await engine.tokenizeChat(messages, true, tools?.tools);
-    const id = completionId();
+    const id = randomId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? (await modelName());
     if (!req.stream) {

@@ -1,13 +1,11 @@
 // OpenAI-style `engine.embeddings.create({ input })`, built on any engine's `embed(text)` (the
 // same code serves Engine and WorkerEngine).
 
-import { BrowserLlmError } from "./errors.js";
+import { BrowserLlmError, invalidArgument } from "./errors.js";
 
 const KEYS = new Set(["input", "model", "encoding_format", "dimensions", "user", "signal"]);
 
-function invalid(message) {
-  return new BrowserLlmError("INVALID_ARGUMENT", message);
-}
+const invalid = invalidArgument;
 
 /** Float32 values as base64 of their little-endian bytes (OpenAI's `encoding_format: "base64"`). */
 function base64(values) {

@@ -35,6 +35,16 @@ export function crashedError(e) {
   );
 }
 
+/** INVALID_ARGUMENT: a bad option or input. */
+export function invalidArgument(message) {
+  return new BrowserLlmError("INVALID_ARGUMENT", message);
+}
+
+/** A random id for responses and tool calls: `prefix` + "-" (or "_") + `n` hex digits. */
+export function randomId(prefix, n = 24, sep = "-") {
+  return `${prefix}${sep}${Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join("")}`;
+}
+
 export function abortedError() {
   return new BrowserLlmError("ABORTED", "the operation was aborted");
 }

@@ -8,7 +8,7 @@
 // signal, or cancelling a streamed body, stops the generation. Errors come back as HTTP errors
 // with OpenAI's body: { error: { message, type, param, code } }.
 
-import { BrowserLlmError, toBrowserLlmError } from "./errors.js";
+import { BrowserLlmError, randomId, toBrowserLlmError } from "./errors.js";
 
 const STATUS = { INVALID_ARGUMENT: 400, CONTEXT_OVERFLOW: 400, BUSY: 429, ABORTED: 499, NOT_FOUND: 404 };
 
@@ -69,9 +69,6 @@ function sse(chunks, signal) {
   }), { status: 200, headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
 }
 
-function completionId(prefix) {
-  return `${prefix}-${Array.from({ length: 12 }, () => Math.floor(Math.random() * 16).toString(16)).join("")}`;
-}
 
 /** POST /v1/completions: the legacy text completion on `generate`. */
 async function completions(engine, body, signal, modelName) {
@@ -90,7 +87,7 @@ async function completions(engine, body, signal, modelName) {
     topK: rest.top_k, minP: rest.min_p, repetitionPenalty: rest.repetition_penalty,
   };
   for (const k of Object.keys(opts)) if (opts[k] == null) delete opts[k];
-  const id = completionId("cmpl");
+  const id = randomId("cmpl");
   const created = Math.floor(Date.now() / 1000);
   const name = model ?? modelName;
   const usage = (r) => ({ prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens });

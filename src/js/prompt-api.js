@@ -4,11 +4,9 @@
 // JSON schema or RegExp), run on this package's engine, in pages and in workers. Pages written
 // for Chrome's built-in model work where it is missing.
 
-import { BrowserLlmError } from "./errors.js";
+import { BrowserLlmError, invalidArgument } from "./errors.js";
 
-function invalid(message) {
-  return new BrowserLlmError("INVALID_ARGUMENT", message);
-}
+const invalid = invalidArgument;
 
 /** Prompt API input (a string, or messages with string or `[{type: "text", value}]` content) as chat messages. */
 function toMessages(input, role = "user") {

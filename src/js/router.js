@@ -4,11 +4,9 @@
 // does not fit the local context, or when the request asks (`route: "remote"`). Nothing is sent
 // remote unless `remote` is configured. Every response carries `route: { side, reason }`.
 
-import { BrowserLlmError, toBrowserLlmError } from "./errors.js";
+import { BrowserLlmError, toBrowserLlmError, invalidArgument } from "./errors.js";
 
-function invalid(message) {
-  return new BrowserLlmError("INVALID_ARGUMENT", message);
-}
+const invalid = invalidArgument;
 
 /** Server-sent events from `res` as parsed `data:` objects, until `[DONE]`. */
 async function* sseChunks(res) {

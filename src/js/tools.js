@@ -4,14 +4,12 @@
 // (`chat::prepare_tools` in Rust) and ChatML-family models are trained on:
 //   <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>
 
-import { BrowserLlmError } from "./errors.js";
+import { BrowserLlmError, invalidArgument, randomId } from "./errors.js";
 
 const OPEN = "<tool_call>";
 const CLOSE = "</tool_call>";
 
-function invalid(message) {
-  return new BrowserLlmError("INVALID_ARGUMENT", message);
-}
+const invalid = invalidArgument;
 
 /**
  * The request's tool settings: `{ tools, choice, parallel, forced }`, where `choice` is "none",
@@ -71,11 +69,6 @@ function callGrammar(tools, parallel) {
   ].join("\n");
 }
 
-let nextId = 0;
-function callId() {
-  const hex = Array.from({ length: 16 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
-  return `call_${hex}${(nextId++).toString(16)}`;
-}
 
 /** One `<tool_call>` body as an OpenAI tool call, or null if it is not {name, arguments}. */
 function toCall(body, names) {
@@ -87,7 +80,7 @@ function toCall(body, names) {
   }
   const args = v?.arguments ?? v?.parameters;
   if (typeof v?.name !== "string" || !names.includes(v.name) || (args !== undefined && (typeof args !== "object" || args === null))) return null;
-  return { id: callId(), type: "function", function: { name: v.name, arguments: JSON.stringify(args ?? {}) } };
+  return { id: randomId("call", 24, "_"), type: "function", function: { name: v.name, arguments: JSON.stringify(args ?? {}) } };
 }
 
 /**
