@@ -365,7 +365,7 @@ impl<B: Backend> Engine<B> {
     /// What the sampler of `g` needs read back: every logit when a constraint masks them or
     /// logprobs are reported.
     fn readback(g: &Generating) -> Readback {
-        if g.constraint.is_some() || g.opts.logprobs.is_some() {
+        if g.needs_all_logits() {
             Readback::Full
         } else {
             g.sampler.readback()
@@ -410,7 +410,7 @@ impl<B: Backend> Engine<B> {
             return Ok(g.flush());
         }
         let mut logprob = None;
-        let id = match (logits, g.constraint.is_some() || g.opts.logprobs.is_some()) {
+        let id = match (logits, g.needs_all_logits()) {
             (ReadOut::Full(mut logits), true) => {
                 // Logprobs come from the raw distribution: before penalties and the mask.
                 let raw = g.opts.logprobs.map(|n| (logits.clone(), n));
@@ -525,6 +525,11 @@ pub struct Generating {
 }
 
 impl Generating {
+    /// A constraint masks the logits or logprobs are reported: every logit is read back.
+    fn needs_all_logits(&self) -> bool {
+        self.constraint.is_some() || self.opts.logprobs.is_some()
+    }
+
     /// Tokens generated so far.
     pub fn generated(&self) -> usize {
         self.history.len() - self.prompt_len

@@ -129,16 +129,10 @@ class LanguageModel {
         try {
           for (;;) {
             const { value: c, done } = await it.next();
-            if (done) {
+            // The end: the usage chunk (`choices: []`, last), or the stream's end without one.
+            if (done || c.choices.length === 0) {
               if (textOpen) ctl.enqueue({ type: "text-end", id: "0" });
-              ctl.enqueue({ type: "finish", finishReason: finishReason(finish ?? "abort"), usage: usage(null) });
-              ctl.close();
-              return;
-            }
-            if (c.choices.length === 0) {
-              // The usage chunk, last.
-              if (textOpen) ctl.enqueue({ type: "text-end", id: "0" });
-              ctl.enqueue({ type: "finish", finishReason: finishReason(finish ?? "other"), usage: usage(c.usage) });
+              ctl.enqueue({ type: "finish", finishReason: finishReason(finish ?? (done ? "abort" : "other")), usage: usage(done ? null : c.usage) });
               ctl.close();
               return;
             }

@@ -102,14 +102,7 @@ export function createRouter({ local, remote, policy = "local-first" } = {}) {
     const { route: _route, signal, ...req } = request;
     const d = await decide(request);
     const route = { side: d.side, reason: d.reason };
-    if (d.side === "local") {
-      const r = await d.engine.chat.completions.create({ ...req, signal });
-      if (!req.stream) return { ...r, route };
-      return (async function* () {
-        for await (const c of r) yield { ...c, route };
-      })();
-    }
-    const r = await callRemote(req, signal);
+    const r = d.side === "local" ? await d.engine.chat.completions.create({ ...req, signal }) : await callRemote(req, signal);
     if (!req.stream) return { ...r, route };
     return (async function* () {
       for await (const c of r) yield { ...c, route };
