@@ -3,19 +3,21 @@
 // vLLM). Local first; remote when the local model cannot load on this device, when a request
 // does not fit the local context, or when the request asks (`route: "remote"`). Nothing is sent
 // remote unless `remote` is configured. Every response carries `route: { side, reason }`.
+// An aborted stream ends the same way on both sides: a last chunk with finish_reason "abort".
+// Remote errors are typed: CONTEXT_OVERFLOW, INVALID_ARGUMENT (400), BUSY (429), NETWORK, ABORTED.
 
 import { BrowserLlmError, toBrowserLlmError, invalidArgument } from "./errors.js";
 
 const invalid = invalidArgument;
 
 /** Server-sent events from `res` as parsed `data:` objects, until `[DONE]`. */
-async function* sseChunks(res) {
+async function* sseChunks(res, signal) {
   const reader = res.body.getReader();
   const dec = new TextDecoder();
   let buf = "";
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.read().catch((e) => { throw fetchError(e, signal); });
       if (done) return;
       buf += dec.decode(value, { stream: true });
       let nl;
@@ -25,13 +27,55 @@ async function* sseChunks(res) {
         if (!line.startsWith("data:")) continue;
         const data = line.slice(5).trim();
         if (data === "[DONE]") return;
-        const v = JSON.parse(data);
-        if (v.error) throw new BrowserLlmError("NETWORK", `the remote server failed: ${v.error.message ?? JSON.stringify(v.error)}`);
+        let v;
+        try {
+          v = JSON.parse(data);
+        } catch {
+          throw new BrowserLlmError("NETWORK", `the remote server sent a malformed event: ${data.slice(0, 200)}`);
+        }
+        if (v?.error) throw new BrowserLlmError("NETWORK", `the remote server failed: ${v.error.message ?? JSON.stringify(v.error)}`);
         yield v;
       }
     }
   } finally {
     reader.cancel().catch(() => {});
+  }
+}
+
+/** A failed fetch or body read as a typed error: ABORTED when `signal` aborted it. */
+function fetchError(e, signal) {
+  if (e instanceof BrowserLlmError) return e;
+  if (signal?.aborted || e?.name === "AbortError") return new BrowserLlmError("ABORTED", "the operation was aborted");
+  return new BrowserLlmError("NETWORK", `the remote server could not be reached: ${e?.message ?? e}`);
+}
+
+/** An error answer (`res.ok` false) as a typed error, OpenAI's or llama.cpp's body read for its kind. */
+async function httpError(res) {
+  const body = await res.json().catch(() => null);
+  const kind = `${body?.error?.code ?? ""} ${body?.error?.type ?? ""}`;
+  const code = /context_length|exceed_context/.test(kind) ? "CONTEXT_OVERFLOW"
+    : res.status === 400 ? "INVALID_ARGUMENT"
+      : res.status === 429 ? "BUSY" : "NETWORK";
+  return new BrowserLlmError(code, `the remote server answered ${res.status}: ${body?.error?.message ?? res.statusText}`);
+}
+
+/**
+ * A stream that ends as the local engine's does when `signal` aborts it: with a last chunk whose
+ * finish_reason is "abort", instead of an error.
+ */
+async function* endOnAbort(chunks, signal) {
+  let last = null;
+  try {
+    for await (const c of chunks) {
+      last = c;
+      yield c;
+    }
+  } catch (e) {
+    if (e?.code !== "ABORTED" || !signal?.aborted) throw e;
+    yield {
+      id: last?.id ?? "", object: "chat.completion.chunk", created: last?.created ?? Math.floor(Date.now() / 1000), model: last?.model ?? "",
+      choices: [{ index: 0, delta: {}, finish_reason: "abort", logprobs: null }],
+    };
   }
 }
 
@@ -60,14 +104,10 @@ export function createRouter({ local, remote, policy = "local-first" } = {}) {
       method: "POST", signal,
       headers: { "content-type": "application/json", ...(remote.apiKey ? { authorization: `Bearer ${remote.apiKey}` } : {}) },
       body: JSON.stringify({ ...req, model: remote.model ?? req.model }),
-    }).catch((e) => {
-      throw e?.name === "AbortError" ? new BrowserLlmError("ABORTED", "the operation was aborted") : new BrowserLlmError("NETWORK", `the remote server could not be reached: ${e?.message ?? e}`);
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => null);
-      throw new BrowserLlmError(res.status === 400 ? "INVALID_ARGUMENT" : "NETWORK", `the remote server answered ${res.status}: ${body?.error?.message ?? res.statusText}`);
-    }
-    return req.stream ? sseChunks(res) : res.json();
+    }).catch((e) => { throw fetchError(e, signal); });
+    if (!res.ok) throw await httpError(res);
+    if (req.stream) return endOnAbort(sseChunks(res, signal), signal);
+    return res.json().catch((e) => { throw fetchError(e, signal); });
   }
 
   /** Which side serves `req`, and why. */

@@ -171,14 +171,18 @@ export async function ensureThreads(rt, threads) {
   const want = Math.min(threads ?? await defaultThreads(), 16) - 1;
   while (rt.workers.length < want) {
     const id = rt.workers.length;
-    const url = new URL("./thread-worker.js", import.meta.url);
     let worker;
     if (isNode) {
       const { Worker } = await nodeImport("node:worker_threads");
+      const url = new URL("./thread-worker.js", import.meta.url);
       worker = new Worker(url);
       worker.unref(); // its loop never ends: it must not keep Node running
     } else {
-      worker = new Worker(url, { type: "module", name: `browser-llm thread ${id}` });
+      // Written as bundlers (Vite, webpack) recognize a worker: `new Worker(new URL(literal,
+      // import.meta.url), static options)`. Any other form ships thread-worker.js unbundled (Vite
+      // even inlines it as a data: URL), its import of the glue fails, and the engine runs on
+      // one thread.
+      worker = new Worker(new URL("./thread-worker.js", import.meta.url), { type: "module", name: "browser-llm thread" });
     }
     rt.workers.push(worker);
     let failed = null;

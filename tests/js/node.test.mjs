@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm, createRouter } from "browser-llm";
+import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
@@ -513,75 +513,6 @@ test("the Vercel AI SDK (ai 7) runs on createBrowserLlm: generateText, streamTex
     assert.ok(n >= 3 && n < 20, `${n} pieces after the abort`);
   } finally {
     await e.dispose();
-  }
-});
-
-test("createRouter: local first; remote over HTTP when the local model cannot load, a request does not fit, or it asks; streaming, tools and abort pass through", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
-  // The remote side: an OpenAI-compatible HTTP server on 127.0.0.1 (this package's openaiFetch
-  // over node:http, serving its own engine). A llama.cpp server test is still to come.
-  const http = await import("node:http");
-  const server_engine = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 2048 });
-  const serve = openaiFetch(server_engine);
-  let remoteCalls = 0;
-  const server = http.createServer(async (req, res) => {
-    remoteCalls++;
-    const chunks = [];
-    for await (const c of req) chunks.push(c);
-    const ctl = new AbortController();
-    res.on("close", () => ctl.abort());
-    const r = await serve(`http://127.0.0.1${req.url}`, { method: req.method, body: chunks.length ? Buffer.concat(chunks).toString() : undefined, signal: ctl.signal });
-    res.writeHead(r.status, { "content-type": r.headers.get("content-type") });
-    if (!r.body) return res.end();
-    try {
-      for await (const part of r.body) res.write(part);
-    } catch { /* the client went away */ }
-    res.end();
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  const remote = { baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: "k", model: "remote-smol" };
-  const local = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 64 });
-  try {
-    const messages = [{ role: "user", content: "Say hello." }];
-    const router = createRouter({ local, remote });
-    const a = await router.chat.completions.create({ messages, max_tokens: 8, temperature: 0 });
-    assert.equal(a.route.side, "local");
-    assert.equal(remoteCalls, 0, "nothing is sent remote while local serves");
-    const b = await router.chat.completions.create({ messages, max_tokens: 8, temperature: 0, route: "remote" });
-    assert.equal(b.route.side, "remote");
-    assert.equal(b.model, "remote-smol");
-    assert.equal(b.choices[0].message.content, a.choices[0].message.content, "same model, same greedy reply");
-    // Too long for the local context of 64: remote, and why.
-    const long = [{ role: "user", content: "Summarize: " + "the quick brown fox jumps over the lazy dog. ".repeat(10) }];
-    const c = await router.chat.completions.create({ messages: long, max_tokens: 8, temperature: 0 });
-    assert.equal(c.route.side, "remote");
-    assert.match(c.route.reason, /local context of 64/);
-    // Streaming and a forced tool call through the remote side.
-    const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", maxLength: 20 } }, required: ["city"] } } }];
-    const s = await router.chat.completions.create({ messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required", parallel_tool_calls: false, max_tokens: 60, temperature: 0, stream: true, route: "remote" });
-    const deltas = [];
-    for await (const ch of s) {
-      assert.equal(ch.route.side, "remote");
-      deltas.push(...(ch.choices[0]?.delta?.tool_calls ?? []));
-    }
-    assert.equal(deltas[0].function.name, "get_weather");
-    // Abort a remote stream.
-    const ctl = new AbortController();
-    const st = await router.chat.completions.create({ messages, max_tokens: 300, temperature: 0, stream: true, route: "remote", signal: ctl.signal });
-    let n = 0;
-    await assert.rejects((async () => { for await (const _ of st) if (++n === 3) ctl.abort(); })());
-    assert.ok(n >= 3 && n < 20, `${n} chunks`);
-    // A local model that cannot load: remote, with the reason.
-    const failing = createRouter({ local: async () => { throw new BrowserLlmError("INVALID_ARGUMENT", "a context of 1000000 tokens needs more memory"); }, remote });
-    const d = await failing.chat.completions.create({ messages, max_tokens: 8, temperature: 0 });
-    assert.equal(d.route.side, "remote");
-    assert.match(d.route.reason, /could not load/);
-    // Without remote, nothing is sent anywhere: the local error stands.
-    await assert.rejects(createRouter({ local: async () => { throw new BrowserLlmError("INVALID_ARGUMENT", "no"); } }).chat.completions.create({ messages }), { code: "INVALID_ARGUMENT" });
-    await assert.rejects(createRouter({ local }).chat.completions.create({ messages, route: "remote" }), { code: "INVALID_ARGUMENT" });
-  } finally {
-    server.close();
-    await local.dispose();
-    await server_engine.dispose();
   }
 });
 

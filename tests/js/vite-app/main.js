@@ -7,7 +7,8 @@ const model = new URLSearchParams(location.search).get("model");
 try {
   const engine = await WorkerEngine.load(model, { backend: "cpu" });
   const r = await engine.generate("The capital of France is", { temperature: 0, maxTokens: 8 });
-  out.textContent = JSON.stringify({ text: r.text, tokenIds: r.tokenIds });
+  const { cpuThreads, cpuThreadsReason } = await engine.info();
+  out.textContent = JSON.stringify({ text: r.text, tokenIds: r.tokenIds, cpuThreads, cpuThreadsReason, cores: navigator.hardwareConcurrency });
   document.body.dataset.done = "ok";
 } catch (e) {
   out.textContent = `${e.code}: ${e.message}`;
