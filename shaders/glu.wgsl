@@ -1,5 +1,4 @@
-// glu: out = act(gate) * up, act = GELU (tanh approximation, computed as ggml's CPU backend does:
-// input rounded to f16, result rounded to f16; identity above 10, zero below -10) or SiLU.
+// glu: out = act(gate) * up (act: common/act.wgsl, GELU or SiLU).
 
 struct Params {
     n: u32,
@@ -14,22 +13,7 @@ struct Params {
 @group(0) @binding(4) var<uniform> p: Params;
 
 #include "common/grid.wgsl"
-#include "common/math.wgsl"
-#include "common/f16.wgsl"
-
-fn act(x: f32) -> f32 {
-#ifdef GELU
-    if (x <= -10.0) {
-        return 0.0;
-    }
-    if (x >= 10.0) {
-        return x;
-    }
-    return round_f16(gelu_f32(round_f16(x)));
-#else
-    return silu(x);
-#endif
-}
+#include "common/act.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

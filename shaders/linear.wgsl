@@ -3,6 +3,9 @@
 // for 8 tokens). One invocation per weight row: the fastest layout on the
 // software GPUs we test on; weights are raw GGUF blocks decoded by `dq4` (common/dequant.wgsl).
 // A weight larger than one storage binding is split by rows; one dispatch per part.
+// With GLU (decode only): the weight holds a gated FFN's gate rows then its up rows (n_rows
+// each), and out[r] = act(gate_r . x) * (up_r . x) (common/act.wgsl): the FFN's first half in
+// one dispatch.
 
 struct Params {
     n_rows: u32,     // rows of this weight part
@@ -40,6 +43,9 @@ fn xv(i: u32) -> vec4<f32> {
 
 #include "common/dequant.wgsl"
 #include "common/grid.wgsl"
+#ifdef GLU
+#include "common/act.wgsl"
+#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -109,16 +115,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     store(t0 + 7u, r, a7);
 #else
     // Decode: one token.
-    let x0 = t0 * p.k;
+#ifdef GLU
+    store(t0, r, act(row_dot(rowb, t0)) * row_dot(rowb + p.n_rows * p.row_bytes, t0));
+#else
+    store(t0, r, row_dot(rowb, t0));
+#endif
+#endif
+}
+
+// Decode: the dot product of the weight row at byte `rowb` with token t's activations.
+fn row_dot(rowb: u32, t: u32) -> f32 {
     var a0 = 0.0;
 #ifdef XQ8
     // Integer dot products of whole blocks (formats with a `dot_q8` helper).
     let nb = p.k / XQ8_BS;
-    let xb0 = t0 * nb * 9u;
+    let xb0 = t * nb * 9u;
     for (var bi = 0u; bi < nb; bi++) {
         a0 += dot_q8(rowb + bi * XQ8_TS, xb0 + bi * 9u);
     }
 #else
+    let x0 = t * p.k;
 #ifdef DOT_BLK
     // Whole blocks at a time (formats with a `dot_blk` helper).
     for (var bi = 0u; bi < p.k / DOT_BLK_BS; bi++) {
@@ -135,8 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 #endif
 #endif
-    store(t0, r, a0);
-#endif
+    return a0;
 }
 
 fn store(t: u32, r: u32, v: f32) {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::gpu::{GpuBackend, GpuOptions};
+use browser_llm::backend::gpu::{ops, GpuBackend, GpuOptions};
 use browser_llm::backend::{AttnParams, Backend, RopeParams, TensorBytes};
 use browser_llm::gguf::TensorInfo;
 use browser_llm::model::{Activation, Arch, ModelConfig, RopeStyle};
@@ -29,11 +29,15 @@ use browser_llm::quant::{self, GgmlType};
 ///   where `x / d` rounds differently in the last bit: 1e-12;
 /// - attention: f16-rounded probabilities can round differently when the two softmax sums
 ///   differ in the last bit: 1e-6;
-/// - softmax: the GPU sums in f32 (the CPU in f64) and `exp` differs by ulps: 1e-10.
+/// - softmax: the GPU sums in f32 (the CPU in f64) and `exp` differs by ulps: 1e-10;
+/// - `add_norm` vs the CPU's add / rms_norm_add then rms_norm: as rms_norm: 1e-10;
+/// - `linear_glu` vs the GPU's two products and `glu`: the same arithmetic: 1e-12.
 const TOL: &[(&str, f64)] = &[
     ("get_rows", 1e-12),
     ("rms_norm", 1e-10),
     ("rms_norm_add", 1e-10),
+    ("add_norm", 1e-10),
+    ("linear_glu", 1e-12),
     ("rope", 1e-9),
     ("scale", 1e-14),
     ("softcap", 1e-10),
@@ -297,6 +301,88 @@ fn decode_products_of_one_activation_share_its_q8_blocks() {
     let yb = p.gpu.linear(&gx, &gb, None).unwrap();
     assert_eq!(p.gpu.stats().dispatches - d1, 2, "quantized again after the in-place scale");
     check("q8 after scale", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+}
+
+#[test]
+fn add_norm_ends_a_block_in_one_dispatch() {
+    // x = res + t (or res + rms_norm(t) * post), h = rms_norm(x) * w, against the CPU's
+    // composition of the same ops; a decode row also leaves h's Q8 blocks for the products
+    // that read it (once the model has used Q8 activations).
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(29);
+    for (rows, n) in [(1, 64), (3, 67), (1, 640), (5, 1000)] {
+        let (t, r) = (rng.acts(rows * n, 2.0), rng.acts(rows * n, 1.0));
+        let (w, post) = (f32_weight(&rng.acts(n, 1.0)), f32_weight(&rng.acts(n, 1.0)));
+        let ((cw, gw), (cp, gp)) = (p.weights(&w), p.weights(&post));
+        let ((ct, gt), (cr, gr)) = (p.acts(&t, rows, n), p.acts(&r, rows, n));
+        for with_post in [false, true] {
+            let (cpost, gpost) = if with_post { (Some(&cp), Some(&gp)) } else { (None, None) };
+            let (wx, wh) = p.cpu.add_norm(&ct, cpost, &cr, &cw, 1e-6).unwrap();
+            let d0 = p.gpu.stats().dispatches;
+            let (gx, gh) = p.gpu.add_norm(&gt, gpost, &gr, &gw, 1e-6).unwrap();
+            assert_eq!(p.gpu.stats().dispatches - d0, 1);
+            let s = format!("{rows}x{n} post {with_post}");
+            check(&format!("add_norm x {s}"), "add_norm", &browser_llm::block_on(p.gpu.read(&gx)).unwrap(), &wx.data);
+            check(&format!("add_norm h {s}"), "add_norm", &browser_llm::block_on(p.gpu.read(&gh)).unwrap(), &wh.data);
+        }
+    }
+    // Q8: a Q8_0 product of h right after add_norm dispatches no quantize_q8, and equals the
+    // product of h quantized on its own.
+    let wq = random_weight(GgmlType::Q8_0, 40, 640, &mut rng);
+    let (cq, gq) = p.weights(&wq);
+    let (t, r) = (rng.acts(640, 2.0), rng.acts(640, 1.0));
+    let w = f32_weight(&rng.acts(640, 1.0));
+    let (cw, gw) = p.weights(&w);
+    let ((ct, gt), (cr, gr)) = (p.acts(&t, 1, 640), p.acts(&r, 1, 640));
+    let (_, ga) = p.acts(&rng.acts(640, 1.0), 1, 640);
+    p.gpu.linear(&ga, &gq, None).unwrap(); // the model has used Q8 activations
+    let (_, gh) = p.gpu.add_norm(&gt, None, &gr, &gw, 1e-6).unwrap();
+    let d0 = p.gpu.stats().dispatches;
+    let got = p.gpu.linear(&gh, &gq, None).unwrap();
+    assert_eq!(p.gpu.stats().dispatches - d0, 1, "h's Q8 blocks came with it");
+    let (_, ch) = p.cpu.add_norm(&ct, None, &cr, &cw, 1e-6).unwrap();
+    check("add_norm q8 product", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &p.cpu.linear(&ch, &cq, None).unwrap().data);
+}
+
+#[test]
+fn gate_and_up_as_one_weight_with_the_glu_in_one_dispatch() {
+    // concat_rows joins gate and up on the device; a decode row's linear_glu is one dispatch and
+    // equals the CPU's two products and GLU; a batch takes the composed path with the same result.
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(31);
+    for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F32] {
+        let k = 256;
+        let (gate, up) = (random_weight(ty, 72, k, &mut rng), random_weight(ty, 72, k, &mut rng));
+        let ((cg, gg), (cu, gu)) = (p.weights(&gate), p.weights(&up));
+        let joined = p.gpu.concat_rows(&[&gg, &gu]).unwrap().expect("same format and width: joined");
+        assert_eq!((joined.n_rows, joined.parts.len()), (144, 1));
+        for rows in [1, 3] {
+            let x = rng.acts(rows * k, 1.0);
+            let (cx, gx) = p.acts(&x, rows, k);
+            for gelu in [false, true] {
+                let d0 = p.gpu.stats().dispatches;
+                let got = p.gpu.linear_glu(&gx, &joined, 72, gelu).unwrap();
+                if rows == 1 {
+                    assert!(p.gpu.stats().dispatches - d0 <= 2, "one product (and a quantize_q8)");
+                }
+                let got = browser_llm::block_on(p.gpu.read(&got)).unwrap();
+                // The same products, apart, then the GLU kernel: the same arithmetic.
+                let (a, b) = (p.gpu.linear(&gx, &gg, None).unwrap(), p.gpu.linear(&gx, &gu, None).unwrap());
+                let apart = p.gpu.glu(&a, &b, gelu).unwrap();
+                check(&format!("linear_glu {ty} {rows} gelu {gelu}"), "linear_glu", &got, &browser_llm::block_on(p.gpu.read(&apart)).unwrap());
+                if rows == 1 && ops::has_dot_q8(ty) {
+                    // Q8 activations on both sides: the CPU's result too.
+                    let (a, b) = (p.cpu.linear(&cx, &cg, None).unwrap(), p.cpu.linear(&cx, &cu, None).unwrap());
+                    let want = p.cpu.glu(&a, &b, gelu).unwrap();
+                    check(&format!("linear_glu {ty} vs cpu gelu {gelu}"), "linear_q8acts", &got, &want.data);
+                }
+            }
+        }
+    }
+    // Different formats or widths stay apart.
+    let (a, b) = (random_weight(GgmlType::Q5_0, 8, 64, &mut rng), random_weight(GgmlType::Q8_0, 8, 64, &mut rng));
+    let ((_, ga), (_, gb)) = (p.weights(&a), p.weights(&b));
+    assert!(p.gpu.concat_rows(&[&ga, &gb]).unwrap().is_none());
 }
 
 #[test]

@@ -169,6 +169,30 @@ pub trait Backend {
         let n = self.rms_norm(x, w, eps)?;
         self.add(&n, res)
     }
+    /// The end of a block: the residual stream `x = res + t` (with `post`, a post-norm:
+    /// `res + rms_norm(t, post)`), then the next block's input `h = rms_norm(x, w)`. Returns
+    /// `(x, h)`; a backend may do it in one pass.
+    fn add_norm(&mut self, t: &Self::Act, post: Option<&Self::Weight>, res: &Self::Act, w: &Self::Weight, eps: f32) -> Result<(Self::Act, Self::Act)> {
+        let x = match post {
+            Some(p) => self.rms_norm_add(t, p, eps, res)?,
+            None => self.add(t, res)?,
+        };
+        let h = self.rms_norm(&x, w, eps)?;
+        Ok((x, h))
+    }
+    /// `act(x @ gate^T) * (x @ up^T)` for a weight holding a gated FFN's `n_ff` gate rows then
+    /// its `n_ff` up rows: `[rows, n_ff]`; a backend may do it in one pass.
+    fn linear_glu(&mut self, x: &Self::Act, w: &Self::Weight, n_ff: usize, gelu: bool) -> Result<Self::Act> {
+        let gu = self.linear(x, w, None)?;
+        let parts = self.split_cols(&gu, &[n_ff, n_ff])?;
+        self.glu(&parts[0], &parts[1], gelu)
+    }
+    /// One weight holding the rows of `ws` in order, where this backend computes faster with
+    /// them together (the GPU: a gated FFN's gate and up in one dispatch); `None` where it does
+    /// not, and the weights stay as they are.
+    fn concat_rows(&mut self, _ws: &[&Self::Weight]) -> Result<Option<Self::Weight>> {
+        Ok(None)
+    }
     /// `x @ w^T (+ bias)`: `[rows, w.n_rows]`.
     fn linear(&mut self, x: &Self::Act, w: &Self::Weight, bias: Option<&Self::Weight>) -> Result<Self::Act>;
     /// Split columns into consecutive pieces of the given widths (fused qkv / gate+up weights).

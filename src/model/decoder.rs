@@ -143,7 +143,14 @@ impl<B: Backend> Model<B> {
                 }
             };
             let ffn = if gguf.tensor(&n("ffn_gate.weight")).is_some() {
-                Ffn::Separate { gate: ld.req(&n("ffn_gate.weight"), &[e, ff]).await?, up: ld.req(&n("ffn_up.weight"), &[e, ff]).await? }
+                let gate = ld.req(&n("ffn_gate.weight"), &[e, ff]).await?;
+                let up = ld.req(&n("ffn_up.weight"), &[e, ff]).await?;
+                // Where the backend computes gate and up faster as one weight (the GPU: one
+                // dispatch with the GLU), they become one, as Phi-3 stores them.
+                match ld.backend.concat_rows(&[&gate, &up])? {
+                    Some(gu) => Ffn::FusedGateUp(gu),
+                    None => Ffn::Separate { gate, up },
+                }
             } else {
                 Ffn::FusedGateUp(ld.req(&n("ffn_up.weight"), &[e, ff.saturating_mul(2)]).await?)
             };
@@ -190,9 +197,12 @@ impl<B: Backend> Model<B> {
         let c = &self.config;
         let eps = c.norm_eps;
         let mut x = b.get_rows(&self.tok_embd, ids, c.embed_scale.unwrap_or(1.0))?;
+        // `h`: the next block's normed input. Each block ends with one `add_norm` (residual add,
+        // post-norm where the model has one, and the next norm: the next layer's attention norm,
+        // after the last layer the output norm).
+        let mut h = b.rms_norm(&x, self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm), eps)?;
         for (il, l) in self.layers.iter().enumerate() {
             // Attention block.
-            let h = b.rms_norm(&x, &l.attn_norm, eps)?;
             let (mut q, mut k, v) = match &l.qkv {
                 Qkv::Separate { q, k, v, bq, bk, bv } => {
                     (b.linear(&h, q, bq.as_ref())?, b.linear(&h, k, bk.as_ref())?, b.linear(&h, v, bv.as_ref())?)
@@ -234,38 +244,28 @@ impl<B: Backend> Model<B> {
             };
             let a = b.attention(kv, &q, &k, &v, attn)?;
             let a = b.linear(&a, &l.wo, l.bo.as_ref())?;
-            x = match &l.attn_post_norm {
-                Some(w) => b.rms_norm_add(&a, w, eps, &x)?,
-                None => b.add(&a, &x)?,
-            };
+            (x, h) = b.add_norm(&a, l.attn_post_norm.as_ref(), &x, &l.ffn_norm, eps)?;
 
             // Feed-forward block.
-            let h = b.rms_norm(&x, &l.ffn_norm, eps)?;
             let gelu = c.activation == Activation::Gelu;
             let g = match &l.ffn {
                 Ffn::Separate { gate, up } => {
                     let (gt, u) = (b.linear(&h, gate, None)?, b.linear(&h, up, None)?);
                     b.glu(&gt, &u, gelu)?
                 }
-                Ffn::FusedGateUp(w) => {
-                    let gu = b.linear(&h, w, None)?;
-                    let parts = b.split_cols(&gu, &[c.n_ff, c.n_ff])?;
-                    b.glu(&parts[0], &parts[1], gelu)?
-                }
+                Ffn::FusedGateUp(w) => b.linear_glu(&h, w, c.n_ff, gelu)?,
             };
             let f = b.linear(&g, &l.down, None)?;
-            x = match &l.ffn_post_norm {
-                Some(w) => b.rms_norm_add(&f, w, eps, &x)?,
-                None => b.add(&f, &x)?,
-            };
+            let next_norm = self.layers.get(il + 1).map_or(&self.output_norm, |n| &n.attn_norm);
+            (x, h) = b.add_norm(&f, l.ffn_post_norm.as_ref(), &x, next_norm, eps)?;
         }
+        // The norm is per row: selecting rows after it is selecting them before.
         match logits {
             Logits::None => return Ok(x),
-            Logits::Last => x = b.rows_from(&x, ids.len() - 1)?,
-            Logits::From(k) if k > 0 => x = b.rows_from(&x, k.min(ids.len() - 1))?,
+            Logits::Last => h = b.rows_from(&h, ids.len() - 1)?,
+            Logits::From(k) if k > 0 => h = b.rows_from(&h, k.min(ids.len() - 1))?,
             _ => {}
         }
-        let h = b.rms_norm(&x, &self.output_norm, eps)?;
         if logits == Logits::Hidden {
             return Ok(h);
         }

@@ -17,6 +17,13 @@
 //! positions, whose partial sums a last kernel adds when there is more than one (split-K, as in
 //! flash-decoding). Rounding follows the CPU reference (q and probabilities to f16).
 //!
+//! # Fused ops
+//! A decoded token's dispatches are few on purpose (each one costs a pass and a barrier on a
+//! real GPU): every block ends in one `ops::add_norm` (residual add, Gemma's post-norm, the
+//! next norm, and for Q8 products the Q8 blocks of its output), and a gated FFN's gate and up
+//! are joined into one weight at load (`Backend::concat_rows`) so `ops::linear_glu` computes both
+//! products and the GLU in one dispatch.
+//!
 //! # Recording and submission
 //! Ops record compute passes into one open command encoder; uniform parameters go into a
 //! host-side arena written to one uniform buffer just before the submit. Nothing is submitted
@@ -148,6 +155,9 @@ pub struct GpuBackend {
     /// the activation row to Q8 and multiply with `dot4I8Packed` (`ops::quantize_q8`,
     /// `linear.wgsl` `XQ8`); off: f32 activations as in prefill. From [`GpuOptions::no_q8_acts`].
     pub q8_acts: bool,
+    /// Set once a product took Q8 activations: from then on `ops::add_norm` writes its output
+    /// as Q8 blocks too (models whose products never take them do not pay for it).
+    q8_used: bool,
     next_act_id: u64,
     q8_cache: Option<Q8Cache>,
 }
@@ -188,6 +198,7 @@ impl GpuBackend {
             pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
             stats: BackendStats::default(),
             q8_acts: true,
+            q8_used: false,
             next_act_id: 0,
             q8_cache: None,
         }
@@ -229,9 +240,15 @@ impl GpuBackend {
                 return Ok(c.q.clone());
             }
         }
+        self.q8_used = true;
         let q = Rc::new(ops::quantize_q8(self, x)?);
         self.q8_cache = Some(Q8Cache { of: x.id, at_dispatch: self.stats.dispatches, q: q.clone() });
         Ok(q)
+    }
+
+    /// Record `q` as the Q8 blocks of `x`, written by the dispatch just recorded.
+    pub(crate) fn q8_cache_set(&mut self, x: &GpuAct, q: GpuAct) {
+        self.q8_cache = Some(Q8Cache { of: x.id, at_dispatch: self.stats.dispatches, q: Rc::new(q) });
     }
 
     /// Marks the cached Q8 blocks of `x` (if any) as still valid after the dispatches of a
@@ -458,7 +475,8 @@ impl GpuBackend {
             let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&info.name),
                 size: ((n * row_bytes) as u64).next_multiple_of(4).max(4),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                // COPY_SRC: `concat_rows` copies weights into one buffer.
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
             parts.push(WeightPart { buf, row0, n_rows: n });
@@ -559,6 +577,44 @@ impl Backend for GpuBackend {
     }
     fn rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32) -> Result<GpuAct> {
         ops::rms_norm(self, x, w, eps, None)
+    }
+    /// One dispatch: `shaders/add_norm.wgsl`.
+    fn add_norm(&mut self, t: &GpuAct, post: Option<&GpuWeight>, res: &GpuAct, w: &GpuWeight, eps: f32) -> Result<(GpuAct, GpuAct)> {
+        ops::add_norm(self, t, post, res, w, eps)
+    }
+    /// One dispatch per decode row: `shaders/linear.wgsl` with GLU.
+    fn linear_glu(&mut self, x: &GpuAct, w: &GpuWeight, n_ff: usize, gelu: bool) -> Result<GpuAct> {
+        if w.n_rows != 2 * n_ff {
+            return Err(Error::internal(format!("linear_glu: {} rows for n_ff {n_ff}", w.n_rows)));
+        }
+        ops::linear_glu(self, x, w, gelu)
+    }
+    /// Weights of one format and width, each in one buffer, whose rows fit one storage binding
+    /// together: copied into one buffer on the device (the originals are freed when dropped).
+    fn concat_rows(&mut self, ws: &[&GpuWeight]) -> Result<Option<GpuWeight>> {
+        let Some(first) = ws.first() else { return Ok(None) };
+        let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
+        let same = ws.iter().all(|w| w.ty == first.ty && w.n_cols == first.n_cols && w.parts.len() == 1);
+        let bytes: Vec<u64> = ws.iter().map(|w| (w.n_rows * w.row_bytes) as u64).collect();
+        let total: u64 = bytes.iter().sum();
+        if !same || bytes.iter().any(|b| b % 4 != 0) || total > limit {
+            return Ok(None);
+        }
+        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("concat"),
+            size: total.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut at = 0;
+        for (w, &n) in ws.iter().zip(&bytes) {
+            let src = w.parts[0].buf.clone();
+            self.encoder().copy_buffer_to_buffer(&src, 0, &buf, at, n);
+            at += n;
+        }
+        self.flush()?;
+        let n_rows = ws.iter().map(|w| w.n_rows).sum();
+        Ok(Some(GpuWeight { ty: first.ty, n_rows, n_cols: first.n_cols, row_bytes: first.row_bytes, parts: vec![WeightPart { buf, row0: 0, n_rows }] }))
     }
     /// One dispatch: `shaders/rms_norm.wgsl` with `ADD`.
     fn rms_norm_add(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32, res: &GpuAct) -> Result<GpuAct> {

@@ -43,6 +43,7 @@ macro_rules! params {
 params!(LinearParams { n_rows: u32, k: u32, n_tok: u32, row_off: u32, out_stride: u32, row_bytes: u32, _pad0: u32, _pad1: u32 });
 params!(GetRowsParams { n_ids: u32, n_cols: u32, row_bytes: u32, scale: f32 });
 params!(RmsNormParams { n: u32, n_chunks: u32, eps: f32, _pad: u32 });
+params!(AddNormParams { n: u32, n_rows: u32, eps: f32, _pad: u32 });
 params!(RopeParamsU { n_rows: u32, cols: u32, head_dim: u32, n_rot: u32, pos0: u32, theta_scale: f32, freq_scale: f32, _pad: u32 });
 params!(AttentionParams {
     n_rows: u32, n_head: u32, group: u32, head_dim: u32, head_dim_v: u32, k_dim: u32, v_dim: u32,
@@ -60,6 +61,7 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("quantize_q8", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("get_rows", GetRowsParams::FIELDS, std::mem::size_of::<GetRowsParams>()),
     ("rms_norm", RmsNormParams::FIELDS, std::mem::size_of::<RmsNormParams>()),
+    ("add_norm", AddNormParams::FIELDS, std::mem::size_of::<AddNormParams>()),
     ("rope", RopeParamsU::FIELDS, std::mem::size_of::<RopeParamsU>()),
     ("attention", AttentionParams::FIELDS, std::mem::size_of::<AttentionParams>()),
     ("glu", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
@@ -120,11 +122,18 @@ pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool, xq8: bool) 
         .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty) && !xq8, "DOT_BLK")
         .flag_if(xq8, "XQ8")
 }
+/// The decode product of a gate-then-up weight with its GLU (`linear.wgsl` with GLU).
+pub fn linear_glu_key(ty: GgmlType, x_vec4: bool, xq8: bool, gelu: bool) -> ShaderKey {
+    linear_key(ty, 1, false, x_vec4, xq8).flag("GLU").flag_if(gelu, "GELU")
+}
 pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
     weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
 }
 pub fn rms_norm_key(add: bool) -> ShaderKey {
     ShaderKey::new("rms_norm", "main").def("WG", WG).flag_if(add, "ADD")
+}
+pub fn add_norm_key(post: bool, q8: bool) -> ShaderKey {
+    ShaderKey::new("add_norm", "main").def("WG", WG).flag_if(post, "POST").flag_if(q8, "Q8")
 }
 pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
     ShaderKey::new("rope", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
@@ -162,10 +171,20 @@ pub fn all_variants() -> Vec<ShaderKey> {
                 }
             }
         }
+        for gelu in [false, true] {
+            for x_vec4 in [false, true] {
+                v.push(linear_glu_key(ty, x_vec4, false, gelu));
+            }
+            if has_dot_q8(ty) {
+                v.push(linear_glu_key(ty, true, true, gelu));
+            }
+        }
         v.push(get_rows_key(ty));
     }
     for f in [false, true] {
         v.push(rms_norm_key(f));
+        v.push(add_norm_key(f, false));
+        v.push(add_norm_key(f, true));
         v.push(glu_key(f));
         for g in [false, true] {
             v.push(rope_key(f, g));
@@ -226,6 +245,81 @@ pub fn rms_norm(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, eps: f32, res: Op
         binds.push((2, Bind::Act(r)));
     }
     b.dispatch(rms_norm_key(res.is_some()), &p, &binds, 4, grid(n_chunks, 1))?;
+    Ok(out)
+}
+
+/// The end of a block: `x = res + t` (with `post`, Gemma's post-norm: `res + rms_norm(t) *
+/// post`), then the next block's input `h = rms_norm(x) * w`, in one dispatch. For a decode row,
+/// once the model has used Q8 activations (`GpuBackend::q8_of`), `h` is also written as Q8
+/// blocks and cached for the products that read it (no `quantize_q8` dispatch).
+pub fn add_norm(b: &mut GpuBackend, t: &GpuAct, post: Option<&GpuWeight>, res: &GpuAct, w: &GpuWeight, eps: f32) -> Result<(GpuAct, GpuAct)> {
+    let n = w.f32_len()?;
+    if t.cols != n || (res.rows, res.cols) != (t.rows, t.cols) {
+        return Err(shape_err("add_norm", t.cols, n));
+    }
+    if let Some(pw) = post {
+        if pw.f32_len()? != n {
+            return Err(shape_err("add_norm post-norm", pw.f32_len()?, n));
+        }
+    }
+    let x = b.alloc(t.rows, n)?;
+    let h = b.alloc(t.rows, n)?;
+    let hq = if b.q8_acts && b.q8_used && t.rows == 1 && n % 32 == 0 { Some(b.alloc(1, n / 32 * 9)?) } else { None };
+    let p = AddNormParams { n: n as u32, n_rows: t.rows as u32, eps, _pad: 0 };
+    let mut binds = vec![
+        (0, Bind::Act(t)),
+        (1, Bind::Act(res)),
+        (3, Bind::Act(&x)),
+        (5, Bind::Buf(&w.parts[0].buf)),
+        (6, Bind::Act(&h)),
+    ];
+    if let Some(pw) = post {
+        binds.push((2, Bind::Buf(&pw.parts[0].buf)));
+    }
+    if let Some(q) = &hq {
+        binds.push((7, Bind::Act(q)));
+    }
+    b.dispatch(add_norm_key(post.is_some(), hq.is_some()), &p, &binds, 4, grid(t.rows, 1))?;
+    if let Some(q) = hq {
+        b.q8_cache_set(&h, q);
+    }
+    Ok((x, h))
+}
+
+/// `act(x @ gate^T) * (x @ up^T)` of a weight holding gate's rows then up's. A decode row of a
+/// weight in one part is one dispatch (`linear.wgsl` with GLU); otherwise the product, a split
+/// and `glu`.
+pub fn linear_glu(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, gelu: bool) -> Result<GpuAct> {
+    if w.n_rows % 2 != 0 {
+        return Err(shape_err("linear_glu", w.n_rows, w.n_rows + 1));
+    }
+    let half = w.n_rows / 2;
+    if x.rows != 1 || w.parts.len() != 1 {
+        let gu = linear(b, x, w, None)?;
+        let parts = split_cols(b, &gu, &[half, half])?;
+        return glu(b, &parts[0], &parts[1], gelu);
+    }
+    if x.cols != w.n_cols {
+        return Err(shape_err("linear_glu", x.cols, w.n_cols));
+    }
+    let wgs = half.div_ceil(WG as usize);
+    if wgs > 65535 {
+        return Err(Error::unsupported_model(format!("a gated FFN of {half} rows is too large for one dispatch")));
+    }
+    let out = b.alloc(1, half)?;
+    let xq = if b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(b.q8_of(x)?) } else { None };
+    let p = LinearParams {
+        n_rows: half as u32,
+        k: w.n_cols as u32,
+        n_tok: 1,
+        row_off: 0,
+        out_stride: half as u32,
+        row_bytes: w.row_bytes as u32,
+        ..Default::default()
+    };
+    let binds = [(0, Bind::Buf(&w.parts[0].buf)), (1, Bind::Act(xq.as_deref().unwrap_or(x))), (3, Bind::Act(&out))];
+    b.dispatch(linear_glu_key(w.ty, w.n_cols % 4 == 0, xq.is_some(), gelu), &p, &binds, 4, (wgs as u32, 1, 1))?;
+    b.q8_keep(x);
     Ok(out)
 }
 

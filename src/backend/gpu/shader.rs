@@ -33,6 +33,7 @@ macro_rules! sources {
         /// each weight format's decode helper (the `wgsl` column of the format table).
         pub const SOURCES: &[(&str, &str)] = &[
             src!("add.wgsl"),
+            src!("add_norm.wgsl"),
             src!("argmax.wgsl"),
             src!("attention.wgsl"),
             src!("get_rows.wgsl"),
@@ -46,12 +47,14 @@ macro_rules! sources {
             src!("softmax.wgsl"),
             src!("split_cols.wgsl"),
             src!("top_k.wgsl"),
+            src!("common/act.wgsl"),
             src!("common/bytes.wgsl"),
             src!("common/dequant.wgsl"),
             src!("common/f16.wgsl"),
             src!("common/grid.wgsl"),
             src!("common/k_scale_min.wgsl"),
             src!("common/math.wgsl"),
+            src!("common/q8.wgsl"),
             $(src!($wgsl),)*
         ];
     };
