@@ -2,17 +2,19 @@
 enable f16;
 #endif
 // attention over the KV cache (causal, GQA/MQA, optional sliding window), split over positions
-// so one token's attention spreads over the whole GPU (split-K, as flash-decoding):
-//   store_kv:  round the new keys/values to f16 and write them at positions pos0.. of the cache
-//              (two f16 per u32, as llama.cpp's default f16 cache stores them);
-//   qk:        one invocation per (query row, head, position): scale * q.k with q rounded to f16
-//              (positions outside the row's causal/window range get MASKED);
-//   (softmax.wgsl normalizes each score row in place; masked entries become 0);
-//   pv:        one invocation per (query row, head, chunk of PV_CHUNK positions, pair of output
-//              values): the chunk's probabilities, rounded to f16, times the values;
-//   pv_reduce: with more than one chunk, the chunk partials summed in chunk order.
-// The numerics follow the CPU reference (backend::cpu::ops::attend_head) up to the order of the
-// f32 sums over positions.
+// so one token's attention spreads over the GPU however long the context (split-K, as
+// flash-decoding):
+//   store_kv: round the new keys/values to f16 and write them at positions pos0.. of the cache
+//             (two f16 per u32, as llama.cpp's default f16 cache stores them; qk_prep.wgsl does
+//             the same for the model's decode path);
+//   attend:   one workgroup per (query row, head, chunk of PV_CHUNK cached positions): the
+//             chunk's scores scale * q.k (q rounded to f16) into workgroup memory, their softmax
+//             (max m, sum l), then the probabilities, rounded to f16, times the values;
+//   reduce:   with more than one chunk, the chunks' results weighed by l_c exp(m_c - M) / sum.
+// With one chunk (at most PV_CHUNK positions) attend is the whole softmax and writes the result:
+// the CPU reference's arithmetic (backend::cpu::ops::attend_head) up to the order of f32 sums.
+// With several, each chunk's probabilities are normalized within the chunk before their f16
+// rounding (the CPU rounds the globally normalized ones): a difference at f16 rounding level.
 // F16 (adapters with `shader-f16`): the cache is bound as `vec2<f16>` and read as f16 values
 // instead of unpacking u32 pairs; the bytes and the results are the same.
 
@@ -54,15 +56,18 @@ fn kv_store(a: f32, b: f32) -> u32 {
     return pack_f16x2(a, b);
 }
 #endif
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;   // [n_rows * n_head, score_stride]
-// pv: [n_rows * n_head * n_chunks, head_dim_v] partials, or (one chunk) the result;
-// pv_reduce: the result, [n_rows, n_head * head_dim_v] (the same layout as [n_rows * n_head, head_dim_v]).
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;    // [n_rows * n_head * n_chunks, 2]: (m, l)
+// attend: [n_rows * n_head * n_chunks, head_dim_v] chunk results, or (one chunk) the result;
+// reduce: the result, [n_rows, n_head * head_dim_v] (the same layout as [n_rows * n_head, head_dim_v]).
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<uniform> p: Params;
-@group(0) @binding(8) var<storage, read> partial: array<f32>;        // pv_reduce: pv's partials
+@group(0) @binding(8) var<storage, read> partial: array<f32>;        // reduce: attend's chunk results
 
-// Written by `scores` where a position is outside the row's range; softmax.wgsl maps it to 0.
+// The score of a position outside the row's range (its probability is 0).
 const MASKED: f32 = -3.0e38;
+
+var<workgroup> sc: array<f32, PV_CHUNK>;
+var<workgroup> red: array<f32, WG>;
 
 #include "common/grid.wgsl"
 #include "common/f16.wgsl"
@@ -98,69 +103,125 @@ fn row_range(r: u32) -> vec2<u32> {
     return vec2<u32>(start, pos + 1u - start);
 }
 
-@compute @workgroup_size(WG)
-fn qk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_wg(wid, nwg) * WG + lid.x;
-    if (i >= p.n_rows * p.n_head * p.score_stride) {
-        return;
+// The workgroup's max (sum) of `v`; `red` is free again on return.
+fn max_wg(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            red[lid] = max(red[lid], red[lid + w]);
+        }
+        workgroupBarrier();
     }
-    let rh = i / p.score_stride; // query row * n_head + head
-    let j = i % p.score_stride;
-    let r = rh / p.n_head;
+    let m = red[0];
+    workgroupBarrier();
+    return m;
+}
+
+fn sum_wg(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            red[lid] += red[lid + w];
+        }
+        workgroupBarrier();
+    }
+    let s = red[0];
+    workgroupBarrier();
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let total = p.n_rows * p.n_head * p.n_chunks;
+    let g = flat_wg(wid, nwg);
+    // Workgroups past the last (a grid split over y) redo the last and write nothing:
+    // barriers stay in uniform control flow.
+    let live = g < total;
+    let gg = min(g, total - 1u); // (query row * n_head + head) * n_chunks + chunk
+    let rh = gg / p.n_chunks;
+    let c = gg % p.n_chunks;
     let h = rh % p.n_head;
-    let range = row_range(r);
-    if (j >= range.y) {
-        scores[i] = MASKED;
-        return;
-    }
-    let q_base = rh * p.head_dim;
-    let kb = (range.x + j) * (p.k_dim / 2u) + (h / p.group) * p.head_dim / 2u;
-    var s = 0.0;
-    for (var d = 0u; d < p.head_dim / 2u; d++) {
-        let kk = kv_pair(kc[kb + d]);
-        s += round_f16(q[q_base + 2u * d]) * kk.x;
-        s += round_f16(q[q_base + 2u * d + 1u]) * kk.y;
-    }
-    scores[i] = s * p.scale;
-}
-
-@compute @workgroup_size(WG)
-fn pv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-      @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_wg(wid, nwg) * WG + lid.x;
-    let half_dv = p.head_dim_v / 2u;
-    if (i >= p.n_rows * p.n_head * p.n_chunks * half_dv) {
-        return;
-    }
-    let rc = i / half_dv; // (query row * n_head + head) * n_chunks + chunk
-    let d = 2u * (i % half_dv);
-    let rh = rc / p.n_chunks;
-    let c = rc % p.n_chunks;
     let range = row_range(rh / p.n_head);
-    let vw = p.v_dim / 2u;
-    let vo = ((rh % p.n_head) / p.group * p.head_dim_v + d) / 2u;
-    let s_base = rh * p.score_stride;
-    var acc = vec2<f32>(0.0);
-    for (var j = c * PV_CHUNK; j < min(range.y, (c + 1u) * PV_CHUNK); j++) {
-        acc += round_f16(scores[s_base + j]) * kv_pair(vc[(range.x + j) * vw + vo]);
+    let j0 = c * PV_CHUNK;
+    let j1 = min(range.y, j0 + PV_CHUNK); // at most j0: the chunk is past this row's range
+
+    // Scores of the chunk.
+    let q_base = rh * p.head_dim;
+    let kw = p.k_dim / 2u;
+    let ko = (h / p.group) * p.head_dim / 2u;
+    var mx = MASKED;
+    for (var j = j0 + lid.x; j < j0 + PV_CHUNK; j += WG) {
+        var s = MASKED;
+        if (j < j1) {
+            let kb = (range.x + j) * kw + ko;
+            var acc = 0.0;
+            for (var d = 0u; d < p.head_dim / 2u; d++) {
+                let kk = kv_pair(kc[kb + d]);
+                acc += round_f16(q[q_base + 2u * d]) * kk.x;
+                acc += round_f16(q[q_base + 2u * d + 1u]) * kk.y;
+            }
+            s = acc * p.scale;
+        }
+        sc[j - j0] = s;
+        mx = max(mx, s);
     }
-    out[rc * p.head_dim_v + d] = acc.x;
-    out[rc * p.head_dim_v + d + 1u] = acc.y;
+    let m = max_wg(mx, lid.x);
+
+    // Softmax over the chunk.
+    var l = 0.0;
+    for (var j = lid.x; j < PV_CHUNK; j += WG) {
+        let s = sc[j];
+        let e = select(exp(s - m), 0.0, s <= MASKED);
+        sc[j] = e;
+        l += e;
+    }
+    let total_l = sum_wg(l, lid.x);
+    let inv = select(1.0 / total_l, 0.0, total_l == 0.0);
+
+    // Probabilities (rounded to f16) times values.
+    let half_dv = p.head_dim_v / 2u;
+    let vw = p.v_dim / 2u;
+    let vo = (h / p.group) * half_dv;
+    for (var dp = lid.x; dp < half_dv; dp += WG) {
+        var acc = vec2<f32>(0.0);
+        for (var j = j0; j < j1; j++) {
+            acc += round_f16(sc[j - j0] * inv) * kv_pair(vc[(range.x + j) * vw + vo + dp]);
+        }
+        if (live) {
+            out[gg * p.head_dim_v + 2u * dp] = acc.x;
+            out[gg * p.head_dim_v + 2u * dp + 1u] = acc.y;
+        }
+    }
+    if (live && lid.x == 0u && p.n_chunks > 1u) {
+        stats[2u * gg] = m;
+        stats[2u * gg + 1u] = total_l;
+    }
 }
 
 @compute @workgroup_size(WG)
-fn pv_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_id) lid: vec3<u32>) {
+fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_wg(wid, nwg) * WG + lid.x;
     if (i >= p.n_rows * p.n_head * p.head_dim_v) {
         return;
     }
     let rh = i / p.head_dim_v;
     let d = i % p.head_dim_v;
+    var m = MASKED;
+    for (var c = 0u; c < p.n_chunks; c++) {
+        m = max(m, stats[2u * (rh * p.n_chunks + c)]);
+    }
+    var den = 0.0;
     var acc = 0.0;
     for (var c = 0u; c < p.n_chunks; c++) {
-        acc += partial[(rh * p.n_chunks + c) * p.head_dim_v + d];
+        let rc = rh * p.n_chunks + c;
+        let l = stats[2u * rc + 1u];
+        let w = select(l * exp(stats[2u * rc] - m), 0.0, l == 0.0);
+        den += w;
+        acc += w * partial[rc * p.head_dim_v + d];
     }
-    out[i] = acc;
+    out[i] = acc / den;
 }

@@ -6,6 +6,9 @@
 // With GLU (decode only): the weight holds a gated FFN's gate rows then its up rows (n_rows
 // each), and out[r] = act(gate_r . x) * (up_r . x) (common/act.wgsl): the FFN's first half in
 // one dispatch.
+// With SPLIT (SPLIT3): the weight holds two (three) weights' rows, q then k (then v), and each
+// one's outputs go to its own buffer: rows before split1 to out, then to out1 (before split2),
+// then to out2. out_stride is then the rows of the whole weight.
 
 struct Params {
     n_rows: u32,     // rows of this weight part
@@ -14,8 +17,8 @@ struct Params {
     row_off: u32,    // first output column of this part
     out_stride: u32, // output columns (all parts)
     row_bytes: u32,  // bytes of one weight row
-    _pad0: u32,
-    _pad1: u32,
+    split1: u32,     // SPLIT: first row of the second output
+    split2: u32,     // SPLIT3: first row of the third output (else out_stride)
 }
 
 @group(0) @binding(0) var<storage, read> wq: array<u32>;          // [n_rows, row_bytes] GGUF blocks
@@ -38,8 +41,14 @@ fn xv(i: u32) -> vec4<f32> {
 #ifdef BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;        // [out_stride]
 #endif
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;   // [n_tok, out_stride]
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;   // [n_tok, out_stride] (SPLIT: [n_tok, split1])
 @group(0) @binding(4) var<uniform> p: Params;
+#ifdef SPLIT
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;  // [n_tok, split2 - split1]
+#endif
+#ifdef SPLIT3
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;  // [n_tok, out_stride - split2]
+#endif
 
 #include "common/dequant.wgsl"
 #include "common/grid.wgsl"
@@ -160,6 +169,20 @@ fn store(t: u32, r: u32, v: f32) {
 #ifdef BIAS
         y += bias[p.row_off + r];
 #endif
+#ifdef SPLIT
+        let g = p.row_off + r;
+        if (g < p.split1) {
+            out[t * p.split1 + g] = y;
+        } else if (g < p.split2) {
+            out1[t * (p.split2 - p.split1) + g - p.split1] = y;
+        }
+#ifdef SPLIT3
+        else {
+            out2[t * (p.out_stride - p.split2) + g - p.split2] = y;
+        }
+#endif
+#else
         out[t * p.out_stride + p.row_off + r] = y;
+#endif
     }
 }

@@ -20,7 +20,7 @@ struct Params {
 @group(0) @binding(4) var<uniform> p: Params;
 
 #include "common/grid.wgsl"
-#include "common/math.wgsl"
+#include "common/rope.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -34,14 +34,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let k = g % half;
     let h = (g / half) % heads;
     let r = g / (half * heads);
-    var theta = f32(p.pos0 + r);
-    for (var i = 0u; i < k; i++) {
-        theta *= p.theta_scale;
-    }
 #ifdef FREQ_FACTORS
-    let t = reduce_angle(p.freq_scale * (theta / ff[k]));
+    let t = rope_angle(p.pos0 + r, k, p.theta_scale, p.freq_scale, ff[k]);
 #else
-    let t = reduce_angle(p.freq_scale * theta);
+    let t = rope_angle(p.pos0 + r, k, p.theta_scale, p.freq_scale, 1.0);
 #endif
     let c = cos(t);
     let s = sin(t);

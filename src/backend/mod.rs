@@ -130,6 +130,18 @@ pub struct RopeParams {
     pub neox: bool,
 }
 
+/// What [`Backend::attn_prep`] does to q and k before they are attended / stored.
+#[derive(Clone, Copy)]
+pub struct QkPrep<'a, W> {
+    /// Per-head RMS norm weights (`head_dim` wide), where the model has them.
+    pub q_norm: Option<&'a W>,
+    pub k_norm: Option<&'a W>,
+    pub eps: f32,
+    pub rope: RopeParams,
+    pub freq_factors: Option<&'a W>,
+    pub q_scale: Option<f32>,
+}
+
 #[allow(async_fn_in_trait)] // backends are used generically, never as `dyn`, and run on one thread
 pub trait Backend {
     /// A weight tensor in GGUF block layout.
@@ -188,10 +200,16 @@ pub trait Backend {
         self.glu(&parts[0], &parts[1], gelu)
     }
     /// One weight holding the rows of `ws` in order, where this backend computes faster with
-    /// them together (the GPU: a gated FFN's gate and up in one dispatch); `None` where it does
-    /// not, and the weights stay as they are.
+    /// them together (the GPU: q, k and v, or a gated FFN's gate and up, in one dispatch); `None`
+    /// where it does not, and the weights stay as they are.
     fn concat_rows(&mut self, _ws: &[&Self::Weight]) -> Result<Option<Self::Weight>> {
         Ok(None)
+    }
+    /// `x @ w^T` with its columns split into pieces of `widths` (q, k and v of one joined
+    /// weight); a backend may write the pieces directly.
+    fn linear_split(&mut self, x: &Self::Act, w: &Self::Weight, widths: &[usize]) -> Result<Vec<Self::Act>> {
+        let y = self.linear(x, w, None)?;
+        self.split_cols(&y, widths)
     }
     /// `x @ w^T (+ bias)`: `[rows, w.n_rows]`.
     fn linear(&mut self, x: &Self::Act, w: &Self::Weight, bias: Option<&Self::Weight>) -> Result<Self::Act>;
@@ -201,9 +219,35 @@ pub trait Backend {
     fn rope(&mut self, x: &mut Self::Act, p: RopeParams, freq_factors: Option<&Self::Weight>) -> Result<()>;
     /// `x *= s`, in place.
     fn scale(&mut self, x: &mut Self::Act, s: f32) -> Result<()>;
-    /// Store k/v rows at positions `pos0..`, then causal (optionally windowed) attention of q over
-    /// the cache: `[rows, n_head * head_dim_v]`.
-    fn attention(&mut self, kv: &mut Self::Kv, q: &Self::Act, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<Self::Act>;
+    /// Store k/v rows at positions `p.pos0..` of layer `p.layer` (rounded to the cache's f16).
+    fn store_kv(&mut self, kv: &mut Self::Kv, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<()>;
+    /// Causal (optionally windowed) attention of q over layer `p.layer` of the cache, whose
+    /// positions up to `p.pos0 + rows` are stored: `[rows, n_head * head_dim_v]`.
+    fn attend(&mut self, kv: &Self::Kv, q: &Self::Act, p: AttnParams) -> Result<Self::Act>;
+    /// [`Backend::store_kv`] then [`Backend::attend`].
+    fn attention(&mut self, kv: &mut Self::Kv, q: &Self::Act, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<Self::Act> {
+        self.store_kv(kv, k, v, p)?;
+        self.attend(kv, q, p)
+    }
+    /// Attention's inputs made ready: per-head RMS norms of q and k (where the model has them),
+    /// the rotary embedding, `q *= q_scale`, then k and v stored in the cache. Returns q for
+    /// [`Backend::attend`]. A backend may do it in one pass.
+    fn attn_prep(&mut self, kv: &mut Self::Kv, q: Self::Act, k: Self::Act, v: &Self::Act, prep: QkPrep<'_, Self::Weight>, p: AttnParams) -> Result<Self::Act> {
+        let (mut q, mut k) = (q, k);
+        if let Some(w) = prep.q_norm {
+            q = self.rms_norm(&q, w, prep.eps)?;
+        }
+        if let Some(w) = prep.k_norm {
+            k = self.rms_norm(&k, w, prep.eps)?;
+        }
+        self.rope(&mut q, prep.rope, prep.freq_factors)?;
+        self.rope(&mut k, prep.rope, prep.freq_factors)?;
+        if let Some(s) = prep.q_scale {
+            self.scale(&mut q, s)?;
+        }
+        self.store_kv(kv, &k, v, p)?;
+        Ok(q)
+    }
     /// `act(gate) * up`.
     fn glu(&mut self, gate: &Self::Act, up: &Self::Act, gelu: bool) -> Result<Self::Act>;
     /// `a + b`.

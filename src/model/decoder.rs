@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{AttnParams, Backend, RopeParams, TensorSource};
+use crate::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::logits::{ReadOut, Readback};
@@ -21,7 +21,10 @@ use crate::model::config::{Activation, ModelConfig, RopeStyle};
 
 enum Qkv<W> {
     Separate { q: W, k: W, v: W, bq: Option<W>, bk: Option<W>, bv: Option<W> },
+    /// One `attn_qkv` (Phi-3), or q, k and v joined at load (`Backend::concat_rows`).
     Fused(W),
+    /// q and k joined at load, v apart (a different format).
+    FusedQk { qk: W, v: W },
 }
 
 enum Ffn<W> {
@@ -133,13 +136,22 @@ impl<B: Backend> Model<B> {
             let qkv = if gguf.tensor(&n("attn_qkv.weight")).is_some() {
                 Qkv::Fused(ld.req(&n("attn_qkv.weight"), &[e, qd.saturating_add(kd).saturating_add(vd)]).await?)
             } else {
-                Qkv::Separate {
-                    q: ld.req(&n("attn_q.weight"), &[e, qd]).await?,
-                    k: ld.req(&n("attn_k.weight"), &[e, kd]).await?,
-                    v: ld.req(&n("attn_v.weight"), &[e, vd]).await?,
-                    bq: ld.opt(&n("attn_q.bias"), &[qd]).await?,
-                    bk: ld.opt(&n("attn_k.bias"), &[kd]).await?,
-                    bv: ld.opt(&n("attn_v.bias"), &[vd]).await?,
+                let q = ld.req(&n("attn_q.weight"), &[e, qd]).await?;
+                let k = ld.req(&n("attn_k.weight"), &[e, kd]).await?;
+                let v = ld.req(&n("attn_v.weight"), &[e, vd]).await?;
+                let bq = ld.opt(&n("attn_q.bias"), &[qd]).await?;
+                let bk = ld.opt(&n("attn_k.bias"), &[kd]).await?;
+                let bv = ld.opt(&n("attn_v.bias"), &[vd]).await?;
+                // Where the backend computes them faster as one weight (the GPU: one dispatch),
+                // q, k and v become one, or q and k when v has another format.
+                if bq.is_some() || bk.is_some() || bv.is_some() {
+                    Qkv::Separate { q, k, v, bq, bk, bv }
+                } else if let Some(w) = ld.backend.concat_rows(&[&q, &k, &v])? {
+                    Qkv::Fused(w)
+                } else if let Some(qk) = ld.backend.concat_rows(&[&q, &k])? {
+                    Qkv::FusedQk { qk, v }
+                } else {
+                    Qkv::Separate { q, k, v, bq, bk, bv }
                 }
             };
             let ffn = if gguf.tensor(&n("ffn_gate.weight")).is_some() {
@@ -203,22 +215,19 @@ impl<B: Backend> Model<B> {
         let mut h = b.rms_norm(&x, self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm), eps)?;
         for (il, l) in self.layers.iter().enumerate() {
             // Attention block.
-            let (mut q, mut k, v) = match &l.qkv {
+            let (q, k, v) = match &l.qkv {
                 Qkv::Separate { q, k, v, bq, bk, bv } => {
                     (b.linear(&h, q, bq.as_ref())?, b.linear(&h, k, bk.as_ref())?, b.linear(&h, v, bv.as_ref())?)
                 }
                 Qkv::Fused(w) => {
-                    let qkv = b.linear(&h, w, None)?;
-                    let mut parts = b.split_cols(&qkv, &[c.q_dim(), c.k_dim(), c.v_dim()])?.into_iter();
+                    let mut parts = b.linear_split(&h, w, &[c.q_dim(), c.k_dim(), c.v_dim()])?.into_iter();
                     (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
                 }
+                Qkv::FusedQk { qk, v } => {
+                    let mut parts = b.linear_split(&h, qk, &[c.q_dim(), c.k_dim()])?.into_iter();
+                    (parts.next().unwrap(), parts.next().unwrap(), b.linear(&h, v, None)?)
+                }
             };
-            if let Some(w) = &l.q_norm {
-                q = b.rms_norm(&q, w, eps)?;
-            }
-            if let Some(w) = &l.k_norm {
-                k = b.rms_norm(&k, w, eps)?;
-            }
             let rope = RopeParams {
                 pos0,
                 head_dim: c.head_dim,
@@ -227,11 +236,6 @@ impl<B: Backend> Model<B> {
                 freq_scale: c.rope_freq_scale,
                 neox: c.rope_style == RopeStyle::Neox,
             };
-            b.rope(&mut q, rope, self.rope_freqs.as_ref())?;
-            b.rope(&mut k, rope, self.rope_freqs.as_ref())?;
-            if let Some(s) = c.q_scale {
-                b.scale(&mut q, s)?;
-            }
             let attn = AttnParams {
                 layer: il,
                 pos0,
@@ -242,7 +246,16 @@ impl<B: Backend> Model<B> {
                 window: c.window(il),
                 scale: c.kq_scale,
             };
-            let a = b.attention(kv, &q, &k, &v, attn)?;
+            let prep = QkPrep {
+                q_norm: l.q_norm.as_ref(),
+                k_norm: l.k_norm.as_ref(),
+                eps,
+                rope,
+                freq_factors: self.rope_freqs.as_ref(),
+                q_scale: c.q_scale,
+            };
+            let q = b.attn_prep(kv, q, k, &v, prep, attn)?;
+            let a = b.attend(kv, &q, attn)?;
             let a = b.linear(&a, &l.wo, l.bo.as_ref())?;
             (x, h) = b.add_norm(&a, l.attn_post_norm.as_ref(), &x, &l.ffn_norm, eps)?;
 

@@ -131,6 +131,21 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
+/// The checks every attention op shares: rows that fit the context, a layer of the cache, heads
+/// that group evenly.
+fn check_attn(kv: &CpuKv, n: usize, p: AttnParams) -> Result<()> {
+    if p.pos0 + n > kv.n_ctx {
+        return Err(Error::new(
+            crate::ErrorCode::ContextOverflow,
+            format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
+        ));
+    }
+    if p.layer >= kv.k.len() || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.head_dim == 0 {
+        return Err(shape_err("attention heads", p.n_head, p.n_head_kv));
+    }
+    Ok(())
+}
+
 /// Activations quantized once for all rows of a weight, in the form its kernel reads.
 enum LinearActs {
     Gguf(Vec<QuantizedActs>),
@@ -347,21 +362,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn attention(&mut self, kv: &mut CpuKv, q: &CpuAct, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<CpuAct> {
-        let n = q.rows;
-        if p.pos0 + n > kv.n_ctx {
-            return Err(Error::new(
-                crate::ErrorCode::ContextOverflow,
-                format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
-            ));
-        }
-        let q_dim = p.n_head.checked_mul(p.head_dim);
-        let o_dim = p.n_head.checked_mul(p.head_dim_v);
-        if k.cols != kv.k_dim || v.cols != kv.v_dim || Some(q.cols) != q_dim || o_dim.is_none() || p.layer >= kv.k.len() {
-            return Err(shape_err("attention", q.cols, q_dim.unwrap_or(usize::MAX)));
-        }
-        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.head_dim == 0 {
-            return Err(shape_err("attention heads", p.n_head, p.n_head_kv));
+    fn store_kv(&mut self, kv: &mut CpuKv, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<()> {
+        let n = k.rows;
+        check_attn(kv, n, p)?;
+        if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
+            return Err(shape_err("store_kv", k.cols, kv.k_dim));
         }
         let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
         for r in 0..n {
@@ -373,6 +378,18 @@ impl Backend for CpuBackend {
                 *d = ops::to_f16_bits(*s);
             }
         }
+        Ok(())
+    }
+
+    fn attend(&mut self, kv: &CpuKv, q: &CpuAct, p: AttnParams) -> Result<CpuAct> {
+        let n = q.rows;
+        check_attn(kv, n, p)?;
+        let q_dim = p.n_head.checked_mul(p.head_dim);
+        let o_dim = p.n_head.checked_mul(p.head_dim_v);
+        if Some(q.cols) != q_dim || o_dim.is_none() {
+            return Err(shape_err("attention", q.cols, q_dim.unwrap_or(usize::MAX)));
+        }
+        let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
         let group = p.n_head / p.n_head_kv;
         let mut out = CpuAct::new(n, o_dim.unwrap_or(0));
         // The visible cache rows as f32, converted once for every head and query row of this call

@@ -11,18 +11,20 @@
 //! - The KV cache is one `[n_ctx, k_dim / 2]` buffer of f16 pairs per layer for K and for V.
 //!
 //! # Attention
-//! `ops::attention` is four kernels so that one token's attention spreads over the GPU however
-//! long the context: scores for every (row, head, position) at once, a row softmax
-//! (`softmax.wgsl`), then probabilities times values split into chunks of `ops::PV_CHUNK` cached
-//! positions, whose partial sums a last kernel adds when there is more than one (split-K, as in
-//! flash-decoding). Rounding follows the CPU reference (q and probabilities to f16).
+//! `ops::qk_prep` makes q and k ready and stores k and v in one dispatch (per-head norms, RoPE,
+//! q scale, the f16 cache write). `ops::attend` is then one pass over chunks of `ops::PV_CHUNK`
+//! cached positions, one workgroup per (row, head, chunk), each with the chunk's scores, softmax
+//! and values, plus a reduce when there is more than one chunk (split-K, as in flash-decoding):
+//! one or two dispatches however long the context. Rounding follows the CPU reference (q and
+//! probabilities to f16).
 //!
 //! # Fused ops
 //! A decoded token's dispatches are few on purpose (each one costs a pass and a barrier on a
 //! real GPU): every block ends in one `ops::add_norm` (residual add, Gemma's post-norm, the
-//! next norm, and for Q8 products the Q8 blocks of its output), and a gated FFN's gate and up
-//! are joined into one weight at load (`Backend::concat_rows`) so `ops::linear_glu` computes both
-//! products and the GLU in one dispatch.
+//! next norm, and for Q8 products the Q8 blocks of its output); a gated FFN's gate and up are
+//! joined into one weight at load (`Backend::concat_rows`) so `ops::linear_glu` computes both
+//! products and the GLU in one dispatch; `ops::qk_prep` does everything between the q/k/v
+//! products and the attention scores in one.
 //!
 //! # Recording and submission
 //! Ops record compute passes into one open command encoder; uniform parameters go into a
@@ -48,7 +50,7 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::{AttnParams, Backend, BackendStats, KvShape, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
@@ -623,6 +625,10 @@ impl Backend for GpuBackend {
     fn linear(&mut self, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
         ops::linear(self, x, w, bias)
     }
+    /// One dispatch per row part: `shaders/linear.wgsl` with SPLIT.
+    fn linear_split(&mut self, x: &GpuAct, w: &GpuWeight, widths: &[usize]) -> Result<Vec<GpuAct>> {
+        ops::linear_split(self, x, w, widths)
+    }
     fn split_cols(&mut self, x: &GpuAct, widths: &[usize]) -> Result<Vec<GpuAct>> {
         ops::split_cols(self, x, widths)
     }
@@ -632,8 +638,15 @@ impl Backend for GpuBackend {
     fn scale(&mut self, x: &mut GpuAct, s: f32) -> Result<()> {
         ops::scale(self, x, s)
     }
-    fn attention(&mut self, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<GpuAct> {
-        ops::attention(self, kv, q, k, v, p)
+    fn store_kv(&mut self, kv: &mut GpuKv, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<()> {
+        ops::store_kv(self, kv, k, v, p)
+    }
+    fn attend(&mut self, kv: &GpuKv, q: &GpuAct, p: AttnParams) -> Result<GpuAct> {
+        ops::attend(self, kv, q, p)
+    }
+    /// One dispatch: `shaders/qk_prep.wgsl`.
+    fn attn_prep(&mut self, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &GpuAct, prep: QkPrep<'_, GpuWeight>, p: AttnParams) -> Result<GpuAct> {
+        ops::qk_prep(self, kv, q, k, v, prep, p)
     }
     fn glu(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
         ops::glu(self, gate, up, gelu)

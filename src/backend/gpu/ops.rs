@@ -8,7 +8,7 @@
 
 use super::shader::ShaderKey;
 use super::{Bind, GpuAct, GpuBackend, GpuKv, GpuWeight};
-use crate::backend::AttnParams;
+use crate::backend::{AttnParams, QkPrep};
 use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
@@ -40,7 +40,7 @@ macro_rules! params {
     };
 }
 
-params!(LinearParams { n_rows: u32, k: u32, n_tok: u32, row_off: u32, out_stride: u32, row_bytes: u32, _pad0: u32, _pad1: u32 });
+params!(LinearParams { n_rows: u32, k: u32, n_tok: u32, row_off: u32, out_stride: u32, row_bytes: u32, split1: u32, split2: u32 });
 params!(GetRowsParams { n_ids: u32, n_cols: u32, row_bytes: u32, scale: f32 });
 params!(RmsNormParams { n: u32, n_chunks: u32, eps: f32, _pad: u32 });
 params!(AddNormParams { n: u32, n_rows: u32, eps: f32, _pad: u32 });
@@ -50,10 +50,13 @@ params!(AttentionParams {
     pos0: u32, window: u32, score_stride: u32, scale: f32, n_chunks: u32,
 });
 params!(LenParams { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
+params!(QkPrepParams {
+    n_rows: u32, n_head: u32, n_head_kv: u32, head_dim: u32, head_dim_v: u32, n_rot: u32, pos0: u32,
+    theta_scale: f32, freq_scale: f32, eps: f32, q_scale: f32, _pad: u32,
+});
 params!(ScalarParams { n: u32, s: f32, _pad0: u32, _pad1: u32 });
 params!(SplitColsParams { n_rows: u32, in_cols: u32, out_cols: u32, col_off: u32 });
 params!(TopKParams { n: u32, k: u32, _pad0: u32, _pad1: u32 });
-params!(SoftmaxParams { n_rows: u32, n_cols: u32, _pad0: u32, _pad1: u32 });
 
 /// The Rust twin of each shader's `Params` (the layout test walks this table).
 pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
@@ -64,6 +67,7 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("add_norm", AddNormParams::FIELDS, std::mem::size_of::<AddNormParams>()),
     ("rope", RopeParamsU::FIELDS, std::mem::size_of::<RopeParamsU>()),
     ("attention", AttentionParams::FIELDS, std::mem::size_of::<AttentionParams>()),
+    ("qk_prep", QkPrepParams::FIELDS, std::mem::size_of::<QkPrepParams>()),
     ("glu", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("add", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("argmax", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
@@ -71,7 +75,6 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("softcap", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
     ("split_cols", SplitColsParams::FIELDS, std::mem::size_of::<SplitColsParams>()),
     ("top_k", TopKParams::FIELDS, std::mem::size_of::<TopKParams>()),
-    ("softmax", SoftmaxParams::FIELDS, std::mem::size_of::<SoftmaxParams>()),
 ];
 
 /// Workgroup counts for `n` invocations in groups of `wg`, split over x and y when above the
@@ -122,6 +125,10 @@ pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool, xq8: bool) 
         .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty) && !xq8, "DOT_BLK")
         .flag_if(xq8, "XQ8")
 }
+/// A product whose rows go to `outputs` (2 or 3) buffers (`linear.wgsl` with SPLIT / SPLIT3).
+pub fn linear_split_key(ty: GgmlType, tile: u32, x_vec4: bool, xq8: bool, outputs: usize) -> ShaderKey {
+    linear_key(ty, tile, false, x_vec4, xq8).flag("SPLIT").flag_if(outputs == 3, "SPLIT3")
+}
 /// The decode product of a gate-then-up weight with its GLU (`linear.wgsl` with GLU).
 pub fn linear_glu_key(ty: GgmlType, x_vec4: bool, xq8: bool, gelu: bool) -> ShaderKey {
     linear_key(ty, 1, false, x_vec4, xq8).flag("GLU").flag_if(gelu, "GELU")
@@ -137,6 +144,15 @@ pub fn add_norm_key(post: bool, q8: bool) -> ShaderKey {
 }
 pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
     ShaderKey::new("rope", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
+}
+pub fn qk_prep_key(neox: bool, freq_factors: bool, q_norm: bool, k_norm: bool, q_scale: bool) -> ShaderKey {
+    ShaderKey::new("qk_prep", "main")
+        .def("WG", WG)
+        .flag_if(neox, "NEOX")
+        .flag_if(freq_factors, "FREQ_FACTORS")
+        .flag_if(q_norm, "Q_NORM")
+        .flag_if(k_norm, "K_NORM")
+        .flag_if(q_scale, "Q_SCALE")
 }
 /// `f16`: the adapter has `shader-f16` (the KV cache is read as f16 values).
 pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
@@ -171,6 +187,16 @@ pub fn all_variants() -> Vec<ShaderKey> {
                 }
             }
         }
+        for outputs in [2, 3] {
+            for tile in [1, TILE_PREFILL] {
+                for x_vec4 in [false, true] {
+                    v.push(linear_split_key(ty, tile, x_vec4, false, outputs));
+                }
+            }
+            if has_dot_q8(ty) {
+                v.push(linear_split_key(ty, 1, true, true, outputs));
+            }
+        }
         for gelu in [false, true] {
             for x_vec4 in [false, true] {
                 v.push(linear_glu_key(ty, x_vec4, false, gelu));
@@ -191,10 +217,14 @@ pub fn all_variants() -> Vec<ShaderKey> {
         }
     }
     for f16 in [false, true] {
-        v.extend(["store_kv", "qk", "pv", "pv_reduce"].map(|e| attention_key(e, f16)));
+        v.extend(["store_kv", "attend", "reduce"].map(|e| attention_key(e, f16)));
+    }
+    for bits in 0..32u32 {
+        let f = |i: u32| bits & (1 << i) != 0;
+        v.push(qk_prep_key(f(0), f(1), f(2), f(3), f(4)));
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
-    v.extend(["add", "scale", "softcap", "softmax", "split_cols", "quantize_q8"].map(simple_key));
+    v.extend(["add", "scale", "softcap", "split_cols", "quantize_q8"].map(simple_key));
     v
 }
 
@@ -325,6 +355,29 @@ pub fn linear_glu(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, gelu: bool) -> 
 
 /// `x @ w^T (+ bias)`; one dispatch per row part of `w`.
 pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
+    let out = b.alloc(x.rows, w.n_rows)?;
+    linear_into(b, x, w, bias, &[&out])?;
+    Ok(out)
+}
+
+/// `x @ w^T` with the output columns split into pieces of `widths` (q, k and v of one joined
+/// weight): one dispatch per row part of `w`, each writing every piece's rows to its own
+/// buffer. More than 3 pieces: the product, then `split_cols`.
+pub fn linear_split(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, widths: &[usize]) -> Result<Vec<GpuAct>> {
+    if widths.iter().sum::<usize>() != w.n_rows {
+        return Err(shape_err("linear_split", widths.iter().sum(), w.n_rows));
+    }
+    if !(2..=3).contains(&widths.len()) {
+        let y = linear(b, x, w, None)?;
+        return split_cols(b, &y, widths);
+    }
+    let outs = widths.iter().map(|&n| b.alloc(x.rows, n)).collect::<Result<Vec<_>>>()?;
+    linear_into(b, x, w, None, &outs.iter().collect::<Vec<_>>())?;
+    Ok(outs)
+}
+
+/// The product into `outs`: one output of `w.n_rows` columns, or 2-3 whose widths add up to it.
+fn linear_into(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>, outs: &[&GpuAct]) -> Result<()> {
     if x.cols != w.n_cols {
         return Err(shape_err("linear", x.cols, w.n_cols));
     }
@@ -333,7 +386,9 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
             return Err(shape_err("bias", bw.f32_len()?, w.n_rows));
         }
     }
-    let out = b.alloc(x.rows, w.n_rows)?;
+    let split = outs.len() > 1;
+    let split1 = outs[0].cols;
+    let split2 = if outs.len() == 3 { split1 + outs[1].cols } else { w.n_rows };
     let tile = if x.rows == 1 { 1 } else { TILE_PREFILL };
     // Decode of a `has_dot_q8` format: activations quantized once, shared by every row part.
     let xq = if tile == 1 && b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(b.q8_of(x)?) } else { None };
@@ -353,17 +408,25 @@ pub fn linear(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWe
             row_off: part.row0 as u32,
             out_stride: w.n_rows as u32,
             row_bytes: w.row_bytes as u32,
-            ..Default::default()
+            split1: split1 as u32,
+            split2: split2 as u32,
         };
-        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(xq.as_deref().unwrap_or(x))), (3, Bind::Act(&out))];
+        let mut binds = vec![(0, Bind::Buf(&part.buf)), (1, Bind::Act(xq.as_deref().unwrap_or(x))), (3, Bind::Act(outs[0]))];
         if let Some(bw) = bias {
             binds.push((2, Bind::Buf(&bw.parts[0].buf)));
         }
-        let key = linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0, xq.is_some());
+        for (i, o) in outs.iter().enumerate().skip(1) {
+            binds.push((4 + i as u32, Bind::Act(o)));
+        }
+        let key = if split {
+            linear_split_key(w.ty, tile, w.n_cols % 4 == 0, xq.is_some(), outs.len())
+        } else {
+            linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0, xq.is_some())
+        };
         b.dispatch(key, &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
     }
     b.q8_keep(x);
-    Ok(out)
+    Ok(())
 }
 
 /// Activation rows (`cols % 32 == 0`) to Q8 blocks: per 32 values an f32 scale (f16-rounded)
@@ -459,27 +522,20 @@ pub fn add(b: &mut GpuBackend, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
     Ok(out)
 }
 
-/// Store k/v at positions `pos0..` of layer `p.layer`, then attention of q over the cache:
-/// scores (`qk`), [`softmax`], probabilities times values (`pv`, split over chunks of
-/// [`PV_CHUNK`] positions; `pv_reduce` sums the chunks when there are several).
-pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<GpuAct> {
-    let n = q.rows;
+/// The checks every attention op shares, and its uniform parameters.
+fn attn_params(kv: &GpuKv, n: usize, p: &AttnParams) -> Result<AttentionParams> {
     if p.pos0 + n > kv.n_ctx {
         return Err(Error::new(
             crate::ErrorCode::ContextOverflow,
             format!("position {} exceeds the context length {}", p.pos0 + n, kv.n_ctx),
         ));
     }
-    if k.cols != kv.k_dim || v.cols != kv.v_dim || q.cols != p.n_head * p.head_dim || k.rows != n || v.rows != n {
-        return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
-    }
-    if p.head_dim % 2 != 0 || p.head_dim_v % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head % p.n_head_kv != 0 {
+    if p.head_dim % 2 != 0 || p.head_dim_v % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.layer >= kv.k.len() {
         return Err(Error::unsupported_model(format!("attention head size {} is not supported on the GPU", p.head_dim)));
     }
     let last = p.pos0 + n;
     let score_stride = p.window.map_or(last, |w| w.min(last));
-    let n_chunks = score_stride.div_ceil(PV_CHUNK as usize);
-    let u = AttentionParams {
+    Ok(AttentionParams {
         n_rows: n as u32,
         n_head: p.n_head as u32,
         group: (p.n_head / p.n_head_kv) as u32,
@@ -491,37 +547,108 @@ pub fn attention(b: &mut GpuBackend, kv: &mut GpuKv, q: &GpuAct, k: &GpuAct, v: 
         window: p.window.unwrap_or(0) as u32,
         score_stride: score_stride as u32,
         scale: p.scale,
-        n_chunks: n_chunks as u32,
-    };
+        n_chunks: score_stride.div_ceil(PV_CHUNK as usize) as u32,
+    })
+}
+
+/// Store k/v rows at positions `pos0..` of layer `p.layer` (`attention.wgsl` `store_kv`).
+pub fn store_kv(b: &mut GpuBackend, kv: &mut GpuKv, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<()> {
+    let n = k.rows;
+    let u = attn_params(kv, n, &p)?;
+    if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
+        return Err(shape_err("store_kv", k.cols, kv.k_dim));
+    }
     let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
-    let f16 = b.ctx.has_f16();
     let store_n = n * (kv.k_dim + kv.v_dim) / 2;
     b.dispatch(
-        attention_key("store_kv", f16),
+        attention_key("store_kv", b.ctx.has_f16()),
         &u,
         &[(1, Bind::Act(k)), (2, Bind::Act(v)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc))],
         7,
         grid(store_n, WG),
-    )?;
-    let mut scores = b.alloc(n * p.n_head, score_stride)?;
-    b.dispatch(attention_key("qk", f16), &u, &[(0, Bind::Act(q)), (3, Bind::Buf(kc)), (5, Bind::Act(&scores))], 7, grid(scores.len(), WG))?;
-    softmax(b, &mut scores)?;
+    )
+}
+
+/// Attention of q over the cache (`attention.wgsl`): `attend`, one workgroup per (row, head,
+/// chunk of [`PV_CHUNK`] positions) with the chunk's scores, softmax and values; past one chunk,
+/// `reduce` weighs the chunks together. One dispatch, or two, however long the context.
+pub fn attend(b: &mut GpuBackend, kv: &GpuKv, q: &GpuAct, p: AttnParams) -> Result<GpuAct> {
+    let n = q.rows;
+    let u = attn_params(kv, n, &p)?;
+    if q.cols != p.n_head * p.head_dim {
+        return Err(shape_err("attention", q.cols, p.n_head * p.head_dim));
+    }
+    let n_chunks = u.n_chunks as usize;
+    let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
+    let f16 = b.ctx.has_f16();
     let out = b.alloc(n, p.n_head * p.head_dim_v)?;
-    let pv_n = n * p.n_head * n_chunks * p.head_dim_v / 2;
+    let groups = grid(n * p.n_head * n_chunks, 1);
     if n_chunks == 1 {
-        b.dispatch(attention_key("pv", f16), &u, &[(4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&out))], 7, grid(pv_n, WG))?;
+        let unused = b.alloc(1, 2)?;
+        let binds = [(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&unused)), (6, Bind::Act(&out))];
+        b.dispatch(attention_key("attend", f16), &u, &binds, 7, groups)?;
     } else {
         let partial = b.alloc(n * p.n_head * n_chunks, p.head_dim_v)?;
-        b.dispatch(attention_key("pv", f16), &u, &[(4, Bind::Buf(vc)), (5, Bind::Act(&scores)), (6, Bind::Act(&partial))], 7, grid(pv_n, WG))?;
-        b.dispatch(attention_key("pv_reduce", f16), &u, &[(8, Bind::Act(&partial)), (6, Bind::Act(&out))], 7, grid(out.len(), WG))?;
+        let stats = b.alloc(n * p.n_head * n_chunks, 2)?;
+        let binds = [(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&stats)), (6, Bind::Act(&partial))];
+        b.dispatch(attention_key("attend", f16), &u, &binds, 7, groups)?;
+        let binds = [(5, Bind::Act(&stats)), (8, Bind::Act(&partial)), (6, Bind::Act(&out))];
+        b.dispatch(attention_key("reduce", f16), &u, &binds, 7, grid(out.len(), WG))?;
     }
     Ok(out)
 }
 
-/// Softmax of each row of `x`, in place (entries at `attention.wgsl`'s MASKED become 0).
-pub fn softmax(b: &mut GpuBackend, x: &mut GpuAct) -> Result<()> {
-    let p = SoftmaxParams { n_rows: x.rows as u32, n_cols: x.cols as u32, ..Default::default() };
-    b.dispatch(simple_key("softmax"), &p, &[(3, Bind::Act(x))], 4, grid(x.rows, 1))
+/// Per-head norms, rotary embedding and `q_scale` of q and k, then k and v stored: one dispatch
+/// (`qk_prep.wgsl`). Returns q (rewritten in place).
+pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &GpuAct, prep: QkPrep<'_, GpuWeight>, p: AttnParams) -> Result<GpuAct> {
+    let n = q.rows;
+    attn_params(kv, n, &p)?;
+    let r = prep.rope;
+    if q.cols != p.n_head * p.head_dim || k.cols != kv.k_dim || v.cols != kv.v_dim || k.rows != n || v.rows != n
+        || kv.k_dim != p.n_head_kv * p.head_dim || kv.v_dim != p.n_head_kv * p.head_dim_v
+        || r.head_dim != p.head_dim || r.n_rot > p.head_dim || r.n_rot % 2 != 0
+    {
+        return Err(shape_err("qk_prep", q.cols, p.n_head * p.head_dim));
+    }
+    for w in [prep.q_norm, prep.k_norm].into_iter().flatten() {
+        if w.f32_len()? != p.head_dim {
+            return Err(shape_err("qk_prep norm", w.f32_len()?, p.head_dim));
+        }
+    }
+    if let Some(f) = prep.freq_factors {
+        if f.f32_len()? < r.n_rot / 2 {
+            return Err(shape_err("rope freq factors", f.f32_len()?, r.n_rot / 2));
+        }
+    }
+    let u = QkPrepParams {
+        n_rows: n as u32,
+        n_head: p.n_head as u32,
+        n_head_kv: p.n_head_kv as u32,
+        head_dim: p.head_dim as u32,
+        head_dim_v: p.head_dim_v as u32,
+        n_rot: r.n_rot as u32,
+        pos0: r.pos0 as u32,
+        // Same f32 expression as the CPU's `rope_table`.
+        theta_scale: r.base.powf(-2.0 / r.n_rot as f32),
+        freq_scale: r.freq_scale,
+        eps: prep.eps,
+        q_scale: prep.q_scale.unwrap_or(1.0),
+        _pad: 0,
+    };
+    let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
+    let mut binds = vec![(0, Bind::Act(&q)), (1, Bind::Act(&k)), (2, Bind::Act(v)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc))];
+    if let Some(w) = prep.q_norm {
+        binds.push((6, Bind::Buf(&w.parts[0].buf)));
+    }
+    if let Some(w) = prep.k_norm {
+        binds.push((7, Bind::Buf(&w.parts[0].buf)));
+    }
+    if let Some(f) = prep.freq_factors {
+        binds.push((8, Bind::Buf(&f.parts[0].buf)));
+    }
+    let key = qk_prep_key(r.neox, prep.freq_factors.is_some(), prep.q_norm.is_some(), prep.k_norm.is_some(), prep.q_scale.is_some());
+    b.dispatch(key, &u, &binds, 5, grid(n * (p.n_head + p.n_head_kv), 1))?;
+    Ok(q)
 }
 
 /// Index and value of the largest element of a one-row `x` into `out` (2 words).

@@ -39,12 +39,12 @@ macro_rules! sources {
             src!("get_rows.wgsl"),
             src!("glu.wgsl"),
             src!("linear.wgsl"),
+            src!("qk_prep.wgsl"),
             src!("quantize_q8.wgsl"),
             src!("rms_norm.wgsl"),
             src!("rope.wgsl"),
             src!("scale.wgsl"),
             src!("softcap.wgsl"),
-            src!("softmax.wgsl"),
             src!("split_cols.wgsl"),
             src!("top_k.wgsl"),
             src!("common/act.wgsl"),
@@ -55,6 +55,7 @@ macro_rules! sources {
             src!("common/k_scale_min.wgsl"),
             src!("common/math.wgsl"),
             src!("common/q8.wgsl"),
+            src!("common/rope.wgsl"),
             $(src!($wgsl),)*
         ];
     };
