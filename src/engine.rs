@@ -179,6 +179,21 @@ impl<B: Backend> Engine<B> {
         self.n_ctx
     }
 
+    /// One forward pass of the first token a prompt starts with (BOS, or token 0), checked for a
+    /// finite best logit, then forgotten: the last step of a GPU's self-check, with the model's
+    /// own weights.
+    pub async fn check_first_token(&mut self) -> Result<()> {
+        let id = self.tokenizer.bos_id().unwrap_or(0);
+        self.reset();
+        let out = self.eval_last(&[id], Readback::Argmax).await;
+        self.reset();
+        match out? {
+            ReadOut::Candidates(c) if c.first().is_some_and(|t| t.1.is_finite()) => Ok(()),
+            ReadOut::Full(l) if l.iter().all(|v| v.is_finite()) => Ok(()),
+            _ => Err(Error::new(ErrorCode::DeviceLost, "the GPU computed non-finite logits for the first token")),
+        }
+    }
+
     /// Forget the KV cache.
     pub fn reset(&mut self) {
         self.cached.clear();

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{GpuBackend, GpuOptions};
+use crate::backend::gpu::{selfcheck, GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendStats, TensorSource};
 use crate::engine::{Engine, GenerateOptions, Generating, Step};
 use crate::error::{Error, ErrorCode, Result};
@@ -135,14 +135,22 @@ const CPU: &str = "CPU backend (WebAssembly SIMD128)";
 const CPU: &str = "CPU backend";
 
 /// Load the model whose header is `gguf` from `src` on the backend `opts.backend` picks.
+///
+/// On the GPU, a self-check runs first (`backend::gpu::selfcheck`: every op variant the model
+/// uses against the CPU reference, remembered per adapter and driver), then one token of the
+/// loaded model must give finite logits. A GPU that fails either runs nothing: `auto` loads on
+/// the CPU and says why; `gpu` fails with DEVICE_LOST and why.
 pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> Result<Loaded> {
     match opts.backend {
         BackendChoice::Cpu => load_cpu(gguf, src, opts, format!("{CPU}, as requested")).await,
         BackendChoice::Gpu => {
             let backend = GpuBackend::new(&opts.gpu).await?;
-            let reason = format!("GPU backend, as requested; adapter: {}", backend.ctx.describe());
-            let engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await?;
-            Ok(Loaded { engine: AnyEngine::Gpu(engine), reason })
+            let adapter = backend.ctx.describe();
+            let engine = load_gpu(backend, gguf, src, opts).await.map_err(|e| match e {
+                GpuLoad::Error(e) => e,
+                GpuLoad::Failed(why) => Error::new(ErrorCode::DeviceLost, format!("the GPU ({adapter}) {why}")),
+            })?;
+            Ok(Loaded { engine: AnyEngine::Gpu(engine.0), reason: format!("GPU backend, as requested; adapter: {adapter}; {}", engine.1) })
         }
         BackendChoice::Auto => {
             let backend = match GpuBackend::new(&opts.gpu).await {
@@ -155,15 +163,57 @@ pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> 
                 let why = format!("{CPU}: the only GPU adapter is a software renderer ({adapter}), slower than the CPU");
                 return load_cpu(gguf, src, opts, why).await;
             }
-            match Engine::load_from(backend, gguf, src, opts.n_ctx).await {
-                Ok(engine) => Ok(Loaded { engine: AnyEngine::Gpu(engine), reason: format!("GPU backend (auto); adapter: {adapter}") }),
-                Err(e) if e.code == ErrorCode::DeviceLost => {
+            match load_gpu(backend, gguf, src, opts).await {
+                Ok((engine, checked)) => Ok(Loaded { engine: AnyEngine::Gpu(engine), reason: format!("GPU backend (auto); adapter: {adapter}; {checked}") }),
+                Err(GpuLoad::Failed(why)) => load_cpu(gguf, src, opts, format!("{CPU}: the GPU ({adapter}) {why}")).await,
+                Err(GpuLoad::Error(e)) if e.code == ErrorCode::DeviceLost => {
                     load_cpu(gguf, src, opts, format!("{CPU}: the model did not load on the GPU ({})", e.message)).await
                 }
-                Err(e) => Err(e),
+                Err(GpuLoad::Error(e)) => Err(e),
             }
         }
     }
+}
+
+enum GpuLoad {
+    /// The GPU computed wrong results: why, as the end of a sentence about it.
+    Failed(String),
+    Error(Error),
+}
+
+/// The self-check, the model's weights, its first token: the engine and what the check said.
+async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S, opts: &LoadOptions) -> std::result::Result<(Engine<GpuBackend>, String), GpuLoad> {
+    let checked = if opts.gpu.skip_self_check {
+        "self-check skipped".to_string()
+    } else {
+        let needs = self_check_needs(gguf).map_err(GpuLoad::Error)?;
+        match selfcheck::check(&mut backend, &needs, opts.gpu.self_check_fault).await {
+            Ok(ms) => format!("self-check passed ({ms:.0} ms)"),
+            Err(why) => return Err(GpuLoad::Failed(format!("failed its self-check: {why}"))),
+        }
+    };
+    let mut engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await.map_err(GpuLoad::Error)?;
+    match engine.check_first_token().await {
+        Ok(()) => Ok((engine, checked)),
+        Err(e) if e.code == ErrorCode::DeviceLost => Err(GpuLoad::Failed(format!("failed on the model's first token: {}", e.message))),
+        Err(e) => Err(GpuLoad::Error(e)),
+    }
+}
+
+/// What the self-check must cover for the model in `gguf`: the formats of its products (every
+/// two-dimensional layer tensor and the output head; the embedding table when it is tied), its
+/// embedding table, its config.
+fn self_check_needs(gguf: &Gguf) -> Result<selfcheck::Needs> {
+    let config = ModelConfig::from_gguf(gguf)?;
+    let embd = gguf.tensor("token_embd.weight").ok_or_else(|| Error::unsupported_model("tensor 'token_embd.weight' is missing"))?;
+    let tied = gguf.tensor("output.weight").is_none();
+    let product_types = gguf
+        .tensors
+        .iter()
+        .filter(|t| t.dims.len() == 2 && (t.name.starts_with("blk.") || t.name == "output.weight" || (tied && t.name == "token_embd.weight")))
+        .map(|t| t.ty)
+        .collect();
+    Ok(selfcheck::Needs { product_types, embedding_type: embd.ty, config, rope_freqs: gguf.tensor("rope_freqs.weight").is_some() })
 }
 
 async fn load_cpu<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, reason: String) -> Result<Loaded> {

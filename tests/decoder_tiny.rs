@@ -85,6 +85,8 @@ fn check_model(name: &str) {
     let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), ..Default::default() };
     match browser_llm::block_on(load(&gguf, &bytes, &opts)) {
         Ok(loaded) => {
+            // The load ran the GPU's self-check for this architecture's ops and formats.
+            assert!(loaded.reason.contains("self-check passed"), "{name}: {}", loaded.reason);
             let AnyEngine::Gpu(mut e) = loaded.engine else { panic!("{name}: backend gpu gave {}", loaded.engine.backend_name()) };
             let r = teacher::run_on(&e.model, &mut e.backend, &prompt, &gen, &steps(&g["steps"]), 64, |_, _| {});
             teacher::check(&format!("{name} (GPU)"), &r, NEAR_TIE, LOGPROB_TOL_TINY_GPU);
@@ -92,6 +94,29 @@ fn check_model(name: &str) {
         Err(e) if std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_some() => panic!("{name}: no GPU, but BROWSER_LLM_REQUIRE_GPU is set: {e}"),
         Err(e) => eprintln!("{name}: GPU part skipped: {e}"),
     }
+}
+
+/// A GPU whose self-check fails runs nothing of the model: `backend: gpu` is a DEVICE_LOST that
+/// names the op that failed (a corrupted GPU result stands in for a wrong driver here).
+#[test]
+fn a_gpu_that_fails_its_self_check_runs_nothing() {
+    let bytes = Arc::new(std::fs::read(out_dir().join("tiny-qwen3.gguf")).unwrap());
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    if browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()).is_err() {
+        assert!(std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set");
+        return;
+    }
+    let gpu = browser_llm::backend::gpu::GpuOptions { self_check_fault: true, ..Default::default() };
+    let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), gpu, ..Default::default() };
+    let err = browser_llm::block_on(load(&gguf, &bytes, &opts)).err().expect("the self-check fails");
+    assert_eq!(err.code, browser_llm::ErrorCode::DeviceLost);
+    assert!(err.message.contains("failed its self-check") && err.message.contains("NMSE"), "{}", err.message);
+    eprintln!("{}", err.message);
+    // Without the fault the same adapter passes (and the verdict is remembered: no second run).
+    let opts = LoadOptions { gpu: Default::default(), ..opts };
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &opts)).unwrap();
+    assert!(loaded.reason.contains("self-check passed"), "{}", loaded.reason);
+    eprintln!("{}", loaded.reason);
 }
 
 /// `backend: auto` takes a hardware GPU, skips a software one (slower than the CPU backend) and

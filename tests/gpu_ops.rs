@@ -9,52 +9,17 @@
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::gpu::{ops, GpuBackend, GpuOptions};
+use browser_llm::backend::gpu::{ops, selfcheck, GpuBackend, GpuOptions};
 use browser_llm::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
 use browser_llm::gguf::TensorInfo;
 use browser_llm::model::{Activation, Arch, ModelConfig, RopeStyle};
 use browser_llm::quant::testing::{dot_error_bound, random_row, Rng};
 use browser_llm::quant::{self, GgmlType};
 
-/// The one tolerance table (NMSE). Why each value:
-/// - exact-math ops (lookup, copies, add, scale, rope, norm, gelu's f16 table) differ from the
-///   CPU only by f32 rounding order and sin/cos/exp ulps: 1e-10 .. 1e-8;
-/// - `linear` vs the f32 product of the dequantized weights: f32 summation order only: 1e-9;
-/// - `linear` vs the CPU op is checked per output against the quantized-dot error budget of
-///   `quant::testing` (the CPU quantizes activations to Q8 as llama.cpp does; the GPU does not);
-/// - except decode of Q8_0 weights, where the GPU quantizes the activation row to Q8 too
-///   (`quantize_q8`) and sums integers as the CPU does: vs the CPU op, f32 rounding of the
-///   per-block scale products and their order only: 1e-10 (vs the exact product: the budget);
-/// - `quantize_q8` vs the CPU's `quantize_acts` (dequantized values): a quant may differ by one
-///   where `x / d` rounds differently in the last bit: 1e-12;
-/// - attention: f16-rounded probabilities can round differently when the two softmax sums
-///   differ in the last bit; past 256 positions the GPU normalizes each chunk's probabilities
-///   before rounding them (measured up to 1.1e-7): 1e-6;
-/// - `add_norm` vs the CPU's add / rms_norm_add then rms_norm: as rms_norm: 1e-10;
-/// - `linear_glu` vs the GPU's two products and `glu`: the same arithmetic: 1e-12.
-const TOL: &[(&str, f64)] = &[
-    ("get_rows", 1e-12),
-    ("rms_norm", 1e-10),
-    ("rms_norm_add", 1e-10),
-    ("add_norm", 1e-10),
-    ("linear_glu", 1e-12),
-    ("rope", 1e-9),
-    ("scale", 1e-14),
-    ("softcap", 1e-10),
-    ("glu_gelu", 1e-8),
-    ("glu_silu", 1e-10),
-    ("add", 1e-14),
-    ("split_cols", 1e-14),
-    ("rows_from", 1e-14),
-    ("linear_f32ref", 1e-9),
-    ("linear_split", 1e-9),
-    ("linear_q8acts", 1e-10),
-    ("quantize_q8", 1e-12),
-    ("attention", 1e-6),
-];
-
+/// The tolerances (NMSE) are the GPU self-check's table (`selfcheck::TOLERANCE`, with why each
+/// value), so the test suite and the check a user's GPU runs agree.
 fn tol(name: &str) -> f64 {
-    TOL.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no tolerance for {name}")).1
+    selfcheck::tolerance(name)
 }
 
 fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {

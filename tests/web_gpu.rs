@@ -143,8 +143,9 @@ async fn webgpu_greedy_decode_through_the_engine() {
     assert_eq!(rc.ids.len(), n);
 }
 
-/// Structured output on WebGPU: SmolLM2's greedy reply under a JSON schema (the mask applied to
-/// logits read back from the GPU) parses, validates, and equals the CPU's on the same page.
+/// The GPU's self-check on WebGPU, then structured output: SmolLM2's greedy reply under a JSON
+/// schema (the mask applied to logits read back from the GPU) parses, validates, and equals the
+/// CPU's on the same page.
 #[wasm_bindgen_test]
 async fn webgpu_structured_output_smollm2() {
     let bytes = fetch_chat_model().await;
@@ -161,8 +162,14 @@ async fn webgpu_structured_output_smollm2() {
         ..Default::default()
     };
     let prompt = "<|im_start|>user\nIs the sky blue? Answer as JSON.<|im_end|>\n<|im_start|>assistant\n";
-    let b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
-    let mut e = Engine::load(b, bytes.clone(), Some(256)).unwrap();
+    // Through the package's load path: the GPU's self-check for SmolLM2's ops and formats runs
+    // first, on SwiftShader.
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    let load_opts = browser_llm::load::LoadOptions { backend: browser_llm::load::BackendChoice::Gpu, n_ctx: Some(256), ..Default::default() };
+    let loaded = browser_llm::load::load(&gguf, &bytes, &load_opts).await.expect("a WebGPU adapter that passes its self-check");
+    console_log!("{}", loaded.reason);
+    assert!(loaded.reason.contains("self-check passed"), "{}", loaded.reason);
+    let browser_llm::load::AnyEngine::Gpu(mut e) = loaded.engine else { panic!("not the GPU: {}", loaded.reason) };
     let r = e.generate(prompt, &opts, &mut |_, _| true).await.unwrap();
     console_log!("WebGPU under a JSON schema: {} ({:?}, {:.2} tok/s)", r.text, r.finish_reason, r.timings.decode_tokens_per_s());
     assert_eq!(r.finish_reason.as_str(), "stop");

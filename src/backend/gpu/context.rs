@@ -37,6 +37,11 @@ pub struct GpuOptions {
     /// Decode matrix-vector products of the formats with an integer dot (Q4_0, Q5_0, Q8_0) with
     /// f32 activations instead of Q8 ones.
     pub no_q8_acts: bool,
+    /// Skip the self-check a model load runs on the GPU first (`selfcheck`).
+    pub skip_self_check: bool,
+    /// Corrupt one result of the self-check (tests of the fallback to the CPU).
+    #[doc(hidden)]
+    pub self_check_fault: bool,
 }
 
 fn gpu_err(msg: impl Into<String>) -> Error {
@@ -136,6 +141,13 @@ impl GpuContext {
     }
 
     /// One line for logs and the CLI: adapter name, backend, device type, f16.
+    /// Adapter, driver and API, as precise as the platform tells: what a self-check verdict is
+    /// remembered under.
+    pub fn identity(&self) -> String {
+        let i = &self.info;
+        format!("{} | {} {} | {:?} {:?} {:x}:{:x} | f16 {}", i.name, i.driver, i.driver_info, i.backend, i.device_type, i.vendor, i.device, self.has_f16())
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}{})",

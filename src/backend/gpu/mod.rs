@@ -38,6 +38,7 @@
 
 pub mod context;
 pub mod ops;
+pub mod selfcheck;
 pub mod shader;
 
 use std::cell::RefCell;
