@@ -12,6 +12,11 @@
 //!
 //! [`Loaded::reason`] says in one sentence which backend runs and why, for `info().backendReason`
 //! and the CLI.
+//!
+//! A GPU device can be lost after the load (the browser resets it, the driver crashes, the tab
+//! goes to the background on some mobiles) or run out of memory: the call in flight fails with
+//! `DEVICE_LOST`, and [`reload_after_loss`] loads the model again from its source (browser
+//! storage in the browser) on a new device, or on the CPU where no GPU can be had.
 
 use std::sync::Arc;
 
@@ -173,6 +178,20 @@ pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> 
             }
         }
     }
+}
+
+/// Load the model again after its GPU engine failed with `lost` (a lost device, the GPU out of
+/// memory): on a new GPU device where one can be had and passes the self-check, as `opts.backend`
+/// allows; else on the CPU, whatever `opts.backend` says, since an app whose engine was running
+/// is better served by a slower one than by none. The reason says it was loaded again and why.
+pub async fn reload_after_loss<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, lost: &Error) -> Result<Loaded> {
+    let loaded = match load(gguf, src, opts).await {
+        Err(e) if e.code == ErrorCode::DeviceLost => {
+            load_cpu(gguf, src, opts, format!("{CPU}: the GPU could not be used again ({})", e.message)).await?
+        }
+        r => r?,
+    };
+    Ok(Loaded { reason: format!("{}; loaded again after the GPU failed: {}", loaded.reason, lost.message), ..loaded })
 }
 
 enum GpuLoad {

@@ -16,9 +16,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::engine::{Engine, GenerateOptions};
+use browser_llm::engine::{Engine, GenerateOptions, Step};
 use browser_llm::gguf::Gguf;
-use browser_llm::load::{load, AnyEngine, BackendChoice, LoadOptions};
+use browser_llm::load::{load, reload_after_loss, AnyEngine, BackendChoice, LoadOptions};
 use browser_llm::model::Model;
 use browser_llm::sampling::SamplingParams;
 use common::teacher::{self, ids, steps};
@@ -117,6 +117,60 @@ fn a_gpu_that_fails_its_self_check_runs_nothing() {
     let loaded = browser_llm::block_on(load(&gguf, &bytes, &opts)).unwrap();
     assert!(loaded.reason.contains("self-check passed"), "{}", loaded.reason);
     eprintln!("{}", loaded.reason);
+}
+
+/// `n` greedy tokens after `prompt`, from a fresh KV cache.
+fn greedy(e: &mut AnyEngine, prompt: &[u32], n: usize) -> browser_llm::Result<Vec<u32>> {
+    e.reset();
+    let opts = GenerateOptions { max_tokens: n, sampling: SamplingParams::greedy(), ignore_eos: true, ..Default::default() };
+    let mut g = e.begin(prompt, &opts)?;
+    let mut out = Vec::new();
+    while let Some(step) = browser_llm::block_on(e.step(&mut g))? {
+        if let Step::Token { id, .. } = step {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// A GPU device lost while the model runs (destroyed here, as a browser or driver may): the call
+/// in flight fails with DEVICE_LOST, and the model loads again from its source on a new device
+/// with the same greedy tokens; where the GPU cannot be used again (its self-check fails here), on
+/// the CPU, saying why.
+#[test]
+fn a_lost_gpu_device_fails_the_call_and_the_model_loads_again() {
+    let bytes = Arc::new(std::fs::read(out_dir().join("tiny-llama.gguf")).unwrap());
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), ..Default::default() };
+    let mut engine = match browser_llm::block_on(load(&gguf, &bytes, &opts)) {
+        Ok(l) => l.engine,
+        Err(e) => {
+            assert!(std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set: {e}");
+            return;
+        }
+    };
+    let prompt = [1u32, 5, 9, 2];
+    let before = greedy(&mut engine, &prompt, 6).unwrap();
+    let AnyEngine::Gpu(e) = &engine else { panic!("backend gpu gave {}", engine.backend_name()) };
+    e.backend.ctx.device.destroy();
+    let lost = greedy(&mut engine, &prompt, 6).unwrap_err();
+    assert_eq!(lost.code, browser_llm::ErrorCode::DeviceLost, "{}", lost.message);
+    eprintln!("after destroy(): {}", lost.message);
+    drop(engine);
+
+    let again = browser_llm::block_on(reload_after_loss(&gguf, &bytes, &opts, &lost)).unwrap();
+    assert!(again.reason.starts_with("GPU backend") && again.reason.contains("loaded again after the GPU failed"), "{}", again.reason);
+    let mut engine = again.engine;
+    assert_eq!(greedy(&mut engine, &prompt, 6).unwrap(), before);
+    drop(engine);
+
+    let no_gpu = LoadOptions { gpu: browser_llm::backend::gpu::GpuOptions { self_check_fault: true, ..Default::default() }, ..opts };
+    let cpu = browser_llm::block_on(reload_after_loss(&gguf, &bytes, &no_gpu, &lost)).unwrap();
+    assert_eq!(cpu.engine.backend_name(), "cpu", "{}", cpu.reason);
+    assert!(cpu.reason.contains("the GPU could not be used again") && cpu.reason.contains("self-check"), "{}", cpu.reason);
+    eprintln!("{}", cpu.reason);
+    let mut engine = cpu.engine;
+    assert_eq!(greedy(&mut engine, &prompt, 6).unwrap().len(), 6);
 }
 
 /// `backend: auto` takes a hardware GPU, skips a software one (slower than the CPU backend) and

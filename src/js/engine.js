@@ -76,7 +76,10 @@ export class Engine {
       }
       return fn();
     });
-    this.#queue = p.catch(() => {});
+    // A GPU engine whose device failed (lost, out of memory) fails the call in flight with
+    // DEVICE_LOST and loads the model again, on a new device or the CPU, before the next call
+    // runs (info().backendReason then says so). When it cannot, later calls fail with why.
+    this.#queue = p.then(() => {}, (e) => (e?.code === "DEVICE_LOST" ? this.#recover() : undefined));
     return p.catch((e) => {
       if (e instanceof WebAssembly.RuntimeError) {
         this.#disposed = true;
@@ -84,6 +87,12 @@ export class Engine {
       }
       throw toBrowserLlmError(e);
     });
+  }
+
+  async #recover() {
+    try {
+      if (!this.#disposed) await this.#wasm.recover();
+    } catch { /* the engine keeps why, for the next call */ }
   }
 
   /**

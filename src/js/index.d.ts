@@ -45,6 +45,10 @@ export interface LoadOptions {
    * "auto" (default): WebGPU on a hardware adapter when the model loads there, else the CPU (a
    * software adapter such as SwiftShader is skipped: the CPU is faster); `info().backendReason` says
    * which and why. "webgpu": WebGPU or a DEVICE_LOST error. "cpu": WebAssembly SIMD128.
+   * On the GPU a self-check runs first (each op the model uses against the CPU); a GPU that fails
+   * it runs nothing. A GPU device lost later (or out of memory) fails the call in flight with
+   * DEVICE_LOST, and the engine loads the model again from its source (browser storage) on a new
+   * device, or on the CPU, before its next call; `info().backendReason` then says so.
    */
   backend?: "auto" | "webgpu" | "cpu";
   /** Tokens of context (prompt + generated); default min(4096, the model's training context). */

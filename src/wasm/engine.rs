@@ -5,6 +5,11 @@
 //! One call at a time per engine: a call that arrives while another is running (possible only
 //! across the `await` of an asynchronous step) fails with `BUSY`; the JS layer queues calls so
 //! users never see that.
+//!
+//! A GPU engine whose device is lost (or runs out of memory) fails the call in flight with
+//! `DEVICE_LOST` and holds no engine until [`WasmEngine::recover`], which the JS layer queues
+//! right after that call: the model loads again from the source it was loaded from (browser
+//! storage, or the caller's bytes) on a new device or the CPU (`load::reload_after_loss`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,20 +26,34 @@ use super::storage::parse_source;
 use crate::chat::{self, ChatMessage, TemplateSource};
 use crate::engine::{Generating, Step, TokenLogprob};
 use crate::error::{Error, ErrorCode, Result};
-use crate::load::{load, AnyEngine};
+use crate::load::{load, reload_after_loss, AnyEngine, LoadOptions};
 
 struct Inner {
     engine: AnyEngine,
     template: TemplateSource,
     info: ModelInfo,
     generating: Option<Generating>,
+    /// What a GPU engine loads again from after its device is lost; `None` on the CPU.
+    reload: Option<Reload>,
+}
+
+struct Reload {
+    bytes: Bytes,
+    options: LoadOptions,
+}
+
+enum Slot {
+    Ready(Inner),
+    /// The GPU failed with this error and the model has not been loaded again yet.
+    Lost { error: Error, template: TemplateSource, reload: Reload },
+    /// Disposed, or the model could not be loaded again after a loss: every call fails with this.
+    Gone(Error),
 }
 
 /// A loaded model. Created by [`WasmEngine::load`].
 #[wasm_bindgen]
 pub struct WasmEngine {
-    /// `None` once disposed.
-    inner: Rc<RefCell<Option<Inner>>>,
+    inner: Rc<RefCell<Slot>>,
 }
 
 #[derive(Serialize)]
@@ -120,8 +139,7 @@ impl WasmEngine {
     /// Run `f` on the engine state, or fail with BUSY / a disposed error.
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T>) -> JsResult<T> {
         let mut guard = self.inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-        let inner = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
-        f(inner).map_err(to_js_error)
+        f(guard.ready().map_err(to_js_error)?).map_err(to_js_error)
     }
 
     async fn load_inner(source: JsValue, options: JsValue) -> Result<WasmEngine> {
@@ -140,8 +158,35 @@ impl WasmEngine {
         src.finish();
         let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
         let info = ModelInfo::new(&gguf, src.size(), &loaded.engine, loaded.reason, template.name());
-        let inner = Inner { engine: loaded.engine, template, info, generating: None };
-        Ok(WasmEngine { inner: Rc::new(RefCell::new(Some(inner))) })
+        // (A GPU engine keeps its source to load again from after a device loss: a handle on
+        // browser storage, or a reference to the caller's bytes, never a copy.)
+        let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then(|| Reload { bytes: src.into_bytes(), options: opts.engine });
+        let inner = Inner { engine: loaded.engine, template, info, generating: None, reload };
+        Ok(WasmEngine { inner: Rc::new(RefCell::new(Slot::Ready(inner))) })
+    }
+}
+
+impl Slot {
+    fn ready(&mut self) -> Result<&mut Inner> {
+        match self {
+            Slot::Ready(i) => Ok(i),
+            Slot::Lost { error, .. } => Err(Error::new(
+                ErrorCode::DeviceLost,
+                format!("{}; the model is being loaded again", error.message),
+            )),
+            Slot::Gone(e) => Err(e.clone()),
+        }
+    }
+
+    /// After a failed call: a GPU engine whose device failed gives up its engine (and its GPU
+    /// memory) at once and waits for `recover`.
+    fn failed(&mut self, e: &Error) {
+        if e.code != ErrorCode::DeviceLost || !matches!(self, Slot::Ready(Inner { reload: Some(_), .. })) {
+            return;
+        }
+        if let Slot::Ready(Inner { template, reload: Some(reload), .. }) = std::mem::replace(self, Slot::Gone(disposed())) {
+            *self = Slot::Lost { error: e.clone(), template, reload };
+        }
     }
 }
 
@@ -224,7 +269,7 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
+            let i = guard.ready().map_err(to_js_error)?;
             let mut g = i.generating.take().ok_or_else(|| to_js_error(Error::invalid_argument("no generation in progress; call begin() first")))?;
             let r = i.engine.step(&mut g).await;
             i.generating = Some(g);
@@ -234,6 +279,7 @@ impl WasmEngine {
                 Err(err) => {
                     // The generation cannot go on; the KV cache holds exactly what ran.
                     i.generating = None;
+                    guard.failed(&err);
                     return Err(to_js_error(err));
                 }
             };
@@ -261,11 +307,17 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.as_mut().ok_or_else(|| to_js_error(disposed()))?;
+            let i = guard.ready().map_err(to_js_error)?;
             if i.generating.is_some() {
                 return Err(to_js_error(busy()));
             }
-            let (v, tokens) = i.engine.embed(&text).await.map_err(to_js_error)?;
+            let (v, tokens) = match i.engine.embed(&text).await {
+                Ok(r) => r,
+                Err(err) => {
+                    guard.failed(&err);
+                    return Err(to_js_error(err));
+                }
+            };
             let out = js_sys::Object::new();
             let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&out, &k.into(), v).map(drop);
             set("embedding", &js_sys::Float32Array::from(v.as_slice()).into())?;
@@ -318,12 +370,53 @@ impl WasmEngine {
         })
     }
 
+    /// After a call failed with DEVICE_LOST: load the model again (`load::reload_after_loss`)
+    /// and resolve to `true`; `false` when nothing was lost. Where the model cannot be loaded
+    /// again, every later call fails with why.
+    pub fn recover(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let (error, template, reload) = match std::mem::replace(&mut *guard, Slot::Gone(disposed())) {
+                Slot::Lost { error, template, reload } => (error, template, reload),
+                other => {
+                    *guard = other;
+                    return Ok(JsValue::FALSE);
+                }
+            };
+            match reload_inner(&error, template, reload).await {
+                Ok(i) => {
+                    *guard = Slot::Ready(i);
+                    Ok(JsValue::TRUE)
+                }
+                Err(e) => {
+                    let e = Error::new(
+                        ErrorCode::DeviceLost,
+                        format!("{}, and the model could not be loaded again ({}): load it again", error.message, e.message),
+                    );
+                    *guard = Slot::Gone(e.clone());
+                    Err(to_js_error(e))
+                }
+            }
+        })
+    }
+
     /// Free the model. Later calls fail.
     pub fn dispose(&self) {
         if let Ok(mut g) = self.inner.try_borrow_mut() {
-            *g = None;
+            *g = Slot::Gone(disposed());
         }
     }
+}
+
+/// The model loaded again after its GPU failed with `lost`, from the source it was loaded from.
+async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) -> Result<Inner> {
+    let src = ModelSource::new(reload.bytes.clone(), None, None);
+    let gguf = src.header().await?;
+    let loaded = reload_after_loss(&gguf, &src, &reload.options, lost).await?;
+    let info = ModelInfo::new(&gguf, src.size(), &loaded.engine, loaded.reason, template.name());
+    let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
+    Ok(Inner { engine: loaded.engine, template, info, generating: None, reload })
 }
 
 /// The `messages` argument of the chat methods.

@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf};
 use crate::storage::{ProgressFn, Reporter, StoredModel};
 
+#[derive(Clone)]
 pub enum Bytes {
     /// A whole GGUF file held by JS.
     Js(Uint8Array),
@@ -36,6 +37,11 @@ impl ModelSource {
             Bytes::Stored(m) => m.size(),
         };
         ModelSource { bytes, size, signal, progress: RefCell::new(Reporter::new(on_progress)) }
+    }
+
+    /// The bytes this source reads, to read them again later.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
     }
 
     pub fn size(&self) -> u64 {

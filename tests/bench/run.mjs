@@ -1,8 +1,11 @@
 // Browser benchmark: browser-llm (the built package in pkg/) against wllama (@wllama/wllama, from
 // this directory's node_modules) on one GGUF model, CPU only, in one headless Chromium run.
 //
-//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--prompt TEXT] [--timeout-min N] [--json FILE]
+//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--gpu] [--prompt TEXT] [--timeout-min N] [--json FILE]
 //
+// --gpu: browser-llm on WebGPU (Chromium with --enable-unsafe-webgpu: the machine's GPU through
+// Vulkan, or SwiftShader without one) against browser-llm on the CPU (1 thread), no wllama
+// (which runs on the CPU only).
 // Defaults: 3 rounds, 64 decode tokens (env BENCH_ROUNDS, BENCH_TOKENS; BROWSER_LLM_MODEL for
 // --model). --schema adds a row: browser-llm on 1 thread with its output under a JSON schema (the
 // constraint's per-token mask), beside the free row. --no-mt skips the 2-thread rows (and so measures browser-llm's single-thread build,
@@ -38,8 +41,9 @@ const timeoutMin = Number(opt("--timeout-min", "20"));
 const jsonOut = opt("--json");
 const tryMt = !args.includes("--no-mt");
 const schema = args.includes("--schema");
+const gpu = args.includes("--gpu");
 if (!model) {
-  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--prompt TEXT] [--timeout-min N] [--json FILE]");
+  console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--gpu] [--prompt TEXT] [--timeout-min N] [--json FILE]");
   process.exit(2);
 }
 if (!(rounds >= 1 && tokens >= 2)) {
@@ -110,6 +114,7 @@ const server = http.createServer((req, res) => {
 const CHROMIUM_ARGS = [
   "--headless=new", "--no-sandbox", "--disable-quic",
   "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ...(gpu ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--enable-unsafe-swiftshader"] : []),
 ];
 
 const median = (xs) => {
@@ -137,7 +142,7 @@ async function main() {
       else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
     });
     page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx), schema: schema ? "1" : "0" });
+    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx), schema: schema ? "1" : "0", gpu: gpu ? "1" : "0" });
     if (prompt) q.set("prompt", prompt);
     await page.goto(`${origin}/index.html?${q}`);
     const res = await done;
@@ -166,7 +171,7 @@ function report(res) {
     const med = (k) => median(e.rounds.map((r) => r[k]));
     const version = e.name === "wllama" ? `wllama ${wllamaVersion}` : `browser-llm ${oursVersion}${e.name.includes("schema") ? " schema" : ""}`;
     return {
-      e, name: `${version}, ${e.threads} thr`, prompt: med("promptTokens"), prefill: med("prefillTokPerS"),
+      e, name: e.name.includes("WebGPU") ? `browser-llm ${oursVersion}, WebGPU` : `${version}, ${e.threads} thr`, prompt: med("promptTokens"), prefill: med("prefillTokPerS"),
       passes: med("decodePasses"), decode: med("decodeTokPerS"), wall: med("wallMs"),
       mem: e.wasmBytes != null ? (e.wasmBytes / 2 ** 20).toFixed(0) : "n/a",
     };
@@ -174,7 +179,7 @@ function report(res) {
   const line = (c) => console.log(`${c[0].padEnd(28)} ${c.slice(1).map((x, i) => String(x).padStart([10, 14, 12, 13, 10, 14][i])).join(" ")}`);
   console.log(`browser: Chromium ${res.browser} headless (crossOriginIsolated=${res.env.crossOriginIsolated}, ${res.env.hardwareConcurrency} cores); ` +
     `model ${modelName}; greedy, EOS ignored; median of ${res.roundsRequested} alternating rounds after a warm-up; ${res.seconds.toFixed(0)} s`);
-  line(["engine (CPU, wasm)", "prompt_tok", "prefill_tok/s", "decode_tok", "decode_tok/s", "wall_ms", "wasm_mem_MiB"]);
+  line([gpu ? "engine" : "engine (CPU, wasm)", "prompt_tok", "prefill_tok/s", "decode_tok", "decode_tok/s", "wall_ms", "wasm_mem_MiB"]);
   for (const r of rows) line([r.name, r.prompt, r.prefill.toFixed(2), r.passes, r.decode.toFixed(2), r.wall.toFixed(0), r.mem]);
   const o = rows.find((r) => r.e.name === "browser-llm" && r.e.threads === 1);
   const o2 = rows.find((r) => r.e.name === "browser-llm" && r.e.threads === 2);
@@ -189,6 +194,9 @@ function report(res) {
   const os1 = rows.find((r) => r.e.name === "browser-llm (JSON schema)");
   ratio(os1, o, "browser-llm 1 thread, under a JSON schema / free");
   ratio(w2, w1, "wllama 2 threads / 1 thread");
+  const g = rows.find((r) => r.e.name.includes("WebGPU"));
+  ratio(g, o, "browser-llm WebGPU / CPU 1 thread");
+  if (g) console.log(`WebGPU: ${g.e.detail}`);
   if (o && w1) console.log(`wall time, 1 thread each: browser-llm / wllama ${(o.wall / w1.wall).toFixed(2)}x (<1 is browser-llm faster)`);
   console.log("decode_tok: forward passes timed after the first token (= tokens - 1)");
   const mems = rows.filter((r) => r.e.name === "browser-llm" && r.e.wasmBytes != null);
@@ -213,7 +221,7 @@ try {
   const res = await main();
   report(res);
   const ran = (name, threads) => res.engines.some((e) => e.name === name && e.threads === threads && e.rounds.length === rounds);
-  if (!ran("browser-llm", 1) || !ran("wllama", 1)) {
+  if (!ran("browser-llm", 1) || !ran(gpu ? "browser-llm (WebGPU)" : "wllama", gpu ? 0 : 1)) {
     console.error("run.mjs: an engine did not run (see above)");
     process.exit(1);
   }

@@ -1,7 +1,8 @@
 // A Vite app that imports the package as a user's app would (from node_modules, installed from
 // the packed tarball) builds, and its pages run in headless Chromium: index.html generates text;
 // adapters.html runs the official `openai` and `ai` packages and the Prompt API (on the page and
-// in a Worker) on the package's one-line adapters, with SmolLM2.
+// in a Worker) on the package's one-line adapters, with SmolLM2; gpu.html loses its WebGPU device
+// (SwiftShader) under a running engine.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -84,6 +85,47 @@ test("the OpenAI SDK, the AI SDK and the Prompt API run on the adapters in Chrom
     assert.equal(r.promptApiWorker.after, "available");
     assert.ok(r.promptApiWorker.progress >= 1 && r.promptApiWorker.lastProgress === 1, JSON.stringify(r.promptApiWorker));
     assert.ok(r.promptApiWorker.reply.length > 0);
+  } finally {
+    await ctx.close();
+    srv.close();
+  }
+});
+
+test("a lost WebGPU device: DEVICE_LOST for the call in flight, then a new device, then the CPU", { skip: !CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+  // (The app was built by the first test.) SmolLM2 on SwiftShader: about 1 token/s on 2 cores.
+  const srv = await startServer(CHAT_MODEL, `${here}vite-app/dist`);
+  const ctx = await launchBrowser();
+  try {
+    const page = await ctx.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${srv.url}gpu.html?model=${encodeURIComponent(srv.modelUrl)}`);
+    await page.waitForFunction(() => document.body.dataset.done, null, { timeout: 600_000 });
+    const out = await page.locator("#out").textContent();
+    assert.equal(await page.getAttribute("body", "data-done"), "ok", out);
+    assert.deepEqual(errors, []);
+    const r = JSON.parse(out);
+    console.log(JSON.stringify(r, (k, v) => (k === "info" ? { backend: v.backend, backendReason: v.backendReason } : v), 1));
+    assert.equal(r.first.info.backend, "gpu");
+    assert.match(r.first.info.backendReason, /self-check passed/);
+    assert.equal(r.first.tokenIds.length, 6);
+    // The call in flight fails with a typed error after the tokens it had streamed.
+    assert.equal(r.lostMidGeneration.code, "DEVICE_LOST", JSON.stringify(r.lostMidGeneration));
+    assert.match(r.lostMidGeneration.message, /lost|readback/);
+    assert.equal(r.lostMidGeneration.tokensBefore, 2);
+    // The engine loaded the model again on a new device, from browser storage (no model request),
+    // and computes the same tokens.
+    assert.equal(r.recovered.info.backend, "gpu");
+    assert.match(r.recovered.info.backendReason, /loaded again after the GPU failed/);
+    assert.equal(r.recovered.devices, r.first.devices + 1);
+    assert.equal(r.recovered.modelRequests, 0);
+    assert.deepEqual(r.recovered.tokenIds, r.first.tokenIds);
+    // Lost again with no device to be had: DEVICE_LOST once, then the CPU, with the same tokens.
+    assert.equal(r.lostBetweenCalls?.code, "DEVICE_LOST", JSON.stringify(r.lostBetweenCalls));
+    assert.equal(r.onCpu.info.backend, "cpu");
+    assert.match(r.onCpu.info.backendReason, /the GPU could not be used again .*loaded again after the GPU failed/);
+    assert.deepEqual(r.onCpu.tokenIds, r.first.tokenIds);
+    assert.ok(r.onCpu.chat.length > 0);
   } finally {
     await ctx.close();
     srv.close();

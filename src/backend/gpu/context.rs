@@ -9,8 +9,9 @@
 //!
 //! WebGPU reports errors of its calls (validation, out of memory) asynchronously, to an error
 //! scope or the device's uncaptured-error handler. The context installs that handler: the first
-//! error is kept, and every later [`GpuContext::check`] (each flush and readback) fails with it,
-//! so no call goes on computing with invalid objects. A validation error is a bug of ours
+//! error is kept (a device loss replaces it: the loss explains it), and every later
+//! [`GpuContext::check`] (each flush and readback) fails with it, so no call goes on computing
+//! with invalid objects. A validation error is a bug of ours
 //! ([`ErrorCode::Internal`]).
 
 use std::sync::{Arc, Mutex};
@@ -103,7 +104,11 @@ impl GpuContext {
         };
         let slot = failed.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            keep(&slot, gpu_err(format!("the GPU device was lost ({reason:?}: {msg})")));
+            // A lost device explains every error reported before the loss was.
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(gpu_err(match msg.trim() {
+                "" => format!("the GPU device was lost ({reason:?})"),
+                m => format!("the GPU device was lost ({reason:?}: {m})"),
+            }));
         });
         let slot = failed.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -121,9 +126,18 @@ impl GpuContext {
     /// The first failure of the device so far, if any: lost, out of memory, or an error WebGPU
     /// reported for one of our calls.
     pub fn check(&self) -> Result<()> {
-        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e.clone()),
+        let first = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match first {
             None => Ok(()),
+            Some(e) if e.code == ErrorCode::DeviceLost => Err(e),
+            Some(e) => {
+                // Natively, calls on a destroyed device fail validation before wgpu reports the
+                // loss (at its next poll, once the queue is empty): let it, so the error says what
+                // happened. (Browsers report no errors for calls on a lost device.)
+                #[cfg(not(target_arch = "wasm32"))]
+                let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+                Err(self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or(e))
+            }
         }
     }
 

@@ -49,7 +49,6 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use wgpu::util::DeviceExt;
 
 use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
@@ -273,12 +272,19 @@ impl GpuBackend {
         Ok(a)
     }
 
+    /// A storage buffer holding `data`. (Written through the queue, not mapped at creation: on a
+    /// lost device mapping panics inside wgpu, while a write is an error the next check reports.)
     fn upload_u32(&mut self, data: &[u32]) -> wgpu::Buffer {
-        self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("ids"),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+            size: (std::mem::size_of_val(data) as u64).max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !data.is_empty() {
+            self.ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+        }
+        buf
     }
 
     fn pipeline(&mut self, key: &ShaderKey) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {

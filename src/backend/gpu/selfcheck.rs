@@ -121,7 +121,9 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
         Ok(()) => Ok(crate::engine::now_ms() - t0),
         Err(e) => Err(e),
     };
-    if !inject_fault {
+    // A device that failed during the check (lost, out of memory) says nothing of its results:
+    // the next device on the same adapter is checked afresh.
+    if !inject_fault && c.gpu.ctx.check().is_ok() {
         VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
     }
     verdict

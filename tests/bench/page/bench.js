@@ -1,5 +1,6 @@
 // The benchmark page: browser-llm (the built package, /pkg/) and wllama (/wllama/esm/) on the
-// same GGUF model bytes, CPU only, in this one page. Each engine runs the same prompt with greedy
+// same GGUF model bytes, CPU only, in this one page. With gpu=1: browser-llm on WebGPU against
+// browser-llm on the CPU (1 thread) instead (wllama runs on the CPU only). Each engine runs the same prompt with greedy
 // decoding and end-of-generation ignored, in alternating rounds (ours 2 threads, ours 1 thread,
 // wllama 1 thread, wllama 2 threads, ours 2 threads, ...), after one untimed warm-up run each. The results go to
 // window.__benchDone(results) (exposed by run.mjs) and to window.__benchResults.
@@ -25,6 +26,7 @@ const TRY_MT = q.get("mt") !== "0";
 // schema=1: one more row, browser-llm on 1 thread with its output under a JSON schema (constrained
 // decoding: the mask over the vocabulary at every token), for the cost of a constraint.
 const SCHEMA = q.get("schema") === "1";
+const GPU = q.get("gpu") === "1";
 const BENCH_SCHEMA = {
   type: "array", minItems: 100, maxItems: 1000, // longer than any benchmark run: no early end
   items: { type: "object", properties: { name: { type: "string", maxLength: 24 }, year: { type: "integer" } }, required: ["name", "year"], additionalProperties: false },
@@ -76,15 +78,20 @@ const quietLogger = { debug() {}, log() {}, warn: (...a) => console.warn(...a), 
 // (relaxed SIMD in Chromium), exactly what an app asking for that many gets. (On the page's main
 // thread the 2-thread prefill gained only 1.25-1.35x over 1 thread here, against about 1.8x in a
 // Worker.)
-function ours(threads, schema = false) {
+function ours(threads, schema = false, backend = "cpu") {
   let engine;
   return {
-    name: schema ? "browser-llm (JSON schema)" : "browser-llm", threads,
+    name: backend === "webgpu" ? "browser-llm (WebGPU)" : schema ? "browser-llm (JSON schema)" : "browser-llm", threads,
     async load(blob) {
-      engine = await WorkerEngine.load(blob, { backend: "cpu", cache: false, contextLength: CTX, threads });
+      engine = await WorkerEngine.load(blob, { backend, cache: false, contextLength: CTX, threads });
       const info = await engine.info();
-      if (info.cpuThreads !== threads) throw new Error(`browser-llm runs ${info.cpuThreads} thread(s), not ${threads} (${info.cpuThreadsReason})`);
-      this.detail = `${info.backend}, ${info.cpuKernels} kernels; ${info.backendReason}`;
+      if (backend === "webgpu") {
+        this.threads = 0;
+        this.detail = info.backendReason;
+      } else {
+        if (info.cpuThreads !== threads) throw new Error(`browser-llm runs ${info.cpuThreads} thread(s), not ${threads} (${info.cpuThreadsReason})`);
+        this.detail = `${info.backend}, ${info.cpuKernels} kernels; ${info.backendReason}`;
+      }
       this.promptTokens = (await engine.tokenize(PROMPT)).length;
     },
     async run(maxTokens) {
@@ -150,12 +157,12 @@ async function main() {
   const blob = await (await fetch(MODEL_URL)).blob();
   log(`model: ${MODEL_URL}, ${blob.size} bytes, fetched in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-  const engines = TRY_MT ? [ours(2), ours(1), wllama(1), wllama(2)] : [ours(1), wllama(1)];
+  const engines = GPU ? [ours(1, false, "webgpu"), ours(1)] : TRY_MT ? [ours(2), ours(1), wllama(1), wllama(2)] : [ours(1), wllama(1)];
   if (SCHEMA) engines.splice(engines.indexOf(engines.find((e) => e.name === "browser-llm" && e.threads === 1)) + 1, 0, ours(1, true));
   const errors = [];
   const live = [];
   for (const e of engines) {
-    const label = `${e.name}, ${e.threads} thread${e.threads > 1 ? "s" : ""}`;
+    const label = e.name.includes("WebGPU") ? e.name : `${e.name}, ${e.threads} thread${e.threads > 1 ? "s" : ""}`;
     e.label = label;
     e.rounds = [];
     try {
