@@ -21,6 +21,8 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod storage;
+#[cfg(target_arch = "wasm32")]
+pub mod timer;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

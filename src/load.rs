@@ -207,7 +207,7 @@ async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S
     } else {
         let needs = self_check_needs(gguf).map_err(GpuLoad::Error)?;
         match selfcheck::check(&mut backend, &needs, opts.gpu.self_check_fault).await {
-            Ok(ms) => format!("self-check passed ({ms:.0} ms)"),
+            Ok(passed) => format!("self-check {passed}"),
             Err(why) => return Err(GpuLoad::Failed(format!("failed its self-check: {why}"))),
         }
     };

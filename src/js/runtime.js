@@ -42,14 +42,21 @@ export function markCrashed(rt, e) {
   return error;
 }
 
+/** Each build's own JS glue (see pkg-scripts/build). */
+const GLUE = { threads: "browser_llm_threads.js", relaxed: "browser_llm_relaxed.js", simd128: "browser_llm.js" };
+
 /**
  * The JS glue of a build. wasm-bindgen's glue keeps its instance in module state, so after a
  * crash a fresh instance needs a fresh copy of the module, imported by a URL of its own (bundlers
  * that rename files cannot follow that URL: the load then fails asking for a page reload).
  */
-async function importGlue(threaded) {
-  if (retired === 0) return threaded ? import("./wasm/browser_llm_threads.js") : import("./wasm/browser_llm.js");
-  const url = new URL(threaded ? "./wasm/browser_llm_threads.js" : "./wasm/browser_llm.js", import.meta.url);
+async function importGlue(build) {
+  if (retired === 0) {
+    // Literal specifiers, so bundlers ship all three.
+    if (build === "threads") return import("./wasm/browser_llm_threads.js");
+    return build === "relaxed" ? import("./wasm/browser_llm_relaxed.js") : import("./wasm/browser_llm.js");
+  }
+  const url = new URL(`./wasm/${GLUE[build]}`, import.meta.url);
   url.searchParams.set("instance", String(retired));
   try {
     return await import(/* @vite-ignore */ /* webpackIgnore: true */ url.href);
@@ -139,14 +146,15 @@ export function loadWasm({ threads } = {}) {
         : "this machine has one core";
       let rt;
       if (wanted > 1 && why === null) {
-        const wasm = await importGlue(true);
+        const wasm = await importGlue("threads");
         const module = await compile(new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url));
         await wasm.default({ module_or_path: module });
         rt = { wasm, threaded: true, threadsReason: null, module, workers: [] };
       } else {
-        const wasm = await importGlue(false);
+        const relaxed = hasRelaxedSimd();
+        const wasm = await importGlue(relaxed ? "relaxed" : "simd128");
         // Two literal URLs, so bundlers (Vite, webpack) ship both files.
-        const url = hasRelaxedSimd()
+        const url = relaxed
           ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
           : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
         await wasm.default({ module_or_path: await compile(url) });

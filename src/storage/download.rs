@@ -23,7 +23,8 @@ use super::reader::{Backing, StoredModel};
 use super::sha::Hasher;
 use super::source::{PartSource, Session};
 use super::store::{write_error, Store};
-use super::web::{self, blob_bytes, now_ms, sleep_ms};
+use super::web::{self, blob_bytes, now_ms};
+use crate::timer::sleep_ms;
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Parsed};
 

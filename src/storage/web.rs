@@ -1,5 +1,5 @@
 //! Small helpers over the JS global scope that work the same on a page and in a Worker:
-//! `fetch`, `setTimeout`, `navigator.storage`, `caches`, JS exception -> [`Error`] mapping, and
+//! `fetch`, `navigator.storage`, `caches`, JS exception -> [`Error`] mapping, and
 //! JS byte arrays <-> `Blob` ([`blob_bytes`], [`blob_of`]), and the Web Locks API ([`with_lock`]).
 //! Nothing here assumes `window`: globals are looked up on `globalThis`.
 
@@ -14,8 +14,6 @@ use crate::error::{Error, ErrorCode, Result};
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
     fn fetch_request(req: &web_sys::Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(cb: &js_sys::Function, ms: i32) -> JsValue;
 }
 
 /// `globalThis[name]`, if defined.
@@ -54,13 +52,6 @@ pub async fn wait(p: Promise, code: ErrorCode, context: &str) -> Result<JsValue>
 pub async fn fetch(req: &web_sys::Request) -> Result<web_sys::Response> {
     let v = wait(fetch_request(req), ErrorCode::Network, &format!("network error fetching {}", req.url())).await?;
     Ok(v.unchecked_into())
-}
-
-pub async fn sleep_ms(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, ms);
-    });
-    let _ = JsFuture::from(p).await;
 }
 
 /// Map a thrown JS value to an [`Error`]. `QuotaExceededError` and `AbortError` keep their meaning

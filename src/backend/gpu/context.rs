@@ -49,6 +49,21 @@ fn gpu_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::DeviceLost, msg)
 }
 
+/// An error's text in one line, without the `JsValue(...)` wrapping wgpu gives browser errors.
+fn plain(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let text = text.strip_prefix("JsValue(").map_or(text.as_str(), |t| t.strip_suffix(')').unwrap_or(t));
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn adapter_name(info: &wgpu::AdapterInfo) -> &str {
+    if info.name.is_empty() {
+        "an unnamed adapter"
+    } else {
+        &info.name
+    }
+}
+
 impl GpuContext {
     pub async fn new(opts: &GpuOptions) -> Result<GpuContext> {
         #[cfg(target_arch = "wasm32")]
@@ -72,7 +87,7 @@ impl GpuContext {
                 apply_limit_buckets: false,
             })
             .await
-            .map_err(|e| gpu_err(format!("no GPU adapter found: {e}")))?;
+            .map_err(|e| gpu_err(format!("no GPU adapter found: {}", plain(e))))?;
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         if let Some(cap) = opts.max_binding_bytes {
@@ -96,7 +111,7 @@ impl GpuContext {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| gpu_err(format!("the GPU device request failed on {}: {e}", info.name)))?;
+            .map_err(|e| gpu_err(format!("the GPU device request failed on {}: {}", adapter_name(&info), plain(e))))?;
         let failed: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
         let keep = |slot: &Arc<Mutex<Option<Error>>>, e: Error| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,7 +180,7 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}{})",
-            if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name },
+            adapter_name(&self.info),
             self.info.backend,
             self.info.device_type,
             if self.has_f16() { ", shader-f16" } else { "" }

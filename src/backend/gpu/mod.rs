@@ -35,6 +35,13 @@
 //! # Readback
 //! [`GpuBackend::read_async`] copies to a mappable buffer, submits and awaits `map_async`:
 //! natively the future is completed by polling the device, in the browser by WebGPU's callback.
+//!
+//! # Trust and failure
+//! [`selfcheck`] compares every op variant a model uses with the CPU backend before the model
+//! loads (`crate::load` runs it). A lost device, the GPU out of memory or an error WebGPU reports
+//! later fails the next flush or readback with a typed error ([`context`]); nothing here panics on
+//! a lost device (no buffers mapped at creation), and `crate::load::reload_after_loss` loads the
+//! model again.
 
 pub mod context;
 pub mod ops;
@@ -396,7 +403,19 @@ impl GpuBackend {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::new(ErrorCode::DeviceLost, format!("waiting for the GPU failed: {e}")))?;
-        fut.await.map_err(|e| Error::new(ErrorCode::DeviceLost, format!("GPU readback failed: {e}")))?;
+        if let Err(e) = fut.await {
+            // A device that is lost fails its readbacks before (browsers) the loss is reported:
+            // wait a little for the report, so the error says what happened.
+            #[cfg(target_arch = "wasm32")]
+            for _ in 0..20 {
+                if self.ctx.check().is_err() {
+                    break;
+                }
+                crate::timer::sleep_ms(5).await;
+            }
+            self.ctx.check()?;
+            return Err(Error::new(ErrorCode::DeviceLost, format!("GPU readback failed: {e}")));
+        }
         self.ctx.check()?;
         let data = staging
             .slice(..)

@@ -105,14 +105,17 @@ impl Needs {
 /// Verdicts so far: (adapter and driver, model shape) -> Ok(milliseconds) or the failure.
 static VERDICTS: Mutex<Option<HashMap<(String, String), std::result::Result<f64, String>>>> = Mutex::new(None);
 
-/// Run the self-check for `needs` on `gpu` (or recall its verdict): Ok(milliseconds it took), or
-/// the first op that failed and by how much. `inject_fault` corrupts one GPU result (tests of
-/// the fallback path).
-pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> std::result::Result<f64, String> {
+/// Run the self-check for `needs` on `gpu` (or recall its verdict): Ok(what passed, e.g. "passed
+/// (12 ms)"), or the first op that failed and by how much. `inject_fault` corrupts one GPU result
+/// (tests of the fallback path).
+pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> std::result::Result<String, String> {
     let key = (gpu.ctx.identity(), needs.key());
     if !inject_fault {
         if let Some(v) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
-            return v.clone();
+            return match v {
+                Ok(ms) => Ok(format!("passed on this adapter before ({ms:.0} ms)")),
+                Err(why) => Err(why.clone()),
+            };
         }
     }
     let t0 = crate::engine::now_ms();
@@ -126,7 +129,7 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
     if !inject_fault && c.gpu.ctx.check().is_ok() {
         VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
     }
-    verdict
+    verdict.map(|ms| format!("passed ({ms:.0} ms)"))
 }
 
 struct Checker<'a> {

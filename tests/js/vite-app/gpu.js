@@ -49,6 +49,10 @@ try {
   r.onCpu = { tokenIds: (await engine.generate(prompt, greedy)).tokenIds, info: await engine.info() };
   const chat = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
   r.onCpu.chat = chat.choices[0].message.content;
+  // What an engine loaded on the CPU from the start computes (the GPU's tokens may differ from
+  // the CPU's at a near-tie).
+  const cpu = await Engine.load(model, { backend: "cpu", contextLength: 256 });
+  r.cpuEngine = { tokenIds: (await cpu.generate(prompt, greedy)).tokenIds };
   out.textContent = JSON.stringify(r);
   document.body.dataset.done = "ok";
 } catch (e) {
