@@ -26,7 +26,8 @@ use super::storage::parse_source;
 use crate::chat::{self, ChatMessage, TemplateSource};
 use crate::engine::{Generating, Step, TokenLogprob};
 use crate::error::{Error, ErrorCode, Result};
-use crate::load::{load, reload_after_loss, AnyEngine, LoadOptions};
+use crate::gguf::Gguf;
+use crate::load::{load, reload_after_loss, AnyEngine, LoadOptions, Loaded};
 
 struct Inner {
     engine: AnyEngine,
@@ -157,12 +158,20 @@ impl WasmEngine {
         let loaded = load(&gguf, &src, &opts.engine).await?;
         src.finish();
         let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
-        let info = ModelInfo::new(&gguf, src.size(), &loaded.engine, loaded.reason, template.name());
-        // (A GPU engine keeps its source to load again from after a device loss: a handle on
-        // browser storage, or a reference to the caller's bytes, never a copy.)
-        let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then(|| Reload { bytes: src.into_bytes(), options: opts.engine });
-        let inner = Inner { engine: loaded.engine, template, info, generating: None, reload };
+        let size = src.size();
+        let inner = Inner::new(&gguf, size, loaded, template, Reload { bytes: src.into_bytes(), options: opts.engine });
         Ok(WasmEngine { inner: Rc::new(RefCell::new(Slot::Ready(inner))) })
+    }
+}
+
+impl Inner {
+    /// The engine `loaded` from `gguf`. A GPU engine keeps `reload` to load again from after a
+    /// device loss (a handle on browser storage, or a reference to the caller's bytes, never a
+    /// copy); a CPU engine drops it.
+    fn new(gguf: &Gguf, file_size: u64, loaded: Loaded, template: TemplateSource, reload: Reload) -> Inner {
+        let info = ModelInfo::new(gguf, file_size, &loaded.engine, loaded.reason, template.name());
+        let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
+        Inner { engine: loaded.engine, template, info, generating: None, reload }
     }
 }
 
@@ -414,9 +423,7 @@ async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) ->
     let src = ModelSource::new(reload.bytes.clone(), None, None);
     let gguf = src.header().await?;
     let loaded = reload_after_loss(&gguf, &src, &reload.options, lost).await?;
-    let info = ModelInfo::new(&gguf, src.size(), &loaded.engine, loaded.reason, template.name());
-    let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
-    Ok(Inner { engine: loaded.engine, template, info, generating: None, reload })
+    Ok(Inner::new(&gguf, src.size(), loaded, template, reload))
 }
 
 /// The `messages` argument of the chat methods.

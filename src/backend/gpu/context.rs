@@ -169,7 +169,6 @@ impl GpuContext {
             || ["swiftshader", "llvmpipe", "lavapipe", "software"].iter().any(|s| text.contains(s))
     }
 
-    /// One line for logs and the CLI: adapter name, backend, device type, f16.
     /// Adapter, driver and API, as precise as the platform tells: what a self-check verdict is
     /// remembered under.
     pub fn identity(&self) -> String {
@@ -177,6 +176,7 @@ impl GpuContext {
         format!("{} | {} {} | {:?} {:?} {:x}:{:x} | f16 {}", i.name, i.driver, i.driver_info, i.backend, i.device_type, i.vendor, i.device, self.has_f16())
     }
 
+    /// One line for logs and the CLI: adapter name, backend, device type, f16.
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}{})",

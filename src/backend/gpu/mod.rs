@@ -56,7 +56,6 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-
 use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
