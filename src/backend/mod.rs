@@ -130,6 +130,12 @@ pub struct RopeParams {
     pub neox: bool,
 }
 
+/// `base^(-2/n_rot)`, the ratio between successive RoPE angles, as one f32 expression that every
+/// backend computes the same way (the GPU's uniform and the CPU's `rope_table`).
+pub fn rope_theta_scale(base: f32, n_rot: usize) -> f32 {
+    base.powf(-2.0 / n_rot as f32)
+}
+
 /// What [`Backend::attn_prep`] does to q and k before they are attended / stored.
 #[derive(Clone, Copy)]
 pub struct QkPrep<'a, W> {

@@ -21,7 +21,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 /// f32 multiplication as ggml does (`ggml_rope_cache_init`).
 pub fn rope_table(pos: usize, n_rot: usize, base: f32, freq_scale: f32, freq_factors: Option<&[f32]>, out: &mut Vec<(f32, f32)>) {
     out.clear();
-    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let theta_scale = crate::backend::rope_theta_scale(base, n_rot);
     let mut theta = pos as f32;
     for i in 0..n_rot / 2 {
         let ff = freq_factors.map_or(1.0, |f| f[i]);

@@ -475,8 +475,7 @@ pub fn rope(b: &mut GpuBackend, x: &mut GpuAct, p: crate::backend::RopeParams, f
         head_dim: p.head_dim as u32,
         n_rot: p.n_rot as u32,
         pos0: p.pos0 as u32,
-        // Same f32 expression as the CPU's `rope_table`.
-        theta_scale: p.base.powf(-2.0 / p.n_rot as f32),
+        theta_scale: crate::backend::rope_theta_scale(p.base, p.n_rot),
         freq_scale: p.freq_scale,
         _pad: 0,
     };
@@ -628,8 +627,7 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
         head_dim_v: p.head_dim_v as u32,
         n_rot: r.n_rot as u32,
         pos0: r.pos0 as u32,
-        // Same f32 expression as the CPU's `rope_table`.
-        theta_scale: r.base.powf(-2.0 / r.n_rot as f32),
+        theta_scale: crate::backend::rope_theta_scale(r.base, r.n_rot),
         freq_scale: r.freq_scale,
         eps: prep.eps,
         q_scale: prep.q_scale.unwrap_or(1.0),
