@@ -1,7 +1,16 @@
 // linear: out[t, row_off + r] = sum_k w[r, k] * x[t, k] (+ bias[row_off + r]).
 // Matrix-vector (decode) and matrix-matrix (TILE8, prefill: each decoded weight value is used
-// for 8 tokens). One invocation per weight row: the fastest layout on the
-// software GPUs we test on; weights are raw GGUF blocks decoded by `dq4` (common/dequant.wgsl).
+// for 8 tokens); weights are raw GGUF blocks decoded by `dq4` (common/dequant.wgsl).
+// Two layouts of the decode product (GpuLayout in context.rs):
+// - per row (default): one invocation per weight row, walking it whole: the fastest layout on
+//   the CPU-emulated GPUs (lavapipe, SwiftShader), where an invocation is a lane of a CPU thread;
+// - COOP (hardware GPUs): ROWS rows per workgroup of WG invocations, LANES = WG / ROWS lanes per
+//   row; lane l takes the row's groups of 4 elements l, l + LANES, ... (XQ8: the format's block
+//   parts, `dot_q8_part`), so the lanes of a row read consecutive words (coalesced) and a
+//   640-row product launches 20,480 invocations instead of 640. The lanes' sums add up per row
+//   by `subgroupAdd` (SUBGROUPS: the host enables it only where no subgroup is wider than
+//   LANES, so a subgroup never spans two rows) or a tree in workgroup memory. Dead rows of the
+//   last workgroup keep a `live` flag instead of returning, so every barrier stays uniform.
 // A weight larger than one storage binding is split by rows; one dispatch per part.
 // With GLU (decode only): the weight holds a gated FFN's gate rows then its up rows (n_rows
 // each), and out[r] = act(gate_r . x) * (up_r . x) (common/act.wgsl): the FFN's first half in
@@ -56,9 +65,13 @@ fn xv(i: u32) -> vec4<f32> {
 #include "common/act.wgsl"
 #endif
 
+#ifndef COOP
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
+#ifdef TRACE
+    trace_begin(wid.x + wid.y, lid.x);
+#endif
     let r = wid.x * WG + lid.x;
 #ifdef TILE8
     let t0 = wid.y * 8u;
@@ -131,6 +144,107 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 #endif
 }
+#else
+const LANES: u32 = WG / ROWS;
+// Each lane's partial sums (.x: the product, or GLU's gate; .y: GLU's up), then the per-row
+// (SUBGROUPS: per-subgroup) totals.
+var<workgroup> red: array<vec2<f32>, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32
+#ifdef SUBGROUPS
+        , @builtin(subgroup_size) sg: u32
+#endif
+        ) {
+    let wg = flat_wg(wid, nwg);
+#ifdef TRACE
+    trace_begin(wg, lid);
+#endif
+    let r = wg * ROWS + lid / LANES;
+    let lane = lid % LANES;
+    let live = r < p.n_rows;
+    let rowb = r * p.row_bytes;
+#ifdef GLU
+    let upb = rowb + p.n_rows * p.row_bytes;
+#endif
+    var acc = vec2<f32>(0.0);
+    // Loop bounds are uniform (from Params) so the barriers below are too; each lane skips
+    // the units past its row's end.
+#ifdef XQ8
+    let n_units = p.k / XQ8_BS * XQ8_PARTS;
+    for (var i = 0u; i < n_units; i += LANES) {
+        let u = i + lane;
+        if (live && u < n_units) {
+            let bi = u / XQ8_PARTS;
+            let j = u % XQ8_PARTS;
+            acc.x += dot_q8_part(rowb + bi * XQ8_TS, bi * 9u, j);
+#ifdef GLU
+            acc.y += dot_q8_part(upb + bi * XQ8_TS, bi * 9u, j);
+#endif
+        }
+    }
+#else
+    let n4 = p.k / 4u;
+    for (var i = 0u; i < n4; i += LANES) {
+        let g = i + lane;
+        if (live && g < n4) {
+            let xg = xv(4u * g);
+            acc.x += dot(dq4(rowb, 4u * g), xg);
+#ifdef GLU
+            acc.y += dot(dq4(upb, 4u * g), xg);
+#endif
+        }
+    }
+#ifndef X_VEC4
+    // k % 4 != 0 (float formats only): the last elements, one per lane.
+    let e = n4 * 4u + lane;
+    if (live && e < p.k) {
+        acc.x += dq1(rowb, e) * x[e];
+#ifdef GLU
+        acc.y += dq1(upb, e) * x[e];
+#endif
+    }
+#endif
+#endif
+#ifdef SUBGROUPS
+    // Subgroups hold consecutive invocations and none is wider than a row's LANES: each
+    // subgroup's total is one piece of a row, written by its first lane.
+    let part = subgroupAdd(acc);
+    if (lid % sg == 0u) {
+        red[lid / sg] = part;
+    }
+    workgroupBarrier();
+    if (live && lane == 0u) {
+        let per = LANES / sg;
+        var tot = vec2<f32>(0.0);
+        for (var s = 0u; s < per; s++) {
+            tot += red[lid / sg + s];
+        }
+        coop_store(r, tot);
+    }
+#else
+    red[lid] = acc;
+    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (lane < s) {
+            red[lid] += red[lid + s];
+        }
+    }
+    if (live && lane == 0u) {
+        coop_store(r, red[lid]);
+    }
+#endif
+}
+
+fn coop_store(r: u32, tot: vec2<f32>) {
+#ifdef GLU
+    store(0u, r, act(tot.x) * tot.y);
+#else
+    store(0u, r, tot.x);
+#endif
+}
+#endif
 
 // Decode: the dot product of the weight row at byte `rowb` with token t's activations.
 fn row_dot(rowb: u32, t: u32) -> f32 {

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{selfcheck, GpuBackend, GpuOptions};
+use crate::backend::gpu::{selfcheck, DispatchRecord, GpuBackend, GpuLayout, GpuOptions};
 use crate::backend::{Backend, BackendStats, TensorSource};
 use crate::engine::{Engine, GenerateOptions, Generating, Step};
 use crate::error::{Error, ErrorCode, Result};
@@ -109,6 +109,14 @@ impl AnyEngine {
     }
     pub fn stats(&self) -> BackendStats {
         with_engine!(self, e => e.backend.stats())
+    }
+    /// The GPU backend's kernel layout, whether it uses subgroups, and the dispatches of its last
+    /// submit (for a decoded token, the whole token: the launch audit); `None` on the CPU.
+    pub fn gpu_audit(&self) -> Option<(GpuLayout, bool, Vec<DispatchRecord>)> {
+        match self {
+            AnyEngine::Cpu(_) => None,
+            AnyEngine::Gpu(e) => Some((e.backend.ctx.layout, e.backend.ctx.subgroups, e.backend.last_submit().to_vec())),
+        }
     }
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         with_engine!(self, e => e.tokenize(text))

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::gpu::{ops, selfcheck, GpuBackend, GpuOptions};
+use browser_llm::backend::gpu::{ops, selfcheck, GpuBackend, GpuLayout, GpuOptions};
 use browser_llm::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
 use browser_llm::gguf::TensorInfo;
 use browser_llm::model::{Activation, Arch, ModelConfig, RopeStyle};
@@ -90,7 +90,10 @@ struct Pair {
 
 impl Pair {
     fn new() -> Option<Pair> {
-        Some(Pair { cpu: CpuBackend::with_threads(1), gpu: gpu()? })
+        Self::with(&GpuOptions::default())
+    }
+    fn with(opts: &GpuOptions) -> Option<Pair> {
+        Some(Pair { cpu: CpuBackend::with_threads(1), gpu: gpu_with(opts)? })
     }
     fn weights(&mut self, t: &(TensorInfo, TensorBytes)) -> (<CpuBackend as Backend>::Weight, <GpuBackend as Backend>::Weight) {
         (self.cpu.weight(&t.0, t.1.clone()).unwrap(), self.gpu.weight(&t.0, t.1.clone()).unwrap())
@@ -102,6 +105,19 @@ impl Pair {
     }
 }
 
+/// The decode products' kernel layouts to test: per row (software), cooperative (hardware) with
+/// subgroups where the adapter has them, and cooperative without. Each test of a product runs
+/// in all of them on the same adapter.
+fn layouts() -> Vec<GpuOptions> {
+    let hw = |no_subgroups| GpuOptions { layout: Some(GpuLayout::Hardware), no_subgroups, ..Default::default() };
+    vec![GpuOptions { layout: Some(GpuLayout::Software), ..Default::default() }, hw(false), hw(true)]
+}
+
+/// `what` with the layout in it, for messages.
+fn in_layout(p: &Pair, what: &str) -> String {
+    format!("{what} [{} layout{}]", p.gpu.ctx.layout.name(), if p.gpu.ctx.subgroups { ", subgroups" } else { "" })
+}
+
 /// Every weight type of the format table (`GgmlType::ALL`), the real model's first.
 fn types() -> Vec<GgmlType> {
     let first = [GgmlType::F32, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
@@ -110,65 +126,67 @@ fn types() -> Vec<GgmlType> {
 
 #[test]
 fn linear_every_type_awkward_shapes() {
-    let Some(mut p) = Pair::new() else { return };
-    let mut rng = Rng::new(7);
-    for ty in types() {
-        let bs = ty.block_size();
-        let float = bs == 1;
-        // (weight rows, columns, tokens): one row; rows not a multiple of the workgroup (64);
-        // token counts around the prefill tile (8).
-        let shapes: Vec<(usize, usize, usize)> = if float {
-            vec![(1, 7, 1), (67, 13, 1), (130, 64, 5), (65, 33, 9)]
-        } else {
-            vec![(1, bs, 1), (67, 3 * bs, 1), (130, 2 * bs, 5), (65, bs, 9)]
-        };
-        for (rows, cols, toks) in shapes {
-            let t = random_weight(ty, rows, cols, &mut rng);
-            let (cw, gw) = p.weights(&t);
-            let x = rng.acts(toks * cols, 1.0);
-            let (cx, gx) = p.acts(&x, toks, cols);
-            let want = p.cpu.linear(&cx, &cw, None).unwrap();
-            let gy = p.gpu.linear(&gx, &gw, None).unwrap();
-            let got = browser_llm::block_on(p.gpu.read(&gy)).unwrap();
-            let what = format!("linear {ty} {rows}x{cols} x {toks} tokens");
-            // Against the exact f32 product of the dequantized weights.
-            let mut wf = vec![0f32; rows * cols];
-            for r in 0..rows {
-                let rb = ty.row_bytes(cols).unwrap();
-                quant::dequantize_row(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &mut wf[r * cols..(r + 1) * cols]).unwrap();
-            }
-            let exact: Vec<f32> = (0..toks)
-                .flat_map(|tk| {
-                    let (x, wf) = (&x, &wf);
-                    (0..rows).map(move |r| (0..cols).map(|c| wf[r * cols + c] as f64 * x[tk * cols + c] as f64).sum::<f64>() as f32)
-                })
-                .collect();
-            // Decode of Q8_0 quantizes the activations on the GPU as the CPU does (XQ8).
-            let q8 = toks == 1 && cols % 32 == 0 && browser_llm::backend::gpu::ops::has_dot_q8(ty);
-            if q8 {
-                check(&what, "linear_q8acts", &got, &want.data);
-                let rb = ty.row_bytes(cols).unwrap();
+    for opts in layouts() {
+        let Some(mut p) = Pair::with(&opts) else { return };
+        let mut rng = Rng::new(7);
+        for ty in types() {
+            let bs = ty.block_size();
+            let float = bs == 1;
+            // (weight rows, columns, tokens): one row; rows not a multiple of the workgroup (64);
+            // token counts around the prefill tile (8).
+            let shapes: Vec<(usize, usize, usize)> = if float {
+                vec![(1, 7, 1), (67, 13, 1), (130, 64, 5), (65, 33, 9)]
+            } else {
+                vec![(1, bs, 1), (67, 3 * bs, 1), (130, 2 * bs, 5), (65, bs, 9)]
+            };
+            for (rows, cols, toks) in shapes {
+                let t = random_weight(ty, rows, cols, &mut rng);
+                let (cw, gw) = p.weights(&t);
+                let x = rng.acts(toks * cols, 1.0);
+                let (cx, gx) = p.acts(&x, toks, cols);
+                let want = p.cpu.linear(&cx, &cw, None).unwrap();
+                let gy = p.gpu.linear(&gx, &gw, None).unwrap();
+                let got = browser_llm::block_on(p.gpu.read(&gy)).unwrap();
+                let what = in_layout(&p, &format!("linear {ty} {rows}x{cols} x {toks} tokens"));
+                // Against the exact f32 product of the dequantized weights.
+                let mut wf = vec![0f32; rows * cols];
                 for r in 0..rows {
-                    let bound = dot_error_bound(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &wf[r * cols..(r + 1) * cols], &x);
-                    let (g, e) = (got[r] as f64, exact[r] as f64);
-                    assert!((g - e).abs() <= bound + 1e-6 * e.abs(), "{what}: row {r}: gpu {g} exact {e} (budget {bound:.3e})");
+                    let rb = ty.row_bytes(cols).unwrap();
+                    quant::dequantize_row(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &mut wf[r * cols..(r + 1) * cols]).unwrap();
                 }
-                continue;
-            }
-            check(&what, "linear_f32ref", &got, &exact);
-            // Against the CPU op: it quantizes activations (Q8_0 / Q8_K, as llama.cpp), the GPU
-            // does not, so each output may differ by the format's activation error budget
-            // (`quant::testing::dot_error_bound`, the quantized-dot row of the tolerance table).
-            let rb = ty.row_bytes(cols).unwrap();
-            for tk in 0..toks {
-                for r in 0..rows {
-                    let bound = dot_error_bound(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &wf[r * cols..(r + 1) * cols], &x[tk * cols..(tk + 1) * cols]);
-                    let (g, c) = (got[tk * rows + r] as f64, want.data[tk * rows + r] as f64);
-                    assert!((g - c).abs() <= bound + 1e-6 * c.abs(), "{what}: token {tk} row {r}: gpu {g} cpu {c} (budget {bound:.3e})");
+                let exact: Vec<f32> = (0..toks)
+                    .flat_map(|tk| {
+                        let (x, wf) = (&x, &wf);
+                        (0..rows).map(move |r| (0..cols).map(|c| wf[r * cols + c] as f64 * x[tk * cols + c] as f64).sum::<f64>() as f32)
+                    })
+                    .collect();
+                // Decode of Q8_0 quantizes the activations on the GPU as the CPU does (XQ8).
+                let q8 = toks == 1 && cols % 32 == 0 && browser_llm::backend::gpu::ops::has_dot_q8(ty);
+                if q8 {
+                    check(&what, "linear_q8acts", &got, &want.data);
+                    let rb = ty.row_bytes(cols).unwrap();
+                    for r in 0..rows {
+                        let bound = dot_error_bound(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &wf[r * cols..(r + 1) * cols], &x);
+                        let (g, e) = (got[r] as f64, exact[r] as f64);
+                        assert!((g - e).abs() <= bound + 1e-6 * e.abs(), "{what}: row {r}: gpu {g} exact {e} (budget {bound:.3e})");
+                    }
+                    continue;
                 }
+                check(&what, "linear_f32ref", &got, &exact);
+                // Against the CPU op: it quantizes activations (Q8_0 / Q8_K, as llama.cpp), the GPU
+                // does not, so each output may differ by the format's activation error budget
+                // (`quant::testing::dot_error_bound`, the quantized-dot row of the tolerance table).
+                let rb = ty.row_bytes(cols).unwrap();
+                for tk in 0..toks {
+                    for r in 0..rows {
+                        let bound = dot_error_bound(ty, &t.1.as_slice()[r * rb..(r + 1) * rb], &wf[r * cols..(r + 1) * cols], &x[tk * cols..(tk + 1) * cols]);
+                        let (g, c) = (got[tk * rows + r] as f64, want.data[tk * rows + r] as f64);
+                        assert!((g - c).abs() <= bound + 1e-6 * c.abs(), "{what}: token {tk} row {r}: gpu {g} cpu {c} (budget {bound:.3e})");
+                    }
+                }
+                let e = nmse(&got, &want.data);
+                eprintln!("{what}: NMSE vs CPU {e:.2e}");
             }
-            let e = nmse(&got, &want.data);
-            eprintln!("{what}: NMSE vs CPU {e:.2e}");
         }
     }
 }
@@ -212,8 +230,13 @@ fn quantize_q8_matches_the_cpu_quantize_acts() {
 #[test]
 fn linear_with_bias_and_weights_split_by_rows() {
     // A 16 KiB binding cap splits a 1000-row Q8_0 weight (68 bytes a row) into 5 buffers.
-    let Some(capped) = gpu_with(&GpuOptions { max_binding_bytes: Some(16 << 10), ..Default::default() }) else { return };
-    let mut p = Pair { cpu: CpuBackend::with_threads(1), gpu: capped };
+    for opts in layouts() {
+        let Some(capped) = gpu_with(&GpuOptions { max_binding_bytes: Some(16 << 10), ..opts.clone() }) else { return };
+        linear_split_by_rows_case(Pair { cpu: CpuBackend::with_threads(1), gpu: capped }, &opts);
+    }
+}
+
+fn linear_split_by_rows_case(mut p: Pair, opts: &GpuOptions) {
     let mut rng = Rng::new(11);
     let t = random_weight(GgmlType::Q8_0, 1000, 64, &mut rng);
     let (cw, gw) = p.weights(&t);
@@ -223,7 +246,7 @@ fn linear_with_bias_and_weights_split_by_rows() {
     let x = rng.acts(3 * 64, 1.0);
     let (_, gx) = p.acts(&x, 3, 64);
     // Against the unsplit product on the same GPU (no binding cap).
-    let mut whole = gpu().unwrap();
+    let mut whole = gpu_with(opts).unwrap();
     let (ww, wb) = (whole.weight(&t.0, t.1.clone()).unwrap(), whole.weight(&bias.0, bias.1.clone()).unwrap());
     let wx = whole.upload_act(&x, 3, 64).unwrap();
     let want = whole.linear(&wx, &ww, Some(&wb)).unwrap();
@@ -263,24 +286,26 @@ fn linear_with_bias_and_weights_split_by_rows() {
 fn decode_products_of_one_activation_share_its_q8_blocks() {
     // q, k and v (or gate and up) multiply the same activation: it is quantized once, and again
     // only after something could have changed it (here an in-place scale).
-    let Some(mut p) = Pair::new() else { return };
-    let mut rng = Rng::new(23);
-    let (wa, wb) = (random_weight(GgmlType::Q5_0, 70, 96, &mut rng), random_weight(GgmlType::Q8_0, 33, 96, &mut rng));
-    let ((ca, ga), (cb, gb)) = (p.weights(&wa), p.weights(&wb));
-    let x = rng.acts(96, 1.0);
-    let (mut cx, mut gx) = p.acts(&x, 1, 96);
-    let d0 = p.gpu.stats().dispatches;
-    let ya = p.gpu.linear(&gx, &ga, None).unwrap();
-    let yb = p.gpu.linear(&gx, &gb, None).unwrap();
-    assert_eq!(p.gpu.stats().dispatches - d0, 3, "one quantize_q8 and two products");
-    check("shared q8: first", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&ya)).unwrap(), &p.cpu.linear(&cx, &ca, None).unwrap().data);
-    check("shared q8: second", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
-    p.gpu.scale(&mut gx, -3.0).unwrap();
-    p.cpu.scale(&mut cx, -3.0).unwrap();
-    let d1 = p.gpu.stats().dispatches;
-    let yb = p.gpu.linear(&gx, &gb, None).unwrap();
-    assert_eq!(p.gpu.stats().dispatches - d1, 2, "quantized again after the in-place scale");
-    check("q8 after scale", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+    for opts in layouts() {
+        let Some(mut p) = Pair::with(&opts) else { return };
+        let mut rng = Rng::new(23);
+        let (wa, wb) = (random_weight(GgmlType::Q5_0, 70, 96, &mut rng), random_weight(GgmlType::Q8_0, 33, 96, &mut rng));
+        let ((ca, ga), (cb, gb)) = (p.weights(&wa), p.weights(&wb));
+        let x = rng.acts(96, 1.0);
+        let (mut cx, mut gx) = p.acts(&x, 1, 96);
+        let d0 = p.gpu.stats().dispatches;
+        let ya = p.gpu.linear(&gx, &ga, None).unwrap();
+        let yb = p.gpu.linear(&gx, &gb, None).unwrap();
+        assert_eq!(p.gpu.stats().dispatches - d0, 3, "one quantize_q8 and two products");
+        check("shared q8: first", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&ya)).unwrap(), &p.cpu.linear(&cx, &ca, None).unwrap().data);
+        check("shared q8: second", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+        p.gpu.scale(&mut gx, -3.0).unwrap();
+        p.cpu.scale(&mut cx, -3.0).unwrap();
+        let d1 = p.gpu.stats().dispatches;
+        let yb = p.gpu.linear(&gx, &gb, None).unwrap();
+        assert_eq!(p.gpu.stats().dispatches - d1, 2, "quantized again after the in-place scale");
+        check("q8 after scale", "linear_q8acts", &browser_llm::block_on(p.gpu.read(&yb)).unwrap(), &p.cpu.linear(&cx, &cb, None).unwrap().data);
+    }
 }
 
 #[test]
@@ -328,67 +353,71 @@ fn add_norm_ends_a_block_in_one_dispatch() {
 fn gate_and_up_as_one_weight_with_the_glu_in_one_dispatch() {
     // concat_rows joins gate and up on the device; a decode row's linear_glu is one dispatch and
     // equals the CPU's two products and GLU; a batch takes the composed path with the same result.
-    let Some(mut p) = Pair::new() else { return };
-    let mut rng = Rng::new(31);
-    for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F32] {
-        let k = 256;
-        let (gate, up) = (random_weight(ty, 72, k, &mut rng), random_weight(ty, 72, k, &mut rng));
-        let ((cg, gg), (cu, gu)) = (p.weights(&gate), p.weights(&up));
-        let joined = p.gpu.concat_rows(&[&gg, &gu]).unwrap().expect("same format and width: joined");
-        assert_eq!((joined.n_rows, joined.parts.len()), (144, 1));
-        for rows in [1, 3] {
-            let x = rng.acts(rows * k, 1.0);
-            let (cx, gx) = p.acts(&x, rows, k);
-            for gelu in [false, true] {
-                let d0 = p.gpu.stats().dispatches;
-                let got = p.gpu.linear_glu(&gx, &joined, 72, gelu).unwrap();
-                if rows == 1 {
-                    assert!(p.gpu.stats().dispatches - d0 <= 2, "one product (and a quantize_q8)");
-                }
-                let got = browser_llm::block_on(p.gpu.read(&got)).unwrap();
-                // The same products, apart, then the GLU kernel: the same arithmetic.
-                let (a, b) = (p.gpu.linear(&gx, &gg, None).unwrap(), p.gpu.linear(&gx, &gu, None).unwrap());
-                let apart = p.gpu.glu(&a, &b, gelu).unwrap();
-                check(&format!("linear_glu {ty} {rows} gelu {gelu}"), "linear_glu", &got, &browser_llm::block_on(p.gpu.read(&apart)).unwrap());
-                if rows == 1 && ops::has_dot_q8(ty) {
-                    // Q8 activations on both sides: the CPU's result too.
-                    let (a, b) = (p.cpu.linear(&cx, &cg, None).unwrap(), p.cpu.linear(&cx, &cu, None).unwrap());
-                    let want = p.cpu.glu(&a, &b, gelu).unwrap();
-                    check(&format!("linear_glu {ty} vs cpu gelu {gelu}"), "linear_q8acts", &got, &want.data);
+    for opts in layouts() {
+        let Some(mut p) = Pair::with(&opts) else { return };
+        let mut rng = Rng::new(31);
+        for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F32] {
+            let k = 256;
+            let (gate, up) = (random_weight(ty, 72, k, &mut rng), random_weight(ty, 72, k, &mut rng));
+            let ((cg, gg), (cu, gu)) = (p.weights(&gate), p.weights(&up));
+            let joined = p.gpu.concat_rows(&[&gg, &gu]).unwrap().expect("same format and width: joined");
+            assert_eq!((joined.n_rows, joined.parts.len()), (144, 1));
+            for rows in [1, 3] {
+                let x = rng.acts(rows * k, 1.0);
+                let (cx, gx) = p.acts(&x, rows, k);
+                for gelu in [false, true] {
+                    let d0 = p.gpu.stats().dispatches;
+                    let got = p.gpu.linear_glu(&gx, &joined, 72, gelu).unwrap();
+                    if rows == 1 {
+                        assert!(p.gpu.stats().dispatches - d0 <= 2, "one product (and a quantize_q8)");
+                    }
+                    let got = browser_llm::block_on(p.gpu.read(&got)).unwrap();
+                    // The same products, apart, then the GLU kernel: the same arithmetic.
+                    let (a, b) = (p.gpu.linear(&gx, &gg, None).unwrap(), p.gpu.linear(&gx, &gu, None).unwrap());
+                    let apart = p.gpu.glu(&a, &b, gelu).unwrap();
+                    check(&in_layout(&p, &format!("linear_glu {ty} {rows} gelu {gelu}")), "linear_glu", &got, &browser_llm::block_on(p.gpu.read(&apart)).unwrap());
+                    if rows == 1 && ops::has_dot_q8(ty) {
+                        // Q8 activations on both sides: the CPU's result too.
+                        let (a, b) = (p.cpu.linear(&cx, &cg, None).unwrap(), p.cpu.linear(&cx, &cu, None).unwrap());
+                        let want = p.cpu.glu(&a, &b, gelu).unwrap();
+                        check(&format!("linear_glu {ty} vs cpu gelu {gelu}"), "linear_q8acts", &got, &want.data);
+                    }
                 }
             }
         }
+        // Different formats or widths stay apart.
+        let (a, b) = (random_weight(GgmlType::Q5_0, 8, 64, &mut rng), random_weight(GgmlType::Q8_0, 8, 64, &mut rng));
+        let ((_, ga), (_, gb)) = (p.weights(&a), p.weights(&b));
+        assert!(p.gpu.concat_rows(&[&ga, &gb]).unwrap().is_none());
     }
-    // Different formats or widths stay apart.
-    let (a, b) = (random_weight(GgmlType::Q5_0, 8, 64, &mut rng), random_weight(GgmlType::Q8_0, 8, 64, &mut rng));
-    let ((_, ga), (_, gb)) = (p.weights(&a), p.weights(&b));
-    assert!(p.gpu.concat_rows(&[&ga, &gb]).unwrap().is_none());
 }
 
 #[test]
 fn q_k_and_v_as_one_weight_in_one_dispatch() {
     // concat_rows joins q, k and v (or q and k); linear_split writes each one's outputs to its
     // own buffer, equal to the three products apart (decode, Q8 or not, and prefill).
-    let Some(mut p) = Pair::new() else { return };
-    let mut rng = Rng::new(41);
-    for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16] {
-        let k = 256;
-        let widths = [128, 64, 64];
-        let ws: Vec<_> = widths.iter().map(|&n| random_weight(ty, n, k, &mut rng)).collect();
-        let gws: Vec<_> = ws.iter().map(|w| p.weights(w).1).collect();
-        for n_out in [2, 3] {
-            let refs: Vec<_> = gws[..n_out].iter().collect();
-            let joined = p.gpu.concat_rows(&refs).unwrap().expect("same format and width: joined");
-            for rows in [1, 5] {
-                let (_, gx) = p.acts(&rng.acts(rows * k, 1.0), rows, k);
-                let d0 = p.gpu.stats().dispatches;
-                let got = p.gpu.linear_split(&gx, &joined, &widths[..n_out]).unwrap();
-                assert!(p.gpu.stats().dispatches - d0 <= 2, "one product (and a quantize_q8)");
-                for (i, g) in got.iter().enumerate() {
-                    assert_eq!((g.rows, g.cols), (rows, widths[i]));
-                    let apart = p.gpu.linear(&gx, &gws[i], None).unwrap();
-                    let what = format!("linear_split {ty} {n_out} outputs, {rows} rows, output {i}");
-                    check(&what, "linear_split", &browser_llm::block_on(p.gpu.read(g)).unwrap(), &browser_llm::block_on(p.gpu.read(&apart)).unwrap());
+    for opts in layouts() {
+        let Some(mut p) = Pair::with(&opts) else { return };
+        let mut rng = Rng::new(41);
+        for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16] {
+            let k = 256;
+            let widths = [128, 64, 64];
+            let ws: Vec<_> = widths.iter().map(|&n| random_weight(ty, n, k, &mut rng)).collect();
+            let gws: Vec<_> = ws.iter().map(|w| p.weights(w).1).collect();
+            for n_out in [2, 3] {
+                let refs: Vec<_> = gws[..n_out].iter().collect();
+                let joined = p.gpu.concat_rows(&refs).unwrap().expect("same format and width: joined");
+                for rows in [1, 5] {
+                    let (_, gx) = p.acts(&rng.acts(rows * k, 1.0), rows, k);
+                    let d0 = p.gpu.stats().dispatches;
+                    let got = p.gpu.linear_split(&gx, &joined, &widths[..n_out]).unwrap();
+                    assert!(p.gpu.stats().dispatches - d0 <= 2, "one product (and a quantize_q8)");
+                    for (i, g) in got.iter().enumerate() {
+                        assert_eq!((g.rows, g.cols), (rows, widths[i]));
+                        let apart = p.gpu.linear(&gx, &gws[i], None).unwrap();
+                        let what = in_layout(&p, &format!("linear_split {ty} {n_out} outputs, {rows} rows, output {i}"));
+                        check(&what, "linear_split", &browser_llm::block_on(p.gpu.read(g)).unwrap(), &browser_llm::block_on(p.gpu.read(&apart)).unwrap());
+                    }
                 }
             }
         }
@@ -669,3 +698,45 @@ fn m3_device_argmax_reports_nan_and_inf() {
         assert!(got.iter().all(|c| !c.1.is_finite()), "all NaN top-k: {got:?}");
     }
 }
+
+/// The coalescing check: with TRACE (`shaders/common/bytes.wgsl`) a decode product records the
+/// word each of the first 32 lanes of workgroup 0 reads in its first weight loads. In the
+/// hardware layout the first load of those 32 lanes (one instruction) falls in at most 8 sectors
+/// of 32 bytes (F32 rows: 16, 16 bytes a lane); in the per-row layout the same lanes read 32
+/// different rows, one sector each or more.
+#[test]
+fn hardware_layout_reads_weights_coalesced() {
+    const LOADS: usize = 16;
+    for layout in [GpuLayout::Software, GpuLayout::Hardware] {
+        let Some(mut g) = gpu_with(&GpuOptions { layout: Some(layout), ..Default::default() }) else { return };
+        let mut rng = Rng::new(53);
+        for ty in types() {
+            let (rows, cols) = (64, 1024);
+            let t = random_weight(ty, rows, cols, &mut rng);
+            let w = g.weight(&t.0, t.1.clone()).unwrap();
+            let x = g.upload_act(&rng.acts(cols, 1.0), 1, cols).unwrap();
+            let trace = g.upload_act(&vec![f32::from_bits(u32::MAX); 32 * LOADS], 32, LOADS).unwrap();
+            g.set_trace(Some(trace));
+            g.linear(&x, &w, None).unwrap();
+            let words = browser_llm::block_on(g.read_trace()).unwrap();
+            let sectors = |load: usize| {
+                let mut s: Vec<u32> = (0..32).map(|lane| words[lane * LOADS + load]).filter(|&w| w != u32::MAX).map(|w| w * 4 / 32).collect();
+                s.sort_unstable();
+                s.dedup();
+                s.len()
+            };
+            let first = sectors(0);
+            let all: std::collections::BTreeSet<u32> = words.iter().filter(|&&w| w != u32::MAX).map(|w| w * 4 / 32).collect();
+            eprintln!("{ty} [{}]: first load of 32 lanes in {first} sectors; their first {LOADS} loads in {}", layout.name(), all.len());
+            assert!(words[0] != u32::MAX, "{ty}: lane 0 recorded no load");
+            match layout {
+                GpuLayout::Hardware => {
+                    let limit = if ty == GgmlType::F32 { 16 } else { 8 };
+                    assert!(first <= limit, "{ty}: the hardware layout's first load touches {first} sectors (limit {limit})");
+                }
+                GpuLayout::Software => assert!(first >= 32, "{ty}: per-row lanes read 32 rows, one sector each at least: {first}"),
+            }
+        }
+    }
+}
+

@@ -1,24 +1,50 @@
 // Byte-addressed little-endian reads from raw GGUF bytes bound as `wq: array<u32>`.
 // GGUF blocks are not 4-byte aligned (Q8_0 is 34 bytes, Q6_K 210), so every quant helper reads
-// through these. `b` is a byte offset into the bound buffer.
+// through these. `b` is a byte offset into the bound buffer. Every weight word is loaded by
+// `wq_at`; with TRACE (tests only) the first TRACE_LOADS loads of the first 32 invocations of
+// workgroup 0 record their word index in `trace` ([32, TRACE_LOADS], u32::MAX where none), so a
+// test can count the memory sectors one load of 32 lanes touches (coalescing).
+
+#ifdef TRACE
+@group(0) @binding(15) var<storage, read_write> trace: array<u32>;
+const TRACE_LOADS: u32 = 16u;
+var<private> trace_lane: u32 = 0xffffffffu;
+var<private> trace_n: u32 = 0u;
+fn trace_begin(wg: u32, lid: u32) {
+    if (wg == 0u && lid < 32u) {
+        trace_lane = lid;
+    }
+}
+fn wq_at(i: u32) -> u32 {
+    if (trace_lane < 32u && trace_n < TRACE_LOADS) {
+        trace[trace_lane * TRACE_LOADS + trace_n] = i;
+        trace_n++;
+    }
+    return wq[i];
+}
+#else
+fn wq_at(i: u32) -> u32 {
+    return wq[i];
+}
+#endif
 
 fn ld_u8(b: u32) -> u32 {
-    return (wq[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+    return (wq_at(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
 }
 
 // `b` must be even (every f16 / u16 field of a ggml block is).
 fn ld_u16(b: u32) -> u32 {
-    return (wq[b >> 2u] >> ((b & 2u) * 8u)) & 0xffffu;
+    return (wq_at(b >> 2u) >> ((b & 2u) * 8u)) & 0xffffu;
 }
 
 // Any alignment: the 4 bytes at b..b+3, possibly straddling two words.
 fn ld_u32(b: u32) -> u32 {
     let s = (b & 3u) * 8u;
-    let lo = wq[b >> 2u];
+    let lo = wq_at(b >> 2u);
     if (s == 0u) {
         return lo;
     }
-    return (lo >> s) | (wq[(b >> 2u) + 1u] << (32u - s));
+    return (lo >> s) | (wq_at((b >> 2u) + 1u) << (32u - s));
 }
 
 fn ld_f16(b: u32) -> f32 {

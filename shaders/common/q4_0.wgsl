@@ -23,6 +23,18 @@ fn dot_q8(blk: u32, xb: u32) -> f32 {
     }
     return f32(s - 8i * sx) * ld_f16(blk) * bitcast<f32>(xq[xb]);
 }
+
+// Part j (of XQ8_PARTS) of one block for the cooperative layout: qs word j, whose low nibbles
+// are elements 4j..4j+3 and high nibbles 16+4j..16+4j+3.
+fn dot_q8_part(blk: u32, xb: u32, j: u32) -> f32 {
+    let q = ld_u32(blk + 2u + 4u * j);
+    let xl = xq[xb + 1u + j];
+    let xh = xq[xb + 5u + j];
+    let s = dot4I8Packed(q & 0x0f0f0f0fu, xl) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xh);
+    let sx = dot4I8Packed(0x01010101u, xl) + dot4I8Packed(0x01010101u, xh);
+    return f32(s - 8i * sx) * (ld_f16(blk) * bitcast<f32>(xq[xb]));
+}
 const XQ8_BS: u32 = 32u;
 const XQ8_TS: u32 = 18u;
+const XQ8_PARTS: u32 = 4u;
 #endif

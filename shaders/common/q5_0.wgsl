@@ -51,6 +51,21 @@ fn dot_q8(blk: u32, xb: u32) -> f32 {
     }
     return (ld_f16(blk) * bitcast<f32>(xq[xb])) * f32(s - 16i * sx);
 }
+
+// Part j (of XQ8_PARTS) of one block for the cooperative layout: qs word j with its 5th bits,
+// elements 4j..4j+3 (low nibbles) and 16+4j..16+4j+3 (high nibbles).
+fn dot_q8_part(blk: u32, xb: u32, j: u32) -> f32 {
+    let qh = ld_u32(blk + 2u);
+    let q = ld_u32(blk + 6u + 4u * j);
+    let lo = (q & 0x0f0f0f0fu) | q5_hbits(qh >> (4u * j));
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | q5_hbits(qh >> (16u + 4u * j));
+    let xl = xq[xb + 1u + j];
+    let xh = xq[xb + 5u + j];
+    let s = dot4I8Packed(lo, xl) + dot4I8Packed(hi, xh);
+    let sx = dot4I8Packed(0x01010101u, xl) + dot4I8Packed(0x01010101u, xh);
+    return (ld_f16(blk) * bitcast<f32>(xq[xb])) * f32(s - 16i * sx);
+}
 const XQ8_BS: u32 = 32u;
 const XQ8_TS: u32 = 22u;
+const XQ8_PARTS: u32 = 4u;
 #endif

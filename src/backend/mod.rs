@@ -282,4 +282,10 @@ pub trait Backend {
 pub struct BackendStats {
     pub dispatches: u64,
     pub submits: u64,
+    /// Compute passes encoded (GPU: one per submit unless a copy comes between dispatches).
+    pub compute_passes: u64,
+    /// GPU objects created: buffers, bind groups, pipelines (none per token in steady state).
+    pub buffers_created: u64,
+    pub bind_groups_created: u64,
+    pub pipelines_created: u64,
 }

@@ -7,11 +7,10 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { Engine, createRouter } from "browser-llm";
 import { NEAR_TIE } from "./golden.mjs";
+import { freePort, startLlamaServer } from "./llama-server.mjs";
 
 const SERVER = process.env.LLAMA_SERVER;
 const CHAT_MODEL = process.env.BROWSER_LLM_CHAT_MODEL;
@@ -21,45 +20,6 @@ if (!CHAT_MODEL) throw new Error("set BROWSER_LLM_CHAT_MODEL to SmolLM2's path (
 const LOCAL_CONTEXT = 512;
 let server;
 let local;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** llama-server on 127.0.0.1 with `model`; resolves once /health answers. */
-async function startLlamaServer(model) {
-  const port = await freePort();
-  const template = fileURLToPath(new URL("fixtures/chatml-tools.jinja", import.meta.url));
-  const args = [
-    "-m", model, "--host", "127.0.0.1", "--port", String(port), "-c", "2048", "-np", "1", "-t", "2",
-    "--jinja", "--chat-template-file", template, "--slots", "--no-webui",
-  ];
-  const proc = spawn(SERVER, args, { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  proc.stderr.on("data", (d) => { log = (log + d).slice(-20_000); });
-  const origin = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (proc.exitCode != null) throw new Error(`llama-server exited (${proc.exitCode}):\n${log}`);
-    if (i > 1200) throw new Error(`llama-server did not become healthy in 2 minutes:\n${log}`);
-    const ok = await fetch(`${origin}/health`).then((r) => r.ok, () => false);
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    origin,
-    remote: { baseURL: `${origin}/v1`, apiKey: "test-key", model: "smollm2" },
-    /** Whether the server's one slot is generating. */
-    busy: async () => (await (await fetch(`${origin}/slots`)).json()).some((s) => s.is_processing),
-    close: () => proc.kill(),
-  };
-}
 
 /** Drain a router stream: content, tool call deltas merged per index, the finish and the routes seen. */
 async function drain(stream, { abortAfter, ctl } = {}) {
@@ -103,7 +63,8 @@ const shot = (city) => [
 const askWeather = [...shot("Rome"), ...shot("Berlin"), { role: "user", content: "What is the weather in Paris?" }];
 
 before(async () => {
-  server = await startLlamaServer(CHAT_MODEL);
+  const template = fileURLToPath(new URL("fixtures/chatml-tools.jinja", import.meta.url));
+  server = await startLlamaServer(SERVER, CHAT_MODEL, { template });
   local = await Engine.load(CHAT_MODEL, { backend: "cpu", contextLength: LOCAL_CONTEXT });
 });
 

@@ -2,8 +2,11 @@
 //! features, and device-loss tracking.
 //!
 //! Natively wgpu runs on Vulkan (Mesa lavapipe in tests); on wasm32 on the browser's WebGPU.
-//! `shader-f16` and `timestamp-query` are requested when the adapter has them and never
-//! required. Every failure (no WebGPU, no adapter, a refused device, a lost device, the GPU out
+//! `shader-f16`, `timestamp-query` and (natively) `subgroups` are requested when the adapter
+//! has them and never required.
+//!
+//! The kernel layout ([`GpuLayout`]) is chosen here, per adapter: CPU-emulated adapters get the
+//! per-row decode products they run fastest, hardware GPUs the cooperative (coalesced) ones. Every failure (no WebGPU, no adapter, a refused device, a lost device, the GPU out
 //! of memory) is an [`ErrorCode::DeviceLost`] error whose message says what happened, so a
 //! caller in `backend: "auto"` can fall back to the CPU backend and show why.
 //!
@@ -18,12 +21,48 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorCode, Result};
 
+/// How the decode matrix-vector products map onto invocations (`shaders/linear.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuLayout {
+    /// One invocation per weight row: the fastest layout on CPU-emulated adapters (lavapipe,
+    /// SwiftShader), where an invocation is a SIMD lane of a CPU thread and a long sequential
+    /// walk through one row is what a CPU's caches and prefetchers serve best.
+    Software,
+    /// Cooperative: a workgroup of `ops::COOP_WG` invocations owns `ops::COOP_ROWS` rows, and
+    /// the `ops::COOP_LANES` lanes of a row read consecutive words of it (coalesced loads, tens
+    /// of thousands of invocations in flight), summed per row by subgroup operations where the
+    /// device has them, else in workgroup memory. What real GPUs need to reach their bandwidth.
+    Hardware,
+}
+
+impl GpuLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuLayout::Software => "software",
+            GpuLayout::Hardware => "hardware",
+        }
+    }
+    /// `"software"` or `"hardware"`.
+    pub fn parse(s: &str) -> Result<GpuLayout> {
+        match s {
+            "software" => Ok(GpuLayout::Software),
+            "hardware" => Ok(GpuLayout::Hardware),
+            _ => Err(Error::invalid_argument(format!("gpu layout must be software or hardware; got {s:?}"))),
+        }
+    }
+}
+
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub info: wgpu::AdapterInfo,
+    /// The kernel layout of the decode products (by adapter, or [`GpuOptions::layout`]).
+    pub layout: GpuLayout,
+    /// Subgroup operations are enabled and no subgroup is wider than `ops::COOP_LANES`, so one
+    /// never spans two rows of a cooperative product (`SUBGROUPS` in `linear.wgsl`).
+    pub subgroups: bool,
     /// The first failure: set by the device-lost callback or the uncaptured-error handler.
     failed: Arc<Mutex<Option<Error>>>,
 }
@@ -38,6 +77,11 @@ pub struct GpuOptions {
     /// Decode matrix-vector products of the formats with an integer dot (Q4_0, Q5_0, Q8_0) with
     /// f32 activations instead of Q8 ones.
     pub no_q8_acts: bool,
+    /// Force the kernel layout (tests and benchmarks: e.g. the hardware layout on a software
+    /// GPU, to test it without a GPU); `None`: by the adapter ([`GpuContext::is_software`]).
+    pub layout: Option<GpuLayout>,
+    /// Do not use subgroup operations even where the device has them (tests of the fallback).
+    pub no_subgroups: bool,
     /// Skip the self-check a model load runs on the GPU first (`selfcheck`).
     pub skip_self_check: bool,
     /// Corrupt one result of the self-check (tests of the fallback to the CPU).
@@ -101,6 +145,15 @@ impl GpuContext {
         if have.contains(wgpu::Features::TIMESTAMP_QUERY) {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        // Natively only: WGSL in browsers needs `enable subgroups;`, which wgpu's shader
+        // front end does not take yet, so the web build never asks for them.
+        let subgroups = cfg!(not(target_arch = "wasm32"))
+            && !opts.no_subgroups
+            && have.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_max_size <= crate::backend::gpu::ops::COOP_LANES;
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("browser-llm"),
@@ -135,7 +188,8 @@ impl GpuContext {
                 wgpu::Error::Internal { description, .. } => gpu_err(format!("the GPU failed: {description}")),
             });
         }));
-        Ok(GpuContext { device, queue, limits, features, info, failed })
+        let layout = opts.layout.unwrap_or(if is_software(&info) { GpuLayout::Software } else { GpuLayout::Hardware });
+        Ok(GpuContext { device, queue, limits, features, info, layout, subgroups, failed })
     }
 
     /// The first failure of the device so far, if any: lost, out of memory, or an error WebGPU
@@ -163,29 +217,36 @@ impl GpuContext {
     /// A CPU implementation of WebGPU/Vulkan (SwiftShader, lavapipe/llvmpipe): correct, but
     /// slower than the CPU backend, so `backend: "auto"` does not pick it.
     pub fn is_software(&self) -> bool {
-        let i = &self.info;
-        let text = format!("{} {} {}", i.name, i.driver, i.driver_info).to_lowercase();
-        i.device_type == wgpu::DeviceType::Cpu
-            || ["swiftshader", "llvmpipe", "lavapipe", "software"].iter().any(|s| text.contains(s))
+        is_software(&self.info)
     }
 
-    /// Adapter, driver and API, as precise as the platform tells: what a self-check verdict is
-    /// remembered under.
+    /// Adapter, driver and API, as precise as the platform tells, and the kernels chosen for it
+    /// (f16, subgroups, layout): what a self-check verdict is remembered under.
     pub fn identity(&self) -> String {
         let i = &self.info;
-        format!("{} | {} {} | {:?} {:?} {:x}:{:x} | f16 {}", i.name, i.driver, i.driver_info, i.backend, i.device_type, i.vendor, i.device, self.has_f16())
+        format!(
+            "{} | {} {} | {:?} {:?} {:x}:{:x} | f16 {} | subgroups {} | {}",
+            i.name, i.driver, i.driver_info, i.backend, i.device_type, i.vendor, i.device, self.has_f16(), self.subgroups, self.layout.name()
+        )
     }
 
-    /// One line for logs and the CLI: adapter name, backend, device type, f16.
+    /// One line for logs and the CLI: adapter name, backend, device type, f16, subgroups, layout.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}{})",
+            "{} ({:?}, {:?}{}{}, {} layout)",
             adapter_name(&self.info),
             self.info.backend,
             self.info.device_type,
-            if self.has_f16() { ", shader-f16" } else { "" }
+            if self.has_f16() { ", shader-f16" } else { "" },
+            if self.subgroups { ", subgroups" } else { "" },
+            self.layout.name()
         )
     }
+}
+
+fn is_software(i: &wgpu::AdapterInfo) -> bool {
+    let text = format!("{} {} {}", i.name, i.driver, i.driver_info).to_lowercase();
+    i.device_type == wgpu::DeviceType::Cpu || ["swiftshader", "llvmpipe", "lavapipe", "software"].iter().any(|s| text.contains(s))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

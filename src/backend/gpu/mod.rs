@@ -27,10 +27,18 @@
 //! products and the attention scores in one.
 //!
 //! # Recording and submission
-//! Ops record compute passes into one open command encoder; uniform parameters go into a
-//! host-side arena written to one uniform buffer just before the submit. Nothing is submitted
-//! until a readback (or an explicit [`GpuBackend::flush`]), so one decoded token is one submit.
-//! [`GpuBackend::stats`] counts dispatches and submits.
+//! Ops record dispatches (pipeline, bind group, workgroups) into a list that becomes one compute
+//! pass when a copy or the submit comes (WebGPU orders the dispatches of a pass and makes each
+//! one's writes visible to the next); uniform parameters go into a host-side arena written to
+//! one uniform buffer just before the submit. Nothing is submitted until a readback (or an
+//! explicit [`GpuBackend::flush`]), so one decoded token is one submit and one compute pass.
+//!
+//! Nothing is created per token in steady state: pipelines are cached by [`ShaderKey`] (the
+//! self-check compiles the model's at load); bind groups are cached by pipeline and bound
+//! buffers (a token's activations come from the pool in the same order every token, and its
+//! uniform slots are at the same offsets); readback staging and token-id buffers are pooled.
+//! [`GpuBackend::stats`] counts dispatches, submits, compute passes and every creation, and
+//! [`GpuBackend::last_submit`] lists the dispatches of the last submit (the launch audit).
 //!
 //! # Readback
 //! [`GpuBackend::read_async`] copies to a mappable buffer, submits and awaits `map_async`:
@@ -61,7 +69,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
 use crate::quant::GgmlType;
-pub use context::{GpuContext, GpuOptions};
+pub use context::{GpuContext, GpuLayout, GpuOptions};
 use shader::ShaderKey;
 
 /// One row range of a weight, in its own buffer.
@@ -140,6 +148,33 @@ pub struct GpuKv {
     n_ctx: usize,
 }
 
+/// One recorded dispatch, for the launch audit ([`GpuBackend::last_submit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchRecord {
+    /// The shader (`shaders/<op>.wgsl`) and entry point.
+    pub op: &'static str,
+    pub entry: &'static str,
+    pub workgroups: [u32; 3],
+    /// Workgroups times the workgroup size.
+    pub invocations: u64,
+    /// Weight rows streamed (weight-streaming ops), else 0.
+    pub rows: usize,
+}
+
+/// A dispatch waiting for its compute pass.
+struct Pending {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32, u32),
+}
+
+/// What a cached bind group binds: the pipeline, then (binding, buffer, offset) per entry.
+type BindKey = (wgpu::ComputePipeline, Vec<(u32, wgpu::Buffer, u64)>);
+
+/// Cached bind groups kept at most (a prefill of a long prompt makes new ones per chunk; the
+/// cache starts over when full).
+const BIND_CACHE_MAX: usize = 4096;
+
 /// A binding of one dispatch.
 pub enum Bind<'a> {
     Buf(&'a wgpu::Buffer),
@@ -154,6 +189,22 @@ pub struct GpuBackend {
     pub ctx: Rc<GpuContext>,
     pipelines: HashMap<ShaderKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
     enc: Option<wgpu::CommandEncoder>,
+    /// Dispatches recorded since the last compute pass was encoded.
+    pending: Vec<Pending>,
+    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// Mappable readback buffers by size (a power of two), reused.
+    staging: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Token-id buffers of `get_rows`: one per call in a submit (writes land before the submit,
+    /// so two calls of one submit cannot share one), reused from submit to submit.
+    ids_bufs: Vec<wgpu::Buffer>,
+    ids_used: usize,
+    /// Buffers created so far (a `Cell`: weights are made through `&self`).
+    buffers_created: std::cell::Cell<u64>,
+    /// The dispatches of the submit being recorded, and of the last one.
+    log: Vec<DispatchRecord>,
+    last_log: Vec<DispatchRecord>,
+    /// Tests: the buffer `linear.wgsl` TRACE records weight loads into (binding 15).
+    trace: Option<GpuAct>,
     params_host: Vec<u8>,
     params_buf: wgpu::Buffer,
     param_align: usize,
@@ -200,6 +251,15 @@ impl GpuBackend {
             ctx,
             pipelines: HashMap::new(),
             enc: None,
+            pending: Vec::new(),
+            bind_groups: HashMap::new(),
+            staging: HashMap::new(),
+            ids_bufs: Vec::new(),
+            ids_used: 0,
+            buffers_created: std::cell::Cell::new(1),
+            log: Vec::new(),
+            last_log: Vec::new(),
+            trace: None,
             params_host: Vec::new(),
             params_buf,
             param_align,
@@ -229,12 +289,7 @@ impl GpuBackend {
         }
         let reused = self.pool.borrow_mut().free.get_mut(&class).and_then(|v| v.pop());
         let buf = reused.unwrap_or_else(|| {
-            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("act"),
-                size: class,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
+            self.new_buffer("act", class, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST)
         });
         self.next_act_id += 1;
         Ok(GpuAct { buf: ActBuf { buf: Some(buf), class, pool: self.pool.clone() }, id: self.next_act_id, rows, cols })
@@ -278,19 +333,52 @@ impl GpuBackend {
         Ok(a)
     }
 
-    /// A storage buffer holding `data`. (Written through the queue, not mapped at creation: on a
-    /// lost device mapping panics inside wgpu, while a write is an error the next check reports.)
+    /// Every buffer the backend makes, counted ([`BackendStats::buffers_created`]). None is
+    /// mapped at creation: on a lost device mapping panics inside wgpu, while a write through the
+    /// queue is an error the next check reports.
+    fn new_buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.buffers_created.set(self.buffers_created.get() + 1);
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+    }
+
+    /// A storage buffer holding `data` for the dispatches of this submit (from the ids pool).
     fn upload_u32(&mut self, data: &[u32]) -> wgpu::Buffer {
-        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("ids"),
-            size: (std::mem::size_of_val(data) as u64).max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let size = (std::mem::size_of_val(data) as u64).max(4);
+        let i = self.ids_used;
+        self.ids_used += 1;
+        if self.ids_bufs.get(i).is_none_or(|b| b.size() < size) {
+            let buf = self.new_buffer("ids", size.next_power_of_two().max(64), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST);
+            if i < self.ids_bufs.len() {
+                self.ids_bufs[i] = buf;
+            } else {
+                self.ids_bufs.push(buf);
+            }
+        }
+        let buf = self.ids_bufs[i].clone();
         if !data.is_empty() {
             self.ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
         }
         buf
+    }
+
+    /// The dispatches of the last submit (for a decoded token: the whole token).
+    pub fn last_submit(&self) -> &[DispatchRecord] {
+        &self.last_log
+    }
+
+    /// Tests: record the weight loads of `linear` dispatches into `trace` (`[32, 16]` u32, see
+    /// `shaders/common/bytes.wgsl` TRACE); `None` stops.
+    #[doc(hidden)]
+    pub fn set_trace(&mut self, trace: Option<GpuAct>) {
+        self.trace = trace;
+    }
+
+    /// Tests: the traced word indices, `[32 lanes][16 loads]` (u32::MAX where none).
+    #[doc(hidden)]
+    pub async fn read_trace(&mut self) -> Result<Vec<u32>> {
+        let t = self.trace.take().ok_or_else(|| Error::internal("no trace buffer set"))?;
+        let bytes = self.read_bytes(t.buffer(), (t.len() * 4) as u64).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
     fn pipeline(&mut self, key: &ShaderKey) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
@@ -310,12 +398,18 @@ impl GpuBackend {
             });
             let layout = pipeline.get_bind_group_layout(0);
             self.pipelines.insert(key.clone(), (pipeline, layout));
+            self.stats.pipelines_created += 1;
         }
         Ok(&self.pipelines[key])
     }
 
     /// Record one dispatch: `binds` plus the uniform `params` at binding `pbind`.
     pub fn dispatch<P: bytemuck::Pod>(&mut self, key: ShaderKey, params: &P, binds: &[(u32, Bind)], pbind: u32, groups: (u32, u32, u32)) -> Result<()> {
+        self.dispatch_rows(key, params, binds, pbind, groups, 0)
+    }
+
+    /// [`GpuBackend::dispatch`] of an op that streams `rows` weight rows (the launch audit).
+    pub fn dispatch_rows<P: bytemuck::Pod>(&mut self, mut key: ShaderKey, params: &P, binds: &[(u32, Bind)], pbind: u32, groups: (u32, u32, u32), rows: usize) -> Result<()> {
         let psize = std::mem::size_of::<P>();
         let off = self.params_host.len().next_multiple_of(self.param_align);
         if (off + psize) as u64 > PARAM_ARENA_BYTES {
@@ -324,41 +418,92 @@ impl GpuBackend {
         let off = self.params_host.len().next_multiple_of(self.param_align);
         self.params_host.resize(off, 0);
         self.params_host.extend_from_slice(bytemuck::bytes_of(params));
+        let trace = if key.shader == "linear" { self.trace.as_ref().map(|t| t.buffer().clone()) } else { None };
+        if trace.is_some() {
+            key = key.flag("TRACE");
+        }
         self.pipeline(&key)?;
         let (pipeline, layout) = &self.pipelines[&key];
-        let mut entries: Vec<wgpu::BindGroupEntry> = binds
+        let mut bound: Vec<(u32, wgpu::Buffer, u64)> = binds
             .iter()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: *i,
-                resource: match b {
-                    Bind::Buf(buf) => buf.as_entire_binding(),
-                    Bind::Act(a) => a.buffer().as_entire_binding(),
-                },
+            .map(|(i, b)| {
+                let buf = match b {
+                    Bind::Buf(buf) => (*buf).clone(),
+                    Bind::Act(a) => a.buffer().clone(),
+                };
+                (*i, buf, 0)
             })
             .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: pbind,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.params_buf,
-                offset: off as u64,
-                size: std::num::NonZeroU64::new(psize as u64),
-            }),
+        bound.push((pbind, self.params_buf.clone(), off as u64));
+        bound.extend(trace.map(|t| (15, t, 0)));
+        let bind_key = (pipeline.clone(), bound);
+        let bind_group = match self.bind_groups.get(&bind_key) {
+            Some(bg) => bg.clone(),
+            None => {
+                let entries: Vec<wgpu::BindGroupEntry> = bind_key
+                    .1
+                    .iter()
+                    .map(|(i, buf, off)| wgpu::BindGroupEntry {
+                        binding: *i,
+                        resource: if *i == pbind {
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: *off, size: std::num::NonZeroU64::new(psize as u64) })
+                        } else {
+                            buf.as_entire_binding()
+                        },
+                    })
+                    .collect();
+                let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries });
+                self.stats.bind_groups_created += 1;
+                if self.bind_groups.len() >= BIND_CACHE_MAX {
+                    self.bind_groups.clear();
+                }
+                self.bind_groups.insert(bind_key, bg.clone());
+                bg
+            }
+        };
+        let wg_size: u64 = key.defines.get("WG").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let n_groups = groups.0 as u64 * groups.1 as u64 * groups.2 as u64;
+        self.log.push(DispatchRecord {
+            op: key.shader,
+            entry: key.entry,
+            workgroups: [groups.0, groups.1, groups.2],
+            invocations: n_groups * wg_size,
+            rows,
         });
-        let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries });
+        self.pending.push(Pending { pipeline: pipeline.clone(), bind_group, groups });
+        self.stats.dispatches += 1;
+        Ok(())
+    }
+
+    /// Forget cached bind groups (they keep their buffers alive): after the self-check, whose
+    /// test buffers are dropped.
+    pub fn clear_bind_groups(&mut self) {
+        self.bind_groups.clear();
+    }
+
+    /// Encode the pending dispatches as one compute pass.
+    fn end_pass(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let enc = self
             .enc
             .get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            for d in &self.pending {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+            }
         }
-        self.stats.dispatches += 1;
-        Ok(())
+        self.pending.clear();
+        self.stats.compute_passes += 1;
     }
 
+    /// The open command encoder, for a copy: the dispatches recorded so far go first.
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.end_pass();
         self.enc
             .get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }))
     }
@@ -366,7 +511,11 @@ impl GpuBackend {
     /// Submit everything recorded so far (one submit), writing the uniform arena first.
     pub fn flush(&mut self) -> Result<()> {
         self.ctx.check()?;
+        self.end_pass();
+        self.ids_used = 0;
         if let Some(enc) = self.enc.take() {
+            std::mem::swap(&mut self.log, &mut self.last_log);
+            self.log.clear();
             if !self.params_host.is_empty() {
                 self.ctx.queue.write_buffer(&self.params_buf, 0, &self.params_host);
                 self.params_host.clear();
@@ -380,12 +529,9 @@ impl GpuBackend {
     /// Copy the first `bytes` of `src` to the host: one submit, then await the mapping.
     async fn read_bytes(&mut self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let class = size.next_power_of_two();
+        let reused = self.staging.get_mut(&class).and_then(|v| v.pop());
+        let staging = reused.unwrap_or_else(|| self.new_buffer("readback", class, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST));
         self.encoder().copy_buffer_to_buffer(src, 0, &staging, 0, size);
         self.flush()?;
         let fut = MapFuture::default();
@@ -419,10 +565,11 @@ impl GpuBackend {
         let data = staging
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| Error::internal(format!("GPU readback mapping: {e}")))?
+            .map_err(|e| Error::internal(format!("GPU readback mapping: {e}")))?[..bytes as usize]
             .to_vec();
         staging.unmap();
-        Ok(data[..bytes as usize].to_vec())
+        self.staging.entry(class).or_default().push(staging);
+        Ok(data)
     }
 
     /// Copy an activation back to the host, row-major.
@@ -499,13 +646,9 @@ impl GpuBackend {
         let mut row0 = 0;
         while row0 < n_rows {
             let n = per.min(n_rows - row0);
-            let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&info.name),
-                size: ((n * row_bytes) as u64).next_multiple_of(4).max(4),
-                // COPY_SRC: `concat_rows` copies weights into one buffer.
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
+            // COPY_SRC: `concat_rows` copies weights into one buffer.
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+            let buf = self.new_buffer(&info.name, ((n * row_bytes) as u64).next_multiple_of(4).max(4), usage);
             parts.push(WeightPart { buf, row0, n_rows: n });
             row0 += n;
         }
@@ -579,14 +722,7 @@ impl Backend for GpuBackend {
                 limit / widest.max(1)
             )));
         }
-        let mk = |dim: usize| {
-            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kv"),
-                size: size(dim).expect("checked above"),
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        };
+        let mk = |dim: usize| self.new_buffer("kv", size(dim).expect("checked above"), wgpu::BufferUsages::STORAGE);
         Ok(GpuKv {
             k: (0..n_layer).map(|_| mk(k_dim)).collect(),
             v: (0..n_layer).map(|_| mk(v_dim)).collect(),
@@ -627,12 +763,7 @@ impl Backend for GpuBackend {
         if !same || bytes.iter().any(|b| b % 4 != 0) || total > limit {
             return Ok(None);
         }
-        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("concat"),
-            size: total.max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let buf = self.new_buffer("concat", total.max(4), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC);
         let mut at = 0;
         for (w, &n) in ws.iter().zip(&bytes) {
             let src = w.parts[0].buf.clone();
@@ -709,7 +840,7 @@ impl Backend for GpuBackend {
         }
     }
     fn stats(&self) -> BackendStats {
-        self.stats
+        BackendStats { buffers_created: self.buffers_created.get(), ..self.stats }
     }
 }
 

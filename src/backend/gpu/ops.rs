@@ -7,6 +7,7 @@
 //! (a test checks both layouts agree, field by field, through naga).
 
 use super::shader::ShaderKey;
+use super::context::GpuLayout;
 use super::{Bind, GpuAct, GpuBackend, GpuKv, GpuWeight};
 use crate::backend::{AttnParams, QkPrep};
 use crate::error::{Error, Result};
@@ -15,6 +16,13 @@ use crate::quant::GgmlType;
 /// Invocations per workgroup of the elementwise and per-row kernels (every WebGPU adapter allows
 /// 256; 64 keeps software GPUs' per-workgroup overhead low).
 pub const WG: u32 = 64;
+/// The cooperative decode products (`GpuLayout::Hardware`, `linear.wgsl` COOP): invocations per
+/// workgroup, weight rows per workgroup, and lanes per row (`COOP_WG / COOP_ROWS`). 32 lanes of 4
+/// elements read 128 consecutive values of a row per step (one 64-144 byte run of a quantized
+/// row: 2-5 sectors of 32 bytes), and a 512-row product launches 16,384 invocations.
+pub const COOP_WG: u32 = 256;
+pub const COOP_ROWS: u32 = 8;
+pub const COOP_LANES: u32 = COOP_WG / COOP_ROWS;
 /// Invocations per workgroup of the single-workgroup reductions (argmax, top-k merge).
 pub const WG_REDUCE: u32 = 256;
 /// Tokens per invocation of the prefill matrix product (each decoded weight is used this often);
@@ -125,6 +133,28 @@ pub fn linear_key(ty: GgmlType, tile: u32, bias: bool, x_vec4: bool, xq8: bool) 
         .flag_if(tile == 1 && x_vec4 && has_dot_blk(ty) && !xq8, "DOT_BLK")
         .flag_if(xq8, "XQ8")
 }
+/// `key` (a decode product's, tile 1) in the cooperative layout (`linear.wgsl` COOP): whole-block
+/// `dot_blk` reads give way to coalesced groups of 4 (`dq4`) or block parts (`dot_q8_part`);
+/// `subgroups`: partial sums add up by `subgroupAdd` (`GpuContext::subgroups`).
+pub fn coop_key(mut key: ShaderKey, subgroups: bool) -> ShaderKey {
+    key.defines.remove("DOT_BLK");
+    key.def("WG", COOP_WG).def("ROWS", COOP_ROWS).flag("COOP").flag_if(subgroups, "SUBGROUPS")
+}
+/// The decode-product key for this backend's layout, and its workgroups for `n_rows` rows.
+fn decode_key(b: &GpuBackend, key: ShaderKey, n_rows: usize) -> Result<(ShaderKey, (u32, u32, u32))> {
+    match b.ctx.layout {
+        GpuLayout::Hardware => Ok((coop_key(key, b.ctx.subgroups), grid(n_rows, COOP_ROWS))),
+        GpuLayout::Software => Ok((key, (per_row_groups(n_rows)?, 1, 1))),
+    }
+}
+/// Workgroups of a per-row product (one invocation per row; y is the token tile).
+fn per_row_groups(n_rows: usize) -> Result<u32> {
+    let wgs = n_rows.div_ceil(WG as usize);
+    if wgs > 65535 {
+        return Err(Error::unsupported_model(format!("a weight part of {n_rows} rows is too large for one dispatch")));
+    }
+    Ok(wgs as u32)
+}
 /// A product whose rows go to `outputs` (2 or 3) buffers (`linear.wgsl` with SPLIT / SPLIT3).
 pub fn linear_split_key(ty: GgmlType, tile: u32, x_vec4: bool, xq8: bool, outputs: usize) -> ShaderKey {
     linear_key(ty, tile, false, x_vec4, xq8).flag("SPLIT").flag_if(outputs == 3, "SPLIT3")
@@ -206,6 +236,16 @@ pub fn all_variants() -> Vec<ShaderKey> {
             }
         }
         v.push(get_rows_key(ty));
+        // The cooperative decode products, with and without subgroups.
+        for sub in [false, true] {
+            let mut coop = vec![linear_key(ty, 1, false, true, false), linear_key(ty, 1, true, false, false)];
+            coop.extend((2..=3).map(|n| linear_split_key(ty, 1, true, false, n)));
+            coop.extend([false, true].map(|g| linear_glu_key(ty, true, false, g)));
+            if has_dot_q8(ty) {
+                coop.extend([linear_key(ty, 1, false, true, true), linear_split_key(ty, 1, true, true, 3), linear_glu_key(ty, true, true, true)]);
+            }
+            v.extend(coop.into_iter().map(|k| coop_key(k, sub)));
+        }
     }
     for f in [false, true] {
         v.push(rms_norm_key(f));
@@ -332,10 +372,6 @@ pub fn linear_glu(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, gelu: bool) -> 
     if x.cols != w.n_cols {
         return Err(shape_err("linear_glu", x.cols, w.n_cols));
     }
-    let wgs = half.div_ceil(WG as usize);
-    if wgs > 65535 {
-        return Err(Error::unsupported_model(format!("a gated FFN of {half} rows is too large for one dispatch")));
-    }
     let out = b.alloc(1, half)?;
     let xq = if b.q8_acts && has_dot_q8(w.ty) && w.n_cols % 32 == 0 { Some(b.q8_of(x)?) } else { None };
     let p = LinearParams {
@@ -348,7 +384,8 @@ pub fn linear_glu(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, gelu: bool) -> 
         ..Default::default()
     };
     let binds = [(0, Bind::Buf(&w.parts[0].buf)), (1, Bind::Act(xq.as_deref().unwrap_or(x))), (3, Bind::Act(&out))];
-    b.dispatch(linear_glu_key(w.ty, w.n_cols % 4 == 0, xq.is_some(), gelu), &p, &binds, 4, (wgs as u32, 1, 1))?;
+    let (key, groups) = decode_key(b, linear_glu_key(w.ty, w.n_cols % 4 == 0, xq.is_some(), gelu), half)?;
+    b.dispatch_rows(key, &p, &binds, 4, groups, w.n_rows)?;
     b.q8_keep(x);
     Ok(out)
 }
@@ -397,10 +434,6 @@ fn linear_into(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuW
         return Err(Error::invalid_argument(format!("batch of {} tokens is too large for one GPU matrix product", x.rows)));
     }
     for part in &w.parts {
-        let wgs = part.n_rows.div_ceil(WG as usize);
-        if wgs > 65535 {
-            return Err(Error::unsupported_model(format!("a weight part of {} rows is too large for one dispatch", part.n_rows)));
-        }
         let p = LinearParams {
             n_rows: part.n_rows as u32,
             k: w.n_cols as u32,
@@ -423,7 +456,8 @@ fn linear_into(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuW
         } else {
             linear_key(w.ty, tile, bias.is_some(), w.n_cols % 4 == 0, xq.is_some())
         };
-        b.dispatch(key, &p, &binds, 4, (wgs as u32, tiles as u32, 1))?;
+        let (key, groups) = if tile == 1 { decode_key(b, key, part.n_rows)? } else { (key, (per_row_groups(part.n_rows)?, tiles as u32, 1)) };
+        b.dispatch_rows(key, &p, &binds, 4, groups, part.n_rows)?;
     }
     b.q8_keep(x);
     Ok(())

@@ -124,6 +124,8 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
         Ok(()) => Ok(crate::engine::now_ms() - t0),
         Err(e) => Err(e),
     };
+    // Its test buffers go now; cached bind groups would keep them.
+    c.gpu.clear_bind_groups();
     // A device that failed during the check (lost, out of memory) says nothing of its results:
     // the next device on the same adapter is checked afresh.
     if !inject_fault && c.gpu.ctx.check().is_ok() {

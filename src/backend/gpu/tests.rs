@@ -12,13 +12,21 @@ fn parse(key: &super::shader::ShaderKey) -> naga::Module {
 // `unpack2x16float` is core WGSL; naga files it under this capability, which wgpu grants on
 // Vulkan and WebGPU. `F16` variants also need `shader-f16`, requested where the adapter has it.
 fn every_shader_variant_validates() {
-    let variants = ops::all_variants();
+    let mut variants = ops::all_variants();
     assert!(variants.len() > 60, "{} variants", variants.len());
+    // The test-only load trace (`common/bytes.wgsl` TRACE) in both layouts.
+    let q8 = ops::linear_key(crate::quant::GgmlType::Q8_0, 1, false, true, true);
+    variants.extend([q8.clone().flag("TRACE"), ops::coop_key(q8, false).flag("TRACE")]);
     for key in &variants {
         let module = parse(key);
         let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         if key.defines.contains_key("F16") {
             caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+        }
+        // `SUBGROUPS` variants need the `subgroups` feature (capability SUBGROUP, which naga
+        // grants every subgroup operation in every stage).
+        if key.defines.contains_key("SUBGROUPS") {
+            caps |= naga::valid::Capabilities::SUBGROUP;
         }
         let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
         v.validate(&module).unwrap_or_else(|e| panic!("{key:?}: {e:?}"));

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::CliError;
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["json", "no-special", "ignore-eos"];
+const SWITCHES: &[&str] = &["json", "no-special", "ignore-eos", "no-subgroups"];
 
 pub struct Args {
     values: HashMap<String, String>,

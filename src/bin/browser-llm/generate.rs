@@ -3,12 +3,19 @@
 //! Streams text to stdout as it is generated; with `--json` prints one line instead:
 //! `{"prompt_ids":[...],"ids":[...],"text":"...","finish_reason":"...","backend":"cpu|gpu",
 //! "device":..., "dispatches_per_token":..., "submits_per_token":..., "timings":{...}}`
-//! (per-token counters are over decoded tokens; zero on the CPU). `--backend cpu|gpu|auto`.
+//! (per-token counters are over decoded tokens after the first; zero on the CPU).
+//! `--backend cpu|gpu|auto`.
+//!
+//! On the GPU the line also holds the launch audit: `gpu_layout`, `subgroups`,
+//! `compute_passes_per_token`, `buffers_created_per_token`, `bind_groups_created_per_token`,
+//! `pipelines_created_after_load` (the self-check compiles the model's pipelines at load) and
+//! `dispatch_audit`, the last decoded token's dispatches: `{"op", "entry", "workgroups": [x, y,
+//! z], "invocations", "rows"}` (rows: weight rows streamed, 0 for other ops).
 
 use std::io::Write;
 use std::sync::Arc;
 
-use browser_llm::backend::gpu::GpuOptions;
+use browser_llm::backend::gpu::{GpuLayout, GpuOptions};
 use browser_llm::backend::BackendStats;
 use browser_llm::constrain::ConstraintSpec;
 use browser_llm::engine::{GenerateOptions, Step, DEFAULT_MAX_TOKENS};
@@ -49,7 +56,11 @@ fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
         },
         n_ctx: args.parsed("ctx")?,
         cpu_threads: args.parsed("threads")?,
-        gpu: GpuOptions::default(),
+        gpu: GpuOptions {
+            layout: args.get("gpu-layout").map(GpuLayout::parse).transpose()?,
+            no_subgroups: args.flag("no-subgroups"),
+            ..GpuOptions::default()
+        },
     };
     let loaded = browser_llm::block_on(load(&gguf, &bytes, &opts))?;
     if opts.backend == BackendChoice::Auto {
@@ -78,6 +89,7 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
     let json = args.flag("json");
     let mut out = std::io::stdout().lock();
     let ids = engine.tokenize(&prompt);
+    let loaded = engine.stats();
     let mut g = engine.begin(&ids, &opts)?;
     // Work counters from the first generated token on: decode only, prefill excluded.
     let mut decode_start: Option<BackendStats> = None;
@@ -102,6 +114,19 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
     let dispatches = per_token(end.dispatches - start.dispatches);
     let submits = per_token(end.submits - start.submits);
     if json {
+        let audit = engine.gpu_audit().map(|(layout, subgroups, records)| {
+            serde_json::json!({
+                "gpu_layout": layout.name(),
+                "subgroups": subgroups,
+                "compute_passes_per_token": per_token(end.compute_passes - start.compute_passes),
+                "buffers_created_per_token": per_token(end.buffers_created - start.buffers_created),
+                "bind_groups_created_per_token": per_token(end.bind_groups_created - start.bind_groups_created),
+                "pipelines_created_after_load": end.pipelines_created - loaded.pipelines_created,
+                "dispatch_audit": records.iter().map(|d| serde_json::json!({
+                    "op": d.op, "entry": d.entry, "workgroups": d.workgroups, "invocations": d.invocations, "rows": d.rows,
+                })).collect::<Vec<_>>(),
+            })
+        });
         let line = serde_json::json!({
             "prompt_ids": r.prompt_ids,
             "ids": r.ids,
@@ -118,6 +143,10 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
                 "decode_tokens_per_s": r.timings.decode_tokens_per_s(),
             },
         });
+        let mut line = line;
+        if let (Some(serde_json::Value::Object(a)), Some(o)) = (audit, line.as_object_mut()) {
+            o.extend(a);
+        }
         writeln!(out, "{line}").ok();
     } else {
         writeln!(out).ok();

@@ -7,6 +7,7 @@
 //!                      [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
 //!                      [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
 //!                      [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
+//!                      [--gpu-layout software|hardware] [--no-subgroups]
 //! ```
 //! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
 
@@ -24,7 +25,10 @@ const USAGE: &str = "usage:
   browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                        [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
                        [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
-                       [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]";
+                       [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
+                       [--gpu-layout software|hardware] [--no-subgroups]
+  (--gpu-layout forces the GPU kernels' layout, default by adapter; --no-subgroups: without
+   subgroup operations. Both for tests and benchmarks.)";
 
 fn main() {
     let mut argv = std::env::args().skip(1);
