@@ -6,7 +6,6 @@
 //! allocate from a claimed size (a counting allocator records the largest request per thread).
 
 mod common;
-mod gguf_writer;
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,10 @@ use browser_llm::gguf::{self, Array, Gguf, Parsed, Value, MAX_ARRAY_DEPTH};
 use browser_llm::quant::GgmlType;
 use browser_llm::ErrorCode;
 use browser_llm::budget::largest_alloc;
-use gguf_writer::{put_str, put_value, type_id};
+use browser_llm::gguf::write::{put_str, put_value, type_id};
 
 // ---------------------------------------------------------------------------------------------
-// A tiny GGUF writer (value encoding shared with the other tests: tests/gguf_writer).
+// A GGUF builder for hostile headers (value encoding: the crate's `gguf::write`).
 
 #[derive(Clone)]
 struct TensorSpec {

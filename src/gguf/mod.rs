@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
 mod value;
+pub mod write;
 pub use value::{Array, Value, ValueType};
 
 /// `"GGUF"` read as a little-endian u32.

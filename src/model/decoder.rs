@@ -275,7 +275,8 @@ impl<B: Backend> Model<B> {
         // The norm is per row: selecting rows after it is selecting them before.
         match logits {
             Logits::None => return Ok(x),
-            Logits::Last => h = b.rows_from(&h, ids.len() - 1)?,
+            // (One row is its own last row: no copy, which would also split a GPU compute pass.)
+            Logits::Last if ids.len() > 1 => h = b.rows_from(&h, ids.len() - 1)?,
             Logits::From(k) if k > 0 => h = b.rows_from(&h, k.min(ids.len() - 1))?,
             _ => {}
         }

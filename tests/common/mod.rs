@@ -217,6 +217,29 @@ pub mod teacher {
         report
     }
 
+    /// Teacher forcing through the decode path: the prompt in one forward, then each golden
+    /// token alone (one-row products: the GPU's decode kernels, whose layout tests choose),
+    /// over the first `gen.len()` steps.
+    pub fn run_decode_on<B: Backend>(m: &Model<B>, b: &mut B, prompt: &[u32], gen: &[u32], steps: &[Step], n_ctx: usize) -> Report {
+        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx)).unwrap();
+        let mut report = Report { flips: Vec::new(), max_logprob_err: 0.0 };
+        let mut row = browser_llm::block_on(m.forward(b, &mut kv, prompt, 0, Logits::Last)).unwrap();
+        for (step, &want) in gen.iter().enumerate() {
+            let ours = argmax(&row);
+            if ours != want {
+                report.flips.push((step, want, ours, steps[step].margin));
+            }
+            let lp = log_softmax(&row);
+            for &(id, lp_want) in &steps[step].top5 {
+                report.max_logprob_err = report.max_logprob_err.max((lp[id] - lp_want).abs());
+            }
+            if step + 1 < gen.len() {
+                row = browser_llm::block_on(m.forward(b, &mut kv, &[want], prompt.len() + step, Logits::Last)).unwrap();
+            }
+        }
+        report
+    }
+
     /// Every flip must be at a near-tie of llama.cpp's, and log-probs within `logprob_tol`.
     pub fn check(name: &str, r: &Report, near_tie: f32, logprob_tol: f32) {
         for &(s, want, got, margin) in &r.flips {

@@ -101,6 +101,11 @@ impl GpuWeight {
 
 struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// The free lists are in a canonical order (sorted) since the last submit. A decoded token
+    /// allocates and frees the same sequence every token: taking buffers from canonically
+    /// ordered lists gives it the same buffers every token (or every other token), so its bind
+    /// groups come from the cache instead of being created per token.
+    canonical: bool,
 }
 
 /// A pooled buffer; goes back to the pool on drop.
@@ -263,7 +268,7 @@ impl GpuBackend {
             params_host: Vec::new(),
             params_buf,
             param_align,
-            pool: Rc::new(RefCell::new(Pool { free: HashMap::new() })),
+            pool: Rc::new(RefCell::new(Pool { free: HashMap::new(), canonical: false })),
             stats: BackendStats::default(),
             q8_acts: true,
             q8_used: false,
@@ -287,7 +292,15 @@ impl GpuBackend {
                 "an activation of {rows} x {cols} exceeds the GPU's storage-binding limit"
             )));
         }
-        let reused = self.pool.borrow_mut().free.get_mut(&class).and_then(|v| v.pop());
+        let reused = {
+            let mut pool = self.pool.borrow_mut();
+            if !pool.canonical {
+                // Popped from the end: the smallest buffer id first.
+                pool.free.values_mut().for_each(|v| v.sort_unstable_by(|a, b| b.cmp(a)));
+                pool.canonical = true;
+            }
+            pool.free.get_mut(&class).and_then(|v| v.pop())
+        };
         let buf = reused.unwrap_or_else(|| {
             self.new_buffer("act", class, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST)
         });
@@ -513,6 +526,7 @@ impl GpuBackend {
         self.ctx.check()?;
         self.end_pass();
         self.ids_used = 0;
+        self.pool.borrow_mut().canonical = false;
         if let Some(enc) = self.enc.take() {
             std::mem::swap(&mut self.log, &mut self.last_log);
             self.log.clear();

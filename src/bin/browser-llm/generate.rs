@@ -7,7 +7,8 @@
 //! `--backend cpu|gpu|auto`.
 //!
 //! On the GPU the line also holds the launch audit: `gpu_layout`, `subgroups`,
-//! `compute_passes_per_token`, `buffers_created_per_token`, `bind_groups_created_per_token`,
+//! `compute_passes_per_token`, `buffers_created_per_token` and `bind_groups_created_per_token`
+//! (in the last decoded token: the first tokens fill the bind-group cache),
 //! `pipelines_created_after_load` (the self-check compiles the model's pipelines at load) and
 //! `dispatch_audit`, the last decoded token's dispatches: `{"op", "entry", "workgroups": [x, y,
 //! z], "invocations", "rows"}` (rows: weight rows streamed, 0 for other ops).
@@ -93,11 +94,14 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
     let mut g = engine.begin(&ids, &opts)?;
     // Work counters from the first generated token on: decode only, prefill excluded.
     let mut decode_start: Option<BackendStats> = None;
+    // The counters when the last two tokens came: the last decoded token's work (steady state).
+    let (mut before_last, mut at_last) = (engine.stats(), engine.stats());
     while let Some(step) = browser_llm::block_on(engine.step(&mut g))? {
         let text = match step {
             Step::Prefill { .. } => continue,
             Step::Token { text, .. } => {
                 decode_start.get_or_insert(engine.stats());
+                (before_last, at_last) = (at_last, engine.stats());
                 text
             }
             Step::Flush { text } => text,
@@ -119,8 +123,8 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
                 "gpu_layout": layout.name(),
                 "subgroups": subgroups,
                 "compute_passes_per_token": per_token(end.compute_passes - start.compute_passes),
-                "buffers_created_per_token": per_token(end.buffers_created - start.buffers_created),
-                "bind_groups_created_per_token": per_token(end.bind_groups_created - start.bind_groups_created),
+                "buffers_created_per_token": at_last.buffers_created - before_last.buffers_created,
+                "bind_groups_created_per_token": at_last.bind_groups_created - before_last.bind_groups_created,
                 "pipelines_created_after_load": end.pipelines_created - loaded.pipelines_created,
                 "dispatch_audit": records.iter().map(|d| serde_json::json!({
                     "op": d.op, "entry": d.entry, "workgroups": d.workgroups, "invocations": d.invocations, "rows": d.rows,

@@ -8,12 +8,14 @@
 //!                      [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
 //!                      [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
 //!                      [--gpu-layout software|hardware] [--no-subgroups]
+//! browser-llm synth    --shape gemma3-270m|qwen2-1.5b|qwen2-7b --out PATH [--layers N] [--seed S]
 //! ```
 //! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
 
 mod args;
 mod generate;
 mod inspect;
+mod synth;
 mod tokenize;
 
 use args::Args;
@@ -27,7 +29,9 @@ const USAGE: &str = "usage:
                        [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
                        [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
                        [--gpu-layout software|hardware] [--no-subgroups]
-  (--gpu-layout forces the GPU kernels' layout, default by adapter; --no-subgroups: without
+  browser-llm synth    --shape gemma3-270m|qwen2-1.5b|qwen2-7b --out PATH [--layers N] [--seed S]
+  (synth: random weights in a real model's shapes and formats, for GPU benchmarks;
+   --gpu-layout forces the GPU kernels' layout, default by adapter; --no-subgroups: without
    subgroup operations. Both for tests and benchmarks.)";
 
 fn main() {
@@ -41,6 +45,7 @@ fn main() {
         "inspect" => inspect::run(&args),
         "tokenize" => tokenize::run(&args),
         "generate" => generate::run(&args),
+        "synth" => synth::run(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
