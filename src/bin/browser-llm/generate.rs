@@ -7,8 +7,9 @@
 //! `--backend cpu|gpu|auto`.
 //!
 //! On the GPU the line also holds the launch audit: `gpu_layout`, `subgroups`,
-//! `compute_passes_per_token`, `buffers_created_per_token` and `bind_groups_created_per_token`
-//! (in the last decoded token: the first tokens fill the bind-group cache),
+//! `compute_passes_per_token`, `buffers_created_per_token`, `bind_groups_created_per_token` and
+//! `pipelines_created_per_token` (in the last decoded token: the first tokens fill the bind-group
+//! cache),
 //! `pipelines_created_after_load` (the self-check compiles the model's pipelines at load) and
 //! `dispatch_audit`, the last decoded token's dispatches: `{"op", "entry", "workgroups": [x, y,
 //! z], "invocations", "rows"}` (rows: weight rows streamed, 0 for other ops).
@@ -125,6 +126,7 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
                 "compute_passes_per_token": per_token(end.compute_passes - start.compute_passes),
                 "buffers_created_per_token": at_last.buffers_created - before_last.buffers_created,
                 "bind_groups_created_per_token": at_last.bind_groups_created - before_last.bind_groups_created,
+                "pipelines_created_per_token": at_last.pipelines_created - before_last.pipelines_created,
                 "pipelines_created_after_load": end.pipelines_created - loaded.pipelines_created,
                 "dispatch_audit": records.iter().map(|d| serde_json::json!({
                     "op": d.op, "entry": d.entry, "workgroups": d.workgroups, "invocations": d.invocations, "rows": d.rows,
