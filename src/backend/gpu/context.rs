@@ -60,8 +60,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The kernel layout of the decode products (by adapter, or [`GpuOptions::layout`]).
     pub layout: GpuLayout,
-    /// Subgroup operations are enabled and no subgroup is wider than `ops::COOP_LANES`, so one
-    /// never spans two rows of a cooperative product (`SUBGROUPS` in `linear.wgsl`).
+    /// Subgroup operations are enabled (natively, where the adapter has them; `ops` uses them
+    /// where no subgroup, `info.subgroup_max_size`, is wider than a row of its products).
     pub subgroups: bool,
     /// The first failure: set by the device-lost callback or the uncaptured-error handler.
     failed: Arc<Mutex<Option<Error>>>,
@@ -147,10 +147,7 @@ impl GpuContext {
         }
         // Natively only: WGSL in browsers needs `enable subgroups;`, which wgpu's shader
         // front end does not take yet, so the web build never asks for them.
-        let subgroups = cfg!(not(target_arch = "wasm32"))
-            && !opts.no_subgroups
-            && have.contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_max_size <= crate::backend::gpu::ops::COOP_LANES;
+        let subgroups = cfg!(not(target_arch = "wasm32")) && !opts.no_subgroups && have.contains(wgpu::Features::SUBGROUP);
         if subgroups {
             features |= wgpu::Features::SUBGROUP;
         }

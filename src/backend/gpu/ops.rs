@@ -143,7 +143,8 @@ pub fn coop_key(mut key: ShaderKey, subgroups: bool) -> ShaderKey {
 /// The decode-product key for this backend's layout, and its workgroups for `n_rows` rows.
 fn decode_key(b: &GpuBackend, key: ShaderKey, n_rows: usize) -> Result<(ShaderKey, (u32, u32, u32))> {
     match b.ctx.layout {
-        GpuLayout::Hardware => Ok((coop_key(key, b.ctx.subgroups), grid(n_rows, COOP_ROWS))),
+        // Subgroup sums only where a subgroup never spans two rows.
+        GpuLayout::Hardware => Ok((coop_key(key, b.ctx.subgroups && b.ctx.info.subgroup_max_size <= COOP_LANES), grid(n_rows, COOP_ROWS))),
         GpuLayout::Software => Ok((key, (per_row_groups(n_rows)?, 1, 1))),
     }
 }
