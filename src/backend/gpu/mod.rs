@@ -261,6 +261,7 @@ impl GpuBackend {
             staging: HashMap::new(),
             ids_bufs: Vec::new(),
             ids_used: 0,
+            // The uniform arena, made above before the backend (and `new_buffer`) exists.
             buffers_created: std::cell::Cell::new(1),
             log: Vec::new(),
             last_log: Vec::new(),
