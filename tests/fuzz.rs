@@ -313,16 +313,25 @@ fn run_case(bytes: Vec<u8>) -> Reached {
 }
 
 fn tiny_models() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-seeds");
-    common::make_tiny_models(&dir);
-    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    seeds.sort();
-    seeds
+    // Both tests of this file want the seeds and run in parallel: generate them once per process,
+    // in a directory of this process, so neither reads a file the other is still writing.
+    static SEEDS: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    SEEDS
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-seeds-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            common::make_tiny_models(&dir);
+            let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+                .collect();
+            seeds.sort();
+            let _ = std::fs::remove_dir_all(&dir);
+            seeds
+        })
+        .clone()
 }
 
 /// Run `bytes` under the oracles; `Some(why)` when one broke.
@@ -351,7 +360,10 @@ fn fuzz_every_stage_a_model_file_reaches() {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let current = tmp.join("fuzz-current.gguf");
     let failures_dir = tmp.join("fuzz-failures");
-    // Panics are expected to be caught and reported here, not printed per case.
+    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b))).collect();
+    assert!(seeds.len() >= 6, "tiny models of every architecture: {:?}", seeds.iter().map(|s| &s.0).collect::<Vec<_>>());
+    // The set-up above panics loudly; the cases' panics are caught and reported below, not
+    // printed one by one.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
 
@@ -368,8 +380,6 @@ fn fuzz_every_stage_a_model_file_reaches() {
         }
     }
 
-    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b))).collect();
-    assert!(seeds.len() >= 6, "tiny models of every architecture: {:?}", seeds.iter().map(|s| &s.0).collect::<Vec<_>>());
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut reached = [0usize; 5];
     let t0 = Instant::now();
