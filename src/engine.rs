@@ -179,19 +179,30 @@ impl<B: Backend> Engine<B> {
         self.n_ctx
     }
 
-    /// One forward pass of the first token a prompt starts with (BOS, or token 0), checked for a
-    /// finite best logit, then forgotten: the last step of a GPU's self-check, with the model's
-    /// own weights.
-    pub async fn check_first_token(&mut self) -> Result<()> {
+    /// The loaded model's first tokens on this backend: a two-token prefill and one decoded
+    /// token must give finite logits (a GPU that computes garbage fails here with DEVICE_LOST).
+    /// Running both paths once also creates every pipeline the model's prefill and decode use,
+    /// so none is compiled later, in the middle of a user's first prompt.
+    pub async fn check_first_tokens(&mut self) -> Result<()> {
         let id = self.tokenizer.bos_id().unwrap_or(0);
         self.reset();
-        let out = self.eval_last(&[id], Readback::Argmax).await;
+        // A context too short for three tokens checks what fits.
+        let first = if self.n_ctx >= 3 { &[id, id][..] } else { &[id][..] };
+        let prefill = self.eval_last(first, Readback::Argmax).await;
+        let decode = match prefill {
+            Ok(ref p) if finite(p) && self.n_ctx >= 2 => Some(self.eval_last(&[id], Readback::Argmax).await),
+            _ => None,
+        };
         self.reset();
-        match out? {
-            ReadOut::Candidates(c) if c.first().is_some_and(|t| t.1.is_finite()) => Ok(()),
-            ReadOut::Full(l) if l.iter().all(|v| v.is_finite()) => Ok(()),
-            _ => Err(Error::new(ErrorCode::DeviceLost, "the GPU computed non-finite logits for the first token")),
+        for (what, out) in [("the first tokens (a prefill)", Some(prefill)), ("a decoded token", decode)] {
+            match out {
+                Some(Ok(o)) if finite(&o) => {}
+                Some(Err(e)) => return Err(e),
+                Some(Ok(_)) => return Err(Error::new(ErrorCode::DeviceLost, format!("the GPU computed non-finite logits for {what}"))),
+                None => {}
+            }
         }
+        Ok(())
     }
 
     /// Forget the KV cache.
@@ -678,6 +689,14 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Whether a readback holds a finite best logit (every logit, for a full readback).
+fn finite(o: &ReadOut) -> bool {
+    match o {
+        ReadOut::Candidates(c) => c.first().is_some_and(|t| t.1.is_finite()),
+        ReadOut::Full(l) => l.iter().all(|v| v.is_finite()),
+    }
 }
 
 #[cfg(test)]

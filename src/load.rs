@@ -150,8 +150,9 @@ const CPU: &str = "CPU backend";
 /// Load the model whose header is `gguf` from `src` on the backend `opts.backend` picks.
 ///
 /// On the GPU, a self-check runs first (`backend::gpu::selfcheck`: every op variant the model
-/// uses against the CPU reference, remembered per adapter and driver), then one token of the
-/// loaded model must give finite logits. A GPU that fails either runs nothing: `auto` loads on
+/// uses against the CPU reference, remembered per adapter and driver), then the loaded
+/// model's first tokens (a two-token prefill and a decoded token) must give finite logits; they
+/// also create the pipelines the self-check did not, so none is compiled after load. A GPU that fails either runs nothing: `auto` loads on
 /// the CPU and says why; `gpu` fails with DEVICE_LOST and why.
 pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> Result<Loaded> {
     match opts.backend {
@@ -208,7 +209,8 @@ enum GpuLoad {
     Error(Error),
 }
 
-/// The self-check, the model's weights, its first token: the engine and what the check said.
+/// The self-check, the model's weights, its first tokens (a prefill and a decoded token): the
+/// engine and what the check said.
 async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S, opts: &LoadOptions) -> std::result::Result<(Engine<GpuBackend>, String), GpuLoad> {
     let checked = if opts.gpu.skip_self_check {
         "self-check skipped".to_string()
@@ -220,9 +222,9 @@ async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S
         }
     };
     let mut engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await.map_err(GpuLoad::Error)?;
-    match engine.check_first_token().await {
+    match engine.check_first_tokens().await {
         Ok(()) => Ok((engine, checked)),
-        Err(e) if e.code == ErrorCode::DeviceLost => Err(GpuLoad::Failed(format!("failed on the model's first token: {}", e.message))),
+        Err(e) if e.code == ErrorCode::DeviceLost => Err(GpuLoad::Failed(format!("failed on the model's first tokens: {}", e.message))),
         Err(e) => Err(GpuLoad::Error(e)),
     }
 }

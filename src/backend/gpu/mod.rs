@@ -34,8 +34,8 @@
 //! explicit [`GpuBackend::flush`]), so one decoded token is one submit and one compute pass.
 //!
 //! Nothing is created per token in steady state: pipelines are cached by [`ShaderKey`] (the
-//! self-check compiles most of the model's at load, the rest come with the first prompt); bind groups are cached by pipeline and bound
-//! buffers (a token's activations come from the pool in the same order every token, and its
+//! self-check and the load's first-tokens check compile all the model uses); bind groups are
+//! cached by pipeline and bound buffers (a token's activations come from the pool in the same order every token, and its
 //! uniform slots are at the same offsets); readback staging and token-id buffers are pooled.
 //! [`GpuBackend::stats`] counts dispatches, submits, compute passes and every creation, and
 //! [`GpuBackend::last_submit`] lists the dispatches of the last submit (the launch audit).

@@ -10,7 +10,8 @@
 //! `compute_passes_per_token`, `buffers_created_per_token`, `bind_groups_created_per_token` and
 //! `pipelines_created_per_token` (in the last decoded token: the first tokens fill the bind-group
 //! cache),
-//! `pipelines_created_after_load` (the self-check compiles most of the model's pipelines at load; a few come with the first prompt) and
+//! `pipelines_created_after_load` (0: the self-check and the first-tokens check at load compile
+//! every pipeline the model uses) and
 //! `dispatch_audit`, the last decoded token's dispatches: `{"op", "entry", "workgroups": [x, y,
 //! z], "invocations", "rows"}` (rows: weight rows streamed, 0 for other ops).
 
