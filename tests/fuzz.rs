@@ -294,9 +294,7 @@ fn run_case(bytes: Vec<u8>) -> Reached {
     ];
     let bos = tok.bos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
     let eos = tok.eos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
-    if let Ok(text) = chat::render(&tpl, &msgs, true, &bos, &eos) {
-        let _ = chat::encode_prompt(&tok, &text, &msgs, &bos);
-    }
+    let _ = chat::encode_chat(&tok, &tpl, &msgs, None, true, &bos, &eos);
     let Ok(mut engine) = Engine::load(CpuBackend::with_threads(1), Arc::new(bytes), Some(32)) else { return Reached::Load };
     let n_vocab = tok.n_vocab().max(1) as u32;
     let prompt: Vec<u32> = [1u32, 3, 4].iter().map(|i| i % n_vocab).collect();

@@ -564,6 +564,11 @@ impl Tokenizer {
 
     /// Split the text at special tokens (llama.cpp `tokenizer_st_partition`): for each special token,
     /// longest first, every occurrence inside a remaining text fragment becomes a token fragment.
+    /// Whether `text`, parsed as a raw prompt is, would contain a control token.
+    pub fn spells_control_token(&self, text: &str) -> bool {
+        self.partition(text, true).iter().any(|f| matches!(f, Fragment::Token(_)))
+    }
+
     fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
         let mut frags = Vec::new();
         if text.is_empty() {

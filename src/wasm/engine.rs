@@ -246,15 +246,16 @@ impl WasmEngine {
     }
 
     /// Token ids of the chat prompt for `messages`: the template's markup may become control
-    /// tokens, message contents never do (`chat::encode_prompt`). What `chat.completions` runs.
+    /// tokens, what the caller wrote never does (`chat::encode_chat`). What `chat.completions` runs.
     #[wasm_bindgen(js_name = tokenizeChat)]
     pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool, tools: JsValue) -> JsResult<Vec<u32>> {
         let messages = chat_messages(messages).map_err(to_js_error)?;
         let tools = json_value(&tools, "tools").map_err(to_js_error)?;
         self.with(|i| {
             let (messages, tools) = chat::prepare_tools(&i.template, &messages, tools.as_ref())?;
-            let text = i.render_chat(&messages, tools.as_ref(), add_generation_prompt)?;
-            chat::encode_prompt(i.engine.tokenizer(), &text, &messages, i.info.bos_token.as_deref().unwrap_or_default())
+            let bos = i.info.bos_token.as_deref().unwrap_or_default();
+            let eos = i.info.eos_token.as_deref().unwrap_or_default();
+            Ok(chat::encode_chat(i.engine.tokenizer(), &i.template, &messages, tools.as_ref(), add_generation_prompt, bos, eos)?.ids)
         })
     }
 
