@@ -10,7 +10,7 @@ use std::time::Instant;
 use browser_llm::backend::gpu::{GpuBackend, GpuOptions};
 use browser_llm::backend::{Backend, TensorBytes};
 use browser_llm::gguf::TensorInfo;
-use browser_llm::quant::testing::{random_row, Rng};
+use browser_llm::quant::random::{random_row, Rng};
 use browser_llm::quant::GgmlType;
 
 fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {

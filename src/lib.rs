@@ -20,6 +20,7 @@ pub mod logits;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod selfcheck;
 pub mod storage;
 #[cfg(target_arch = "wasm32")]
 pub mod timer;

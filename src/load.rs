@@ -21,7 +21,8 @@
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{selfcheck, DispatchRecord, GpuBackend, GpuLayout, GpuOptions};
+use crate::backend::gpu::{DispatchRecord, GpuBackend, GpuLayout, GpuOptions};
+use crate::selfcheck;
 use crate::backend::{Backend, BackendStats, TensorSource};
 use crate::engine::{Engine, GenerateOptions, Generating, Step};
 use crate::error::{Error, ErrorCode, Result};
@@ -149,7 +150,7 @@ const CPU: &str = "CPU backend";
 
 /// Load the model whose header is `gguf` from `src` on the backend `opts.backend` picks.
 ///
-/// On the GPU, a self-check runs first (`backend::gpu::selfcheck`: every op variant the model
+/// On the GPU, a self-check runs first (`selfcheck`: every op variant the model
 /// uses against the CPU reference, remembered per adapter and driver), then the loaded
 /// model's first tokens (a two-token prefill and a decoded token) must give finite logits; they
 /// also create the pipelines the self-check did not, so none is compiled after load. A GPU that fails either runs nothing: `auto` loads on

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::gpu::{ops, selfcheck, GpuBackend, GpuLayout, GpuOptions};
+use browser_llm::backend::gpu::{ops, GpuBackend, GpuLayout, GpuOptions};
+use browser_llm::selfcheck;
 use browser_llm::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
 use browser_llm::gguf::TensorInfo;
 use browser_llm::model::{Activation, Arch, ModelConfig, RopeStyle};
-use browser_llm::quant::testing::{dot_error_bound, random_row, Rng};
+use browser_llm::quant::random::{dot_error_bound, random_row, Rng};
 use browser_llm::quant::{self, GgmlType};
 
 /// The tolerances (NMSE) are the GPU self-check's table (`selfcheck::TOLERANCE`, with why each
@@ -175,7 +176,7 @@ fn linear_every_type_awkward_shapes() {
                 check(&what, "linear_f32ref", &got, &exact);
                 // Against the CPU op: it quantizes activations (Q8_0 / Q8_K, as llama.cpp), the GPU
                 // does not, so each output may differ by the format's activation error budget
-                // (`quant::testing::dot_error_bound`, the quantized-dot row of the tolerance table).
+                // (`quant::random::dot_error_bound`, the quantized-dot row of the tolerance table).
                 let rb = ty.row_bytes(cols).unwrap();
                 for tk in 0..toks {
                     for r in 0..rows {

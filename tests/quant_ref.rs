@@ -8,7 +8,7 @@
 //! - activation quantization vs llama.cpp's own `quantize_row_q8_{0,1,K}_ref` (fixtures from its
 //!   libggml-base): byte-identical.
 //! - quantized matvec on real weights vs the f64 dot of the dequantized rows, within the budget
-//!   of `quant::testing::ACT_ERROR` (the one tolerance table).
+//!   of `quant::random::ACT_ERROR` (the one tolerance table).
 
 mod common;
 
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use browser_llm::gguf::Gguf;
-use browser_llm::quant::testing::{dot_error_bound, Rng};
+use browser_llm::quant::random::{dot_error_bound, Rng};
 use browser_llm::quant::{dequantize_row, matvec, quantize_acts, GgmlType};
 
 fn fixture(name: &str) -> Vec<u8> {

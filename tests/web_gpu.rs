@@ -245,7 +245,7 @@ async fn webgpu_argmax_top_k_and_matvec() {
     use browser_llm::backend::TensorBytes;
     use browser_llm::logits::{ReadOut, Readback};
     use browser_llm::gguf::TensorInfo;
-    use browser_llm::quant::testing::{dot_error_bound, random_row, Rng};
+    use browser_llm::quant::random::{dot_error_bound, random_row, Rng};
     use browser_llm::quant::{self, GgmlType};
     let mut b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
     let mut rng = Rng::new(5);

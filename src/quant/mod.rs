@@ -38,7 +38,7 @@ pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
 #[doc(hidden)]
-pub mod testing;
+pub mod random;
 mod types;
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 //! `kernels::*` is the SIMD128 code and is compared with `scalar::*` explicitly.
 //!
 //! Layers, one oracle each: SIMD vs scalar (bit-exact for quantized formats); quantized dot vs
-//! the f64 dot of the dequantized row, within the budget of `testing::ACT_ERROR`; API checks.
+//! the f64 dot of the dequantized row, within the budget of `random::ACT_ERROR`; API checks.
 //! (Dequantization vs gguf-py and the real model: tests/quant_ref.rs.)
 #![allow(non_snake_case, clippy::needless_range_loop, clippy::assertions_on_constants)]
 
-use super::testing::{block_counts, dot_error_bound, random_row, Rng};
+use super::random::{block_counts, dot_error_bound, random_row, Rng};
 use super::*;
 use crate::error::ErrorCode;
 

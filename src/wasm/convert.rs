@@ -108,3 +108,15 @@ pub fn progress_callback(f: Option<&js_sys::Function>) -> Option<ProgressFn> {
         }
     }))
 }
+
+/// A JS value read through JSON (numbers keep integer-ness), or `None` for undefined/null.
+pub fn json_value(v: &JsValue, what: &str) -> Result<Option<serde_json::Value>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let text = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| Error::invalid_argument(format!("{what} must be JSON")))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::invalid_argument(format!("{what} must be JSON: {e}")))
+}

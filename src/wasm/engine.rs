@@ -18,11 +18,10 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::convert::{from_js, progress_callback, to_js, to_js_error, JsResult};
+use super::convert::{from_js, json_value, progress_callback, to_js, to_js_error, JsResult};
 use super::info::ModelInfo;
 use super::options::{JsGenerateOptions, JsLoadOptions};
-use super::source::{Bytes, ModelSource};
-use super::storage::parse_source;
+use super::source::{parse_source, Bytes, ModelSource};
 use crate::chat::{self, ChatMessage, TemplateSource};
 use crate::engine::{Generating, Step, TokenLogprob};
 use crate::error::{Error, ErrorCode, Result};
@@ -431,18 +430,6 @@ async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) ->
 fn chat_messages(messages: JsValue) -> Result<Vec<ChatMessage>> {
     serde_wasm_bindgen::from_value(messages)
         .map_err(|e| Error::invalid_argument(format!("messages must be [{{role, content, tool_calls?, tool_call_id?}}]: {e}")))
-}
-
-/// A JS value read through JSON (numbers keep integer-ness), or `None` for undefined/null.
-pub(crate) fn json_value(v: &JsValue, what: &str) -> Result<Option<serde_json::Value>> {
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    let text = js_sys::JSON::stringify(v)
-        .ok()
-        .and_then(|s| s.as_string())
-        .ok_or_else(|| Error::invalid_argument(format!("{what} must be JSON")))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::invalid_argument(format!("{what} must be JSON: {e}")))
 }
 
 impl Inner {

@@ -9,7 +9,8 @@
 //!   `storageUsage` (and, with the `test-api` feature, `openModel` for the storage tests).
 //! - [`contract`]: `contract()`, the error codes, progress phases and defaults JS must agree with.
 //! - [`options`]: the option objects as serde structs; [`convert`]: the marshaling convention;
-//!   [`source`]: JS bytes or a stored model as the engine's tensor source; [`info`]: `info()`.
+//!   [`source`]: JS bytes or a stored model as the engine's tensor source; [`info`]: `info()`;
+//!   `threads` (threaded build only): the CPU thread pool's hooks for its Web Workers.
 
 pub mod contract;
 pub mod convert;
@@ -18,6 +19,8 @@ pub mod info;
 pub mod options;
 pub mod source;
 pub mod storage;
+#[cfg(target_feature = "atomics")]
+pub mod threads;
 
 pub use convert::to_js_error;
 

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::convert::{abort_signal, function, progress_callback};
+use super::convert::{abort_signal, function, json_value, progress_callback};
 use crate::constrain::ConstraintSpec;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
@@ -186,7 +186,7 @@ impl JsGenerateOptions {
     /// The output constraint: at most one of `responseFormat` (other than text), `grammar` and
     /// `regex`.
     fn constraint(&self) -> Result<Option<ConstraintSpec>> {
-        let format = match super::engine::json_value(&self.response_format, "responseFormat")? {
+        let format = match json_value(&self.response_format, "responseFormat")? {
             None => None,
             Some(v) => {
                 let f: ResponseFormat = serde_json::from_value(v)

@@ -10,11 +10,32 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use js_sys::Uint8Array;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::backend::{TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf};
-use crate::storage::{ProgressFn, Reporter, StoredModel};
+use crate::storage::{ProgressFn, Reporter, Source, StoredModel};
+
+/// The model source argument: a URL, a Blob/File, or an array of either (split parts, in order).
+pub fn parse_source(v: &JsValue) -> Result<Source> {
+    if let Some(s) = v.as_string() {
+        return Ok(Source::Url(s));
+    }
+    if let Some(b) = v.dyn_ref::<web_sys::Blob>() {
+        return Ok(Source::Blob(b.clone()));
+    }
+    if js_sys::Array::is_array(v) {
+        let a: &js_sys::Array = v.unchecked_ref();
+        if let Some(urls) = a.iter().map(|x| x.as_string()).collect::<Option<Vec<_>>>() {
+            return Ok(Source::Urls(urls));
+        }
+        if a.iter().all(|x| x.is_instance_of::<web_sys::Blob>()) {
+            return Ok(Source::Blobs(a.iter().map(JsCast::unchecked_into).collect()));
+        }
+    }
+    Err(Error::invalid_argument("the model source must be a URL string, a Blob/File, or an array of either"))
+}
 
 #[derive(Clone)]
 pub enum Bytes {

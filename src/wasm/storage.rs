@@ -16,35 +16,14 @@
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::convert::{from_js, to_js, to_js_error, JsResult};
 use super::options::JsStorageOptions;
-use crate::error::{Error, Result};
-use crate::storage::{Source, StoredModel};
-
-/// The model source argument: a URL, a Blob/File, or an array of either (split parts, in order).
-pub fn parse_source(v: &JsValue) -> Result<Source> {
-    if let Some(s) = v.as_string() {
-        return Ok(Source::Url(s));
-    }
-    if let Some(b) = v.dyn_ref::<web_sys::Blob>() {
-        return Ok(Source::Blob(b.clone()));
-    }
-    if js_sys::Array::is_array(v) {
-        let a: &js_sys::Array = v.unchecked_ref();
-        if let Some(urls) = a.iter().map(|x| x.as_string()).collect::<Option<Vec<_>>>() {
-            return Ok(Source::Urls(urls));
-        }
-        if a.iter().all(|x| x.is_instance_of::<web_sys::Blob>()) {
-            return Ok(Source::Blobs(a.iter().map(JsCast::unchecked_into).collect()));
-        }
-    }
-    Err(Error::invalid_argument("the model source must be a URL string, a Blob/File, or an array of either"))
-}
+use crate::error::Result;
+use crate::storage::StoredModel;
 
 async fn open(source: JsValue, options: JsValue) -> Result<StoredModel> {
-    let source = parse_source(&source)?;
+    let source = super::source::parse_source(&source)?;
     let opts = from_js::<JsStorageOptions>(options, "storage options")?.check()?;
     crate::storage::open(source, opts).await
 }

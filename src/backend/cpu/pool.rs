@@ -7,8 +7,9 @@
 //! `memory.atomic.wait32` on wasm).
 //!
 //! Natively the workers are std threads started on first use. In the threaded wasm build they are
-//! Web Workers started by the package's JS (`src/js/threads.js`): each instantiates the module on
-//! the same shared memory and calls [`worker_main`], which never returns.
+//! Web Workers started by the package's JS (`src/js/runtime.js`; each runs
+//! `src/js/thread-worker.js`): each instantiates the module on the same shared memory and calls
+//! [`worker_main`] (through `src/wasm/threads.rs`), which never returns.
 //!
 //! Memory safety of the published job (it lives on the caller's stack): a worker announces the job
 //! it is about to use in its hazard slot, then checks it is still the current one; the caller
@@ -177,39 +178,21 @@ pub fn worker_main(id: usize) {
     }
 }
 
-/// The threaded wasm build's hooks for `src/js/threads.js`.
+/// Count Web Worker `id` as started once it has registered (the threaded wasm build calls this,
+/// through `src/wasm/threads.rs`, after [`worker_main`] is running in it).
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
-pub mod wasm {
-    use wasm_bindgen::prelude::*;
-
-    /// Run worker `id`'s loop on this (Web Worker) thread; never returns.
-    #[wasm_bindgen(js_name = threadWorkerMain)]
-    pub fn thread_worker_main(id: usize) {
-        super::worker_main(id)
+pub fn worker_ready(id: usize) -> bool {
+    let ok = id < MAX_WORKERS && WORKERS[id].get().is_some();
+    if ok {
+        STARTED.fetch_max(id + 1, Release);
     }
+    ok
+}
 
-    /// Count a Web Worker as started once it has registered (JS calls this after `threadWorkerMain`
-    /// is running in it).
-    #[wasm_bindgen(js_name = threadWorkerReady)]
-    pub fn thread_worker_ready(id: usize) -> bool {
-        let ok = id < super::MAX_WORKERS && super::WORKERS[id].get().is_some();
-        if ok {
-            super::STARTED.fetch_max(id + 1, super::Release);
-        }
-        ok
-    }
-
-    /// Address of the flag a worker's JS sets (with `Atomics.store`) when its instance trapped.
-    #[wasm_bindgen(js_name = threadFailedFlag)]
-    pub fn thread_failed_flag() -> usize {
-        &super::WORKER_FAILED as *const _ as usize
-    }
-
-    /// The module's shared memory, for starting workers on it.
-    #[wasm_bindgen(js_name = threadMemory)]
-    pub fn thread_memory() -> JsValue {
-        wasm_bindgen::memory()
-    }
+/// Address of the flag a worker's JS sets (with `Atomics.store`) when its instance trapped.
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub fn worker_failed_flag() -> usize {
+    &WORKER_FAILED as *const _ as usize
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

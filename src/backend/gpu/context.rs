@@ -82,7 +82,7 @@ pub struct GpuOptions {
     pub layout: Option<GpuLayout>,
     /// Do not use subgroup operations even where the device has them (tests of the fallback).
     pub no_subgroups: bool,
-    /// Skip the self-check a model load runs on the GPU first (`selfcheck`).
+    /// Skip the self-check a model load runs on the GPU first (`crate::selfcheck`).
     pub skip_self_check: bool,
     /// Corrupt one result of the self-check (tests of the fallback to the CPU).
     #[doc(hidden)]

@@ -45,15 +45,14 @@
 //! natively the future is completed by polling the device, in the browser by WebGPU's callback.
 //!
 //! # Trust and failure
-//! [`selfcheck`] compares every op variant a model uses with the CPU backend before the model
-//! loads (`crate::load` runs it). A lost device, the GPU out of memory or an error WebGPU reports
+//! `crate::selfcheck` compares every op variant a model uses with the CPU backend before the
+//! model loads (`crate::load` runs it). A lost device, the GPU out of memory or an error WebGPU reports
 //! later fails the next flush or readback with a typed error ([`context`]); nothing here panics on
 //! a lost device (no buffers mapped at creation), and `crate::load::reload_after_loss` loads the
 //! model again.
 
 pub mod context;
 pub mod ops;
-pub mod selfcheck;
 pub mod shader;
 
 use std::cell::RefCell;

@@ -12,7 +12,7 @@
 //!   152,064, a Q6_K output head; Q4_K products, Q6_K down).
 //!
 //! The vocabulary is SentencePiece-style (`▁t3`, `▁t4`, ...), so a prompt of words `t3 t4 ...`
-//! is one token per word. Weights are blocks of random bytes (`quant::testing::random_row`) whose
+//! is one token per word. Weights are blocks of random bytes (`quant::random::random_row`) whose
 //! f16 scales are then set to +-2^-14, so every weight is below 0.3 in magnitude and activations
 //! (and the f16 KV cache) stay finite through every layer; norms are 1, biases 0.
 
@@ -20,7 +20,7 @@ use std::io::Write;
 
 use browser_llm::gguf::write::write_gguf;
 use browser_llm::gguf::{Array, Value};
-use browser_llm::quant::testing::{f16_fields, random_row, Rng};
+use browser_llm::quant::random::{f16_fields, random_row, Rng};
 use browser_llm::quant::{f32_to_f16, GgmlType};
 
 use crate::args::Args;

@@ -1,6 +1,7 @@
-//! Test support shared by the unit tests, the integration tests and (later) the GPU tests:
-//! a seeded RNG, random-but-valid quantized rows, and THE table of error budgets for quantized
-//! dot products. Not part of the stable API.
+//! Random inputs and the error budgets results are held to, shared by the tests, the GPU
+//! self-check (`crate::selfcheck`, which runs in production at load) and the GPU benchmark's
+//! synthesized models: a seeded RNG, random-but-valid quantized rows, and THE table of error
+//! budgets for quantized dot products. Not part of the stable API.
 //!
 //! # Error budget of a quantized dot product
 //! `vec_dot(w, quantize_acts(x))` differs from the exact `sum_i w_i * x_i` (w dequantized) only

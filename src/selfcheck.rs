@@ -12,12 +12,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ops, GpuAct, GpuBackend, GpuWeight};
+use crate::backend::gpu::{ops, GpuAct, GpuBackend, GpuWeight};
 use crate::backend::cpu::{CpuAct, CpuBackend};
 use crate::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
 use crate::gguf::TensorInfo;
-use crate::model::ModelConfig;
-use crate::quant::testing::{random_row, Rng};
+use crate::engine::now_ms;
+use crate::model::{ModelConfig, RopeStyle};
+use crate::quant::random::{random_row, Rng};
 use crate::quant::{self, GgmlType};
 
 /// The one tolerance table (NMSE of the GPU against the CPU reference). Why each value:
@@ -28,7 +29,7 @@ use crate::quant::{self, GgmlType};
 ///   rotation gives about 1: 1e-6;
 /// - `linear` vs the f32 product of the dequantized weights: f32 summation order only: 1e-9;
 /// - `linear` vs the CPU op is checked per output against the quantized-dot error budget of
-///   `quant::testing` (the CPU quantizes activations to Q8 as llama.cpp does; the GPU does not);
+///   `quant::random` (the CPU quantizes activations to Q8 as llama.cpp does; the GPU does not);
 /// - except decode of Q8_0 weights, where the GPU quantizes the activation row to Q8 too
 ///   (`quantize_q8`) and sums integers as the CPU does: vs the CPU op, f32 rounding of the
 ///   per-block scale products and their order only: 1e-10 (vs the exact product: the budget);
@@ -118,10 +119,10 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
             };
         }
     }
-    let t0 = crate::engine::now_ms();
+    let t0 = now_ms();
     let mut c = Checker { gpu, cpu: CpuBackend::with_threads(1), rng: Rng::new(0x5e1f), fault: inject_fault };
     let verdict = match c.run(needs).await {
-        Ok(()) => Ok(crate::engine::now_ms() - t0),
+        Ok(()) => Ok(now_ms() - t0),
         Err(e) => Err(e),
     };
     // Its test buffers go now; cached bind groups would keep them.
@@ -329,7 +330,7 @@ impl Checker<'_> {
                     n_rot: c.n_rot,
                     base: c.rope_base_for(0),
                     freq_scale: c.rope_freq_scale,
-                    neox: c.rope_style == crate::model::RopeStyle::Neox,
+                    neox: c.rope_style == RopeStyle::Neox,
                 };
                 let ap = AttnParams { layer: 0, pos0: pos, n_head: nh, n_head_kv: nkv, head_dim: hd, head_dim_v: hdv, window: c.window(0), scale: c.kq_scale };
                 let qk = c.qk_norm;
