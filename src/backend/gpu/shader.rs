@@ -62,7 +62,7 @@ macro_rules! sources {
 }
 crate::quant::ggml_types!(sources);
 
-fn source(path: &str) -> Result<&'static str> {
+pub(super) fn source(path: &str) -> Result<&'static str> {
     SOURCES
         .iter()
         .find(|(p, _)| *p == path)
@@ -226,24 +226,5 @@ mod tests {
         let mut d3 = defs.clone();
         d3.remove("W_HELPER");
         assert!(preprocess("linear.wgsl", &d3).is_err());
-    }
-
-    #[test]
-    fn every_format_has_its_helper_registered_and_included() {
-        use crate::backend::gpu::ops::get_rows_key;
-        use crate::quant::GgmlType;
-        for ty in GgmlType::ALL {
-            let helper = source(ty.wgsl_helper()).unwrap();
-            let s = get_rows_key(ty).wgsl().unwrap();
-            // Its header comment names the format (and, for blocks, the block's bytes)...
-            let head = helper.lines().find(|l| !l.starts_with('#')).unwrap();
-            assert!(head.to_lowercase().contains(&ty.name().to_lowercase()), "{ty}: helper header '{head}'");
-            if ty.block_size() > 1 {
-                assert!(head.contains(&format!("({} bytes", ty.type_size())), "{ty}: helper header '{head}'");
-            }
-            // ...and is in the type's variants, the only decode helper there.
-            assert!(s.contains(head), "{ty}: {} not included", ty.wgsl_helper());
-            assert_eq!(s.matches("fn dq4(").count(), 1, "{ty}: exactly one decode helper");
-        }
     }
 }

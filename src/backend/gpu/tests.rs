@@ -67,3 +67,21 @@ fn uniform_structs_match_their_rust_twins() {
         assert_eq!(wgsl, rust, "{shader}: Params fields (name, offset)");
     }
 }
+
+#[test]
+fn every_format_has_its_helper_registered_and_included() {
+    use crate::quant::GgmlType;
+    for ty in GgmlType::ALL {
+        let helper = super::shader::source(ty.wgsl_helper()).unwrap();
+        let s = ops::get_rows_key(ty).wgsl().unwrap();
+        // Its header comment names the format (and, for blocks, the block's bytes)...
+        let head = helper.lines().find(|l| !l.starts_with('#')).unwrap();
+        assert!(head.to_lowercase().contains(&ty.name().to_lowercase()), "{ty}: helper header '{head}'");
+        if ty.block_size() > 1 {
+            assert!(head.contains(&format!("({} bytes", ty.type_size())), "{ty}: helper header '{head}'");
+        }
+        // ...and is in the type's variants, the only decode helper there.
+        assert!(s.contains(head), "{ty}: {} not included", ty.wgsl_helper());
+        assert_eq!(s.matches("fn dq4(").count(), 1, "{ty}: exactly one decode helper");
+    }
+}
