@@ -86,5 +86,33 @@ fn inspect_usage_and_missing_file() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_browser-llm")).arg("inspect").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a usage error");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--model is required"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model <PATH>"), "names the missing flag");
+}
+
+#[test]
+fn unknown_or_malformed_flags_are_usage_errors_and_help_lists_every_flag() {
+    let cli = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_browser-llm")).args(args).output().unwrap();
+    let model = common::model_path();
+    let model = model.to_str().unwrap();
+    for (args, says) in [
+        (&["generate", "--model", model, "--prompt", "hi", "--bogus-flag", "7"][..], "Usage: browser-llm generate"),
+        (&["generate", "--model", model, "--prompt", "hi", "--max-tokens", "many"], "--max-tokens"),
+        (&["generate", "--model", model, "--prompt", "hi", "--backend", "webgpu"], "possible values: cpu, gpu, auto"),
+        (&["synth", "--shape", "qwen2-1.5b", "--out", "/dev/null", "--layers", "99"], "--layers must be 1..=28"),
+        (&["frobnicate"], "Usage: browser-llm <COMMAND>"),
+    ] {
+        let out = cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // An unknown flag or command prints the usage; a bad value points to --help.
+        assert!(err.contains(says) && (err.contains("Usage:") || err.contains("--help")), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing runs");
+    }
+    let help = cli(&["generate", "--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--seed", "--stop", "--ctx", "--threads", "--backend", "--ignore-eos", "--json", "--json-schema", "--grammar", "--regex", "--gpu-layout", "--no-subgroups"] {
+        assert!(help.contains(&format!("{flag} ")), "--help lists {flag}:\n{help}");
+    }
+    assert!(help.contains("[default: 256]") && help.contains("[default: cpu]"), "with defaults:\n{help}");
 }

@@ -21,47 +21,32 @@ use std::sync::Arc;
 use browser_llm::backend::gpu::{GpuLayout, GpuOptions};
 use browser_llm::backend::BackendStats;
 use browser_llm::constrain::ConstraintSpec;
-use browser_llm::engine::{GenerateOptions, Step, DEFAULT_MAX_TOKENS};
+use browser_llm::engine::{GenerateOptions, Step};
 use browser_llm::gguf::Gguf;
 use browser_llm::load::{load, AnyEngine, BackendChoice, LoadOptions};
-use browser_llm::sampling::SamplingParams;
 
-use crate::args::Args;
+use crate::args::{BackendArg, GenerateArgs, LayoutArg};
 use crate::{CliError, CliResult};
-
-pub fn sampling_from_args(args: &Args) -> Result<SamplingParams, CliError> {
-    let d = SamplingParams::default();
-    let p = SamplingParams {
-        temperature: args.parsed("temperature")?.unwrap_or(d.temperature),
-        top_k: args.parsed("top-k")?.unwrap_or(d.top_k),
-        top_p: args.parsed("top-p")?.unwrap_or(d.top_p),
-        min_p: args.parsed("min-p")?.unwrap_or(d.min_p),
-        repeat_penalty: args.parsed("repeat-penalty")?.unwrap_or(d.repeat_penalty),
-        frequency_penalty: args.parsed("frequency-penalty")?.unwrap_or(d.frequency_penalty),
-        presence_penalty: args.parsed("presence-penalty")?.unwrap_or(d.presence_penalty),
-        penalty_last_n: args.parsed("repeat-last-n")?.unwrap_or(d.penalty_last_n),
-        seed: args.parsed("seed")?.unwrap_or(d.seed),
-    };
-    p.validate()?;
-    Ok(p)
-}
 
 /// `--backend cpu|gpu|auto` (default cpu): the library's one load path and backend policy
 /// (`auto` skips software GPU adapters and says why on stderr).
-fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
-    let bytes = Arc::new(crate::read_model(args)?);
+fn load_any_engine(args: &GenerateArgs) -> Result<AnyEngine, CliError> {
+    let bytes = Arc::new(crate::read_model(&args.model.model)?);
     let gguf = Gguf::from_bytes(&bytes)?;
     let opts = LoadOptions {
-        backend: match args.get("backend").unwrap_or("cpu") {
-            "gpu" => BackendChoice::Gpu,
-            "webgpu" => return Err(CliError::Engine(browser_llm::Error::invalid_argument("--backend webgpu: the CLI calls it gpu"))),
-            other => BackendChoice::parse(other)?,
+        backend: match args.backend {
+            BackendArg::Cpu => BackendChoice::Cpu,
+            BackendArg::Gpu => BackendChoice::Gpu,
+            BackendArg::Auto => BackendChoice::Auto,
         },
-        n_ctx: args.parsed("ctx")?,
-        cpu_threads: args.parsed("threads")?,
+        n_ctx: args.ctx,
+        cpu_threads: args.threads,
         gpu: GpuOptions {
-            layout: args.get("gpu-layout").map(GpuLayout::parse).transpose()?,
-            no_subgroups: args.flag("no-subgroups"),
+            layout: args.gpu_layout.map(|l| match l {
+                LayoutArg::Software => GpuLayout::Software,
+                LayoutArg::Hardware => GpuLayout::Hardware,
+            }),
+            no_subgroups: args.no_subgroups,
             ..GpuOptions::default()
         },
     };
@@ -72,24 +57,24 @@ fn load_any_engine(args: &Args) -> Result<AnyEngine, CliError> {
     Ok(loaded.engine)
 }
 
-pub fn run(args: &Args) -> CliResult {
+pub fn run(args: &GenerateArgs) -> CliResult {
     let engine = load_any_engine(args)?;
     let device = engine.device();
     run_on(args, engine, device)
 }
 
-fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResult {
+fn run_on(args: &GenerateArgs, mut engine: AnyEngine, device: Option<String>) -> CliResult {
     let backend = engine.backend_name();
-    let prompt = args.required("prompt")?.to_string();
+    let prompt = args.prompt.clone();
     let opts = GenerateOptions {
-        max_tokens: args.parsed("max-tokens")?.unwrap_or(DEFAULT_MAX_TOKENS),
-        sampling: sampling_from_args(args)?,
-        stop: args.get("stop").map(|s| vec![s.replace("\\n", "\n")]).unwrap_or_default(),
-        ignore_eos: args.flag("ignore-eos"),
+        max_tokens: args.max_tokens,
+        sampling: args.sampling.params()?,
+        stop: args.stop.as_ref().map(|s| vec![s.replace("\\n", "\n")]).unwrap_or_default(),
+        ignore_eos: args.ignore_eos,
         constraint: constraint_from_args(args)?,
         logprobs: None,
     };
-    let json = args.flag("json");
+    let json = args.json;
     let mut out = std::io::stdout().lock();
     let ids = engine.tokenize(&prompt);
     let loaded = engine.stats();
@@ -175,19 +160,19 @@ fn run_on(args: &Args, mut engine: AnyEngine, device: Option<String>) -> CliResu
 
 /// `--json-schema SCHEMA`, `--grammar GRAMMAR` (Lark or GBNF) or `--regex RE`; a value that
 /// starts with `@` names a file to read it from.
-fn constraint_from_args(args: &Args) -> Result<Option<ConstraintSpec>, CliError> {
+fn constraint_from_args(args: &GenerateArgs) -> Result<Option<ConstraintSpec>, CliError> {
     let read = |v: &str| -> Result<String, CliError> {
         match v.strip_prefix('@') {
             Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {path}: {e}"))),
             None => Ok(v.to_string()),
         }
     };
-    Ok(if let Some(s) = args.get("json-schema") {
+    Ok(if let Some(s) = &args.json_schema {
         let schema = serde_json::from_str(&read(s)?).map_err(|e| CliError::Usage(format!("--json-schema is not JSON: {e}")))?;
         Some(ConstraintSpec::JsonSchema(schema))
-    } else if let Some(g) = args.get("grammar") {
+    } else if let Some(g) = &args.grammar {
         Some(ConstraintSpec::Grammar(read(g)?))
     } else {
-        args.get("regex").map(|r| ConstraintSpec::Regex(r.to_string()))
+        args.regex.as_ref().map(|r| ConstraintSpec::Regex(r.to_string()))
     })
 }

@@ -22,14 +22,14 @@ use std::io::Write as _;
 
 use browser_llm::gguf::{Gguf, Value};
 
-use crate::args::Args;
+use crate::args::ModelArg;
 use crate::CliResult;
 
 /// Array items shown per metadata value.
 const MAX_ITEMS: usize = 8;
 
-pub fn run(args: &Args) -> CliResult {
-    let bytes = crate::read_model(args)?;
+pub fn run(args: &ModelArg) -> CliResult {
+    let bytes = crate::read_model(&args.model)?;
     let g = Gguf::from_bytes(&bytes)?;
     let report = render(&g, bytes.len() as u64);
     // A closed pipe (`| head`) is not an error worth a panic.

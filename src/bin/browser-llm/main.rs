@@ -10,7 +10,9 @@
 //!                      [--gpu-layout software|hardware] [--no-subgroups]
 //! browser-llm synth    --shape gemma3-270m|qwen2-1.5b|qwen2-7b --out PATH [--layers N] [--seed S]
 //! ```
-//! Errors print `error[CODE]: message` on stderr and exit with status 1 (2 for usage errors).
+//! Flags are declared in `args.rs` (clap); `browser-llm --help` and `browser-llm COMMAND --help`
+//! list them with their defaults. Errors print `error[CODE]: message` on stderr and exit with
+//! status 1; usage errors (an unknown flag, a malformed value) print the usage and exit with 2.
 
 mod args;
 mod generate;
@@ -18,43 +20,25 @@ mod inspect;
 mod synth;
 mod tokenize;
 
-use args::Args;
-use browser_llm::Error;
+use std::path::Path;
 
-const USAGE: &str = "usage:
-  browser-llm inspect  --model PATH
-  browser-llm tokenize --model PATH --text TEXT [--no-special]
-  browser-llm generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
-                       [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S] [--stop STR]
-                       [--ctx N] [--threads N] [--backend cpu|gpu|auto] [--ignore-eos] [--json]
-                       [--json-schema SCHEMA|@FILE | --grammar LARK_OR_GBNF|@FILE | --regex RE]
-                       [--gpu-layout software|hardware] [--no-subgroups]
-  browser-llm synth    --shape gemma3-270m|qwen2-1.5b|qwen2-7b --out PATH [--layers N] [--seed S]
-  (synth: random weights in a real model's shapes and formats, for GPU benchmarks;
-   --gpu-layout forces the GPU kernels' layout, default by adapter; --no-subgroups: without
-   subgroup operations. Both for tests and benchmarks.)";
+use browser_llm::Error;
+use clap::{CommandFactory, Parser};
 
 fn main() {
-    let mut argv = std::env::args().skip(1);
-    let cmd = argv.next().unwrap_or_default();
-    let args = match Args::parse(argv) {
-        Ok(a) => a,
-        Err(e) => usage_error(&e),
-    };
-    let result = match cmd.as_str() {
-        "inspect" => inspect::run(&args),
-        "tokenize" => tokenize::run(&args),
-        "generate" => generate::run(&args),
-        "synth" => synth::run(&args),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => usage_error(&format!("unknown command '{other}'")),
+    let cli = args::Cli::parse();
+    let result = match &cli.command {
+        args::Command::Inspect(a) => inspect::run(a),
+        args::Command::Tokenize(a) => tokenize::run(a),
+        args::Command::Generate(a) => generate::run(a),
+        args::Command::Synth(a) => synth::run(a),
     };
     if let Err(e) = result {
         match e {
-            CliError::Usage(m) => usage_error(&m),
+            CliError::Usage(m) => {
+                let mut cmd = args::Cli::command();
+                cmd.error(clap::error::ErrorKind::ValueValidation, m).exit()
+            }
             CliError::Engine(e) => {
                 eprintln!("error[{}]: {}", e.code, e.message);
                 std::process::exit(1);
@@ -63,12 +47,9 @@ fn main() {
     }
 }
 
-fn usage_error(msg: &str) -> ! {
-    eprintln!("browser-llm: {msg}\n{USAGE}");
-    std::process::exit(2);
-}
-
 pub enum CliError {
+    /// A flag's value is wrong in a way clap cannot see (a shape's layer count, a schema that is
+    /// not JSON): exit status 2 with the usage, as clap's own errors.
     Usage(String),
     Engine(Error),
 }
@@ -82,9 +63,8 @@ impl From<Error> for CliError {
 pub type CliResult = Result<(), CliError>;
 
 /// Read a whole model file, mapping I/O failures to a typed error.
-pub fn read_model(args: &Args) -> Result<Vec<u8>, CliError> {
-    let path = args.required("model")?;
+pub fn read_model(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| {
-        CliError::Engine(Error::invalid_argument(format!("cannot read model file '{path}': {e}")))
+        CliError::Engine(Error::invalid_argument(format!("cannot read model file '{}': {e}", path.display())))
     })
 }

@@ -23,7 +23,7 @@ use browser_llm::gguf::{Array, Value};
 use browser_llm::quant::random::{f16_fields, random_row, Rng};
 use browser_llm::quant::{f32_to_f16, GgmlType};
 
-use crate::args::Args;
+use crate::args::SynthArgs;
 use crate::{CliError, CliResult};
 
 /// One synthesizable shape.
@@ -65,21 +65,17 @@ const SHAPES: &[Shape] = &[
     },
 ];
 
-pub fn run(args: &Args) -> CliResult {
-    let name = args.required("shape")?;
-    let names: Vec<&str> = SHAPES.iter().map(|s| s.name).collect();
-    let shape = SHAPES
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| CliError::Usage(format!("--shape must be one of {}; got {name:?}", names.join(", "))))?;
-    let out = args.required("out")?;
-    let n_layer = args.parsed::<u32>("layers")?.unwrap_or(shape.n_layer);
+pub fn run(args: &SynthArgs) -> CliResult {
+    // (clap has checked the name against the same list.)
+    let shape = SHAPES.iter().find(|s| s.name == args.shape).ok_or_else(|| CliError::Usage(format!("unknown shape {:?}", args.shape)))?;
+    let out = args.out.display();
+    let n_layer = args.layers.unwrap_or(shape.n_layer);
     if n_layer == 0 || n_layer > shape.n_layer {
-        return Err(CliError::Usage(format!("--layers must be 1..={}", shape.n_layer)));
+        return Err(CliError::Usage(format!("--layers must be 1..={} for {}", shape.n_layer, shape.name)));
     }
-    let mut rng = Rng::new(args.parsed("seed")?.unwrap_or(1));
+    let mut rng = Rng::new(args.seed);
     let bytes = synthesize(shape, n_layer, &mut rng);
-    let mut f = std::fs::File::create(out).map_err(|e| CliError::Usage(format!("cannot create {out}: {e}")))?;
+    let mut f = std::fs::File::create(&args.out).map_err(|e| CliError::Usage(format!("cannot create {out}: {e}")))?;
     f.write_all(&bytes).map_err(|e| CliError::Usage(format!("cannot write {out}: {e}")))?;
     eprintln!("[{}: {n_layer} layers, {:.1} MB written to {out}]", shape.name, bytes.len() as f64 / 1e6);
     Ok(())

@@ -9,16 +9,16 @@
 use browser_llm::gguf::Gguf;
 use browser_llm::tokenizer::Tokenizer;
 
-use crate::args::Args;
+use crate::args::TokenizeArgs;
 use crate::CliResult;
 
-pub fn run(args: &Args) -> CliResult {
-    let text = args.required("text")?.to_string();
-    let special = !args.flag("no-special");
-    let bytes = crate::read_model(args)?;
+pub fn run(args: &TokenizeArgs) -> CliResult {
+    let text = &args.text;
+    let special = !args.no_special;
+    let bytes = crate::read_model(&args.model.model)?;
     let gguf = Gguf::from_bytes(&bytes)?;
     let tok = Tokenizer::from_gguf(&gguf)?;
-    let ids = tok.encode(&text, special, special);
+    let ids = tok.encode(text, special, special);
     let pieces: Vec<String> =
         ids.iter().map(|&id| String::from_utf8_lossy(&tok.token_to_piece(id, true)).into_owned()).collect();
     let line = serde_json::json!({ "ids": ids, "pieces": pieces });
