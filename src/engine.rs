@@ -219,6 +219,14 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
+    /// Run `ids` after the cached tokens into the KV cache only (nothing read back).
+    fn fill_kv(&mut self, ids: &[u32]) -> Result<()> {
+        let pos0 = self.reserve(ids.len())?;
+        self.model.fill_kv(&mut self.backend, &mut self.kv, ids, pos0)?;
+        self.cached.extend_from_slice(ids);
+        Ok(())
+    }
+
     /// Run `ids` after the cached tokens and read back the last token's logits, as little of
     /// them as `what` needs.
     async fn eval_last(&mut self, ids: &[u32], what: Readback) -> Result<ReadOut> {
@@ -408,7 +416,7 @@ impl<B: Backend> Engine<B> {
             let end = (g.prefilled + PREFILL_CHUNK).min(g.prompt_len);
             let chunk = g.history[g.prefilled..end].to_vec();
             if end < g.prompt_len {
-                self.eval(&chunk, Logits::None).await?;
+                self.fill_kv(&chunk)?;
             } else {
                 g.logits = Some(self.eval_last(&chunk, Self::readback(g)).await?);
                 g.timings.prefill_ms = now_ms() - g.t0;
@@ -649,15 +657,7 @@ impl StopMatcher {
             return (out, true);
         }
         // Hold back the longest suffix that is a prefix of some stop string.
-        let mut hold = 0;
-        for s in &self.stops {
-            for (i, _) in s.char_indices().skip(1) {
-                if self.text.ends_with(&s[..i]) {
-                    hold = hold.max(i);
-                }
-            }
-        }
-        let safe = self.text.len() - hold;
+        let safe = self.text.len() - crate::holdback::held_back(&self.text, &self.stops);
         let out = if safe > self.emitted { self.text[self.emitted..safe].to_string() } else { String::new() };
         self.emitted = self.emitted.max(safe);
         (out, false)

@@ -15,6 +15,7 @@ pub mod constrain;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod holdback;
 pub mod load;
 pub mod logits;
 pub mod model;

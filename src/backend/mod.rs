@@ -271,6 +271,11 @@ pub trait Backend {
         let logits = self.read(x).await?;
         Ok(what.select(logits))
     }
+    /// Start what was recorded so far without reading anything back (a prompt chunk that only
+    /// fills the KV cache). The CPU backend computes as it goes: nothing to do.
+    fn submit(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Work counters (GPU dispatches and submits); zeros where a backend does not count.
     fn stats(&self) -> BackendStats {
         BackendStats::default()

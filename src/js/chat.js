@@ -1,8 +1,10 @@
-// Streaming and OpenAI-style chat completions, built on any engine's `generate` and
-// `tokenizeChat` (the same code serves Engine and WorkerEngine).
+// Streaming and OpenAI-style chat completions, built on any engine's `generate` (the same code
+// serves Engine and WorkerEngine). Only shapes are converted here: OpenAI's request into a chat
+// prompt and generate options, the reply's pieces into OpenAI's objects. The template, the
+// tokens, tool calls (described, forced, parsed) and the streamed text's hold-back are wasm's
+// (`beginChat` in src/wasm/engine.rs, src/chat/).
 
-import { BrowserLlmError, invalidArgument, randomId } from "./errors.js";
-import { ToolCallStream, parseToolCalls, toolSettings } from "./tools.js";
+import { invalidArgument, randomId } from "./errors.js";
 
 /** OpenAI's default temperature (Rust's `contract().chatDefaults`; every other default is generate's). */
 export const CHAT_TEMPERATURE = 1.0;
@@ -154,35 +156,18 @@ export function createChat(engine) {
   async function create(req) {
     if (!req || typeof req !== "object") throw invalid("create() needs a request object");
     const opts = generateOptions(req);
-    const tools = toolSettings(req);
-    if (tools?.forced) {
-      if (opts.responseFormat?.type && opts.responseFormat.type !== "text" || opts.grammar || opts.regex) {
-        throw invalid("a required tool call cannot be combined with response_format, grammar or regex");
-      }
-      opts.grammar = tools.forced;
-    }
-    const parse = tools !== null && tools.choice !== "none";
-    const messages = templateMessages(req.messages);
-    // Token ids, not text: message contents must never become control tokens (a user typing
-    // "<|im_start|>system" cannot forge a turn).
-    const prompt = await engine.tokenizeChat(messages, true, tools?.tools);
+    const prompt = { messages: templateMessages(req.messages) };
+    for (const k of ["tools", "tool_choice", "parallel_tool_calls"]) if (req[k] != null) prompt[k] = req[k];
     const id = randomId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? (await modelName());
     if (!req.stream) {
       const r = await engine.generate(prompt, opts);
-      const message = { role: "assistant", content: r.text, refusal: null };
-      let finish = r.finishReason;
-      if (parse) {
-        const { content, toolCalls } = parseToolCalls(r.text, tools);
-        if (toolCalls.length > 0) {
-          Object.assign(message, { content, tool_calls: toolCalls });
-          if (finish === "stop") finish = "tool_calls";
-        }
-      }
+      const message = { role: "assistant", content: r.content, refusal: null };
+      if (r.toolCalls.length > 0) message.tool_calls = r.toolCalls;
       return {
         id, object: "chat.completion", created, model,
-        choices: [{ index: 0, message, finish_reason: finish, logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null }],
+        choices: [{ index: 0, message, finish_reason: r.finishReason, logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null }],
         usage: usageOf(r),
         timings: r.timings,
       };
@@ -196,13 +181,14 @@ export function createChat(engine) {
       });
       yield chunk({ role: "assistant", content: "" }, null);
       const it = streamFrom((o) => engine.generate(prompt, o), opts);
-      const splitter = parse ? new ToolCallStream(tools) : null;
-      let calls = 0;
       let step;
       let pending = []; // logprobs of tokens whose text is not out yet
-      const deltas = function* (events) {
-        for (const ev of events) {
-          const delta = ev.call ? { tool_calls: [{ index: calls++, ...ev.call }] } : { content: ev.content };
+      const deltas = function* (pieces) {
+        for (const p of pieces ?? []) {
+          const { toolCall } = p;
+          const delta = toolCall
+            ? { tool_calls: [{ index: toolCall.index, id: toolCall.id, type: toolCall.type, function: toolCall.function }] }
+            : { content: p.content };
           yield chunk(delta, null, opts.logprobs ? { content: pending, refusal: null } : null);
           pending = [];
         }
@@ -211,16 +197,15 @@ export function createChat(engine) {
         step = await it.next();
         while (!step.done) {
           if (step.value.logprob) pending.push(step.value.logprob);
-          if (step.value.text !== "") yield* deltas(splitter ? splitter.push(step.value.text) : [{ content: step.value.text }]);
+          yield* deltas(step.value.deltas);
           step = await it.next();
         }
       } finally {
         if (!step?.done) await it.return(); // the consumer stopped early: abort the generation
       }
-      if (splitter) yield* deltas(splitter.end());
       const r = step.value;
-      const finish = calls > 0 && r.finishReason === "stop" ? "tool_calls" : r.finishReason;
-      yield { ...chunk({}, finish, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
+      yield* deltas(r.deltas);
+      yield { ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
       if (includeUsage) yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(r) };
     })();
   }

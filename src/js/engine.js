@@ -96,9 +96,12 @@ export class Engine {
   }
 
   /**
-   * Generate a completion of `prompt` (text, or an array of token ids). Resolves with
-   * { text, tokenIds, finishReason, usage, timings }; an abort resolves with the text so far and
-   * finishReason "abort". Calls on one engine run one at a time, in call order.
+   * Generate a completion of `prompt`: text, an array of token ids, or a chat
+   * `{ messages, tools?, tool_choice?, parallel_tool_calls? }` (the reply to it; rendering,
+   * tokenizing, tool calls and their parsing all happen in wasm). Resolves with
+   * { text, tokenIds, finishReason, usage, timings } (a chat adds { content, toolCalls, deltas });
+   * an abort resolves with the text so far and finishReason "abort". Calls on one engine run one
+   * at a time, in call order.
    */
   generate(prompt, options = {}) {
     if (options === null || typeof options !== "object") {
@@ -111,7 +114,8 @@ export class Engine {
       }
       if (signal?.aborted) throw abortedError();
       const w = this.#wasm;
-      w.begin(prompt, rest);
+      if (isChatPrompt(prompt)) w.beginChat(prompt, rest);
+      else w.begin(prompt, rest);
       const logprobs = rest.logprobs ? [] : null;
       try {
         for (;;) {
@@ -121,7 +125,10 @@ export class Engine {
           if (s.kind === "prefill") onPrefill?.({ done: s.done, total: s.total });
           else if (s.text !== "" || s.kind === "token") {
             if (s.logprob) logprobs.push(s.logprob);
-            onToken?.(s.logprob ? { text: s.text, tokenId: s.tokenId ?? null, logprob: s.logprob } : { text: s.text, tokenId: s.tokenId ?? null });
+            const t = { text: s.text, tokenId: s.tokenId ?? null };
+            if (s.logprob) t.logprob = s.logprob;
+            if (s.deltas) t.deltas = s.deltas;
+            onToken?.(t);
           }
           await yieldToEventLoop();
         }
@@ -198,4 +205,9 @@ export class Engine {
       this.#wasm.free();
     });
   }
+}
+
+/** A chat prompt: a plain object (not text, not token ids). */
+function isChatPrompt(prompt) {
+  return prompt !== null && typeof prompt === "object" && !Array.isArray(prompt) && !ArrayBuffer.isView(prompt);
 }

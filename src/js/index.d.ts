@@ -158,6 +158,26 @@ export interface TokenChunk {
   tokenId: number | null;
   /** With logprobs. */
   logprob?: TokenLogprob;
+  /** A chat prompt's reply, in pieces that became final with this chunk's text. */
+  deltas?: ChatReplyDelta[];
+}
+
+/** A piece of a chat reply: text, or one whole tool call (its `index` among the reply's calls). */
+export type ChatReplyDelta =
+  | { content: string }
+  | { toolCall: { index: number; id: string; type: "function"; function: { name: string; arguments: string } } };
+
+/**
+ * A chat as `generate`'s prompt: the reply to `messages` is generated, with tools as in
+ * `chat.completions` (described to the model, forced by a grammar for "required" or a named
+ * function, and read back from the reply). Messages are the template's shape (`role` system,
+ * user, assistant or tool; `content` text).
+ */
+export interface ChatPrompt {
+  messages: ChatMessage[];
+  tools?: Tool[];
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+  parallel_tool_calls?: boolean;
 }
 
 export interface Timings {
@@ -173,11 +193,17 @@ export interface GenerateResult {
   text: string;
   tokenIds: number[];
   /** "stop": end-of-generation token or stop string; "length": maxTokens or a full context; "abort". */
-  finishReason: "stop" | "length" | "abort";
+  finishReason: "stop" | "length" | "abort" | "tool_calls";
   usage: { promptTokens: number; completionTokens: number; totalTokens: number; cachedTokens: number };
   timings: Timings;
   /** With logprobs: one per generated token. */
   logprobs?: TokenLogprob[];
+  /** For a chat prompt: the reply without its tool calls (null when it is only calls)... */
+  content?: string | null;
+  /** ...its tool calls (finishReason is then "tool_calls")... */
+  toolCalls?: { id: string; type: "function"; function: { name: string; arguments: string } }[];
+  /** ...and the pieces held back until the end (a streamed reply's last deltas). */
+  deltas?: ChatReplyDelta[];
 }
 
 export interface ModelInfo {
@@ -374,15 +400,16 @@ export interface LlmEngine {
   readonly embeddings: Embeddings;
   /** One text's embedding (what `embeddings.create` runs per input). */
   embed(text: string): Promise<{ embedding: Float32Array; tokens: number }>;
-  generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
+  generate(prompt: string | number[] | ChatPrompt, options?: GenerateOptions): Promise<GenerateResult>;
   /** Tokens as they come; leaving the loop early aborts the generation. Returns the GenerateResult. */
-  stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
+  stream(prompt: string | number[] | ChatPrompt, options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
   /** The prompt text the model's chat template makes of `messages`. */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean, tools?: Tool[]): Promise<string>;
   /**
    * The token ids `chat.completions` runs for `messages`: the template's markup becomes control
    * tokens, message contents never do (text that spells `<|im_start|>` stays text), so content
-   * from users or third parties cannot forge turns. Pass them to `generate` as the prompt.
+   * from users or third parties cannot forge turns (nor can tool names, arguments or
+   * descriptions). `generate({ messages, tools })` does this without the ids leaving wasm.
    */
   tokenizeChat(messages: ChatMessage[], addGenerationPrompt?: boolean, tools?: Tool[]): Promise<number[]>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;

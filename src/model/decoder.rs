@@ -61,9 +61,9 @@ pub struct Model<B: Backend> {
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
-    /// None: only fill the KV cache (a prompt chunk before the last one). The forward pass
-    /// returns the hidden state instead.
-    None,
+    /// Only fill the KV cache (a prompt chunk before the last one): no output head; what the
+    /// pass returns is not for reading ([`Model::fill_kv`]).
+    KvOnly,
     /// Only for the last token: `[n_vocab]`.
     Last,
     /// For every token of the batch: `[n, n_vocab]` (teacher forcing, tests).
@@ -195,6 +195,13 @@ impl<B: Backend> Model<B> {
         b.read(&out).await
     }
 
+    /// Run `ids` into the KV cache only: no output head and no readback (on the GPU, the work is
+    /// submitted and the next readback waits for it).
+    pub fn fill_kv(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize) -> Result<()> {
+        self.forward_act(b, kv, ids, pos0, Logits::KvOnly)?;
+        b.submit()
+    }
+
     /// [`Model::forward`] for the last token only, reading back only what `what` needs.
     pub async fn forward_last(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, what: Readback) -> Result<ReadOut> {
         let out = self.forward_act(b, kv, ids, pos0, Logits::Last)?;
@@ -274,7 +281,7 @@ impl<B: Backend> Model<B> {
         }
         // The norm is per row: selecting rows after it is selecting them before.
         match logits {
-            Logits::None => return Ok(x),
+            Logits::KvOnly => return Ok(x),
             // (One row is its own last row: no copy, which would also split a GPU compute pass.)
             Logits::Last if ids.len() > 1 => h = b.rows_from(&h, ids.len() - 1)?,
             Logits::From(k) if k > 0 => h = b.rows_from(&h, k.min(ids.len() - 1))?,

@@ -22,7 +22,9 @@ use super::convert::{from_js, json_value, progress_callback, to_js, to_js_error,
 use super::info::ModelInfo;
 use super::options::{JsGenerateOptions, JsLoadOptions};
 use super::source::{parse_source, Bytes, ModelSource};
+use crate::chat::tools::{ChatDelta, ParsedCall, ToolCallStream, ToolSettings};
 use crate::chat::{self, ChatMessage, TemplateSource};
+use crate::constrain::ConstraintSpec;
 use crate::engine::{Generating, Step, TokenLogprob};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
@@ -33,6 +35,8 @@ struct Inner {
     template: TemplateSource,
     info: ModelInfo,
     generating: Option<Generating>,
+    /// The reading of a chat generation's reply (`beginChat`); `None` for a plain generation.
+    chat: Option<ChatReply>,
     /// What a GPU engine loads again from after its device is lost; `None` on the CPU.
     reload: Option<Reload>,
 }
@@ -67,6 +71,56 @@ struct JsStep {
     total: usize,
     /// With `logprobs`: OpenAI's `{token, logprob, bytes, top_logprobs}` for a token step.
     logprob: Option<JsLogprob>,
+    /// In a chat generation: the reply's pieces that became final with this step's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deltas: Option<Vec<JsDelta>>,
+}
+
+/// A piece of a chat reply: `{content}` or `{toolCall: {index, id, type, function: {name,
+/// arguments}}}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum JsDelta {
+    Content(String),
+    ToolCall {
+        index: usize,
+        #[serde(flatten)]
+        call: ParsedCall,
+    },
+}
+
+impl From<ChatDelta> for JsDelta {
+    fn from(d: ChatDelta) -> JsDelta {
+        match d {
+            ChatDelta::Content(c) => JsDelta::Content(c),
+            ChatDelta::Call { index, call } => JsDelta::ToolCall { index, call },
+        }
+    }
+}
+
+/// How a chat generation's reply is read: calls parsed where the request has tools (and a
+/// `tool_choice` other than "none"), its text streamed through the tool-call splitter.
+struct ChatReply {
+    tools: Option<ToolSettings>,
+    stream: Option<ToolCallStream>,
+    /// Per reply: the calls' ids (`chat::tools`).
+    seed: u64,
+}
+
+impl ChatReply {
+    fn new(tools: Option<ToolSettings>) -> ChatReply {
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        let stream = tools.as_ref().map(|t| ToolCallStream::new(t, seed));
+        ChatReply { tools, stream, seed }
+    }
+
+    fn push(&mut self, text: &str) -> Vec<JsDelta> {
+        match &mut self.stream {
+            Some(s) => s.push(text).into_iter().map(JsDelta::from).collect(),
+            None if text.is_empty() => Vec::new(),
+            None => vec![JsDelta::Content(text.to_string())],
+        }
+    }
 }
 
 /// One entry of OpenAI's `logprobs.content` (snake_case, as OpenAI spells it).
@@ -98,6 +152,15 @@ struct JsGeneration {
     finish_reason: &'static str,
     usage: Usage,
     timings: Timings,
+    /// A chat generation's reply: its text without the calls (`null` when only calls), ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<Option<String>>,
+    /// ... its calls ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ParsedCall>>,
+    /// ... and the pieces the stream held back until the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deltas: Option<Vec<JsDelta>>,
 }
 
 #[derive(Serialize)]
@@ -170,7 +233,7 @@ impl Inner {
     fn new(gguf: &Gguf, file_size: u64, loaded: Loaded, template: TemplateSource, reload: Reload) -> Inner {
         let info = ModelInfo::new(gguf, file_size, &loaded.engine, loaded.reason, template.name());
         let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
-        Inner { engine: loaded.engine, template, info, generating: None, reload }
+        Inner { engine: loaded.engine, template, info, generating: None, chat: None, reload }
     }
 }
 
@@ -268,6 +331,39 @@ impl WasmEngine {
             let gen_opts = opts.to_options()?;
             let ids = prompt_ids(i, &prompt, opts.add_special)?;
             i.generating = Some(i.engine.begin(&ids, &gen_opts)?);
+            i.chat = None;
+            Ok(())
+        })
+    }
+
+    /// Start generating the assistant's reply to a chat: `chat` is `{messages, tools?,
+    /// tool_choice?, parallel_tool_calls?}` (the template's message shape; OpenAI's tool
+    /// settings). Everything happens here: the template renders the conversation, what the caller
+    /// wrote is tokenized as plain text (`chat::encode_chat`), tools are described to the model,
+    /// a required call is forced by a grammar, and each `step()` brings the reply's `deltas`
+    /// (text, and calls parsed as they complete); `finish()` adds `content` and `toolCalls`.
+    /// The prompt's token ids never leave wasm.
+    #[wasm_bindgen(js_name = beginChat)]
+    pub fn begin_chat(&self, chat: JsValue, options: JsValue) -> JsResult<()> {
+        let opts: JsGenerateOptions = from_js(options, "generate options").map_err(to_js_error)?;
+        let (messages, tools) = chat_request(&chat).map_err(to_js_error)?;
+        self.with(|i| {
+            if i.generating.is_some() {
+                return Err(busy());
+            }
+            let mut gen_opts = opts.to_options()?;
+            if let Some(grammar) = tools.as_ref().and_then(ToolSettings::forced_grammar) {
+                if gen_opts.constraint.is_some() {
+                    return Err(Error::invalid_argument("a required tool call cannot be combined with response_format, grammar or regex"));
+                }
+                gen_opts.constraint = Some(ConstraintSpec::Grammar(grammar));
+            }
+            let (messages, described) = chat::prepare_tools(&i.template, &messages, tools.as_ref().map(|t| &t.tools))?;
+            let bos = i.info.bos_token.as_deref().unwrap_or_default();
+            let eos = i.info.eos_token.as_deref().unwrap_or_default();
+            let prompt = chat::encode_chat(i.engine.tokenizer(), &i.template, &messages, described.as_ref(), true, bos, eos)?;
+            i.generating = Some(i.engine.begin(&prompt.ids, &gen_opts)?);
+            i.chat = Some(ChatReply::new(tools.filter(ToolSettings::parses_calls)));
             Ok(())
         })
     }
@@ -293,9 +389,9 @@ impl WasmEngine {
                 }
             };
             let tok = i.engine.tokenizer();
-            to_js(&match step {
+            let mut js = match step {
                 Step::Prefill { done, total } => {
-                    JsStep { kind: "prefill", token_id: None, text: String::new(), done, total, logprob: None }
+                    JsStep { kind: "prefill", token_id: None, text: String::new(), done, total, logprob: None, deltas: None }
                 }
                 Step::Token { id, text, logprob } => JsStep {
                     kind: "token",
@@ -304,9 +400,14 @@ impl WasmEngine {
                     done: 0,
                     total: 0,
                     logprob: logprob.map(|lp| JsLogprob::new(tok, &lp)),
+                    deltas: None,
                 },
-                Step::Flush { text } => JsStep { kind: "flush", token_id: None, text, done: 0, total: 0, logprob: None },
-            })
+                Step::Flush { text } => JsStep { kind: "flush", token_id: None, text, done: 0, total: 0, logprob: None, deltas: None },
+            };
+            if let Some(c) = i.chat.as_mut().filter(|_| js.kind != "prefill") {
+                js.deltas = Some(c.push(&js.text));
+            }
+            to_js(&js)
         })
     }
 
@@ -347,13 +448,31 @@ impl WasmEngine {
 
     /// End the current generation and return `{text, tokenIds, finishReason, usage, timings}`.
     pub fn finish(&self) -> JsResult<JsValue> {
-        let g = self.with(|i| i.generating.take().ok_or_else(|| Error::invalid_argument("no generation in progress")))?;
+        let (g, chat) = self.with(|i| Ok((i.generating.take().ok_or_else(|| Error::invalid_argument("no generation in progress"))?, i.chat.take())))?;
         let r = g.into_generation();
         let t = &r.timings;
+        let mut finish_reason = r.finish_reason.as_str();
+        let (content, tool_calls, deltas) = match chat {
+            None => (None, None, None),
+            Some(mut c) => {
+                let rest = c.stream.as_mut().map(|s| s.end().into_iter().map(JsDelta::from).collect()).unwrap_or_default();
+                let (content, calls) = match &c.tools {
+                    Some(t) => chat::tools::parse_tool_calls(&r.text, t, c.seed),
+                    None => (Some(r.text.clone()), Vec::new()),
+                };
+                if !calls.is_empty() && finish_reason == "stop" {
+                    finish_reason = "tool_calls";
+                }
+                (Some(content), Some(calls), Some(rest))
+            }
+        };
         to_js(&JsGeneration {
+            content,
+            tool_calls,
+            deltas,
             text: r.text.clone(),
             token_ids: r.ids.clone(),
-            finish_reason: r.finish_reason.as_str(),
+            finish_reason,
             usage: Usage {
                 prompt_tokens: r.prompt_ids.len(),
                 completion_tokens: r.ids.len(),
@@ -427,6 +546,29 @@ async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) ->
 }
 
 /// The `messages` argument of the chat methods.
+/// A chat prompt `{messages, tools?, tool_choice?, parallel_tool_calls?}`: the messages and the
+/// checked tool settings.
+fn chat_request(chat: &JsValue) -> Result<(Vec<ChatMessage>, Option<ToolSettings>)> {
+    const SHAPE: &str = "a chat prompt must be {messages, tools?, tool_choice?, parallel_tool_calls?}";
+    if !chat.is_object() || js_sys::Array::is_array(chat) {
+        return Err(Error::invalid_argument(SHAPE));
+    }
+    let keys: Vec<String> = js_sys::Object::keys(chat.unchecked_ref::<js_sys::Object>()).iter().filter_map(|k| k.as_string()).collect();
+    if let Some(k) = keys.iter().find(|k| !["messages", "tools", "tool_choice", "parallel_tool_calls"].contains(&k.as_str())) {
+        return Err(Error::invalid_argument(format!("{SHAPE}; got \"{k}\"")));
+    }
+    let get = |k: &str| js_sys::Reflect::get(chat, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let messages = chat_messages(get("messages"))?;
+    let parallel = get("parallel_tool_calls");
+    let parallel = match parallel.as_bool() {
+        Some(b) => Some(b),
+        None if parallel.is_undefined() || parallel.is_null() => None,
+        None => return Err(Error::invalid_argument("parallel_tool_calls must be a boolean")),
+    };
+    let tools = ToolSettings::from_request(json_value(&get("tools"), "tools")?.as_ref(), json_value(&get("tool_choice"), "tool_choice")?.as_ref(), parallel)?;
+    Ok((messages, tools))
+}
+
 fn chat_messages(messages: JsValue) -> Result<Vec<ChatMessage>> {
     serde_wasm_bindgen::from_value(messages)
         .map_err(|e| Error::invalid_argument(format!("messages must be [{{role, content, tool_calls?, tool_call_id?}}]: {e}")))

@@ -853,6 +853,10 @@ impl Backend for GpuBackend {
             _ => Ok(what.select(self.read_async(x).await?)),
         }
     }
+    fn submit(&mut self) -> Result<()> {
+        self.flush()
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats { buffers_created: self.buffers_created.get(), ..self.stats }
     }
