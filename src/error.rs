@@ -22,8 +22,11 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// The caller aborted the operation.
     Aborted,
-    /// The GPU device was lost or could not be created.
+    /// The GPU device was lost (or ran out of memory) while a model ran on it.
     DeviceLost,
+    /// The model cannot run on the GPU here: WebGPU is missing, no adapter or device could be
+    /// had, or the GPU failed its self-check. Load with backend "auto" or "cpu".
+    GpuUnavailable,
     /// The prompt plus generated tokens do not fit the context length.
     ContextOverflow,
     /// The engine is already running a generation.
@@ -36,7 +39,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (exported to JS by `contract()`).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadGguf,
         ErrorCode::UnsupportedModel,
         ErrorCode::UnsupportedQuant,
@@ -45,6 +48,7 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::Aborted,
         ErrorCode::DeviceLost,
+        ErrorCode::GpuUnavailable,
         ErrorCode::ContextOverflow,
         ErrorCode::Busy,
         ErrorCode::InvalidArgument,
@@ -61,6 +65,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::Aborted => "ABORTED",
             ErrorCode::DeviceLost => "DEVICE_LOST",
+            ErrorCode::GpuUnavailable => "GPU_UNAVAILABLE",
             ErrorCode::ContextOverflow => "CONTEXT_OVERFLOW",
             ErrorCode::Busy => "BUSY",
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",

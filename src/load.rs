@@ -3,8 +3,10 @@
 //!
 //! The backend policy lives here and nowhere else:
 //! - `cpu`: the CPU backend (WebAssembly SIMD128 in the browser).
-//! - `gpu` (`"webgpu"` in JS): the GPU backend or an error (`DEVICE_LOST` when there is no usable
-//!   adapter); software adapters are allowed (tests run on lavapipe and SwiftShader).
+//! - `gpu` (`"webgpu"` in JS): the GPU backend or an error (`GPU_UNAVAILABLE` when there is no
+//!   usable adapter or it fails the self-check; `DEVICE_LOST` when the device is lost or runs out
+//!   of memory while the model loads); software adapters are allowed (tests run on lavapipe and
+//!   SwiftShader).
 //! - `auto`: the GPU when a hardware adapter exists and the model loads on it; otherwise the CPU.
 //!   A software adapter (SwiftShader, lavapipe) is skipped, since the CPU backend is faster than
 //!   it. A GPU that fails while loading with `DEVICE_LOST` (out of memory, a lost device) also
@@ -154,7 +156,7 @@ const CPU: &str = "CPU backend";
 /// uses against the CPU reference, remembered per adapter and driver), then the loaded
 /// model's first tokens (a two-token prefill and a decoded token) must give finite logits; they
 /// also create the pipelines the self-check did not, so none is compiled after load. A GPU that fails either runs nothing: `auto` loads on
-/// the CPU and says why; `gpu` fails with DEVICE_LOST and why.
+/// the CPU and says why; `gpu` fails with GPU_UNAVAILABLE and why.
 pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> Result<Loaded> {
     match opts.backend {
         BackendChoice::Cpu => load_cpu(gguf, src, opts, format!("{CPU}, as requested")).await,
@@ -163,7 +165,7 @@ pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> 
             let adapter = backend.ctx.describe();
             let engine = load_gpu(backend, gguf, src, opts).await.map_err(|e| match e {
                 GpuLoad::Error(e) => e,
-                GpuLoad::Failed(why) => Error::new(ErrorCode::DeviceLost, format!("the GPU ({adapter}) {why}")),
+                GpuLoad::Failed(why) => Error::new(ErrorCode::GpuUnavailable, format!("the GPU ({adapter}) {why}")),
             })?;
             Ok(Loaded { engine: AnyEngine::Gpu(engine.0), reason: format!("GPU backend, as requested; adapter: {adapter}; {}", engine.1) })
         }
@@ -196,7 +198,7 @@ pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> 
 /// is better served by a slower one than by none. The reason says it was loaded again and why.
 pub async fn reload_after_loss<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, lost: &Error) -> Result<Loaded> {
     let loaded = match load(gguf, src, opts).await {
-        Err(e) if e.code == ErrorCode::DeviceLost => {
+        Err(e) if matches!(e.code, ErrorCode::DeviceLost | ErrorCode::GpuUnavailable) => {
             load_cpu(gguf, src, opts, format!("{CPU}: the GPU could not be used again ({})", e.message)).await?
         }
         r => r?,

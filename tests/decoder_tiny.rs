@@ -96,8 +96,8 @@ fn check_model(name: &str) {
     }
 }
 
-/// A GPU whose self-check fails runs nothing of the model: `backend: gpu` is a DEVICE_LOST that
-/// names the op that failed (a corrupted GPU result stands in for a wrong driver here).
+/// A GPU whose self-check fails runs nothing of the model: `backend: gpu` is a GPU_UNAVAILABLE
+/// that names the op that failed (a corrupted GPU result stands in for a wrong driver here).
 #[test]
 fn a_gpu_that_fails_its_self_check_runs_nothing() {
     let bytes = Arc::new(std::fs::read(out_dir().join("tiny-qwen3.gguf")).unwrap());
@@ -109,7 +109,7 @@ fn a_gpu_that_fails_its_self_check_runs_nothing() {
     let gpu = browser_llm::backend::gpu::GpuOptions { self_check_fault: true, ..Default::default() };
     let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), gpu, ..Default::default() };
     let err = browser_llm::block_on(load(&gguf, &bytes, &opts)).err().expect("the self-check fails");
-    assert_eq!(err.code, browser_llm::ErrorCode::DeviceLost);
+    assert_eq!(err.code, browser_llm::ErrorCode::GpuUnavailable);
     assert!(err.message.contains("failed its self-check") && err.message.contains("NMSE"), "{}", err.message);
     eprintln!("{}", err.message);
     // Without the fault the same adapter passes (and the verdict is remembered: no second run).

@@ -34,7 +34,7 @@ fn audit(model: &Path, prompt: &str, layout: &str) -> Option<Value> {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        if stderr.contains("DEVICE_LOST") && std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none() {
+        if (stderr.contains("GPU_UNAVAILABLE") || stderr.contains("DEVICE_LOST")) && std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none() {
             eprintln!("skipping: no GPU ({stderr})");
             return None;
         }

@@ -242,3 +242,19 @@ fn every_export_to_javascript_is_in_src_wasm() {
     }
     assert!(outside.is_empty(), "#[wasm_bindgen] exports outside src/wasm/:\n{}", outside.join("\n"));
 }
+
+#[test]
+fn javascript_holds_no_tool_call_markup_or_hold_back_logic() {
+    // Chat generation is wasm's (`beginChat`: src/chat/tools.rs, src/holdback.rs); the package's
+    // JS converts shapes only.
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/js");
+    for e in std::fs::read_dir(&js).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "js") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            for markup in ["<tool_call>", "</tool_call>", "ToolCallStream", "startsWith(this"] {
+                assert!(!text.contains(markup), "{} holds {markup:?}", p.display());
+            }
+        }
+    }
+}

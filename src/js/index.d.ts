@@ -12,7 +12,7 @@
 /** Stable error codes: branch on `err.code`, show `err.message` to people. */
 export type ErrorCode =
   | "BAD_GGUF" | "UNSUPPORTED_MODEL" | "UNSUPPORTED_QUANT" | "NETWORK" | "INTEGRITY" | "QUOTA_EXCEEDED"
-  | "ABORTED" | "DEVICE_LOST" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL";
+  | "ABORTED" | "DEVICE_LOST" | "GPU_UNAVAILABLE" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL";
 
 export declare const ERROR_CODES: readonly ErrorCode[];
 
@@ -44,9 +44,10 @@ export interface LoadOptions {
   /**
    * "auto" (default): WebGPU on a hardware adapter when the model loads there, else the CPU (a
    * software adapter such as SwiftShader is skipped: the CPU is faster); `info().backendReason` says
-   * which and why. "webgpu": WebGPU or a DEVICE_LOST error. "cpu": WebAssembly SIMD128.
-   * On the GPU a self-check runs first (each op the model uses against the CPU); a GPU that fails
-   * it runs nothing. A GPU device lost later (or out of memory) fails the call in flight with
+   * which and why. "webgpu": WebGPU, or a GPU_UNAVAILABLE error (no WebGPU, no adapter or
+   * device, or a GPU that failed its self-check: load with "auto" or "cpu" instead).
+   * "cpu": WebAssembly SIMD128. On the GPU a self-check runs first (each op the model uses
+   * against the CPU); a GPU that fails it runs nothing. A GPU device lost later (or out of memory) fails the call in flight with
    * DEVICE_LOST, and the engine loads the model again from its source (browser storage) on a new
    * device, or on the CPU, before its next call; `info().backendReason` then says so.
    */
@@ -218,7 +219,8 @@ export interface ModelInfo {
   vocabSize: number;
   layers: number;
   embeddingSize: number;
-  backend: string;
+  /** Where the model runs: the `backend` load option's name for it. */
+  backend: "webgpu" | "cpu";
   backendReason: string;
   /**
    * The WebAssembly kernels the CPU path runs: "relaxed-simd" (the single-thread build, where the

@@ -52,7 +52,7 @@ export class WorkerEngine {
     p.cleanup();
     if (msg.error) {
       const err = new BrowserLlmError(msg.error.code, msg.error.message);
-      if (err.code === "INTERNAL" || msg.error.lost) this.#fail(err); // a crashed engine is not reused
+      if (err.code === "INTERNAL" || msg.error.trapped) this.#fail(err); // a crashed engine is not reused
       p.reject(err);
     } else {
       p.resolve(msg.result);

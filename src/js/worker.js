@@ -2,7 +2,7 @@
 //   request:  { id, op, args }            op: load | generate | embed | applyChatTemplate | tokenizeChat | tokenize |
 //                                              detokenize | info | reset | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
-//   reply:    { id, result } or { id, error: { code, message, lost } }  (lost: the module trapped)
+//   reply:    { id, result } or { id, error: { code, message, trapped } }  (trapped: the module trapped; not a lost GPU device, which is DEVICE_LOST)
 // `abort` ({ args: { target } }) aborts the call with id `target`; it is handled at once
 // because generation yields to the event loop between steps.
 
@@ -55,9 +55,9 @@ self.onmessage = async (ev) => {
     post({ id, result: await handle(id, op, args ?? {}, ctl.signal) });
   } catch (e) {
     const err = toBrowserLlmError(e);
-    // `lost`: the engine's module trapped, so this Worker is not used again.
-    const lost = typeof WebAssembly !== "undefined" && err.cause instanceof WebAssembly.RuntimeError;
-    post({ id, error: { code: err.code, message: err.message, lost } });
+    // `trapped`: the engine's module trapped, so this Worker is not used again.
+    const trapped = typeof WebAssembly !== "undefined" && err.cause instanceof WebAssembly.RuntimeError;
+    post({ id, error: { code: err.code, message: err.message, trapped } });
   } finally {
     controllers.delete(id);
   }

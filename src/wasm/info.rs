@@ -62,7 +62,11 @@ impl ModelInfo {
             vocab_size: c.n_vocab,
             layers: c.n_layer,
             embedding_size: c.n_embd,
-            backend: engine.backend_name().to_string(),
+            // The load option's name for it (`backend: "webgpu"`).
+            backend: match engine.backend_name() {
+                "gpu" => "webgpu".to_string(),
+                other => other.to_string(),
+            },
             backend_reason,
             cpu_kernels: crate::quant::packed::KERNELS.to_string(),
             cpu_threads: engine.cpu_threads(),

@@ -207,7 +207,7 @@ test("webgpu backend (SwiftShader): greedy tokens through the Worker equal the g
   // SwiftShader runs WebGPU on the CPU at about 0.5-1 token/s for this model on CI's 2 cores, so
   // this is the slowest test (4 x 64 tokens, a few minutes); it is the same comparison as the CPU's.
   await loadModel("webgpu");
-  assert.equal(await page.locator("[data-field=backend]").textContent(), "gpu");
+  assert.equal(await page.locator("[data-field=backend]").textContent(), "webgpu");
   assert.match(await page.locator("[data-field=why]").textContent(), /GPU.*, as requested; adapter: .*BrowserWebGpu/);
   await setSettings({ temperature: 0, "max-tokens": 64, repeat: 1 });
   for (const p of golden.prompts) {

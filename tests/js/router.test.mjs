@@ -149,7 +149,7 @@ test("remote when the local model cannot load, or a request does not fit the loc
   const remote = { ...server.remote, fetch: (url, init) => { sent++; return fetch(url, init); } };
 
   // Node has no WebGPU: a GPU-only load fails here as it does on a browser without it.
-  const gpuOnly = () => Engine.load(CHAT_MODEL, { backend: "gpu" });
+  const gpuOnly = () => Engine.load(CHAT_MODEL, { backend: "webgpu" });
   const failing = createRouter({ local: gpuOnly, remote });
   const d = await drain(await failing.chat.completions.create({ messages: hello, max_tokens: 8, temperature: 0, stream: true }));
   assert.deepEqual(d.routes, ["remote"]);

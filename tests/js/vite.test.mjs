@@ -98,7 +98,7 @@ test("a lost WebGPU device: DEVICE_LOST for the call in flight, then a new devic
   assert.deepEqual(errors, []);
   const r = JSON.parse(out);
   console.log(JSON.stringify(r, (k, v) => (k === "info" ? { backend: v.backend, backendReason: v.backendReason } : v), 1));
-  assert.equal(r.first.info.backend, "gpu");
+  assert.equal(r.first.info.backend, "webgpu");
   assert.match(r.first.info.backendReason, /self-check passed/);
   assert.equal(r.first.tokenIds.length, 6);
   // The call in flight fails with a typed error after the tokens it had streamed.
@@ -107,7 +107,7 @@ test("a lost WebGPU device: DEVICE_LOST for the call in flight, then a new devic
   assert.equal(r.lostMidGeneration.tokensBefore, 2);
   // The engine loaded the model again on a new device, from browser storage (no model request),
   // and computes the same tokens.
-  assert.equal(r.recovered.info.backend, "gpu");
+  assert.equal(r.recovered.info.backend, "webgpu");
   assert.match(r.recovered.info.backendReason, /loaded again after the GPU failed/);
   assert.equal(r.recovered.devices, r.first.devices + 1);
   assert.equal(r.recovered.modelRequests, 0);

@@ -490,7 +490,7 @@ test("real model: the engine loads tensor by tensor: the CPU never holds the fil
       assert.ok(v.wasmMemoryAfter < size * 1.35, `${backend}: peak wasm memory ${mb(v.wasmMemoryAfter)} vs model ${mb(size)}`);
       assert.deepEqual(v.tokenIds, golden.gen_ids.slice(0, n), "the first greedy tokens equal llama.cpp's");
     } else {
-      assert.equal(v.backend, "gpu", v.reason);
+      assert.equal(v.backend, "webgpu", v.reason);
       assert.ok(v.wasmMemoryAfter < size / 4, `${backend}: peak wasm memory ${mb(v.wasmMemoryAfter)} vs model ${mb(size)}`);
     }
     out.push(`${backend} load ${(v.loadMs / 1000).toFixed(1)} s, wasm memory ${mb(v.wasmMemoryBefore)} -> peak ${mb(v.wasmMemoryAfter)} ` +

@@ -93,6 +93,11 @@ fn gpu_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::DeviceLost, msg)
 }
 
+/// No GPU to be had here (no WebGPU, no adapter, no device).
+fn unavailable(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::GpuUnavailable, msg)
+}
+
 /// An error's text in one line, without the `JsValue(...)` wrapping wgpu gives browser errors.
 fn plain(e: impl std::fmt::Display) -> String {
     let text = e.to_string();
@@ -117,7 +122,7 @@ impl GpuContext {
                 .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
                 .is_some_and(|g| !g.is_undefined() && !g.is_null());
             if !has_gpu {
-                return Err(gpu_err("WebGPU is not available here (navigator.gpu is missing)"));
+                return Err(unavailable("WebGPU is not available here (navigator.gpu is missing)"));
             }
         }
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -131,7 +136,7 @@ impl GpuContext {
                 apply_limit_buckets: false,
             })
             .await
-            .map_err(|e| gpu_err(format!("no GPU adapter found: {}", plain(e))))?;
+            .map_err(|e| unavailable(format!("no GPU adapter found: {}", plain(e))))?;
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         if let Some(cap) = opts.max_binding_bytes {
@@ -161,7 +166,7 @@ impl GpuContext {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| gpu_err(format!("the GPU device request failed on {}: {}", adapter_name(&info), plain(e))))?;
+            .map_err(|e| unavailable(format!("the GPU device request failed on {}: {}", adapter_name(&info), plain(e))))?;
         let failed: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
         let keep = |slot: &Arc<Mutex<Option<Error>>>, e: Error| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
