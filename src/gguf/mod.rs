@@ -23,7 +23,7 @@ mod value;
 pub mod write;
 pub use value::{Array, Value, ValueType};
 
-/// `"GGUF"` read as a little-endian u32.
+/// The file's first four bytes, `"GGUF"`.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 

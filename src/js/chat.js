@@ -99,43 +99,6 @@ function generateOptions(req) {
   return opts;
 }
 
-/** A message's content as text: a string, or OpenAI's content parts (text parts only). */
-function contentText(m) {
-  const c = m?.content;
-  if (typeof c === "string") return c;
-  if (c == null) return "";
-  if (Array.isArray(c)) {
-    return c.map((p) => {
-      if (p?.type === "text" || p?.type === "input_text") return String(p.text ?? "");
-      throw invalid(`message content parts of type "${p?.type}" are not supported (text only)`);
-    }).join("");
-  }
-  return String(c);
-}
-
-/**
- * OpenAI messages as the template's: `developer` is the system role of newer OpenAI models;
- * assistant `tool_calls` and tool messages' `tool_call_id` are kept.
- */
-function templateMessages(messages) {
-  return messages.map((m) => {
-    const out = { role: m?.role === "developer" ? "system" : m?.role, content: contentText(m) };
-    if (m?.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0) {
-      out.tool_calls = m.tool_calls.map((c) => {
-        if (typeof c?.function?.name !== "string") throw invalid("each tool call needs function.name");
-        return { id: c.id, type: "function", function: { name: c.function.name, arguments: c.function.arguments ?? "{}" } };
-      });
-    }
-    if (m?.role === "tool") {
-      if (typeof m.tool_call_id !== "string") throw invalid("a tool message needs tool_call_id");
-      out.tool_call_id = m.tool_call_id;
-    }
-    if (typeof m?.name === "string") out.name = m.name;
-    return out;
-  });
-}
-
-
 /** OpenAI's usage object from a generate() result. */
 function usageOf(r) {
   return {
@@ -156,7 +119,7 @@ export function createChat(engine) {
   async function create(req) {
     if (!req || typeof req !== "object") throw invalid("create() needs a request object");
     const opts = generateOptions(req);
-    const prompt = { messages: templateMessages(req.messages) };
+    const prompt = { messages: req.messages };
     for (const k of ["tools", "tool_choice", "parallel_tool_calls"]) if (req[k] != null) prompt[k] = req[k];
     const id = randomId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);

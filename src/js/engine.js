@@ -4,6 +4,7 @@
 // dedicated Worker.
 
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
+import { templateMessages } from "./messages.js";
 import { ensureThreads, isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
@@ -114,7 +115,7 @@ export class Engine {
       }
       if (signal?.aborted) throw abortedError();
       const w = this.#wasm;
-      if (isChatPrompt(prompt)) w.beginChat(prompt, rest);
+      if (isChatPrompt(prompt)) w.beginChat({ ...prompt, messages: templateMessages(prompt.messages) }, rest);
       else w.begin(prompt, rest);
       const logprobs = rest.logprobs ? [] : null;
       try {

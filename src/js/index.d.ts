@@ -171,8 +171,7 @@ export type ChatReplyDelta =
 /**
  * A chat as `generate`'s prompt: the reply to `messages` is generated, with tools as in
  * `chat.completions` (described to the model, forced by a grammar for "required" or a named
- * function, and read back from the reply). Messages are the template's shape (`role` system,
- * user, assistant or tool; `content` text).
+ * function, and read back from the reply). Messages as in `chat.completions`.
  */
 export interface ChatPrompt {
   messages: ChatMessage[];
@@ -194,17 +193,22 @@ export interface GenerateResult {
   text: string;
   tokenIds: number[];
   /** "stop": end-of-generation token or stop string; "length": maxTokens or a full context; "abort". */
-  finishReason: "stop" | "length" | "abort" | "tool_calls";
+  finishReason: "stop" | "length" | "abort";
   usage: { promptTokens: number; completionTokens: number; totalTokens: number; cachedTokens: number };
   timings: Timings;
   /** With logprobs: one per generated token. */
   logprobs?: TokenLogprob[];
-  /** For a chat prompt: the reply without its tool calls (null when it is only calls)... */
-  content?: string | null;
-  /** ...its tool calls (finishReason is then "tool_calls")... */
-  toolCalls?: { id: string; type: "function"; function: { name: string; arguments: string } }[];
-  /** ...and the pieces held back until the end (a streamed reply's last deltas). */
-  deltas?: ChatReplyDelta[];
+}
+
+/** `generate` of a chat prompt: the reply read for tool calls. */
+export interface ChatGenerateResult extends Omit<GenerateResult, "finishReason"> {
+  /** "tool_calls" where the reply called tools (and stopped by itself). */
+  finishReason: "stop" | "length" | "abort" | "tool_calls";
+  /** The reply without its tool calls (null when it is only calls). */
+  content: string | null;
+  toolCalls: { id: string; type: "function"; function: { name: string; arguments: string } }[];
+  /** The pieces held back until the end: a streamed reply's last deltas. */
+  deltas: ChatReplyDelta[];
 }
 
 export interface ModelInfo {
@@ -402,9 +406,11 @@ export interface LlmEngine {
   readonly embeddings: Embeddings;
   /** One text's embedding (what `embeddings.create` runs per input). */
   embed(text: string): Promise<{ embedding: Float32Array; tokens: number }>;
-  generate(prompt: string | number[] | ChatPrompt, options?: GenerateOptions): Promise<GenerateResult>;
+  generate(prompt: ChatPrompt, options?: GenerateOptions): Promise<ChatGenerateResult>;
+  generate(prompt: string | number[], options?: GenerateOptions): Promise<GenerateResult>;
   /** Tokens as they come; leaving the loop early aborts the generation. Returns the GenerateResult. */
-  stream(prompt: string | number[] | ChatPrompt, options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
+  stream(prompt: ChatPrompt, options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, ChatGenerateResult, undefined>;
+  stream(prompt: string | number[], options?: Omit<GenerateOptions, "onToken"> & { onToken?: GenerateOptions["onToken"] }): AsyncGenerator<TokenChunk, GenerateResult, undefined>;
   /** The prompt text the model's chat template makes of `messages`. */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean, tools?: Tool[]): Promise<string>;
   /**

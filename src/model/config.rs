@@ -1,7 +1,7 @@
 //! `ModelConfig`: everything the one decoder needs to know about an architecture, read from GGUF.
 //!
-//! Architectures differ only by these fields (STYLE.md, practice 10). The per-architecture facts
-//! mirror llama.cpp's `llama_model::load_hparams` and its graph builders (`src/models/*.cpp`):
+//! Architectures differ only by these fields (one config-driven decoder, no file per model). The
+//! per-architecture facts are one table, [`ARCHES`]; they mirror llama.cpp's `llama_model::load_hparams` and its graph builders (`src/models/*.cpp`):
 //!
 //! | arch   | rope  | act  | qk-norm | post-norms | emb scale   | biases  | fused          | swa            |
 //! |--------|-------|------|---------|------------|-------------|---------|----------------|----------------|
@@ -40,25 +40,60 @@ impl Arch {
     pub const SUPPORTED: &'static str = "llama, qwen2, qwen3, phi3, gemma3";
 
     pub fn from_name(name: &str) -> Option<Arch> {
-        Some(match name {
-            "llama" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            "phi3" => Arch::Phi3,
-            "gemma3" => Arch::Gemma3,
-            _ => return None,
-        })
+        ARCHES.iter().find(|f| f.name == name).map(|f| f.arch)
     }
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Qwen3 => "qwen3",
-            Arch::Phi3 => "phi3",
-            Arch::Gemma3 => "gemma3",
-        }
+        self.facts().name
+    }
+    /// This architecture's row of [`ARCHES`].
+    pub fn facts(self) -> &'static ArchFacts {
+        ARCHES.iter().find(|f| f.arch == self).expect("every architecture has a row in ARCHES")
     }
 }
+
+/// How an architecture scales attention: the scores by `1/sqrt(head_dim)`, or the query before
+/// the product (and then not the scores).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryScale {
+    /// The scores, by `1/sqrt(head_dim)`.
+    Scores,
+    /// The query, by `1/sqrt(head_dim)` (llama.cpp's Phi-3 graph).
+    Query,
+    /// The query, by `1/sqrt(head_dim)`, except the 62-layer (27B) model's, by
+    /// `1/sqrt(n_embd / n_head)` (llama.cpp's Gemma 3 rule).
+    Gemma3Query,
+}
+
+/// What an architecture is beyond its GGUF hyperparameters, as llama.cpp's `load_hparams` and
+/// graph builders have it. One row per architecture in [`ARCHES`]: a new architecture whose
+/// tensors are named as these are adds a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchFacts {
+    pub arch: Arch,
+    /// `general.architecture`.
+    pub name: &'static str,
+    pub rope_style: RopeStyle,
+    pub activation: Activation,
+    /// Per-head RMS norms of q and k before RoPE.
+    pub qk_norm: bool,
+    /// Norms after the attention and feed-forward blocks, before the residual add.
+    pub post_norms: bool,
+    /// The token embedding is scaled by `sqrt(n_embd)`.
+    pub embed_scale: bool,
+    pub query_scale: QueryScale,
+    /// Sliding-window attention on all layers but every `attention.sliding_window_pattern`-th
+    /// (default 6), with a local RoPE base of 10,000.
+    pub sliding_window: bool,
+}
+
+pub const ARCHES: &[ArchFacts] = &[
+    ArchFacts { arch: Arch::Llama, name: "llama", rope_style: RopeStyle::Normal, activation: Activation::Silu, qk_norm: false, post_norms: false, embed_scale: false, query_scale: QueryScale::Scores, sliding_window: false },
+    ArchFacts { arch: Arch::Qwen2, name: "qwen2", rope_style: RopeStyle::Neox, activation: Activation::Silu, qk_norm: false, post_norms: false, embed_scale: false, query_scale: QueryScale::Scores, sliding_window: false },
+    ArchFacts { arch: Arch::Qwen3, name: "qwen3", rope_style: RopeStyle::Neox, activation: Activation::Silu, qk_norm: true, post_norms: false, embed_scale: false, query_scale: QueryScale::Scores, sliding_window: false },
+    // Phi-3's sliding window is off, as llama.cpp runs it.
+    ArchFacts { arch: Arch::Phi3, name: "phi3", rope_style: RopeStyle::Neox, activation: Activation::Silu, qk_norm: false, post_norms: false, embed_scale: false, query_scale: QueryScale::Query, sliding_window: false },
+    ArchFacts { arch: Arch::Gemma3, name: "gemma3", rope_style: RopeStyle::Neox, activation: Activation::Gelu, qk_norm: true, post_norms: true, embed_scale: true, query_scale: QueryScale::Gemma3Query, sliding_window: true },
+];
 
 /// How RoPE pairs dimensions: `Normal` rotates (2i, 2i+1) (llama), `Neox` rotates (i, i + n_rot/2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,33 +367,20 @@ impl ModelConfig {
             }
         }
 
-        let qk_norm = matches!(arch, Arch::Qwen3 | Arch::Gemma3);
-        let (rope_style, activation, post_norms) = match arch {
-            Arch::Llama => (RopeStyle::Normal, Activation::Silu, false),
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => (RopeStyle::Neox, Activation::Silu, false),
-            Arch::Gemma3 => (RopeStyle::Neox, Activation::Gelu, true),
+        let facts = arch.facts();
+        let (rope_style, activation, post_norms, qk_norm) = (facts.rope_style, facts.activation, facts.post_norms, facts.qk_norm);
+        let embed_scale = facts.embed_scale.then(|| (n_embd as f32).sqrt());
+        let inv_sqrt_head = 1.0 / (head_dim as f32).sqrt();
+        let (q_scale, kq_scale) = match facts.query_scale {
+            QueryScale::Scores => (None, inv_sqrt_head),
+            QueryScale::Query => (Some(inv_sqrt_head), 1.0),
+            QueryScale::Gemma3Query if n_layer == 62 => (Some(1.0 / ((n_embd / n_head) as f32).sqrt()), 1.0),
+            QueryScale::Gemma3Query => (Some(inv_sqrt_head), 1.0),
         };
-
         let mut sliding_window = None;
         let mut swa_layers = vec![false; n_layer];
         let mut rope_base_swa = rope_base;
-        let mut embed_scale = None;
-        let mut q_scale = None;
-        let mut kq_scale = 1.0 / (head_dim as f32).sqrt();
-        if arch == Arch::Phi3 {
-            q_scale = Some(kq_scale);
-            kq_scale = 1.0;
-        }
-        if arch == Arch::Gemma3 {
-            embed_scale = Some((n_embd as f32).sqrt());
-            // llama.cpp: the 27B model scales by 1/sqrt(n_embd / n_head) instead of 1/sqrt(head_dim).
-            q_scale = Some(if n_layer == 62 {
-                1.0 / ((n_embd / n_head) as f32).sqrt()
-            } else {
-                1.0 / (head_dim as f32).sqrt()
-            });
-            kq_scale = 1.0;
-            // Gemma 3: 5 sliding-window layers, then one global layer; local RoPE base 10k.
+        if facts.sliding_window {
             let window = count(a, "attention.sliding_window", required(g, a, "attention.sliding_window")?)?;
             sliding_window = Some(window);
             let pattern = key_u(g, a, "attention.sliding_window_pattern")?.unwrap_or(6);
@@ -457,5 +479,20 @@ impl ModelConfig {
         } else {
             self.rope_base
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_architecture_has_one_row_and_is_listed() {
+        for a in [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Phi3, Arch::Gemma3] {
+            assert_eq!(ARCHES.iter().filter(|f| f.arch == a).count(), 1, "{a:?}");
+            assert_eq!(Arch::from_name(a.name()), Some(a));
+        }
+        let listed: Vec<&str> = Arch::SUPPORTED.split(", ").collect();
+        assert_eq!(listed, ARCHES.iter().map(|f| f.name).collect::<Vec<_>>());
     }
 }

@@ -201,12 +201,6 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> Result<Cow<'_, [B]>> {
     }
 }
 
-/// The bytes of a block slice (for tests and writers).
-pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
-    // SAFETY: B has no padding (Block's contract), so every byte is initialized.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, std::mem::size_of_val(blocks)) }
-}
-
 /// View `bytes` as little-endian u16 elements (F16 / BF16 data), borrowed when aligned.
 pub fn as_u16s(bytes: &[u8]) -> Result<Cow<'_, [u16]>> {
     as_scalars(bytes, u16::from_le_bytes)

@@ -3,9 +3,9 @@
 //! A read touches only the chunks (or part slices) it overlaps; each comes back as a JS byte array
 //! (a `Blob` slice) and is copied once into the returned `Vec`. Loading a model reads the GGUF header
 //! ([`StoredModel::header`]) and then the weights through the engine's `TensorSource` (see
-//! `crate::wasm::source`): the CPU backend reads each tensor into the place it keeps it, the GPU
-//! backend reads and uploads pieces of at most 8 MiB, so wasm memory never holds the file twice
-//! (CPU) or more than one piece of it (GPU).
+//! `crate::wasm::source`): both backends read quantized tensors in pieces of at most 8 MiB (the
+//! CPU repacks each piece into the weight it keeps, the GPU uploads it), so wasm memory never
+//! holds the file twice (CPU) or more than one piece of it (GPU).
 //!
 //! Owns [`Backing`] (store, local Blobs, or URLs read by Range via [`super::http`]) and the reads,
 //! header parsing, missing-chunk scan and whole-file sha256 over it. It depends on the store,

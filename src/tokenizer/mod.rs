@@ -848,21 +848,16 @@ pub struct Detokenizer<T: Deref<Target = Tokenizer>> {
     tok: T,
     pending: Vec<u8>,
     first: bool,
-    special: bool,
 }
 
 impl<T: Deref<Target = Tokenizer>> Detokenizer<T> {
     pub fn new(tok: T) -> Self {
-        Detokenizer { tok, pending: Vec::new(), first: true, special: false }
+        Detokenizer { tok, pending: Vec::new(), first: true }
     }
-    /// Render control tokens as their text (default: they render as nothing).
-    pub fn with_special(mut self, special: bool) -> Self {
-        self.special = special;
-        self
-    }
-    /// Add one token; returns the newly complete text (possibly empty).
+    /// Add one token; returns the newly complete text (possibly empty). Control tokens render as
+    /// nothing.
     pub fn push(&mut self, id: u32) -> String {
-        let piece = self.tok.token_to_piece(id, self.special);
+        let piece = self.tok.token_to_piece(id, false);
         let piece = if self.first && self.tok.add_space_prefix { piece.strip_prefix(b" ").unwrap_or(&piece) } else { &piece[..] };
         self.first = false;
         self.pending.extend_from_slice(piece);

@@ -1,8 +1,9 @@
 //! A model source as the engine's [`TensorSource`]: bytes the caller holds (a JS `Uint8Array`,
 //! never copied whole into wasm memory) or a model in browser storage ([`StoredModel`]). Each read
-//! copies just the requested range into wasm memory (one tensor for the CPU backend, which keeps
-//! it; one piece of at most 8 MiB for the GPU backend, which uploads and drops it), reports
-//! progress (phase `"load"`, bytes of weights read) and honours the load's `AbortSignal`.
+//! copies just the requested range into wasm memory: a piece of at most 8 MiB of a quantized
+//! tensor (the CPU backend repacks it into the weight it keeps; the GPU backend uploads and drops
+//! it), a small tensor whole; it reports progress (phase `"load"`, bytes of weights read) and
+//! honours the load's `AbortSignal`.
 
 use std::cell::RefCell;
 use std::ops::Range;

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 /// Accept a different argmax only where llama.cpp's top-1/top-2 margin is below this (logits).
-/// Calibration (DESIGN.md §7, tests/reference/README.md): llama.cpp's own wasm build (wllama) and
+/// Calibration (tests/reference/README.md): llama.cpp's own wasm build (wllama) and
 /// its haswell build flip Gemma 3 270M steps at margins up to 0.196 against the golden's build, and
 /// flash attention on/off flips SmolLM2 steps; sound accumulation orders flip such near-ties.
 pub const NEAR_TIE: f32 = 0.25;

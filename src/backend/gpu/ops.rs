@@ -2,9 +2,11 @@
 //! shape checks, the pipeline key, the bindings, the dispatch math; then records one dispatch
 //! into the backend's open command encoder (nothing is submitted here).
 //!
-//! Binding convention (every shader): read-only inputs first, then the read-write output, then
+//! Binding convention (most shaders): read-only inputs first, then the read-write output, then
 //! the uniform `Params`, whose Rust twin is the `#[repr(C)]` struct of the same shader below
-//! (a test checks both layouts agree, field by field, through naga).
+//! (a test checks both layouts agree, field by field, through naga). Each op passes its uniform's
+//! binding to `dispatch` (`attention.wgsl` has more bindings than the rule fits: its uniform is
+//! at 7, an input after it at 8), so the shader's own declarations are the reference.
 
 use super::shader::ShaderKey;
 use super::context::GpuLayout;
@@ -28,8 +30,8 @@ pub const WG_REDUCE: u32 = 256;
 /// Tokens per invocation of the prefill matrix product (each decoded weight is used this often);
 /// `shaders/linear.wgsl` spells the 8 accumulators out (`TILE8`).
 pub const TILE_PREFILL: u32 = 8;
-/// Cached positions per attention `pv` invocation: a longer context is split into chunks of this
-/// many positions whose partial sums `pv_reduce` adds (split-K).
+/// Cached positions per workgroup of `attention.wgsl`'s `attend` pass: a longer context is split
+/// into chunks of this many positions whose partial results its `reduce` entry combines (split-K).
 pub const PV_CHUNK: u32 = 256;
 /// Elements per workgroup in the first top-k stage (held in workgroup memory).
 pub const TOPK_CHUNK: u32 = 2048;

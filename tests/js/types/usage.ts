@@ -5,6 +5,7 @@ import {
   Engine, WorkerEngine, BrowserLlmError, ERROR_CODES, openaiFetch, installLanguageModel, createBrowserLlm, createRouter, listCachedModels, deleteCachedModel, storageUsage,
   type ErrorCode, type LlmEngine, type Progress, type GenerateResult, type ChatCompletion, type ChatCompletionChunk,
   type ModelInfo, type CachedModel, type TokenChunk, type Tool, type ToolCall, type TokenLogprob,
+  type ChatGenerateResult, type ChatReplyDelta,
 } from "browser-llm";
 
 async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
@@ -28,6 +29,14 @@ async function everything(file: File, bytes: Uint8Array, signal: AbortSignal): P
       onPrefill: (p) => console.log(p.done, p.total),
     });
     const reason: "stop" | "length" | "abort" = r.finishReason;
+    const reply: ChatGenerateResult = await engine.generate({
+      messages: [{ role: "developer", content: "Be brief." }, { role: "user", content: [{ type: "text", text: "Weather?" }] }],
+      tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
+      tool_choice: "auto", parallel_tool_calls: false,
+    }, { maxTokens: 32, onToken: (t: TokenChunk) => t.deltas?.forEach((d: ChatReplyDelta) => console.log("content" in d ? d.content : d.toolCall.function.name)) });
+    const why: "stop" | "length" | "abort" | "tool_calls" = reply.finishReason;
+    const said: string | null = reply.content;
+    console.log(why, said, reply.toolCalls.map((c) => JSON.parse(c.function.arguments)));
     const constrained = await engine.generate("JSON:", {
       responseFormat: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" }, strict: true } },
       logprobs: true, topLogprobs: 3,
