@@ -343,9 +343,7 @@ impl<B: Backend> Engine<B> {
         if prompt.is_empty() {
             return Err(Error::invalid_argument("the prompt is empty"));
         }
-        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.config.n_vocab) {
-            return Err(Error::invalid_argument(format!("token id {bad} is out of range")));
-        }
+        crate::logits::check_token_ids(prompt, self.model.config.n_vocab)?;
         if prompt.len() >= self.n_ctx {
             return Err(Error::new(
                 ErrorCode::ContextOverflow,

@@ -1,7 +1,8 @@
 //! Logits selection shared by the backends and the sampler: what the sampler asks a backend to
 //! read back ([`Readback`]), what comes back ([`ReadOut`]), and the host-side selections
-//! ([`argmax`], [`top_k`]) a backend without device-side selection uses. It depends on nothing
-//! else in the crate, so [`crate::backend`] and [`crate::sampling`] both sit above it.
+//! ([`argmax`], [`top_k`]) a backend without device-side selection uses, and the one check of
+//! token ids ([`check_token_ids`]). It depends on nothing in the crate but `error`, so
+//! [`crate::backend`] and [`crate::sampling`] both sit above it.
 
 /// How much of a logits row the sampler needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,4 +57,13 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     }
     c.sort_unstable_by(by_logit);
     c
+}
+
+/// The one check of token ids (a prompt, ids to detokenize, the rows a backend's `get_rows`
+/// reads): each below `n_vocab`, else `INVALID_ARGUMENT` naming the first bad one.
+pub fn check_token_ids(ids: &[u32], n_vocab: usize) -> crate::error::Result<()> {
+    match ids.iter().find(|&&t| t as usize >= n_vocab) {
+        Some(bad) => Err(crate::error::Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})"))),
+        None => Ok(()),
+    }
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest floor first; a module imports only from floors below its own.
 const FLOORS: &[&[&str]] = &[
-    &["error", "budget", "logits", "timer", "holdback"],
+    &["error", "budget", "timer", "holdback"],
+    &["logits"],
     &["quant", "sampling"],
     &["gguf"],
     &["backend", "tokenizer", "storage"],

@@ -288,9 +288,7 @@ impl WasmEngine {
     pub fn detokenize(&self, ids: Vec<u32>) -> JsResult<String> {
         self.with(|i| {
             let tok = i.engine.tokenizer();
-            if let Some(&bad) = ids.iter().find(|&&t| t as usize >= tok.n_vocab()) {
-                return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {})", tok.n_vocab())));
-            }
+            crate::logits::check_token_ids(&ids, tok.n_vocab())?;
             Ok(tok.detokenize(&ids, false, true))
         })
     }
@@ -592,14 +590,15 @@ fn prompt_ids(i: &Inner, prompt: &JsValue, add_special: Option<bool>) -> Result<
         let starts_with_bos = i.info.bos_token.as_deref().is_some_and(|b| !b.is_empty() && text.starts_with(b));
         Ok(tok.encode(&text, add_special.unwrap_or(!starts_with_bos), true))
     } else if js_sys::Array::is_array(prompt) || prompt.is_instance_of::<js_sys::Uint32Array>() {
+        // Integers only here; their range is the engine's one check (`logits::check_token_ids`).
         js_sys::Array::from(prompt)
             .iter()
             .map(|v| v.as_f64().unwrap_or(-1.0))
             .map(|v| {
-                if v >= 0.0 && v.fract() == 0.0 && v < tok.n_vocab() as f64 {
+                if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
                     Ok(v as u32)
                 } else {
-                    Err(Error::invalid_argument(format!("prompt token {v} is not a valid id (vocabulary of {})", tok.n_vocab())))
+                    Err(Error::invalid_argument(format!("prompt token {v} is not a token id (an integer >= 0)")))
                 }
             })
             .collect()

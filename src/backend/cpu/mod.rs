@@ -250,16 +250,11 @@ impl Backend for CpuBackend {
     }
 
     fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
+        crate::logits::check_token_ids(ids, w.n_rows)?;
         let mut out = CpuAct::new(ids.len(), w.n_cols);
         let rb = w.row_bytes();
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
-            if id >= w.n_rows {
-                return Err(Error::invalid_argument(format!(
-                    "token id {id} is out of range (vocabulary has {} tokens)",
-                    w.n_rows
-                )));
-            }
             let row = &mut out.data[i * w.n_cols..(i + 1) * w.n_cols];
             match &w.data {
                 WeightData::Packed(p) => p.dequantize_row(id, row)?,

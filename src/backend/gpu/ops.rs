@@ -273,17 +273,12 @@ pub fn all_variants() -> Vec<ShaderKey> {
 
 /// Embedding rows for `ids`, times `scale`.
 pub fn get_rows(b: &mut GpuBackend, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
+    crate::logits::check_token_ids(ids, w.n_rows)?;
     let out = b.alloc(ids.len(), w.n_cols)?;
     for part in &w.parts {
         let mut pairs = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
-            if id >= w.n_rows {
-                return Err(Error::invalid_argument(format!(
-                    "token id {id} is out of range (vocabulary has {} tokens)",
-                    w.n_rows
-                )));
-            }
             if (part.row0..part.row0 + part.n_rows).contains(&id) {
                 pairs.extend([i as u32, (id - part.row0) as u32]);
             }
