@@ -1,0 +1,299 @@
+//! The vector kernels of the packed layout, written once against a handful of operations that
+//! WebAssembly SIMD128 and x86-64 SSE2 both have as single instructions (`ops`: `wasm32.rs`,
+//! `x86_64.rs`, the only place either instruction set is named): tiles of activation vectors
+//! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
+
+use super::{Group, PackedActs, QK, QK_K, ROWS, SUBS};
+
+#[cfg(target_arch = "wasm32")]
+mod wasm32;
+#[cfg(target_arch = "wasm32")]
+use wasm32 as ops;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+use x86_64 as ops;
+
+use ops::*;
+
+/// f16 bit patterns (zero-extended in i32 lanes) to f32, exactly as
+/// [`crate::quant::f16_to_f32`]: exponent and mantissa moved into place and rebiased by a
+/// multiplication with 2^112 (which also normalizes subnormals); inf and NaN get an all-ones
+/// exponent.
+#[inline(always)]
+pub fn f16x4_to_f32(h: V) -> V {
+    f16x4_to_f32_impl(h)
+}
+
+/// [`f16x4_to_f32`] on an array (for the exhaustive test against the scalar conversion).
+#[doc(hidden)]
+pub fn f16x4_to_f32_array(h: [u16; 4]) -> [f32; 4] {
+    let w = [h[0], 0, h[1], 0, h[2], 0, h[3], 0];
+    // SAFETY: `w` is 16 readable bytes.
+    to_array(f16x4_to_f32(unsafe { load(w.as_ptr()) }))
+}
+
+#[inline(always)]
+fn f16x4_to_f32_impl(h: V) -> V {
+    let em = and(h, splat_i32(0x7fff));
+    let sign = shl_i32::<16>(and(h, splat_i32(0x8000)));
+    let bits = shl_i32::<13>(em);
+    let finite = mul(bits, splat(f32::from_bits(0x7780_0000)));
+    let special = or(bits, splat_i32(0x7f80_0000));
+    or(select(gt_i32(em, splat_i32(0x7bff)), special, finite), sign)
+}
+
+/// `[sum(s0), sum(s1), sum(s2), sum(s3)]` (exact integer sums, in any lane order).
+#[inline(always)]
+fn transpose_sum(s: [V; 4]) -> V {
+    let (a, b) = zip_i32(s[0], s[1]);
+    let (c, d) = zip_i32(s[2], s[3]);
+    let (ab, cd) = (add_i32(a, b), add_i32(c, d)); // [s0 02, s1 02, s0 13, s1 13], same for s2, s3
+    let (lo, hi) = zip_i64(ab, cd); // [s0 02, s1 02, s2 02, s3 02], [s0 13, s1 13, s2 13, s3 13]
+    add_i32(lo, hi)
+}
+
+/// [`super::group_dot_scalar`] with vectors: per block, the 4 rows' integer sums in the 4
+/// lanes, scaled and accumulated in float lanes in the reference's order. Tokens go in tiles
+/// of [`TILE`]: each block's weights are loaded and widened once per tile (prefill).
+#[inline(never)]
+pub fn group_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (d, m, q) = (g.d, g.m, g.q);
+    let nb = d.len() / ROWS;
+    assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+    for a in acts {
+        assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+    }
+    by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
+}
+
+/// Block `b`'s 4 row scales and mins (zeros without mins) as f32 lanes.
+/// SAFETY: `b` is a block of the group (`d`, `m` hold 4 values per block).
+#[inline(always)]
+unsafe fn block_scales(d: &[u16], m: &[u16], b: usize) -> (V, V) {
+    let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
+    (load_f16x4(d.as_ptr().add(b * ROWS)), mw)
+}
+
+/// The 32-element formats' float step for one token and block, in the reference's order:
+/// `acc + sumi * (d_w * d_a)` (`+ m_w * s_a` with mins); `sumi` holds the 4 rows' exact sums.
+#[inline(always)]
+fn block_step(acc: V, sumi: V, dw: V, mw: V, a: &PackedActs, b: usize) -> V {
+    let mut v = mul(to_f32(sumi), mul(dw, splat(a.d[b])));
+    if !a.s.is_empty() {
+        v = add(v, mul(mw, splat(a.s[b])));
+    }
+    add(acc, v)
+}
+
+/// The K-quants' float step for one token and super-block `b`, in the reference's order:
+/// `acc + (d_w * d_a) * isum - (dmin_w * d_a) * summs`, `summs = sum_i mn[i] * bsums[i]` per
+/// row (exact); `isum` holds the 4 rows' exact sums.
+/// SAFETY: `b` is a super-block of the group and of `a` (checked by the kernels' asserts).
+#[inline(always)]
+unsafe fn super_step(acc: V, isum: V, g: &Group, a: &PackedActs, b: usize) -> V {
+    let da = splat(a.d[b]);
+    let mut v = mul(mul(load_f16x4(g.d.as_ptr().add(b * ROWS)), da), to_f32(isum));
+    if !g.mn.is_empty() {
+        let mnp = g.mn.as_ptr().add(b * SUBS * ROWS);
+        let bp = a.bsums.as_ptr().add(b * SUBS);
+        let (b0, b1) = (load(bp), load(bp.add(8)));
+        let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
+        let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
+        v = sub(v, mul(mul(load_f16x4(g.m.as_ptr().add(b * ROWS)), da), to_f32(summs)));
+    }
+    add(acc, v)
+}
+
+/// Run `full` on each whole tile of [`TILE`] tokens and `one` on each token left over.
+#[inline(always)]
+fn by_tiles(
+    acts: &[PackedActs],
+    out: &mut [[f32; ROWS]],
+    mut full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
+    mut one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
+) {
+    let mut chunks = acts.chunks_exact(TILE);
+    let mut outs = out.chunks_exact_mut(TILE);
+    for (a, o) in (&mut chunks).zip(&mut outs) {
+        full(a.try_into().unwrap(), o.try_into().unwrap());
+    }
+    for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+        one(std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+    }
+}
+
+/// Tokens per tile (measured natively on x86-64, 121-token prefill: 1 -> 2 -> 4 -> 8 tokens
+/// gave about 45, 105, 140, 100 tok/s).
+pub const TILE: usize = 4;
+
+#[inline(always)]
+fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    let nb = d.len() / ROWS;
+    let mut acc = [splat(0.0); T];
+    for b in 0..nb {
+        // SAFETY: `group_dot`'s asserts bound every 16-byte load below.
+        unsafe {
+            let mut s = [[splat(0.0); ROWS]; T];
+            let wp = q.as_ptr().add(b * ROWS * QK);
+            for r in 0..ROWS {
+                let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                let w = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
+                for t in 0..T {
+                    let ap = acts[t].q.as_ptr().add(b * QK);
+                    s[t][r] = add_i32(
+                        add_i32(madd(w[0], load(ap)), madd(w[1], load(ap.add(8)))),
+                        add_i32(madd(w[2], load(ap.add(16))), madd(w[3], load(ap.add(24)))),
+                    );
+                }
+            }
+            let (dw, mw) = block_scales(d, m, b);
+            for t in 0..T {
+                acc[t] = block_step(acc[t], transpose_sum(s[t]), dw, mw, &acts[t], b);
+            }
+        }
+    }
+    for t in 0..T {
+        out[t] = to_array(acc[t]);
+    }
+}
+
+/// [`super::kgroup_dot_scalar`] with vectors, tokens in tiles of [`TILE`].
+#[inline(never)]
+pub fn kgroup_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = g.d.len() / ROWS;
+    assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
+    assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+    for a in acts {
+        assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
+    }
+    by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o));
+}
+
+#[inline(always)]
+fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    let nb = g.d.len() / ROWS;
+    let mut acc = [splat(0.0); T];
+    for b in 0..nb {
+        // SAFETY: `kgroup_dot`'s asserts bound every 16-byte load below.
+        unsafe {
+            let mut s = [[splat(0.0); ROWS]; T];
+            let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+            let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+            for i in 0..SUBS {
+                for r in 0..ROWS {
+                    let w = load(wp.add(r * QK_K + 16 * i));
+                    let sc = splat_i16(*scp.add(i * ROWS + r));
+                    let (lo, hi) = (mul_i16(widen_lo(w), sc), mul_i16(widen_hi(w), sc));
+                    for t in 0..T {
+                        let ap = acts[t].q.as_ptr().add(b * QK_K + 16 * i);
+                        s[t][r] = add_i32(s[t][r], add_i32(madd(lo, load(ap)), madd(hi, load(ap.add(8)))));
+                    }
+                }
+            }
+            for t in 0..T {
+                acc[t] = super_step(acc[t], transpose_sum(s[t]), g, &acts[t], b);
+            }
+        }
+    }
+    for t in 0..T {
+        out[t] = to_array(acc[t]);
+    }
+}
+
+/// [`group_dot`] with the relaxed-SIMD dot product (`i32x4_relaxed_dot_i8x16_i7x16_add`) on
+/// weights whose quants fit 7 bits once offset by 64: per block `dot(a, q + 64) - 64 * sum(a)`
+/// is the same exact integer sum, so results equal the other kernels' bit for bit.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(never)]
+pub fn group_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (d, m, q) = (g.d, g.m, g.q);
+    let nb = d.len() / ROWS;
+    assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+    for a in acts {
+        assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+    }
+    by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    let nb = d.len() / ROWS;
+    let mut acc = [splat(0.0); T];
+    for b in 0..nb {
+        // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
+        unsafe {
+            let mut s = [[splat_i32(0); ROWS]; T];
+            let wp = q.as_ptr().add(b * ROWS * QK);
+            for r in 0..ROWS {
+                let (w0, w1) = (add_64(load(wp.add(r * QK))), add_64(load(wp.add(r * QK + 16))));
+                for t in 0..T {
+                    let ap = acts[t].q8.as_ptr().add(b * QK);
+                    s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
+                }
+            }
+            let (dw, mw) = block_scales(d, m, b);
+            for t in 0..T {
+                let sumi = sub_i32(transpose_sum(s[t]), splat_i32(64 * acts[t].sum32[b]));
+                acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
+            }
+        }
+    }
+    for t in 0..T {
+        out[t] = to_array(acc[t]);
+    }
+}
+
+/// [`kgroup_dot`] with the relaxed-SIMD dot product: per row and 16-element sub-block
+/// `sc * dot(a, q + 64)`, less `64 * sum_i sc_i * bsums_i` per super-block (exact).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(never)]
+pub fn kgroup_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = g.d.len() / ROWS;
+    assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
+    assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+    for a in acts {
+        assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
+    }
+    by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(g, a, o), |a, o| ktile_relaxed::<1>(g, a, o));
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn ktile_relaxed<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    let nb = g.d.len() / ROWS;
+    let mut acc = [splat(0.0); T];
+    for b in 0..nb {
+        // SAFETY: `kgroup_dot_relaxed`'s asserts bound every load below.
+        unsafe {
+            let mut s = [[splat_i32(0); ROWS]; T];
+            let mut corr = [splat_i32(0); T];
+            let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+            let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+            for i in 0..SUBS {
+                // The 4 rows' scales of this sub-block, for the offset's correction.
+                let sc4 = load_i16x4(scp.add(i * ROWS));
+                for t in 0..T {
+                    corr[t] = add_i32(corr[t], mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
+                }
+                for r in 0..ROWS {
+                    let w = add_64(load(wp.add(r * QK_K + 16 * i)));
+                    let sc = splat_i32(*scp.add(i * ROWS + r) as i32);
+                    for t in 0..T {
+                        let p = dot_i7(load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i)), w, splat_i32(0));
+                        s[t][r] = add_i32(s[t][r], mul_i32(p, sc));
+                    }
+                }
+            }
+            for t in 0..T {
+                // corr lanes are rows: 64 * sum_i sc[i][r] * bsums[i].
+                let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(64)));
+                acc[t] = super_step(acc[t], isum, g, &acts[t], b);
+            }
+        }
+    }
+    for t in 0..T {
+        out[t] = to_array(acc[t]);
+    }
+}

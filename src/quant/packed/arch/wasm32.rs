@@ -1,0 +1,129 @@
+//! The vector operations of `super` on WebAssembly SIMD128.
+
+pub use core::arch::wasm32::v128 as V;
+use core::arch::wasm32::*;
+
+/// 4 f16 bit patterns at `p` as f32x4, exactly (see [`super::f16x4_to_f32`]).
+/// SAFETY: the caller guarantees 8 readable bytes.
+#[inline(always)]
+pub unsafe fn load_f16x4(p: *const u16) -> V {
+    super::f16x4_to_f32(u32x4_load_extend_u16x4(p))
+}
+#[inline(always)]
+pub fn and(a: V, b: V) -> V {
+    v128_and(a, b)
+}
+#[inline(always)]
+pub fn or(a: V, b: V) -> V {
+    v128_or(a, b)
+}
+#[inline(always)]
+pub fn shl_i32<const N: u32>(a: V) -> V {
+    i32x4_shl(a, N)
+}
+#[inline(always)]
+pub fn gt_i32(a: V, b: V) -> V {
+    i32x4_gt(a, b)
+}
+/// `a` where `mask` is set, else `b`.
+#[inline(always)]
+pub fn select(mask: V, a: V, b: V) -> V {
+    v128_bitselect(a, b, mask)
+}
+
+/// 16 bytes at `p` (unaligned).
+/// SAFETY: the caller guarantees 16 readable bytes.
+#[inline(always)]
+pub unsafe fn load<T>(p: *const T) -> V {
+    v128_load(p as *const V)
+}
+#[inline(always)]
+pub fn widen_lo(v: V) -> V {
+    i16x8_extend_low_i8x16(v)
+}
+#[inline(always)]
+pub fn widen_hi(v: V) -> V {
+    i16x8_extend_high_i8x16(v)
+}
+#[inline(always)]
+pub fn madd(a: V, b: V) -> V {
+    i32x4_dot_i16x8(a, b)
+}
+#[inline(always)]
+pub fn add_i32(a: V, b: V) -> V {
+    i32x4_add(a, b)
+}
+/// `[a0, b0, a1, b1]` and `[a2, b2, a3, b3]`.
+#[inline(always)]
+pub fn zip_i32(a: V, b: V) -> (V, V) {
+    (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b))
+}
+/// `[a0, a1, b0, b1]` and `[a2, a3, b2, b3]`.
+#[inline(always)]
+pub fn zip_i64(a: V, b: V) -> (V, V) {
+    (i64x2_shuffle::<0, 2>(a, b), i64x2_shuffle::<1, 3>(a, b))
+}
+#[inline(always)]
+pub fn to_f32(v: V) -> V {
+    f32x4_convert_i32x4(v)
+}
+#[inline(always)]
+pub fn splat(x: f32) -> V {
+    f32x4_splat(x)
+}
+#[inline(always)]
+pub fn mul(a: V, b: V) -> V {
+    f32x4_mul(a, b)
+}
+#[inline(always)]
+pub fn add(a: V, b: V) -> V {
+    f32x4_add(a, b)
+}
+#[inline(always)]
+pub fn sub(a: V, b: V) -> V {
+    f32x4_sub(a, b)
+}
+/// `acc + [sum of a[4i..4i+4] * b[4i..4i+4]]` with `b` in 0..=127 (deterministic there).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn dot_i7(a: V, b: V, acc: V) -> V {
+    i32x4_relaxed_dot_i8x16_i7x16_add(a, b, acc)
+}
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn add_64(v: V) -> V {
+    i8x16_add(v, i8x16_splat(64))
+}
+#[inline(always)]
+pub fn splat_i32(x: i32) -> V {
+    i32x4_splat(x)
+}
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn sub_i32(a: V, b: V) -> V {
+    i32x4_sub(a, b)
+}
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn mul_i32(a: V, b: V) -> V {
+    i32x4_mul(a, b)
+}
+#[cfg(target_feature = "relaxed-simd")]
+/// 4 i16 at `p`, sign-extended to i32x4.
+/// SAFETY: the caller guarantees 8 readable bytes.
+#[inline(always)]
+pub unsafe fn load_i16x4(p: *const i16) -> V {
+    i32x4_load_extend_i16x4(p)
+}
+#[inline(always)]
+pub fn mul_i16(a: V, b: V) -> V {
+    i16x8_mul(a, b)
+}
+#[inline(always)]
+pub fn splat_i16(x: i16) -> V {
+    i16x8_splat(x)
+}
+#[inline(always)]
+pub fn to_array(v: V) -> [f32; 4] {
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+}
