@@ -3,10 +3,7 @@ enable f16;
 #endif
 // attention over the KV cache (causal, GQA/MQA, optional sliding window), split over positions
 // so one token's attention spreads over the GPU however long the context (split-K, as
-// flash-decoding):
-//   store_kv: round the new keys/values to f16 and write them at positions pos0.. of the cache
-//             (two f16 per u32, as llama.cpp's default f16 cache stores them; qk_prep.wgsl does
-//             the same for the model's decode path);
+// flash-decoding); the cache holds f16 pairs written by qk_prep.wgsl:
 //   attend:   one workgroup per (query row, head, chunk of PV_CHUNK cached positions): the
 //             chunk's scores scale * q.k (q rounded to f16) into workgroup memory, their softmax
 //             (max m, sum l), then the probabilities, rounded to f16, times the values;
@@ -34,26 +31,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;              // [n_rows, n_head * head_dim]
-@group(0) @binding(1) var<storage, read> k_new: array<f32>;          // [n_rows, k_dim]
-@group(0) @binding(2) var<storage, read> v_new: array<f32>;          // [n_rows, v_dim]
 #ifdef F16
-@group(0) @binding(3) var<storage, read_write> kc: array<vec2<f16>>; // [n_ctx, k_dim / 2] f16 pairs
-@group(0) @binding(4) var<storage, read_write> vc: array<vec2<f16>>; // [n_ctx, v_dim / 2] f16 pairs
+@group(0) @binding(3) var<storage, read> kc: array<vec2<f16>>;      // [n_ctx, k_dim / 2] f16 pairs
+@group(0) @binding(4) var<storage, read> vc: array<vec2<f16>>;      // [n_ctx, v_dim / 2] f16 pairs
 fn kv_pair(v: vec2<f16>) -> vec2<f32> {
     return vec2<f32>(v);
 }
-fn kv_store(a: f32, b: f32) -> vec2<f16> {
-    // Round to nearest even as the u32 path does; the conversion back to f16 is then exact.
-    return vec2<f16>(unpack2x16float(pack_f16x2(a, b)));
-}
 #else
-@group(0) @binding(3) var<storage, read_write> kc: array<u32>;       // [n_ctx, k_dim / 2] f16 pairs
-@group(0) @binding(4) var<storage, read_write> vc: array<u32>;       // [n_ctx, v_dim / 2] f16 pairs
+@group(0) @binding(3) var<storage, read> kc: array<u32>;            // [n_ctx, k_dim / 2] f16 pairs
+@group(0) @binding(4) var<storage, read> vc: array<u32>;            // [n_ctx, v_dim / 2] f16 pairs
 fn kv_pair(v: u32) -> vec2<f32> {
     return unpack2x16float(v);
-}
-fn kv_store(a: f32, b: f32) -> u32 {
-    return pack_f16x2(a, b);
 }
 #endif
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;    // [n_rows * n_head * n_chunks, 2]: (m, l)
@@ -71,27 +59,6 @@ var<workgroup> red: array<f32, WG>;
 
 #include "common/grid.wgsl"
 #include "common/f16.wgsl"
-
-@compute @workgroup_size(WG)
-fn store_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = flat_wg(wid, nwg) * WG + lid.x;
-    let kw = p.k_dim / 2u;
-    let vw = p.v_dim / 2u;
-    let per_row = kw + vw;
-    if (g >= p.n_rows * per_row) {
-        return;
-    }
-    let r = g / per_row;
-    let i = g % per_row;
-    let pos = p.pos0 + r;
-    if (i < kw) {
-        kc[pos * kw + i] = kv_store(k_new[r * p.k_dim + 2u * i], k_new[r * p.k_dim + 2u * i + 1u]);
-    } else {
-        let j = i - kw;
-        vc[pos * vw + j] = kv_store(v_new[r * p.v_dim + 2u * j], v_new[r * p.v_dim + 2u * j + 1u]);
-    }
-}
 
 // First cached position and number of positions attended by query row `r`.
 fn row_range(r: u32) -> vec2<u32> {

@@ -1,5 +1,5 @@
 // rms_norm: each n-wide chunk of x (a row, or one head of a row) times 1/sqrt(mean(x^2) + eps),
-// times the weight w. With ADD, the residual `res` is added after (norm + residual in one pass).
+// times the weight w.
 // One workgroup per chunk; the sum of squares is reduced in workgroup memory.
 
 struct Params {
@@ -11,9 +11,6 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;          // [n_chunks, n]
 @group(0) @binding(1) var<storage, read> w: array<f32>;          // [n]
-#ifdef ADD
-@group(0) @binding(2) var<storage, read> res: array<f32>;        // [n_chunks, n]
-#endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;  // [n_chunks, n]
 @group(0) @binding(4) var<uniform> p: Params;
 
@@ -44,10 +41,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     for (var i = lid.x; i < p.n; i += WG) {
-        var y = x[base + i] * scale * w[i];
-#ifdef ADD
-        y += res[base + i];
-#endif
-        out[base + i] = y;
+        out[base + i] = x[base + i] * scale * w[i];
     }
 }

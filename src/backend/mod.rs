@@ -182,22 +182,10 @@ pub trait Backend {
     fn get_rows(&mut self, w: &Self::Weight, ids: &[u32], scale: f32) -> Result<Self::Act>;
     /// RMSNorm of each `w.len()`-wide chunk of every row, times `w`.
     fn rms_norm(&mut self, x: &Self::Act, w: &Self::Weight, eps: f32) -> Result<Self::Act>;
-    /// `rms_norm(x, w) + res` (post-norm then residual, Gemma); a backend may fuse the two.
-    fn rms_norm_add(&mut self, x: &Self::Act, w: &Self::Weight, eps: f32, res: &Self::Act) -> Result<Self::Act> {
-        let n = self.rms_norm(x, w, eps)?;
-        self.add(&n, res)
-    }
     /// The end of a block: the residual stream `x = res + t` (with `post`, a post-norm:
     /// `res + rms_norm(t, post)`), then the next block's input `h = rms_norm(x, w)`. Returns
-    /// `(x, h)`; a backend may do it in one pass.
-    fn add_norm(&mut self, t: &Self::Act, post: Option<&Self::Weight>, res: &Self::Act, w: &Self::Weight, eps: f32) -> Result<(Self::Act, Self::Act)> {
-        let x = match post {
-            Some(p) => self.rms_norm_add(t, p, eps, res)?,
-            None => self.add(t, res)?,
-        };
-        let h = self.rms_norm(&x, w, eps)?;
-        Ok((x, h))
-    }
+    /// `(x, h)` (the CPU composes it of plain steps, the GPU runs one pass).
+    fn add_norm(&mut self, t: &Self::Act, post: Option<&Self::Weight>, res: &Self::Act, w: &Self::Weight, eps: f32) -> Result<(Self::Act, Self::Act)>;
     /// `act(x @ gate^T) * (x @ up^T)` for a weight holding a gated FFN's `n_ff` gate rows then
     /// its `n_ff` up rows: `[rows, n_ff]`; a backend may do it in one pass.
     fn linear_glu(&mut self, x: &Self::Act, w: &Self::Weight, n_ff: usize, gelu: bool) -> Result<Self::Act> {
@@ -221,43 +209,15 @@ pub trait Backend {
     fn linear(&mut self, x: &Self::Act, w: &Self::Weight, bias: Option<&Self::Weight>) -> Result<Self::Act>;
     /// Split columns into consecutive pieces of the given widths (fused qkv / gate+up weights).
     fn split_cols(&mut self, x: &Self::Act, widths: &[usize]) -> Result<Vec<Self::Act>>;
-    /// Rotary position embedding, in place; row i has position `pos0 + i`.
-    fn rope(&mut self, x: &mut Self::Act, p: RopeParams, freq_factors: Option<&Self::Weight>) -> Result<()>;
-    /// `x *= s`, in place.
-    fn scale(&mut self, x: &mut Self::Act, s: f32) -> Result<()>;
-    /// Store k/v rows at positions `p.pos0..` of layer `p.layer` (rounded to the cache's f16).
-    fn store_kv(&mut self, kv: &mut Self::Kv, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<()>;
     /// Causal (optionally windowed) attention of q over layer `p.layer` of the cache, whose
     /// positions up to `p.pos0 + rows` are stored: `[rows, n_head * head_dim_v]`.
     fn attend(&mut self, kv: &Self::Kv, q: &Self::Act, p: AttnParams) -> Result<Self::Act>;
-    /// [`Backend::store_kv`] then [`Backend::attend`].
-    fn attention(&mut self, kv: &mut Self::Kv, q: &Self::Act, k: &Self::Act, v: &Self::Act, p: AttnParams) -> Result<Self::Act> {
-        self.store_kv(kv, k, v, p)?;
-        self.attend(kv, q, p)
-    }
     /// Attention's inputs made ready: per-head RMS norms of q and k (where the model has them),
     /// the rotary embedding, `q *= q_scale`, then k and v stored in the cache. Returns q for
-    /// [`Backend::attend`]. A backend may do it in one pass.
-    fn attn_prep(&mut self, kv: &mut Self::Kv, q: Self::Act, k: Self::Act, v: &Self::Act, prep: QkPrep<'_, Self::Weight>, p: AttnParams) -> Result<Self::Act> {
-        let (mut q, mut k) = (q, k);
-        if let Some(w) = prep.q_norm {
-            q = self.rms_norm(&q, w, prep.eps)?;
-        }
-        if let Some(w) = prep.k_norm {
-            k = self.rms_norm(&k, w, prep.eps)?;
-        }
-        self.rope(&mut q, prep.rope, prep.freq_factors)?;
-        self.rope(&mut k, prep.rope, prep.freq_factors)?;
-        if let Some(s) = prep.q_scale {
-            self.scale(&mut q, s)?;
-        }
-        self.store_kv(kv, &k, v, p)?;
-        Ok(q)
-    }
+    /// [`Backend::attend`] (the CPU composes it of plain steps, the GPU runs one pass).
+    fn attn_prep(&mut self, kv: &mut Self::Kv, q: Self::Act, k: Self::Act, v: &Self::Act, prep: QkPrep<'_, Self::Weight>, p: AttnParams) -> Result<Self::Act>;
     /// `act(gate) * up`.
     fn glu(&mut self, gate: &Self::Act, up: &Self::Act, gelu: bool) -> Result<Self::Act>;
-    /// `a + b`.
-    fn add(&mut self, a: &Self::Act, b: &Self::Act) -> Result<Self::Act>;
     /// Rows `start..` only: `[rows - start, cols]`.
     fn rows_from(&mut self, x: &Self::Act, start: usize) -> Result<Self::Act>;
     /// `cap * tanh(x / cap)`, in place.

@@ -16,7 +16,7 @@ pub mod pool;
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::{AttnParams, Backend, KvShape, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::quant::packed::{self, PackedActs, PackedWeight};
@@ -175,7 +175,94 @@ fn linear_band(w: &CpuWeight, acts: &LinearActs, r0: usize, n: usize, band: &mut
     }
 }
 
+/// The plain steps the CPU composes its `add_norm` and `attn_prep` of (the GPU runs each of those
+/// in one pass); tests hold the GPU's fused passes to them.
+impl CpuBackend {
+    pub fn rope(&mut self, x: &mut CpuAct, p: RopeParams, freq_factors: Option<&CpuWeight>) -> Result<()> {
+        let ff = freq_factors.map(|w| w.values()).transpose()?;
+        if x.cols % p.head_dim != 0 || ff.is_some_and(|f| f.len() < p.n_rot / 2) {
+            return Err(shape_err("rope", x.cols, p.head_dim));
+        }
+        for r in 0..x.rows {
+            ops::rope_table(p.pos0 + r, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
+            for head in x.data[r * x.cols..(r + 1) * x.cols].chunks_exact_mut(p.head_dim) {
+                ops::rope_head(head, &self.rope_table, p.neox);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn scale(&mut self, x: &mut CpuAct, s: f32) -> Result<()> {
+        x.data.iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    pub fn store_kv(&mut self, kv: &mut CpuKv, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<()> {
+        let n = k.rows;
+        check_attn(kv, n, p)?;
+        if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
+            return Err(shape_err("store_kv", k.cols, kv.k_dim));
+        }
+        let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
+        for r in 0..n {
+            let pos = p.pos0 + r;
+            for (d, s) in kc[pos * kv.k_dim..(pos + 1) * kv.k_dim].iter_mut().zip(k.row(r)) {
+                *d = ops::to_f16_bits(*s);
+            }
+            for (d, s) in vc[pos * kv.v_dim..(pos + 1) * kv.v_dim].iter_mut().zip(v.row(r)) {
+                *d = ops::to_f16_bits(*s);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, a: &CpuAct, b: &CpuAct) -> Result<CpuAct> {
+        if a.data.len() != b.data.len() {
+            return Err(shape_err("add", a.data.len(), b.data.len()));
+        }
+        Ok(CpuAct { data: a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(), rows: a.rows, cols: a.cols })
+    }
+
+    /// `rms_norm(x, w) + res` (post-norm then residual, Gemma).
+    pub fn rms_norm_add(&mut self, x: &CpuAct, w: &CpuWeight, eps: f32, res: &CpuAct) -> Result<CpuAct> {
+        let n = self.rms_norm(x, w, eps)?;
+        self.add(&n, res)
+    }
+
+    /// [`CpuBackend::store_kv`] then [`Backend::attend`].
+    pub fn attention(&mut self, kv: &mut CpuKv, q: &CpuAct, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<CpuAct> {
+        self.store_kv(kv, k, v, p)?;
+        self.attend(kv, q, p)
+    }
+}
+
 impl Backend for CpuBackend {
+    fn add_norm(&mut self, t: &CpuAct, post: Option<&CpuWeight>, res: &CpuAct, w: &CpuWeight, eps: f32) -> Result<(CpuAct, CpuAct)> {
+        let x = match post {
+            Some(p) => self.rms_norm_add(t, p, eps, res)?,
+            None => self.add(t, res)?,
+        };
+        let h = self.rms_norm(&x, w, eps)?;
+        Ok((x, h))
+    }
+
+    fn attn_prep(&mut self, kv: &mut CpuKv, q: CpuAct, k: CpuAct, v: &CpuAct, prep: QkPrep<'_, CpuWeight>, p: AttnParams) -> Result<CpuAct> {
+        let (mut q, mut k) = (q, k);
+        if let Some(w) = prep.q_norm {
+            q = self.rms_norm(&q, w, prep.eps)?;
+        }
+        if let Some(w) = prep.k_norm {
+            k = self.rms_norm(&k, w, prep.eps)?;
+        }
+        self.rope(&mut q, prep.rope, prep.freq_factors)?;
+        self.rope(&mut k, prep.rope, prep.freq_factors)?;
+        if let Some(s) = prep.q_scale {
+            self.scale(&mut q, s)?;
+        }
+        self.store_kv(kv, &k, v, p)?;
+        Ok(q)
+    }
+
     type Weight = CpuWeight;
     type Act = CpuAct;
     type Kv = CpuKv;
@@ -338,43 +425,8 @@ impl Backend for CpuBackend {
         Ok(outs)
     }
 
-    fn rope(&mut self, x: &mut CpuAct, p: RopeParams, freq_factors: Option<&CpuWeight>) -> Result<()> {
-        let ff = freq_factors.map(|w| w.values()).transpose()?;
-        if x.cols % p.head_dim != 0 || ff.is_some_and(|f| f.len() < p.n_rot / 2) {
-            return Err(shape_err("rope", x.cols, p.head_dim));
-        }
-        for r in 0..x.rows {
-            ops::rope_table(p.pos0 + r, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
-            for head in x.data[r * x.cols..(r + 1) * x.cols].chunks_exact_mut(p.head_dim) {
-                ops::rope_head(head, &self.rope_table, p.neox);
-            }
-        }
-        Ok(())
-    }
 
-    fn scale(&mut self, x: &mut CpuAct, s: f32) -> Result<()> {
-        x.data.iter_mut().for_each(|v| *v *= s);
-        Ok(())
-    }
 
-    fn store_kv(&mut self, kv: &mut CpuKv, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<()> {
-        let n = k.rows;
-        check_attn(kv, n, p)?;
-        if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
-            return Err(shape_err("store_kv", k.cols, kv.k_dim));
-        }
-        let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
-        for r in 0..n {
-            let pos = p.pos0 + r;
-            for (d, s) in kc[pos * kv.k_dim..(pos + 1) * kv.k_dim].iter_mut().zip(k.row(r)) {
-                *d = ops::to_f16_bits(*s);
-            }
-            for (d, s) in vc[pos * kv.v_dim..(pos + 1) * kv.v_dim].iter_mut().zip(v.row(r)) {
-                *d = ops::to_f16_bits(*s);
-            }
-        }
-        Ok(())
-    }
 
     fn attend(&mut self, kv: &CpuKv, q: &CpuAct, p: AttnParams) -> Result<CpuAct> {
         let n = q.rows;
@@ -453,12 +505,6 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn add(&mut self, a: &CpuAct, b: &CpuAct) -> Result<CpuAct> {
-        if a.data.len() != b.data.len() {
-            return Err(shape_err("add", a.data.len(), b.data.len()));
-        }
-        Ok(CpuAct { data: a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(), rows: a.rows, cols: a.cols })
-    }
 
     fn rows_from(&mut self, x: &CpuAct, start: usize) -> Result<CpuAct> {
         if start >= x.rows {

@@ -63,7 +63,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
@@ -753,7 +753,7 @@ impl Backend for GpuBackend {
         ops::get_rows(self, w, ids, scale)
     }
     fn rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32) -> Result<GpuAct> {
-        ops::rms_norm(self, x, w, eps, None)
+        ops::rms_norm(self, x, w, eps)
     }
     /// One dispatch: `shaders/add_norm.wgsl`.
     fn add_norm(&mut self, t: &GpuAct, post: Option<&GpuWeight>, res: &GpuAct, w: &GpuWeight, eps: f32) -> Result<(GpuAct, GpuAct)> {
@@ -788,10 +788,6 @@ impl Backend for GpuBackend {
         let n_rows = ws.iter().map(|w| w.n_rows).sum();
         Ok(Some(GpuWeight { ty: first.ty, n_rows, n_cols: first.n_cols, row_bytes: first.row_bytes, parts: vec![WeightPart { buf, row0: 0, n_rows }] }))
     }
-    /// One dispatch: `shaders/rms_norm.wgsl` with `ADD`.
-    fn rms_norm_add(&mut self, x: &GpuAct, w: &GpuWeight, eps: f32, res: &GpuAct) -> Result<GpuAct> {
-        ops::rms_norm(self, x, w, eps, Some(res))
-    }
     fn linear(&mut self, x: &GpuAct, w: &GpuWeight, bias: Option<&GpuWeight>) -> Result<GpuAct> {
         ops::linear(self, x, w, bias)
     }
@@ -802,15 +798,6 @@ impl Backend for GpuBackend {
     fn split_cols(&mut self, x: &GpuAct, widths: &[usize]) -> Result<Vec<GpuAct>> {
         ops::split_cols(self, x, widths)
     }
-    fn rope(&mut self, x: &mut GpuAct, p: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
-        ops::rope(self, x, p, freq_factors)
-    }
-    fn scale(&mut self, x: &mut GpuAct, s: f32) -> Result<()> {
-        ops::scale(self, x, s)
-    }
-    fn store_kv(&mut self, kv: &mut GpuKv, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<()> {
-        ops::store_kv(self, kv, k, v, p)
-    }
     fn attend(&mut self, kv: &GpuKv, q: &GpuAct, p: AttnParams) -> Result<GpuAct> {
         ops::attend(self, kv, q, p)
     }
@@ -820,9 +807,6 @@ impl Backend for GpuBackend {
     }
     fn glu(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
         ops::glu(self, gate, up, gelu)
-    }
-    fn add(&mut self, a: &GpuAct, b: &GpuAct) -> Result<GpuAct> {
-        ops::add(self, a, b)
     }
     /// A copy of rows `start..` (a buffer copy, no dispatch).
     fn rows_from(&mut self, x: &GpuAct, start: usize) -> Result<GpuAct> {

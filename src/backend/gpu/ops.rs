@@ -54,7 +54,6 @@ params!(LinearParams { n_rows: u32, k: u32, n_tok: u32, row_off: u32, out_stride
 params!(GetRowsParams { n_ids: u32, n_cols: u32, row_bytes: u32, scale: f32 });
 params!(RmsNormParams { n: u32, n_chunks: u32, eps: f32, _pad: u32 });
 params!(AddNormParams { n: u32, n_rows: u32, eps: f32, _pad: u32 });
-params!(RopeParamsU { n_rows: u32, cols: u32, head_dim: u32, n_rot: u32, pos0: u32, theta_scale: f32, freq_scale: f32, _pad: u32 });
 params!(AttentionParams {
     n_rows: u32, n_head: u32, group: u32, head_dim: u32, head_dim_v: u32, k_dim: u32, v_dim: u32,
     pos0: u32, window: u32, score_stride: u32, scale: f32, n_chunks: u32,
@@ -75,13 +74,10 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("get_rows", GetRowsParams::FIELDS, std::mem::size_of::<GetRowsParams>()),
     ("rms_norm", RmsNormParams::FIELDS, std::mem::size_of::<RmsNormParams>()),
     ("add_norm", AddNormParams::FIELDS, std::mem::size_of::<AddNormParams>()),
-    ("rope", RopeParamsU::FIELDS, std::mem::size_of::<RopeParamsU>()),
     ("attention", AttentionParams::FIELDS, std::mem::size_of::<AttentionParams>()),
     ("qk_prep", QkPrepParams::FIELDS, std::mem::size_of::<QkPrepParams>()),
     ("glu", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
-    ("add", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("argmax", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
-    ("scale", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
     ("softcap", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
     ("split_cols", SplitColsParams::FIELDS, std::mem::size_of::<SplitColsParams>()),
     ("top_k", TopKParams::FIELDS, std::mem::size_of::<TopKParams>()),
@@ -169,14 +165,11 @@ pub fn linear_glu_key(ty: GgmlType, x_vec4: bool, xq8: bool, gelu: bool) -> Shad
 pub fn get_rows_key(ty: GgmlType) -> ShaderKey {
     weight_defines(ShaderKey::new("get_rows", "main"), ty).def("WG", WG)
 }
-pub fn rms_norm_key(add: bool) -> ShaderKey {
-    ShaderKey::new("rms_norm", "main").def("WG", WG).flag_if(add, "ADD")
+pub fn rms_norm_key() -> ShaderKey {
+    ShaderKey::new("rms_norm", "main").def("WG", WG)
 }
 pub fn add_norm_key(post: bool, q8: bool) -> ShaderKey {
     ShaderKey::new("add_norm", "main").def("WG", WG).flag_if(post, "POST").flag_if(q8, "Q8")
-}
-pub fn rope_key(neox: bool, freq_factors: bool) -> ShaderKey {
-    ShaderKey::new("rope", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
 }
 pub fn qk_prep_key(neox: bool, freq_factors: bool, q_norm: bool, k_norm: bool, q_scale: bool) -> ShaderKey {
     ShaderKey::new("qk_prep", "main")
@@ -250,24 +243,21 @@ pub fn all_variants() -> Vec<ShaderKey> {
             v.extend(coop.into_iter().map(|k| coop_key(k, sub)));
         }
     }
+    v.push(rms_norm_key());
     for f in [false, true] {
-        v.push(rms_norm_key(f));
         v.push(add_norm_key(f, false));
         v.push(add_norm_key(f, true));
         v.push(glu_key(f));
-        for g in [false, true] {
-            v.push(rope_key(f, g));
-        }
     }
     for f16 in [false, true] {
-        v.extend(["store_kv", "attend", "reduce"].map(|e| attention_key(e, f16)));
+        v.extend(["attend", "reduce"].map(|e| attention_key(e, f16)));
     }
     for bits in 0..32u32 {
         let f = |i: u32| bits & (1 << i) != 0;
         v.push(qk_prep_key(f(0), f(1), f(2), f(3), f(4)));
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
-    v.extend(["add", "scale", "softcap", "split_cols", "quantize_q8"].map(simple_key));
+    v.extend(["softcap", "split_cols", "quantize_q8"].map(simple_key));
     v
 }
 
@@ -294,25 +284,17 @@ pub fn get_rows(b: &mut GpuBackend, w: &GpuWeight, ids: &[u32], scale: f32) -> R
     Ok(out)
 }
 
-/// RMSNorm of each `w.n_cols`-wide chunk, times `w`; with `res`, plus the residual.
-pub fn rms_norm(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, eps: f32, res: Option<&GpuAct>) -> Result<GpuAct> {
+/// RMSNorm of each `w.n_cols`-wide chunk, times `w`.
+pub fn rms_norm(b: &mut GpuBackend, x: &GpuAct, w: &GpuWeight, eps: f32) -> Result<GpuAct> {
     let n = w.f32_len()?;
     if x.cols % n != 0 {
         return Err(shape_err("rms_norm", x.cols, n));
     }
-    if let Some(r) = res {
-        if (r.rows, r.cols) != (x.rows, x.cols) {
-            return Err(shape_err("rms_norm residual", r.len(), x.len()));
-        }
-    }
     let out = b.alloc(x.rows, x.cols)?;
     let n_chunks = x.len() / n;
     let p = RmsNormParams { n: n as u32, n_chunks: n_chunks as u32, eps, _pad: 0 };
-    let mut binds = vec![(0, Bind::Act(x)), (1, Bind::Buf(&w.parts[0].buf)), (3, Bind::Act(&out))];
-    if let Some(r) = res {
-        binds.push((2, Bind::Act(r)));
-    }
-    b.dispatch(rms_norm_key(res.is_some()), &p, &binds, 4, grid(n_chunks, 1))?;
+    let binds = [(0, Bind::Act(x)), (1, Bind::Buf(&w.parts[0].buf)), (3, Bind::Act(&out))];
+    b.dispatch(rms_norm_key(), &p, &binds, 4, grid(n_chunks, 1))?;
     Ok(out)
 }
 
@@ -491,40 +473,6 @@ pub fn split_cols(b: &mut GpuBackend, x: &GpuAct, widths: &[usize]) -> Result<Ve
     Ok(outs)
 }
 
-/// Rotary position embedding, in place.
-pub fn rope(b: &mut GpuBackend, x: &mut GpuAct, p: crate::backend::RopeParams, ff: Option<&GpuWeight>) -> Result<()> {
-    if x.cols % p.head_dim != 0 || p.n_rot > p.head_dim || p.n_rot % 2 != 0 {
-        return Err(shape_err("rope", x.cols, p.head_dim));
-    }
-    if let Some(f) = ff {
-        if f.f32_len()? < p.n_rot / 2 {
-            return Err(shape_err("rope freq factors", f.f32_len()?, p.n_rot / 2));
-        }
-    }
-    let u = RopeParamsU {
-        n_rows: x.rows as u32,
-        cols: x.cols as u32,
-        head_dim: p.head_dim as u32,
-        n_rot: p.n_rot as u32,
-        pos0: p.pos0 as u32,
-        theta_scale: crate::backend::rope_theta_scale(p.base, p.n_rot),
-        freq_scale: p.freq_scale,
-        _pad: 0,
-    };
-    let n = x.rows * (x.cols / p.head_dim) * (p.n_rot / 2);
-    let mut binds = vec![(3, Bind::Act(x))];
-    if let Some(f) = ff {
-        binds.push((1, Bind::Buf(&f.parts[0].buf)));
-    }
-    b.dispatch(rope_key(p.neox, ff.is_some()), &u, &binds, 4, grid(n, WG))
-}
-
-/// `x *= s`, in place.
-pub fn scale(b: &mut GpuBackend, x: &mut GpuAct, s: f32) -> Result<()> {
-    let p = ScalarParams { n: x.len() as u32, s, ..Default::default() };
-    b.dispatch(simple_key("scale"), &p, &[(3, Bind::Act(x))], 4, grid(x.len(), WG))
-}
-
 /// `cap * tanh(x / cap)`, in place.
 pub fn softcap(b: &mut GpuBackend, x: &mut GpuAct, cap: f32) -> Result<()> {
     let p = ScalarParams { n: x.len() as u32, s: cap, ..Default::default() };
@@ -539,17 +487,6 @@ pub fn glu(b: &mut GpuBackend, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result
     let out = b.alloc(gate.rows, gate.cols)?;
     let p = LenParams { n: gate.len() as u32, ..Default::default() };
     b.dispatch(glu_key(gelu), &p, &[(0, Bind::Act(gate)), (1, Bind::Act(up)), (3, Bind::Act(&out))], 4, grid(gate.len(), WG))?;
-    Ok(out)
-}
-
-/// `a + b`.
-pub fn add(b: &mut GpuBackend, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
-    if x.len() != y.len() {
-        return Err(shape_err("add", x.len(), y.len()));
-    }
-    let out = b.alloc(x.rows, x.cols)?;
-    let p = LenParams { n: x.len() as u32, ..Default::default() };
-    b.dispatch(simple_key("add"), &p, &[(0, Bind::Act(x)), (1, Bind::Act(y)), (3, Bind::Act(&out))], 4, grid(x.len(), WG))?;
     Ok(out)
 }
 
@@ -580,24 +517,6 @@ fn attn_params(kv: &GpuKv, n: usize, p: &AttnParams) -> Result<AttentionParams> 
         scale: p.scale,
         n_chunks: score_stride.div_ceil(PV_CHUNK as usize) as u32,
     })
-}
-
-/// Store k/v rows at positions `pos0..` of layer `p.layer` (`attention.wgsl` `store_kv`).
-pub fn store_kv(b: &mut GpuBackend, kv: &mut GpuKv, k: &GpuAct, v: &GpuAct, p: AttnParams) -> Result<()> {
-    let n = k.rows;
-    let u = attn_params(kv, n, &p)?;
-    if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
-        return Err(shape_err("store_kv", k.cols, kv.k_dim));
-    }
-    let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
-    let store_n = n * (kv.k_dim + kv.v_dim) / 2;
-    b.dispatch(
-        attention_key("store_kv", b.ctx.has_f16()),
-        &u,
-        &[(1, Bind::Act(k)), (2, Bind::Act(v)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc))],
-        7,
-        grid(store_n, WG),
-    )
 }
 
 /// Attention of q over the cache (`attention.wgsl`): `attend`, one workgroup per (row, head,

@@ -32,7 +32,6 @@ macro_rules! sources {
         /// Every shader file, by its path under `shaders/`: the ops and the shared helpers, then
         /// each weight format's decode helper (the `wgsl` column of the format table).
         pub const SOURCES: &[(&str, &str)] = &[
-            src!("add.wgsl"),
             src!("add_norm.wgsl"),
             src!("argmax.wgsl"),
             src!("attention.wgsl"),
@@ -42,8 +41,6 @@ macro_rules! sources {
             src!("qk_prep.wgsl"),
             src!("quantize_q8.wgsl"),
             src!("rms_norm.wgsl"),
-            src!("rope.wgsl"),
-            src!("scale.wgsl"),
             src!("softcap.wgsl"),
             src!("split_cols.wgsl"),
             src!("top_k.wgsl"),
