@@ -155,15 +155,8 @@ pub struct ParsedFunction {
 /// Call ids: `call_` and 24 hex digits, the n-th of a reply derived from a per-reply seed, so the
 /// streamed and the whole reading of one reply name its calls alike.
 fn call_id(seed: u64, n: usize) -> String {
-    let mut z = seed.wrapping_add((n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut next = || {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut x = z;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    };
-    format!("call_{:016x}{:08x}", next(), next() as u32)
+    let mut rng = crate::sampling::Rng::new(seed.wrapping_add(n as u64));
+    format!("call_{:016x}{:08x}", rng.next_u64(), rng.next_u64() as u32)
 }
 
 /// One `<tool_call>` body as a call, or `None` if it is not `{name, arguments}` of a known tool.
