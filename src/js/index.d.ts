@@ -81,7 +81,8 @@ export interface LoadOptions {
 }
 
 export interface WorkerLoadOptions extends LoadOptions {
-  /** A Worker started from this package's `worker.js`, for bundlers that need it explicit. */
+  /** A Worker started from this package's `worker.js`, for bundlers that need it explicit; one engine
+   * per Worker (a Worker that already serves an engine is refused with INVALID_ARGUMENT). */
   worker?: Worker;
 }
 

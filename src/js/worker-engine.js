@@ -6,6 +6,9 @@ import { BrowserLlmError, abortedError } from "./errors.js";
 import { createChat, streamFrom } from "./chat.js";
 import { createEmbeddings } from "./embeddings.js";
 
+/** Workers an engine owns: two engines on one Worker would take each other's replies. */
+const owned = new WeakSet();
+
 export class WorkerEngine {
   #worker;
   #next = 1;
@@ -14,13 +17,21 @@ export class WorkerEngine {
 
   /** @internal use WorkerEngine.load */
   constructor(worker) {
+    if (owned.has(worker)) {
+      throw new BrowserLlmError("INVALID_ARGUMENT", "this Worker already serves another WorkerEngine; give each engine its own");
+    }
+    owned.add(worker);
     this.#worker = worker;
     this.chat = createChat(this);
     this.embeddings = createEmbeddings(this);
     worker.onmessage = (ev) => this.#onMessage(ev.data);
     worker.onerror = (ev) => {
-      ev.preventDefault?.();
-      this.#fail(new BrowserLlmError("INTERNAL", `the engine worker failed: ${ev.message ?? "unknown error"}`));
+      ev?.preventDefault?.();
+      this.#fail(new BrowserLlmError("INTERNAL", `the engine worker failed: ${ev?.message ?? "unknown error"}`));
+    };
+    // A reply that cannot be deserialized would leave its call pending forever.
+    worker.onmessageerror = () => {
+      this.#fail(new BrowserLlmError("INTERNAL", "a message from the engine worker could not be read; the worker was stopped"));
     };
   }
 
@@ -31,6 +42,9 @@ export class WorkerEngine {
   static async load(source, options = {}) {
     const { onProgress, signal, worker, ...rest } = options;
     const w = worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "browser-llm" });
+    if (worker != null && (typeof worker.postMessage !== "function" || typeof worker.terminate !== "function")) {
+      throw new BrowserLlmError("INVALID_ARGUMENT", "worker must be a Worker running this package's worker.js");
+    }
     const engine = new WorkerEngine(w);
     try {
       await engine.#call("load", { source, options: rest }, { signal, onProgress });

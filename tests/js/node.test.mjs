@@ -188,6 +188,19 @@ test("load from bytes generates the golden tokens; dispose frees the engine", as
   assert.equal(typeof WorkerEngine.load, "function");
 });
 
+test("WorkerEngine: a Worker serves one engine, and an unreadable reply fails its calls at once", async () => {
+  // A stand-in Worker (Node has no Web Worker): it records what is sent and never replies.
+  const fake = () => ({ sent: [], postMessage(m) { this.sent.push(m); }, terminate() { this.terminated = true; } });
+  const w = fake();
+  const first = WorkerEngine.load("model.gguf", { worker: w });
+  await assert.rejects(WorkerEngine.load("model.gguf", { worker: w }), { code: "INVALID_ARGUMENT", message: /another WorkerEngine/ });
+  assert.equal(w.sent.length, 1, "the second engine sent nothing to the taken worker");
+  w.onmessageerror({});
+  await assert.rejects(first, { code: "INTERNAL", message: /could not be read/ });
+  assert.ok(w.terminated, "the worker is stopped");
+  await assert.rejects(WorkerEngine.load("model.gguf", { worker: {} }), { code: "INVALID_ARGUMENT", message: /worker must be a Worker/ });
+});
+
 test("the JS layer and index.d.ts agree with the wasm module's contract (error codes, phases, defaults)", async () => {
   const pkg = new URL("./node_modules/browser-llm/", import.meta.url);
   const wasm = await import(new URL("wasm/browser_llm.js", pkg));
