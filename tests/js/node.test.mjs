@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm } from "browser-llm";
 import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
+import { skipUnless } from "./need.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
 if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to the default model's path (pkg-scripts/fetch-model prints it)");
@@ -229,7 +230,7 @@ test("the JS layer and index.d.ts agree with the wasm module's contract (error c
   assert.equal(Number(chatTemp[1]), c.chatDefaults.temperature);
 });
 
-test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const g = JSON.parse(await readFile(new URL("../golden/smollm2-135m.json", import.meta.url), "utf8"));
   const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512 });
   try {
@@ -257,7 +258,7 @@ test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's",
   }
 });
 
-test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { default: Ajv } = await import("ajv");
   const ajv = new Ajv({ strict: false });
   const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 2048 });
@@ -351,7 +352,7 @@ test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streame
   }
 });
 
-test("embeddings.create: OpenAI's shape, unit vectors, similar texts closer, base64 equal to float, a chat turn still works after", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("embeddings.create: OpenAI's shape, unit vectors, similar texts closer, base64 equal to float, a chat turn still works after", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512 });
   try {
     const info = await e.info();
@@ -382,7 +383,7 @@ test("embeddings.create: OpenAI's shape, unit vectors, similar texts closer, bas
   }
 });
 
-test("the official openai SDK runs unchanged on openaiFetch(engine): chat (JSON and streamed), tools, completions, embeddings, models, abort, errors", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("the official openai SDK runs unchanged on openaiFetch(engine): chat (JSON and streamed), tools, completions, embeddings, models, abort, errors", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { default: OpenAI } = await import("openai");
   const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024 });
   try {
@@ -434,7 +435,7 @@ test("the official openai SDK runs unchanged on openaiFetch(engine): chat (JSON 
   }
 });
 
-test("installLanguageModel: the Prompt API's shape on the package (create with progress, prompt, streaming, responseConstraint, append, clone, destroy)", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("installLanguageModel: the Prompt API's shape on the package (create with progress, prompt, streaming, responseConstraint, append, clone, destroy)", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const target = {};
   let loads = 0;
   const LanguageModel = installLanguageModel(async ({ onProgress }) => {
@@ -478,7 +479,7 @@ test("installLanguageModel: the Prompt API's shape on the package (create with p
   await assert.rejects(LanguageModel.create({ topK: 0 }), { code: "INVALID_ARGUMENT" });
 });
 
-test("the Vercel AI SDK (ai 7) runs on createBrowserLlm: generateText, streamText, tools, structured output, embeddings, abort", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("the Vercel AI SDK (ai 7) runs on createBrowserLlm: generateText, streamText, tools, structured output, embeddings, abort", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { generateText, streamText, tool, embedMany, jsonSchema, Output } = await import("ai");
   const e = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024 });
   try {
@@ -575,7 +576,7 @@ function withChatTemplate(gguf, template) {
   return out;
 }
 
-test("a chat template that builds a huge value fails with a typed error at its memory budget; the next load works", { skip: !process.env.BROWSER_LLM_CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("a chat template that builds a huge value fails with a typed error at its memory budget; the next load works", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { loadWasm } = await import(new URL("./node_modules/browser-llm/runtime.js", import.meta.url));
   const real = await readFile(process.env.BROWSER_LLM_CHAT_MODEL);
   // A list doubled 40 times: 2^40 items (minijinja's fuel counts steps, not memory).

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { startServer, launchBrowser } from "./browser.mjs";
 import { golden } from "./golden.mjs";
+import { skipUnless } from "./need.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
 if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to the default model's path");
@@ -49,7 +50,7 @@ test("the Vite app builds and generates in Chromium", async () => {
   assert.equal(r.cpuThreads, Math.min(4, r.cores));
 });
 
-test("the OpenAI SDK, the AI SDK and the Prompt API run on the adapters in Chromium", { skip: !CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("the OpenAI SDK, the AI SDK and the Prompt API run on the adapters in Chromium", { skip: skipUnless(CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   // (The app was built by the test above.)
   const { done, out, errors } = await openPage(CHAT_MODEL, "adapters.html");
   assert.deepEqual(errors, []);
@@ -91,7 +92,7 @@ test("the OpenAI SDK, the AI SDK and the Prompt API run on the adapters in Chrom
   assert.ok(r.promptApiWorker.reply.length > 0);
 });
 
-test("a lost WebGPU device: DEVICE_LOST for the call in flight, then a new device, then the CPU", { skip: !CHAT_MODEL && "BROWSER_LLM_CHAT_MODEL not set" }, async () => {
+test("a lost WebGPU device: DEVICE_LOST for the call in flight, then a new device, then the CPU", { skip: skipUnless(CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   // (The app was built by the first test.) SmolLM2 on SwiftShader: about 1 token/s on 2 cores.
   const { done, out, errors } = await openPage(CHAT_MODEL, "gpu.html");
   assert.equal(done, "ok", out);

@@ -15,6 +15,14 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { start, syntheticGguf } from "./server.mjs";
 
+/** A test's `skip` option: the reason when `ok` is false; under BROWSER_LLM_REQUIRE_ALL=1 (CI) a
+ * test that would skip fails the run instead (node's runner counts a skip as a pass). */
+function skipUnless(ok, why) {
+  if (ok) return false;
+  if (process.env.BROWSER_LLM_REQUIRE_ALL === "1") throw new Error(`${why}: with BROWSER_LLM_REQUIRE_ALL=1 a test may not skip`);
+  return why;
+}
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 // The flags of DESIGN §7, minus --headless=new (playwright-core passes its own headless flag).
@@ -423,7 +431,7 @@ test("two writers of one model (the page and a Worker, as two tabs would be) tak
   log(`two writers: ${s.requests} requests, ${s.bytes} bytes for ${size}; a waiting writer aborted: ${second.code}`);
 });
 
-test("a split GGUF loads into the engine as one model: the same tokens as the single file", { skip: !process.env.BROWSER_LLM_TINY_DIR && "BROWSER_LLM_TINY_DIR not set" }, async () => {
+test("a split GGUF loads into the engine as one model: the same tokens as the single file", { skip: skipUnless(process.env.BROWSER_LLM_TINY_DIR, "BROWSER_LLM_TINY_DIR not set") }, async () => {
   // tiny-llama written whole and as 3 parts (pkg-scripts/test-storage makes both).
   const c = CONTEXTS[0];
   const parts = fs.readdirSync(process.env.BROWSER_LLM_TINY_DIR).filter((f) => /^tiny-llama-\d+-of-\d+\.gguf$/.test(f)).sort();
@@ -442,7 +450,7 @@ test("a split GGUF loads into the engine as one model: the same tokens as the si
   log(`split model: ${parts.length} parts, 12 greedy tokens equal the single file's: ${split.value.join(" ")}`);
 });
 
-test("a page with no browser storage loads a URL straight from the server; downloadModel says why it cannot", { skip: !process.env.BROWSER_LLM_TINY_DIR && "BROWSER_LLM_TINY_DIR not set" }, async () => {
+test("a page with no browser storage loads a URL straight from the server; downloadModel says why it cannot", { skip: skipUnless(process.env.BROWSER_LLM_TINY_DIR, "BROWSER_LLM_TINY_DIR not set") }, async () => {
   const c = CONTEXTS[1]; // in the page: its globals are what the engine sees
   await openPage(c);
   await call(c, "disableStorage");
@@ -457,7 +465,7 @@ test("a page with no browser storage loads a URL straight from the server; downl
   await openPage(c); // a fresh page: storage back for the tests after this one
 });
 
-test("real model: the engine loads tensor by tensor: the CPU never holds the file twice, the GPU never more than a piece", { skip: !process.env.BROWSER_LLM_MODEL && "BROWSER_LLM_MODEL not set" }, async () => {
+test("real model: the engine loads tensor by tensor: the CPU never holds the file twice, the GPU never more than a piece", { skip: skipUnless(process.env.BROWSER_LLM_MODEL, "BROWSER_LLM_MODEL not set") }, async () => {
   const c = CONTEXTS[0]; // Worker + OPFS, where the package runs the engine
   const model = process.env.BROWSER_LLM_MODEL;
   const size = fs.statSync(model).size;
