@@ -145,8 +145,29 @@ pub fn quantize_acts(for_weight: GgmlType, x: &[f32]) -> QuantizedActs {
         padded = t;
         (&x[..whole], Some(&padded[..]))
     };
-    let data = dispatch::quantize(ty, head, tail, n_blocks);
+    let mut data = dispatch::quantize(ty, head, tail, n_blocks);
+    if !x.iter().all(|v| v.is_finite()) {
+        poison_non_finite(&mut data, x, bs);
+    }
     QuantizedActs { len: x.len(), data }
+}
+
+/// A block of activations holding NaN or an infinity gets a NaN scale, so every product with it
+/// is NaN as the exact product is (the quants alone would round NaN to 0 and give finite
+/// garbage; the sampler refuses NaN logits with a typed error). The float formats keep NaN as is.
+fn poison_non_finite(data: &mut ActsData, x: &[f32], bs: usize) {
+    const F16_NAN: u16 = 0x7e00;
+    for (i, chunk) in x.chunks(bs).enumerate() {
+        if chunk.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        match data {
+            ActsData::Q8_0(b) => b[i].d = F16_NAN,
+            ActsData::Q8_1(b) => (b[i].d, b[i].s) = (F16_NAN, F16_NAN),
+            ActsData::Q8_K(b) => b[i].d = f32::NAN,
+            _ => {}
+        }
+    }
 }
 
 /// Dequantize one row (or any whole number of blocks) of `ty` into `dst`

@@ -382,3 +382,21 @@ fn packed_f16_scales_convert_exactly() {
         }
     }
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn non_finite_activations_give_nan_products_not_finite_garbage() {
+    let mut rng = Rng::new(41);
+    for ty in GgmlType::ALL {
+        let n_cols = 256;
+        let w = random_row(ty, n_cols, &mut rng);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x: Vec<f32> = (0..n_cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            x[100] = bad;
+            let acts = super::quantize_acts(ty, &x);
+            let mut out = [0.0f32];
+            super::matvec(ty, &w, 1, n_cols, &acts, &mut out).unwrap();
+            assert!(!out[0].is_finite(), "{ty}: {bad} in the activations gave {}", out[0]);
+        }
+    }
+}
