@@ -29,8 +29,8 @@
 //! kernel names, GPU helper). This module's per-format dispatch (`mod dispatch`: one match arm per
 //! row for [`quantize_acts`], [`dequantize_row`] and [`matmul`]) and the activation storage
 //! (`ActsData`, one variant per activation format) are generated from it. Adding a format: its
-//! block struct in `blocks.rs`, its kernels in `scalar.rs`, its unpacking in `packed.rs` (if
-//! quantized), its WGSL helper in `shaders/common/`, and one row in the table.
+//! block struct in `blocks.rs`, its kernels in `scalar.rs`, its unpacking in `packed/mod.rs`
+//! (if quantized), its WGSL helper in `shaders/common/`, and one row in the table.
 
 mod blocks;
 pub mod packed;

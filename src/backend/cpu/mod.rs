@@ -228,12 +228,6 @@ impl CpuBackend {
         let n = self.rms_norm(x, w, eps)?;
         self.add(&n, res)
     }
-
-    /// [`CpuBackend::store_kv`] then [`Backend::attend`].
-    pub fn attention(&mut self, kv: &mut CpuKv, q: &CpuAct, k: &CpuAct, v: &CpuAct, p: AttnParams) -> Result<CpuAct> {
-        self.store_kv(kv, k, v, p)?;
-        self.attend(kv, q, p)
-    }
 }
 
 impl Backend for CpuBackend {
