@@ -185,24 +185,28 @@ impl<B: Backend> Engine<B> {
     /// so none is compiled later, in the middle of a user's first prompt.
     pub async fn check_first_tokens(&mut self) -> Result<()> {
         let id = self.tokenizer.bos_id().unwrap_or(0);
-        self.reset();
         // A context too short for three tokens checks what fits.
         let first = if self.n_ctx >= 3 { &[id, id][..] } else { &[id][..] };
-        let prefill = self.eval_last(first, Readback::Argmax).await;
-        let decode = match prefill {
-            Ok(ref p) if finite(p) && self.n_ctx >= 2 => Some(self.eval_last(&[id], Readback::Argmax).await),
-            _ => None,
-        };
         self.reset();
-        for (what, out) in [("the first tokens (a prefill)", Some(prefill)), ("a decoded token", decode)] {
-            match out {
-                Some(Ok(o)) if finite(&o) => {}
-                Some(Err(e)) => return Err(e),
-                Some(Ok(_)) => return Err(Error::new(ErrorCode::DeviceLost, format!("the GPU computed non-finite logits for {what}"))),
-                None => {}
-            }
+        let mut r = self.eval_finite(first, "the first tokens (a prefill)").await;
+        if r.is_ok() && first.len() < self.n_ctx {
+            r = self.eval_finite(&[id], "a decoded token").await;
         }
-        Ok(())
+        self.reset();
+        r
+    }
+
+    /// [`Engine::eval_last`] whose best logit must be finite (every logit, for a full readback).
+    async fn eval_finite(&mut self, ids: &[u32], what: &str) -> Result<()> {
+        let finite = match self.eval_last(ids, Readback::Argmax).await? {
+            ReadOut::Candidates(c) => c.first().is_some_and(|t| t.1.is_finite()),
+            ReadOut::Full(l) => l.iter().all(|v| v.is_finite()),
+        };
+        if finite {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorCode::DeviceLost, format!("the GPU computed non-finite logits for {what}")))
+        }
     }
 
     /// Forget the KV cache.
@@ -687,14 +691,6 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// Whether a readback holds a finite best logit (every logit, for a full readback).
-fn finite(o: &ReadOut) -> bool {
-    match o {
-        ReadOut::Candidates(c) => c.first().is_some_and(|t| t.1.is_finite()),
-        ReadOut::Full(l) => l.iter().all(|v| v.is_finite()),
-    }
 }
 
 #[cfg(test)]

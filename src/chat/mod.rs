@@ -85,15 +85,7 @@ pub fn prepare_tools(
         None | Some(serde_json::Value::Null) => None,
         Some(t) => {
             let list = t.as_array().ok_or_else(|| Error::invalid_argument("tools must be an array"))?;
-            for tool in list {
-                let ok = tool.get("type").and_then(|t| t.as_str()) == Some("function")
-                    && tool.pointer("/function/name").and_then(|n| n.as_str()).is_some_and(|n| !n.is_empty());
-                if !ok {
-                    return Err(Error::invalid_argument(
-                        "each tool must be {type: \"function\", function: {name, description?, parameters?}}",
-                    ));
-                }
-            }
+            tools::tool_names(list)?;
             (!list.is_empty()).then(|| t.clone())
         }
     };
@@ -514,8 +506,9 @@ pub fn encode_chat(
             template.name()
         ))
     };
-    let checked = if located.is_some() { &caller.unmarked[..] } else { &caller.marked[..] };
-    for (what, s) in checked.iter().chain(if located.is_some() { [].iter() } else { caller.unmarked.iter() }) {
+    // What stays whole text: the unmarked strings always, the marked ones too where unlocated.
+    let unlocated = located.is_none().then_some(&caller.marked).into_iter().flatten();
+    for (what, s) in caller.unmarked.iter().chain(unlocated) {
         if tok.spells_control_token(s) {
             return Err(refuse(what));
         }

@@ -37,6 +37,21 @@ pub enum ToolChoice {
     Function(String),
 }
 
+/// The function names of OpenAI's `tools` array, each tool checked to be
+/// `{type: "function", function: {name, ...}}` with a name (`INVALID_ARGUMENT` otherwise).
+pub(super) fn tool_names(list: &[Value]) -> Result<Vec<String>> {
+    list.iter()
+        .map(|t| {
+            (t.get("type").and_then(Value::as_str) == Some("function"))
+                .then(|| t.pointer("/function/name").and_then(Value::as_str))
+                .flatten()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| Error::invalid_argument(BAD_TOOL))
+        })
+        .collect()
+}
+
 /// A request's tool settings, checked.
 #[derive(Clone, Debug)]
 pub struct ToolSettings {
@@ -65,15 +80,7 @@ impl ToolSettings {
                 Some(_) => Err(Error::invalid_argument("tool_choice needs tools")),
             };
         };
-        let mut names = Vec::with_capacity(list.len());
-        for t in list {
-            let name = (t.get("type").and_then(Value::as_str) == Some("function"))
-                .then(|| t.pointer("/function/name").and_then(Value::as_str))
-                .flatten()
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| Error::invalid_argument(BAD_TOOL))?;
-            names.push(name.to_string());
-        }
+        let names = tool_names(list)?;
         let choice = match choice {
             None => ToolChoice::Auto,
             Some(Value::String(s)) => match s.as_str() {
@@ -177,12 +184,16 @@ fn to_call(body: &str, names: &[String], id: String) -> Option<ParsedCall> {
 /// A reply split into text and calls: `(content, calls)`. A block that is not a well-formed call
 /// of a known tool stays in the text; with calls, the text is trimmed, and `None` when empty.
 pub fn parse_tool_calls(text: &str, settings: &ToolSettings, seed: u64) -> (Option<String>, Vec<ParsedCall>) {
+    parse_with(text, &settings.names, seed)
+}
+
+fn parse_with(text: &str, names: &[String], seed: u64) -> (Option<String>, Vec<ParsedCall>) {
     let mut calls = Vec::new();
     let mut content = String::new();
     let mut at = 0;
     while let Some(open) = text[at..].find(OPEN).map(|i| at + i) {
         let Some(close) = text[open + OPEN.len()..].find(CLOSE).map(|i| open + OPEN.len() + i) else { break };
-        let call = to_call(text[open + OPEN.len()..close].trim(), &settings.names, call_id(seed, calls.len()));
+        let call = to_call(text[open + OPEN.len()..close].trim(), names, call_id(seed, calls.len()));
         content.push_str(&text[at..if call.is_some() { open } else { close + CLOSE.len() }]);
         calls.extend(call);
         at = close + CLOSE.len();
@@ -263,6 +274,12 @@ impl ToolCallStream {
             self.buf.drain(..end);
             self.after_call = true;
         }
+    }
+
+    /// The whole reply read at once ([`parse_tool_calls`] with this stream's tools and seed: the
+    /// same calls, with the same ids, as the stream gave).
+    pub fn parse_whole(&self, text: &str) -> (Option<String>, Vec<ParsedCall>) {
+        parse_with(text, &self.names, self.seed)
     }
 
     pub fn end(&mut self) -> Vec<ChatDelta> {

@@ -98,20 +98,16 @@ impl From<ChatDelta> for JsDelta {
     }
 }
 
-/// How a chat generation's reply is read: calls parsed where the request has tools (and a
-/// `tool_choice` other than "none"), its text streamed through the tool-call splitter.
+/// How a chat generation's reply is read: where the request has tools (and a `tool_choice` other
+/// than "none"), through the tool-call splitter, whose calls' ids come from a per-reply seed.
 struct ChatReply {
-    tools: Option<ToolSettings>,
     stream: Option<ToolCallStream>,
-    /// Per reply: the calls' ids (`chat::tools`).
-    seed: u64,
 }
 
 impl ChatReply {
-    fn new(tools: Option<ToolSettings>) -> ChatReply {
+    fn new(tools: Option<&ToolSettings>) -> ChatReply {
         let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-        let stream = tools.as_ref().map(|t| ToolCallStream::new(t, seed));
-        ChatReply { tools, stream, seed }
+        ChatReply { stream: tools.map(|t| ToolCallStream::new(t, seed)) }
     }
 
     fn push(&mut self, text: &str) -> Vec<JsDelta> {
@@ -313,9 +309,7 @@ impl WasmEngine {
         let tools = json_value(&tools, "tools").map_err(to_js_error)?;
         self.with(|i| {
             let (messages, tools) = chat::prepare_tools(&i.template, &messages, tools.as_ref())?;
-            let bos = i.info.bos_token.as_deref().unwrap_or_default();
-            let eos = i.info.eos_token.as_deref().unwrap_or_default();
-            Ok(chat::encode_chat(i.engine.tokenizer(), &i.template, &messages, tools.as_ref(), add_generation_prompt, bos, eos)?.ids)
+            Ok(i.encode_chat(&messages, tools.as_ref(), add_generation_prompt)?.ids)
         })
     }
 
@@ -357,11 +351,9 @@ impl WasmEngine {
                 gen_opts.constraint = Some(ConstraintSpec::Grammar(grammar));
             }
             let (messages, described) = chat::prepare_tools(&i.template, &messages, tools.as_ref().map(|t| &t.tools))?;
-            let bos = i.info.bos_token.as_deref().unwrap_or_default();
-            let eos = i.info.eos_token.as_deref().unwrap_or_default();
-            let prompt = chat::encode_chat(i.engine.tokenizer(), &i.template, &messages, described.as_ref(), true, bos, eos)?;
+            let prompt = i.encode_chat(&messages, described.as_ref(), true)?;
             i.generating = Some(i.engine.begin(&prompt.ids, &gen_opts)?);
-            i.chat = Some(ChatReply::new(tools.filter(ToolSettings::parses_calls)));
+            i.chat = Some(ChatReply::new(tools.as_ref().filter(|t| t.parses_calls())));
             Ok(())
         })
     }
@@ -454,8 +446,8 @@ impl WasmEngine {
             None => (None, None, None),
             Some(mut c) => {
                 let rest = c.stream.as_mut().map(|s| s.end().into_iter().map(JsDelta::from).collect()).unwrap_or_default();
-                let (content, calls) = match &c.tools {
-                    Some(t) => chat::tools::parse_tool_calls(&r.text, t, c.seed),
+                let (content, calls) = match &c.stream {
+                    Some(s) => s.parse_whole(&r.text),
                     None => (Some(r.text.clone()), Vec::new()),
                 };
                 if !calls.is_empty() && finish_reason == "stop" {
@@ -575,9 +567,19 @@ fn chat_messages(messages: JsValue) -> Result<Vec<ChatMessage>> {
 impl Inner {
     /// `messages` through the model's chat template, with its BOS/EOS texts.
     fn render_chat(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>, add_generation_prompt: bool) -> Result<String> {
-        let bos = self.info.bos_token.as_deref().unwrap_or_default();
-        let eos = self.info.eos_token.as_deref().unwrap_or_default();
+        let (bos, eos) = self.bos_eos();
         chat::render_with_tools(&self.template, messages, tools, add_generation_prompt, bos, eos)
+    }
+
+    /// `messages` through the chat template and tokenized, the caller's text as plain text.
+    fn encode_chat(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>, add_generation_prompt: bool) -> Result<chat::ChatPrompt> {
+        let (bos, eos) = self.bos_eos();
+        chat::encode_chat(self.engine.tokenizer(), &self.template, messages, tools, add_generation_prompt, bos, eos)
+    }
+
+    /// The model's BOS and EOS texts (empty where it has none).
+    fn bos_eos(&self) -> (&str, &str) {
+        (self.info.bos_token.as_deref().unwrap_or_default(), self.info.eos_token.as_deref().unwrap_or_default())
     }
 }
 
