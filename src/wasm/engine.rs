@@ -302,7 +302,8 @@ impl WasmEngine {
     }
 
     /// Token ids of the chat prompt for `messages`: the template's markup may become control
-    /// tokens, what the caller wrote never does (`chat::encode_chat`). What `chat.completions` runs.
+    /// tokens, what the caller wrote never does (`chat::encode_chat`). The ids `beginChat` (and so
+    /// `chat.completions`) runs; a public utility (counting a conversation's tokens).
     #[wasm_bindgen(js_name = tokenizeChat)]
     pub fn tokenize_chat(&self, messages: JsValue, add_generation_prompt: bool, tools: JsValue) -> JsResult<Vec<u32>> {
         let messages = chat_messages(messages).map_err(to_js_error)?;
