@@ -88,12 +88,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (live) {
             let hb = base + b * 32u;
             var amax = 0.0;
+            var bad = false;
             for (var j = 0u; j < 32u; j++) {
                 amax = max(amax, abs(h[hb + j]));
+                bad = bad || any_non_finite(vec4<f32>(h[hb + j]));
             }
             let s = q8_scale(amax);
             let ob = (base / 32u + b) * 9u;
-            hq[ob] = bitcast<u32>(s.x);
+            hq[ob] = select(bitcast<u32>(s.x), Q8_NAN_SCALE, bad);
             for (var j = 0u; j < 8u; j++) {
                 let v = vec4<f32>(h[hb + 4u * j], h[hb + 4u * j + 1u], h[hb + 4u * j + 2u], h[hb + 4u * j + 3u]);
                 hq[ob + 1u + j] = pack_i8x4(round_away(v * s.y));

@@ -23,12 +23,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     var amax = 0.0;
+    var bad = false;
     for (var i = 0u; i < 8u; i++) {
         let v = abs(x[b * 8u + i]);
+        bad = bad || any_non_finite(v);
         amax = max(amax, max(max(v.x, v.y), max(v.z, v.w)));
     }
     let s = q8_scale(amax);
-    out[b * 9u] = bitcast<u32>(s.x);
+    out[b * 9u] = select(bitcast<u32>(s.x), Q8_NAN_SCALE, bad);
     for (var i = 0u; i < 8u; i++) {
         out[b * 9u + 1u + i] = pack_i8x4(round_away(x[b * 8u + i] * s.y));
     }

@@ -1,5 +1,7 @@
 // top_k: the k (<= 64) largest values of x[0..n] with their indices, by value descending, ties
-// to the lower index; for sampling without reading all logits back. Two entry points:
+// to the lower index; for sampling without reading all logits back. A NaN or infinite value ranks
+// above every finite one (as in argmax.wgsl), so the host sees it among the candidates and reports
+// broken logits instead of sampling the finite rest. Two entry points:
 //   chunks: one workgroup per CH-element chunk selects its k best (k rounds of a workgroup
 //           arg-max over the chunk held in workgroup memory) into `cand`;
 //   merge:  one workgroup selects the k best of all chunks' candidates the same way.
@@ -24,8 +26,25 @@ var<workgroup> vals: array<f32, CH>;
 var<workgroup> rv: array<f32, WG>;
 var<workgroup> ri: array<u32, WG>;
 
+// NaN or +-inf (exponent bits all set), tested on the bits: WGSL may assume floats are never NaN.
+fn non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) >= 0x7f800000u;
+}
+
+// Does (v, i) rank above (bv, bi)? Non-finite values first (the lower index among them).
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
+    if (i == NONE) {
+        return false;
+    }
+    if (bi == NONE) {
+        return true;
+    }
+    let nv = non_finite(v);
+    let nb = non_finite(bv);
+    if (nv || nb) {
+        return nv && (!nb || i < bi);
+    }
+    return v > bv || (v == bv && i < bi);
 }
 
 // Workgroup arg-max of the per-invocation bests; the winner ends up in rv[0], ri[0].
@@ -56,7 +75,7 @@ fn chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         for (var i = lid.x; i < len; i += WG) {
             // Taken elements (and padding) hold LOWEST: WGSL may assume no NaN, so no NaN marks.
             let v = vals[i];
-            if (v > LOWEST && better(v, c0 + i, bv, bi)) {
+            if ((non_finite(v) || v > LOWEST) && better(v, c0 + i, bv, bi)) {
                 bv = v;
                 bi = c0 + i;
             }

@@ -228,6 +228,36 @@ fn quantize_q8_matches_the_cpu_quantize_acts() {
     }
 }
 
+/// Issue 25: a NaN or an infinity in an activation block gives the block a NaN scale (as the CPU's
+/// `quantize_acts`), so the product it feeds is NaN instead of finite garbage; the other blocks
+/// are quantized as before. Before, `max` dropped the NaN and the value was quantized to an
+/// integer.
+#[test]
+fn quantize_q8_propagates_nan_and_inf_as_a_nan_scale() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(9);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let cols = 128;
+        let mut x = rng.acts(cols, 1.0);
+        x[40] = bad; // block 1
+        let (cx, gx) = p.acts(&x, 1, cols);
+        let gq = browser_llm::backend::gpu::ops::quantize_q8(&mut p.gpu, &gx).unwrap();
+        let words: Vec<u32> = browser_llm::block_on(p.gpu.read(&gq)).unwrap().iter().map(|v| v.to_bits()).collect();
+        let scales: Vec<f32> = (0..cols / 32).map(|b| f32::from_bits(words[b * 9])).collect();
+        assert!(scales[1].is_nan(), "{bad}: block 1's scale is {}", scales[1]);
+        assert!(scales.iter().enumerate().all(|(b, s)| b == 1 || s.is_finite()), "{bad}: {scales:?}");
+        // And through a decode product on Q8 activations: NaN where the CPU's is NaN.
+        let mut wrng = Rng::new(3);
+        let w = random_weight(GgmlType::Q8_0, 8, cols, &mut wrng);
+        let (cw, gw) = (p.cpu.weight(&w.0, w.1.clone()).unwrap(), p.gpu.weight(&w.0, w.1.clone()).unwrap());
+        let want = p.cpu.linear(&cx, &cw, None).unwrap().data;
+        let gy = p.gpu.linear(&gx, &gw, None).unwrap();
+        let got = browser_llm::block_on(p.gpu.read(&gy)).unwrap();
+        assert!(want.iter().all(|v| v.is_nan()), "{bad}: CPU {want:?}");
+        assert!(got.iter().all(|v| v.is_nan()), "{bad}: GPU {got:?}");
+    }
+}
+
 #[test]
 fn linear_with_bias_and_weights_split_by_rows() {
     // A 16 KiB binding cap splits a 1000-row Q8_0 weight (68 bytes a row) into 5 buffers.
@@ -644,8 +674,8 @@ fn argmax_and_top_k_select_on_the_device() {
 
 /// Audit M3: a NaN or infinite logit anywhere in the row makes the device argmax report a
 /// non-finite value (the sampler then returns a typed error instead of sampling id 0); finite rows
-/// are unchanged (above). Top-k skips NaN logits: an all-NaN row gives no candidates, which the
-/// sampler reports too.
+/// are unchanged (above). Top-k ranks non-finite values first (issue 25: it skipped NaN, so a row
+/// with some NaN logits was sampled from its finite rest), so the sampler sees one and reports it.
 #[test]
 fn m3_device_argmax_reports_nan_and_inf() {
     let Some(mut g) = gpu() else { return };
@@ -658,6 +688,9 @@ fn m3_device_argmax_reports_nan_and_inf() {
                 let gx = g.upload_act(&x, 1, n).unwrap();
                 let (_, v) = browser_llm::block_on(g.argmax_async(&gx)).unwrap();
                 assert!(!v.is_finite(), "n={n}: {bad} at {at} not reported (got {v})");
+                let top = browser_llm::block_on(g.top_k_async(&gx, 5.min(n))).unwrap();
+                assert!(top[0].0 as usize == at && !top[0].1.is_finite(), "n={n}: top-k of {bad} at {at}: {top:?}");
+                assert!(top[1..].iter().all(|c| c.1.is_finite()), "n={n}: the rest stays ranked: {top:?}");
             }
         }
         let gx = g.upload_act(&vec![f32::NAN; n], 1, n).unwrap();

@@ -5,7 +5,7 @@
 
 import { BrowserLlmError, abortedError, toBrowserLlmError } from "./errors.js";
 import { templateMessages } from "./messages.js";
-import { ensureThreads, isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
+import { ensureThreads, guard, isNode, loadWasm, markCrashed, yieldToEventLoop } from "./runtime.js";
 import { readSource } from "./source.js";
 import { createChat, streamFrom } from "./chat.js";
 import { createEmbeddings } from "./embeddings.js";
@@ -28,7 +28,7 @@ async function wasmEngine(rt, source, options) {
   const { onProgress, signal } = options;
   const src = isNode || !storable(source) ? await readSource(source, { onProgress, signal }) : source;
   if (signal?.aborted) throw abortedError();
-  return rt.wasm.WasmEngine.load(src, options);
+  return guard(rt, rt.wasm.WasmEngine.load(src, options));
 }
 
 export class Engine {
@@ -86,13 +86,14 @@ export class Engine {
         this.#disposed = true;
         throw markCrashed(this.#runtime, e); // the whole module instance, not just this engine
       }
+      if (this.#runtime?.crashed && e === this.#runtime.crashError) this.#disposed = true; // trapped asynchronously (guard)
       throw toBrowserLlmError(e);
     });
   }
 
   async #recover() {
     try {
-      if (!this.#disposed) await this.#wasm.recover();
+      if (!this.#disposed) await guard(this.#runtime, this.#wasm.recover());
     } catch { /* the engine keeps why, for the next call */ }
   }
 
@@ -121,7 +122,7 @@ export class Engine {
       try {
         for (;;) {
           if (signal?.aborted || this.#disposing) w.abort();
-          const s = await w.step();
+          const s = await guard(this.#runtime, w.step());
           if (s === null) break;
           if (s.kind === "prefill") onPrefill?.({ done: s.done, total: s.total });
           else if (s.text !== "" || s.kind === "token") {
@@ -151,7 +152,7 @@ export class Engine {
   embed(text) {
     return this.#run(async () => {
       if (typeof text !== "string") throw new BrowserLlmError("INVALID_ARGUMENT", "embed() needs a string");
-      return this.#wasm.embed(text);
+      return guard(this.#runtime, this.#wasm.embed(text));
     });
   }
 

@@ -26,11 +26,13 @@ export function toBrowserLlmError(e) {
   return new BrowserLlmError("INTERNAL", message, { cause: e });
 }
 
-/** A trap of the wasm module (`e`, a WebAssembly.RuntimeError) with no known cause. */
-export function crashedError(e) {
+/** A trap of the wasm module (`e`, a WebAssembly.RuntimeError) with no known cause in the input;
+ * `panic`: the Rust panic's message, when the trap was one. */
+export function crashedError(e, panic) {
+  const what = panic ? `panic: ${panic}` : e.message;
   return new BrowserLlmError(
     "INTERNAL",
-    `the engine crashed (${e.message}) and was disposed; load the model again. Please report this as a bug.`,
+    `the engine crashed (${what}) and was disposed; load the model again. Please report this as a bug.`,
     { cause: e },
   );
 }

@@ -84,6 +84,11 @@ export interface WorkerLoadOptions extends LoadOptions {
   /** A Worker started from this package's `worker.js`, for bundlers that need it explicit; one engine
    * per Worker (a Worker that already serves an engine is refused with INVALID_ARGUMENT). */
   worker?: Worker;
+  /** Milliseconds the Worker may go without a sign of life (a reply, an event, or an answer to the
+   * ping sent every few seconds) while calls are pending, before every pending call fails with
+   * INTERNAL and the Worker is stopped: a Worker killed by the browser (out of memory) sends no
+   * error event. Default 60000; 0 waits forever. */
+  heartbeatTimeout?: number;
 }
 
 export interface SamplingOptions {

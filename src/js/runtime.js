@@ -11,11 +11,13 @@ let retired = 0;
 
 /**
  * The wasm module of `rt` trapped (a Rust panic or abort): its memory and stack may be
- * inconsistent, so it is never used again. Engines on it fail from now on (`rt.crashed`), its
- * threads stop, and the next load instantiates a fresh module. (A WorkerEngine contains a crash in
- * its Worker, which it terminates; its next load starts a fresh Worker.) Returns the error for the
- * call that trapped: INVALID_ARGUMENT when the module recorded a cause in the input (a chat
- * template past its memory budget), else INTERNAL.
+ * inconsistent, so it is never used again. Engines on it fail from now on (`rt.crashed`), every
+ * asynchronous call in flight on it rejects (see `guard`), the Web Locks it held are released
+ * (`setRuntimeHooks`), its threads stop, and the next load instantiates a fresh module. (A
+ * WorkerEngine contains a crash in its Worker, which it terminates; its next load starts a fresh
+ * Worker.) Returns the error for the call that trapped: INVALID_ARGUMENT when the module recorded a
+ * cause in the input (a chat template past its memory budget), else INTERNAL with the panic's
+ * message when there was one.
  */
 export function markCrashed(rt, e) {
   if (rt?.crashed) return rt.crashError;
@@ -30,16 +32,84 @@ export function markCrashed(rt, e) {
         "the engine was disposed: load the model again, and prompt it with generate() instead of its chat template",
       { cause: e },
     )
-    : crashedError(e);
+    : crashedError(e, rt?.panicMessage);
   if (!rt) return error;
   rt.crashed = e;
   rt.crashError = error;
+  rt.rejectTrapped?.(error);
+  rt.disarm?.();
   for (const w of rt.workers ?? []) w.terminate();
   if (ready && ready.runtime === rt) {
     ready = null;
     retired++;
   }
   return error;
+}
+
+/** A trap of wasm code: what a Rust panic or abort, a bad memory access or a stack overflow throws. */
+function isTrap(e) {
+  return (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) ||
+    (e instanceof RangeError && /call stack/i.test(e.message ?? ""));
+}
+
+/**
+ * Make traps of `rt`'s module fail its calls instead of hanging them. A trap inside an
+ * asynchronous export happens in a microtask that the module's futures run, with no caller to
+ * catch it: the promise of that call would never settle and the error would reach the page's
+ * `error` event (in Node, kill the process). So: the panic hook tells the runtime at once, with
+ * the panic's message (`setRuntimeHooks`); a trap without a panic (an abort, a stack overflow) is
+ * caught as the uncaught error it is, while a call is in flight; either way `markCrashed` rejects
+ * `rt.trapped`, which every asynchronous call races (`guard`) and held Web Locks wait on.
+ */
+function armTraps(rt) {
+  rt.pending = 0;
+  rt.trapped = new Promise((_, reject) => { rt.rejectTrapped = reject; });
+  rt.trapped.catch(() => {}); // observed by the calls racing it, not an unhandled rejection
+  rt.wasm.setRuntimeHooks(rt.trapped, (message) => {
+    rt.panicMessage = String(message);
+    markCrashed(rt, new WebAssembly.RuntimeError(`unreachable (panic: ${rt.panicMessage})`));
+  });
+  // The uncaught trap itself: expected once `markCrashed` ran (a panic), else the first news of it.
+  const ours = (e) => isTrap(e) && (rt.pending > 0 || (rt.crashed && !rt.trapSeen));
+  const take = (e) => {
+    rt.trapSeen = true;
+    markCrashed(rt, e);
+  };
+  if (isNode) {
+    const onUncaught = (e) => {
+      if (ours(e)) return take(e);
+      // Not ours: as if nobody listened, unless somebody else does.
+      if (process.listenerCount("uncaughtException") > 1) return;
+      process.removeListener("uncaughtException", onUncaught);
+      process.nextTick(() => { throw e; });
+    };
+    process.on("uncaughtException", onUncaught);
+    // Listening changes Node's behaviour for every other error: only while the module runs code.
+    rt.listen = (on) => (on ? process.on : process.removeListener).call(process, "uncaughtException", onUncaught);
+    rt.listen(false);
+    rt.disarm = () => setTimeout(() => rt.listen(false), 0);
+  } else if (typeof globalThis.addEventListener === "function") {
+    const onError = (ev) => {
+      if (!ours(ev.error)) return;
+      ev.preventDefault(); // reported as the call's typed error instead
+      take(ev.error);
+    };
+    globalThis.addEventListener("error", onError);
+    rt.disarm = () => setTimeout(() => globalThis.removeEventListener("error", onError), 0);
+  }
+}
+
+/**
+ * `promise` (an asynchronous call into `rt`'s module), settled even when the module traps: then
+ * it rejects with the trap's typed error.
+ */
+export function guard(rt, promise) {
+  if (rt.crashed) return Promise.reject(rt.crashError);
+  if (rt.pending++ === 0) rt.listen?.(true);
+  return Promise.race([promise, rt.trapped]).finally(() => {
+    // After a trap the listener stays a moment: the uncaught error follows the rejection.
+    if (--rt.pending === 0 && !rt.crashed) rt.listen?.(false);
+  });
 }
 
 /** Each build's own JS glue (see pkg-scripts/build). */
@@ -160,6 +230,7 @@ export function loadWasm({ threads } = {}) {
         await wasm.default({ module_or_path: await compile(url) });
         rt = { wasm, threaded: false, threadsReason: why, workers: [] };
       }
+      armTraps(rt);
       p.runtime = rt;
       return rt;
     })();

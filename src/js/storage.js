@@ -1,12 +1,12 @@
 // Cache management: models kept in browser storage (OPFS, or the Cache API where OPFS is missing).
 
 import { toBrowserLlmError } from "./errors.js";
-import { loadWasm, markCrashed } from "./runtime.js";
+import { guard, loadWasm, markCrashed } from "./runtime.js";
 
 async function call(fn) {
   const rt = await loadWasm().catch((e) => { throw toBrowserLlmError(e); });
   try {
-    return await fn(rt.wasm);
+    return await guard(rt, fn(rt.wasm));
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) throw markCrashed(rt, e);
     throw toBrowserLlmError(e);
@@ -20,7 +20,7 @@ export function downloadModel(source, options = {}) {
 
 /** Models in browser storage: [{ key, url, size, storedBytes, complete, lastUsed, store }]. */
 export function listCachedModels() {
-  return call(async (wasm) => (await wasm.listCachedModels()).map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));
+  return call((wasm) => wasm.listCachedModels()).then((list) => list.map((m) => ({ ...m, url: m.sources?.[0] ?? m.key })));
 }
 
 /** Remove a cached model (by its key, as listed); a missing key is not an error. */

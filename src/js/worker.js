@@ -3,8 +3,9 @@
 //                                              detokenize | info | reset | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
 //   reply:    { id, result } or { id, error: { code, message, trapped } }  (trapped: the module trapped; not a lost GPU device, which is DEVICE_LOST)
-// `abort` ({ args: { target } }) aborts the call with id `target`; it is handled at once
-// because generation yields to the event loop between steps.
+// `abort` ({ args: { target } }) aborts the call with id `target`; `ping` is answered with
+// { id: 0, event: "pong" } (WorkerEngine's heartbeat). Both are handled at once because generation
+// yields to the event loop between steps.
 
 import { Engine } from "./engine.js";
 import { toBrowserLlmError } from "./errors.js";
@@ -47,6 +48,10 @@ self.onmessage = async (ev) => {
   const { id, op, args } = ev.data ?? {};
   if (op === "abort") {
     controllers.get(args?.target)?.abort();
+    return;
+  }
+  if (op === "ping") {
+    post({ id: 0, event: "pong" });
     return;
   }
   const ctl = new AbortController();

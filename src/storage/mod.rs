@@ -90,6 +90,8 @@ mod store;
 mod web;
 
 pub use kind::StoreKind;
+#[cfg(target_arch = "wasm32")]
+pub use web::release_locks_on_trap;
 pub use progress::{Progress, ProgressFn, PHASES};
 #[cfg(target_arch = "wasm32")]
 pub use wasm::*;

@@ -96,6 +96,17 @@ pub fn blob_of(pieces: &[Uint8Array]) -> Result<web_sys::Blob> {
     web_sys::Blob::new_with_u8_array_sequence(&arr).map_err(internal("building a Blob"))
 }
 
+thread_local! {
+    /// The promise the JS runtime rejects when this module instance traps (see `wasm::hooks`).
+    static TRAPPED: std::cell::RefCell<Option<Promise>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Hand over the runtime's `trapped` promise: a held lock is released when it rejects, so a module
+/// that traps while holding one does not block every other tab for good.
+pub fn release_locks_on_trap(trapped: Promise) {
+    TRAPPED.with(|t| *t.borrow_mut() = Some(trapped));
+}
+
 /// Run `f` holding the Web Lock `name` (`navigator.locks`: one holder across every tab and Worker
 /// of the origin), waiting for another holder to finish first. Aborting `signal` while waiting is
 /// `ABORTED`. Where the context has no Web Locks, `f` runs unlocked.
@@ -108,9 +119,14 @@ pub async fn with_lock<T>(name: &str, signal: Option<&web_sys::AbortSignal>, f: 
     let mut release = None;
     let held = Promise::new(&mut |resolve, _| release = Some(resolve));
     let (Some(grant), Some(release)) = (grant, release) else { return f.await };
+    // The lock goes when `held` resolves or the module traps (Rust never runs again to resolve it).
+    let hold = match TRAPPED.with(|t| t.borrow().clone()) {
+        Some(trapped) => Promise::race(&Array::of2(&held, &trapped)),
+        None => held,
+    };
     let on_grant = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
         let _ = grant.call0(&JsValue::NULL);
-        held.into()
+        hold.into()
     });
     let opts = js_sys::Object::new();
     if let Some(s) = signal {

@@ -19,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::convert::{from_js, json_value, progress_callback, to_js, to_js_error, JsResult};
+use super::hooks::PanicAt;
 use super::info::ModelInfo;
 use super::options::{JsGenerateOptions, JsLoadOptions};
 use super::source::{parse_source, Bytes, ModelSource};
@@ -39,6 +40,8 @@ struct Inner {
     chat: Option<ChatReply>,
     /// What a GPU engine loads again from after its device is lost; `None` on the CPU.
     reload: Option<Reload>,
+    /// Test-only: panic after the first step's await (the `__panicAfterAwait: "step"` load option).
+    panic_at_step: bool,
 }
 
 struct Reload {
@@ -203,6 +206,9 @@ impl WasmEngine {
 
     async fn load_inner(source: JsValue, options: JsValue) -> Result<WasmEngine> {
         let opts = from_js::<JsLoadOptions>(options, "load options")?.check()?;
+        if opts.panic_at == Some(PanicAt::Load) {
+            PanicAt::Load.fire().await;
+        }
         let bytes = if let Some(a) = source.dyn_ref::<js_sys::Uint8Array>() {
             if opts.sha256.is_some() {
                 return Err(Error::invalid_argument("sha256 is checked by browser storage: pass a URL or a File in a browser"));
@@ -217,7 +223,8 @@ impl WasmEngine {
         src.finish();
         let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
         let size = src.size();
-        let inner = Inner::new(&gguf, size, loaded, template, Reload { bytes: src.into_bytes(), options: opts.engine });
+        let mut inner = Inner::new(&gguf, size, loaded, template, Reload { bytes: src.into_bytes(), options: opts.engine });
+        inner.panic_at_step = opts.panic_at == Some(PanicAt::Step);
         Ok(WasmEngine { inner: Rc::new(RefCell::new(Slot::Ready(inner))) })
     }
 }
@@ -229,7 +236,7 @@ impl Inner {
     fn new(gguf: &Gguf, file_size: u64, loaded: Loaded, template: TemplateSource, reload: Reload) -> Inner {
         let info = ModelInfo::new(gguf, file_size, &loaded.engine, loaded.reason, template.name());
         let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
-        Inner { engine: loaded.engine, template, info, generating: None, chat: None, reload }
+        Inner { engine: loaded.engine, template, info, generating: None, chat: None, reload, panic_at_step: false }
     }
 }
 
@@ -368,6 +375,9 @@ impl WasmEngine {
             let i = guard.ready().map_err(to_js_error)?;
             let mut g = i.generating.take().ok_or_else(|| to_js_error(Error::invalid_argument("no generation in progress; call begin() first")))?;
             let r = i.engine.step(&mut g).await;
+            if i.panic_at_step {
+                PanicAt::Step.fire().await;
+            }
             i.generating = Some(g);
             let step = match r {
                 Ok(Some(s)) => s,

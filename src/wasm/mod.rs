@@ -10,11 +10,13 @@
 //! - [`contract`]: `contract()`, the error codes, progress phases and defaults JS must agree with.
 //! - [`options`]: the option objects as serde structs; [`convert`]: the marshaling convention;
 //!   [`source`]: JS bytes or a stored model as the engine's tensor source; [`info`]: `info()`;
-//!   `threads` (threaded build only): the CPU thread pool's hooks for its Web Workers.
+//!   `threads` (threaded build only): the CPU thread pool's hooks for its Web Workers; [`hooks`]:
+//!   what the JS runtime gives the module so a trap fails the calls in flight (panic hook, locks).
 
 pub mod contract;
 pub mod convert;
 pub mod engine;
+pub mod hooks;
 pub mod info;
 pub mod options;
 pub mod source;
@@ -26,7 +28,7 @@ pub use convert::to_js_error;
 
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
-    console_error_panic_hook::set_once();
+    hooks::install_panic_hook();
 }
 
 /// Why the module last trapped, when the crate knows (see [`crate::budget::AbortReason`]; 0:

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::convert::{abort_signal, function, json_value, progress_callback};
+use super::hooks::PanicAt;
 use crate::constrain::ConstraintSpec;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
@@ -31,6 +32,9 @@ pub struct JsLoadOptions {
     sha256: Option<String>,
     cache: Option<bool>,
     store: Option<String>,
+    /// Test-only: panic after an await in `load` or in the first `step` (see `hooks::PanicAt`).
+    #[serde(rename = "__panicAfterAwait")]
+    panic_after_await: Option<String>,
 }
 
 /// Most CPU threads a load may ask for (the calling thread and the pool's workers).
@@ -44,6 +48,7 @@ pub struct Load {
     pub sha256: Option<String>,
     pub cache: bool,
     pub store: StoreKind,
+    pub panic_at: Option<PanicAt>,
 }
 
 impl JsLoadOptions {
@@ -67,6 +72,7 @@ impl JsLoadOptions {
             sha256: self.sha256,
             cache: self.cache.unwrap_or(true),
             store: parse_store(self.store.as_deref())?,
+            panic_at: self.panic_after_await.as_deref().map(PanicAt::parse).transpose()?,
         })
     }
 }

@@ -189,7 +189,7 @@ test("load from bytes generates the golden tokens; dispose frees the engine", as
   assert.equal(typeof WorkerEngine.load, "function");
 });
 
-test("WorkerEngine: a Worker serves one engine, and an unreadable reply fails its calls at once", async () => {
+test("WorkerEngine: a Worker serves one engine, an unreadable reply fails its calls at once, a silent Worker fails them after heartbeatTimeout", async () => {
   // A stand-in Worker (Node has no Web Worker): it records what is sent and never replies.
   const fake = () => ({ sent: [], postMessage(m) { this.sent.push(m); }, terminate() { this.terminated = true; } });
   const w = fake();
@@ -200,6 +200,22 @@ test("WorkerEngine: a Worker serves one engine, and an unreadable reply fails it
   await assert.rejects(first, { code: "INTERNAL", message: /could not be read/ });
   assert.ok(w.terminated, "the worker is stopped");
   await assert.rejects(WorkerEngine.load("model.gguf", { worker: {} }), { code: "INVALID_ARGUMENT", message: /worker must be a Worker/ });
+  await assert.rejects(WorkerEngine.load("model.gguf", { worker: fake(), heartbeatTimeout: -1 }), { code: "INVALID_ARGUMENT", message: /heartbeatTimeout/ });
+
+  // A Worker killed without an error event: it never answers, not even the pings.
+  const dead = fake();
+  const t0 = Date.now();
+  await assert.rejects(WorkerEngine.load("model.gguf", { worker: dead, heartbeatTimeout: 300 }), { code: "INTERNAL", message: /stopped answering/ });
+  assert.ok(Date.now() - t0 < 3000, `given up after ${Date.now() - t0} ms`);
+  assert.ok(dead.terminated && dead.sent.some((m) => m.op === "ping"), "pinged, then stopped");
+  // A live Worker answers its pings: a long call is not given up.
+  const alive = fake();
+  alive.postMessage = function (m) { this.sent.push(m); if (m.op === "ping") setTimeout(() => this.onmessage({ data: { id: 0, event: "pong" } }), 1); };
+  const slow = WorkerEngine.load("model.gguf", { worker: alive, heartbeatTimeout: 200 });
+  await new Promise((r) => setTimeout(r, 800));
+  assert.ok(!alive.terminated, "a Worker that answers pings is kept");
+  alive.onmessage({ data: { id: alive.sent[0].id, result: {} } });
+  await slow;
 });
 
 test("the JS layer and index.d.ts agree with the wasm module's contract (error codes, phases, defaults)", async () => {
@@ -554,6 +570,26 @@ test("a trap inside the wasm module (what a Rust panic becomes) is INTERNAL, fai
   const p = golden.prompts[3];
   console.log("fresh module:", checkGreedy(p.prompt, (await fresh.generate(p.prompt, greedy)).tokenIds));
   await fresh.dispose();
+});
+
+test("a panic inside an asynchronous call (load, step) rejects that call with INTERNAL and the panic's message; Node goes on and the next load gets a fresh module", async () => {
+  // In a process of its own (async-trap.mjs): a plain Node app, with no test runner listening for
+  // uncaught errors, and fresh memory (a retired instance's memory is never freed: its glue module
+  // stays in the module map). Before the runtime raced each asynchronous call against the module's
+  // traps, the call never settled and Node exited on the uncaught error.
+  const { execFile } = await import("node:child_process");
+  const out = await new Promise((resolve) => {
+    execFile(process.execPath, [new URL("./async-trap.mjs", import.meta.url).pathname], { env: process.env, timeout: 120000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? error.code ?? error.signal : 0, stdout, stderr }));
+  });
+  const last = out.stdout.trim().split("\n").at(-1);
+  assert.equal(out.code, 0, `async-trap.mjs failed:\n${out.stdout}\n${out.stderr.slice(-3000)}`);
+  const r = JSON.parse(last);
+  console.log("async traps:", r);
+  assert.match(r.load.message, /crashed \(panic: test fault: a panic after an await in Load .*, at src\/wasm\/hooks\.rs:\d+\)/);
+  assert.match(r.step.message, /crashed \(panic: test fault: a panic after an await in Step /);
+  assert.deepEqual([r.load.code, r.step.code, r.bystander.code, r.afterStep.code], ["INTERNAL", "INTERNAL", "INTERNAL", "INVALID_ARGUMENT"]);
+  assert.ok(r.freshTokens > 0 && r.listenersLeft === 0 && r.pendingLeft === 0, JSON.stringify(r));
 });
 
 /** `gguf` (a GGUF file's bytes) with its chat template replaced by `template`, padded with a
