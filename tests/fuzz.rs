@@ -9,306 +9,42 @@
 //! Oracles, per case: no panic (a typed `Err` is fine), no single allocation above
 //! [`MAX_ALLOC`] (the seeds are a few KB), and no case running past [`MAX_CASE`] (a hang guard,
 //! not a speed test). The case about to run is written to `$CARGO_TARGET_TMPDIR/fuzz-current.gguf`
-//! first, so an abort (an allocation that fails outright) leaves it behind. Failing inputs are kept
-//! in `$CARGO_TARGET_TMPDIR/fuzz-failures/`; move them into `tests/fuzz-regressions/` (replayed
-//! first on every run) once fixed.
+//! first, so an abort (an allocation that fails outright) leaves it behind. A failing input is
+//! saved in `tests/fuzz-regressions/` (replayed first on every run: commit it with the fix) and
+//! printed in base64, so a failure on a CI machine can be kept too.
+//!
+//! Templates that build huge values ([`BOMBS`]) abort at the render's memory budget by design:
+//! [`BOMB_CASES`] mutated files carrying one run in child processes, each of which must end
+//! normally or abort at the budget, within [`MAX_CASE`]. A share of the cases runs under wasm32
+//! too (tests/wasm.rs, on the Rust-written tiny models).
 //!
 //! Budget: BROWSER_LLM_FUZZ_CASES cases (default [`DEFAULT_CASES`], about 25 s in a debug
-//! build on 2 cores), seed BROWSER_LLM_FUZZ_SEED (default 1).
+//! build on 2 cores). Seed: BROWSER_LLM_FUZZ_SEED, else a random one, printed (a failure says how
+//! to replay it).
 
 mod common;
+mod fuzz_support;
 mod gguf_writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use browser_llm::budget::largest_alloc;
-use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::chat::{self, ChatMessage};
-use browser_llm::engine::{Engine, GenerateOptions};
-use browser_llm::gguf::{Array, Gguf, Value};
-use browser_llm::sampling::SamplingParams;
+use browser_llm::gguf::{Gguf, Value};
 use browser_llm::tokenizer::Tokenizer;
-use gguf_writer::write_gguf;
+use fuzz_support::{mutate, run_case, Desc, Reached, Rng, BOMBS, TEMPLATES};
 
 const DEFAULT_CASES: usize = 10_000;
+/// Mutated files with a memory-bomb template, each run in a child process.
+const BOMB_CASES: usize = 12;
+/// The environment variable that makes the bomb test a child running one file.
+const BOMB_CHILD: &str = "BROWSER_LLM_FUZZ_BOMB_FILE";
 /// Largest single allocation a case may make.
 const MAX_ALLOC: usize = 64 << 20;
 /// A case taking longer than this is a hang.
 const MAX_CASE: Duration = Duration::from_secs(20);
-
-/// A GGUF file as editable parts: metadata, and tensors as (name, dims, ggml type id, bytes).
-#[derive(Clone)]
-struct Desc {
-    kvs: Vec<(String, Value)>,
-    tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
-}
-
-impl Desc {
-    fn of(bytes: &[u8]) -> Desc {
-        let g = Gguf::from_bytes(bytes).expect("seed parses");
-        let tensors = g
-            .tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.dims.clone(), t.ty.id(), g.tensor_data(bytes, t).expect("seed tensor").to_vec()))
-            .collect();
-        Desc { kvs: g.metadata().to_vec(), tensors }
-    }
-
-    /// GGUF v3, alignment 32 (whatever `general.alignment` now says: a mismatch is a case too).
-    fn bytes(&self) -> Vec<u8> {
-        let tensors: Vec<(&str, &[u64], u32, &[u8])> =
-            self.tensors.iter().map(|t| (t.0.as_str(), t.1.as_slice(), t.2, t.3.as_slice())).collect();
-        write_gguf(&self.kvs, &tensors)
-    }
-}
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-}
-
-const INTS: &[u64] = &[0, 1, 2, 3, 7, 255, 65535, 65536, 1 << 24, (1 << 31) - 1, 1 << 31, u32::MAX as u64, (1 << 32) + 2, 1 << 40, 1 << 62, u64::MAX];
-const FLOATS: &[f32] = &[0.0, -0.0, -1.0, 1e-45, 1e30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5, 1e6];
-/// Chat templates a hostile file may carry: loops, recursion, inflation, bad syntax, raises. (Not
-/// here: templates that build huge values, such as a list doubled in a loop: they stop at the
-/// render's memory budget, which aborts the process by design (`src/budget.rs`); a child-process
-/// test in `src/chat.rs` and a Node test of the package cover them.)
-const TEMPLATES: &[&str] = &[
-    "{{ messages|tojson(indent=1000000000) }}",
-    "{% for i in range(100000000) %}x{% endfor %}",
-    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
-    "{{ 'x' * 1000000000 }}",
-    "{% for m in messages %}{{ m.content * 100000 }}{% endfor %}",
-    "{{ raise_exception('no') }}",
-    "{% if %}",
-    "{{ messages[0]['content'] }}<|im_start|>{{ bos_token * 1000 }}",
-    "{% for m in messages %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}",
-];
-
-fn mutate_value(r: &mut Rng, v: &Value) -> Value {
-    let int = |r: &mut Rng| *r.pick(INTS);
-    match v {
-        Value::U8(_) => Value::U8(int(r) as u8),
-        Value::I8(_) => Value::I8(int(r) as i8),
-        Value::U16(_) => Value::U16(int(r) as u16),
-        Value::I16(_) => Value::I16(int(r) as i16),
-        Value::U32(_) => Value::U32(int(r) as u32),
-        Value::I32(_) => Value::I32(if r.below(2) == 0 { -(int(r) as i32).saturating_abs() } else { int(r) as i32 }),
-        Value::U64(_) => Value::U64(int(r)),
-        Value::I64(_) => Value::I64(int(r) as i64),
-        Value::F32(_) => Value::F32(*r.pick(FLOATS)),
-        Value::F64(_) => Value::F64(*r.pick(FLOATS) as f64),
-        Value::Bool(b) => Value::Bool(!b),
-        Value::String(s) => Value::String(match r.below(5) {
-            0 => String::new(),
-            1 => s.repeat(1 + r.below(5000)),
-            2 => r.pick(TEMPLATES).to_string(),
-            3 => "\u{2581}\u{fffd}\u{10ffff}<|im_start|>\0".repeat(1 + r.below(100)),
-            _ => s.chars().rev().collect(),
-        }),
-        Value::Array(a) => Value::Array(mutate_array(r, a)),
-    }
-}
-
-fn mutate_array(r: &mut Rng, a: &Array) -> Array {
-    fn edit<T: Clone>(r: &mut Rng, v: &[T], odd: impl Fn(&mut Rng) -> T) -> Vec<T> {
-        let mut v = v.to_vec();
-        match r.below(5) {
-            0 => v.clear(),
-            1 => v.truncate(r.below(v.len() + 1)),
-            2 => {
-                let n = r.below(v.len() + 1);
-                v.extend(std::iter::repeat_with(|| odd(r)).take(1 + n));
-            }
-            3 if !v.is_empty() => {
-                let i = r.below(v.len());
-                v[i] = odd(r);
-            }
-            _ => v.reverse(),
-        }
-        v
-    }
-    match a {
-        Array::String(v) => Array::String(edit(r, v, |r| match r.below(4) {
-            0 => String::new(),
-            1 => "\u{4e00}".repeat(1 + r.below(30000)),
-            2 => "<|im_start|>".into(),
-            _ => "x".repeat(1 + r.below(100)),
-        })),
-        Array::F32(v) => Array::F32(edit(r, v, |r| *r.pick(FLOATS))),
-        Array::I32(v) => Array::I32(edit(r, v, |r| *r.pick(&[-1, 0, 1, 2, 3, 4, 5, 6, i32::MAX, i32::MIN]))),
-        Array::U32(v) => Array::U32(edit(r, v, |r| *r.pick(INTS) as u32)),
-        Array::U64(v) => Array::U64(edit(r, v, |r| *r.pick(INTS))),
-        Array::U8(v) => Array::U8(edit(r, v, |r| r.next() as u8)),
-        Array::I8(v) => Array::I8(edit(r, v, |r| r.next() as i8)),
-        Array::Bool(v) => Array::Bool(edit(r, v, |r| r.below(2) == 0)),
-        // Rarer element types: emptied (and retyped) half the time.
-        other if r.below(2) == 0 => other.clone(),
-        _ => Array::U32(Vec::new()),
-    }
-}
-
-/// Apply 1-3 mutations to a copy of `seed`; returns the file and what was done.
-fn mutate(r: &mut Rng, seed: &Desc) -> (Vec<u8>, String) {
-    let mut d = seed.clone();
-    let mut what = Vec::new();
-    let mut raw: Option<Box<dyn Fn(&mut Vec<u8>)>> = None;
-    for _ in 0..1 + r.below(3) {
-        match r.below(12) {
-            0..=3 if !d.kvs.is_empty() => {
-                let i = r.below(d.kvs.len());
-                let v = mutate_value(r, &d.kvs[i].1);
-                what.push(format!("{} = {}", d.kvs[i].0, short(&format!("{v:?}"))));
-                d.kvs[i].1 = v;
-            }
-            4 if !d.kvs.is_empty() => {
-                let i = r.below(d.kvs.len());
-                what.push(format!("remove {}", d.kvs[i].0));
-                d.kvs.remove(i);
-            }
-            5 if !d.kvs.is_empty() => {
-                let i = r.below(d.kvs.len());
-                let v = match r.below(3) {
-                    0 => Value::String("2".into()),
-                    1 => Value::F32(f32::NAN),
-                    _ => Value::Array(Array::U32(vec![1, 2])),
-                };
-                what.push(format!("{} retyped to {}", d.kvs[i].0, v.type_name()));
-                d.kvs[i].1 = v;
-            }
-            6 if !d.tensors.is_empty() => {
-                let i = r.below(d.tensors.len());
-                let t = &mut d.tensors[i];
-                let j = r.below(t.1.len());
-                t.1[j] = match r.below(4) {
-                    0 => 0,
-                    1 => t.1[j] * 2,
-                    2 => *r.pick(INTS),
-                    _ => t.1[j].saturating_sub(1),
-                };
-                what.push(format!("{} dims {:?}", t.0, t.1));
-            }
-            7 if !d.tensors.is_empty() => {
-                let i = r.below(d.tensors.len());
-                let ty = *r.pick(&[0u32, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 30, 99]);
-                what.push(format!("{} type {ty}", d.tensors[i].0));
-                d.tensors[i].2 = ty;
-            }
-            8 if !d.tensors.is_empty() => {
-                let i = r.below(d.tensors.len());
-                let t = &mut d.tensors[i];
-                match r.below(3) {
-                    0 => t.3.truncate(r.below(t.3.len() + 1)),
-                    1 => t.3.chunks_mut(4).for_each(|c| c.copy_from_slice(&f32::NAN.to_le_bytes()[..c.len()])),
-                    _ => t.3.iter_mut().for_each(|b| *b = r.next() as u8),
-                }
-                what.push(format!("{} data changed", t.0));
-            }
-            9 if !d.tensors.is_empty() => {
-                let i = r.below(d.tensors.len());
-                if r.below(2) == 0 {
-                    what.push(format!("remove tensor {}", d.tensors[i].0));
-                    d.tensors.remove(i);
-                } else {
-                    what.push(format!("duplicate tensor {}", d.tensors[i].0));
-                    let t = d.tensors[i].clone();
-                    d.tensors.push(t);
-                }
-            }
-            10 => {
-                let t = *r.pick(TEMPLATES);
-                what.push(format!("chat template {t:?}"));
-                d.kvs.retain(|(k, _)| k != "tokenizer.chat_template");
-                d.kvs.push(("tokenizer.chat_template".into(), Value::String(t.into())));
-            }
-            _ => {
-                let (at, cut) = (r.next(), r.below(2) == 0);
-                let flip = r.next() as u8 | 1;
-                what.push(if cut { "file cut short".into() } else { "a header byte flipped".into() });
-                raw = Some(Box::new(move |b: &mut Vec<u8>| {
-                    let n = b.len().max(1);
-                    if cut {
-                        b.truncate((at % n as u64) as usize);
-                    } else {
-                        let i = (at % (n.min(4096) as u64)) as usize;
-                        if i < b.len() {
-                            b[i] ^= flip;
-                        }
-                    }
-                }));
-            }
-        }
-    }
-    let mut bytes = d.bytes();
-    if let Some(f) = raw {
-        f(&mut bytes);
-    }
-    (bytes, what.join("; "))
-}
-
-fn short(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_string()
-    } else {
-        format!("{}... ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
-    }
-}
-
-/// Where a case stopped: the stage that returned a (typed) error, or `Done`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reached {
-    Parse,
-    Tokenizer,
-    Load,
-    Generate,
-    Done,
-}
-
-/// Run one file through everything a model file reaches (the template's own errors do not stop it).
-fn run_case(bytes: Vec<u8>) -> Reached {
-    let Ok(g) = Gguf::from_bytes(&bytes) else { return Reached::Parse };
-    let Ok(tok) = Tokenizer::from_gguf(&g) else { return Reached::Tokenizer };
-    let ids = tok.encode("Hello world <s> \u{4e00}\u{1f600}", true, true);
-    let _ = tok.decode(&ids);
-    let _ = tok.detokenize(&ids, false, true);
-    let tpl = chat::template_for(g.get_str("tokenizer.chat_template"), &tok);
-    let msgs = [
-        ChatMessage::new("system", "Be brief."),
-        ChatMessage::new("user", "Hi <|im_start|>system"),
-    ];
-    let bos = tok.bos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
-    let eos = tok.eos_id().and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
-    let _ = chat::encode_chat(&tok, &tpl, &msgs, None, true, &bos, &eos);
-    let Ok(mut engine) = Engine::load(CpuBackend::with_threads(1), Arc::new(bytes), Some(32)) else { return Reached::Load };
-    let n_vocab = tok.n_vocab().max(1) as u32;
-    let prompt: Vec<u32> = [1u32, 3, 4].iter().map(|i| i % n_vocab).collect();
-    let opts = GenerateOptions {
-        max_tokens: 3,
-        sampling: SamplingParams { temperature: 0.0, ..Default::default() },
-        ignore_eos: true,
-        ..Default::default()
-    };
-    match browser_llm::block_on(engine.generate_ids(&prompt, &opts, &mut |_, _| true)) {
-        Ok(_) => Reached::Done,
-        Err(_) => Reached::Generate,
-    }
-}
 
 fn tiny_models() -> Vec<(String, Vec<u8>)> {
     // Both tests of this file want the seeds and run in parallel: generate them once per process,
@@ -354,11 +90,11 @@ fn check(bytes: Vec<u8>, current: &Path) -> (Option<String>, Option<Reached>) {
 #[test]
 fn fuzz_every_stage_a_model_file_reaches() {
     let cases: usize = std::env::var("BROWSER_LLM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
-    let seed: u64 = std::env::var("BROWSER_LLM_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let seed = fuzz_seed();
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let current = tmp.join("fuzz-current.gguf");
-    let failures_dir = tmp.join("fuzz-failures");
-    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b))).collect();
+    let failures_dir = common::repo_root().join("tests/fuzz-regressions");
+    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b).expect("seed parses"))).collect();
     assert!(seeds.len() >= 6, "tiny models of every architecture: {:?}", seeds.iter().map(|s| &s.0).collect::<Vec<_>>());
     // The set-up above panics loudly; the cases' panics are caught and reported below, not
     // printed one by one.
@@ -389,10 +125,9 @@ fn fuzz_every_stage_a_model_file_reaches() {
             reached[r as usize] += 1;
         }
         if let Some(why) = why {
-            std::fs::create_dir_all(&failures_dir).unwrap();
             let file = failures_dir.join(format!("seed{seed}-case{case}.gguf"));
             std::fs::write(&file, &bytes).unwrap();
-            failures.push(format!("case {case} ({name}: {what}): {why}; kept as {}", file.display()));
+            failures.push(format!("case {case} ({name}: {what}): {why}; saved as {} (base64: {})", file.display(), base64(&bytes)));
         }
     }
     let _ = std::fs::remove_file(&current);
@@ -407,13 +142,91 @@ fn fuzz_every_stage_a_model_file_reaches() {
         reached[Reached::Done as usize],
         failures.len()
     );
-    assert!(failures.is_empty(), "{} fuzz failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} fuzz failures (replay: BROWSER_LLM_FUZZ_SEED={seed} BROWSER_LLM_FUZZ_CASES={cases}):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// BROWSER_LLM_FUZZ_SEED, else a random seed (printed by the tests that use it).
+fn fuzz_seed() -> u64 {
+    std::env::var("BROWSER_LLM_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        (t.as_nanos() as u64 ^ std::process::id() as u64) % 1_000_000_007
+    })
+}
+
+/// Standard base64, to print a failing file.
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Mutated files carrying a template that builds a huge value, each in a child process (the
+/// budget's abort ends the process by design): the child must finish (a mutation stopped the file
+/// earlier, or the template failed on its own) or abort at the memory budget ("memory allocation
+/// of" on stderr), never panic, never run past [`MAX_CASE`]. In the child (BOMB_CHILD names its
+/// file) the test runs that one file.
+#[test]
+fn fuzz_memory_bomb_templates_stop_at_the_budget() {
+    if let Some(file) = std::env::var_os(BOMB_CHILD) {
+        let _ = run_case(std::fs::read(file).unwrap());
+        return;
+    }
+    let seed = fuzz_seed();
+    let seeds: Vec<(String, Desc)> = tiny_models().into_iter().map(|(n, b)| (n, Desc::of(&b).expect("seed parses"))).collect();
+    let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-bombs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut aborted, mut finished, mut failures) = (0, 0, Vec::new());
+    for case in 0..BOMB_CASES {
+        let (name, desc) = &seeds[rng.below(seeds.len())];
+        let (bytes, what) = if case < BOMBS.len() { (desc.bytes(), "no other mutation".to_string()) } else { mutate(&mut rng, desc) };
+        let bomb = BOMBS[case % BOMBS.len()];
+        let mut d = Desc::of(&bytes).unwrap_or_else(|| desc.clone());
+        d.kvs.retain(|(k, _)| k != "tokenizer.chat_template");
+        d.kvs.push(("tokenizer.chat_template".into(), Value::String(bomb.into())));
+        let file = dir.join(format!("case{case}.gguf"));
+        let bytes = d.bytes();
+        std::fs::write(&file, &bytes).unwrap();
+        let t0 = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "fuzz_memory_bomb_templates_stop_at_the_budget", "--nocapture", "--test-threads=1"])
+            .env(BOMB_CHILD, &file)
+            .output()
+            .unwrap();
+        let took = t0.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            finished += 1;
+        } else if stderr.contains("memory allocation of") && !stderr.contains("panicked") {
+            aborted += 1;
+        } else {
+            failures.push(format!("bomb case {case} ({name}: {what}; {bomb:?}): {}; base64: {}", stderr.lines().rev().take(8).collect::<Vec<_>>().join(" | "), base64(&bytes)));
+        }
+        if took > MAX_CASE {
+            failures.push(format!("bomb case {case} ({name}) took {took:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("fuzz bombs: {BOMB_CASES} files (seed {seed}): {aborted} stopped at the memory budget, {finished} ended before it");
+    assert!(aborted >= BOMBS.len(), "every bomb on an unmutated seed must reach the budget: {aborted}");
+    assert!(failures.is_empty(), "replay: BROWSER_LLM_FUZZ_SEED={seed}\n{}", failures.join("\n"));
 }
 
 #[test]
 fn hostile_chat_templates_in_a_file_are_typed_errors_or_bounded_output() {
     let seeds = tiny_models();
-    let base = Desc::of(&seeds[0].1);
+    let base = Desc::of(&seeds[0].1).expect("seed parses");
     for t in TEMPLATES {
         let mut d = base.clone();
         d.kvs.retain(|(k, _)| k != "tokenizer.chat_template");

@@ -78,6 +78,10 @@ export interface LoadOptions {
   cache?: boolean;
   /** Which browser store holds the copy: "auto" (default: OPFS, else the Cache API), "opfs" or "cache". */
   store?: "auto" | "opfs" | "cache";
+  /** Browsers, URL sources: milliseconds a request or a read of its body may get no byte before
+   * the load fails with "NETWORK" naming the URL and what stalled (default 30000; 0: no limit).
+   * What was stored stays for the next load to resume. */
+  inactivityTimeout?: number;
 }
 
 export interface WorkerLoadOptions extends LoadOptions {
@@ -476,7 +480,7 @@ export interface CachedModel {
  */
 export declare function downloadModel(
   source: string | string[] | Blob | Blob[],
-  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress">,
+  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress" | "inactivityTimeout">,
 ): Promise<{ key: string; size: number; store: "opfs" | "cache" | null; sha256: string | null }>;
 
 /** Models kept in browser storage (complete and partial). Browsers only. */

@@ -16,8 +16,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use js_sys::Uint8Array;
 use web_sys::Response;
 
-use super::http::{header, probe_url, Body, Probe};
-use super::manifest::{chunk_range, n_chunks, parse_content_range, Manifest, PartManifest};
+use super::http::{header, probe_url, probe_whole, Body, Probe};
+use super::manifest::{chunk_range, n_chunks, parse_content_range, Manifest, PartManifest, Remote};
 use super::quota;
 use super::reader::{Backing, StoredModel};
 use super::sha::Hasher;
@@ -72,13 +72,27 @@ struct Plan {
     total_bytes: u64,
 }
 
+/// What a chunk's answer gives when its validators say the remote file is not the one the
+/// download started with (see [`is_changed`]).
+fn changed_error(url: &str, what: &str) -> Error {
+    Error::new(ErrorCode::Network, format!("{url} changed on the server during the download ({what})"))
+}
+
+/// Whether `e` is the error of a chunk whose file changed mid-download: the caller starts over as
+/// one stream (`stream: true`), never mixing the versions.
+pub(super) fn is_changed(e: &Error) -> bool {
+    e.code == ErrorCode::Network && e.message.contains(" changed on the server during the download (")
+}
+
 /// Download (or resume) every missing chunk into `store`; returns the complete manifest.
+/// `stream`: read every URL part as one response (no Range requests), as after a change.
 pub(super) async fn download(
     sess: &Session,
     store: &Rc<Store>,
     sources: &[PartSource],
     existing: Option<Manifest>,
     sha256: Option<&str>,
+    stream: bool,
 ) -> Result<Manifest> {
     let chunk_size = existing.as_ref().map_or(sess.chunk_size, |m| m.chunk_size);
     let mut parts: Vec<Option<PartManifest>> = match existing {
@@ -86,7 +100,7 @@ pub(super) async fn download(
         None => sources.iter().map(|_| None).collect(),
     };
     // 1. Probe each part that still misses chunks.
-    let (probes, changed) = probe_parts(sess, sources, &mut parts, chunk_size).await?;
+    let (probes, changed) = probe_parts(sess, sources, &mut parts, chunk_size, stream).await?;
     // 2. Room for the missing bytes, then the plan.
     let Plan { mut m, jobs, streams, mut header_unchecked, total_bytes } =
         plan(sess, store, sources, parts, probes, chunk_size, changed).await?;
@@ -111,12 +125,14 @@ pub(super) async fn download(
 /// Stage 1: probe each part that still misses chunks: size, validators, Range support. Updates
 /// `parts` (a part whose remote file changed starts afresh; `None` while its size is unknown) and
 /// returns each part's probe (`None` for local files and complete parts) and whether any part
-/// changed.
+/// changed. A server with neither ETag nor Last-Modified is read as one stream: nothing would tell
+/// its chunks' answers apart if the file changed between them.
 async fn probe_parts(
     sess: &Session,
     sources: &[PartSource],
     parts: &mut [Option<PartManifest>],
     chunk_size: u64,
+    stream: bool,
 ) -> Result<(Vec<Option<Probe>>, bool)> {
     let mut probes: Vec<Option<Probe>> = Vec::new();
     let mut changed = false;
@@ -134,7 +150,13 @@ async fn probe_parts(
                     Some(p) => chunk_range(p.size, chunk_size, first),
                     None => 0..chunk_size,
                 };
-                let probe = probe_url(&sess.net, url, want, first).await?;
+                let mut probe = if stream { probe_whole(&sess.net, url).await? } else { probe_url(&sess.net, url, want, first).await? };
+                if probe.ranged && probe.etag.is_none() && probe.last_modified.is_none() {
+                    if let Some(b) = probe.resp.as_ref().and_then(Response::body) {
+                        web::ignore_rejection(b.cancel());
+                    }
+                    probe = probe_whole(&sess.net, url).await?;
+                }
                 let size = probe.size;
                 (Some(probe), size)
             }
@@ -346,7 +368,7 @@ async fn fetch_chunk(
         let before = sess.progress.borrow().loaded;
         let r = fetch_chunk_once(sess, store, src, &part, p, c, range.clone(), probe.take()).await;
         match r {
-            Err(e) if e.code == ErrorCode::Network && attempt < sess.retries => {
+            Err(e) if e.code == ErrorCode::Network && !is_changed(&e) && attempt < sess.retries => {
                 let got = sess.progress.borrow().loaded.saturating_sub(before);
                 sess.progress.borrow_mut().sub(got);
                 attempt += 1;
@@ -381,34 +403,49 @@ async fn fetch_chunk_once(
             (vec![a], None)
         }
         PartSource::Url(url) => {
-            let resp = match probe {
-                Some(r) => r,
-                None => {
-                    let r = sess.net.get(url, Some(range.clone())).await?;
-                    let cr = header(&r, "Content-Range").and_then(|v| parse_content_range(&v));
-                    if r.status() != 206 || !cr.is_some_and(|cr| cr.start == range.start && cr.end == range.end && cr.total == Some(part.size)) {
-                        return Err(Error::new(
-                            ErrorCode::Network,
-                            format!("{url}: the server stopped answering Range requests as before (the file may have changed); try again"),
-                        ));
-                    }
-                    if part.etag.is_some() && header(&r, "ETag") != part.etag {
-                        return Err(Error::new(ErrorCode::Network, format!("{url} changed on the server during the download; try again")));
-                    }
-                    r
+            // One answer, or several where the server answers a Range request with fewer bytes
+            // than asked: each continues where the last stopped, and each must come from the
+            // file the download started with (size, ETag, Last-Modified: see
+            // `PartManifest::compare_remote`), or the chunk would mix two versions.
+            let mut pieces = Vec::new();
+            let mut content_type = None;
+            let mut at = range.start;
+            let mut next = probe;
+            while at < range.end {
+                let resp = match next.take() {
+                    Some(r) => r,
+                    None => sess.net.get(url, Some(at..range.end)).await?,
+                };
+                let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
+                let Some(cr) = cr.filter(|cr| resp.status() == 206 && cr.start == at && cr.end > at && cr.end <= range.end) else {
+                    return Err(Error::new(
+                        ErrorCode::Network,
+                        format!("{url}: the server stopped answering Range requests as before (the file may have changed); try again"),
+                    ));
+                };
+                let (etag, lm) = (header(&resp, "ETag"), header(&resp, "Last-Modified"));
+                if part.compare_remote(cr.total.unwrap_or(u64::MAX), etag.as_deref(), lm.as_deref()) == Remote::Changed {
+                    let what = format!(
+                        "size {:?}, ETag {etag:?}, Last-Modified {lm:?}; it was {} bytes, ETag {:?}, Last-Modified {:?}",
+                        cr.total, part.size, part.etag, part.last_modified
+                    );
+                    return Err(changed_error(url, &what));
                 }
-            };
-            let ct = header(&resp, "Content-Type");
-            let mut body = Body::new(&resp);
-            let (pieces, got) = body.take(&sess.net, &sess.progress, len).await?;
-            body.cancel();
-            if got != len {
-                return Err(Error::new(
-                    ErrorCode::Network,
-                    format!("{url}: the connection closed after {got} of {len} bytes of chunk {c}"),
-                ));
+                content_type = content_type.or_else(|| header(&resp, "Content-Type"));
+                let want = cr.end - at;
+                let mut body = Body::new(&resp);
+                let (mut got_pieces, got) = body.take(&sess.net, &sess.progress, want).await?;
+                body.cancel();
+                if got != want {
+                    return Err(Error::new(
+                        ErrorCode::Network,
+                        format!("{url}: the connection closed after {} of {len} bytes of chunk {c}", at - range.start + got),
+                    ));
+                }
+                pieces.append(&mut got_pieces);
+                at = cr.end;
             }
-            (pieces, ct)
+            (pieces, content_type)
         }
     };
     let header_checked = if c == 0 { check_gguf_start(&pieces, part.size, &src.describe(), content_type.as_deref())? } else { false };

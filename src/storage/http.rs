@@ -1,19 +1,26 @@
 //! HTTP for model downloads and uncached reads: requests that bypass the HTTP cache, status ->
-//! [`Error`] mapping, the cancellation of one `open` call's requests ([`Requests`]), the first
-//! answer for a part ([`probe_url`] -> [`Probe`]: size, validators, Range support), response bodies
-//! read in pieces ([`Body`]) and single Range reads ([`fetch_range_bytes`]).
+//! [`Error`] mapping, the cancellation and inactivity timeout of one `open` call's requests
+//! ([`Requests`]: a request or body read that gets nothing for the timeout fails with `NETWORK`),
+//! the first answer for a part ([`probe_url`] -> [`Probe`]: size, validators, Range support),
+//! response bodies read in pieces ([`Body`]) and single Range reads ([`fetch_range_bytes`]).
 
 use std::cell::RefCell;
 use std::ops::Range;
 
-use js_sys::{Reflect, Uint8Array};
-use wasm_bindgen::JsCast;
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader, Request, RequestCache, RequestInit, Response};
 
 use super::manifest::parse_content_range;
 use super::progress::Reporter;
-use super::web::{self, fetch, wait};
+use super::web::{self, wait};
 use crate::error::{Error, ErrorCode, Result};
+use crate::timer::Deadline;
+
+/// Default inactivity timeout of downloads and uncached reads: a request or a body read that gets
+/// nothing for this long fails with `NETWORK`.
+pub const DEFAULT_INACTIVITY_TIMEOUT_MS: u32 = 30_000;
 
 /// The requests of one `open` call: aborted when the caller's signal fires or when we cancel the
 /// ones in flight (after a failure, or when the call ends).
@@ -22,16 +29,44 @@ pub(super) struct Requests {
     ctrl: AbortController,
     /// Aborts when the caller's signal does or when we cancel in-flight requests.
     signal: AbortSignal,
+    /// Milliseconds a request or a body read may go without an answer (0: no limit).
+    timeout_ms: u32,
 }
 
 impl Requests {
-    pub fn new(user_signal: Option<AbortSignal>) -> Result<Requests> {
+    pub fn new(user_signal: Option<AbortSignal>, timeout_ms: u32) -> Result<Requests> {
         let ctrl = AbortController::new().map_err(web::internal("AbortController"))?;
         let signal = match &user_signal {
             Some(s) => AbortSignal::any(&js_sys::Array::of2(s, &ctrl.signal())),
             None => ctrl.signal(),
         };
-        Ok(Requests { user_signal, ctrl, signal })
+        Ok(Requests { user_signal, ctrl, signal, timeout_ms })
+    }
+
+    /// Await `p` (a request for `url` or a read of its body). Nothing for the inactivity timeout
+    /// is a `NETWORK` error naming the URL and what stalled, and cancels this call's requests;
+    /// other failures are mapped as [`web::wait`] does, `ABORTED` whenever the caller aborted.
+    pub async fn within(&self, p: Promise, url: &str, what: &str, code: ErrorCode) -> Result<JsValue> {
+        if self.timeout_ms == 0 {
+            return wait(p, code, &format!("{what} {url}")).await.map_err(|e| self.classify(e));
+        }
+        let deadline = Deadline::new(self.timeout_ms);
+        match JsFuture::from(Promise::race(&Array::of2(&p, deadline.promise()))).await {
+            Ok(v) => Ok(v),
+            Err(e) if Deadline::passed(&e) => {
+                self.cancel();
+                let secs = self.timeout_ms as f64 / 1000.0;
+                Err(self.classify(Error::new(
+                    ErrorCode::Network,
+                    format!("{url}: the server stalled ({what}: nothing for {secs} s; inactivityTimeout); try again"),
+                )))
+            }
+            Err(e) => Err(self.classify(web::js_error(e, code, &format!("{what} {url}")))),
+        }
+    }
+
+    pub fn timeout_ms(&self) -> u32 {
+        self.timeout_ms
     }
 
     /// The caller's `AbortSignal`, if any.
@@ -59,10 +94,12 @@ impl Requests {
         self.ctrl.abort();
     }
 
-    /// A request under this call's signal; errors are `ABORTED` whenever the caller aborted.
+    /// A request under this call's signal and inactivity timeout; errors are `ABORTED` whenever
+    /// the caller aborted.
     pub async fn get(&self, url: &str, range: Option<Range<u64>>) -> Result<Response> {
-        let r = request(url, range, Some(&self.signal)).await;
-        r.map_err(|e| self.classify(e))
+        let req = request_for(url, range, Some(&self.signal))?;
+        let resp: Response = self.within(web::fetch_promise(&req), url, "waiting for an answer from", ErrorCode::Network).await?.unchecked_into();
+        check_status(url, resp)
     }
 }
 
@@ -84,10 +121,9 @@ pub(super) fn is_http_status(e: &Error, status: u16) -> bool {
     e.code == ErrorCode::Network && e.message.starts_with(&format!("HTTP {status} "))
 }
 
-/// A GET of `url` (bytes `range` when given); any status outside 2xx is a `NETWORK` error
-/// (message "HTTP <status> for <url>: ...", see [`is_http_status`]).
-pub(super) async fn request(url: &str, range: Option<Range<u64>>, signal: Option<&AbortSignal>) -> Result<Response> {
-    let resp = fetch(&request_for(url, range, signal)?).await?;
+/// `resp` to a GET of `url`; any status outside 2xx is a `NETWORK` error (message "HTTP <status>
+/// for <url>: ...", see [`is_http_status`]).
+fn check_status(url: &str, resp: Response) -> Result<Response> {
     let status = resp.status();
     if !(200..300).contains(&status) {
         let what = match status {
@@ -147,7 +183,7 @@ pub(super) async fn probe_url(net: &Requests, url: &str, first: Range<u64>, chun
 }
 
 /// A GET of the whole file, as its probe (the streaming path).
-async fn probe_whole(net: &Requests, url: &str) -> Result<Probe> {
+pub(super) async fn probe_whole(net: &Requests, url: &str) -> Result<Probe> {
     probe_from_full(net.get(url, None).await?)
 }
 
@@ -164,6 +200,7 @@ fn probe_from_full(resp: Response) -> Result<Probe> {
 
 /// Reads a response body in pieces of the caller's choosing; the bytes stay on the JS side.
 pub(super) struct Body {
+    url: String,
     reader: Option<ReadableStreamDefaultReader>,
     pending: Option<Uint8Array>,
 }
@@ -171,7 +208,7 @@ pub(super) struct Body {
 impl Body {
     pub fn new(resp: &Response) -> Body {
         let reader = resp.body().map(|b| b.get_reader().unchecked_into());
-        Body { reader, pending: None }
+        Body { url: resp.url(), reader, pending: None }
     }
 
     /// Up to `n` bytes; fewer only at the end of the body. Each piece is added to `progress`.
@@ -183,9 +220,7 @@ impl Body {
                 Some(p) => p,
                 None => {
                     let Some(reader) = &self.reader else { break };
-                    let r = wait(reader.read(), ErrorCode::Network, "the connection was lost during the download")
-                        .await
-                        .map_err(|e| net.classify(e))?;
+                    let r = net.within(reader.read(), &self.url, "the connection was lost reading", ErrorCode::Network).await?;
                     if Reflect::get(&r, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
                         self.reader = None;
                         break;
@@ -214,14 +249,17 @@ impl Body {
     }
 }
 
-/// Bytes `r` of a URL of `size` bytes, by Range request (for `cache: false`).
+/// Bytes `r` of a URL of `size` bytes, by Range request (for `cache: false`), under the default
+/// inactivity timeout.
 pub(super) async fn fetch_range_bytes(url: &str, r: Range<u64>, size: u64) -> Result<Uint8Array> {
-    let resp = request(url, Some(r.clone()), None).await?;
+    let net = Requests::new(None, DEFAULT_INACTIVITY_TIMEOUT_MS)?;
+    let resp = net.get(url, Some(r.clone())).await?;
     let cr = header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
     if resp.status() != 206 || !cr.is_some_and(|cr| cr.start == r.start && cr.end == r.end && cr.total == Some(size)) {
         return Err(Error::new(ErrorCode::Network, format!("{url}: the file changed on the server or lost Range support")));
     }
-    let buf = wait(resp.array_buffer().map_err(web::internal("Response.arrayBuffer"))?, ErrorCode::Network, url).await?;
+    let body = resp.array_buffer().map_err(web::internal("Response.arrayBuffer"))?;
+    let buf = net.within(body, url, "the connection was lost reading", ErrorCode::Network).await?;
     let a = Uint8Array::new(&buf);
     if a.length() as u64 != r.end - r.start {
         return Err(Error::new(ErrorCode::Network, format!("{url}: the connection closed early")));

@@ -52,6 +52,22 @@ pub struct PartManifest {
     pub chunks: Vec<Option<String>>,
 }
 
+/// What a response's validators say about the remote file a part was downloaded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remote {
+    Same,
+    /// The same file by its size and Last-Modified, but another ETag: the server's ETag varies by
+    /// request.
+    EtagVaries,
+    /// Another file, or nothing says it is the same one.
+    Changed,
+}
+
+/// ETags compared weakly (RFC 9110 8.8.3.2): `W/"x"` and `"x"` are the same tag.
+fn etag_eq(a: &str, b: &str) -> bool {
+    a.trim_start_matches("W/") == b.trim_start_matches("W/")
+}
+
 /// Number of chunks of `chunk_size` bytes covering `size` bytes.
 /// Largest model the store accepts (a manifest claiming more is discarded; a download of more is
 /// refused by the quota check long before).
@@ -72,23 +88,35 @@ impl PartManifest {
         PartManifest { source, size, etag, last_modified, chunks: vec![None; n_chunks(size, chunk_size)] }
     }
 
-    /// Whether a remote file with these validators is the one this part was downloaded from. The
-    /// size must match; an ETag (or else Last-Modified) that both sides have must match too. A
-    /// server with neither is never taken to be the same file: its stored chunks could be another
-    /// version of the same size, so a partial download of it starts over.
-    pub fn same_remote(&self, size: u64, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    /// Whether a remote file of `size` bytes with these validators is the one this part was
+    /// downloaded from: the size must match, and so must Last-Modified where both sides have it;
+    /// then an ETag both sides have must match (weakly), unless Last-Modified matched, in which case
+    /// a differing ETag means the server's ETags vary by request ([`Remote::EtagVaries`]). A server
+    /// with no validator both sides share is never taken to be the same file: its stored chunks
+    /// could be another version of the same size.
+    pub fn compare_remote(&self, size: u64, etag: Option<&str>, last_modified: Option<&str>) -> Remote {
         if size != self.size {
-            return false;
+            return Remote::Changed;
+        }
+        let lm_same = match (self.last_modified.as_deref(), last_modified) {
+            (Some(a), Some(b)) => Some(a == b),
+            _ => None,
+        };
+        if lm_same == Some(false) {
+            return Remote::Changed;
         }
         match (self.etag.as_deref(), etag) {
-            (Some(a), Some(b)) => return a == b,
-            (Some(_), None) | (None, Some(_)) => return false,
-            (None, None) => {}
+            (Some(a), Some(b)) if etag_eq(a, b) => Remote::Same,
+            (Some(_), Some(_)) if lm_same == Some(true) => Remote::EtagVaries,
+            (Some(_), Some(_)) => Remote::Changed,
+            _ if lm_same == Some(true) => Remote::Same,
+            _ => Remote::Changed,
         }
-        match (self.last_modified.as_deref(), last_modified) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        }
+    }
+
+    /// [`PartManifest::compare_remote`] is not `Changed`.
+    pub fn same_remote(&self, size: u64, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+        self.compare_remote(size, etag, last_modified) != Remote::Changed
     }
 
     /// Forget every chunk (the remote file changed or the stored bytes failed verification).
@@ -250,13 +278,34 @@ mod tests {
         let p = PartManifest::new("u".into(), 100, Some("\"v1\"".into()), Some("Mon".into()), 4096);
         assert!(p.same_remote(100, Some("\"v1\""), Some("Mon")));
         assert!(!p.same_remote(101, Some("\"v1\""), Some("Mon")));
-        assert!(!p.same_remote(100, Some("\"v2\""), Some("Mon")));
+        assert!(p.same_remote(100, Some("\"v2\""), Some("Mon")), "the ETag varies, Last-Modified decides");
+        assert!(!p.same_remote(100, Some("\"v2\""), Some("Tue")));
         assert!(!p.same_remote(100, None, Some("Mon")));
         let q = PartManifest::new("u".into(), 100, None, Some("Mon".into()), 4096);
         assert!(q.same_remote(100, None, Some("Mon")));
         assert!(!q.same_remote(100, None, Some("Tue")));
         let r = PartManifest::new("u".into(), 100, None, None, 4096);
         assert!(!r.same_remote(100, None, None), "size alone identifies nothing");
+    }
+
+    /// Issue 25: weak ETags compare equal to strong ones; an ETag that differs while Last-Modified
+    /// and the size agree is a server whose ETags vary, not a change; a changed Last-Modified is a
+    /// change whatever the ETag says; with no shared validator nothing is the same.
+    #[test]
+    fn compare_remote_weak_etags_varying_etags_and_last_modified() {
+        let both = PartManifest::new("u".into(), 100, Some("\"v1\"".into()), Some("Mon".into()), 4096);
+        assert_eq!(both.compare_remote(100, Some("W/\"v1\""), Some("Mon")), Remote::Same);
+        assert_eq!(both.compare_remote(100, Some("\"x7\""), Some("Mon")), Remote::EtagVaries);
+        assert_eq!(both.compare_remote(100, Some("\"v1\""), Some("Tue")), Remote::Changed);
+        assert_eq!(both.compare_remote(99, Some("\"v1\""), Some("Mon")), Remote::Changed);
+        assert_eq!(both.compare_remote(100, None, Some("Mon")), Remote::Same, "Last-Modified alone still identifies it");
+        let etag_only = PartManifest::new("u".into(), 100, Some("\"v1\"".into()), None, 4096);
+        assert_eq!(etag_only.compare_remote(100, Some("\"v2\""), None), Remote::Changed);
+        assert_eq!(etag_only.compare_remote(100, None, None), Remote::Changed);
+        let lm_only = PartManifest::new("u".into(), 100, None, Some("Mon".into()), 4096);
+        assert_eq!(lm_only.compare_remote(100, None, Some("Mon")), Remote::Same);
+        assert_eq!(lm_only.compare_remote(100, None, Some("Tue")), Remote::Changed);
+        assert_eq!(lm_only.compare_remote(100, Some("\"new\""), None), Remote::Changed);
     }
 
     #[test]

@@ -145,6 +145,9 @@ mod wasm {
         pub concurrency: usize,
         /// Retries per chunk after a network error.
         pub retries: u32,
+        /// Milliseconds a request or body read may get nothing before the call fails with
+        /// `NETWORK` (0: no limit).
+        pub inactivity_timeout_ms: u32,
     }
 
     impl Default for OpenOptions {
@@ -159,6 +162,7 @@ mod wasm {
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 concurrency: 4,
                 retries: 3,
+                inactivity_timeout_ms: super::http::DEFAULT_INACTIVITY_TIMEOUT_MS,
             }
         }
     }
@@ -173,7 +177,7 @@ mod wasm {
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.
     pub async fn open(source: Source, opts: OpenOptions) -> Result<StoredModel> {
-        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries } = opts;
+        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries, inactivity_timeout_ms } = opts;
         let sha256 = sha256.map(|s| s.to_ascii_lowercase());
         if let Some(s) = &sha256 {
             if !is_sha256_hex(s) {
@@ -194,7 +198,7 @@ mod wasm {
             None => default_key(&parts).await?,
         };
         let progress = Rc::new(RefCell::new(Reporter::new(on_progress)));
-        let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress)?;
+        let sess = Session::new(key, chunk_size, concurrency, retries, signal, progress, inactivity_timeout_ms)?;
         sess.check_aborted()?;
         let r = if cache {
             // One writer per model across tabs and Workers: a second one waits, then finds the
@@ -264,7 +268,21 @@ mod wasm {
         existing: Option<Manifest>,
         sha256: Option<&str>,
     ) -> Result<StoredModel> {
-        match download::download(sess, &store, parts, existing, sha256).await {
+        let r = match download::download(sess, &store, parts, existing, sha256, false).await {
+            Err(e) if download::is_changed(&e) => {
+                // The file changed under a chunked download: the stored chunks are another
+                // version. Start over as one stream per part (one answer is one version), which
+                // also finishes where the server's validators differ between requests.
+                sess.cancel_in_flight();
+                store.remove(&sess.key).await?;
+                let again = sess.restart()?;
+                let r = download::download(&again, &store, parts, None, sha256, true).await;
+                again.finish();
+                r
+            }
+            r => r,
+        };
+        match r {
             Ok(m) => Ok(StoredModel::new(sess.key.clone(), Backing::store(store, m))),
             Err(e) => {
                 sess.cancel_in_flight();

@@ -117,9 +117,17 @@ impl Session {
         retries: u32,
         user_signal: Option<AbortSignal>,
         progress: Rc<RefCell<Reporter>>,
+        timeout_ms: u32,
     ) -> Result<Session> {
-        let net = Requests::new(user_signal)?;
+        let net = Requests::new(user_signal, timeout_ms)?;
         Ok(Session { key, chunk_size, concurrency, retries, net, progress })
+    }
+
+    /// The same call with fresh requests (after cancelling the ones of a download that must start
+    /// over).
+    pub fn restart(&self) -> Result<Session> {
+        let net = Requests::new(self.net.user_signal().cloned(), self.net.timeout_ms())?;
+        Ok(Session { key: self.key.clone(), chunk_size: self.chunk_size, concurrency: self.concurrency, retries: self.retries, net, progress: self.progress.clone() })
     }
 
     pub fn check_aborted(&self) -> Result<()> {

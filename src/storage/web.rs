@@ -49,9 +49,9 @@ pub async fn wait(p: Promise, code: ErrorCode, context: &str) -> Result<JsValue>
     JsFuture::from(p).await.map_err(|e| js_error(e, code, context))
 }
 
-pub async fn fetch(req: &web_sys::Request) -> Result<web_sys::Response> {
-    let v = wait(fetch_request(req), ErrorCode::Network, &format!("network error fetching {}", req.url())).await?;
-    Ok(v.unchecked_into())
+/// `fetch(req)`'s promise (`storage::http::Requests` awaits it under its inactivity timeout).
+pub fn fetch_promise(req: &web_sys::Request) -> Promise {
+    fetch_request(req)
 }
 
 /// Map a thrown JS value to an [`Error`]. `QuotaExceededError` and `AbortError` keep their meaning

@@ -32,6 +32,7 @@ pub struct JsLoadOptions {
     sha256: Option<String>,
     cache: Option<bool>,
     store: Option<String>,
+    inactivity_timeout: Option<u32>,
     /// Test-only: panic after an await in `load` or in the first `step` (see `hooks::PanicAt`).
     #[serde(rename = "__panicAfterAwait")]
     panic_after_await: Option<String>,
@@ -48,6 +49,7 @@ pub struct Load {
     pub sha256: Option<String>,
     pub cache: bool,
     pub store: StoreKind,
+    pub inactivity_timeout: Option<u32>,
     pub panic_at: Option<PanicAt>,
 }
 
@@ -72,6 +74,7 @@ impl JsLoadOptions {
             sha256: self.sha256,
             cache: self.cache.unwrap_or(true),
             store: parse_store(self.store.as_deref())?,
+            inactivity_timeout: self.inactivity_timeout,
             panic_at: self.panic_after_await.as_deref().map(PanicAt::parse).transpose()?,
         })
     }
@@ -89,6 +92,7 @@ impl Load {
             store: self.store,
             signal: self.signal.clone(),
             on_progress: progress_callback(self.on_progress.as_ref()),
+            inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(OpenOptions::default().inactivity_timeout_ms),
             ..Default::default()
         }
     }
@@ -117,6 +121,7 @@ pub struct JsStorageOptions {
     chunk_size: Option<u64>,
     concurrency: Option<usize>,
     retries: Option<u32>,
+    inactivity_timeout: Option<u32>,
 }
 
 impl JsStorageOptions {
@@ -132,6 +137,7 @@ impl JsStorageOptions {
             chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             concurrency: self.concurrency.unwrap_or(d.concurrency),
             retries: self.retries.map_or(d.retries, |r| r.min(20)),
+            inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(d.inactivity_timeout_ms),
         })
     }
 }

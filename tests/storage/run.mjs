@@ -303,6 +303,66 @@ for (const [ci, c] of CONTEXTS.entries()) {
       log(`${c.name} remote changed (ETag): ${s.bytes} bytes refetched, content is the new version`);
     });
 
+    await t.test("a server that stalls after its headers fails with NETWORK within the inactivity timeout; the next call resumes", async () => {
+      const n = name("stall");
+      await ctl(n, { reset: 1, size: SIZE, stallAfter: Math.floor(SIZE * 0.4) });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts({ retries: 0, inactivityTimeout: 1500 }));
+      assert.equal(r.code, "NETWORK", r.message);
+      assert.match(r.message, /stalled/);
+      assert.ok(r.message.includes(`/m/${n}.gguf`), r.message);
+      assert.ok(r.ms >= 1500 && r.ms < 1500 + 4000, `ended ${r.ms.toFixed(0)} ms after the start`);
+      const kept = await entry(c, url(n));
+      await ctl(n, { stallAfter: "" });
+      await reset(n);
+      const r2 = await call(c, "download", url(n), opts());
+      assert.ok(r2.ok, r2.message);
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} stalled server: NETWORK after ${r.ms.toFixed(0)} ms (inactivityTimeout 1500), ${kept?.storedBytes ?? 0} bytes kept; resumed with ${(await stats(n)).bytes} of ${size} bytes`);
+    });
+
+    await t.test("a file replaced mid-download is never stored as a mix (ETag, Last-Modified only, neither): the download starts over as one stream", async () => {
+      for (const [kind, v] of [["ETag", {}], ["Last-Modified only", { validators: "lm" }], ["no validators", { validators: 0 }]]) {
+        const n = name(`mid-${v.validators ?? "etag"}`);
+        await ctl(n, { reset: 1, size: SIZE, ...v });
+        const v1 = await info(n);
+        await ctl(n, { changeAfter: Math.floor(SIZE * 0.3) });
+        const r = await call(c, "download", url(n), opts());
+        assert.ok(r.ok, `${kind}: ${r.message}`);
+        const v2 = await info(n);
+        assert.notEqual(v1.sha256, v2.sha256, "the file did change");
+        const got = (await call(c, "read", url(n), opts())).value.sha256;
+        assert.ok(got === v1.sha256 || got === v2.sha256, `${kind}: the stored file is a mix of two versions`);
+        const s = await stats(n);
+        log(`${c.name} replaced mid-download (${kind}): stored the ${got === v2.sha256 ? "new" : "old"} version whole; ${s.requests} requests, ${s.ranges.filter((x) => x === "full").length} full`);
+      }
+    });
+
+    await t.test("an ETag that differs on every answer falls back to Last-Modified and finishes chunked", async () => {
+      const n = name("etagvar");
+      await ctl(n, { reset: 1, size: SIZE, etagPerRequest: 1 });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.equal(s.bytes, size, "every byte once: no restart");
+      assert.equal(s.rangeRequests, nChunks(size));
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} per-request ETag: finished in ${s.requests} ranged requests`);
+    });
+
+    await t.test("a server that answers a shorter Range than asked is continued from where it stopped", async () => {
+      const n = name("cap");
+      await ctl(n, { reset: 1, size: SIZE, rangeCap: 10000 });
+      const { size, sha256 } = await info(n);
+      const r = await call(c, "download", url(n), opts());
+      assert.ok(r.ok, r.message);
+      const s = await stats(n);
+      assert.equal(s.bytes, size, "no byte twice");
+      assert.equal((await call(c, "read", url(n), opts())).value.sha256, sha256);
+      log(`${c.name} Range answers capped at 10000 bytes: ${s.requests} requests for ${size} bytes`);
+    });
+
     await t.test("a remote file that shrank below the stored chunks starts afresh", async () => {
       const n = name("shrunk");
       await ctl(n, { reset: 1, size: SIZE, dropAfter: Math.floor(SIZE * 0.8) });

@@ -10,8 +10,11 @@
 //       connection once after that many more bytes of N, counted across requests) corruptAt=<offset>
 //       (flip that byte in every response) status=<code> html=1 truncate=<bytes> (serve a file cut
 //       to that length) hideRange=1 (CORS does not expose Content-Range) validators=0 (no ETag,
-//       no Last-Modified) reset=1 (forget the
-//       config first)
+//       no Last-Modified) validators=lm (Last-Modified only) etagPerRequest=1 (a new ETag on every
+//       answer, as some load-balanced hosts do) stallAfter=<bytes> (after that many more bytes,
+//       send nothing more and keep the connection open) changeAfter=<bytes> (after that many more
+//       bytes, serve version+1 to later requests: a file replaced mid-download) rangeCap=<bytes>
+//       (answer a Range request with at most that many bytes) reset=1 (forget the config first)
 //   GET /__stats?name=N         {requests, rangeRequests, bytes, ranges: ["a-b", ...]} since last reset
 //   GET /__reset?name=N         zero N's counters
 //   GET /__info?name=N          {size, sha256, etag} of what N currently serves
@@ -90,12 +93,16 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
     const m = c.ranges && /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
     // hideRange: a CDN whose CORS rule does not expose Content-Range (Range still works).
     const expose = c.hideRange ? { "Access-Control-Expose-Headers": "Content-Length, ETag, Last-Modified, Accept-Ranges" } : {};
-    const headers = { ...cors, ...expose, "Content-Type": "application/octet-stream", "Cache-Control": "no-store", ETag: tag, "Last-Modified": "Mon, 23 Nov 2026 00:00:00 GMT" };
-    // validators=0: a server that sends neither ETag nor Last-Modified.
+    const lastModified = `Mon, ${String(22 + (c.version ?? 1)).padStart(2, "0")} Nov 2026 00:00:00 GMT`;
+    const headers = { ...cors, ...expose, "Content-Type": "application/octet-stream", "Cache-Control": "no-store", ETag: tag, "Last-Modified": lastModified };
+    if (c.etagPerRequest) headers.ETag = `"${crypto.randomUUID()}"`;
+    // validators=0: a server that sends neither ETag nor Last-Modified; "lm": Last-Modified only.
     if (c.validators === 0) { delete headers.ETag; delete headers["Last-Modified"]; }
+    if (c.validators === "lm") delete headers.ETag;
     if (c.ranges) headers["Accept-Ranges"] = "bytes";
     if (m) {
       start = Number(m[1]); end = m[2] ? Math.min(Number(m[2]) + 1, total) : total;
+      if (c.rangeCap) end = Math.min(end, start + c.rangeCap);
       if (start >= total || start >= end) { res.writeHead(416, { ...headers, "Content-Range": `bytes */${total}` }); res.end(); return; }
       s.rangeRequests++;
       s.ranges.push(`${start}-${end - 1}`);
@@ -113,9 +120,18 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
         if (res.destroyed) return;
         let n = Math.min(slice, end - at);
         let drop = false;
+        let stall = false;
         if (c.dropAfter != null) {
           if (c.dropAfter <= n) { n = c.dropAfter; drop = true; }
           c.dropAfter -= n;
+        }
+        if (c.stallAfter != null) {
+          if (c.stallAfter <= n) { n = c.stallAfter; stall = true; }
+          c.stallAfter -= n;
+        }
+        if (c.changeAfter != null) {
+          c.changeAfter -= Math.min(n, c.changeAfter);
+          if (c.changeAfter === 0) { c.changeAfter = null; c.version = (c.version ?? 1) + 1; }
         }
         let chunk;
         if (fd != null) { chunk = Buffer.alloc(n); fs.readSync(fd, chunk, 0, n, at); } else chunk = Buffer.from(bytes.subarray(at, at + n));
@@ -123,6 +139,13 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
         s.bytes += n;
         at += n;
         const ok = res.write(chunk);
+        if (stall) {
+          // Nothing more, connection open, until the client gives up (every later answer stalls too).
+          c.stallAfter = 0;
+          s.stalls = (s.stalls ?? 0) + 1;
+          await new Promise((r) => res.once("close", r));
+          return;
+        }
         if (drop) {
           c.dropAfter = null;
           await new Promise((r) => setTimeout(r, 20));
@@ -150,7 +173,7 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
         const c = url.searchParams.get("reset") ? { size: 1 << 20, version: 1, ranges: true } : { ...cfg(name) };
         for (const [k, v] of url.searchParams) {
           if (k === "name" || k === "reset") continue;
-          c[k] = k === "ranges" ? v !== "0" : k === "html" ? v === "1" : v === "" ? null : Number(v);
+          c[k] = k === "ranges" ? v !== "0" : k === "html" ? v === "1" : v === "" ? null : k === "validators" && v === "lm" ? "lm" : Number(v);
         }
         configs.set(name, c);
         return json(res, c);
