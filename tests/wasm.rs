@@ -7,6 +7,7 @@
 //! usize, a metadata integer must never be truncated nor a product wrap (audit rules L1, H4, H5).
 #![cfg(target_arch = "wasm32")]
 
+mod fuzz_support;
 mod gguf_writer;
 mod wasm_support;
 
@@ -23,6 +24,27 @@ mod tolerance;
 
 /// Same near-tie rule as the native golden tests (tests/common/tolerance.rs).
 const NEAR_TIE: f64 = tolerance::NEAR_TIE as f64;
+
+/// The fuzz cases of tests/fuzz.rs under wasm32 (usize of 32 bits, the SIMD128 kernels): mutated
+/// tiny models (llama, gemma3: written in Rust, no Python here) through parse, tokenizer, chat
+/// template, load and a few tokens. Oracles: no panic (a panic aborts this test), no single
+/// allocation above 64 MiB. The seed is random and printed; BROWSER_LLM_FUZZ_SEED replays one.
+#[wasm_bindgen_test]
+fn fuzz_share_under_wasm32() {
+    const CASES: usize = 400;
+    let seed = env("BROWSER_LLM_FUZZ_SEED").and_then(|v| v.parse().ok()).unwrap_or_else(|| js_sys::Date::now() as u64 % 1_000_000_007);
+    let seeds = [fuzz_support::Desc::of(&gguf_writer::TinyModel::new("llama").bytes()).unwrap(), fuzz_support::Desc::of(&gguf_writer::TinyModel::new("gemma3").bytes()).unwrap()];
+    let mut rng = fuzz_support::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut done = 0;
+    for case in 0..CASES {
+        let (bytes, what) = fuzz_support::mutate(&mut rng, &seeds[case % seeds.len()]);
+        console_log!("wasm32 fuzz seed {seed} case {case}: {what}");
+        let (reached, largest) = browser_llm::budget::largest_alloc(|| fuzz_support::run_case(bytes));
+        assert!(largest <= 64 << 20, "seed {seed} case {case} ({what}): an allocation of {largest} bytes");
+        done += (reached == fuzz_support::Reached::Done) as usize;
+    }
+    console_log!("wasm32 fuzz: {CASES} cases (seed {seed}), {done} generated tokens; replay with BROWSER_LLM_FUZZ_SEED={seed}");
+}
 
 #[wasm_bindgen_test]
 fn simd128_is_compiled_in() {
