@@ -24,3 +24,32 @@ export function checkGreedy(prompt, ids, n = 64) {
   }
   return `${prompt}: equal to llama.cpp's for ${i} tokens, then a near-tie (margin ${margins[i]})`;
 }
+
+/**
+ * Teacher forcing through the public API, as the native tests do: at every golden step, a greedy
+ * one-token generation from the prompt's ids plus llama.cpp's tokens so far (the engine runs only
+ * the new token: its KV cache holds the prefix). Every step's token must equal llama.cpp's, or
+ * llama.cpp's own margin there must be below NEAR_TIE; unlike a free run, a near-tie at one step
+ * does not end the comparison. Returns a description; throws on a real difference.
+ */
+export async function checkTeacherForced(engine, prompt, n = 64) {
+  const g = golden.prompts.find((p) => p.prompt === prompt);
+  if (!g) throw new Error(`no golden for prompt ${JSON.stringify(prompt)}`);
+  const want = g.gen_ids_64.slice(0, n);
+  const margins = g.top1_top2_margin_per_step_64;
+  const flips = [];
+  for (let i = 0; i < want.length; i++) {
+    const r = await engine.generate([...g.prompt_ids, ...want.slice(0, i)], { temperature: 0, maxTokens: 1, ignoreEos: true });
+    if (i > 0 && r.usage.cachedTokens < g.prompt_ids.length + i - 1) {
+      throw new Error(`${prompt}: step ${i} ran ${r.usage.promptTokens - r.usage.cachedTokens} prompt tokens again (the cached prefix was not reused)`);
+    }
+    const got = r.tokenIds[0];
+    if (got === want[i]) continue;
+    if (!(margins[i] < NEAR_TIE)) {
+      throw new Error(`${prompt}: teacher-forced step ${i}: got ${got}, llama.cpp ${want[i]} (its margin ${margins[i]} >= ${NEAR_TIE})`);
+    }
+    flips.push(`${i} (margin ${margins[i]})`);
+  }
+  return `${prompt}: ${want.length} teacher-forced steps, ${want.length - flips.length} equal llama.cpp's` +
+    (flips.length ? `; near-ties at ${flips.join(", ")}` : "");
+}

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm } from "browser-llm";
-import { golden, checkGreedy, NEAR_TIE } from "./golden.mjs";
+import { golden, checkGreedy, checkTeacherForced, NEAR_TIE } from "./golden.mjs";
 import { skipUnless } from "./need.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
@@ -37,7 +37,11 @@ test("load from a file path, info", async () => {
   assert.ok(phases.has("load"));
 });
 
-test("greedy generation equals llama.cpp's golden tokens (all golden prompts, 64 tokens)", async () => {
+test("teacher-forced greedy steps equal llama.cpp's golden tokens (all golden prompts, 64 steps each, near-tie rule per step)", async () => {
+  for (const p of golden.prompts) console.log(await checkTeacherForced(engine, p.prompt));
+});
+
+test("free greedy generation: the golden tokens up to a near-tie, streamed text adds up, timings", async () => {
   for (const p of golden.prompts) {
     const streamed = [];
     const r = await engine.generate(p.prompt, { ...greedy, onToken: (t) => streamed.push(t) });
