@@ -360,7 +360,18 @@ mod wasm {
         Ok(out)
     }
 
-    /// Delete a model (complete or partial) from every store. Deleting a missing key is not an error.
+    /// Run `f` (reads of `model`: a load, or a GPU engine's reload) holding the model's lock in
+    /// shared mode when it is a stored copy: a download or a delete of it (exclusive) waits for
+    /// the reads to end, in any tab or Worker, instead of removing chunks under them.
+    pub async fn while_reading<T>(model: &StoredModel, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if !model.is_stored() {
+            return f.await;
+        }
+        super::web::with_lock_mode(&lock_name(model.key()), true, None, f).await
+    }
+
+    /// Delete a model (complete or partial) from every store, once no tab or Worker is reading it
+    /// ([`while_reading`]). Deleting a missing key is not an error.
     pub async fn delete(key: &str) -> Result<()> {
         super::web::with_lock(&lock_name(key), None, async {
             for store in Store::all().await {

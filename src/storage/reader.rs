@@ -94,6 +94,10 @@ impl StoredModel {
     pub fn key(&self) -> &str {
         &self.key
     }
+    /// Whether the bytes come from a copy in browser storage (not the source itself).
+    pub fn is_stored(&self) -> bool {
+        matches!(self.backing, Backing::Store { .. })
+    }
     /// `(offset, size)` of each part (one for a plain GGUF); each part starts with its own header.
     pub fn parts(&self) -> &[(u64, u64)] {
         &self.parts
@@ -185,7 +189,8 @@ impl StoredModel {
             )
         };
         let blob = self.chunk_blob(part, chunk).await?.ok_or_else(|| damaged("is missing or has the wrong size"))?;
-        let bytes = blob_bytes(&blob, ErrorCode::Internal, "reading a stored chunk").await?;
+        // A chunk deleted since its Blob was taken cannot be read any more (NotReadableError).
+        let bytes = blob_bytes(&blob, ErrorCode::Integrity, &format!("stored chunk {part}/{chunk} of {} could not be read (deleted from browser storage?)", self.key)).await?;
         let want = manifest.parts[part].chunks.get(chunk).cloned().flatten();
         if want.as_deref() != Some(sha256_js(&bytes).await.as_str()) {
             let mut m = manifest.clone();

@@ -111,6 +111,17 @@ pub fn release_locks_on_trap(trapped: Promise) {
 /// of the origin), waiting for another holder to finish first. Aborting `signal` while waiting is
 /// `ABORTED`. Where the context has no Web Locks, `f` runs unlocked.
 pub async fn with_lock<T>(name: &str, signal: Option<&web_sys::AbortSignal>, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    with_lock_mode(name, false, signal, f).await
+}
+
+/// [`with_lock`] in `shared` mode when asked: any number of shared holders at once, none while an
+/// exclusive holder has the lock (readers of a stored model against its writers and deleters).
+pub async fn with_lock_mode<T>(
+    name: &str,
+    shared: bool,
+    signal: Option<&web_sys::AbortSignal>,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let Some(locks) = global_get("navigator").and_then(|n| get(&n, "locks")) else { return f.await };
     let Some(request) = get(&locks, "request").and_then(|r| r.dyn_into::<js_sys::Function>().ok()) else { return f.await };
     // `granted` resolves when the lock is ours; the lock is held until `held` resolves.
@@ -129,6 +140,9 @@ pub async fn with_lock<T>(name: &str, signal: Option<&web_sys::AbortSignal>, f: 
         hold.into()
     });
     let opts = js_sys::Object::new();
+    if shared {
+        Reflect::set(&opts, &"mode".into(), &"shared".into()).map_err(internal("lock options"))?;
+    }
     if let Some(s) = signal {
         Reflect::set(&opts, &"signal".into(), s).map_err(internal("lock options"))?;
     }

@@ -218,8 +218,13 @@ impl WasmEngine {
             Bytes::Stored(Rc::new(crate::storage::open(parse_source(&source)?, opts.open_options()).await?))
         };
         let src = ModelSource::new(bytes, opts.signal.clone(), progress_callback(opts.on_progress.as_ref()));
-        let gguf = src.header().await?;
-        let loaded = load(&gguf, &src, &opts.engine).await?;
+        let (gguf, loaded) = src
+            .reading(async {
+                let gguf = src.header().await?;
+                let loaded = load(&gguf, &src, &opts.engine).await?;
+                Ok((gguf, loaded))
+            })
+            .await?;
         src.finish();
         let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
         let size = src.size();
@@ -541,8 +546,13 @@ impl WasmEngine {
 /// The model loaded again after its GPU failed with `lost`, from the source it was loaded from.
 async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) -> Result<Inner> {
     let src = ModelSource::new(reload.bytes.clone(), None, None);
-    let gguf = src.header().await?;
-    let loaded = reload_after_loss(&gguf, &src, &reload.options, lost).await?;
+    let (gguf, loaded) = src
+        .reading(async {
+            let gguf = src.header().await?;
+            let loaded = reload_after_loss(&gguf, &src, &reload.options, lost).await?;
+            Ok((gguf, loaded))
+        })
+        .await?;
     Ok(Inner::new(&gguf, src.size(), loaded, template, reload))
 }
 

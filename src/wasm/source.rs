@@ -81,6 +81,15 @@ impl ModelSource {
         Ok(g)
     }
 
+    /// Run `f` (this source's reads) so that no tab deletes or rewrites the stored copy meanwhile
+    /// (`storage::while_reading`).
+    pub async fn reading<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match &self.bytes {
+            Bytes::Js(_) => f.await,
+            Bytes::Stored(m) => crate::storage::while_reading(m, f).await,
+        }
+    }
+
     /// Fires the `"load"` progress report for the last bytes read.
     pub fn finish(&self) {
         self.progress.borrow_mut().emit();

@@ -566,3 +566,23 @@ test("real model: the engine loads tensor by tensor: the CPU never holds the fil
   }
   log(`real model ${mb(size)}: cold download ${s.requests} requests, ${s.bytes} bytes, ${(dlMs / 1000).toFixed(1)} s; ${out.join("; ")}`);
 });
+
+test("real model: deleting it while a Worker loads it waits for the load (which succeeds), then removes it", { skip: skipUnless(process.env.BROWSER_LLM_MODEL, "BROWSER_LLM_MODEL not set") }, async () => {
+  const [worker, pageCtx] = [CONTEXTS[0], CONTEXTS[1]];
+  const src = `${cors}/real/model.gguf`;
+  await openPage(worker);
+  const d0 = await call(worker, "download", src, { store: worker.store });
+  assert.ok(d0.ok, d0.message);
+  const golden = JSON.parse(fs.readFileSync(new URL("../golden/gemma3-270m.json", import.meta.url), "utf8")).prompts[0];
+  const t0 = Date.now();
+  const load = call(worker, "load", src, { store: worker.store, contextLength: 256 }, "cpu", golden.prompt_ids, 1).then((r) => ({ r, at: Date.now() - t0 }));
+  await new Promise((r) => setTimeout(r, 1500)); // the Worker is reading tensors
+  const del = call(pageCtx, "del", src).then((r) => ({ r, at: Date.now() - t0 }));
+  const [l, d] = await Promise.all([load, del]);
+  assert.ok(l.r.ok, `the load under the delete: ${l.r.message}`);
+  assert.deepEqual(l.r.value.tokenIds, golden.gen_ids.slice(0, 1));
+  assert.ok(d.r.ok, d.r.message);
+  assert.ok(d.at >= l.r.value.loadMs - 300, `the delete ended ${d.at} ms after the start, the load's reads ${l.r.value.loadMs.toFixed(0)} ms`);
+  assert.equal(await entry(worker, src), undefined, "removed once the load was done");
+  log(`delete during a load: the load read for ${(l.r.value.loadMs / 1000).toFixed(1)} s and succeeded; the delete waited and ended at ${(d.at / 1000).toFixed(1)} s`);
+});
