@@ -178,7 +178,7 @@ fn gpu_hardware_layout_decode_teacher_forced() {
 fn nan_weights_in_a_middle_layer_fail_typed_on_cpu_and_gpu_greedy_and_sampled() {
     use browser_llm::backend::cpu::CpuBackend;
     use browser_llm::ErrorCode;
-    let bad = std::sync::Arc::new(common::with_nan_block_scale(&common::model_arc(), "attn_q"));
+    let bad = std::sync::Arc::new(common::corrupt::with_nan_block_scale(&common::model_arc(), "attn_q"));
     let samplings = [
         ("greedy", SamplingParams::greedy()),
         ("top-k", SamplingParams { temperature: 0.8, top_k: 40, seed: 1, ..Default::default() }),

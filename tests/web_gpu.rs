@@ -31,6 +31,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "common/tolerance.rs"]
 mod tolerance;
+#[path = "common/corrupt.rs"]
+mod corrupt;
 
 /// Same near-tie rule as the native golden tests (tests/common/tolerance.rs).
 const NEAR_TIE: f64 = tolerance::NEAR_TIE as f64;
@@ -286,5 +288,29 @@ async fn webgpu_argmax_top_k_and_matvec() {
                 }
             }
         }
+    }
+}
+
+/// Issue 25: one NaN block scale in a middle layer of the real model fails typed
+/// (`UNSUPPORTED_MODEL`, "NaN") at the first token on WebGPU, greedy (device argmax), sampled from
+/// the device's top-k and from full logits (tests/gpu_model.rs runs the same on lavapipe and the
+/// CPU).
+#[wasm_bindgen_test]
+async fn webgpu_nan_weights_in_a_middle_layer_fail_typed_greedy_and_sampled() {
+    let bytes = fetch_model().await;
+    let bad = Arc::new(corrupt::with_nan_block_scale(&bytes, "attn_q"));
+    let b = GpuBackend::new(&GpuOptions::default()).await.expect("a WebGPU adapter");
+    let mut e = Engine::load(b, bad, Some(64)).unwrap();
+    for (name, sampling) in [
+        ("greedy", SamplingParams::greedy()),
+        ("top-k", SamplingParams { temperature: 0.8, top_k: 40, seed: 1, ..Default::default() }),
+        ("full", SamplingParams { temperature: 0.8, top_k: 0, seed: 1, ..Default::default() }),
+    ] {
+        let opts = GenerateOptions { max_tokens: 2, sampling, stop: vec![], ignore_eos: false, ..Default::default() };
+        e.reset();
+        let err = e.generate_ids(&[2], &opts, &mut |_, _| true).await.map(|g| g.ids).expect_err(name);
+        assert_eq!(err.code, browser_llm::ErrorCode::UnsupportedModel, "{name}: {err}");
+        assert!(err.message.contains("NaN"), "{name}: {err}");
+        console_log!("WebGPU, NaN weights, {name}: {err}");
     }
 }

@@ -4,19 +4,44 @@
 //! tokenizers) rendered with `minijinja`; when the file has none, a built-in template chosen by
 //! the special tokens of the vocabulary (Gemma turns, ChatML, Llama 3 headers, Phi-3) is used, and
 //! a plain `role: content` transcript when none of those match. Templates come from downloaded
-//! files, so rendering is sandboxed: no file system, no includes, a fuel limit that turns an
-//! endless template into an error instead of a hang, an output limit ([`max_output`]), a
+//! files, so rendering is sandboxed ([`render`]): no file system, no includes, a fuel limit that
+//! turns an endless template into an error instead of a hang, an output limit ([`max_output`]), a
 //! bounded `tojson` indent, and a memory budget ([`memory_budget`], kept by [`crate::budget`]:
 //! minijinja has no hook for the memory of values a template builds, such as a list doubled in a
-//! loop, so going past it aborts the module, which the JS side reports as a typed error).
+//! loop, so going past it aborts). In the browser the render runs in an isolated renderer (a small
+//! wasm module instance of its own, [`set_isolated_renderer`]), where that abort costs only the
+//! renderer's instance and the call gets `INVALID_ARGUMENT`; natively it aborts the process.
 
-use minijinja::{Environment, ErrorKind};
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
+pub mod render;
 pub mod tools;
+
+pub use render::{RenderJob, RenderReply};
+
+/// A renderer outside this module instance: runs a [`RenderJob`], and says `Trapped` when its
+/// instance trapped (the memory budget).
+pub type IsolatedRenderer = Box<dyn Fn(&RenderJob) -> RenderReply>;
+
+thread_local! {
+    static ISOLATED: RefCell<Option<IsolatedRenderer>> = const { RefCell::new(None) };
+}
+
+/// Render templates with `renderer` from now on (on this thread); `None`: in this instance.
+pub fn set_isolated_renderer(renderer: Option<IsolatedRenderer>) {
+    ISOLATED.with(|r| *r.borrow_mut() = renderer);
+}
+
+/// Run `job` in the isolated renderer when there is one, else here.
+fn run_job(job: &RenderJob) -> RenderReply {
+    let isolated = ISOLATED.with(|r| r.borrow().as_ref().map(|f| f(job)));
+    isolated.unwrap_or_else(|| render::run(job))
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -155,13 +180,6 @@ pub fn prepare_tools(
     Ok((out, None))
 }
 
-/// Instructions a template may execute before rendering fails (a few thousand per message is
-/// plenty for every real template).
-const FUEL: u64 = 2_000_000;
-
-/// The largest `tojson(indent=N)` a template may ask for (real templates use 2 or 4).
-const MAX_JSON_INDENT: usize = 16;
-
 /// The most prompt text a template may write for `messages`: four times their contents plus
 /// 1 MiB of markup (real templates add tens of bytes per message).
 fn max_output(messages: &[ChatMessage]) -> usize {
@@ -172,25 +190,6 @@ fn max_output(messages: &[ChatMessage]) -> usize {
 /// (real templates need a few times the conversation's size).
 fn memory_budget(messages: &[ChatMessage]) -> usize {
     max_output(messages).saturating_mul(8).saturating_add(64 << 20)
-}
-
-/// A `fmt::Write` / `io::Write` sink that refuses to grow past `max` bytes.
-struct Bounded {
-    out: Vec<u8>,
-    max: usize,
-}
-
-impl std::io::Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() + buf.len() > self.max {
-            return Err(std::io::Error::other("output limit"));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 const GEMMA: &str = "{{ bos_token }}\
@@ -286,54 +285,28 @@ pub fn render_with_tools(
             m.role
         )));
     }
-    let mut env = Environment::new();
-    env.set_fuel(Some(FUEL));
-    // Hugging Face templates call `raise_exception` to reject conversations they cannot render.
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-    });
-    // `tojson` with a bounded indent (an indent of 10^9 would allocate gigabytes per value).
-    env.add_filter(
-        "tojson",
-        |v: &minijinja::Value, indent: Option<minijinja::Value>, args: minijinja::value::Kwargs| {
-            let asked = match &indent {
-                Some(i) => Some(i.clone()),
-                None => args.peek::<Option<minijinja::Value>>("indent")?,
-            };
-            if let Some(n) = asked.and_then(|i| usize::try_from(i).ok()).filter(|&n| n > MAX_JSON_INDENT) {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("tojson indent {n} is larger than {MAX_JSON_INDENT}"),
-                ));
-            }
-            minijinja::filters::tojson(v, indent, args)
-        },
-    );
     let max = max_output(messages);
-    let bad = |e: minijinja::Error| {
-        let what = match e.kind() {
-            ErrorKind::OutOfFuel => "takes too long to render (fuel limit)".to_string(),
-            ErrorKind::WriteFailure => format!("writes more than {max} bytes of prompt for these messages"),
-            _ => e.to_string(),
-        };
-        Error::invalid_argument(format!("the chat template ({}) failed: {what}", template.name()))
-    };
-
-    let mut ctx = minijinja::context! {
-        messages => minijinja::Value::from(minijinja::value::Serde(messages)),
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos,
-        eos_token => eos,
-    };
+    let mut context = serde_json::json!({
+        "messages": messages,
+        "add_generation_prompt": add_generation_prompt,
+        "bos_token": bos,
+        "eos_token": eos,
+    });
     if let Some(t) = tools {
-        ctx = minijinja::context! { tools => minijinja::Value::from(minijinja::value::Serde(t)), ..ctx };
+        context["tools"] = t.clone();
     }
-    let out = crate::budget::limit(memory_budget(messages), crate::budget::AbortReason::TemplateMemory, || {
-        let mut out = Bounded { out: Vec::new(), max };
-        env.template_from_str(template.text()).and_then(|t| t.render_captured_to(ctx, &mut out).map(drop)).map(|()| out.out)
-    })
-    .map_err(bad)?;
-    String::from_utf8(out).map_err(|_| Error::invalid_argument("the chat template wrote invalid UTF-8"))
+    let job = RenderJob { template: template.text().to_string(), context, max_output: max, memory_budget: memory_budget(messages) };
+    let what = match run_job(&job) {
+        RenderReply::Ok(text) => return Ok(text),
+        RenderReply::TooSlow => "takes too long to render (fuel limit)".to_string(),
+        RenderReply::TooLong => format!("writes more than {max} bytes of prompt for these messages"),
+        RenderReply::Failed(e) => e,
+        RenderReply::Trapped(e) => format!(
+            "needed more memory than its budget of {} MiB while rendering (a broken or hostile template; {e})",
+            job.memory_budget >> 20
+        ),
+    };
+    Err(Error::invalid_argument(format!("the chat template ({}) failed: {what}", template.name())))
 }
 
 /// A chat prompt: the template's text and its token ids.

@@ -65,10 +65,11 @@ function armTraps(rt) {
   rt.pending = 0;
   rt.trapped = new Promise((_, reject) => { rt.rejectTrapped = reject; });
   rt.trapped.catch(() => {}); // observed by the calls racing it, not an unhandled rejection
+  const renderer = rt.templateRenderer;
   rt.wasm.setRuntimeHooks(rt.trapped, (message) => {
     rt.panicMessage = String(message);
     markCrashed(rt, new WebAssembly.RuntimeError(`unreachable (panic: ${rt.panicMessage})`));
-  });
+  }, renderer ? (job) => renderer.render(job) : undefined);
   // The uncaught trap itself: expected once `markCrashed` ran (a panic), else the first news of it.
   const ours = (e) => isTrap(e) && (rt.pending > 0 || (rt.crashed && !rt.trapSeen));
   const take = (e) => {
@@ -110,6 +111,79 @@ export function guard(rt, promise) {
     // After a trap the listener stays a moment: the uncaught error follows the rejection.
     if (--rt.pending === 0 && !rt.crashed) rt.listen?.(false);
   });
+}
+
+const utf8 = { encode: (s) => new TextEncoder().encode(s), decode: (b) => new TextDecoder().decode(b) };
+
+/**
+ * Chat templates come from model files, so they render in a module of their own
+ * (`wasm/browser_llm_template.wasm`, examples/template_renderer.rs: minijinja and the memory
+ * budget, no imports): a template past its memory budget traps that small instance only, which is
+ * dropped; the engine's call fails with INVALID_ARGUMENT and every engine keeps working. The
+ * engine's module calls `render(job)` synchronously (`setRuntimeHooks`); an instance is made ahead
+ * of time (browsers refuse to instantiate a module this size synchronously on a page's main
+ * thread), reused while it stays small, and replaced after a trap or a render that grew it.
+ */
+class TemplateRenderer {
+  #module;
+  #spare = null;
+  #filling = null;
+
+  constructor(module) {
+    this.#module = module;
+  }
+
+  static async create(module) {
+    const r = new TemplateRenderer(module);
+    await r.#fill();
+    return r;
+  }
+
+  #fill() {
+    this.#filling ??= WebAssembly.instantiate(this.#module, {}).then((i) => {
+      this.#spare ??= i;
+      this.#filling = null;
+    }, () => { this.#filling = null; });
+    return this.#filling;
+  }
+
+  /** Render the JSON `RenderJob` `job`; the JSON `RenderReply`. */
+  render(job) {
+    let inst = this.#spare;
+    this.#spare = null;
+    if (!inst) {
+      try {
+        inst = new WebAssembly.Instance(this.#module, {});
+      } catch (e) {
+        this.#fill();
+        return JSON.stringify({ Failed: `the template renderer is not ready yet (${e.message}); try again` });
+      }
+    }
+    let reply;
+    try {
+      const x = inst.exports;
+      const input = utf8.encode(job);
+      const at = x.template_alloc(input.length);
+      new Uint8Array(x.memory.buffer, at, input.length).set(input);
+      const n = x.template_render(at, input.length);
+      reply = utf8.decode(new Uint8Array(x.memory.buffer, x.template_output(), n).slice());
+      if (x.memory.buffer.byteLength <= 16 << 20) this.#spare = inst;
+    } catch (e) {
+      if (!isTrap(e)) throw e;
+      reply = JSON.stringify({ Trapped: String(e.message) });
+    }
+    if (!this.#spare) this.#fill();
+    return reply;
+  }
+}
+
+/** The template renderer, or null where its module cannot be loaded (templates then render in the engine's module). */
+async function templateRenderer() {
+  try {
+    return await TemplateRenderer.create(await compile(new URL("./wasm/browser_llm_template.wasm", import.meta.url)));
+  } catch {
+    return null;
+  }
 }
 
 /** Each build's own JS glue (see pkg-scripts/build). */
@@ -230,6 +304,7 @@ export function loadWasm({ threads } = {}) {
         await wasm.default({ module_or_path: await compile(url) });
         rt = { wasm, threaded: false, threadsReason: why, workers: [] };
       }
+      rt.templateRenderer = await templateRenderer();
       armTraps(rt);
       p.runtime = rt;
       return rt;

@@ -7,12 +7,14 @@
 //! - The panic hook (set at start) logs the panic as before and calls `onPanic` with the message
 //!   while the instance is still consistent; the runtime fails every call in flight with it.
 //!   Wasm has no unwinding: the trap follows.
+//! - `render` renders chat templates in the template renderer's module ([`crate::chat::set_isolated_renderer`]).
 //! - `trapped` also goes to storage: held Web Locks race their release against it, so a lock is
 //!   freed when the module that held it traps ([`crate::storage::release_locks_on_trap`]).
 
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 struct Hooks {
     on_panic: js_sys::Function,
@@ -23,11 +25,29 @@ thread_local! {
     static HOOKS: RefCell<Option<Hooks>> = const { RefCell::new(None) };
 }
 
-/// Called once per instance by the JS runtime, before anything else runs.
+/// Called once per instance by the JS runtime, before anything else runs. `render` (a function
+/// from a JSON `chat::RenderJob` to a JSON `chat::RenderReply`, or undefined) renders chat
+/// templates in the template renderer's module (`examples/template_renderer.rs`), where a template
+/// past its memory budget traps a small instance of its own instead of this one.
 #[wasm_bindgen(js_name = setRuntimeHooks)]
-pub fn set_runtime_hooks(trapped: js_sys::Promise, on_panic: js_sys::Function) {
+pub fn set_runtime_hooks(trapped: js_sys::Promise, on_panic: js_sys::Function, render: JsValue) {
     crate::storage::release_locks_on_trap(trapped);
     HOOKS.with(|h| *h.borrow_mut() = Some(Hooks { on_panic }));
+    let render = render.dyn_into::<js_sys::Function>().ok();
+    crate::chat::set_isolated_renderer(render.map(|f| -> crate::chat::IsolatedRenderer {
+        Box::new(move |job: &crate::chat::RenderJob| {
+            let Ok(json) = serde_json::to_string(job) else {
+                return crate::chat::RenderReply::Failed("the render job could not be written".into());
+            };
+            match f.call1(&JsValue::NULL, &JsValue::from_str(&json)) {
+                Ok(v) => v
+                    .as_string()
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_else(|| crate::chat::RenderReply::Failed("the template renderer gave no answer".into())),
+                Err(e) => crate::chat::RenderReply::Failed(format!("the template renderer failed: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))),
+            }
+        })
+    }));
 }
 
 /// The panic hook: log as `console_error_panic_hook` does, then tell the runtime.

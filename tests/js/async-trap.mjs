@@ -4,7 +4,8 @@
 // JSON line with what each call gave; exits 1 on anything else.
 import { Engine } from "browser-llm";
 
-const MODEL = process.env.BROWSER_LLM_MODEL;
+// The smaller model when there is one (four loads).
+const MODEL = process.env.BROWSER_LLM_CHAT_MODEL ?? process.env.BROWSER_LLM_MODEL;
 const { loadWasm } = await import(new URL("./node_modules/browser-llm/runtime.js", import.meta.url));
 const within = (p) => Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error("the call never settled")), 30000))]);
 const outcome = async (p) => {
