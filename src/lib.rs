@@ -26,7 +26,7 @@ pub mod storage;
 #[cfg(target_arch = "wasm32")]
 pub mod timer;
 pub mod tokenizer;
-#[cfg(all(target_arch = "wasm32", feature = "facade"))]
+#[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
 pub use error::{Error, ErrorCode, Result};
