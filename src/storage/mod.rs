@@ -39,9 +39,16 @@
 //! connection the manifest lists exactly the chunks present, and the next `open` fetches only the
 //! others. The first request (the first missing chunk) also yields the size, `ETag` and
 //! `Last-Modified`: if they differ from the manifest's the remote file changed and the old chunks are
-//! discarded (a server with neither validator is never taken for the same file: its partial copy
-//! starts over). A server that ignores `Range` (HTTP 200) is read as one stream, cut into the same chunks.
-//! Transient network errors are retried per chunk (`retries`, exponential backoff).
+//! discarded (`PartManifest::compare_remote`: ETags compared weakly; an ETag that differs while
+//! Last-Modified and the size agree is a server whose ETags vary by request, not a change). Every
+//! chunk's answer is checked the same way against what the download started with: on a change the
+//! download starts over as one stream per part (one answer is one version), so a file replaced
+//! mid-download is never stored as a mix. A server with neither validator is read as one stream
+//! from the start (and its partial copy is never resumed); so is one that ignores `Range` (HTTP 200),
+//! cut into the same chunks. A Range answer shorter than asked is continued from where it stopped.
+//! Transient network errors are retried per chunk (`retries`, exponential backoff). A request or a
+//! body read that gets nothing for `inactivity_timeout_ms` (default 30 s) fails the call with
+//! `NETWORK` naming the URL and what stalled.
 //!
 //! Before the first byte is stored: the first chunk must start with the GGUF magic and its header
 //! must fit the file's size (an HTML error page or a truncated file is `BAD_GGUF` after one chunk,
@@ -58,7 +65,8 @@
 //! written; a chunk changed behind our back is `INTEGRITY` and is forgotten in the manifest, so the
 //! next `open` fetches just that chunk. Opening (downloading, repairing) and deleting a model hold
 //! the Web Lock `browser-llm model <key>`: across tabs and Workers of an origin one writer at a
-//! time; the next finds what the first stored.
+//! time; the next finds what the first stored. A load reads the model under the same lock in
+//! shared mode ([`while_reading`]), so a delete or a new download waits for the loads to end.
 //!
 //! Errors: `NETWORK` (HTTP status, connection lost: the partial copy is kept for resume), `BAD_GGUF`
 //! (not a GGUF, truncated: nothing is kept), `INTEGRITY`, `QUOTA_EXCEEDED`, `ABORTED` (the
