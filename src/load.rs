@@ -153,7 +153,8 @@ const CPU: &str = "CPU backend";
 /// Load the model whose header is `gguf` from `src` on the backend `opts.backend` picks.
 ///
 /// On the GPU, a self-check runs first (`selfcheck`: every op variant the model
-/// uses against the CPU reference, remembered per adapter and driver), then the loaded
+/// uses against the CPU reference, remembered per adapter and driver, and one real layer's
+/// products at full size), then the loaded
 /// model's first tokens (a two-token prefill and a decoded token) must give finite logits; they
 /// also create the pipelines the self-check did not, so none is compiled after load. A GPU that fails either runs nothing: `auto` loads on
 /// the CPU and says why; `gpu` fails with GPU_UNAVAILABLE and why.
@@ -219,9 +220,13 @@ async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S
         "self-check skipped".to_string()
     } else {
         let needs = self_check_needs(gguf).map_err(GpuLoad::Error)?;
-        match selfcheck::check(&mut backend, &needs, opts.gpu.self_check_fault).await {
-            Ok(passed) => format!("self-check {passed}"),
+        let small = match selfcheck::check(&mut backend, &needs, opts.gpu.self_check_fault).await {
+            Ok(passed) => passed,
             Err(why) => return Err(GpuLoad::Failed(format!("failed its self-check: {why}"))),
+        };
+        match selfcheck::check_layer(&mut backend, gguf, src, opts.gpu.full_size_fault).await {
+            Ok(layer) => format!("self-check {small}; {layer}"),
+            Err(why) => return Err(GpuLoad::Failed(format!("failed its self-check at the model's own sizes: {why}"))),
         }
     };
     let mut engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await.map_err(GpuLoad::Error)?;

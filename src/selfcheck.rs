@@ -7,15 +7,17 @@
 //!
 //! No model weights are involved: weights of each format the model uses are random rows, and the
 //! shapes are the model's (head sizes, rotary width, norms) at a few rows, so the check takes
-//! milliseconds on a real GPU.
+//! milliseconds on a real GPU. Then [`check_layer`] multiplies one real layer of the model, its
+//! own weights at full size, against an exact reference: what goes wrong only at the model's own
+//! sizes (large dispatch grids, long rows) passes the small shapes but not this.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::gpu::{ops, GpuAct, GpuBackend, GpuWeight};
 use crate::backend::cpu::{CpuAct, CpuBackend};
-use crate::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
-use crate::gguf::TensorInfo;
+use crate::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::gguf::{Gguf, TensorInfo};
 use crate::engine::now_ms;
 use crate::model::{ModelConfig, RopeStyle};
 use crate::quant::random::{random_row, Rng};
@@ -132,6 +134,49 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
     verdict.map(|ms| format!("passed ({ms:.0} ms)"))
 }
 
+/// Largest tensor [`check_layer`] multiplies at full size (its bytes pass through wasm memory
+/// once more); bigger ones keep the small shapes' verdict.
+const FULL_SIZE_MAX_BYTES: u64 = 64 << 20;
+/// Output rows [`check_layer`] compares per product, spread over the whole tensor.
+const FULL_SIZE_ROWS: usize = 256;
+
+/// The products of one real layer of the model (layer `n_layer / 2`: every two-dimensional
+/// tensor up to [`FULL_SIZE_MAX_BYTES`]), with its own weights read from `src`, at full size on the
+/// GPU: one token (Q8 activations where the decoder uses them) and five (prefill), against an exact
+/// f64 product of the dequantized weights (and of the activations as the decoder quantizes them)
+/// on [`FULL_SIZE_ROWS`] rows spread over the output. Ok(what passed), or the tensor that failed
+/// and by how much. Remembered per adapter and layer shape like [`check`]'s verdict.
+/// `inject_fault` corrupts one GPU result (a stand-in for a bug only the full size shows).
+pub async fn check_layer<S: TensorSource>(gpu: &mut GpuBackend, gguf: &Gguf, src: &S, inject_fault: bool) -> std::result::Result<String, String> {
+    let layer = gguf.tensors.iter().filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok()).max().map(|n| n / 2);
+    let Some(layer) = layer else { return Ok("no layer to check at full size".into()) };
+    let prefix = format!("blk.{layer}.");
+    let tensors: Vec<&TensorInfo> =
+        gguf.tensors.iter().filter(|t| t.name.starts_with(&prefix) && t.dims.len() == 2 && t.n_bytes <= FULL_SIZE_MAX_BYTES).collect();
+    let shape: Vec<String> = tensors.iter().map(|t| format!("{}:{:?}:{}", t.name, t.dims, t.ty)).collect();
+    let key = (gpu.ctx.identity(), format!("layer {}", shape.join(" ")));
+    if !inject_fault {
+        if let Some(v) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+            return v.as_ref().map(|ms| format!("layer {layer} at full size passed before ({ms:.0} ms)")).map_err(Clone::clone);
+        }
+    }
+    let t0 = now_ms();
+    let mut c = Checker { gpu, cpu: CpuBackend::with_threads(1), rng: Rng::new(0x1a7e), fault: inject_fault };
+    let mut verdict = Ok(());
+    for t in &tensors {
+        verdict = c.full_size_product(gguf, src, t).await;
+        if verdict.is_err() {
+            break;
+        }
+    }
+    c.gpu.clear_bind_groups();
+    let verdict = verdict.map(|()| now_ms() - t0);
+    if !inject_fault && c.gpu.ctx.check().is_ok() {
+        VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
+    }
+    verdict.map(|ms| format!("layer {layer} at full size passed ({} products, {ms:.0} ms)", tensors.len()))
+}
+
 struct Checker<'a> {
     gpu: &'a mut GpuBackend,
     cpu: CpuBackend,
@@ -205,6 +250,49 @@ impl Checker<'_> {
         self.block_end(cfg, &types).await?;
         self.attention(cfg, needs.rope_freqs).await?;
         self.selection(cfg).await
+    }
+
+    /// One tensor of [`check_layer`].
+    async fn full_size_product<S: TensorSource>(&mut self, gguf: &Gguf, src: &S, t: &TensorInfo) -> R {
+        let bytes = src.read(t.file_range(gguf.data_offset)).await.map_err(internal)?;
+        let (rows, cols) = (t.n_rows(), t.n_cols());
+        let row_bytes = t.ty.row_bytes(cols).ok_or("row size")?;
+        let n_picks = FULL_SIZE_ROWS.min(rows);
+        // Rows spread over the tensor, the first and the last among them.
+        let picks: Vec<usize> = (0..n_picks).map(|i| if n_picks == 1 { 0 } else { i * (rows - 1) / (n_picks - 1) }).collect();
+        let mut deq = vec![0f32; n_picks * cols];
+        for (i, &r) in picks.iter().enumerate() {
+            quant::dequantize_row(t.ty, &bytes.as_slice()[r * row_bytes..(r + 1) * row_bytes], &mut deq[i * cols..(i + 1) * cols]).map_err(internal)?;
+        }
+        let w = self.gpu.weight(t, bytes).map_err(internal)?;
+        let q8 = ops::has_dot_q8(t.ty) && self.gpu.q8_acts && cols % 32 == 0;
+        for n in [1, 5] {
+            let x = self.rng.acts(n * cols, 1.0);
+            // What the product sees: the decoder's Q8 activations, dequantized, or x itself.
+            let seen = if n == 1 && q8 {
+                let q = quant::quantize_acts(t.ty, &x);
+                let mut v = vec![0f32; cols];
+                quant::dequantize_row(t.ty.vec_dot_type(), q.as_bytes(), &mut v).map_err(internal)?;
+                v
+            } else {
+                x.clone()
+            };
+            let gx = self.gpu.upload_act(&x, n, cols).map_err(internal)?;
+            let y = self.gpu.linear(&gx, &w, None).map_err(internal)?;
+            let all = self.read(&y).await?;
+            let mut got = Vec::with_capacity(n * n_picks);
+            let mut want = Vec::with_capacity(n * n_picks);
+            for tok in 0..n {
+                let xt = &seen[tok * cols..(tok + 1) * cols];
+                for (i, &r) in picks.iter().enumerate() {
+                    got.push(all[tok * rows + r]);
+                    want.push(deq[i * cols..(i + 1) * cols].iter().zip(xt).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32);
+                }
+            }
+            let tol = if n == 1 && q8 { "linear_q8acts" } else { "linear_f32ref" };
+            Self::compare(&format!("{} ({rows} x {cols} {}), {n} rows, at full size", t.name, t.ty), tol, &got, &want)?;
+        }
+        Ok(())
     }
 
     /// Decode and prefill products of `ty`, and the joined forms the decoder uses (q/k/v split

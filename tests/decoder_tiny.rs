@@ -119,6 +119,32 @@ fn a_gpu_that_fails_its_self_check_runs_nothing() {
     eprintln!("{}", loaded.reason);
 }
 
+/// Issue 25: a GPU bug that only the model's own sizes show (a corrupted result in the full-size
+/// layer check stands in for it; the small shapes pass) runs nothing of the model either. Before
+/// the full-size check, this load ran on the GPU.
+#[test]
+fn a_gpu_wrong_only_at_the_models_sizes_runs_nothing() {
+    let bytes = Arc::new(std::fs::read(out_dir().join("tiny-llama.gguf")).unwrap());
+    let gguf = Gguf::from_bytes(&bytes).unwrap();
+    if browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()).is_err() {
+        assert!(std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set");
+        return;
+    }
+    let gpu = browser_llm::backend::gpu::GpuOptions { full_size_fault: true, ..Default::default() };
+    let opts = LoadOptions { backend: BackendChoice::Gpu, n_ctx: Some(64), gpu: gpu.clone(), ..Default::default() };
+    let err = browser_llm::block_on(load(&gguf, &bytes, &opts)).err().expect("the full-size check fails");
+    assert_eq!(err.code, browser_llm::ErrorCode::GpuUnavailable);
+    assert!(err.message.contains("at the model's own sizes") && err.message.contains("at full size") && err.message.contains("NMSE"), "{}", err.message);
+    eprintln!("{}", err.message);
+    // `auto` runs it on the CPU and says why.
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &LoadOptions { backend: BackendChoice::Auto, ..opts.clone() })).unwrap();
+    assert!(matches!(loaded.engine, AnyEngine::Cpu(_)) || loaded.reason.contains("software renderer"), "{}", loaded.reason);
+    // Without the fault the layer passes, and says so.
+    let loaded = browser_llm::block_on(load(&gguf, &bytes, &LoadOptions { gpu: Default::default(), ..opts })).unwrap();
+    assert!(loaded.reason.contains("at full size passed"), "{}", loaded.reason);
+    eprintln!("{}", loaded.reason);
+}
+
 /// `n` greedy tokens after `prompt`, from a fresh KV cache.
 fn greedy(e: &mut AnyEngine, prompt: &[u32], n: usize) -> browser_llm::Result<Vec<u32>> {
     e.reset();

@@ -87,6 +87,10 @@ pub struct GpuOptions {
     /// Corrupt one result of the self-check (tests of the fallback to the CPU).
     #[doc(hidden)]
     pub self_check_fault: bool,
+    /// Corrupt one result of the full-size layer check only (`selfcheck::check_layer`): a bug
+    /// that the small shapes do not show.
+    #[doc(hidden)]
+    pub full_size_fault: bool,
 }
 
 fn gpu_err(msg: impl Into<String>) -> Error {
