@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { startServer, launchBrowser } from "./browser.mjs";
-import { golden, checkGreedy } from "./golden.mjs";
+import { golden, checkGreedy, checkSteps } from "./golden.mjs";
 
 const MODEL = process.env.BROWSER_LLM_MODEL;
 if (!MODEL) throw new Error("set BROWSER_LLM_MODEL to Gemma 3 270M's path (pkg-scripts/fetch-model prints it)");
@@ -163,12 +163,39 @@ test("Gemma: cold load through the Worker: progress with phases, every byte down
     cores > 1 ? new RegExp(`WebAssembly simd128, ${cores} threads$`) : /WebAssembly relaxed-simd, 1 thread/);
 });
 
-test("greedy generation through the Worker engine (cpu) equals llama.cpp's golden tokens", async () => {
+/**
+ * Teacher forcing through the package on this page, as the native tests do: a WorkerEngine of the
+ * package the demo imports (the import map's "browser-llm") loads the stored model on `backend`,
+ * and for each golden prompt and step generates one greedy token after the prompt and llama.cpp's
+ * tokens so far (the KV cache holds the prefix). Returns each prompt's tokens.
+ */
+async function teacherForced(backend, steps) {
+  return page.evaluate(async ({ url, backend, prompts, steps }) => {
+    const llm = await import("browser-llm");
+    const e = await llm.WorkerEngine.load(url, { backend, contextLength: 256 });
+    try {
+      const out = [];
+      for (const p of prompts) {
+        const got = [];
+        for (let i = 0; i < steps; i++) {
+          const r = await e.generate([...p.prompt_ids, ...p.gen_ids_64.slice(0, i)], { temperature: 0, maxTokens: 1, ignoreEos: true });
+          got.push(r.tokenIds[0]);
+        }
+        out.push(got);
+      }
+      return out;
+    } finally {
+      await e.dispose();
+    }
+  }, { url: new URL(`/models/${GEMMA}`, srv.url).href, backend, prompts: golden.prompts, steps });
+}
+
+test("greedy generation through the Worker engine (cpu): the page's reply, and every teacher-forced step of the golden prompts, equal llama.cpp's", async () => {
   await setSettings({ temperature: 0, "max-tokens": 64, repeat: 1 });
-  for (const p of golden.prompts) {
-    const r = await generate(p.prompt);
-    console.log("cpu:", checkGreedy(p.prompt, r.tokenIds));
-  }
+  const r = await generate(golden.prompts[0].prompt);
+  console.log("cpu, the page's reply:", checkGreedy(golden.prompts[0].prompt, r.tokenIds));
+  const forced = await teacherForced("cpu", 64);
+  golden.prompts.forEach((p, i) => console.log("cpu:", checkSteps(p.prompt, forced[i])));
   const stats = await page.locator("#stats").textContent();
   assert.match(stats, /prefill [\d.]+ tok\/s .* decode [\d.]+ tok\/s/);
 });
@@ -203,17 +230,19 @@ test("reload: the model loads from browser storage with no weight request", asyn
   await page.screenshot({ path: `${ARTIFACTS}demo-warm-load.png`, fullPage: true });
 });
 
-test("webgpu backend (SwiftShader): greedy tokens through the Worker equal the golden's", async () => {
+test("webgpu backend (SwiftShader): the page's greedy reply and every teacher-forced step equal the golden's", async () => {
   // SwiftShader runs WebGPU on the CPU at about 0.5-1 token/s for this model on CI's 2 cores, so
-  // this is the slowest test (4 x 64 tokens, a few minutes); it is the same comparison as the CPU's.
+  // this is the slowest test (8 tokens through the page, then 4 x 32 teacher-forced steps).
   await loadModel("webgpu");
   assert.equal(await page.locator("[data-field=backend]").textContent(), "webgpu");
   assert.match(await page.locator("[data-field=why]").textContent(), /GPU.*, as requested; adapter: .*BrowserWebGpu/);
-  await setSettings({ temperature: 0, "max-tokens": 64, repeat: 1 });
-  for (const p of golden.prompts) {
-    const r = await generate(p.prompt);
-    console.log("webgpu:", checkGreedy(p.prompt, r.tokenIds, 64));
-  }
+  await setSettings({ temperature: 0, "max-tokens": 8, repeat: 1 });
+  const r = await generate(golden.prompts[0].prompt);
+  console.log("webgpu, the page's reply:", checkGreedy(golden.prompts[0].prompt, r.tokenIds, 8));
+  // Every step teacher-forced (a near-tie no longer ends the comparison), 32 steps a prompt:
+  // SwiftShader decodes about a token a second here.
+  const forced = await teacherForced("webgpu", 32);
+  golden.prompts.forEach((p, i) => console.log("webgpu:", checkSteps(p.prompt, forced[i])));
 });
 
 test("auto on a software-only WebGPU adapter picks the CPU backend and says why", async () => {

@@ -33,23 +33,39 @@ export function checkGreedy(prompt, ids, n = 64) {
  * does not end the comparison. Returns a description; throws on a real difference.
  */
 export async function checkTeacherForced(engine, prompt, n = 64) {
-  const g = golden.prompts.find((p) => p.prompt === prompt);
-  if (!g) throw new Error(`no golden for prompt ${JSON.stringify(prompt)}`);
-  const want = g.gen_ids_64.slice(0, n);
-  const margins = g.top1_top2_margin_per_step_64;
-  const flips = [];
-  for (let i = 0; i < want.length; i++) {
-    const r = await engine.generate([...g.prompt_ids, ...want.slice(0, i)], { temperature: 0, maxTokens: 1, ignoreEos: true });
+  const g = goldenOf(prompt);
+  const got = [];
+  for (let i = 0; i < n; i++) {
+    const r = await engine.generate([...g.prompt_ids, ...g.gen_ids_64.slice(0, i)], { temperature: 0, maxTokens: 1, ignoreEos: true });
     if (i > 0 && r.usage.cachedTokens < g.prompt_ids.length + i - 1) {
       throw new Error(`${prompt}: step ${i} ran ${r.usage.promptTokens - r.usage.cachedTokens} prompt tokens again (the cached prefix was not reused)`);
     }
-    const got = r.tokenIds[0];
-    if (got === want[i]) continue;
+    got.push(r.tokenIds[0]);
+  }
+  return checkSteps(prompt, got);
+}
+
+/**
+ * The tokens of teacher-forced steps 0..got.length (step i: the greedy token after the prompt and
+ * llama.cpp's first i tokens) against llama.cpp's, with the near-tie rule at every step.
+ */
+export function checkSteps(prompt, got) {
+  const g = goldenOf(prompt);
+  const margins = g.top1_top2_margin_per_step_64;
+  const flips = [];
+  got.forEach((id, i) => {
+    if (id === g.gen_ids_64[i]) return;
     if (!(margins[i] < NEAR_TIE)) {
-      throw new Error(`${prompt}: teacher-forced step ${i}: got ${got}, llama.cpp ${want[i]} (its margin ${margins[i]} >= ${NEAR_TIE})`);
+      throw new Error(`${prompt}: teacher-forced step ${i}: got ${id}, llama.cpp ${g.gen_ids_64[i]} (its margin ${margins[i]} >= ${NEAR_TIE})`);
     }
     flips.push(`${i} (margin ${margins[i]})`);
-  }
-  return `${prompt}: ${want.length} teacher-forced steps, ${want.length - flips.length} equal llama.cpp's` +
+  });
+  return `${prompt}: ${got.length} teacher-forced steps, ${got.length - flips.length} equal llama.cpp's` +
     (flips.length ? `; near-ties at ${flips.join(", ")}` : "");
+}
+
+function goldenOf(prompt) {
+  const g = golden.prompts.find((p) => p.prompt === prompt);
+  if (!g) throw new Error(`no golden for prompt ${JSON.stringify(prompt)}`);
+  return g;
 }
