@@ -102,7 +102,7 @@ function source() {
   const kind = document.querySelector("input[name=source]:checked").value;
   if (kind === "url") {
     const u = el.url.value.trim();
-    if (!u) throw Object.assign(new Error("Enter the URL of a .gguf file."), { code: "INVALID_ARGUMENT" });
+    if (!u) throw Object.assign(new Error("Enter the URL of a .gguf file (or a Hugging Face id, hf:owner/repo/file.gguf)."), { code: "INVALID_ARGUMENT" });
     return u;
   }
   if (kind === "file") {

@@ -26,6 +26,11 @@ async function wasmEngine(rt, source, options) {
   rt.wasm.checkLoadOptions(options);
   await ensureThreads(rt, options.threads);
   const { onProgress, signal } = options;
+  // In Node a Hugging Face id becomes its URL here (browser storage resolves ids itself).
+  if (isNode && typeof source === "string" && source.startsWith("hf:")) {
+    const urls = rt.wasm.resolveHubId(source, options.hfEndpoint);
+    source = urls.length === 1 ? urls[0] : urls;
+  }
   const src = isNode || !storable(source) ? await readSource(source, { onProgress, signal }) : source;
   if (signal?.aborted) throw abortedError();
   return guard(rt, rt.wasm.WasmEngine.load(src, options));

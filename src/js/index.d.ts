@@ -24,9 +24,11 @@ export declare class BrowserLlmError extends Error {
 }
 
 /**
- * Where the model comes from. A string is a URL (or, in Node, a file path). In a browser, an
- * array of URLs or Files is a model split into parts (`-00001-of-0000N.gguf`), in order: stored
- * and loaded as one model. (Node reads single files only.)
+ * Where the model comes from. A string is a URL, a Hugging Face id
+ * `hf:owner/repo/path/file.gguf` (optionally ending in `@revision`; the first part of a split
+ * model, `...-00001-of-0000N.gguf`, stands for all its parts), or, in Node, a file path. In a
+ * browser, an array of URLs or Files is a model split into parts (`-00001-of-0000N.gguf`), in
+ * order: stored and loaded as one model. (Node reads single files only.)
  */
 export type ModelSource = string | Blob | ArrayBuffer | Uint8Array | string[] | Blob[];
 
@@ -82,6 +84,8 @@ export interface LoadOptions {
    * the load fails with "NETWORK" naming the URL and what stalled (default 30000; 0: no limit).
    * What was stored stays for the next load to resume. */
   inactivityTimeout?: number;
+  /** Where `hf:` ids resolve: the Hugging Face Hub (default "https://huggingface.co") or a mirror. */
+  hfEndpoint?: string;
 }
 
 export interface WorkerLoadOptions extends LoadOptions {
@@ -480,7 +484,7 @@ export interface CachedModel {
  */
 export declare function downloadModel(
   source: string | string[] | Blob | Blob[],
-  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress" | "inactivityTimeout">,
+  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress" | "inactivityTimeout" | "hfEndpoint">,
 ): Promise<{ key: string; size: number; store: "opfs" | "cache" | null; sha256: string | null }>;
 
 /** Models kept in browser storage (complete and partial). Browsers only. */

@@ -72,6 +72,7 @@
 //! (not a GGUF, truncated: nothing is kept), `INTEGRITY`, `QUOTA_EXCEEDED`, `ABORTED` (the
 //! `AbortSignal` fired: in-flight requests are cancelled, recorded chunks kept), `INVALID_ARGUMENT`.
 
+pub mod hub;
 mod kind;
 pub mod manifest;
 mod progress;
@@ -156,6 +157,8 @@ mod wasm {
         /// Milliseconds a request or body read may get nothing before the call fails with
         /// `NETWORK` (0: no limit).
         pub inactivity_timeout_ms: u32,
+        /// Where `hf:` ids resolve ([`super::hub`]; None: the Hub itself).
+        pub hf_endpoint: Option<String>,
     }
 
     impl Default for OpenOptions {
@@ -171,6 +174,7 @@ mod wasm {
                 concurrency: 4,
                 retries: 3,
                 inactivity_timeout_ms: super::http::DEFAULT_INACTIVITY_TIMEOUT_MS,
+                hf_endpoint: None,
             }
         }
     }
@@ -185,7 +189,16 @@ mod wasm {
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.
     pub async fn open(source: Source, opts: OpenOptions) -> Result<StoredModel> {
-        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries, inactivity_timeout_ms } = opts;
+        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries, inactivity_timeout_ms, hf_endpoint } =
+            opts;
+        // A Hugging Face id is the URL(s) of its file (all parts of a split model).
+        let source = match source {
+            Source::Url(u) if super::hub::is_hub_id(&u) => {
+                let mut urls = super::hub::resolve(&u, hf_endpoint.as_deref())?;
+                if urls.len() == 1 { Source::Url(urls.remove(0)) } else { Source::Urls(urls) }
+            }
+            s => s,
+        };
         let sha256 = sha256.map(|s| s.to_ascii_lowercase());
         if let Some(s) = &sha256 {
             if !is_sha256_hex(s) {

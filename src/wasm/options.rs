@@ -33,6 +33,7 @@ pub struct JsLoadOptions {
     cache: Option<bool>,
     store: Option<String>,
     inactivity_timeout: Option<u32>,
+    hf_endpoint: Option<String>,
     /// Test-only: panic after an await in `load` or in the first `step` (see `hooks::PanicAt`).
     #[serde(rename = "__panicAfterAwait")]
     panic_after_await: Option<String>,
@@ -50,6 +51,7 @@ pub struct Load {
     pub cache: bool,
     pub store: StoreKind,
     pub inactivity_timeout: Option<u32>,
+    pub hf_endpoint: Option<String>,
     pub panic_at: Option<PanicAt>,
 }
 
@@ -75,6 +77,7 @@ impl JsLoadOptions {
             cache: self.cache.unwrap_or(true),
             store: parse_store(self.store.as_deref())?,
             inactivity_timeout: self.inactivity_timeout,
+            hf_endpoint: self.hf_endpoint,
             panic_at: self.panic_after_await.as_deref().map(PanicAt::parse).transpose()?,
         })
     }
@@ -93,6 +96,7 @@ impl Load {
             signal: self.signal.clone(),
             on_progress: progress_callback(self.on_progress.as_ref()),
             inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(OpenOptions::default().inactivity_timeout_ms),
+            hf_endpoint: self.hf_endpoint.clone(),
             ..Default::default()
         }
     }
@@ -122,6 +126,7 @@ pub struct JsStorageOptions {
     concurrency: Option<usize>,
     retries: Option<u32>,
     inactivity_timeout: Option<u32>,
+    hf_endpoint: Option<String>,
 }
 
 impl JsStorageOptions {
@@ -138,6 +143,7 @@ impl JsStorageOptions {
             concurrency: self.concurrency.unwrap_or(d.concurrency),
             retries: self.retries.map_or(d.retries, |r| r.min(20)),
             inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(d.inactivity_timeout_ms),
+            hf_endpoint: self.hf_endpoint,
         })
     }
 }

@@ -18,7 +18,16 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::{self, Gguf};
 use crate::storage::{ProgressFn, Reporter, Source, StoredModel};
 
-/// The model source argument: a URL, a Blob/File, or an array of either (split parts, in order).
+/// The URL(s) of a Hugging Face id `hf:owner/repo/path/file.gguf[@revision]` (all parts of a split
+/// model), on `endpoint` or the Hub (`storage::hub`). For the JS layer's Node path; in browsers
+/// storage resolves ids itself.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = resolveHubId)]
+pub fn resolve_hub_id(id: &str, endpoint: Option<String>) -> Result<Vec<String>, JsValue> {
+    crate::storage::hub::resolve(id, endpoint.as_deref()).map_err(super::to_js_error)
+}
+
+/// The model source argument: a URL, a Hugging Face id, a Blob/File, or an array of either (split
+/// parts, in order).
 pub fn parse_source(v: &JsValue) -> Result<Source> {
     if let Some(s) = v.as_string() {
         return Ok(Source::Url(s));

@@ -193,6 +193,39 @@ test("load from bytes generates the golden tokens; dispose frees the engine", as
   assert.equal(typeof WorkerEngine.load, "function");
 });
 
+test("a Hugging Face id loads in Node: hf:owner/repo/file.gguf@revision on hfEndpoint, its redirect followed; malformed ids are INVALID_ARGUMENT", async () => {
+  const http = await import("node:http");
+  const { createReadStream, statSync } = await import("node:fs");
+  const hits = [];
+  const server = http.createServer((req, res) => {
+    hits.push(req.url);
+    if (req.url === "/hf/acme/gemma/resolve/v1/q4/model.gguf") {
+      res.writeHead(302, { Location: "/cdn/model.gguf" });
+      return res.end();
+    }
+    if (req.url === "/cdn/model.gguf") {
+      res.writeHead(200, { "Content-Length": statSync(MODEL).size });
+      return createReadStream(MODEL).pipe(res);
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const hfEndpoint = `http://127.0.0.1:${server.address().port}/hf`;
+    const e = await Engine.load("hf:acme/gemma/q4/model.gguf@v1", { backend: "cpu", contextLength: 128, hfEndpoint });
+    assert.deepEqual(hits, ["/hf/acme/gemma/resolve/v1/q4/model.gguf", "/cdn/model.gguf"]);
+    const p = golden.prompts[0];
+    assert.deepEqual((await e.generate(p.prompt, { ...greedy, maxTokens: 4 })).tokenIds, p.gen_ids_64.slice(0, 4));
+    await e.dispose();
+    for (const id of ["hf:acme/model.gguf", "hf:acme/gemma/model.bin", "hf:acme/gemma/../x.gguf"]) {
+      await assert.rejects(Engine.load(id, { backend: "cpu", hfEndpoint }), { code: "INVALID_ARGUMENT", message: /Hugging Face id/ });
+    }
+  } finally {
+    server.close();
+  }
+});
+
 test("WorkerEngine: a Worker serves one engine, an unreadable reply fails its calls at once, a silent Worker fails them after heartbeatTimeout", async () => {
   // A stand-in Worker (Node has no Web Worker): it records what is sent and never replies.
   const fake = () => ({ sent: [], postMessage(m) { this.sent.push(m); }, terminate() { this.terminated = true; } });

@@ -525,6 +525,35 @@ test("a page with no browser storage loads a URL straight from the server; downl
   await openPage(c); // a fresh page: storage back for the tests after this one
 });
 
+test("Hugging Face ids: hf:owner/repo/file.gguf@revision is fetched from the Hub's URL (its redirect followed); a first split part brings every part; a malformed id is INVALID_ARGUMENT", async () => {
+  const c = CONTEXTS[0];
+  await openPage(c);
+  const hfEndpoint = `${cors}/hf`;
+  await ctl("hub-one", { reset: 1, size: SIZE });
+  const one = await info("hub-one");
+  const r = await call(c, "download", "hf:acme/tiny-models/sub/hub-one.gguf@v2", { hfEndpoint, chunkSize: CHUNK });
+  assert.ok(r.ok, r.message);
+  assert.equal(r.value.size, one.size);
+  let hits = await http("/__hub");
+  assert.ok(hits.includes("/hf/acme/tiny-models/resolve/v2/sub/hub-one.gguf"), JSON.stringify(hits));
+  const rd = await call(c, "read", "hf:acme/tiny-models/sub/hub-one.gguf@v2", { hfEndpoint, chunkSize: CHUNK });
+  assert.ok(rd.ok, rd.message);
+  assert.equal(rd.value.sha256, one.sha256, "the stored copy is the file the id names");
+  const [a, b] = ["hub-split-00001-of-00002", "hub-split-00002-of-00002"];
+  await ctl(a, { reset: 1, size: 300000 });
+  await ctl(b, { reset: 1, size: 200000 });
+  const split = await call(c, "download", `hf:acme/tiny-models/${a}.gguf`, { hfEndpoint, chunkSize: CHUNK });
+  assert.ok(split.ok, split.message);
+  assert.equal(split.value.size, (await info(a)).size + (await info(b)).size);
+  hits = await http("/__hub");
+  assert.ok(hits.includes(`/hf/acme/tiny-models/resolve/main/${b}.gguf`), "the second part was fetched by its own Hub URL");
+  const whole = await call(c, "read", `hf:acme/tiny-models/${a}.gguf`, { hfEndpoint, chunkSize: CHUNK });
+  assert.equal(whole.value.sha256, sha(Buffer.concat([syntheticGguf(a, 1, 300000), syntheticGguf(b, 1, 200000)])));
+  const bad = await call(c, "download", "hf:acme/hub-one.gguf", { hfEndpoint });
+  assert.equal(bad.code, "INVALID_ARGUMENT", bad.message);
+  log(`hf: ids: one file through the Hub's redirect, a 2-part split model; ${hits.length} Hub requests; a malformed id: ${bad.message}`);
+});
+
 test("real model: the engine loads tensor by tensor: the CPU never holds the file twice, the GPU never more than a piece", { skip: skipUnless(process.env.BROWSER_LLM_MODEL, "BROWSER_LLM_MODEL not set") }, async () => {
   const c = CONTEXTS[0]; // Worker + OPFS, where the package runs the engine
   const model = process.env.BROWSER_LLM_MODEL;

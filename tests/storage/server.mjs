@@ -18,6 +18,9 @@
 //   GET /__stats?name=N         {requests, rangeRequests, bytes, ranges: ["a-b", ...]} since last reset
 //   GET /__reset?name=N         zero N's counters
 //   GET /__info?name=N          {size, sha256, etag} of what N currently serves
+//   GET /hf/<owner>/<repo>/resolve/<revision>/<file>.gguf
+//                               answers like the Hugging Face Hub: a redirect (302) to /m/<file>.gguf
+//   GET /__hub                  the paths of those requests so far
 //   anything else               a static file below the root given to start()
 //
 // Model bytes carry `Cache-Control: no-store` so Chromium's HTTP cache never resumes or serves a
@@ -60,6 +63,7 @@ export function syntheticGguf(name, version, size) {
 
 export async function start({ root, port = 0, modelPath = process.env.BROWSER_LLM_MODEL, tinyDir = process.env.BROWSER_LLM_TINY_DIR } = {}) {
   const configs = new Map(); // name -> config
+  const hubHits = [];
   const stats = new Map(); // name -> counters
   const bodies = new Map(); // `${name}:${version}:${size}` -> Buffer
   const cfg = (name) => configs.get(name) ?? { size: 1 << 20, version: 1, ranges: true };
@@ -179,6 +183,13 @@ export async function start({ root, port = 0, modelPath = process.env.BROWSER_LL
         return json(res, c);
       }
       if (url.pathname === "/__stats") return json(res, st(name));
+      if (url.pathname === "/__hub") return json(res, hubHits);
+      const hub = /^\/hf\/[^/]+\/[^/]+\/resolve\/[^/]+\/(?:.*\/)?([\w.-]+\.gguf)$/.exec(url.pathname);
+      if (hub) {
+        hubHits.push(decodeURIComponent(url.pathname));
+        res.writeHead(302, { ...cors, Location: `/m/${hub[1]}`, "Cache-Control": "no-store" });
+        return res.end();
+      }
       if (url.pathname === "/__reset") { stats.delete(name); return json(res, {}); }
       if (url.pathname === "/__info") {
         const b = body(name);
