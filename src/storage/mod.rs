@@ -4,7 +4,8 @@
 //! Everything but [`manifest`], [`StoreKind`] and [`Progress`]/[`ProgressFn`] is wasm32-only.
 //!
 //! ## Modules, lowest first (each imports only modules above it in this list, never this file)
-//! - `kind` ([`StoreKind`]), [`manifest`] (the persisted record of a stored model), `sha`, `web`
+//! - [`hub`] (Hugging Face ids `hf:owner/repo/file.gguf[@revision]` -> the Hub's file URLs; pure),
+//!   `kind` ([`StoreKind`]), [`manifest`] (the persisted record of a stored model), `sha`, `web`
 //!   (JS globals, errors, `Blob` bytes), `progress` ([`Progress`], [`ProgressFn`], `Reporter`).
 //! - [`quota`] (`navigator.storage` estimate/persist), `opfs` and `cache_api` (the two stores),
 //!   `store` (one interface over both).
@@ -23,7 +24,9 @@
 //! list() -> Vec<CachedModel>   delete(key)   usage() -> Usage { usage, quota }
 //! ```
 //! - `Source::Url`/`Urls` (split GGUF parts in order; the model is their concatenation, and each part
-//!   is a GGUF with its own header at `parts()[i].0`), `Source::Blob`/`Blobs` (a dropped `File`).
+//!   is a GGUF with its own header at `parts()[i].0`), `Source::Blob`/`Blobs` (a dropped `File`). A
+//!   `Url` that is a Hugging Face id (`hf:`) is first resolved on `hf_endpoint` ([`hub`]); the
+//!   resolved URL is the cache key.
 //! - With `cache: true` (default) the bytes go to a [`store::Store`]: OPFS where
 //!   `navigator.storage.getDirectory` exists (sync access handles in a dedicated Worker,
 //!   `createWritable` elsewhere), else the Cache API. With `cache: false` reads go straight to the
