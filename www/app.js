@@ -26,6 +26,7 @@ const el = {
   cachePanel: $("cache-panel"), cacheList: $("cache-list"), usage: $("storage-usage"),
   transcript: $("transcript"), promptForm: $("prompt-form"), prompt: $("prompt"), send: $("send-btn"), stop: $("stop-btn"),
   stats: $("stats"), clear: $("clear-btn"), system: $("system-prompt"), systemBox: $("system-box"), heading: $("chat-heading"),
+  panel: $("model-panel"), summary: $("model-summary"),
 };
 
 let engine = null;
@@ -37,6 +38,9 @@ let messages = [];
 
 function setState(s) {
   document.body.dataset.state = s;
+  // On a phone a loaded model folds its panel into one line (style.css); loading unfolds it.
+  document.body.toggleAttribute("data-loaded", !!engine && s !== "loading");
+  if (s === "loading") foldModelPanel(false);
   const ready = s === "ready";
   el.prompt.disabled = !engine || s === "loading";
   el.send.disabled = !ready;
@@ -146,6 +150,7 @@ async function load(ev) {
     const offered = Object.values(MODELS).find((m) => src === new URL(m.url, location.href).href);
     setMode(offered ? offered.mode : info.chatTemplate === "gguf" ? "chat" : "completion");
     setState("ready");
+    foldModelPanel(true);
     el.prompt.focus();
   } catch (e) {
     engine = null;
@@ -159,7 +164,14 @@ async function load(ev) {
   }
 }
 
+/** Fold (or unfold) the model panel into its summary line (phone-sized screens only: style.css). */
+function foldModelPanel(folded) {
+  el.panel.toggleAttribute("data-expanded", !folded);
+  el.summary.setAttribute("aria-expanded", String(!folded));
+}
+
 function showInfo(info) {
+  el.summary.textContent = `Model: ${info.name ?? info.architecture} · ${info.backend} ▸ change`;
   const params = info.parameters >= 1e9 ? `${(info.parameters / 1e9).toFixed(2)} B` : `${Math.round(info.parameters / 1e6)} M`;
   const quant = info.quantization.map(([t, b]) => `${t} ${mb(b)}`).join(", ");
   const rows = [
@@ -365,6 +377,7 @@ el.clear.addEventListener("click", async () => {
   el.stats.textContent = "";
   if (engine && document.body.dataset.state === "ready") await engine.reset();
 });
+el.summary.addEventListener("click", () => foldModelPanel(el.panel.hasAttribute("data-expanded")));
 el.url.addEventListener("input", () => { document.querySelector("input[name=source][value=url]").checked = true; });
 function pickFile(f) {
   if (!f) return;

@@ -119,7 +119,8 @@ test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page,
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the chat page is ${overflow}px wider than a phone's viewport`);
-  for (const id of ["#load-btn", "#send-btn", "#stop-btn", "#system-prompt", "#prompt"]) {
+  // A loaded model's panel is one line on a phone (the load button folded away with it).
+  for (const id of ["#model-summary", "#send-btn", "#stop-btn", "#system-prompt", "#prompt"]) {
     const box = await page.locator(id).boundingBox();
     assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${id} is within the phone's width: ${JSON.stringify(box)}`);
   }
@@ -264,11 +265,24 @@ test("bad URLs show a clear, coded message", async () => {
   assert.equal(await page.getAttribute("body", "data-state"), "idle");
 });
 
-test("phone-sized viewport: no horizontal scrolling, controls reachable", async () => {
+test("phone-sized viewport: no horizontal scrolling; once a model is loaded the chat comes first and the model panel is one line", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than the viewport`);
   await page.screenshot({ path: `${ARTIFACTS}demo-phone.png`, fullPage: true });
+  await loadModel("cpu", "smollm2");
+  const box = async (sel) => page.locator(sel).boundingBox();
+  const summary = page.locator("#model-summary");
+  assert.ok(await summary.isVisible(), "the model panel folds into one line");
+  assert.match(await summary.textContent(), /SmolLM2.*cpu/i);
+  assert.ok(!(await page.locator("#load-form").isVisible()), "the model details are folded away");
+  const [prompt, chat, panel] = [await box("#prompt"), await box("#chat-panel"), await box("#model-panel")];
+  assert.ok(chat.y < panel.y, "the chat comes before the model panel");
+  assert.ok(prompt.y + prompt.height <= 844, `the prompt ends at ${Math.round(prompt.y + prompt.height)} px, below the screen`);
+  await page.screenshot({ path: `${ARTIFACTS}demo-phone-loaded.png` });
+  await summary.click();
+  assert.ok(await page.locator("#load-form").isVisible(), "a tap unfolds the model panel");
+  assert.equal(await summary.getAttribute("aria-expanded"), "true");
   assert.deepEqual(pageErrors, []);
 });
 
