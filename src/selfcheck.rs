@@ -102,21 +102,35 @@ impl Needs {
     }
 }
 
-/// Verdicts so far: (adapter and driver, model shape) -> Ok(milliseconds) or the failure.
-static VERDICTS: Mutex<Option<HashMap<(String, String), std::result::Result<f64, String>>>> = Mutex::new(None);
+/// Ok(milliseconds) or the failure.
+type Verdict = std::result::Result<f64, String>;
+
+/// Verdicts so far: (adapter and driver, what was checked) -> [`Verdict`].
+static VERDICTS: Mutex<Option<HashMap<(String, String), Verdict>>> = Mutex::new(None);
+
+/// The verdict remembered for `key` (none when a fault is injected: those runs always run).
+fn recall(key: &(String, String), inject_fault: bool) -> Option<Verdict> {
+    if inject_fault {
+        return None;
+    }
+    VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(key).cloned()
+}
+
+/// Remember `verdict` for `key`, unless a fault was injected or the device failed during the run
+/// (lost, out of memory: that says nothing of its results; the next device is checked afresh).
+fn remember(gpu: &GpuBackend, key: (String, String), verdict: &Verdict, inject_fault: bool) {
+    if !inject_fault && gpu.ctx.check().is_ok() {
+        VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
+    }
+}
 
 /// Run the self-check for `needs` on `gpu` (or recall its verdict): Ok(what passed, e.g. "passed
 /// (12 ms)"), or the first op that failed and by how much. `inject_fault` corrupts one GPU result
 /// (tests of the fallback path).
 pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> std::result::Result<String, String> {
     let key = (gpu.ctx.identity(), needs.key());
-    if !inject_fault {
-        if let Some(v) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
-            return match v {
-                Ok(ms) => Ok(format!("passed on this adapter before ({ms:.0} ms)")),
-                Err(why) => Err(why.clone()),
-            };
-        }
+    if let Some(v) = recall(&key, inject_fault) {
+        return v.map(|ms| format!("passed on this adapter before ({ms:.0} ms)"));
     }
     let t0 = now_ms();
     let mut c = Checker { gpu, cpu: CpuBackend::with_threads(1), rng: Rng::new(0x5e1f), fault: inject_fault };
@@ -126,11 +140,7 @@ pub async fn check(gpu: &mut GpuBackend, needs: &Needs, inject_fault: bool) -> s
     };
     // Its test buffers go now; cached bind groups would keep them.
     c.gpu.clear_bind_groups();
-    // A device that failed during the check (lost, out of memory) says nothing of its results:
-    // the next device on the same adapter is checked afresh.
-    if !inject_fault && c.gpu.ctx.check().is_ok() {
-        VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
-    }
+    remember(c.gpu, key, &verdict, inject_fault);
     verdict.map(|ms| format!("passed ({ms:.0} ms)"))
 }
 
@@ -155,10 +165,8 @@ pub async fn check_layer<S: TensorSource>(gpu: &mut GpuBackend, gguf: &Gguf, src
         gguf.tensors.iter().filter(|t| t.name.starts_with(&prefix) && t.dims.len() == 2 && t.n_bytes <= FULL_SIZE_MAX_BYTES).collect();
     let shape: Vec<String> = tensors.iter().map(|t| format!("{}:{:?}:{}", t.name, t.dims, t.ty)).collect();
     let key = (gpu.ctx.identity(), format!("layer {}", shape.join(" ")));
-    if !inject_fault {
-        if let Some(v) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
-            return v.as_ref().map(|ms| format!("layer {layer} at full size passed before ({ms:.0} ms)")).map_err(Clone::clone);
-        }
+    if let Some(v) = recall(&key, inject_fault) {
+        return v.map(|ms| format!("layer {layer} at full size passed before ({ms:.0} ms)"));
     }
     let t0 = now_ms();
     let mut c = Checker { gpu, cpu: CpuBackend::with_threads(1), rng: Rng::new(0x1a7e), fault: inject_fault };
@@ -171,9 +179,7 @@ pub async fn check_layer<S: TensorSource>(gpu: &mut GpuBackend, gguf: &Gguf, src
     }
     c.gpu.clear_bind_groups();
     let verdict = verdict.map(|()| now_ms() - t0);
-    if !inject_fault && c.gpu.ctx.check().is_ok() {
-        VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, verdict.clone());
-    }
+    remember(c.gpu, key, &verdict, inject_fault);
     verdict.map(|ms| format!("layer {layer} at full size passed ({} products, {ms:.0} ms)", tensors.len()))
 }
 

@@ -96,14 +96,20 @@ fn check_model(name: &str) {
     }
 }
 
+/// Whether a GPU adapter is here; without one a test passes, unless BROWSER_LLM_REQUIRE_GPU (CI).
+fn have_gpu() -> bool {
+    let ok = browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()).is_ok();
+    assert!(ok || std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set");
+    ok
+}
+
 /// A GPU whose self-check fails runs nothing of the model: `backend: gpu` is a GPU_UNAVAILABLE
 /// that names the op that failed (a corrupted GPU result stands in for a wrong driver here).
 #[test]
 fn a_gpu_that_fails_its_self_check_runs_nothing() {
     let bytes = Arc::new(std::fs::read(out_dir().join("tiny-qwen3.gguf")).unwrap());
     let gguf = Gguf::from_bytes(&bytes).unwrap();
-    if browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()).is_err() {
-        assert!(std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set");
+    if !have_gpu() {
         return;
     }
     let gpu = browser_llm::backend::gpu::GpuOptions { self_check_fault: true, ..Default::default() };
@@ -126,8 +132,7 @@ fn a_gpu_that_fails_its_self_check_runs_nothing() {
 fn a_gpu_wrong_only_at_the_models_sizes_runs_nothing() {
     let bytes = Arc::new(std::fs::read(out_dir().join("tiny-llama.gguf")).unwrap());
     let gguf = Gguf::from_bytes(&bytes).unwrap();
-    if browser_llm::backend::gpu::GpuBackend::new_blocking(&Default::default()).is_err() {
-        assert!(std::env::var_os("BROWSER_LLM_REQUIRE_GPU").is_none(), "no GPU, but BROWSER_LLM_REQUIRE_GPU is set");
+    if !have_gpu() {
         return;
     }
     let gpu = browser_llm::backend::gpu::GpuOptions { full_size_fault: true, ..Default::default() };

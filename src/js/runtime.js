@@ -84,10 +84,8 @@ function armTraps(rt) {
       process.removeListener("uncaughtException", onUncaught);
       process.nextTick(() => { throw e; });
     };
-    process.on("uncaughtException", onUncaught);
     // Listening changes Node's behaviour for every other error: only while the module runs code.
     rt.listen = (on) => (on ? process.on : process.removeListener).call(process, "uncaughtException", onUncaught);
-    rt.listen(false);
     rt.disarm = () => setTimeout(() => rt.listen(false), 0);
   } else if (typeof globalThis.addEventListener === "function") {
     const onError = (ev) => {
@@ -284,6 +282,8 @@ async function compile(url) {
 export function loadWasm({ threads } = {}) {
   if (!ready) {
     const p = (async () => {
+      // The template renderer's module compiles while the engine's does.
+      const renderer = templateRenderer();
       const wanted = threads ?? await defaultThreads();
       const why = wanted > 1 ? threadsUnavailable()
         : threads === 1 ? "the first load in this page or Worker asked for one thread (threads: 1), which picks a single-thread build"
@@ -304,7 +304,7 @@ export function loadWasm({ threads } = {}) {
         await wasm.default({ module_or_path: await compile(url) });
         rt = { wasm, threaded: false, threadsReason: why, workers: [] };
       }
-      rt.templateRenderer = await templateRenderer();
+      rt.templateRenderer = await renderer;
       armTraps(rt);
       p.runtime = rt;
       return rt;

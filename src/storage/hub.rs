@@ -26,7 +26,8 @@ pub fn resolve(id: &str, endpoint: Option<&str>) -> Result<Vec<String>> {
     let bad = |why: &str| Error::invalid_argument(format!("{id:?}: {why} ({SHAPE})"));
     let rest = id.strip_prefix("hf:").ok_or_else(|| bad("no hf: prefix"))?;
     let (path, revision) = match rest.rsplit_once('@') {
-        Some((p, r)) if !r.is_empty() && !r.contains(['/', '\\']) || r.starts_with("refs/") => (p, r),
+        // A branch, tag or commit; a pull request's `refs/pr/N` is the one revision with slashes.
+        Some((p, r)) if (!r.is_empty() && !r.contains(['/', '\\'])) || r.starts_with("refs/") => (p, r),
         Some(_) => return Err(bad("an empty revision")),
         None => (rest, "main"),
     };

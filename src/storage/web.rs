@@ -12,8 +12,9 @@ use crate::error::{Error, ErrorCode, Result};
 
 #[wasm_bindgen]
 extern "C" {
+    /// `fetch(req)`'s promise (`storage::http::Requests` awaits it under its inactivity timeout).
     #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &web_sys::Request) -> Promise;
+    pub fn fetch_promise(req: &web_sys::Request) -> Promise;
 }
 
 /// `globalThis[name]`, if defined.
@@ -47,11 +48,6 @@ pub fn now_ms() -> f64 {
 /// name implies) and `context` in the message.
 pub async fn wait(p: Promise, code: ErrorCode, context: &str) -> Result<JsValue> {
     JsFuture::from(p).await.map_err(|e| js_error(e, code, context))
-}
-
-/// `fetch(req)`'s promise (`storage::http::Requests` awaits it under its inactivity timeout).
-pub fn fetch_promise(req: &web_sys::Request) -> Promise {
-    fetch_request(req)
 }
 
 /// Map a thrown JS value to an [`Error`]. `QuotaExceededError` and `AbortError` keep their meaning
