@@ -214,6 +214,77 @@ impl<B: Backend> Engine<B> {
         self.cached.clear();
     }
 
+    /// The tokens whose keys and values the cache holds, from position 0.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// The shape of this engine's KV cache.
+    pub fn kv_shape(&self) -> KvShape {
+        self.model.config.kv_shape(self.n_ctx)
+    }
+
+    /// Layer `layer`'s keys then values for every cached token, as a saved session holds them
+    /// ([`crate::session`]).
+    pub async fn read_kv_layer(&mut self, layer: usize) -> Result<Vec<u8>> {
+        self.backend.read_kv(&self.kv, layer, self.cached.len()).await
+    }
+
+    /// Start restoring a session of `n` tokens: the cache holds nothing from now until
+    /// [`Engine::restore_end`], so a restore that fails half-way leaves no mixed cache.
+    pub fn restore_begin(&mut self, n: usize) -> Result<()> {
+        self.cached.clear();
+        if n > self.n_ctx {
+            return Err(Error::new(ErrorCode::ContextOverflow, format!("{n} saved tokens do not fit the context of {}", self.n_ctx)));
+        }
+        Ok(())
+    }
+
+    /// Write one layer of a session being restored (bytes checked against their hash already).
+    pub fn restore_layer(&mut self, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
+        self.backend.write_kv(&mut self.kv, layer, n, bytes)
+    }
+
+    /// Every layer is written: the cache holds `tokens`.
+    pub fn restore_end(&mut self, tokens: Vec<u32>) {
+        self.cached = tokens;
+    }
+
+    /// The whole session in one buffer (see [`crate::session`]): for native callers and tests;
+    /// the package writes it layer by layer.
+    pub async fn export_session(&mut self, model: &str) -> Result<Vec<u8>> {
+        let mut h = crate::session::SessionHeader::new(model, self.kv_shape(), self.cached.clone());
+        let mut layers = Vec::new();
+        for l in 0..h.n_layer {
+            let bytes = self.read_kv_layer(l).await?;
+            h.layers.push(crate::session::sha256_hex(&bytes));
+            layers.push(bytes);
+        }
+        let mut out = h.encode();
+        layers.iter().for_each(|l| out.extend_from_slice(l));
+        Ok(out)
+    }
+
+    /// Restore a session from one buffer; returns how many tokens the cache now holds.
+    pub fn import_session(&mut self, file: &[u8], model: &str) -> Result<usize> {
+        use crate::session::{Expect, SessionHeader, LEAD};
+        let size = file.len() as u64;
+        let expect = Expect { model, shape: self.kv_shape(), n_vocab: self.tokenizer.n_vocab() };
+        let n = SessionHeader::header_len(&file[..file.len().min(LEAD as usize)], size)?;
+        let (h, mut at) = SessionHeader::parse(&file[LEAD as usize..(LEAD + n) as usize], size, expect)?;
+        let len = h.layer_bytes().expect("parse checked the size") as usize;
+        self.restore_begin(h.tokens.len())?;
+        for l in 0..h.n_layer {
+            let bytes = &file[at as usize..at as usize + len];
+            h.check_layer(l, bytes)?;
+            self.restore_layer(l, h.tokens.len(), bytes)?;
+            at += len as u64;
+        }
+        let n = h.tokens.len();
+        self.restore_end(h.tokens);
+        Ok(n)
+    }
+
     /// Run `ids` after the tokens already cached and return logits (see [`Logits`]).
     /// Used for teacher-forced evaluation.
     pub async fn eval(&mut self, ids: &[u32], which: Logits) -> Result<Vec<f32>> {

@@ -22,6 +22,7 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod selfcheck;
+pub mod session;
 pub mod storage;
 #[cfg(target_arch = "wasm32")]
 pub mod timer;

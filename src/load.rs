@@ -133,6 +133,30 @@ impl AnyEngine {
     pub fn reset(&mut self) {
         with_engine!(self, e => e.reset())
     }
+    pub fn cached_tokens(&self) -> &[u32] {
+        with_engine!(self, e => e.cached_tokens())
+    }
+    pub fn kv_shape(&self) -> crate::backend::KvShape {
+        with_engine!(self, e => e.kv_shape())
+    }
+    pub async fn read_kv_layer(&mut self, layer: usize) -> Result<Vec<u8>> {
+        with_engine!(self, e => e.read_kv_layer(layer).await)
+    }
+    pub fn restore_begin(&mut self, n: usize) -> Result<()> {
+        with_engine!(self, e => e.restore_begin(n))
+    }
+    pub fn restore_layer(&mut self, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
+        with_engine!(self, e => e.restore_layer(layer, n, bytes))
+    }
+    pub fn restore_end(&mut self, tokens: Vec<u32>) {
+        with_engine!(self, e => e.restore_end(tokens))
+    }
+    pub async fn export_session(&mut self, model: &str) -> Result<Vec<u8>> {
+        with_engine!(self, e => e.export_session(model).await)
+    }
+    pub fn import_session(&mut self, file: &[u8], model: &str) -> Result<usize> {
+        with_engine!(self, e => e.import_session(file, model))
+    }
     /// See [`Engine::embed`].
     pub async fn embed(&mut self, text: &str) -> Result<(Vec<f32>, usize)> {
         with_engine!(self, e => e.embed(text).await)

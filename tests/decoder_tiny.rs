@@ -368,3 +368,57 @@ fn split_gguf_loads_as_one_model() {
     let err = Gguf::from_split(&[], &[]).err().expect("no parts");
     assert_eq!(err.code, browser_llm::ErrorCode::InvalidArgument);
 }
+
+/// A saved session (`browser_llm::session`) restored into a freshly loaded engine continues the
+/// conversation as the engine that saved it would: the same greedy tokens, every saved token
+/// reused. Every tiny architecture (the gemma3 one with its sliding window), on the CPU and on the
+/// GPU; a session of another model, or one longer than the context, is refused.
+#[test]
+fn a_restored_session_continues_with_the_same_tokens() {
+    let greedy = GenerateOptions { max_tokens: 6, sampling: SamplingParams::greedy(), ignore_eos: true, ..Default::default() };
+    // Greedy tokens after `prompt`, reusing what the cache holds.
+    let run = |e: &mut AnyEngine, prompt: &[u32]| {
+        let mut g = e.begin(prompt, &greedy).unwrap();
+        while browser_llm::block_on(e.step(&mut g)).unwrap().is_some() {}
+        g.into_generation()
+    };
+    let gpu = have_gpu();
+    for name in MODELS {
+        let bytes = Arc::new(std::fs::read(out_dir().join(format!("tiny-{name}.gguf"))).unwrap());
+        let gguf = Gguf::from_bytes(&bytes).unwrap();
+        for backend in [BackendChoice::Cpu, BackendChoice::Gpu].into_iter().filter(|b| gpu || *b == BackendChoice::Cpu) {
+            let opts = LoadOptions { backend, n_ctx: Some(64), ..Default::default() };
+            let fresh = || browser_llm::block_on(load(&gguf, &bytes, &opts)).unwrap().engine;
+            let mut a = fresh();
+            let prompt: Vec<u32> = (0..13).map(|i| 1 + (i * 11) % 90).collect();
+            let first = run(&mut a, &prompt);
+            let saved = browser_llm::block_on(a.export_session("tiny")).unwrap();
+            let held = a.cached_tokens().to_vec();
+            assert_eq!(held.len(), prompt.len() + first.ids.len() - 1, "{name}");
+
+            let mut next = prompt.clone();
+            next.extend_from_slice(&first.ids);
+            next.extend_from_slice(&[4, 5, 6]);
+            let expected = run(&mut a, &next);
+
+            let mut b = fresh();
+            assert_eq!(b.import_session(&saved, "tiny").unwrap(), held.len());
+            let got = run(&mut b, &next);
+            assert_eq!(got.cached_tokens, held.len(), "{name} {backend:?}: the restored tokens are reused");
+            assert_eq!(got.ids, expected.ids, "{name} {backend:?}: the restored cache continues as the saved one");
+
+            let before = b.cached_tokens().to_vec();
+            let other = b.import_session(&saved, "another model").unwrap_err();
+            assert_eq!(other.code, browser_llm::ErrorCode::Integrity, "{}", other.message);
+            assert_eq!(b.cached_tokens(), before, "a session refused by its header leaves the cache as it was");
+            let mut damaged = saved.clone();
+            let last = damaged.len() - 1;
+            damaged[last] ^= 1;
+            assert_eq!(b.import_session(&damaged, "tiny").unwrap_err().code, browser_llm::ErrorCode::Integrity);
+            assert!(b.cached_tokens().is_empty(), "a session damaged in its last layer leaves nothing cached");
+            let small = LoadOptions { n_ctx: Some(8), ..opts.clone() };
+            let mut c = browser_llm::block_on(load(&gguf, &bytes, &small)).unwrap().engine;
+            assert_eq!(c.import_session(&saved, "tiny").unwrap_err().code, browser_llm::ErrorCode::ContextOverflow);
+        }
+    }
+}

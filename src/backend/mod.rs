@@ -96,6 +96,19 @@ impl KvShape {
     }
 }
 
+/// The values of keys and of values that positions `0..n` of one layer hold: checks `layer` and
+/// `n` against the cache's shape and, when writing, `bytes` against their size.
+pub fn kv_span(shape: KvShape, layer: usize, n: usize, bytes: Option<usize>) -> Result<(usize, usize)> {
+    if layer >= shape.n_layer || n > shape.n_ctx {
+        return Err(crate::error::Error::internal(format!("KV layer {layer} / {n} positions outside a cache of {} / {}", shape.n_layer, shape.n_ctx)));
+    }
+    let (k, v) = (n * shape.k_dim, n * shape.v_dim);
+    if bytes.is_some_and(|b| b != (k + v) * 2) {
+        return Err(crate::error::Error::internal(format!("KV layer bytes: {} for {n} positions", bytes.unwrap_or(0))));
+    }
+    Ok((k, v))
+}
+
 /// The most bytes of KV cache [`crate::engine::Engine`] lets a CPU backend allocate. In wasm32 the
 /// cache shares a 4 GiB address space with the weights (and the bytes path's copy of the file).
 #[cfg(target_arch = "wasm32")]
@@ -168,6 +181,11 @@ pub trait Backend {
     }
     /// Allocate the KV cache; a cache that cannot be allocated is an error, never an abort.
     fn kv_cache(&mut self, shape: KvShape) -> Result<Self::Kv>;
+    /// Keys then values of positions `0..n` of layer `layer` of the cache, as little-endian f16 bit
+    /// patterns (`n * (k_dim + v_dim) * 2` bytes; the layout of a saved session, [`crate::session`]).
+    async fn read_kv(&mut self, kv: &Self::Kv, layer: usize, n: usize) -> Result<Vec<u8>>;
+    /// Write what [`Backend::read_kv`] read into positions `0..n` of layer `layer`.
+    fn write_kv(&mut self, kv: &mut Self::Kv, layer: usize, n: usize, bytes: &[u8]) -> Result<()>;
     /// Bytes per cached key or value element (both backends keep f16, as llama.cpp does).
     fn kv_bytes_per_value(&self) -> u64 {
         2

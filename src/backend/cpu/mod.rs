@@ -230,7 +230,34 @@ impl CpuBackend {
     }
 }
 
+impl CpuKv {
+    fn shape(&self) -> KvShape {
+        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx }
+    }
+}
+
 impl Backend for CpuBackend {
+    async fn read_kv(&mut self, kv: &CpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {
+        let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, None)?;
+        let mut out = Vec::with_capacity((k + v) * 2);
+        for x in kv.k[layer][..k].iter().chain(&kv.v[layer][..v]) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    fn write_kv(&mut self, kv: &mut CpuKv, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
+        let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, Some(bytes.len()))?;
+        let (kb, vb) = bytes.split_at(k * 2);
+        for (d, s) in kv.k[layer][..k].iter_mut().zip(kb.chunks_exact(2)) {
+            *d = u16::from_le_bytes([s[0], s[1]]);
+        }
+        for (d, s) in kv.v[layer][..v].iter_mut().zip(vb.chunks_exact(2)) {
+            *d = u16::from_le_bytes([s[0], s[1]]);
+        }
+        Ok(())
+    }
+
     fn add_norm(&mut self, t: &CpuAct, post: Option<&CpuWeight>, res: &CpuAct, w: &CpuWeight, eps: f32) -> Result<(CpuAct, CpuAct)> {
         let x = match post {
             Some(p) => self.rms_norm_add(t, p, eps, res)?,

@@ -152,6 +152,12 @@ pub struct GpuKv {
     n_ctx: usize,
 }
 
+impl GpuKv {
+    fn shape(&self) -> KvShape {
+        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx }
+    }
+}
+
 /// One recorded dispatch, for the launch audit ([`GpuBackend::last_submit`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatchRecord {
@@ -736,7 +742,9 @@ impl Backend for GpuBackend {
                 limit / widest.max(1)
             )));
         }
-        let mk = |dim: usize| self.new_buffer("kv", size(dim).expect("checked above"), wgpu::BufferUsages::STORAGE);
+        // COPY_SRC / COPY_DST: a saved session reads the cache back and writes it again.
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let mk = |dim: usize| self.new_buffer("kv", size(dim).expect("checked above"), usage);
         Ok(GpuKv {
             k: (0..n_layer).map(|_| mk(k_dim)).collect(),
             v: (0..n_layer).map(|_| mk(v_dim)).collect(),
@@ -747,6 +755,24 @@ impl Backend for GpuBackend {
     }
     fn kv_budget(&self) -> u64 {
         GPU_KV_BUDGET
+    }
+
+    async fn read_kv(&mut self, kv: &GpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {
+        let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, None)?;
+        let mut out = self.read_bytes(&kv.k[layer], (k * 2) as u64).await?;
+        out.extend_from_slice(&self.read_bytes(&kv.v[layer], (v * 2) as u64).await?);
+        Ok(out)
+    }
+
+    /// Through the queue, after everything recorded so far is submitted (so no recorded pass
+    /// reads the cache after this write).
+    fn write_kv(&mut self, kv: &mut GpuKv, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
+        let (k, _) = crate::backend::kv_span(kv.shape(), layer, n, Some(bytes.len()))?;
+        self.flush()?;
+        let (kb, vb) = bytes.split_at(k * 2);
+        self.upload(&kv.k[layer], 0, kb);
+        self.upload(&kv.v[layer], 0, vb);
+        self.ctx.check()
     }
 
     fn get_rows(&mut self, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
