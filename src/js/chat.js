@@ -48,14 +48,14 @@ export async function* streamFrom(run, options = {}) {
 }
 
 // Every field of OpenAI's chat completion request: the official SDK may send any of them.
-// Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal.
+// Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal, session.
 const CHAT_KEYS = new Set([
   "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
   "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
   "response_format", "tools", "tool_choice", "parallel_tool_calls", "user", "metadata", "store", "service_tier",
   "reasoning_effort", "modalities", "audio", "prediction", "web_search_options", "prompt_cache_key",
   "safety_identifier", "verbosity", "functions", "function_call",
-  "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal",
+  "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal", "session",
 ]);
 
 const invalid = invalidArgument;
@@ -116,6 +116,28 @@ export function createChat(engine) {
     return info.name || info.architecture;
   }
 
+  /**
+   * `session: "name"`: restore the saved session before the request (a missing one is a cold
+   * start; a damaged one is removed and reported in `session.error`, and the request runs
+   * cold), save after it. Returns what the response's `session` field says.
+   */
+  async function restoreFor(name) {
+    if (name === undefined || name === null) return null;
+    if (typeof name !== "string") throw invalid("session must be a string (the saved session's name)");
+    try {
+      const r = await engine.restoreSession(name);
+      return { name, restoredTokens: r ? r.tokens : 0, savedTokens: 0 };
+    } catch (e) {
+      if (e?.code !== "INTEGRITY" && e?.code !== "CONTEXT_OVERFLOW") throw e;
+      return { name, restoredTokens: 0, savedTokens: 0, error: { code: e.code, message: e.message } };
+    }
+  }
+  async function saveFor(session) {
+    if (!session) return null;
+    const m = await engine.saveSession(session.name);
+    return { ...session, savedTokens: m.tokens };
+  }
+
   async function create(req) {
     if (!req || typeof req !== "object") throw invalid("create() needs a request object");
     const opts = generateOptions(req);
@@ -125,7 +147,9 @@ export function createChat(engine) {
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? (await modelName());
     if (!req.stream) {
+      const restored = await restoreFor(req.session);
       const r = await engine.generate(prompt, opts);
+      const session = await saveFor(restored);
       const message = { role: "assistant", content: r.content, refusal: null };
       if (r.toolCalls.length > 0) message.tool_calls = r.toolCalls;
       return {
@@ -133,8 +157,10 @@ export function createChat(engine) {
         choices: [{ index: 0, message, finish_reason: r.finishReason, logprobs: r.logprobs ? { content: r.logprobs, refusal: null } : null }],
         usage: usageOf(r),
         timings: r.timings,
+        ...(session ? { session } : {}),
       };
     }
+    const restored = await restoreFor(req.session);
     const includeUsage = !!req.stream_options?.include_usage;
     return (async function* chunks() {
       const chunk = (delta, finish, logprobs = null) => ({
@@ -168,7 +194,12 @@ export function createChat(engine) {
       }
       const r = step.value;
       yield* deltas(r.deltas);
-      yield { ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null), timings: r.timings };
+      const session = await saveFor(restored);
+      yield {
+        ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null),
+        timings: r.timings,
+        ...(session ? { session } : {}),
+      };
       if (includeUsage) yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(r) };
     })();
   }

@@ -198,6 +198,49 @@ export class Engine {
     });
   }
 
+  /**
+   * Save the conversation the engine holds (its tokens and KV cache) in browser storage as
+   * `name`, for this model: the next page, after a reload, restores it instead of running the
+   * prompt again. `{ maxSessionBytes }` caps all saved sessions together (default 512 MiB; the
+   * least recently used go first). Resolves to `{ model, name, bytes, tokens, savedAtMs, usedAtMs }`.
+   */
+  saveSession(name, options = {}) {
+    return this.#run(async () => guard(this.#runtime, this.#wasm.saveSession(sessionName(name), options)));
+  }
+
+  /**
+   * Restore saved session `name`: the next `generate` or `chat.completions.create` whose prompt
+   * starts with its tokens reuses them (`usage.cachedTokens`). Resolves to its record with
+   * `alreadyHeld`, or `null` when there is none. A damaged session, or one of another model, is
+   * refused with INTEGRITY and removed; one longer than the context is CONTEXT_OVERFLOW.
+   */
+  restoreSession(name) {
+    return this.#run(async () => guard(this.#runtime, this.#wasm.restoreSession(sessionName(name))));
+  }
+
+  /** This model's saved sessions, most recently used first. */
+  listSessions() {
+    return this.#run(async () => guard(this.#runtime, this.#wasm.listSessions()));
+  }
+
+  /** Remove saved session `name`; resolves to whether there was one. */
+  deleteSession(name) {
+    return this.#run(async () => guard(this.#runtime, this.#wasm.deleteSession(sessionName(name))));
+  }
+
+  /** The session file of what the engine holds, as a Uint8Array (to store anywhere, e.g. in Node). */
+  exportSession() {
+    return this.#run(async () => guard(this.#runtime, this.#wasm.exportSession()));
+  }
+
+  /** Restore a session file from `exportSession`; resolves to `{ tokens, alreadyHeld }`. */
+  importSession(bytes) {
+    return this.#run(async () => {
+      if (!(bytes instanceof Uint8Array)) throw new BrowserLlmError("INVALID_ARGUMENT", "importSession() needs a Uint8Array");
+      return guard(this.#runtime, this.#wasm.importSession(bytes));
+    });
+  }
+
   /** Forget the conversation held in the KV cache. */
   reset() {
     return this.#run(async () => this.#wasm.reset());
@@ -212,6 +255,11 @@ export class Engine {
       this.#wasm.free();
     });
   }
+}
+
+function sessionName(name) {
+  if (typeof name !== "string") throw new BrowserLlmError("INVALID_ARGUMENT", "a session name must be a string");
+  return name;
 }
 
 /** A chat prompt: a plain object (not text, not token ids). */

@@ -328,7 +328,36 @@ export interface ChatCompletionRequest {
   metadata?: Record<string, string>;
   store?: boolean;
   signal?: AbortSignal;
+  /**
+   * Extension: a saved session's name. It is restored before the request (so a conversation that
+   * continues after a page reload reuses its KV cache instead of running its prompt again) and
+   * saved after it; the response's `session` says what happened.
+   */
+  session?: string;
   [ignored: string]: unknown;
+}
+
+/** What a request with `session` did (`ChatCompletion.session`, and the last chunk's). */
+export interface SessionOutcome {
+  name: string;
+  /** Tokens restored from the saved session (0: there was none, or it was refused). */
+  restoredTokens: number;
+  /** Tokens saved after the request. */
+  savedTokens: number;
+  /** The saved session was refused (INTEGRITY: damaged or of another model, and removed; CONTEXT_OVERFLOW): the request ran without it. */
+  error?: { code: ErrorCode; message: string };
+}
+
+/** A saved session's record. */
+export interface SavedSession {
+  /** The model's identity (its GGUF header and the ends of its tensor data, hashed). */
+  model: string;
+  name: string;
+  bytes: number;
+  /** Tokens whose keys and values it holds. */
+  tokens: number;
+  savedAtMs: number;
+  usedAtMs: number;
 }
 
 export interface CompletionUsage {
@@ -355,6 +384,8 @@ export interface ChatCompletion {
   }[];
   usage: CompletionUsage;
   timings: Timings;
+  /** With `session` in the request. */
+  session?: SessionOutcome;
 }
 
 export interface ChatCompletionChunk {
@@ -373,6 +404,8 @@ export interface ChatCompletionChunk {
   usage?: CompletionUsage | null;
   /** On the chunk with the finish_reason. */
   timings?: Timings;
+  /** On the chunk with the finish_reason, with `session` in the request. */
+  session?: SessionOutcome;
 }
 
 export interface Chat {
@@ -439,6 +472,27 @@ export interface LlmEngine {
   info(): Promise<ModelInfo>;
   /** Forget the KV cache. */
   reset(): Promise<void>;
+  /**
+   * Save the conversation the engine holds (token ids and KV cache, in hashed chunks) in browser
+   * storage as `name` of this model. `maxSessionBytes` caps all saved sessions together (default
+   * 512 MiB; least recently used evicted first; one larger by itself is QUOTA_EXCEEDED).
+   */
+  saveSession(name: string, options?: { maxSessionBytes?: number }): Promise<SavedSession>;
+  /**
+   * Restore a saved session: the next prompt that starts with its tokens reuses them. `null` when
+   * there is none; a damaged one, or one of another model or cache shape, is INTEGRITY and removed;
+   * one longer than the context is CONTEXT_OVERFLOW. `alreadyHeld`: the engine held these tokens
+   * already (only the header was read).
+   */
+  restoreSession(name: string): Promise<(SavedSession & { alreadyHeld: boolean }) | null>;
+  /** This model's saved sessions, most recently used first. */
+  listSessions(): Promise<SavedSession[]>;
+  /** Remove a saved session; whether there was one. */
+  deleteSession(name: string): Promise<boolean>;
+  /** The session file of what the engine holds (to keep elsewhere, e.g. on disk in Node). */
+  exportSession(): Promise<Uint8Array>;
+  /** Restore a session file from `exportSession` (checked as `restoreSession` checks it). */
+  importSession(bytes: Uint8Array): Promise<{ tokens: number; alreadyHeld: boolean }>;
   /** Free the model; later calls fail. A generation in flight stops at its next step (finishReason "abort"). */
   dispose(): Promise<void>;
 }

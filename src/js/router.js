@@ -142,7 +142,9 @@ export function createRouter({ local, remote, policy = "local-first" } = {}) {
     const { route: _route, signal, ...req } = request;
     const d = await decide(request);
     const route = { side: d.side, reason: d.reason };
-    const r = d.side === "local" ? await d.engine.chat.completions.create({ ...req, signal }) : await callRemote(req, signal);
+    // A saved session is this device's KV cache: a remote server has no use for its name.
+    const { session: _session, ...remoteReq } = req;
+    const r = d.side === "local" ? await d.engine.chat.completions.create({ ...req, signal }) : await callRemote(remoteReq, signal);
     if (!req.stream) return { ...r, route };
     return (async function* () {
       for await (const c of r) yield { ...c, route };

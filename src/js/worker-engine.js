@@ -160,6 +160,12 @@ export class WorkerEngine {
   detokenize(ids) { return this.#call("detokenize", { ids: Array.from(ids ?? []) }); }
   info() { return this.#call("info", {}); }
   reset() { return this.#call("reset", {}); }
+  saveSession(name, options = {}) { return this.#call("saveSession", { name, options }); }
+  restoreSession(name) { return this.#call("restoreSession", { name }); }
+  listSessions() { return this.#call("listSessions", {}); }
+  deleteSession(name) { return this.#call("deleteSession", { name }); }
+  exportSession() { return this.#call("exportSession", {}); }
+  importSession(bytes) { return this.#call("importSession", { bytes }); }
 
   /** Free the model and stop the worker. */
   async dispose() {

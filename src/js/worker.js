@@ -1,6 +1,7 @@
 // Worker entry: hosts one Engine and answers WorkerEngine's messages.
 //   request:  { id, op, args }            op: load | generate | embed | applyChatTemplate | tokenizeChat | tokenize |
-//                                              detokenize | info | reset | dispose | abort
+//                                              detokenize | info | reset | saveSession | restoreSession |
+//                                              listSessions | deleteSession | exportSession | importSession | dispose | abort
 //   events:   { id, event: "progress" | "token" | "prefill", data }
 //   reply:    { id, result } or { id, error: { code, message, trapped } }  (trapped: the module trapped; not a lost GPU device, which is DEVICE_LOST)
 // `abort` ({ args: { target } }) aborts the call with id `target`; `ping` is answered with
@@ -39,6 +40,12 @@ async function handle(id, op, args, signal) {
     case "detokenize": return engine.detokenize(args.ids);
     case "info": return engine.info();
     case "reset": return engine.reset();
+    case "saveSession": return engine.saveSession(args.name, args.options);
+    case "restoreSession": return engine.restoreSession(args.name);
+    case "listSessions": return engine.listSessions();
+    case "deleteSession": return engine.deleteSession(args.name);
+    case "exportSession": return engine.exportSession();
+    case "importSession": return engine.importSession(args.bytes);
     case "dispose": { const e = engine; engine = null; return e.dispose(); }
     default: throw toBrowserLlmError({ code: "INVALID_ARGUMENT", message: `unknown operation ${op}` });
   }

@@ -12,6 +12,8 @@ use super::web::{blob_of, caches, internal, wait};
 use crate::error::{Error, ErrorCode, Result};
 
 const CACHE_NAME: &str = "browser-llm-v1";
+/// Saved sessions ([`crate::session`]), apart from the models.
+pub const SESSIONS_CACHE: &str = "browser-llm-sessions-v1";
 const BASE: &str = "https://browser-llm.invalid/";
 
 pub struct CacheStore {
@@ -24,8 +26,13 @@ fn url(id: &str, name: &str) -> String {
 
 impl CacheStore {
     pub async fn open() -> Result<CacheStore> {
+        Self::open_named(CACHE_NAME).await
+    }
+
+    /// The store in cache `name`.
+    pub async fn open_named(name: &str) -> Result<CacheStore> {
         let cs = caches().ok_or_else(|| Error::invalid_argument("the Cache API (caches) is not available in this context"))?;
-        let cache = wait(cs.open(CACHE_NAME), ErrorCode::Internal, "opening the Cache API store").await?.unchecked_into();
+        let cache = wait(cs.open(name), ErrorCode::Internal, "opening the Cache API store").await?.unchecked_into();
         Ok(CacheStore { cache })
     }
 

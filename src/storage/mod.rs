@@ -93,6 +93,8 @@ pub mod quota;
 #[cfg(target_arch = "wasm32")]
 mod reader;
 #[cfg(target_arch = "wasm32")]
+pub mod sessions;
+#[cfg(target_arch = "wasm32")]
 mod sha;
 #[cfg(target_arch = "wasm32")]
 mod source;

@@ -23,6 +23,8 @@ use super::web::{has_opfs, js_error, storage_manager, wait};
 use crate::error::{Error, ErrorCode, Result};
 
 const ROOT_DIR: &str = "browser-llm";
+/// Saved sessions ([`crate::session`]), apart from the models.
+pub const SESSIONS_DIR: &str = "browser-llm-sessions";
 
 pub struct Opfs {
     root: FileSystemDirectoryHandle,
@@ -34,6 +36,11 @@ fn is_not_found(e: &Error) -> bool {
 
 impl Opfs {
     pub async fn open() -> Result<Opfs> {
+        Self::open_at(ROOT_DIR).await
+    }
+
+    /// The store under directory `root` of the origin private file system.
+    pub async fn open_at(root: &str) -> Result<Opfs> {
         if !has_opfs() {
             return Err(Error::invalid_argument("OPFS (navigator.storage.getDirectory) is not available in this context"));
         }
@@ -42,7 +49,7 @@ impl Opfs {
             wait(sm.get_directory(), ErrorCode::Internal, "opening the origin private file system").await?.unchecked_into();
         let opts = FileSystemGetDirectoryOptions::new();
         opts.set_create(true);
-        let root = wait(top.get_directory_handle_with_options(ROOT_DIR, &opts), ErrorCode::Internal, "opening OPFS directory")
+        let root = wait(top.get_directory_handle_with_options(root, &opts), ErrorCode::Internal, "opening OPFS directory")
             .await?
             .unchecked_into();
         Ok(Opfs { root })

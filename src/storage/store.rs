@@ -46,6 +46,44 @@ impl Store {
         }
     }
 
+    /// The store of saved sessions ([`super::sessions`]): OPFS where it opens, else the Cache API,
+    /// each in a tree of its own.
+    pub async fn sessions() -> Result<Store> {
+        if !has_opfs() && super::web::caches().is_none() {
+            return Err(Error::invalid_argument(
+                "saved sessions need browser storage (OPFS or the Cache API), which this context lacks; \
+                 keep the bytes of exportSession() yourself and give them to importSession()",
+            ));
+        }
+        if has_opfs() {
+            if let Ok(o) = Opfs::open_at(super::opfs::SESSIONS_DIR).await {
+                return Ok(Store::Opfs(o));
+            }
+        }
+        Ok(Store::Cache(CacheStore::open_named(super::cache_api::SESSIONS_CACHE).await?))
+    }
+
+    /// A file of entry `id`, `None` if either is missing.
+    pub async fn file(&self, id: &str, name: &str) -> Result<Option<Blob>> {
+        self.read_file(id, name).await
+    }
+
+    /// Replace a file of entry `id` with the concatenation of `pieces` (atomically).
+    pub async fn write_file(&self, id: &str, name: &str, pieces: &[Uint8Array]) -> Result<()> {
+        match self {
+            Store::Opfs(s) => s.write(id, name, pieces, false).await,
+            Store::Cache(s) => s.write(id, name, pieces).await,
+        }
+    }
+
+    /// Ids of the entries that hold a file `name`, or (OPFS) every entry.
+    pub async fn ids_with(&self, name: &str) -> Result<Vec<String>> {
+        match self {
+            Store::Opfs(s) => s.ids().await,
+            Store::Cache(s) => s.ids_with(name).await,
+        }
+    }
+
     /// Every store this context has (for listing and deleting across both).
     pub async fn all() -> Vec<Store> {
         let mut v = Vec::new();
@@ -119,7 +157,7 @@ impl Store {
         self.remove_id(&entry_id(key)).await
     }
 
-    async fn remove_id(&self, id: &str) -> Result<()> {
+    pub async fn remove_id(&self, id: &str) -> Result<()> {
         match self {
             Store::Opfs(s) => s.remove(id).await,
             Store::Cache(s) => s.remove(id).await,

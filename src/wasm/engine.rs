@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 
 use super::convert::{from_js, json_value, progress_callback, to_js, to_js_error, JsResult};
@@ -42,6 +43,8 @@ struct Inner {
     reload: Option<Reload>,
     /// Test-only: panic after the first step's await (the `__panicAfterAwait: "step"` load option).
     panic_at_step: bool,
+    /// The model's identity, which keys its saved sessions (`crate::session::model_identity`).
+    model_id: String,
 }
 
 struct Reload {
@@ -52,7 +55,7 @@ struct Reload {
 enum Slot {
     Ready(Inner),
     /// The GPU failed with this error and the model has not been loaded again yet.
-    Lost { error: Error, template: TemplateSource, reload: Reload },
+    Lost { error: Error, template: TemplateSource, reload: Reload, model_id: String },
     /// Disposed, or the model could not be loaded again after a loss: every call fails with this.
     Gone(Error),
 }
@@ -182,6 +185,21 @@ struct Timings {
     decode_tokens_per_second: f64,
 }
 
+/// Options of `saveSession`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JsSessionOptions {
+    max_session_bytes: Option<f64>,
+}
+
+fn check_max_bytes(v: f64) -> Result<u64> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+        Ok(v as u64)
+    } else {
+        Err(Error::invalid_argument("maxSessionBytes must be a whole number of bytes >= 0"))
+    }
+}
+
 fn busy() -> Error {
     Error::new(ErrorCode::Busy, "the engine is busy with another call; await it first")
 }
@@ -198,6 +216,15 @@ pub fn check_load_options(options: JsValue) -> JsResult<()> {
 }
 
 impl WasmEngine {
+    /// The model's identity (for its sessions), or why there is no engine.
+    fn model_of(inner: &Rc<RefCell<Slot>>) -> JsResult<String> {
+        let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+        match &mut *guard {
+            Slot::Lost { model_id, .. } => Ok(model_id.clone()),
+            s => Ok(s.ready().map_err(to_js_error)?.model_id.clone()),
+        }
+    }
+
     /// Run `f` on the engine state, or fail with BUSY / a disposed error.
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T>) -> JsResult<T> {
         let mut guard = self.inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
@@ -218,17 +245,19 @@ impl WasmEngine {
             Bytes::Stored(Rc::new(crate::storage::open(parse_source(&source)?, opts.open_options()).await?))
         };
         let src = ModelSource::new(bytes, opts.signal.clone(), progress_callback(opts.on_progress.as_ref()));
-        let (gguf, loaded) = src
+        let (gguf, loaded, model_id) = src
             .reading(async {
                 let gguf = src.header().await?;
                 let loaded = load(&gguf, &src, &opts.engine).await?;
-                Ok((gguf, loaded))
+                let id = src.identity(&gguf).await?;
+                Ok((gguf, loaded, id))
             })
             .await?;
         src.finish();
         let template = chat::template_for(gguf.get_str("tokenizer.chat_template"), loaded.engine.tokenizer());
         let size = src.size();
-        let mut inner = Inner::new(&gguf, size, loaded, template, Reload { bytes: src.into_bytes(), options: opts.engine });
+        let reload = Reload { bytes: src.into_bytes(), options: opts.engine };
+        let mut inner = Inner::new(&gguf, size, loaded, template, reload, model_id);
         inner.panic_at_step = opts.panic_at == Some(PanicAt::Step);
         Ok(WasmEngine { inner: Rc::new(RefCell::new(Slot::Ready(inner))) })
     }
@@ -238,10 +267,10 @@ impl Inner {
     /// The engine `loaded` from `gguf`. A GPU engine keeps `reload` to load again from after a
     /// device loss (a handle on browser storage, or a reference to the caller's bytes, never a
     /// copy); a CPU engine drops it.
-    fn new(gguf: &Gguf, file_size: u64, loaded: Loaded, template: TemplateSource, reload: Reload) -> Inner {
+    fn new(gguf: &Gguf, file_size: u64, loaded: Loaded, template: TemplateSource, reload: Reload, model_id: String) -> Inner {
         let info = ModelInfo::new(gguf, file_size, &loaded.engine, loaded.reason, template.name());
         let reload = matches!(loaded.engine, AnyEngine::Gpu(_)).then_some(reload);
-        Inner { engine: loaded.engine, template, info, generating: None, chat: None, reload, panic_at_step: false }
+        Inner { engine: loaded.engine, template, info, generating: None, chat: None, reload, panic_at_step: false, model_id }
     }
 }
 
@@ -263,8 +292,8 @@ impl Slot {
         if e.code != ErrorCode::DeviceLost || !matches!(self, Slot::Ready(Inner { reload: Some(_), .. })) {
             return;
         }
-        if let Slot::Ready(Inner { template, reload: Some(reload), .. }) = std::mem::replace(self, Slot::Gone(disposed())) {
-            *self = Slot::Lost { error: e.clone(), template, reload };
+        if let Slot::Ready(Inner { template, reload: Some(reload), model_id, .. }) = std::mem::replace(self, Slot::Gone(disposed())) {
+            *self = Slot::Lost { error: e.clone(), template, reload, model_id };
         }
     }
 }
@@ -442,6 +471,151 @@ impl WasmEngine {
         })
     }
 
+    /// Save what the engine holds (the conversation's tokens and their KV cache) in browser storage
+    /// as `name` of this model (`crate::storage::sessions`); `options`: `{maxSessionBytes?}` (the
+    /// cap on all saved sessions, least recently used evicted first). Resolves to the record
+    /// `{model, name, bytes, tokens, savedAtMs, usedAtMs}`.
+    #[wasm_bindgen(js_name = saveSession)]
+    pub fn save_session(&self, name: String, options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opts: JsSessionOptions = from_js(options, "session options").map_err(to_js_error)?;
+            let max = opts.max_session_bytes.map_or(Ok(crate::storage::sessions::DEFAULT_MAX_BYTES), check_max_bytes).map_err(to_js_error)?;
+            crate::storage::sessions::check_name(&name).map_err(to_js_error)?;
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.ready().map_err(to_js_error)?;
+            if i.generating.is_some() {
+                return Err(to_js_error(busy()));
+            }
+            let model = i.model_id.clone();
+            let (pieces, tokens) = match super::session::file_pieces(&mut i.engine, &model).await {
+                Ok(p) => p,
+                Err(err) => {
+                    guard.failed(&err);
+                    return Err(to_js_error(err));
+                }
+            };
+            drop(guard);
+            let meta = crate::storage::sessions::save(&model, &name, &pieces, tokens, max).await.map_err(to_js_error)?;
+            to_js(&meta)
+        })
+    }
+
+    /// Restore session `name` of this model from browser storage: the next prompt that starts
+    /// with its tokens reuses them. Resolves to its record plus `{alreadyHeld}` (the engine held
+    /// them already: nothing but the header was read), or `null` when there is no such session. A
+    /// damaged one (or one of another model or cache shape) is `INTEGRITY` and removed; one longer
+    /// than this engine's context is `CONTEXT_OVERFLOW` and kept.
+    #[wasm_bindgen(js_name = restoreSession)]
+    pub fn restore_session(&self, name: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let model = Self::model_of(&inner)?;
+            let Some((blob, meta)) = crate::storage::sessions::open(&model, &name).await.map_err(to_js_error)? else {
+                return Ok(JsValue::NULL);
+            };
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.ready().map_err(to_js_error)?;
+            if i.generating.is_some() {
+                return Err(to_js_error(busy()));
+            }
+            let r = super::session::restore(&mut i.engine, &model, &super::session::SessionBytes::Stored(blob)).await;
+            let r = match r {
+                Ok(r) => r,
+                Err(err) => {
+                    guard.failed(&err);
+                    drop(guard);
+                    if err.code == ErrorCode::Integrity {
+                        let _ = crate::storage::sessions::remove(&model, &name).await;
+                    }
+                    return Err(to_js_error(err));
+                }
+            };
+            let out = to_js(&meta)?;
+            js_sys::Reflect::set(&out, &"alreadyHeld".into(), &r.already_held.into())?;
+            js_sys::Reflect::set(&out, &"tokens".into(), &(r.tokens as f64).into())?;
+            Ok(out)
+        })
+    }
+
+    /// This model's saved sessions, most recently used first.
+    #[wasm_bindgen(js_name = listSessions)]
+    pub fn list_sessions(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let model = Self::model_of(&inner)?;
+            to_js(&crate::storage::sessions::list(Some(&model)).await.map_err(to_js_error)?)
+        })
+    }
+
+    /// Remove saved session `name` of this model; resolves to whether there was one.
+    #[wasm_bindgen(js_name = deleteSession)]
+    pub fn delete_session(&self, name: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let model = Self::model_of(&inner)?;
+            Ok(crate::storage::sessions::remove(&model, &name).await.map_err(to_js_error)?.into())
+        })
+    }
+
+    /// The session file of what the engine holds, as bytes (to keep anywhere; `importSession`
+    /// reads it back).
+    #[wasm_bindgen(js_name = exportSession)]
+    pub fn export_session(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.ready().map_err(to_js_error)?;
+            if i.generating.is_some() {
+                return Err(to_js_error(busy()));
+            }
+            let model = i.model_id.clone();
+            match super::session::file_pieces(&mut i.engine, &model).await {
+                Ok((pieces, _)) => {
+                    let total: u32 = pieces.iter().map(|p| p.length()).sum();
+                    let out = Uint8Array::new_with_length(total);
+                    let mut at = 0;
+                    for p in &pieces {
+                        out.set(p, at);
+                        at += p.length();
+                    }
+                    Ok(out.into())
+                }
+                Err(err) => {
+                    guard.failed(&err);
+                    Err(to_js_error(err))
+                }
+            }
+        })
+    }
+
+    /// Restore a session file given as bytes (`exportSession`'s); resolves to
+    /// `{tokens, alreadyHeld}`. A damaged one is `INTEGRITY`.
+    #[wasm_bindgen(js_name = importSession)]
+    pub fn import_session(&self, bytes: Uint8Array) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
+            let i = guard.ready().map_err(to_js_error)?;
+            if i.generating.is_some() {
+                return Err(to_js_error(busy()));
+            }
+            let model = i.model_id.clone();
+            match super::session::restore(&mut i.engine, &model, &super::session::SessionBytes::Js(bytes)).await {
+                Ok(r) => {
+                    let out = js_sys::Object::new();
+                    js_sys::Reflect::set(&out, &"tokens".into(), &(r.tokens as f64).into())?;
+                    js_sys::Reflect::set(&out, &"alreadyHeld".into(), &r.already_held.into())?;
+                    Ok(out.into())
+                }
+                Err(err) => {
+                    guard.failed(&err);
+                    Err(to_js_error(err))
+                }
+            }
+        })
+    }
+
     /// Stop the current generation at the next step (finish reason "abort").
     pub fn abort(&self) -> JsResult<()> {
         self.with(|i| {
@@ -511,14 +685,14 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let (error, template, reload) = match std::mem::replace(&mut *guard, Slot::Gone(disposed())) {
-                Slot::Lost { error, template, reload } => (error, template, reload),
+            let (error, template, reload, model_id) = match std::mem::replace(&mut *guard, Slot::Gone(disposed())) {
+                Slot::Lost { error, template, reload, model_id } => (error, template, reload, model_id),
                 other => {
                     *guard = other;
                     return Ok(JsValue::FALSE);
                 }
             };
-            match reload_inner(&error, template, reload).await {
+            match reload_inner(&error, template, reload, model_id).await {
                 Ok(i) => {
                     *guard = Slot::Ready(i);
                     Ok(JsValue::TRUE)
@@ -544,7 +718,7 @@ impl WasmEngine {
 }
 
 /// The model loaded again after its GPU failed with `lost`, from the source it was loaded from.
-async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) -> Result<Inner> {
+async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload, model_id: String) -> Result<Inner> {
     let src = ModelSource::new(reload.bytes.clone(), None, None);
     let (gguf, loaded) = src
         .reading(async {
@@ -553,7 +727,7 @@ async fn reload_inner(lost: &Error, template: TemplateSource, reload: Reload) ->
             Ok((gguf, loaded))
         })
         .await?;
-    Ok(Inner::new(&gguf, src.size(), loaded, template, reload))
+    Ok(Inner::new(&gguf, src.size(), loaded, template, reload, model_id))
 }
 
 /// The `messages` argument of the chat methods.

@@ -7,6 +7,7 @@
 //!   step-wise generation API) and `checkLoadOptions`.
 //! - [`storage`]: `downloadModel` (prefetch), `listCachedModels`, `deleteCachedModel`,
 //!   `storageUsage` (and, with the `test-api` feature, `openModel` for the storage tests).
+//! - [`session`]: saved sessions, written and read back layer by layer (`WasmEngine::saveSession`...).
 //! - [`contract`]: `contract()`, the error codes, progress phases and defaults JS must agree with.
 //! - [`options`]: the option objects as serde structs; [`convert`]: the marshaling convention;
 //!   [`source`]: JS bytes or a stored model as the engine's tensor source; [`info`]: `info()`;
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod hooks;
 pub mod info;
 pub mod options;
+pub mod session;
 pub mod source;
 pub mod storage;
 #[cfg(target_feature = "atomics")]

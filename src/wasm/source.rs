@@ -90,6 +90,17 @@ impl ModelSource {
         Ok(g)
     }
 
+    /// The model's identity for saved sessions ([`crate::session::model_identity`]): its header
+    /// and the first and last 64 KiB of its tensor data, read again here.
+    pub async fn identity(&self, gguf: &Gguf) -> Result<String> {
+        const END: u64 = 64 << 10;
+        let start = gguf.data_offset.min(self.size);
+        let header = self.copy(0..start).await?;
+        let head = self.copy(start..start.saturating_add(END).min(self.size)).await?;
+        let tail = self.copy(self.size.saturating_sub(END).max(start)..self.size).await?;
+        Ok(crate::session::model_identity(self.size, &header, &[&head, &tail]))
+    }
+
     /// Run `f` (this source's reads) so that no tab deletes or rewrites the stored copy meanwhile
     /// (`storage::while_reading`).
     pub async fn reading<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {

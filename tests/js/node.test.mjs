@@ -311,6 +311,49 @@ test("SmolLM2-135M-Instruct: chat prompts and greedy replies equal llama.cpp's",
   }
 });
 
+test("sessions in Node: exportSession / importSession continue a conversation in a fresh engine with the same reply and every saved token reused; damaged or foreign session bytes are INTEGRITY; saveSession without browser storage says what to do", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
+  const load = () => Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 1024 });
+  const [a, b] = [await load(), await load()];
+  try {
+    const turn1 = [{ role: "user", content: "Name three colors of the rainbow." }];
+    const r1 = await a.chat.completions.create({ messages: turn1, temperature: 0, max_tokens: 16 });
+    const saved = await a.exportSession();
+    assert.ok(saved instanceof Uint8Array && saved.length > 100000, String(saved.length));
+    const turn2 = [...turn1, { role: "assistant", content: r1.choices[0].message.content }, { role: "user", content: "And two more?" }];
+    const onA = await a.chat.completions.create({ messages: turn2, temperature: 0, max_tokens: 16 });
+
+    const imported = await b.importSession(saved);
+    assert.equal(imported.alreadyHeld, false);
+    assert.ok(imported.tokens >= r1.usage.prompt_tokens, JSON.stringify(imported));
+    const onB = await b.chat.completions.create({ messages: turn2, temperature: 0, max_tokens: 16 });
+    assert.equal(onB.choices[0].message.content, onA.choices[0].message.content);
+    assert.equal(onB.usage.prompt_tokens_details.cached_tokens, onA.usage.prompt_tokens_details.cached_tokens);
+    assert.ok(onB.usage.prompt_tokens_details.cached_tokens >= r1.usage.prompt_tokens, JSON.stringify(onB.usage));
+    // The engine that holds the tokens already reads only the header.
+    assert.equal((await b.importSession(saved)).alreadyHeld, true);
+
+    const refused = async (e, bytes, what) => {
+      await e.reset(); // an engine that holds the tokens already reads only the header
+      await assert.rejects(e.importSession(bytes), (err) => err.code === "INTEGRITY" && err.message.includes(what), what);
+    };
+    await refused(b, saved.subarray(0, saved.length - 1), "bytes");
+    const flipped = saved.slice();
+    flipped[flipped.length - 5] ^= 1;
+    await refused(b, flipped, "hash");
+    await refused(b, new TextEncoder().encode("<html>not a session</html>"), "magic");
+    // The default model (Gemma 3) is another model.
+    await refused(engine, saved, "another model");
+    // After a refused restore the engine still chats.
+    const after = await b.chat.completions.create({ messages: turn1, temperature: 0, max_tokens: 16 });
+    assert.equal(after.choices[0].message.content, r1.choices[0].message.content);
+    await assert.rejects(a.saveSession("x"), (e) => e.code === "INVALID_ARGUMENT" && /exportSession/.test(e.message));
+    await assert.rejects(a.importSession("nope"), (e) => e.code === "INVALID_ARGUMENT");
+  } finally {
+    await a.dispose();
+    await b.dispose();
+  }
+});
+
 test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { default: Ajv } = await import("ajv");
   const ajv = new Ajv({ strict: false });

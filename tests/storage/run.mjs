@@ -510,6 +510,33 @@ test("a split GGUF loads into the engine as one model: the same tokens as the si
   log(`split model: ${parts.length} parts, 12 greedy tokens equal the single file's: ${split.value.join(" ")}`);
 });
 
+test("saved sessions: a conversation saved by one engine continues in a fresh one with the same tokens, every context and backend; damaged, truncated, foreign and huge session files are INTEGRITY and removed; least recently used go first", { skip: skipUnless(process.env.BROWSER_LLM_TINY_DIR, "BROWSER_LLM_TINY_DIR not set") }, async () => {
+  const runs = [...CONTEXTS.map((c) => [c, "cpu"]), [CONTEXTS[0], "webgpu"]];
+  for (const [c, backend] of runs) {
+    await openPage(c);
+    const r = await call(c, "sessions", `${cors}/t/tiny-llama.gguf`, `${cors}/t/tiny-qwen2.gguf`, { store: c.store }, backend);
+    assert.ok(r.ok, `${c.name} ${backend}: ${r.message}`);
+    const v = r.value;
+    const where = `${c.name} ${backend}`;
+    assert.equal(v.store, c.noOpfs ? "cache" : "opfs", `${where}: sessions live in OPFS where there is one`);
+    assert.equal(v.saved.tokens, 7 + 6 - 1, where);
+    assert.equal(v.restored.tokens, v.saved.tokens, where);
+    assert.equal(v.restored.alreadyHeld, false, where);
+    assert.ok(v.same, `${where}: the restored conversation continues with the saver's tokens`);
+    assert.equal(v.cachedTokens, v.saved.tokens, where);
+    assert.equal(v.missing, null, where);
+    for (const h of v.hostile) {
+      assert.equal(h.ok, false, `${where}: ${h.what} was restored`);
+      assert.equal(h.code, "INTEGRITY", `${where}: ${h.what}: ${h.code} ${h.message}`);
+      assert.ok(h.removed, `${where}: ${h.what} was not removed`);
+      assert.ok(h.generates, `${where}: ${h.what}: the engine no longer generates`);
+    }
+    assert.deepEqual(v.afterEviction, ["s1", "s3"], `${where}: s2 was the least recently used`);
+    assert.equal(v.overCap, "QUOTA_EXCEEDED", where);
+    log(`sessions ${where} (${v.store}): ${v.saved.bytes} bytes for ${v.saved.tokens} tokens, restored and continued equal; refused: ${v.hostile.map((h) => `${h.what}: ${h.message.replace(/^.*damaged: /, "")}`).join("; ")}`);
+  }
+});
+
 test("a page with no browser storage loads a URL straight from the server; downloadModel says why it cannot", { skip: skipUnless(process.env.BROWSER_LLM_TINY_DIR, "BROWSER_LLM_TINY_DIR not set") }, async () => {
   const c = CONTEXTS[1]; // in the page: its globals are what the engine sees
   await openPage(c);

@@ -139,6 +139,120 @@ export const api = {
       return bytes.length;
     });
   },
+  // Saved sessions on a tiny model, `backend`: a conversation saved by one engine continues in a
+  // fresh one with the same greedy tokens; then the stored file is damaged in each way a disk, a
+  // bug or an attacker could, and each restore must be refused (INTEGRITY) and the file removed.
+  // `other`: a second model's URL, whose session is planted under the first model's name.
+  async sessions(source, other, o, backend) {
+    return wrap(async () => {
+      const load = (src) => bl.WasmEngine.load(src, { ...(o ?? {}), backend });
+      const gen = async (e, prompt, n) => {
+        e.begin(prompt, { maxTokens: n, temperature: 0, ignoreEos: true });
+        while ((await e.step()) !== null);
+        return e.finish();
+      };
+      const out = {};
+      const a = await load(source);
+      for (const s of await a.listSessions()) await a.deleteSession(s.name);
+      const prompt = [1, 17, 42, 99, 5, 8, 13];
+      const first = await gen(a, prompt, 6);
+      const meta = await a.saveSession("chat", {});
+      out.saved = meta;
+      const next = [...prompt, ...first.tokenIds, 4, 5, 6];
+      const expected = await gen(a, next, 6);
+      const b = await load(source);
+      out.restored = await b.restoreSession("chat");
+      const got = await gen(b, next, 6);
+      out.same = JSON.stringify(got.tokenIds) === JSON.stringify(expected.tokenIds);
+      out.cachedTokens = got.usage.cachedTokens;
+      out.missing = await b.restoreSession("no such session");
+
+      // The stored file, rewritten in place.
+      const id = (await sha256(new TextEncoder().encode(`${meta.model}\n${meta.name}`))).slice(0, 32);
+      const original = await api.sessionFile(id);
+      out.store = original.store;
+      const attempt = async (what, bytes) => {
+        await a.saveSession("chat", {}); // a fresh record and file, then replaced
+        await api.sessionFile(id, bytes);
+        b.reset(); // an engine that holds the tokens already would read only the header
+        let r;
+        try {
+          r = { ok: true, value: await b.restoreSession("chat") };
+        } catch (e) {
+          r = { ok: false, code: e.code, message: e.message };
+        }
+        r.what = what;
+        r.removed = !(await b.listSessions()).some((s) => s.name === "chat");
+        // The engine still generates (from scratch) after a refused restore.
+        r.generates = (await gen(b, prompt, 2)).tokenIds.length === 2;
+        return r;
+      };
+      const bytes = original.bytes;
+      const flipped = bytes.slice();
+      flipped[bytes.length >> 1] ^= 0x40;
+      const headerFlip = bytes.slice();
+      headerFlip[20] ^= 0x01;
+      const c = await load(other);
+      await gen(c, prompt, 3);
+      const foreign = await c.exportSession();
+      // A header that declares a million tokens, with a valid hash, and nothing after it.
+      const h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + new DataView(bytes.buffer).getUint32(8, true))));
+      h.tokens = new Array(1000000).fill(1);
+      const json = new TextEncoder().encode(JSON.stringify(h));
+      const huge = new Uint8Array(12 + json.length + 32);
+      huge.set(bytes.subarray(0, 8));
+      new DataView(huge.buffer).setUint32(8, json.length, true);
+      huge.set(json, 12);
+      huge.set(new Uint8Array(await crypto.subtle.digest("SHA-256", json)), 12 + json.length);
+      const hugeLen = bytes.slice(0, 64);
+      new DataView(hugeLen.buffer).setUint32(8, 0xffffffff, true);
+      out.hostile = [];
+      for (const [what, b2] of [["truncated", bytes.subarray(0, bytes.length - 100)], ["a flipped byte in a layer", flipped],
+        ["a flipped byte in the header", headerFlip], ["another model's session", foreign], ["a huge declared size", huge],
+        ["a huge header length", hugeLen], ["empty", new Uint8Array(0)]]) {
+        out.hostile.push(await attempt(what, b2));
+      }
+
+      // Least recently used eviction under maxSessionBytes, and one session over the cap.
+      for (const s of await a.listSessions()) await a.deleteSession(s.name);
+      const cap = Math.floor(meta.bytes * 2.5);
+      await a.saveSession("s1", { maxSessionBytes: cap });
+      await new Promise((r) => setTimeout(r, 5));
+      await a.saveSession("s2", { maxSessionBytes: cap });
+      await new Promise((r) => setTimeout(r, 5));
+      await b.restoreSession("s1");
+      await new Promise((r) => setTimeout(r, 5));
+      await a.saveSession("s3", { maxSessionBytes: cap });
+      out.afterEviction = (await a.listSessions()).map((s) => s.name).sort();
+      try {
+        await a.saveSession("big", { maxSessionBytes: 1000 });
+      } catch (e) {
+        out.overCap = e.code;
+      }
+      for (const e of [a, b, c]) { e.dispose(); e.free(); }
+      return out;
+    });
+  },
+  // A saved session's stored file (entry `id`): read it, or replace it with `bytes`.
+  async sessionFile(id, bytes) {
+    const root = await navigator.storage.getDirectory?.().catch(() => null);
+    const dir = root && await root.getDirectoryHandle("browser-llm-sessions").then((d) => d.getDirectoryHandle(id)).catch(() => null);
+    if (dir) {
+      const fh = await dir.getFileHandle("session");
+      if (bytes) {
+        const w = await fh.createWritable();
+        await w.write(bytes);
+        await w.close();
+      }
+      return { store: "opfs", bytes: new Uint8Array(await (await fh.getFile()).arrayBuffer()) };
+    }
+    const cache = await caches.open("browser-llm-sessions-v1");
+    const u = `https://browser-llm.invalid/${id}/session`;
+    if (bytes) await cache.put(u, new Response(bytes));
+    const res = await cache.match(u);
+    if (!res) throw new Error(`no stored session ${u}`);
+    return { store: "cache", bytes: new Uint8Array(await res.arrayBuffer()) };
+  },
   list: () => wrap(() => bl.listCachedModels()),
   del: (key) => wrap(() => bl.deleteCachedModel(key)),
   usage: () => wrap(() => bl.storageUsage()),
