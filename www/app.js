@@ -26,7 +26,7 @@ const el = {
   cachePanel: $("cache-panel"), cacheList: $("cache-list"), usage: $("storage-usage"),
   transcript: $("transcript"), promptForm: $("prompt-form"), prompt: $("prompt"), send: $("send-btn"), stop: $("stop-btn"),
   stats: $("stats"), clear: $("clear-btn"), system: $("system-prompt"), systemBox: $("system-box"), heading: $("chat-heading"),
-  panel: $("model-panel"), summary: $("model-summary"),
+  panel: $("model-panel"), summary: $("model-summary"), sessionNote: $("session-note"),
 };
 
 let engine = null;
@@ -35,6 +35,53 @@ let genAbort = null;
 let localFile = null;
 /** Chat mode: the conversation so far (user and assistant turns; the system prompt is added per request). */
 let messages = [];
+/** The loaded model's source, as a string: the key its saved conversation is kept under. */
+let modelKey = null;
+
+// A chat survives a reload: its text in localStorage (per model), its KV cache as the engine's
+// saved session SESSION (browser storage, per model), restored when the model loads again, so the
+// next reply does not read the whole conversation again.
+const SESSION = "demo-chat";
+const savedKey = () => `browser-llm-demo:conversation:${modelKey}`;
+function saveConversation() {
+  try {
+    if (messages.length === 0) localStorage.removeItem(savedKey());
+    else localStorage.setItem(savedKey(), JSON.stringify({ system: el.system.value, messages }));
+  } catch { /* no localStorage (private mode): the chat just does not survive a reload */ }
+}
+function savedConversation() {
+  try {
+    const v = JSON.parse(localStorage.getItem(savedKey()) ?? "null");
+    return v && Array.isArray(v.messages) && v.messages.every((m) => typeof m?.content === "string") ? v : null;
+  } catch {
+    return null;
+  }
+}
+function sessionNote(text) {
+  el.sessionNote.textContent = text ?? "";
+  el.sessionNote.hidden = !text;
+}
+
+/** After a chat model loads: bring back its last conversation and its saved session. */
+async function continueConversation() {
+  const saved = savedConversation();
+  if (!saved || saved.messages.length === 0) return;
+  messages = saved.messages;
+  el.system.value = saved.system ?? el.system.value;
+  el.transcript.replaceChildren();
+  for (const m of messages) addMessage(m.role === "user" ? "user" : "model", m.content);
+  const t0 = performance.now();
+  try {
+    const r = await engine.restoreSession(SESSION);
+    el.transcript.dataset.restoredTokens = String(r?.tokens ?? 0);
+    sessionNote(r
+      ? `Continued your last conversation: ${r.tokens} tokens restored from its saved session in ${Math.round(performance.now() - t0)} ms, so the next reply starts without reading it all again.`
+      : "Continued your last conversation (no saved session: the next reply reads it again).");
+  } catch (e) {
+    el.transcript.dataset.restoredTokens = "0";
+    sessionNote(`Continued your last conversation; its saved session could not be used ([${e.code}] ${e.message}), so the next reply reads it again.`);
+  }
+}
 
 function setState(s) {
   document.body.dataset.state = s;
@@ -149,6 +196,11 @@ async function load(ev) {
     // template in the file) is best used for completion.
     const offered = Object.values(MODELS).find((m) => src === new URL(m.url, location.href).href);
     setMode(offered ? offered.mode : info.chatTemplate === "gguf" ? "chat" : "completion");
+    modelKey = typeof src === "string" ? src : `file:${src.name}:${src.size}`;
+    messages = [];
+    el.transcript.replaceChildren();
+    sessionNote(null);
+    if (mode() === "chat") await continueConversation();
     setState("ready");
     foldModelPanel(true);
     el.prompt.focus();
@@ -260,14 +312,26 @@ async function send(ev) {
       const stream = await engine.chat.completions.create({
         messages: system ? [{ role: "system", content: system }, ...messages] : messages, stream: true, max_tokens: opts.maxTokens, temperature: opts.temperature, top_k: opts.topK, top_p: opts.topP,
         min_p: opts.minP, repetition_penalty: opts.repetitionPenalty, seed: opts.seed, signal: genAbort.signal,
+        stream_options: { include_usage: true }, session: SESSION,
       });
       let last;
+      let usage = null;
       for await (const chunk of stream) {
+        if (chunk.usage) {
+          usage = chunk.usage;
+          continue;
+        }
         out.textContent += chunk.choices[0].delta.content ?? "";
         el.transcript.scrollTop = el.transcript.scrollHeight;
         last = chunk;
       }
       messages.push({ role: "assistant", content: out.textContent });
+      saveConversation();
+      if (usage) {
+        reply.dataset.promptTokens = String(usage.prompt_tokens);
+        reply.dataset.cachedTokens = String(usage.prompt_tokens_details.cached_tokens);
+      }
+      if (last.session?.error) sessionNote(`The saved session could not be used ([${last.session.error.code}] ${last.session.error.message}).`);
       finish(reply, null, last.choices[0].finish_reason, last.timings);
     }
   } catch (e) {
@@ -375,7 +439,12 @@ el.clear.addEventListener("click", async () => {
   messages = [];
   el.transcript.replaceChildren();
   el.stats.textContent = "";
-  if (engine && document.body.dataset.state === "ready") await engine.reset();
+  sessionNote(null);
+  if (modelKey) saveConversation();
+  if (engine && document.body.dataset.state === "ready") {
+    await engine.reset();
+    await engine.deleteSession(SESSION).catch(() => {});
+  }
 });
 el.summary.addEventListener("click", () => foldModelPanel(el.panel.hasAttribute("data-expanded")));
 el.url.addEventListener("input", () => { document.querySelector("input[name=source][value=url]").checked = true; });

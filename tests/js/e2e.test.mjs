@@ -126,7 +126,33 @@ test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page,
   }
   await page.screenshot({ path: `${ARTIFACTS}demo-chat-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+test("reload continues the chat: the transcript and its saved session come back, and the next reply reuses every restored token", async () => {
+  const before = await page.locator("#transcript .msg .text").allTextContents();
+  const firstPrompt = Number(await page.locator(".msg.model").last().getAttribute("data-prompt-tokens"));
+  await page.reload();
+  await loadModel("cpu", "smollm2");
+  await page.waitForFunction(() => !document.querySelector("#session-note").hidden);
+  const note = await page.locator("#session-note").textContent();
+  const restored = Number(/(\d+) tokens restored/.exec(note)?.[1]);
+  assert.ok(restored > firstPrompt, `restored ${restored} tokens, the first prompt had ${firstPrompt}: ${note}`);
+  assert.deepEqual(await page.locator("#transcript .msg .text").allTextContents(), before, "the transcript came back");
+  const r = await generate("And what should I wear?");
+  assert.ok(r.text.trim().length > 0);
+  const last = page.locator(".msg.model").last();
+  const cached = Number(await last.getAttribute("data-cached-tokens"));
+  const prompt = Number(await last.getAttribute("data-prompt-tokens"));
+  assert.equal(cached, restored, "the reply after the reload reused every restored token");
+  const stats = await page.locator("#stats").textContent();
+  assert.equal(Number(/prefill [\d.]+ tok\/s \((\d+) tokens\)/.exec(stats)?.[1]), prompt - cached, stats);
+  console.log(`after a reload: ${note} The next reply: ${prompt} prompt tokens, ${cached} cached, ${prompt - cached} run.`);
+  await page.screenshot({ path: `${ARTIFACTS}demo-chat-continued.png`, fullPage: true });
+  // Clear forgets the conversation and its session.
   await page.click("#clear-btn");
+  assert.equal(await page.locator("#transcript .msg").count(), 0);
+  assert.ok(await page.locator("#session-note").isHidden());
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("browser-llm-demo:conversation:")).length), 0);
 });
 
 test("picking Gemma switches to completion mode", async () => {

@@ -215,8 +215,8 @@ export const api = {
 
       // Least recently used eviction under maxSessionBytes, and one session over the cap.
       for (const s of await a.listSessions()) await a.deleteSession(s.name);
-      const cap = Math.floor(meta.bytes * 2.5);
-      await a.saveSession("s1", { maxSessionBytes: cap });
+      const s1 = await a.saveSession("s1", {});
+      const cap = Math.floor(s1.bytes * 2.5); // room for two of these sessions, not three
       await new Promise((r) => setTimeout(r, 5));
       await a.saveSession("s2", { maxSessionBytes: cap });
       await new Promise((r) => setTimeout(r, 5));
