@@ -21,6 +21,7 @@ pub mod logits;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod preflight;
 pub mod selfcheck;
 pub mod session;
 pub mod storage;

@@ -15,10 +15,11 @@ const FLOORS: &[&[&str]] = &[
     &["quant", "sampling"],
     &["gguf"],
     &["backend", "tokenizer", "storage"],
-    &["model", "constrain", "chat"],
+    &["model", "constrain", "chat", "session"],
     &["engine"],
     &["selfcheck"],
     &["load"],
+    &["preflight"],
     &["wasm", "bin"],
 ];
 

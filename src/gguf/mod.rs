@@ -111,6 +111,79 @@ pub fn parse(prefix: &[u8], file_len: Option<u64>) -> Result<Parsed> {
     }
 }
 
+/// What a prefix of a GGUF file says about its metadata when the header goes on past it: the
+/// entries it holds whole, in file order, and the array it ends inside, if any, by key and length
+/// (from the array's own header: a vocabulary's size is known without its tokens). For a look at
+/// a remote model that reads only its first bytes ([`crate::preflight`]).
+#[derive(Debug, Default)]
+pub struct MetadataPrefix {
+    pub n_tensors: u64,
+    pub metadata: Vec<(String, Value)>,
+    /// `(key, element count)` of the array the prefix ends inside.
+    pub cut_array: Option<(String, u64)>,
+    /// Every metadata entry is in the prefix.
+    pub complete: bool,
+}
+
+impl MetadataPrefix {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// Read the metadata entries a prefix holds (see [`MetadataPrefix`]); a prefix that is not a
+/// GGUF file at all is `BAD_GGUF` as [`parse`] says.
+pub fn scan_metadata(prefix: &[u8]) -> Result<MetadataPrefix> {
+    let mut r = Reader { buf: prefix, pos: 0 };
+    let head = (|| -> PResult<(u64, u64)> {
+        let magic: [u8; 4] = r.array()?;
+        if magic != GGUF_MAGIC {
+            return bad("not a GGUF file");
+        }
+        let version = r.u32()?;
+        if version != 2 && version != 3 {
+            return bad(format!("unsupported GGUF version {version}"));
+        }
+        Ok((r.u64()?, r.u64()?))
+    })();
+    let (n_tensors, n_kv) = match head {
+        Ok(h) => h,
+        Err(Fail::Error(e)) => return Err(e),
+        Err(Fail::NeedMore(_)) => return Err(Error::bad_gguf("the file is too short for a GGUF header")),
+    };
+    if n_tensors > MAX_TENSORS || n_kv > MAX_KV {
+        return Err(Error::bad_gguf(format!("header claims {n_tensors} tensors and {n_kv} metadata entries")));
+    }
+    let mut out = MetadataPrefix { n_tensors, ..Default::default() };
+    for i in 0..n_kv {
+        let entry = (|| -> PResult<(String, Value)> {
+            let key = r.string(&|| format!("metadata key #{i}"))?;
+            let ty = value_type(r.u32()?, &key)?;
+            if ty == ValueType::Array {
+                // The array's element type and length, before its elements.
+                let at = r.pos;
+                let (_, len) = (r.u32()?, r.u64()?);
+                r.pos = at;
+                return match r.value(ty, &key, 0) {
+                    Err(Fail::NeedMore(_)) => {
+                        out.cut_array = Some((key, len));
+                        Err(Fail::NeedMore(0))
+                    }
+                    v => Ok((key, v?)),
+                };
+            }
+            Ok((key.clone(), r.value(ty, &key, 0)?))
+        })();
+        match entry {
+            Ok(kv) => out.metadata.push(kv),
+            Err(Fail::NeedMore(_)) => return Ok(out),
+            Err(Fail::Error(e)) => return Err(e),
+        }
+    }
+    out.complete = true;
+    Ok(out)
+}
+
 /// First prefix length tried by [`read_header`]; most headers fit (Gemma 3's 262k-token vocabulary
 /// needs about 6 MiB, found in a few rounds).
 pub const HEADER_PREFIX: u64 = 1 << 20;
