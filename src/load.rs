@@ -183,37 +183,49 @@ const CPU: &str = "CPU backend";
 /// also create the pipelines the self-check did not, so none is compiled after load. A GPU that fails either runs nothing: `auto` loads on
 /// the CPU and says why; `gpu` fails with GPU_UNAVAILABLE and why.
 pub async fn load<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions) -> Result<Loaded> {
+    let (backend, auto) = match pick_backend(opts).await? {
+        Picked::Cpu(reason) => return load_cpu(gguf, src, opts, reason).await,
+        Picked::Gpu { backend, auto } => (backend, auto),
+    };
+    let adapter = backend.ctx.describe();
+    match load_gpu(backend, gguf, src, opts).await {
+        Ok((engine, checked)) => {
+            let how = if auto { "GPU backend (auto)" } else { "GPU backend, as requested" };
+            Ok(Loaded { engine: AnyEngine::Gpu(engine), reason: format!("{how}; adapter: {adapter}; {checked}") })
+        }
+        Err(GpuLoad::Failed(why)) if auto => load_cpu(gguf, src, opts, format!("{CPU}: the GPU ({adapter}) {why}")).await,
+        Err(GpuLoad::Failed(why)) => Err(Error::new(ErrorCode::GpuUnavailable, format!("the GPU ({adapter}) {why}"))),
+        Err(GpuLoad::Error(e)) if auto && e.code == ErrorCode::DeviceLost => {
+            load_cpu(gguf, src, opts, format!("{CPU}: the model did not load on the GPU ({})", e.message)).await
+        }
+        Err(GpuLoad::Error(e)) => Err(e),
+    }
+}
+
+/// The backend the policy picks before any weight is read.
+pub enum Picked {
+    /// The CPU, and why (a sentence for `backendReason`).
+    Cpu(String),
+    /// A GPU adapter and device; `auto`: picked by `auto` (a failed self-check falls back to the
+    /// CPU), not asked for.
+    Gpu { backend: GpuBackend, auto: bool },
+}
+
+/// The first half of the policy (the module docs): `cpu`, or a GPU device where one can be had
+/// (`gpu`: or `GPU_UNAVAILABLE`; `auto`: a hardware adapter, else the CPU and why). The second
+/// half, the self-check and the model's first tokens, is [`load`]'s.
+pub async fn pick_backend(opts: &LoadOptions) -> Result<Picked> {
     match opts.backend {
-        BackendChoice::Cpu => load_cpu(gguf, src, opts, format!("{CPU}, as requested")).await,
-        BackendChoice::Gpu => {
-            let backend = GpuBackend::new(&opts.gpu).await?;
-            let adapter = backend.ctx.describe();
-            let engine = load_gpu(backend, gguf, src, opts).await.map_err(|e| match e {
-                GpuLoad::Error(e) => e,
-                GpuLoad::Failed(why) => Error::new(ErrorCode::GpuUnavailable, format!("the GPU ({adapter}) {why}")),
-            })?;
-            Ok(Loaded { engine: AnyEngine::Gpu(engine.0), reason: format!("GPU backend, as requested; adapter: {adapter}; {}", engine.1) })
-        }
-        BackendChoice::Auto => {
-            let backend = match GpuBackend::new(&opts.gpu).await {
-                Ok(b) => b,
-                Err(e) => return load_cpu(gguf, src, opts, format!("{CPU}: the GPU could not be used ({})", e.message)).await,
-            };
-            let adapter = backend.ctx.describe();
-            if backend.ctx.is_software() {
-                drop(backend);
-                let why = format!("{CPU}: the only GPU adapter is a software renderer ({adapter}), slower than the CPU");
-                return load_cpu(gguf, src, opts, why).await;
+        BackendChoice::Cpu => Ok(Picked::Cpu(format!("{CPU}, as requested"))),
+        BackendChoice::Gpu => Ok(Picked::Gpu { backend: GpuBackend::new(&opts.gpu).await?, auto: false }),
+        BackendChoice::Auto => match GpuBackend::new(&opts.gpu).await {
+            Err(e) => Ok(Picked::Cpu(format!("{CPU}: the GPU could not be used ({})", e.message))),
+            Ok(b) if b.ctx.is_software() => {
+                let adapter = b.ctx.describe();
+                Ok(Picked::Cpu(format!("{CPU}: the only GPU adapter is a software renderer ({adapter}), slower than the CPU")))
             }
-            match load_gpu(backend, gguf, src, opts).await {
-                Ok((engine, checked)) => Ok(Loaded { engine: AnyEngine::Gpu(engine), reason: format!("GPU backend (auto); adapter: {adapter}; {checked}") }),
-                Err(GpuLoad::Failed(why)) => load_cpu(gguf, src, opts, format!("{CPU}: the GPU ({adapter}) {why}")).await,
-                Err(GpuLoad::Error(e)) if e.code == ErrorCode::DeviceLost => {
-                    load_cpu(gguf, src, opts, format!("{CPU}: the model did not load on the GPU ({})", e.message)).await
-                }
-                Err(GpuLoad::Error(e)) => Err(e),
-            }
-        }
+            Ok(backend) => Ok(Picked::Gpu { backend, auto: true }),
+        },
     }
 }
 

@@ -26,7 +26,7 @@ const el = {
   cachePanel: $("cache-panel"), cacheList: $("cache-list"), usage: $("storage-usage"),
   transcript: $("transcript"), promptForm: $("prompt-form"), prompt: $("prompt"), send: $("send-btn"), stop: $("stop-btn"),
   stats: $("stats"), clear: $("clear-btn"), system: $("system-prompt"), systemBox: $("system-box"), heading: $("chat-heading"),
-  panel: $("model-panel"), summary: $("model-summary"), sessionNote: $("session-note"),
+  panel: $("model-panel"), summary: $("model-summary"), sessionNote: $("session-note"), preflight: $("preflight"),
 };
 
 let engine = null;
@@ -213,6 +213,47 @@ async function load(ev) {
     loadAbort = null;
     el.progressBox.hidden = true;
     refreshCache();
+  }
+}
+
+// Before a download: what the chosen model would take here (llm.preflight reads its header's
+// first bytes, or the stored copy, and times its products on the backend a load would pick).
+// <p id="preflight" data-state="running|done|error">.
+let preflightRun = 0;
+let preflightTimer = null;
+function schedulePreflight() {
+  clearTimeout(preflightTimer);
+  preflightTimer = setTimeout(runPreflight, 250);
+}
+async function runPreflight() {
+  const run = ++preflightRun;
+  let src;
+  try {
+    src = source();
+  } catch {
+    el.preflight.textContent = "";
+    delete el.preflight.dataset.state;
+    return;
+  }
+  el.preflight.dataset.state = "running";
+  el.preflight.textContent = "Checking this device…";
+  try {
+    const p = await llm.preflight(src, { backend: el.backend.value, contextLength: Number(el.ctx.value) || undefined });
+    if (run !== preflightRun) return;
+    const fits = p.fitsMemory && p.fitsQuota !== false;
+    const where = p.backend === "webgpu" ? "WebGPU" : "the CPU";
+    const store = p.stored ? "already on this device" : p.fitsQuota === false ? "not enough browser storage" : `${mb(p.fileBytes)} to download`;
+    el.preflight.textContent = `${fits ? "Fits" : "Does not fit"} · ${store} · runs on ${where}: about ` +
+      `${Math.round(p.estimate.decodeTokensPerSecond)} tokens/s replying, ${Math.round(p.estimate.prefillTokensPerSecond)} tokens/s reading · ` +
+      `${p.architecture}, ${p.quantization[0]?.[0] ?? "?"}${p.quantizationExact ? "" : " (from its first bytes)"}, KV cache ${mb(p.kvBytes)} at ${p.contextLength} tokens` +
+      (fits ? "" : ` · ${p.fitsMemory ? "" : p.memoryReason}`);
+    el.preflight.title = `${p.backendReason}. ${p.memoryReason}. Header: ${p.headerBytesRead} bytes read; estimate took ${Math.round(p.estimate.ms)} ms.`;
+    el.preflight.dataset.state = "done";
+    el.preflight.dataset.fits = String(fits);
+  } catch (e) {
+    if (run !== preflightRun) return;
+    el.preflight.textContent = `Could not check this model: ${e.code ? `[${e.code}] ` : ""}${e.message}`;
+    el.preflight.dataset.state = "error";
   }
 }
 
@@ -425,6 +466,10 @@ for (const radio of document.querySelectorAll("input[name=mode]")) {
   radio.addEventListener("change", () => { if (radio.checked) setMode(radio.value); });
 }
 el.ctx.addEventListener("input", showModelMeta);
+el.ctx.addEventListener("change", schedulePreflight);
+el.backend.addEventListener("change", schedulePreflight);
+el.url.addEventListener("change", schedulePreflight);
+for (const radio of document.querySelectorAll("input[name=source]")) radio.addEventListener("change", schedulePreflight);
 el.form.addEventListener("submit", load);
 el.cancelLoad.addEventListener("click", () => loadAbort?.abort());
 el.promptForm.addEventListener("submit", send);
@@ -453,6 +498,7 @@ function pickFile(f) {
   localFile = f;
   $("drop-help").textContent = `${f.name} (${mb(f.size)})`;
   document.querySelector("input[name=source][value=file]").checked = true;
+  schedulePreflight();
 }
 el.file.addEventListener("change", () => pickFile(el.file.files[0]));
 el.drop.addEventListener("click", () => el.file.click());
@@ -473,3 +519,4 @@ setState("idle");
 setMode("chat");
 showModelMeta();
 refreshCache();
+runPreflight();

@@ -86,6 +86,10 @@ export interface LoadOptions {
   inactivityTimeout?: number;
   /** Where `hf:` ids resolve: the Hugging Face Hub (default "https://huggingface.co") or a mirror. */
   hfEndpoint?: string;
+  /** Browsers: ask the browser to keep this site's storage under pressure
+   * (`navigator.storage.persist()`; Chrome decides silently, Firefox may ask the user). Default false;
+   * `storageUsage().persisted` says whether it was granted. */
+  persist?: boolean;
 }
 
 export interface WorkerLoadOptions extends LoadOptions {
@@ -538,8 +542,44 @@ export interface CachedModel {
  */
 export declare function downloadModel(
   source: string | string[] | Blob | Blob[],
-  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress" | "inactivityTimeout" | "hfEndpoint">,
+  options?: Pick<LoadOptions, "sha256" | "cache" | "store" | "signal" | "onProgress" | "inactivityTimeout" | "hfEndpoint" | "persist">,
 ): Promise<{ key: string; size: number; store: "opfs" | "cache" | null; sha256: string | null }>;
+
+/** What `preflight` says about a model and this device, before any download. */
+export interface Preflight {
+  fileBytes: number;
+  architecture: string;
+  /** [tensor type, bytes]: exact from the tensor infos (`quantizationExact`), or, for a remote
+   * file read only as far as its first bytes, the type of most weights with the file's size. */
+  quantization: [string, number][];
+  quantizationExact: boolean;
+  /** The context a load with these options gets, and its KV cache (f16 keys and values). */
+  contextLength: number;
+  kvBytes: number;
+  /** Room in browser storage for the file (true when it is stored already; null: no storage, or `cache: false`). */
+  fitsQuota: boolean | null;
+  /** Weights and KV cache within WebAssembly's 4 GiB (CPU) or the GPU's buffer limits, and why. */
+  fitsMemory: boolean;
+  memoryReason: string;
+  /** The backend a load with these options would pick, and why (the GPU's self-check runs at load). */
+  backend: "cpu" | "webgpu";
+  backendReason: string;
+  /** Whether the browser keeps this site's storage under pressure (null: it cannot say). */
+  persisted: boolean | null;
+  /** The model is in browser storage already (nothing was requested). */
+  stored: boolean;
+  /** Bytes of the file read for its header. */
+  headerBytesRead: number;
+  /** From a short timed run of the model's own products on `backend` (a few hundred ms). */
+  estimate: { decodeTokensPerSecond: number; prefillTokensPerSecond: number; ms: number };
+}
+
+/**
+ * What loading `source` with `options` would take, before any download: a URL is read only as
+ * far as its header's first bytes (under 1% of the file), a stored model not at all. In Node a
+ * file path or URL (Range requests).
+ */
+export declare function preflight(source: ModelSource, options?: LoadOptions): Promise<Preflight>;
 
 /** Models kept in browser storage (complete and partial). Browsers only. */
 export declare function listCachedModels(): Promise<CachedModel[]>;

@@ -4,7 +4,7 @@
 export { Engine } from "./engine.js";
 export { WorkerEngine } from "./worker-engine.js";
 export { BrowserLlmError, ERROR_CODES } from "./errors.js";
-export { downloadModel, listCachedModels, deleteCachedModel, storageUsage } from "./storage.js";
+export { downloadModel, listCachedModels, deleteCachedModel, storageUsage, preflight } from "./storage.js";
 export { openaiFetch } from "./openai-fetch.js";
 export { installLanguageModel } from "./prompt-api.js";
 export { createBrowserLlm } from "./ai-sdk.js";

@@ -93,3 +93,49 @@ export async function readSource(source, { onProgress, signal } = {}) {
     throw new BrowserLlmError("NETWORK", `the download of ${source} failed: ${e.message}`);
   }
 }
+
+/**
+ * A source `preflight` can read by range in Node (where there is no browser storage): a file
+ * path as `{ size, read(offset, length) }` over the open file, a URL as the same over HTTP Range
+ * requests. Other sources (bytes, browsers) are passed on as they are.
+ */
+export async function rangeReader(source, { signal } = {}) {
+  if (source instanceof ArrayBuffer) source = new Uint8Array(source);
+  if (!isNode || typeof source !== "string") return { reader: source, close: async () => {} };
+  if (!/^https?:\/\//i.test(source)) {
+    const fs = await nodeImport("node:fs/promises");
+    let fh;
+    try {
+      fh = await fs.open(source.startsWith("file:") ? new URL(source) : source, "r");
+    } catch (e) {
+      throw new BrowserLlmError("INVALID_ARGUMENT", `cannot read the model file ${source}: ${e.message}`);
+    }
+    const { size } = await fh.stat();
+    const read = async (offset, length) => {
+      const buf = new Uint8Array(length);
+      const { bytesRead } = await fh.read(buf, 0, length, offset);
+      return buf.subarray(0, bytesRead);
+    };
+    return { reader: { size, read }, close: () => fh.close() };
+  }
+  const get = async (range) => {
+    let res;
+    try {
+      res = await fetch(source, { signal, headers: { range } });
+    } catch (e) {
+      if (signal?.aborted) throw abortedError();
+      throw new BrowserLlmError("NETWORK", `could not fetch ${source}: ${e.message}`);
+    }
+    if (res.status !== 206) {
+      await res.body?.cancel();
+      throw new BrowserLlmError("NETWORK", `${source}: a preflight needs a server that answers HTTP Range requests (got HTTP ${res.status})`);
+    }
+    return res;
+  };
+  const probe = await get("bytes=0-0");
+  const size = Number(/\/(\d+)$/.exec(probe.headers.get("content-range") ?? "")?.[1]);
+  await probe.arrayBuffer();
+  if (!Number.isSafeInteger(size)) throw new BrowserLlmError("NETWORK", `${source}: the server did not say the file's size (Content-Range)`);
+  const read = async (offset, length) => new Uint8Array(await (await get(`bytes=${offset}-${offset + length - 1}`)).arrayBuffer());
+  return { reader: { size, read }, close: async () => {} };
+}

@@ -7,6 +7,7 @@
 import { BrowserLlmError, abortedError } from "./errors.js";
 import { createChat, streamFrom } from "./chat.js";
 import { createEmbeddings } from "./embeddings.js";
+import { requestPersist } from "./storage.js";
 
 /** Workers an engine owns: two engines on one Worker would take each other's replies. */
 const owned = new WeakSet();
@@ -58,6 +59,7 @@ export class WorkerEngine {
     }
     const engine = new WorkerEngine(w, heartbeatTimeout);
     try {
+      await requestPersist(rest); // from the page: a Worker has no navigator.storage.persist()
       await engine.#call("load", { source, options: rest }, { signal, onProgress });
       return engine;
     } catch (e) {

@@ -212,7 +212,6 @@ async fn plan(
             return Err(e);
         }
     }
-    quota::request_persist().await;
     sess.check_aborted()?;
 
     let placeholder = |i: usize| PartManifest::new(sources[i].describe(), 0, None, None, chunk_size);

@@ -56,7 +56,9 @@
 //! Before the first byte is stored: the first chunk must start with the GGUF magic and its header
 //! must fit the file's size (an HTML error page or a truncated file is `BAD_GGUF` after one chunk,
 //! not after the whole download), and `navigator.storage.estimate()` must have room for the missing
-//! bytes (`QUOTA_EXCEEDED`, saying needed vs available). `navigator.storage.persist()` is requested.
+//! bytes (`QUOTA_EXCEEDED`, saying needed vs available). With `persist: true`,
+//! `navigator.storage.persist()` is requested first (pages only; the JS layer asks from the page
+//! for a WorkerEngine).
 //! A write that still fails for quota removes the whole partial copy and says so.
 //!
 //! A model becomes complete when every chunk is recorded, every part's GGUF header fits its size,
@@ -164,6 +166,9 @@ mod wasm {
         pub inactivity_timeout_ms: u32,
         /// Where `hf:` ids resolve ([`super::hub`]; None: the Hub itself).
         pub hf_endpoint: Option<String>,
+        /// Ask the browser to keep the origin's storage under pressure (`navigator.storage.persist()`,
+        /// pages only; Firefox may ask the user).
+        pub persist: bool,
     }
 
     impl Default for OpenOptions {
@@ -180,8 +185,41 @@ mod wasm {
                 retries: 3,
                 inactivity_timeout_ms: super::http::DEFAULT_INACTIVITY_TIMEOUT_MS,
                 hf_endpoint: None,
+                persist: false,
             }
         }
+    }
+
+    /// A Hugging Face id is the URL(s) of its file (all parts of a split model).
+    fn resolve_hub(source: Source, endpoint: Option<&str>) -> Result<Source> {
+        Ok(match source {
+            Source::Url(u) if super::hub::is_hub_id(&u) => {
+                let mut urls = super::hub::resolve(&u, endpoint)?;
+                if urls.len() == 1 { Source::Url(urls.remove(0)) } else { Source::Urls(urls) }
+            }
+            s => s,
+        })
+    }
+
+    /// The complete stored copy of `source`, if this context's store holds one: nothing is
+    /// downloaded and no request is made (a preflight's look at a model already here).
+    pub async fn open_stored(source: Source, opts: &OpenOptions) -> Result<Option<StoredModel>> {
+        if !has_storage() {
+            return Ok(None);
+        }
+        let parts = part_sources(resolve_hub(source, opts.hf_endpoint.as_deref())?)?;
+        let key = match &opts.key {
+            Some(k) => k.clone(),
+            None => default_key(&parts).await?,
+        };
+        let store = Rc::new(Store::open(opts.store).await?);
+        let Some(m) = store.load_manifest(&key).await? else { return Ok(None) };
+        let sources_match = m.parts.len() == parts.len() && m.parts.iter().zip(&parts).all(|(mp, ps)| mp.source == ps.describe());
+        if !(sources_match && m.complete) {
+            return Ok(None);
+        }
+        let model = StoredModel::new(key, Backing::store(store, m));
+        Ok(model.missing_chunks().await?.is_empty().then_some(model))
     }
 
     /// Whether this context has any browser storage (OPFS or the Cache API). A page served over
@@ -194,16 +232,24 @@ mod wasm {
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.
     pub async fn open(source: Source, opts: OpenOptions) -> Result<StoredModel> {
-        let OpenOptions { sha256, cache, store, signal, on_progress, key, chunk_size, concurrency, retries, inactivity_timeout_ms, hf_endpoint } =
-            opts;
-        // A Hugging Face id is the URL(s) of its file (all parts of a split model).
-        let source = match source {
-            Source::Url(u) if super::hub::is_hub_id(&u) => {
-                let mut urls = super::hub::resolve(&u, hf_endpoint.as_deref())?;
-                if urls.len() == 1 { Source::Url(urls.remove(0)) } else { Source::Urls(urls) }
-            }
-            s => s,
-        };
+        let OpenOptions {
+            sha256,
+            cache,
+            store,
+            signal,
+            on_progress,
+            key,
+            chunk_size,
+            concurrency,
+            retries,
+            inactivity_timeout_ms,
+            hf_endpoint,
+            persist,
+        } = opts;
+        let source = resolve_hub(source, hf_endpoint.as_deref())?;
+        if persist && cache {
+            super::quota::request_persist().await;
+        }
         let sha256 = sha256.map(|s| s.to_ascii_lowercase());
         if let Some(s) = &sha256 {
             if !is_sha256_hex(s) {

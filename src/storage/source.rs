@@ -13,6 +13,7 @@ use super::progress::Reporter;
 use crate::error::{Error, ErrorCode, Result};
 
 /// Where the model bytes come from.
+#[derive(Clone)]
 pub enum Source {
     Url(String),
     /// Split GGUF parts (`-00001-of-0000N.gguf`, ...), in order.

@@ -7,6 +7,7 @@
 //!   step-wise generation API) and `checkLoadOptions`.
 //! - [`storage`]: `downloadModel` (prefetch), `listCachedModels`, `deleteCachedModel`,
 //!   `storageUsage` (and, with the `test-api` feature, `openModel` for the storage tests).
+//! - [`preflight`]: `preflight(source, options)`, what a load would take, before any download.
 //! - [`session`]: saved sessions, written and read back layer by layer (`WasmEngine::saveSession`...).
 //! - [`contract`]: `contract()`, the error codes, progress phases and defaults JS must agree with.
 //! - [`options`]: the option objects as serde structs; [`convert`]: the marshaling convention;
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod hooks;
 pub mod info;
 pub mod options;
+pub mod preflight;
 pub mod session;
 pub mod source;
 pub mod storage;

@@ -34,6 +34,7 @@ pub struct JsLoadOptions {
     store: Option<String>,
     inactivity_timeout: Option<u32>,
     hf_endpoint: Option<String>,
+    persist: Option<bool>,
     /// Test-only: panic after an await in `load` or in the first `step` (see `hooks::PanicAt`).
     #[serde(rename = "__panicAfterAwait")]
     panic_after_await: Option<String>,
@@ -52,6 +53,7 @@ pub struct Load {
     pub store: StoreKind,
     pub inactivity_timeout: Option<u32>,
     pub hf_endpoint: Option<String>,
+    pub persist: bool,
     pub panic_at: Option<PanicAt>,
 }
 
@@ -78,6 +80,7 @@ impl JsLoadOptions {
             store: parse_store(self.store.as_deref())?,
             inactivity_timeout: self.inactivity_timeout,
             hf_endpoint: self.hf_endpoint,
+            persist: self.persist.unwrap_or(false),
             panic_at: self.panic_after_await.as_deref().map(PanicAt::parse).transpose()?,
         })
     }
@@ -97,6 +100,7 @@ impl Load {
             on_progress: progress_callback(self.on_progress.as_ref()),
             inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(OpenOptions::default().inactivity_timeout_ms),
             hf_endpoint: self.hf_endpoint.clone(),
+            persist: self.persist,
             ..Default::default()
         }
     }
@@ -127,6 +131,7 @@ pub struct JsStorageOptions {
     retries: Option<u32>,
     inactivity_timeout: Option<u32>,
     hf_endpoint: Option<String>,
+    persist: Option<bool>,
 }
 
 impl JsStorageOptions {
@@ -144,6 +149,7 @@ impl JsStorageOptions {
             retries: self.retries.map_or(d.retries, |r| r.min(20)),
             inactivity_timeout_ms: self.inactivity_timeout.unwrap_or(d.inactivity_timeout_ms),
             hf_endpoint: self.hf_endpoint,
+            persist: self.persist.unwrap_or(false),
         })
     }
 }

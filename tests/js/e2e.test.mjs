@@ -59,6 +59,15 @@ async function setSettings(values) {
   await page.locator("#settings summary").click();
 }
 
+/** The demo's preflight line once it is done for a model of `arch` (it runs when the choice changes). */
+async function preflightVerdict(arch) {
+  await page.waitForFunction((a) => {
+    const p = document.querySelector("#preflight");
+    return p.dataset.state === "done" && p.textContent.includes(`· ${a}, `);
+  }, arch, { timeout: 120_000 });
+  return page.locator("#preflight").textContent();
+}
+
 /** Type a prompt, press Enter (the keyboard path), wait for the reply; returns its element's data. */
 async function generate(prompt) {
   const before = await page.locator(".msg[data-finish-reason]").count();
@@ -80,6 +89,10 @@ test("the page opens in chat mode with SmolLM2 selected, sizes and memory shown"
   assert.ok(await page.isVisible("#system-prompt"));
   assert.match(await page.locator("[data-model-meta=smollm2]").textContent(), /^98\.4 MB download, needs about \d+ MB of memory at 2048 tokens/);
   assert.match(await page.locator("[data-model-meta=gemma]").textContent(), /^253 MB download, needs about \d+ MB of memory at 2048 tokens/);
+  // Before any download: the preflight's verdict and estimate for the chosen model.
+  const verdict = await preflightVerdict("llama");
+  assert.match(verdict, /^Fits · 98\.4 MB to download · runs on the CPU: about \d+ tokens\/s replying, \d+ tokens\/s reading · llama, Q4_1/, verdict);
+  console.log(`preflight on the page: ${verdict} (${await page.locator("#preflight").getAttribute("title")})`);
 });
 
 test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page, copied with its button", async () => {
@@ -167,6 +180,7 @@ test("picking Gemma switches to completion mode", async () => {
 });
 
 test("Gemma: cold load through the Worker: progress with phases, every byte downloaded once", async () => {
+  assert.match(await preflightVerdict("gemma3"), /^Fits · 253 MB to download · runs on the CPU/);
   await srv.resetStats();
   const phases = new Set();
   const poll = setInterval(async () => {

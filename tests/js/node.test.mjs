@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm } from "browser-llm";
+import { Engine, WorkerEngine, BrowserLlmError, openaiFetch, installLanguageModel, createBrowserLlm, preflight } from "browser-llm";
 import { golden, checkGreedy, checkTeacherForced, NEAR_TIE } from "./golden.mjs";
 import { skipUnless } from "./need.mjs";
 
@@ -35,6 +35,41 @@ test("load from a file path, info", async () => {
   assert.deepEqual(info.quantization.map(([t]) => t).sort(), ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]);
   assert.ok(info.parameters > 250e6 && info.parameters < 300e6, String(info.parameters));
   assert.ok(phases.has("load"));
+});
+
+test("preflight: a file path is read only as far as its first 1/128 (types inferred), bytes whole (exact); shape, KV cache, fit, backend and an estimate printed beside the measured speed; bad sources are typed errors", async () => {
+  const size = (await readFile(MODEL)).length;
+  const p = await preflight(MODEL, { backend: "cpu", contextLength: 1024, threads: 1 });
+  assert.equal(p.architecture, "gemma3");
+  assert.equal(p.fileBytes, size);
+  assert.equal(p.quantizationExact, false);
+  assert.ok(p.headerBytesRead < size / 100, `read ${p.headerBytesRead} of ${size} bytes`);
+  assert.equal(p.contextLength, 1024);
+  assert.equal(p.kvBytes, 18 * 1024 * (256 + 256) * 2);
+  assert.equal(p.fitsMemory, true, p.memoryReason);
+  assert.equal(p.backend, "cpu");
+  assert.match(p.backendReason, /CPU/);
+  assert.equal(p.stored, false);
+  assert.equal(p.fitsQuota, null, "Node has no browser storage");
+  const exact = await preflight(await readFile(MODEL), { backend: "cpu", contextLength: 1024, threads: 1 });
+  assert.equal(exact.quantizationExact, true);
+  assert.deepEqual(exact.quantization.map(([t]) => t).sort(), ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]);
+  for (const e of [p.estimate, exact.estimate]) {
+    assert.ok(e.decodeTokensPerSecond > 0 && e.prefillTokensPerSecond > 0 && Number.isFinite(e.decodeTokensPerSecond), JSON.stringify(e));
+  }
+  const measured = await Engine.load(MODEL, { backend: "cpu", contextLength: 1024, threads: 1 });
+  try {
+    const r = await measured.generate("The history of bridges begins with fallen trees and stepping stones. ".repeat(8), { temperature: 0, maxTokens: 32, ignoreEos: true });
+    const t = r.timings;
+    console.log(`preflight (1 thread, wasm): estimated decode ${exact.estimate.decodeTokensPerSecond.toFixed(1)} / prefill ${exact.estimate.prefillTokensPerSecond.toFixed(1)} tok/s ` +
+      `(inferred types: ${p.estimate.decodeTokensPerSecond.toFixed(1)} / ${p.estimate.prefillTokensPerSecond.toFixed(1)}) in ${exact.estimate.ms.toFixed(0)} ms; ` +
+      `measured ${t.decodeTokensPerSecond.toFixed(1)} / ${t.prefillTokensPerSecond.toFixed(1)} tok/s; header ${p.headerBytesRead} bytes of ${size}`);
+  } finally {
+    await measured.dispose();
+  }
+  await assert.rejects(preflight("/no/such/model.gguf"), (e) => e.code === "INVALID_ARGUMENT");
+  await assert.rejects(preflight(new TextEncoder().encode("<html>not a model</html>")), (e) => e.code === "BAD_GGUF");
+  await assert.rejects(preflight(MODEL, { backend: "tpu" }), (e) => e.code === "INVALID_ARGUMENT");
 });
 
 test("teacher-forced greedy steps equal llama.cpp's golden tokens (all golden prompts, 64 steps each, near-tie rule per step)", async () => {
