@@ -35,11 +35,14 @@ pub enum ErrorCode {
     InvalidArgument,
     /// A bug in browser-llm. Please report it.
     Internal,
+    /// The tab that held a `SharedEngine`'s model closed while the call ran there: retry it
+    /// (another tab takes the model over, from browser storage).
+    HostChanged,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (exported to JS by `contract()`).
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadGguf,
         ErrorCode::UnsupportedModel,
         ErrorCode::UnsupportedQuant,
@@ -53,6 +56,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::InvalidArgument,
         ErrorCode::Internal,
+        ErrorCode::HostChanged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Busy => "BUSY",
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::HostChanged => "HOST_CHANGED",
         }
     }
 }

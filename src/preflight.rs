@@ -12,9 +12,10 @@
 //! The estimate: each distinct product of one layer (and the output head) is built from random
 //! rows of its type (at most [`ROWS_CAP`] rows, the time scaled by the rest), run as a decode
 //! product (one row, [`DECODE_REPS`] times in one batch) and a prefill product
-//! ([`PREFILL_ROWS`] rows), each after an untimed warm-up; a token costs every layer's products
-//! plus the head's, times [`OVERHEAD`] for what is not a product (norms, attention at a short
-//! context, sampling). Without tensor infos (a remote model read only as far as its first bytes)
+//! ([`PREFILL_ROWS`] rows), each after [`WARMUP`] untimed runs; a decoded token costs every
+//! layer's products plus the head's, a prompt token the layers' only (the head runs for the last),
+//! times [`DECODE_OVERHEAD`] or [`PREFILL_OVERHEAD`] for what is not a product (norms, attention
+//! at a short context, sampling). Without tensor infos (a remote model read only as far as its first bytes)
 //! every product gets the type `general.file_type` names, or the type whose bits per weight come
 //! nearest the file's.
 

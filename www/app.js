@@ -172,6 +172,8 @@ async function load(ev) {
   } catch (e) {
     return showError(e);
   }
+  // A check still waiting to start would only compete with the load for the network.
+  clearTimeout(preflightTimer);
   loadAbort = new AbortController();
   setState("loading");
   if (engine) {
@@ -183,7 +185,10 @@ async function load(ev) {
   el.status.textContent = "Loading…";
   const t0 = performance.now();
   try {
-    engine = await llm.WorkerEngine.load(src, {
+    // A URL's model is shared by every tab of this page (one copy in memory, in the tab that
+    // loaded it first); a local file belongs to this tab.
+    const Kind = typeof src === "string" ? llm.SharedEngine : llm.WorkerEngine;
+    engine = await Kind.load(src, {
       backend: el.backend.value,
       contextLength: Number(el.ctx.value) || undefined,
       onProgress,
@@ -250,6 +255,8 @@ async function runPreflight() {
     el.preflight.title = `${p.backendReason}. ${p.memoryReason}. Header: ${p.headerBytesRead} bytes read; estimate took ${Math.round(p.estimate.ms)} ms.`;
     el.preflight.dataset.state = "done";
     el.preflight.dataset.fits = String(fits);
+    el.preflight.dataset.decode = String(p.estimate.decodeTokensPerSecond);
+    el.preflight.dataset.prefill = String(p.estimate.prefillTokensPerSecond);
   } catch (e) {
     if (run !== preflightRun) return;
     el.preflight.textContent = `Could not check this model: ${e.code ? `[${e.code}] ` : ""}${e.message}`;
@@ -271,6 +278,7 @@ function showInfo(info) {
     ["Model", info.name ?? "(unnamed)"], ["Architecture", `${info.architecture}, ${info.layers} layers`], ["Parameters", params],
     ["Weights", quant], ["Context", `${info.contextLength} tokens (trained: ${info.trainingContextLength})`],
     ["Backend", info.backend], ["Why", info.backendReason], ["Chat template", info.chatTemplate],
+    ...(info.shared ? [["Shared", `${info.shared.tabs} tab${info.shared.tabs > 1 ? "s" : ""}; ${info.shared.host ? "this tab holds the model" : "another tab holds the model"}`]] : []),
     ...(info.backend === "cpu" ? [["Kernels", `WebAssembly ${info.cpuKernels}, ${info.cpuThreads} thread${info.cpuThreads > 1 ? "s" : ""}${info.cpuThreadsReason ? ` (${info.cpuThreadsReason})` : ""}`]] : []),
   ];
   el.info.replaceChildren(...rows.flatMap(([k, v]) => {

@@ -12,7 +12,9 @@
 /** Stable error codes: branch on `err.code`, show `err.message` to people. */
 export type ErrorCode =
   | "BAD_GGUF" | "UNSUPPORTED_MODEL" | "UNSUPPORTED_QUANT" | "NETWORK" | "INTEGRITY" | "QUOTA_EXCEEDED"
-  | "ABORTED" | "DEVICE_LOST" | "GPU_UNAVAILABLE" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL";
+  | "ABORTED" | "DEVICE_LOST" | "GPU_UNAVAILABLE" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL"
+  /** SharedEngine: the tab holding the model closed during the call; retry it (another tab takes over). */
+  | "HOST_CHANGED";
 
 export declare const ERROR_CODES: readonly ErrorCode[];
 
@@ -516,6 +518,23 @@ export interface WorkerEngine extends LlmEngine {
 export declare const WorkerEngine: {
   readonly prototype: WorkerEngine;
   load(source: ModelSource, options?: WorkerLoadOptions): Promise<WorkerEngine>;
+};
+
+/**
+ * The same interface, with one model for all the tabs of an origin: the first tab to load it holds
+ * it (in its Worker); the others send their calls there and stream the answers. Calls run one at a
+ * time in arrival order; an abort stops only its own call. When the holding tab closes, the next
+ * tab loads the model from browser storage and takes over; calls in flight then fail with
+ * HOST_CHANGED (retry them). Browsers only (Web Locks, BroadcastChannel); the source must be a URL
+ * or a Hugging Face id (tabs find each other by it, or by `sharedName`).
+ */
+export interface SharedEngine extends LlmEngine {
+  /** `shared`: whether this tab holds the model, and how many tabs use it. */
+  info(): Promise<ModelInfo & { shared: { host: boolean; tabs: number } }>;
+}
+export declare const SharedEngine: {
+  readonly prototype: SharedEngine;
+  load(source: string, options?: WorkerLoadOptions & { sharedName?: string }): Promise<SharedEngine>;
 };
 
 /** A model in browser storage. */

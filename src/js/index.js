@@ -3,6 +3,7 @@
 
 export { Engine } from "./engine.js";
 export { WorkerEngine } from "./worker-engine.js";
+export { SharedEngine } from "./shared-engine.js";
 export { BrowserLlmError, ERROR_CODES } from "./errors.js";
 export { downloadModel, listCachedModels, deleteCachedModel, storageUsage, preflight } from "./storage.js";
 export { openaiFetch } from "./openai-fetch.js";

@@ -232,6 +232,16 @@ mod wasm {
     /// (or resuming) it into the store first; with `cache: false`, straight from the source.
     /// Returns only a complete, checked model.
     pub async fn open(source: Source, opts: OpenOptions) -> Result<StoredModel> {
+        open_inner(source, opts, true).await
+    }
+
+    /// `source` read straight from where it is (as `cache: false`), with no read of its headers
+    /// yet: a URL costs one 4 KiB probe (a preflight reads only as much as it needs).
+    pub async fn open_unchecked(source: Source, opts: OpenOptions) -> Result<StoredModel> {
+        open_inner(source, OpenOptions { cache: false, sha256: None, ..opts }, false).await
+    }
+
+    async fn open_inner(source: Source, opts: OpenOptions, check_headers: bool) -> Result<StoredModel> {
         let OpenOptions {
             sha256,
             cache,
@@ -278,7 +288,7 @@ mod wasm {
             let lock = lock_name(&sess.key);
             super::web::with_lock(&lock, sess.net.user_signal(), open_cached(&sess, store, &parts, sha256.as_deref())).await
         } else {
-            open_direct(&sess, parts, sha256.as_deref()).await
+            open_direct(&sess, parts, sha256.as_deref(), check_headers).await
         };
         sess.finish();
         r
@@ -370,10 +380,10 @@ mod wasm {
         }
     }
 
-    async fn open_direct(sess: &Session, parts: Vec<PartSource>, sha256: Option<&str>) -> Result<StoredModel> {
+    async fn open_direct(sess: &Session, parts: Vec<PartSource>, sha256: Option<&str>, check_headers: bool) -> Result<StoredModel> {
         let backing = direct_backing(sess, parts).await?;
         let model = StoredModel::new(sess.key.clone(), backing);
-        for i in 0..model.parts().len() {
+        for i in 0..model.parts().len() * usize::from(check_headers) {
             model.header_of_part(i).await?;
         }
         if let Some(want) = sha256 {

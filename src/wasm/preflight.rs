@@ -145,8 +145,8 @@ async fn run(source: JsValue, options: JsValue) -> Result<Report> {
         match crate::storage::open_stored(src.clone(), &open).await? {
             Some(m) => (Header::Stored(m), false, true),
             None => {
-                let direct = OpenOptions { cache: false, on_progress: None, ..open };
-                (Header::Stored(crate::storage::open(src, direct).await?), is_url, false)
+                let direct = OpenOptions { on_progress: None, ..open };
+                (Header::Stored(crate::storage::open_unchecked(src, direct).await?), is_url, false)
             }
         }
     };

@@ -4,7 +4,8 @@
 //! ```ts
 //! type Source = string | string[] | Blob | Blob[];          // URL, split-GGUF part URLs, File(s)
 //! downloadModel(source, { sha256?, cache?, store?, signal?, onProgress?, key?, chunkSize?,
-//!               concurrency?, retries? }): Promise<{ key, size, store, sha256 }>;   // prefetch
+//!               concurrency?, retries?, inactivityTimeout?, hfEndpoint?, persist? })
+//!   : Promise<{ key, size, store, sha256 }>;   // prefetch
 //! listCachedModels(): Promise<{ key, sources, size, storedBytes, complete, sha256, lastUsedMs, store }[]>;
 //! deleteCachedModel(key: string): Promise<void>;
 //! storageUsage(): Promise<{ usage, quota, persisted }>;

@@ -93,6 +93,8 @@ test("the page opens in chat mode with SmolLM2 selected, sizes and memory shown"
   const verdict = await preflightVerdict("llama");
   assert.match(verdict, /^Fits · 98\.4 MB to download · runs on the CPU: about \d+ tokens\/s replying, \d+ tokens\/s reading · llama, Q4_1/, verdict);
   console.log(`preflight on the page: ${verdict} (${await page.locator("#preflight").getAttribute("title")})`);
+  const sent = (await srv.stats()).byModel[SMOLLM2]?.bytes ?? 0;
+  assert.ok(sent < statSync(CHAT_MODEL).size / 100, `the preflight fetched ${sent} bytes of SmolLM2`);
 });
 
 test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page, copied with its button", async () => {
@@ -122,6 +124,11 @@ test("chat with SmolLM2: a system prompt, a greedy reply streamed into the page,
   const prefill = Number(/prefill [\d.]+ tok\/s \((\d+) tokens\)/.exec(stats)?.[1]);
   assert.ok(prefill > 100, `the prompt had ${prefill} tokens: the system prompt was not sent? (${stats})`);
   assert.match(stats, /decode [\d.]+ tok\/s/);
+  // The preflight's estimate (made before the download) beside the speeds this reply measured.
+  const est = await page.evaluate(() => ({ ...document.querySelector("#preflight").dataset }));
+  const [pf, dc] = [Number(/prefill ([\d.]+) tok/.exec(stats)[1]), Number(/decode ([\d.]+) tok/.exec(stats)[1])];
+  console.log(`SmolLM2 on the CPU: preflight estimated decode ${Number(est.decode).toFixed(1)}, prefill ${Number(est.prefill).toFixed(1)} tok/s; ` +
+    `measured decode ${dc}, prefill ${pf} tok/s (${prefill} tokens): ${(est.decode / dc).toFixed(2)}x / ${(est.prefill / pf).toFixed(2)}x`);
 
   const copy = page.locator(".msg.model").last().getByRole("button", { name: "Copy this reply" });
   await copy.click();
@@ -166,6 +173,25 @@ test("reload continues the chat: the transcript and its saved session come back,
   assert.equal(await page.locator("#transcript .msg").count(), 0);
   assert.ok(await page.locator("#session-note").isHidden());
   assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("browser-llm-demo:conversation:")).length), 0);
+});
+
+test("two demo tabs share one engine: the second tab's model is the first tab's (no bytes sent), and it chats", async () => {
+  const second = await ctx.newPage();
+  second.on("pageerror", (e) => pageErrors.push(e.message));
+  await second.goto(srv.url);
+  await srv.resetStats();
+  await second.check("input[name=source][value=smollm2]");
+  await second.selectOption("#backend", "cpu");
+  await second.click("#load-btn");
+  await second.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 120_000 });
+  assert.equal(await second.locator("[data-field=shared]").textContent(), "2 tabs; another tab holds the model");
+  assert.equal((await srv.stats()).modelRequests, 0, "the second tab loaded nothing");
+  await second.fill("#prompt", "Say hi.");
+  await second.press("#prompt", "Enter");
+  await second.waitForFunction(() => document.querySelector(".msg[data-finish-reason]") && document.body.dataset.state === "ready", null, { timeout: 120_000 });
+  assert.ok((await second.locator(".msg.model .text").last().textContent()).trim().length > 0);
+  await second.click("#clear-btn");
+  await second.close();
 });
 
 test("picking Gemma switches to completion mode", async () => {
@@ -335,4 +361,66 @@ test("cached models can be deleted from the page", async () => {
   }
   await page.waitForFunction(() => /No models cached yet/.test(document.querySelector("#cache-list").textContent), null, { timeout: 30_000 });
   assert.match(await page.locator("#storage-usage").textContent(), /^Using [\d.]+ MB of/);
+});
+
+test("SharedEngine: three pages share one model (its bytes sent once, one host with 3 tabs), all three stream, an abort stays in its tab; when the host closes the next call succeeds elsewhere with no model bytes sent", async () => {
+  const url = new URL(`/models/${SMOLLM2}`, srv.url).href;
+  const pages = [page, await ctx.newPage(), await ctx.newPage()];
+  for (const p of pages.slice(1)) {
+    p.on("pageerror", (e) => pageErrors.push(e.message));
+    await p.goto(srv.url);
+    // The demo's own preflight of its default model: done before the byte count starts.
+    await p.waitForFunction(() => ["done", "error"].includes(document.querySelector("#preflight").dataset.state), null, { timeout: 60_000 });
+  }
+  await page.evaluate((u) => import("browser-llm").then((m) => m.deleteCachedModel(u)), url);
+  await srv.resetStats();
+  // All three join at once; one of them wins the lock and loads the model.
+  await Promise.all(pages.map((p) => p.evaluate(async (u) => {
+    const { SharedEngine } = await import("browser-llm");
+    // A name of its own: the demo on this page may hold SmolLM2 in a SharedEngine already.
+    window.shared = await SharedEngine.load(u, { backend: "cpu", contextLength: 512, sharedName: "e2e three tabs" });
+  }, url)));
+  const stats = await srv.stats();
+  assert.equal(stats.byModel[SMOLLM2].bytes, statSync(CHAT_MODEL).size, "the model's bytes were sent once");
+  const infos = await Promise.all(pages.map((p) => p.evaluate(() => window.shared.info().then((i) => i.shared))));
+  assert.equal(infos.filter((i) => i.host).length, 1, JSON.stringify(infos));
+  assert.equal(infos.find((i) => i.host).tabs, 3, JSON.stringify(infos));
+  const host = pages[infos.findIndex((i) => i.host)];
+  const others = pages.filter((p) => p !== host);
+
+  // Every tab streams; one tab aborts its long generation after its first token, the others finish.
+  const run = (p, abort) => p.evaluate(async (abort) => {
+    const ctl = new AbortController();
+    let tokens = 0;
+    const r = await window.shared.generate("Once upon a time", {
+      maxTokens: abort ? 200 : 12, temperature: 0, ignoreEos: true, signal: ctl.signal,
+      onToken: () => { tokens += 1; if (abort) ctl.abort(); },
+    });
+    return { tokens, finishReason: r.finishReason, n: r.tokenIds.length };
+  }, abort);
+  const [a, b, c] = await Promise.all([run(host, false), run(others[0], true), run(others[1], false)]);
+  assert.deepEqual([a.finishReason, a.n], ["length", 12], JSON.stringify(a));
+  assert.equal(b.finishReason, "abort", JSON.stringify(b));
+  assert.ok(b.n < 200, JSON.stringify(b));
+  assert.deepEqual([c.finishReason, c.n, c.tokens], ["length", 12, 12], JSON.stringify(c));
+
+  // The host tab closes: the next call from another tab succeeds there, from browser storage.
+  await srv.resetStats();
+  await host.close();
+  const after = await others[0].evaluate(async () => {
+    for (let i = 0; ; i++) {
+      try {
+        const r = await window.shared.generate("Once upon a time", { maxTokens: 4, temperature: 0, ignoreEos: true });
+        return { n: r.tokenIds.length, shared: (await window.shared.info()).shared, retries: i };
+      } catch (e) {
+        if (e.code !== "HOST_CHANGED" || i > 3) throw e;
+      }
+    }
+  });
+  assert.equal(after.n, 4);
+  assert.equal(after.shared.tabs, 2, JSON.stringify(after));
+  assert.equal((await srv.stats()).modelRequests, 0, "the new host loaded the model from browser storage");
+  console.log(`SharedEngine: 3 tabs, ${stats.byModel[SMOLLM2].bytes} model bytes sent once; streams ${a.tokens}/${b.tokens} (aborted)/${c.tokens} tokens; after the host left: ${JSON.stringify(after)}`);
+  for (const p of others) await p.evaluate(() => window.shared.dispose());
+  for (const p of others) if (p !== page) await p.close();
 });

@@ -582,6 +582,35 @@ test("Hugging Face ids: hf:owner/repo/file.gguf@revision is fetched from the Hub
   log(`hf: ids: one file through the Hub's redirect, a 2-part split model; ${hits.length} Hub requests; a malformed id: ${bad.message}`);
 });
 
+test("real model: preflight reads under 1% of a remote file, then nothing once it is stored", { skip: skipUnless(process.env.BROWSER_LLM_MODEL, "BROWSER_LLM_MODEL not set") }, async () => {
+  // (Its estimates beside measured speeds: the demo page end to end, a release build.)
+  const c = CONTEXTS[0]; // Worker + OPFS, where the package runs the engine
+  const size = fs.statSync(process.env.BROWSER_LLM_MODEL).size;
+  const src = `${cors}/real/model.gguf`;
+  await openPage(c);
+  await call(c, "del", src);
+  await reset("real");
+  const opts = { store: c.store, contextLength: 1024, backend: "cpu" };
+  const p = await call(c, "preflight", src, opts);
+  assert.ok(p.ok, p.message);
+  const s = await stats("real");
+  assert.ok(s.bytes < size / 100, `preflight fetched ${s.bytes} bytes of ${size}`);
+  const v = p.value;
+  assert.equal(v.architecture, "gemma3");
+  assert.equal(v.fileBytes, size);
+  assert.deepEqual([v.stored, v.quantizationExact, v.fitsQuota, v.fitsMemory], [false, false, true, true], JSON.stringify(v));
+  assert.equal(v.kvBytes, 18 * 1024 * 512 * 2);
+  assert.ok(v.estimate.decodeTokensPerSecond > 0 && v.estimate.prefillTokensPerSecond > 0, JSON.stringify(v.estimate));
+  const d = await call(c, "download", src, { store: c.store });
+  assert.ok(d.ok, d.message);
+  await reset("real");
+  const again = await call(c, "preflight", src, opts);
+  assert.ok(again.ok, again.message);
+  assert.deepEqual([again.value.stored, again.value.quantizationExact], [true, true]);
+  assert.equal((await stats("real")).requests, 0, "a stored model's preflight makes no request");
+  log(`preflight of a remote ${(size / 1e6).toFixed(1)} MB model: ${s.requests} requests, ${s.bytes} bytes (${(100 * s.bytes / size).toFixed(2)}%); stored: 0 requests, exact types ${again.value.quantization.map((q) => q[0]).join(" ")}`);
+});
+
 test("real model: the engine loads tensor by tensor: the CPU never holds the file twice, the GPU never more than a piece", { skip: skipUnless(process.env.BROWSER_LLM_MODEL, "BROWSER_LLM_MODEL not set") }, async () => {
   const c = CONTEXTS[0]; // Worker + OPFS, where the package runs the engine
   const model = process.env.BROWSER_LLM_MODEL;

@@ -110,6 +110,7 @@ export const api = {
       }
     });
   },
+  preflight: (source, o) => wrap(() => bl.preflight(source, o ?? {})),
   // Greedily generate `n` tokens from `prompt` (token ids) on the CPU engine, loaded from storage.
   async generate(source, o, prompt, n) {
     const r = await api.load(source, o, "cpu", prompt, n);
