@@ -13,7 +13,7 @@
 export type ErrorCode =
   | "BAD_GGUF" | "UNSUPPORTED_MODEL" | "UNSUPPORTED_QUANT" | "NETWORK" | "INTEGRITY" | "QUOTA_EXCEEDED"
   | "ABORTED" | "DEVICE_LOST" | "GPU_UNAVAILABLE" | "CONTEXT_OVERFLOW" | "BUSY" | "INVALID_ARGUMENT" | "INTERNAL"
-  /** SharedEngine: the tab holding the model closed during the call; retry it (another tab takes over). */
+  /** SharedEngine: the tab holding the model closed during the call, so retry it (another tab takes over). */
   | "HOST_CHANGED";
 
 export declare const ERROR_CODES: readonly ErrorCode[];

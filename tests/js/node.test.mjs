@@ -377,7 +377,12 @@ test("sessions in Node: exportSession / importSession continue a conversation in
     await refused(b, flipped, "hash");
     await refused(b, new TextEncoder().encode("<html>not a session</html>"), "magic");
     // The default model (Gemma 3) is another model.
-    await refused(engine, saved, "another model");
+    const gemma = await Engine.load(MODEL, { backend: "cpu", contextLength: 256 });
+    try {
+      await refused(gemma, saved, "another model");
+    } finally {
+      await gemma.dispose();
+    }
     // After a refused restore the engine still chats.
     const after = await b.chat.completions.create({ messages: turn1, temperature: 0, max_tokens: 16 });
     assert.equal(after.choices[0].message.content, r1.choices[0].message.content);
