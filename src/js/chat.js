@@ -48,14 +48,15 @@ export async function* streamFrom(run, options = {}) {
 }
 
 // Every field of OpenAI's chat completion request: the official SDK may send any of them.
-// Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal, session.
+// Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal, session,
+// context_overflow ("error" or "drop-oldest").
 const CHAT_KEYS = new Set([
   "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
   "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
   "response_format", "tools", "tool_choice", "parallel_tool_calls", "user", "metadata", "store", "service_tier",
   "reasoning_effort", "modalities", "audio", "prediction", "web_search_options", "prompt_cache_key",
   "safety_identifier", "verbosity", "functions", "function_call",
-  "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal", "session",
+  "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal", "session", "context_overflow",
 ]);
 
 const invalid = invalidArgument;
@@ -94,6 +95,7 @@ function generateOptions(req) {
     logprobs: req.logprobs || undefined,
     topLogprobs: req.logprobs ? req.top_logprobs : undefined,
     signal: req.signal,
+    contextOverflow: req.context_overflow,
   };
   for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
   return opts;
@@ -158,6 +160,7 @@ export function createChat(engine) {
         usage: usageOf(r),
         timings: r.timings,
         ...(session ? { session } : {}),
+        ...(r.droppedMessages !== undefined ? { dropped_messages: r.droppedMessages } : {}),
       };
     }
     const restored = await restoreFor(req.session);
@@ -199,6 +202,7 @@ export function createChat(engine) {
         ...chunk({}, r.finishReason, opts.logprobs && pending.length ? { content: pending, refusal: null } : null),
         timings: r.timings,
         ...(session ? { session } : {}),
+        ...(r.droppedMessages !== undefined ? { dropped_messages: r.droppedMessages } : {}),
       };
       if (includeUsage) yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(r) };
     })();

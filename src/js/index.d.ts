@@ -161,6 +161,12 @@ export interface TokenLogprob {
 export interface GenerateOptions extends SamplingOptions, OutputConstraint {
   /** Add the model's BOS token (default: yes, unless the prompt text already starts with it). */
   addSpecial?: boolean;
+  /**
+   * When the prompt and maxTokens do not fit the context: "error" (default: CONTEXT_OVERFLOW), or,
+   * for a chat prompt, "drop-oldest": the oldest turns (never system messages, never the last
+   * user turn) go until it fits, and the result's `droppedMessages` says how many.
+   */
+  contextOverflow?: "error" | "drop-oldest";
   /** Report each token's log-probability (from the model's raw distribution). */
   logprobs?: boolean;
   /** With logprobs: also the 0-20 most likely tokens at each step. */
@@ -222,6 +228,8 @@ export interface GenerateResult {
 
 /** `generate` of a chat prompt: the reply read for tool calls. */
 export interface ChatGenerateResult extends Omit<GenerateResult, "finishReason"> {
+  /** With contextOverflow "drop-oldest": how many of the oldest messages were left out. */
+  droppedMessages?: number;
   /** "tool_calls" where the reply called tools (and stopped by itself). */
   finishReason: "stop" | "length" | "abort" | "tool_calls";
   /** The reply without its tool calls (null when it is only calls). */
@@ -340,6 +348,9 @@ export interface ChatCompletionRequest {
    * saved after it; the response's `session` says what happened.
    */
   session?: string;
+  /** Extension: "drop-oldest" leaves out the oldest turns until the request fits the context
+   * (`dropped_messages` in the response says how many); "error" (default) fails with CONTEXT_OVERFLOW. */
+  context_overflow?: "error" | "drop-oldest";
   [ignored: string]: unknown;
 }
 
@@ -392,6 +403,8 @@ export interface ChatCompletion {
   timings: Timings;
   /** With `session` in the request. */
   session?: SessionOutcome;
+  /** With `context_overflow: "drop-oldest"`: how many of the oldest messages were left out. */
+  dropped_messages?: number;
 }
 
 export interface ChatCompletionChunk {
@@ -412,6 +425,8 @@ export interface ChatCompletionChunk {
   timings?: Timings;
   /** On the chunk with the finish_reason, with `session` in the request. */
   session?: SessionOutcome;
+  /** On the chunk with the finish_reason, with `context_overflow: "drop-oldest"`. */
+  dropped_messages?: number;
 }
 
 export interface Chat {

@@ -142,8 +142,9 @@ export function createRouter({ local, remote, policy = "local-first" } = {}) {
     const { route: _route, signal, ...req } = request;
     const d = await decide(request);
     const route = { side: d.side, reason: d.reason };
-    // A saved session is this device's KV cache: a remote server has no use for its name.
-    const { session: _session, ...remoteReq } = req;
+    // A saved session is this device's KV cache, and a remote server has its own context: neither
+    // extension is sent there.
+    const { session: _session, context_overflow: _overflow, ...remoteReq } = req;
     const r = d.side === "local" ? await d.engine.chat.completions.create({ ...req, signal }) : await callRemote(remoteReq, signal);
     if (!req.stream) return { ...r, route };
     return (async function* () {

@@ -109,12 +109,20 @@ export class SharedEngine {
         onProgress: (p) => { onProgress?.(p); this.#post({ t: "progress", host: this.#id, data: p }); },
       });
     } catch (e) {
+      this.#hostId = null;
       this.#post({ t: "gone", host: this.#id, error: { code: e.code, message: e.message } });
       for (const w of this.#waiting.splice(0)) w.reject(e);
       this.#release?.();
       return;
     }
-    if (this.#disposed) return this.#leave("closed");
+    if (this.#disposed) {
+      // Disposed while loading: hand the lock on at once.
+      this.#engine.terminate();
+      this.#engine = null;
+      this.#post({ t: "gone", host: this.#id });
+      this.#release?.();
+      return;
+    }
     this.#post({ t: "ready", host: this.#id });
     for (const w of this.#waiting.splice(0)) w.resolve();
   }

@@ -22,7 +22,7 @@ use wasm_bindgen::JsCast;
 use super::convert::{from_js, json_value, progress_callback, to_js, to_js_error, JsResult};
 use super::hooks::PanicAt;
 use super::info::ModelInfo;
-use super::options::{JsGenerateOptions, JsLoadOptions};
+use super::options::{ContextOverflow, JsGenerateOptions, JsLoadOptions};
 use super::source::{parse_source, Bytes, ModelSource};
 use crate::chat::tools::{ChatDelta, ParsedCall, ToolCallStream, ToolSettings};
 use crate::chat::{self, ChatMessage, TemplateSource};
@@ -108,12 +108,14 @@ impl From<ChatDelta> for JsDelta {
 /// than "none"), through the tool-call splitter, whose calls' ids come from a per-reply seed.
 struct ChatReply {
     stream: Option<ToolCallStream>,
+    /// Messages `contextOverflow: "drop-oldest"` removed (`None`: not asked for).
+    dropped: Option<usize>,
 }
 
 impl ChatReply {
     fn new(tools: Option<&ToolSettings>) -> ChatReply {
         let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-        ChatReply { stream: tools.map(|t| ToolCallStream::new(t, seed)) }
+        ChatReply { stream: tools.map(|t| ToolCallStream::new(t, seed)), dropped: None }
     }
 
     fn push(&mut self, text: &str) -> Vec<JsDelta> {
@@ -163,6 +165,9 @@ struct JsGeneration {
     /// ... and the pieces the stream held back until the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     deltas: Option<Vec<JsDelta>>,
+    /// With `contextOverflow: "drop-oldest"`: how many of the oldest messages were left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped_messages: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -363,6 +368,9 @@ impl WasmEngine {
                 return Err(busy());
             }
             let gen_opts = opts.to_options()?;
+            if opts.context_overflow()? != ContextOverflow::Error {
+                return Err(Error::invalid_argument("contextOverflow \"drop-oldest\" needs a chat prompt ({messages})"));
+            }
             let ids = prompt_ids(i, &prompt, opts.add_special)?;
             i.generating = Some(i.engine.begin(&ids, &gen_opts)?);
             i.chat = None;
@@ -393,9 +401,26 @@ impl WasmEngine {
                 gen_opts.constraint = Some(ConstraintSpec::Grammar(grammar));
             }
             let (messages, described) = chat::prepare_tools(&i.template, &messages, tools.as_ref().map(|t| &t.tools))?;
-            let prompt = i.encode_chat(&messages, described.as_ref(), true)?;
+            let (prompt, dropped) = match opts.context_overflow()? {
+                ContextOverflow::Error => (i.encode_chat(&messages, described.as_ref(), true)?, None),
+                ContextOverflow::DropOldest => {
+                    let room = i.engine.n_ctx().saturating_sub(gen_opts.max_tokens);
+                    let mut last = None;
+                    let (kept, dropped) = chat::overflow::drop_oldest(messages, |m| {
+                        let p = i.encode_chat(m, described.as_ref(), true)?;
+                        let fits = p.ids.len() <= room;
+                        last = Some(p);
+                        Ok(fits)
+                    })?;
+                    let prompt = match last {
+                        Some(p) => p,
+                        None => i.encode_chat(&kept, described.as_ref(), true)?,
+                    };
+                    (prompt, Some(dropped))
+                }
+            };
             i.generating = Some(i.engine.begin(&prompt.ids, &gen_opts)?);
-            i.chat = Some(ChatReply::new(tools.as_ref().filter(|t| t.parses_calls())));
+            i.chat = Some(ChatReply { dropped, ..ChatReply::new(tools.as_ref().filter(|t| t.parses_calls())) });
             Ok(())
         })
     }
@@ -632,6 +657,7 @@ impl WasmEngine {
         let r = g.into_generation();
         let t = &r.timings;
         let mut finish_reason = r.finish_reason.as_str();
+        let dropped_messages = chat.as_ref().and_then(|c| c.dropped);
         let (content, tool_calls, deltas) = match chat {
             None => (None, None, None),
             Some(mut c) => {
@@ -650,6 +676,7 @@ impl WasmEngine {
             content,
             tool_calls,
             deltas,
+            dropped_messages,
             text: r.text.clone(),
             token_ids: r.ids.clone(),
             finish_reason,

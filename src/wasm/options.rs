@@ -183,6 +183,16 @@ pub struct JsGenerateOptions {
     top_logprobs: Option<usize>,
     /// Add the model's BOS token (default: unless the prompt already starts with it).
     pub add_special: Option<bool>,
+    /// "error" (default) or "drop-oldest" (chat prompts: the oldest turns go until the prompt
+    /// and `max_tokens` fit the context; `chat::overflow`).
+    context_overflow: Option<String>,
+}
+
+/// What a chat does when its prompt and `max_tokens` do not fit the context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextOverflow {
+    Error,
+    DropOldest,
 }
 
 /// OpenAI's `response_format` object.
@@ -241,6 +251,14 @@ impl JsGenerateOptions {
     }
 
     /// Defaults are [`GenerateOptions::default`]'s; the seed is random when omitted.
+    pub fn context_overflow(&self) -> Result<ContextOverflow> {
+        match self.context_overflow.as_deref() {
+            None | Some("error") => Ok(ContextOverflow::Error),
+            Some("drop-oldest") => Ok(ContextOverflow::DropOldest),
+            Some(other) => Err(Error::invalid_argument(format!("contextOverflow must be \"error\" or \"drop-oldest\", got {other:?}"))),
+        }
+    }
+
     pub fn to_options(&self) -> Result<GenerateOptions> {
         let d = GenerateOptions::default();
         let s = &d.sampling;

@@ -394,6 +394,36 @@ test("sessions in Node: exportSession / importSession continue a conversation in
   }
 });
 
+test("context_overflow: a chat longer than the context fails with CONTEXT_OVERFLOW by default; drop-oldest leaves out its oldest turns (system prompt and last question kept) and says how many", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
+  const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 256 });
+  try {
+    const messages = [{ role: "system", content: "You are terse." }];
+    for (let i = 0; i < 12; i++) {
+      messages.push({ role: "user", content: `Question ${i}: what is ${i} plus ${i}, and why does it matter?` });
+      messages.push({ role: "assistant", content: `${i} plus ${i} is ${2 * i}. It matters because arithmetic underlies counting.` });
+    }
+    messages.push({ role: "user", content: "What was my last question about?" });
+    assert.ok((await chat.tokenizeChat(messages)).length > 256);
+    await assert.rejects(chat.chat.completions.create({ messages, max_tokens: 16, temperature: 0 }), (e) => e.code === "CONTEXT_OVERFLOW");
+    const r = await chat.chat.completions.create({ messages, max_tokens: 16, temperature: 0, context_overflow: "drop-oldest" });
+    assert.ok(r.dropped_messages > 0 && r.dropped_messages % 2 === 0, String(r.dropped_messages));
+    const kept = [messages[0], ...messages.slice(1 + r.dropped_messages)];
+    assert.equal(r.usage.prompt_tokens, (await chat.tokenizeChat(kept)).length, "the prompt is the system message and the newest turns");
+    assert.ok(r.usage.prompt_tokens + 16 <= 256, JSON.stringify(r.usage));
+    // One turn fewer would not fit.
+    assert.ok((await chat.tokenizeChat([messages[0], ...messages.slice(r.dropped_messages - 1)])).length + 16 > 256);
+    const chunks = await chat.chat.completions.create({ messages, max_tokens: 16, temperature: 0, context_overflow: "drop-oldest", stream: true });
+    let last;
+    for await (const c of chunks) if (c.choices.length > 0) last = c;
+    assert.equal(last.dropped_messages, r.dropped_messages, "the finish chunk says how many");
+    await assert.rejects(chat.generate("text", { contextOverflow: "drop-oldest" }), (e) => e.code === "INVALID_ARGUMENT");
+    await assert.rejects(chat.chat.completions.create({ messages, context_overflow: "shift" }), (e) => e.code === "INVALID_ARGUMENT");
+    console.log(`drop-oldest: ${messages.length} messages, ${r.dropped_messages} left out, prompt ${r.usage.prompt_tokens} tokens + 16 in a context of 256`);
+  } finally {
+    await chat.dispose();
+  }
+});
+
 test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { default: Ajv } = await import("ajv");
   const ajv = new Ajv({ strict: false });
