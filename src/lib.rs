@@ -24,6 +24,7 @@ pub mod sampling;
 pub mod preflight;
 pub mod selfcheck;
 pub mod session;
+pub mod speculate;
 pub mod storage;
 #[cfg(target_arch = "wasm32")]
 pub mod timer;

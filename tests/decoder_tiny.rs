@@ -422,3 +422,46 @@ fn a_restored_session_continues_with_the_same_tokens() {
         }
     }
 }
+
+/// Speculation's premise on the CPU: a batched pass over several tokens (the prefill kernels)
+/// gives each row's logits bit-identical to decoding the tokens one at a time.
+#[test]
+fn batched_rows_equal_one_token_decode_bit_for_bit_on_the_cpu() {
+    use browser_llm::model::Logits;
+    for name in MODELS {
+        let bytes = Arc::new(std::fs::read(out_dir().join(format!("tiny-{name}.gguf"))).unwrap());
+        let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(64)).unwrap();
+        let prompt: Vec<u32> = (0..20).map(|i| 1 + (i * 7) % 90).collect();
+        let draft = [5u32, 17, 33, 2];
+        browser_llm::block_on(e.eval(&prompt, Logits::Last)).unwrap();
+        let mut single = Vec::new();
+        for &d in &draft {
+            single.extend(browser_llm::block_on(e.eval(&[d], Logits::Last)).unwrap());
+        }
+        let mut f = Engine::load(CpuBackend::new(), bytes, Some(64)).unwrap();
+        browser_llm::block_on(f.eval(&prompt, Logits::Last)).unwrap();
+        let batched = browser_llm::block_on(f.eval(&draft, Logits::All)).unwrap();
+        assert_eq!(single.len(), batched.len());
+        let same = single.iter().zip(&batched).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+        assert_eq!(same, single.len(), "{name}: {same} of {} logits bit-identical", single.len());
+    }
+}
+
+/// Prompt-lookup speculation on the CPU gives the greedy tokens of plain decoding, on every tiny
+/// architecture (a prompt that repeats itself, so drafts are made and verified).
+#[test]
+fn speculation_gives_the_same_greedy_tokens_on_every_architecture() {
+    for name in MODELS {
+        let bytes = Arc::new(std::fs::read(out_dir().join(format!("tiny-{name}.gguf"))).unwrap());
+        let prompt: Vec<u32> = (0..12).map(|i| 1 + (i * 5) % 40).cycle().take(36).collect();
+        let run = |speculation| {
+            let mut e = Engine::load(CpuBackend::new(), bytes.clone(), Some(128)).unwrap();
+            let opts = GenerateOptions { max_tokens: 40, sampling: SamplingParams::greedy(), ignore_eos: true, speculation, ..Default::default() };
+            browser_llm::block_on(e.generate_ids(&prompt, &opts, &mut |_, _| true)).unwrap()
+        };
+        let (plain, spec) = (run(None), run(Some(Default::default())));
+        assert_eq!(spec.ids, plain.ids, "{name}");
+        assert!(spec.timings.decode_passes <= plain.timings.decode_passes, "{name}");
+        eprintln!("{name}: 40 tokens equal, {:.2} accepted per pass", spec.timings.accepted_per_pass());
+    }
+}

@@ -15,7 +15,7 @@ const FLOORS: &[&[&str]] = &[
     &["quant", "sampling"],
     &["gguf"],
     &["backend", "tokenizer", "storage"],
-    &["model", "constrain", "chat", "session"],
+    &["model", "constrain", "chat", "session", "speculate"],
     &["engine"],
     &["selfcheck"],
     &["load"],

@@ -167,6 +167,12 @@ export interface GenerateOptions extends SamplingOptions, OutputConstraint {
    * user turn) go until it fits, and the result's `droppedMessages` says how many.
    */
   contextOverflow?: "error" | "drop-oldest";
+  /**
+   * Prompt-lookup speculation for greedy decoding on the CPU (off by default): drafts the tokens
+   * that followed the context's last n-gram earlier and verifies them in one batched pass. The
+   * tokens are the same as without it; `timings.acceptedPerPass` says how many came per pass.
+   */
+  speculation?: boolean | { ngram?: number; maxDraft?: number };
   /** Report each token's log-probability (from the model's raw distribution). */
   logprobs?: boolean;
   /** With logprobs: also the 0-20 most likely tokens at each step. */
@@ -213,6 +219,8 @@ export interface Timings {
   decodeTokens: number;
   decodeMs: number;
   decodeTokensPerSecond: number;
+  /** Decoded tokens per forward pass (1 without speculation). */
+  acceptedPerPass: number;
 }
 
 export interface GenerateResult {

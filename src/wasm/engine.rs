@@ -188,6 +188,8 @@ struct Timings {
     decode_tokens: usize,
     decode_ms: f64,
     decode_tokens_per_second: f64,
+    /// Decoded tokens per forward pass (above 1 where speculation's drafts were accepted).
+    accepted_per_pass: f64,
 }
 
 /// Options of `saveSession`.
@@ -693,6 +695,7 @@ impl WasmEngine {
                 decode_tokens: t.decode_tokens,
                 decode_ms: t.decode_ms,
                 decode_tokens_per_second: t.decode_tokens_per_s(),
+                accepted_per_pass: t.accepted_per_pass(),
             },
         })
     }

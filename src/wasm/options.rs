@@ -186,6 +186,38 @@ pub struct JsGenerateOptions {
     /// "error" (default) or "drop-oldest" (chat prompts: the oldest turns go until the prompt
     /// and `max_tokens` fit the context; `chat::overflow`).
     context_overflow: Option<String>,
+    /// Prompt-lookup speculation (greedy, CPU; off by default): `true` or `{ngram, maxDraft}`.
+    speculation: Option<JsSpeculation>,
+}
+
+/// `speculation: false | true | { ngram?, maxDraft? }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsSpeculation {
+    On(bool),
+    Tuned {
+        ngram: Option<usize>,
+        #[serde(rename = "maxDraft")]
+        max_draft: Option<usize>,
+    },
+}
+
+impl JsSpeculation {
+    fn to_speculation(&self) -> Result<Option<crate::speculate::Speculation>> {
+        let d = crate::speculate::Speculation::default();
+        match *self {
+            JsSpeculation::On(false) => Ok(None),
+            JsSpeculation::On(true) => Ok(Some(d)),
+            JsSpeculation::Tuned { ngram, max_draft } => {
+                let ngram_max = ngram.unwrap_or(d.ngram_max);
+                let max_draft = max_draft.unwrap_or(d.max_draft);
+                if !(1..=16).contains(&ngram_max) || !(1..=64).contains(&max_draft) {
+                    return Err(Error::invalid_argument("speculation: ngram must be 1..16 and maxDraft 1..64"));
+                }
+                Ok(Some(crate::speculate::Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft }))
+            }
+        }
+    }
 }
 
 /// What a chat does when its prompt and `max_tokens` do not fit the context.
@@ -289,6 +321,10 @@ impl JsGenerateOptions {
                     return Err(Error::invalid_argument("topLogprobs needs logprobs: true"));
                 }
                 _ => None,
+            },
+            speculation: match &self.speculation {
+                None => None,
+                Some(s) => s.to_speculation()?,
             },
         };
         opts.sampling.validate()?;

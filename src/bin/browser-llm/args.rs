@@ -85,6 +85,10 @@ pub struct GenerateArgs {
     /// Go on past the end-of-generation token.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Greedy decoding on the CPU with prompt-lookup speculation (the same tokens, fewer passes
+    /// where the text repeats itself).
+    #[arg(long)]
+    pub speculation: bool,
     /// Print one JSON line (ids, text, timings; on the GPU the launch audit) instead of streaming.
     #[arg(long)]
     pub json: bool,

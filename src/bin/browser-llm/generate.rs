@@ -73,6 +73,7 @@ fn run_on(args: &GenerateArgs, mut engine: AnyEngine, device: Option<String>) ->
         ignore_eos: args.ignore_eos,
         constraint: constraint_from_args(args)?,
         logprobs: None,
+        speculation: args.speculation.then(Default::default),
     };
     let json = args.json;
     let mut out = std::io::stdout().lock();
