@@ -480,6 +480,8 @@ impl<B: Backend> Engine<B> {
             pending: None,
             from_draft: false,
             draft_len: opts.speculation.map_or(0, |s| s.max_draft),
+            cooldown: 0,
+            misses: 0,
         })
     }
 
@@ -519,6 +521,10 @@ impl<B: Backend> Engine<B> {
         if self.backend.name() != "cpu" || g.needs_all_logits() || Self::readback(g) != Readback::Argmax {
             return Ok(None);
         }
+        if g.cooldown > 0 {
+            g.cooldown -= 1;
+            return Ok(None);
+        }
         // Room for the draft: the tokens still to generate after this one, and the context.
         let room = (g.opts.max_tokens - g.generated()).saturating_sub(1).min(self.n_ctx.saturating_sub(self.cached.len() + 1));
         let draft = crate::speculate::draft(&g.history, spec, room.min(g.draft_len));
@@ -543,6 +549,7 @@ impl<B: Backend> Engine<B> {
         let Some(p) = g.pending.as_mut() else { return };
         let max = g.opts.speculation.map_or(1, |s| s.max_draft);
         if p.draft.front() == Some(&id) {
+            g.misses = 0;
             p.draft.pop_front();
             g.logits = p.rows.pop_front();
             g.from_draft = g.logits.is_some();
@@ -555,6 +562,8 @@ impl<B: Backend> Engine<B> {
             if rejected == p.rows.len() {
                 // Not one of its tokens was right.
                 g.draft_len = (g.draft_len / 2).max(1);
+                g.misses += 1;
+                g.cooldown = (1usize << g.misses.min(4)) - 1;
             }
             self.cached.truncate(self.cached.len() - rejected);
             g.pending = None;
@@ -729,6 +738,10 @@ pub struct Generating {
     /// doubled up to the option's `max_draft` when one is confirmed whole (a rejected draft costs
     /// a wider pass for nothing).
     draft_len: usize,
+    /// Steps to go without drafting after drafts that were wrong from their first token (1, 3,
+    /// 7, then 15 after each such miss in a row): free text rarely repeats its context.
+    cooldown: usize,
+    misses: u32,
 }
 
 /// Draft tokens in the KV cache that the model has not confirmed yet, and the logits of the
