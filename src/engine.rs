@@ -482,6 +482,7 @@ impl<B: Backend> Engine<B> {
             draft_len: opts.speculation.map_or(0, |s| s.max_draft),
             cooldown: 0,
             misses: 0,
+            confident: false,
         })
     }
 
@@ -513,9 +514,9 @@ impl<B: Backend> Engine<B> {
         g.flush()
     }
 
-    /// Greedy decoding on the CPU: run `last` and a draft ([`crate::speculate::draft`]) in one
-    /// batched pass, keep the rows for the steps that confirm the draft, and return `last`'s
-    /// logits. `None` where there is no draft or speculation does not apply.
+    /// Greedy decoding on the CPU: run `last` and a draft ([`crate::speculate::draft`]) through
+    /// the layers in one batched pass, keep the final hidden states for the steps that confirm the
+    /// draft (each gets the output head when its turn comes), and return `last`'s logits. `None` where there is no draft or speculation does not apply.
     async fn speculate(&mut self, g: &mut Generating, last: u32) -> Result<Option<ReadOut>> {
         let Some(spec) = g.opts.speculation else { return Ok(None) };
         if self.backend.name() != "cpu" || g.needs_all_logits() || Self::readback(g) != Readback::Argmax {
@@ -534,32 +535,49 @@ impl<B: Backend> Engine<B> {
         let mut ids = Vec::with_capacity(draft.len() + 1);
         ids.push(last);
         ids.extend_from_slice(&draft);
-        let all = self.eval(&ids, Logits::All).await?;
-        let n_vocab = self.model.config.n_vocab;
-        let mut rows: std::collections::VecDeque<ReadOut> = all.chunks_exact(n_vocab).map(|r| Readback::Argmax.select(r.to_vec())).collect();
-        let first = rows.pop_front();
-        g.pending = Some(Pending { draft: draft.into(), rows });
-        Ok(first)
+        let (first, after) = if g.confident {
+            let all = self.eval(&ids, Logits::All).await?;
+            let n_vocab = self.model.config.n_vocab;
+            let mut rows: std::collections::VecDeque<ReadOut> = all.chunks_exact(n_vocab).map(|r| Readback::Argmax.select(r.to_vec())).collect();
+            (rows.pop_front().expect("one row per token"), After::Logits(rows))
+        } else {
+            let hidden = self.eval(&ids, Logits::Hidden).await?;
+            let n_embd = self.model.config.n_embd;
+            let mut rows: std::collections::VecDeque<Vec<f32>> = hidden.chunks_exact(n_embd).map(<[f32]>::to_vec).collect();
+            let first = rows.pop_front().expect("one row per token");
+            (self.model.head_row(&mut self.backend, &first, Readback::Argmax).await?, After::Hidden(rows))
+        };
+        g.pending = Some(Pending { draft: draft.into(), after });
+        Ok(Some(first))
     }
 
     /// The token `id` the model chose: where a draft is pending, a match confirms its next token
-    /// (the next step's logits are already here), a mismatch drops the rest of the draft from the
-    /// cache.
-    fn verify(&mut self, g: &mut Generating, id: u32) {
-        let Some(p) = g.pending.as_mut() else { return };
+    /// (the next step's logits are its hidden state through the head, no pass of its own), a
+    /// mismatch drops the rest of the draft from the cache.
+    async fn verify(&mut self, g: &mut Generating, id: u32) -> Result<()> {
+        let Some(p) = g.pending.as_mut() else { return Ok(()) };
         let max = g.opts.speculation.map_or(1, |s| s.max_draft);
         if p.draft.front() == Some(&id) {
             g.misses = 0;
             p.draft.pop_front();
-            g.logits = p.rows.pop_front();
-            g.from_draft = g.logits.is_some();
+            let next = match &mut p.after {
+                After::Logits(rows) => rows.pop_front().expect("a row per drafted token"),
+                After::Hidden(rows) => {
+                    let hidden = rows.pop_front().expect("a row per drafted token");
+                    self.model.head_row(&mut self.backend, &hidden, Readback::Argmax).await?
+                }
+            };
             if p.draft.is_empty() {
                 g.pending = None;
                 g.draft_len = (g.draft_len * 2).min(max);
+                g.confident = true;
             }
+            g.logits = Some(next);
+            g.from_draft = true;
         } else {
+            g.confident = false;
             let rejected = p.draft.len();
-            if rejected == p.rows.len() {
+            if rejected == p.after.len() {
                 // Not one of its tokens was right.
                 g.draft_len = (g.draft_len / 2).max(1);
                 g.misses += 1;
@@ -568,6 +586,7 @@ impl<B: Backend> Engine<B> {
             self.cached.truncate(self.cached.len() - rejected);
             g.pending = None;
         }
+        Ok(())
     }
 
     /// Run the next prompt chunk, or sample one token and run it; `None` means the generation
@@ -628,7 +647,7 @@ impl<B: Backend> Engine<B> {
             }
             (out, _) => g.sampler.sample_out(out, &g.history)?,
         };
-        self.verify(g, id);
+        self.verify(g, id).await?;
         let ends = g.constraint.as_ref().map_or(self.tokenizer.eog_ids().contains(&id), |c| c.is_end(id));
         if ends && (!g.opts.ignore_eos || g.constraint.is_some()) {
             g.end(FinishReason::Stop);
@@ -742,13 +761,33 @@ pub struct Generating {
     /// 7, then 15 after each such miss in a row): free text rarely repeats its context.
     cooldown: usize,
     misses: u32,
+    /// The last draft was confirmed whole: the next one's pass runs the head on every row.
+    confident: bool,
 }
 
 /// Draft tokens in the KV cache that the model has not confirmed yet, and the logits of the
 /// batched pass after each of them.
 struct Pending {
     draft: std::collections::VecDeque<u32>,
-    rows: std::collections::VecDeque<ReadOut>,
+    /// What follows each drafted token still pending, in order.
+    after: After,
+}
+
+/// After a confident draft (the last one was confirmed whole) the batched pass ran the output
+/// head on every row; after any other, only the layers: each row gets the head when the one
+/// before it is confirmed, so a wrong draft costs no head work past its first wrong token.
+enum After {
+    Logits(std::collections::VecDeque<ReadOut>),
+    Hidden(std::collections::VecDeque<Vec<f32>>),
+}
+
+impl After {
+    fn len(&self) -> usize {
+        match self {
+            After::Logits(v) => v.len(),
+            After::Hidden(v) => v.len(),
+        }
+    }
 }
 
 impl Generating {

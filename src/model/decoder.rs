@@ -208,6 +208,28 @@ impl<B: Backend> Model<B> {
         b.read_logits(&out, what).await
     }
 
+    /// The logits of one final hidden state (a row that [`Logits::Hidden`] read back), reading
+    /// back only what `what` needs: speculation runs the output head row by row, only while a
+    /// draft holds. The same arithmetic as the head of a forward pass for that row.
+    pub async fn head_row(&self, b: &mut B, hidden: &[f32], what: Readback) -> Result<ReadOut> {
+        let n = hidden.len();
+        let bytes: Vec<u8> = hidden.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let info = crate::gguf::TensorInfo {
+            name: "hidden".into(),
+            dims: vec![n as u64, 1],
+            ty: crate::quant::GgmlType::F32,
+            offset: 0,
+            n_bytes: (n * 4) as u64,
+        };
+        let w = b.weight(&info, crate::backend::TensorBytes::new(Arc::new(bytes), 0..n * 4))?;
+        let h = b.get_rows(&w, &[0], 1.0)?;
+        let mut out = b.linear(&h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
+        if let Some(cap) = self.config.final_logit_softcap {
+            b.softcap(&mut out, cap)?;
+        }
+        b.read_logits(&out, what).await
+    }
+
     /// The forward pass up to the logits, left on the backend.
     pub fn forward_act(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, logits: Logits) -> Result<B::Act> {
         if ids.is_empty() {
