@@ -424,6 +424,24 @@ test("context_overflow: a chat longer than the context fails with CONTEXT_OVERFL
   }
 });
 
+test("speculation (greedy, CPU): the same tokens with and without it; a text being copied gives more than one token per pass; bad settings are INVALID_ARGUMENT", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
+  const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512, threads: 1 });
+  try {
+    const prompt = "Copy the text exactly.\nText: The old lighthouse keeper climbed the narrow stairs every evening, lit the great lamp, and watched the ships pass.\nCopy: The old lighthouse keeper";
+    const opts = { temperature: 0, maxTokens: 32, ignoreEos: true };
+    const plain = await chat.generate(prompt, opts);
+    await chat.reset();
+    const spec = await chat.generate(prompt, { ...opts, speculation: { ngram: 3, maxDraft: 6 } });
+    assert.deepEqual(spec.tokenIds, plain.tokenIds);
+    assert.equal(plain.timings.acceptedPerPass, 1);
+    assert.ok(spec.timings.acceptedPerPass > 1.5, JSON.stringify(spec.timings));
+    console.log(`speculation in wasm: ${spec.timings.acceptedPerPass.toFixed(2)} tokens per pass, decode ${spec.timings.decodeTokensPerSecond.toFixed(1)} vs ${plain.timings.decodeTokensPerSecond.toFixed(1)} tok/s`);
+    await assert.rejects(chat.generate(prompt, { speculation: { maxDraft: 0 } }), (e) => e.code === "INVALID_ARGUMENT");
+  } finally {
+    await chat.dispose();
+  }
+});
+
 test("SmolLM2 chat.completions: JSON schema, tools (forced, named, auto, streamed, continued), logprobs, OpenAI shapes", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const { default: Ajv } = await import("ajv");
   const ajv = new Ajv({ strict: false });
