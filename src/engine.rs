@@ -243,65 +243,65 @@ impl<B: Backend> Engine<B> {
         self.model.config.kv_shape(self.n_ctx)
     }
 
-    /// Layer `layer`'s keys then values for every cached token, as a saved session holds them
-    /// ([`crate::session`]).
-    pub async fn read_kv_layer(&mut self, layer: usize) -> Result<Vec<u8>> {
-        self.backend.read_kv(&self.kv, layer, self.cached.len()).await
-    }
-
-    /// Start restoring a session of `n` tokens: the cache holds nothing from now until
-    /// [`Engine::restore_end`], so a restore that fails half-way leaves no mixed cache.
-    pub fn restore_begin(&mut self, n: usize) -> Result<()> {
-        self.cached.clear();
-        if n > self.n_ctx {
-            return Err(Error::new(ErrorCode::ContextOverflow, format!("{n} saved tokens do not fit the context of {}", self.n_ctx)));
-        }
-        Ok(())
-    }
-
-    /// Write one layer of a session being restored (bytes checked against their hash already).
-    pub fn restore_layer(&mut self, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
-        self.backend.write_kv(&mut self.kv, layer, n, bytes)
-    }
-
-    /// Every layer is written: the cache holds `tokens`.
-    pub fn restore_end(&mut self, tokens: Vec<u32>) {
-        self.cached = tokens;
-    }
-
-    /// The whole session in one buffer (see [`crate::session`]): for native callers and tests;
-    /// the package writes it layer by layer.
-    pub async fn export_session(&mut self, model: &str) -> Result<Vec<u8>> {
-        let mut h = crate::session::SessionHeader::new(model, self.kv_shape(), self.cached.clone());
-        let mut layers = Vec::new();
+    /// Write the session file of what the cache holds ([`crate::session`]): each layer's bytes
+    /// go to `layer` as they are read (so a caller need hold one at a time), then the header,
+    /// which comes first in the file, is returned once every layer's hash is known.
+    pub async fn save_session(&mut self, model: &str, mut layer: impl FnMut(Vec<u8>)) -> Result<Vec<u8>> {
+        use crate::session::{sha256_hex, SessionHeader};
+        let mut h = SessionHeader::new(model, self.kv_shape(), self.cached.clone());
         for l in 0..h.n_layer {
-            let bytes = self.read_kv_layer(l).await?;
-            h.layers.push(crate::session::sha256_hex(&bytes));
-            layers.push(bytes);
+            let bytes = self.backend.read_kv(&self.kv, l, self.cached.len()).await?;
+            h.layers.push(sha256_hex(&bytes));
+            layer(bytes);
         }
-        let mut out = h.encode();
+        Ok(h.encode())
+    }
+
+    /// Restore a session file of `size` bytes, read by ranges with `read(offset, len)`: the
+    /// header is checked against this engine, then each layer against its hash before it is
+    /// written. The cache forgets its tokens before the first layer is written, so a restore that
+    /// fails half-way leaves no mixed cache. With `keep_held`, an engine whose cache already
+    /// starts with the session's tokens reads only the header. Returns the session's token count
+    /// and whether it was already held.
+    pub async fn load_session<F, Fut>(&mut self, model: &str, size: u64, keep_held: bool, mut read: F) -> Result<(usize, bool)>
+    where
+        F: FnMut(u64, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>>>,
+    {
+        use crate::session::{Expect, SessionHeader, LEAD};
+        let expect = Expect { model, shape: self.kv_shape(), n_vocab: self.tokenizer.n_vocab() };
+        let n = SessionHeader::header_len(&read(0, LEAD.min(size)).await?, size)?;
+        let (h, mut at) = SessionHeader::parse(&read(LEAD, n).await?, size, expect)?;
+        let tokens = h.tokens.len();
+        if keep_held && self.cached.starts_with(&h.tokens) {
+            return Ok((tokens, true));
+        }
+        // (`parse` checked the size and that the tokens fit this engine's context.)
+        let len = h.layer_bytes().expect("parse checked the size");
+        self.cached.clear();
+        for l in 0..h.n_layer {
+            let bytes = read(at, len).await?;
+            h.check_layer(l, &bytes)?;
+            self.backend.write_kv(&mut self.kv, l, tokens, &bytes)?;
+            at += len;
+        }
+        self.cached = h.tokens;
+        Ok((tokens, false))
+    }
+
+    /// The whole session file in one buffer: for native callers and tests (the package writes
+    /// it layer by layer).
+    pub async fn export_session(&mut self, model: &str) -> Result<Vec<u8>> {
+        let mut layers = Vec::new();
+        let mut out = self.save_session(model, |l| layers.push(l)).await?;
         layers.iter().for_each(|l| out.extend_from_slice(l));
         Ok(out)
     }
 
-    /// Restore a session from one buffer; returns how many tokens the cache now holds.
+    /// Restore a session file held in one buffer; returns how many tokens the cache now holds.
     pub fn import_session(&mut self, file: &[u8], model: &str) -> Result<usize> {
-        use crate::session::{Expect, SessionHeader, LEAD};
-        let size = file.len() as u64;
-        let expect = Expect { model, shape: self.kv_shape(), n_vocab: self.tokenizer.n_vocab() };
-        let n = SessionHeader::header_len(&file[..file.len().min(LEAD as usize)], size)?;
-        let (h, mut at) = SessionHeader::parse(&file[LEAD as usize..(LEAD + n) as usize], size, expect)?;
-        let len = h.layer_bytes().expect("parse checked the size") as usize;
-        self.restore_begin(h.tokens.len())?;
-        for l in 0..h.n_layer {
-            let bytes = &file[at as usize..at as usize + len];
-            h.check_layer(l, bytes)?;
-            self.restore_layer(l, h.tokens.len(), bytes)?;
-            at += len as u64;
-        }
-        let n = h.tokens.len();
-        self.restore_end(h.tokens);
-        Ok(n)
+        let read = |at: u64, len: u64| std::future::ready(Ok(file[at as usize..(at + len) as usize].to_vec()));
+        crate::block_on(self.load_session(model, file.len() as u64, false, read)).map(|(n, _)| n)
     }
 
     /// Run `ids` after the tokens already cached and return logits (see [`Logits`]).

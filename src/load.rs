@@ -139,17 +139,15 @@ impl AnyEngine {
     pub fn kv_shape(&self) -> crate::backend::KvShape {
         with_engine!(self, e => e.kv_shape())
     }
-    pub async fn read_kv_layer(&mut self, layer: usize) -> Result<Vec<u8>> {
-        with_engine!(self, e => e.read_kv_layer(layer).await)
+    pub async fn save_session(&mut self, model: &str, layer: impl FnMut(Vec<u8>)) -> Result<Vec<u8>> {
+        with_engine!(self, e => e.save_session(model, layer).await)
     }
-    pub fn restore_begin(&mut self, n: usize) -> Result<()> {
-        with_engine!(self, e => e.restore_begin(n))
-    }
-    pub fn restore_layer(&mut self, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
-        with_engine!(self, e => e.restore_layer(layer, n, bytes))
-    }
-    pub fn restore_end(&mut self, tokens: Vec<u32>) {
-        with_engine!(self, e => e.restore_end(tokens))
+    pub async fn load_session<F, Fut>(&mut self, model: &str, size: u64, keep_held: bool, read: F) -> Result<(usize, bool)>
+    where
+        F: FnMut(u64, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>>>,
+    {
+        with_engine!(self, e => e.load_session(model, size, keep_held, read).await)
     }
     pub async fn export_session(&mut self, model: &str) -> Result<Vec<u8>> {
         with_engine!(self, e => e.export_session(model).await)

@@ -20,7 +20,7 @@
 //! cache in the same layout, so a session saved on one restores on the other.
 //!
 //! Restoring never trusts a layer before its hash is checked; the engine forgets its cached tokens
-//! before the first layer is written ([`crate::engine::Engine::restore_begin`]), so a restore that
+//! before the first layer is written ([`crate::engine::Engine::load_session`]), so a restore that
 //! fails half-way leaves an engine that runs the next prompt from scratch, never a mixed cache.
 
 use serde::{Deserialize, Serialize};

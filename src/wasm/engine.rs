@@ -282,6 +282,15 @@ impl Inner {
 }
 
 impl Slot {
+    /// The engine, between generations (a call that cannot run during one).
+    fn idle(&mut self) -> Result<&mut Inner> {
+        let i = self.ready()?;
+        if i.generating.is_some() {
+            return Err(busy());
+        }
+        Ok(i)
+    }
+
     fn ready(&mut self) -> Result<&mut Inner> {
         match self {
             Slot::Ready(i) => Ok(i),
@@ -479,10 +488,7 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.ready().map_err(to_js_error)?;
-            if i.generating.is_some() {
-                return Err(to_js_error(busy()));
-            }
+            let i = guard.idle().map_err(to_js_error)?;
             let (v, tokens) = match i.engine.embed(&text).await {
                 Ok(r) => r,
                 Err(err) => {
@@ -510,10 +516,7 @@ impl WasmEngine {
             let max = opts.max_session_bytes.map_or(Ok(crate::storage::sessions::DEFAULT_MAX_BYTES), check_max_bytes).map_err(to_js_error)?;
             crate::storage::sessions::check_name(&name).map_err(to_js_error)?;
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.ready().map_err(to_js_error)?;
-            if i.generating.is_some() {
-                return Err(to_js_error(busy()));
-            }
+            let i = guard.idle().map_err(to_js_error)?;
             let model = i.model_id.clone();
             let (pieces, tokens) = match super::session::file_pieces(&mut i.engine, &model).await {
                 Ok(p) => p,
@@ -542,10 +545,7 @@ impl WasmEngine {
                 return Ok(JsValue::NULL);
             };
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.ready().map_err(to_js_error)?;
-            if i.generating.is_some() {
-                return Err(to_js_error(busy()));
-            }
+            let i = guard.idle().map_err(to_js_error)?;
             let r = super::session::restore(&mut i.engine, &model, &super::session::SessionBytes::Stored(blob)).await;
             let r = match r {
                 Ok(r) => r,
@@ -559,8 +559,7 @@ impl WasmEngine {
                 }
             };
             let out = to_js(&meta)?;
-            js_sys::Reflect::set(&out, &"alreadyHeld".into(), &r.already_held.into())?;
-            js_sys::Reflect::set(&out, &"tokens".into(), &(r.tokens as f64).into())?;
+            r.set_on(&out)?;
             Ok(out)
         })
     }
@@ -592,10 +591,7 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.ready().map_err(to_js_error)?;
-            if i.generating.is_some() {
-                return Err(to_js_error(busy()));
-            }
+            let i = guard.idle().map_err(to_js_error)?;
             let model = i.model_id.clone();
             match super::session::file_pieces(&mut i.engine, &model).await {
                 Ok((pieces, _)) => {
@@ -623,17 +619,13 @@ impl WasmEngine {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| to_js_error(busy()))?;
-            let i = guard.ready().map_err(to_js_error)?;
-            if i.generating.is_some() {
-                return Err(to_js_error(busy()));
-            }
+            let i = guard.idle().map_err(to_js_error)?;
             let model = i.model_id.clone();
             match super::session::restore(&mut i.engine, &model, &super::session::SessionBytes::Js(bytes)).await {
                 Ok(r) => {
-                    let out = js_sys::Object::new();
-                    js_sys::Reflect::set(&out, &"tokens".into(), &(r.tokens as f64).into())?;
-                    js_sys::Reflect::set(&out, &"alreadyHeld".into(), &r.already_held.into())?;
-                    Ok(out.into())
+                    let out: JsValue = js_sys::Object::new().into();
+                    r.set_on(&out)?;
+                    Ok(out)
                 }
                 Err(err) => {
                     guard.failed(&err);

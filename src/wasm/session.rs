@@ -8,25 +8,17 @@ use web_sys::Blob;
 
 use crate::error::{Error, Result};
 use crate::load::AnyEngine;
-use crate::session::{sha256_hex, Expect, SessionHeader, LEAD};
 
-/// The session file of what `engine` holds, as pieces to store or concatenate, and its token count.
+/// The session file of what `engine` holds, as pieces to store or concatenate (each layer
+/// leaves wasm memory as it is read), and its token count.
 pub async fn file_pieces(engine: &mut AnyEngine, model: &str) -> Result<(Vec<Uint8Array>, usize)> {
-    let tokens = engine.cached_tokens().to_vec();
-    if tokens.is_empty() {
+    if engine.cached_tokens().is_empty() {
         return Err(Error::invalid_argument("there is nothing to save: the engine holds no conversation yet (generate first)"));
     }
-    let n = tokens.len();
-    let mut h = SessionHeader::new(model, engine.kv_shape(), tokens);
-    let mut pieces = Vec::with_capacity(h.n_layer + 1);
-    pieces.push(Uint8Array::new_with_length(0));
-    for l in 0..h.n_layer {
-        let bytes = engine.read_kv_layer(l).await?;
-        h.layers.push(sha256_hex(&bytes));
-        pieces.push(Uint8Array::from(&bytes[..]));
-    }
-    pieces[0] = Uint8Array::from(&h.encode()[..]);
-    Ok((pieces, n))
+    let mut pieces = vec![Uint8Array::new_with_length(0)];
+    let header = engine.save_session(model, |layer| pieces.push(Uint8Array::from(&layer[..]))).await?;
+    pieces[0] = Uint8Array::from(&header[..]);
+    Ok((pieces, engine.cached_tokens().len()))
 }
 
 /// Where a session file is read from.
@@ -64,27 +56,18 @@ pub struct Restored {
     pub already_held: bool,
 }
 
-/// Restore the session in `src` into `engine`: the header is checked against the engine, then
-/// each layer against its hash as it is written. A damaged session is `INTEGRITY`.
+impl Restored {
+    /// `{tokens, alreadyHeld}` set on `out`.
+    pub fn set_on(&self, out: &wasm_bindgen::JsValue) -> std::result::Result<(), wasm_bindgen::JsValue> {
+        js_sys::Reflect::set(out, &"tokens".into(), &(self.tokens as f64).into())?;
+        js_sys::Reflect::set(out, &"alreadyHeld".into(), &self.already_held.into())?;
+        Ok(())
+    }
+}
+
+/// Restore the session in `src` into `engine` (`Engine::load_session`); one the engine holds
+/// already costs only its header. A damaged session is `INTEGRITY`.
 pub async fn restore(engine: &mut AnyEngine, model: &str, src: &SessionBytes) -> Result<Restored> {
-    let size = src.size();
-    let expect = Expect { model, shape: engine.kv_shape(), n_vocab: engine.tokenizer().n_vocab() };
-    let lead = src.read(0, LEAD.min(size)).await?;
-    let n = SessionHeader::header_len(&lead, size)?;
-    let rest = src.read(LEAD, n).await?;
-    let (h, mut at) = SessionHeader::parse(&rest, size, expect)?;
-    if engine.cached_tokens().starts_with(&h.tokens) {
-        return Ok(Restored { tokens: h.tokens.len(), already_held: true });
-    }
-    let len = h.layer_bytes().expect("parse checked the size");
-    engine.restore_begin(h.tokens.len())?;
-    for l in 0..h.n_layer {
-        let bytes = src.read(at, len).await?;
-        h.check_layer(l, &bytes)?;
-        engine.restore_layer(l, h.tokens.len(), &bytes)?;
-        at += len;
-    }
-    let tokens = h.tokens.len();
-    engine.restore_end(h.tokens);
-    Ok(Restored { tokens, already_held: false })
+    let (tokens, already_held) = engine.load_session(model, src.size(), true, |at, len| src.read(at, len)).await?;
+    Ok(Restored { tokens, already_held })
 }
