@@ -9,6 +9,7 @@
 //! ([`check_kv_budget`]) before any weight is read. A step whose logits are NaN or infinite fails
 //! with `UNSUPPORTED_MODEL` (see [`crate::sampling::Sampler::sample_out`]) instead of sampling them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::backend::{Backend, KvShape, TensorSource};
@@ -33,12 +34,18 @@ pub struct GenerateOptions {
     /// Report each generated token's log-probability and that of the `n` most likely tokens
     /// (`Some(0)`: the token's only), from the model's raw distribution.
     pub logprobs: Option<usize>,
-    /// Prompt-lookup speculation for greedy decoding on the CPU (`None`, the default: off). The
-    /// tokens are the same with and without it (the CPU's batched rows are bit-identical to
-    /// one-token decode); other generations ignore it. Off by default until a rejected draft costs
-    /// less: its batched pass runs the output head on every row, which on Gemma 3's 262k-token
-    /// vocabulary made free-form text 0.87x as fast.
+    /// Prompt-lookup speculation ([`crate::speculate`]; `None`: off). The default drafts for
+    /// greedy decoding only ([`crate::speculate::Speculation::sampled`] false); the tokens are
+    /// the same with and without it on the CPU (a draft's batched rows are bit-identical to
+    /// one-token decode, and a sampled draft is kept exactly when the sampler's own draw equals
+    /// it), on the GPU up to near-ties between the batched and the decode kernels.
     pub speculation: Option<crate::speculate::Speculation>,
+    /// Go on past a full context with llama.cpp's context shift (its server's `--context-shift`):
+    /// when the cache holds `n_ctx - 1` tokens, the BOS token stays, the older half of the rest
+    /// leaves the cache, and the newer half moves down with its keys' rotary embedding turned
+    /// back to their new positions ([`Engine::shift_context`]). Off: the generation ends with
+    /// `Length` when the context is full. The prompt itself must still fit.
+    pub context_shift: bool,
 }
 
 /// The default `max_tokens` of `generate` everywhere (the CLI, JS `generate`; OpenAI-style chat
@@ -54,7 +61,8 @@ impl Default for GenerateOptions {
             ignore_eos: false,
             constraint: None,
             logprobs: None,
-            speculation: None,
+            speculation: Some(crate::speculate::Speculation::default()),
+            context_shift: false,
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct Timings {
     /// Forward passes that decoded them (fewer than the tokens when speculation's drafts are
     /// accepted).
     pub decode_passes: usize,
+    /// Context shifts done ([`GenerateOptions::context_shift`]).
+    pub context_shifts: usize,
 }
 
 impl Timings {
@@ -313,6 +323,25 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
+    /// llama.cpp's context shift (its server's): the BOS token stays (where the cache starts with
+    /// it), half of the other cached tokens, the oldest, leave, and the rest move down with their
+    /// keys' rotary embedding turned back ([`crate::backend::Backend::kv_shift`]). Returns
+    /// whether anything moved.
+    pub fn shift_context(&mut self) -> Result<bool> {
+        let n = self.cached.len();
+        let bos = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos());
+        let keep = usize::from(bos.is_some() && self.cached.first().copied() == bos).min(self.n_ctx.saturating_sub(4));
+        let left = n.saturating_sub(keep);
+        let discard = (left / 2).min(left.saturating_sub(1));
+        if discard == 0 {
+            return Ok(false);
+        }
+        let shift = crate::backend::KvShift { keep, discard, n };
+        self.model.kv_shift(&mut self.backend, &mut self.kv, shift)?;
+        self.cached.drain(keep..keep + discard);
+        Ok(true)
+    }
+
     /// Run `ids` after the cached tokens into the KV cache only (nothing read back).
     fn fill_kv(&mut self, ids: &[u32]) -> Result<()> {
         let pos0 = self.reserve(ids.len())?;
@@ -479,9 +508,8 @@ impl<B: Backend> Engine<B> {
             constraint,
             pending: None,
             from_draft: false,
-            draft_len: opts.speculation.map_or(0, |s| s.max_draft),
-            cooldown: 0,
-            misses: 0,
+            control: crate::speculate::Controller::new(self.backend.token_tile()),
+            matched: 0,
             confident: false,
         })
     }
@@ -514,40 +542,48 @@ impl<B: Backend> Engine<B> {
         g.flush()
     }
 
-    /// Greedy decoding on the CPU: run `last` and a draft ([`crate::speculate::draft`]) through
-    /// the layers in one batched pass, keep the final hidden states for the steps that confirm the
-    /// draft (each gets the output head when its turn comes), and return `last`'s logits. `None` where there is no draft or speculation does not apply.
+    /// Run `last` and a draft ([`crate::speculate::draft`]) in one batched pass and return
+    /// `last`'s logits; the rows after each drafted token wait in `g.pending` for
+    /// [`Engine::verify`]. On the CPU, after a draft that was not confirmed whole, the pass
+    /// stops at the final hidden states and each row gets the output head only when the row
+    /// before it is confirmed (a wrong draft costs no head work past its first wrong token); the
+    /// GPU always runs the head on every row and selects on the device. `None` where nothing is
+    /// drafted.
     async fn speculate(&mut self, g: &mut Generating, last: u32) -> Result<Option<ReadOut>> {
         let Some(spec) = g.opts.speculation else { return Ok(None) };
-        if self.backend.name() != "cpu" || g.needs_all_logits() || Self::readback(g) != Readback::Argmax {
+        if !spec.sampled && g.opts.sampling.temperature != 0.0 {
             return Ok(None);
         }
-        if g.cooldown > 0 {
-            g.cooldown -= 1;
-            return Ok(None);
+        // Room for the draft: the tokens still to generate after this one, and the context (with
+        // context shift, up to the `n_ctx - 1` tokens at which it shifts: a draft never moves the
+        // shift from where one-token decoding has it).
+        let full = self.n_ctx - usize::from(g.opts.context_shift);
+        let room = (g.opts.max_tokens - g.generated()).saturating_sub(1).min(full.saturating_sub(self.cached.len() + 1));
+        let (mut draft, matched) = crate::speculate::draft(&g.history, spec, room);
+        if spec.adaptive {
+            draft.truncate(g.control.choose(draft.len(), matched));
         }
-        // Room for the draft: the tokens still to generate after this one, and the context.
-        let room = (g.opts.max_tokens - g.generated()).saturating_sub(1).min(self.n_ctx.saturating_sub(self.cached.len() + 1));
-        let draft = crate::speculate::draft(&g.history, spec, room.min(g.draft_len));
         if draft.is_empty() {
             return Ok(None);
         }
+        g.control.pass_starts(draft.len() + 1, now_ms());
+        g.matched = matched;
         let mut ids = Vec::with_capacity(draft.len() + 1);
         ids.push(last);
         ids.extend_from_slice(&draft);
-        let (first, after) = if g.confident {
-            let all = self.eval(&ids, Logits::All).await?;
-            let n_vocab = self.model.config.n_vocab;
-            let mut rows: std::collections::VecDeque<ReadOut> = all.chunks_exact(n_vocab).map(|r| Readback::Argmax.select(r.to_vec())).collect();
+        let what = Self::readback(g);
+        let pos0 = self.reserve(ids.len())?;
+        let (first, after) = if g.confident || self.backend.name() != "cpu" {
+            let mut rows: VecDeque<ReadOut> = self.model.forward_rows(&mut self.backend, &mut self.kv, &ids, pos0, what).await?.into();
             (rows.pop_front().expect("one row per token"), After::Logits(rows))
         } else {
-            let hidden = self.eval(&ids, Logits::Hidden).await?;
-            let n_embd = self.model.config.n_embd;
-            let mut rows: std::collections::VecDeque<Vec<f32>> = hidden.chunks_exact(n_embd).map(<[f32]>::to_vec).collect();
+            let hidden = self.model.forward(&mut self.backend, &mut self.kv, &ids, pos0, Logits::Hidden).await?;
+            let mut rows: VecDeque<Vec<f32>> = hidden.chunks_exact(self.model.config.n_embd).map(<[f32]>::to_vec).collect();
             let first = rows.pop_front().expect("one row per token");
-            (self.model.head_row(&mut self.backend, &first, Readback::Argmax).await?, After::Hidden(rows))
+            (self.model.head_row(&mut self.backend, &first, what).await?, After::Hidden(rows))
         };
-        g.pending = Some(Pending { draft: draft.into(), after });
+        self.cached.extend_from_slice(&ids);
+        g.pending = Some(Pending { drafted: draft.len(), draft: draft.into(), after });
         Ok(Some(first))
     }
 
@@ -555,21 +591,21 @@ impl<B: Backend> Engine<B> {
     /// (the next step's logits are its hidden state through the head, no pass of its own), a
     /// mismatch drops the rest of the draft from the cache.
     async fn verify(&mut self, g: &mut Generating, id: u32) -> Result<()> {
+        let what = Self::readback(g);
         let Some(p) = g.pending.as_mut() else { return Ok(()) };
-        let max = g.opts.speculation.map_or(1, |s| s.max_draft);
         if p.draft.front() == Some(&id) {
-            g.misses = 0;
             p.draft.pop_front();
             let next = match &mut p.after {
                 After::Logits(rows) => rows.pop_front().expect("a row per drafted token"),
                 After::Hidden(rows) => {
                     let hidden = rows.pop_front().expect("a row per drafted token");
-                    self.model.head_row(&mut self.backend, &hidden, Readback::Argmax).await?
+                    self.model.head_row(&mut self.backend, &hidden, what).await?
                 }
             };
             if p.draft.is_empty() {
+                let n = p.drafted;
+                g.control.record(g.matched, n, n);
                 g.pending = None;
-                g.draft_len = (g.draft_len * 2).min(max);
                 g.confident = true;
             }
             g.logits = Some(next);
@@ -577,12 +613,8 @@ impl<B: Backend> Engine<B> {
         } else {
             g.confident = false;
             let rejected = p.draft.len();
-            if rejected == p.after.len() {
-                // Not one of its tokens was right.
-                g.draft_len = (g.draft_len / 2).max(1);
-                g.misses += 1;
-                g.cooldown = (1usize << g.misses.min(4)) - 1;
-            }
+            let drafted = p.drafted;
+            g.control.record(g.matched, drafted, drafted - rejected);
             self.cached.truncate(self.cached.len() - rejected);
             g.pending = None;
         }
@@ -617,6 +649,9 @@ impl<B: Backend> Engine<B> {
             }
             None => {
                 // The previous token still has to run (the first step uses the prompt's logits).
+                if g.opts.context_shift && g.generated() < g.opts.max_tokens && self.cached.len() + 1 >= self.n_ctx && self.shift_context()? {
+                    g.timings.context_shifts += 1;
+                }
                 if g.generated() == g.opts.max_tokens || self.cached.len() + 1 > self.n_ctx {
                     g.end(FinishReason::Length);
                     return Ok(self.finish_now(g));
@@ -624,7 +659,10 @@ impl<B: Backend> Engine<B> {
                 let last = *g.history.last().expect("history holds the prompt");
                 let out = match self.speculate(g, last).await? {
                     Some(first) => first,
-                    None => self.eval_last(&[last], Self::readback(g)).await?,
+                    None => {
+                        g.control.pass_starts(1, now_ms());
+                        self.eval_last(&[last], Self::readback(g)).await?
+                    }
                 };
                 g.timings.decode_tokens += 1;
                 g.timings.decode_passes += 1;
@@ -753,14 +791,10 @@ pub struct Generating {
     pending: Option<Pending>,
     /// `logits` came from a verified draft row (a decoded token without a pass of its own).
     from_draft: bool,
-    /// The next draft's length: halved down to 1 when a draft is rejected at its first token,
-    /// doubled up to the option's `max_draft` when one is confirmed whole (a rejected draft costs
-    /// a wider pass for nothing).
-    draft_len: usize,
-    /// Steps to go without drafting after drafts that were wrong from their first token (1, 3,
-    /// 7, then 15 after each such miss in a row): free text rarely repeats its context.
-    cooldown: usize,
-    misses: u32,
+    /// Whether and how far to draft (measured costs and acceptance of this generation).
+    control: crate::speculate::Controller,
+    /// The n-gram length the pending draft matched on.
+    matched: usize,
     /// The last draft was confirmed whole: the next one's pass runs the head on every row.
     confident: bool,
 }
@@ -768,7 +802,9 @@ pub struct Generating {
 /// Draft tokens in the KV cache that the model has not confirmed yet, and the logits of the
 /// batched pass after each of them.
 struct Pending {
-    draft: std::collections::VecDeque<u32>,
+    draft: VecDeque<u32>,
+    /// Tokens the draft had.
+    drafted: usize,
     /// What follows each drafted token still pending, in order.
     after: After,
 }
@@ -777,17 +813,8 @@ struct Pending {
 /// head on every row; after any other, only the layers: each row gets the head when the one
 /// before it is confirmed, so a wrong draft costs no head work past its first wrong token.
 enum After {
-    Logits(std::collections::VecDeque<ReadOut>),
-    Hidden(std::collections::VecDeque<Vec<f32>>),
-}
-
-impl After {
-    fn len(&self) -> usize {
-        match self {
-            After::Logits(v) => v.len(),
-            After::Hidden(v) => v.len(),
-        }
-    }
+    Logits(VecDeque<ReadOut>),
+    Hidden(VecDeque<Vec<f32>>),
 }
 
 impl Generating {

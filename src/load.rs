@@ -139,6 +139,10 @@ impl AnyEngine {
     pub fn kv_shape(&self) -> crate::backend::KvShape {
         with_engine!(self, e => e.kv_shape())
     }
+    /// See [`Engine::shift_context`].
+    pub fn shift_context(&mut self) -> Result<bool> {
+        with_engine!(self, e => e.shift_context())
+    }
     pub async fn save_session(&mut self, model: &str, layer: impl FnMut(Vec<u8>)) -> Result<Vec<u8>> {
         with_engine!(self, e => e.save_session(model, layer).await)
     }

@@ -28,7 +28,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_browser-llm");
 /// does not require one).
 fn audit(model: &Path, prompt: &str, layout: &str) -> Option<Value> {
     let out = Command::new(CLI)
-        .args(["generate", "--backend", "gpu", "--gpu-layout", layout, "--max-tokens", "5", "--ignore-eos", "--json", "--prompt", prompt, "--model"])
+        .args(["generate", "--backend", "gpu", "--gpu-layout", layout, "--max-tokens", "5", "--ignore-eos", "--no-speculation", "--json", "--prompt", prompt, "--model"])
         .arg(model)
         .output()
         .unwrap();

@@ -21,7 +21,7 @@ fn bench_wasm_cpu() {
     let t0 = now_ms();
     let mut e = Engine::load(CpuBackend::new(), Arc::new(read_file_sync(&path)), Some(1024)).unwrap();
     let load_ms = now_ms() - t0;
-    let opts = GenerateOptions { max_tokens: n_gen, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
+    let opts = GenerateOptions { max_tokens: n_gen, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, speculation: None, ..Default::default() };
     let r = browser_llm::block_on(e.generate(&prompt, &opts, &mut |_, _| true)).unwrap();
     console_log!(
         "BENCH wasm-simd128 load_ms={load_ms:.0} prefill_tokens={} prefill_tok_s={:.2} decode_tokens={} decode_tok_s={:.2}",

@@ -5,7 +5,12 @@
 #include "common/math.wgsl"
 
 fn rope_angle(pos: u32, k: u32, theta_scale: f32, freq_scale: f32, ff: f32) -> f32 {
-    var theta = f32(pos);
+    return rope_angle_f(f32(pos), k, theta_scale, freq_scale, ff);
+}
+
+// rope_angle at a position given as f32 (rope_shift.wgsl turns keys by a negative one).
+fn rope_angle_f(pos: f32, k: u32, theta_scale: f32, freq_scale: f32, ff: f32) -> f32 {
+    var theta = pos;
     for (var i = 0u; i < k; i++) {
         theta *= theta_scale;
     }

@@ -143,6 +143,29 @@ pub struct RopeParams {
     pub neox: bool,
 }
 
+/// A context shift (llama.cpp's): the cached positions `keep..keep + discard` leave the cache and
+/// `keep + discard..n` move down by `discard` ([`Backend::kv_shift`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvShift {
+    pub keep: usize,
+    pub discard: usize,
+    pub n: usize,
+}
+
+impl KvShift {
+    /// Checks against the cache: `keep + discard <= n <= n_ctx`, `discard > 0`, one RoPE per layer
+    /// whose heads tile the key width.
+    pub fn check(self, shape: KvShape, rope: &[RopeParams]) -> Result<()> {
+        let fits = self.discard > 0 && self.keep.checked_add(self.discard).is_some_and(|e| e <= self.n) && self.n <= shape.n_ctx;
+        let heads = rope.len() == shape.n_layer && rope.iter().all(|r| r.head_dim > 0 && shape.k_dim % r.head_dim == 0 && r.n_rot <= r.head_dim && r.n_rot % 2 == 0);
+        if fits && heads {
+            Ok(())
+        } else {
+            Err(crate::error::Error::internal(format!("context shift {self:?} of a cache of {shape:?} with {} layers' RoPE", rope.len())))
+        }
+    }
+}
+
 /// `base^(-2/n_rot)`, the ratio between successive RoPE angles, as one f32 expression that every
 /// backend computes the same way (the GPU's uniform and the CPU's `rope_table`).
 pub fn rope_theta_scale(base: f32, n_rot: usize) -> f32 {
@@ -186,6 +209,10 @@ pub trait Backend {
     async fn read_kv(&mut self, kv: &Self::Kv, layer: usize, n: usize) -> Result<Vec<u8>>;
     /// Write what [`Backend::read_kv`] read into positions `0..n` of layer `layer`.
     fn write_kv(&mut self, kv: &mut Self::Kv, layer: usize, n: usize, bytes: &[u8]) -> Result<()>;
+    /// A context shift ([`KvShift`]) in every layer: the moved keys' rotary embedding turned back
+    /// by `discard` positions (`rope[layer]`, and `freq_factors`, as the forward pass applies them;
+    /// `pos0` unused), rounded to f16 again as llama.cpp's shift does; values move unchanged.
+    fn kv_shift(&mut self, kv: &mut Self::Kv, s: KvShift, rope: &[RopeParams], freq_factors: Option<&Self::Weight>) -> Result<()>;
     /// Bytes per cached key or value element (both backends keep f16, as llama.cpp does).
     fn kv_bytes_per_value(&self) -> u64 {
         2
@@ -248,6 +275,18 @@ pub trait Backend {
     async fn read_logits(&mut self, x: &Self::Act, what: Readback) -> Result<ReadOut> {
         let logits = self.read(x).await?;
         Ok(what.select(logits))
+    }
+    /// [`Backend::read_logits`] of every row of `x` (`[rows, n_vocab]`), in order: a
+    /// speculative draft's rows. The default reads them all and selects on the host.
+    async fn read_logits_rows(&mut self, x: &Self::Act, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
+        let logits = self.read(x).await?;
+        Ok(logits.chunks_exact(n_vocab.max(1)).map(|r| what.select(r.to_vec())).collect())
+    }
+    /// Tokens a batched matmul multiplies together for little more than the cost of fewer (the
+    /// CPU kernels' token tile): a speculative pass is sized to a multiple of it. 1: no such
+    /// step.
+    fn token_tile(&self) -> usize {
+        1
     }
     /// Start what was recorded so far without reading anything back (a prompt chunk that only
     /// fills the KV cache). The CPU backend computes as it goes: nothing to do.

@@ -49,7 +49,7 @@ export async function* streamFrom(run, options = {}) {
 
 // Every field of OpenAI's chat completion request: the official SDK may send any of them.
 // Extras of ours: top_k, min_p, repetition_penalty, grammar, regex, signal, session,
-// context_overflow ("error" or "drop-oldest").
+// context_overflow ("error", "drop-oldest" or "shift"), speculation (as generate's).
 const CHAT_KEYS = new Set([
   "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
   "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
@@ -57,6 +57,7 @@ const CHAT_KEYS = new Set([
   "reasoning_effort", "modalities", "audio", "prediction", "web_search_options", "prompt_cache_key",
   "safety_identifier", "verbosity", "functions", "function_call",
   "top_k", "min_p", "repetition_penalty", "grammar", "regex", "signal", "session", "context_overflow",
+  "speculation",
 ]);
 
 const invalid = invalidArgument;
@@ -96,6 +97,7 @@ function generateOptions(req) {
     topLogprobs: req.logprobs ? req.top_logprobs : undefined,
     signal: req.signal,
     contextOverflow: req.context_overflow,
+    speculation: req.speculation,
   };
   for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
   return opts;

@@ -162,15 +162,23 @@ export interface GenerateOptions extends SamplingOptions, OutputConstraint {
   /** Add the model's BOS token (default: yes, unless the prompt text already starts with it). */
   addSpecial?: boolean;
   /**
-   * When the prompt and maxTokens do not fit the context: "error" (default: CONTEXT_OVERFLOW), or,
-   * for a chat prompt, "drop-oldest": the oldest turns (never system messages, never the last
-   * user turn) go until it fits, and the result's `droppedMessages` says how many.
+   * When the prompt and maxTokens do not fit the context: "error" (default: CONTEXT_OVERFLOW for a
+   * prompt that does not fit; a generation that fills the context ends with finishReason
+   * "length"); for a chat prompt "drop-oldest": the oldest turns (never system messages, never
+   * the last user turn) go until it fits, and the result's `droppedMessages` says how many;
+   * "shift": generation goes on past a full context as llama.cpp's context shift does (the BOS
+   * token stays, the oldest half of the other cached tokens is forgotten, the rest keeps its
+   * cache with its positions moved; `timings.contextShifts` counts them). The prompt must fit.
    */
-  contextOverflow?: "error" | "drop-oldest";
+  contextOverflow?: "error" | "drop-oldest" | "shift";
   /**
-   * Prompt-lookup speculation for greedy decoding on the CPU (off by default): drafts the tokens
-   * that followed the context's last n-gram earlier and verifies them in one batched pass. The
-   * tokens are the same as without it; `timings.acceptedPerPass` says how many came per pass.
+   * Prompt-lookup speculation (CPU and WebGPU): drafts the tokens that followed the context's
+   * last n-gram (`ngram`, default 4, down to 2) earlier in the prompt or the reply, up to
+   * `maxDraft` (default 8), and verifies them in one batched pass. Omitted: on for greedy
+   * decoding (temperature 0); `true` or an object: also when sampling; `false`: off. The tokens
+   * are the same as without it (on the GPU up to near-ties); `timings.acceptedPerPass` says how
+   * many came per pass. It pays where the reply repeats its context (rewriting or quoting a
+   * text, editing code, structured output reusing names), and costs little elsewhere.
    */
   speculation?: boolean | { ngram?: number; maxDraft?: number };
   /** Report each token's log-probability (from the model's raw distribution). */
@@ -221,6 +229,8 @@ export interface Timings {
   decodeTokensPerSecond: number;
   /** Decoded tokens per forward pass (1 without speculation). */
   acceptedPerPass: number;
+  /** Context shifts done (contextOverflow: "shift"). */
+  contextShifts: number;
 }
 
 export interface GenerateResult {
@@ -357,8 +367,11 @@ export interface ChatCompletionRequest {
    */
   session?: string;
   /** Extension: "drop-oldest" leaves out the oldest turns until the request fits the context
-   * (`dropped_messages` in the response says how many); "error" (default) fails with CONTEXT_OVERFLOW. */
-  context_overflow?: "error" | "drop-oldest";
+   * (`dropped_messages` in the response says how many); "shift" goes on past a full context
+   * (GenerateOptions.contextOverflow); "error" (default) fails with CONTEXT_OVERFLOW. */
+  context_overflow?: "error" | "drop-oldest" | "shift";
+  /** As GenerateOptions.speculation (not sent to a remote server). */
+  speculation?: boolean | { ngram?: number; maxDraft?: number };
   [ignored: string]: unknown;
 }
 

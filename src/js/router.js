@@ -144,7 +144,7 @@ export function createRouter({ local, remote, policy = "local-first" } = {}) {
     const route = { side: d.side, reason: d.reason };
     // A saved session is this device's KV cache, and a remote server has its own context: neither
     // extension is sent there.
-    const { session: _session, context_overflow: _overflow, ...remoteReq } = req;
+    const { session: _session, context_overflow: _overflow, speculation: _speculation, ...remoteReq } = req;
     const r = d.side === "local" ? await d.engine.chat.completions.create({ ...req, signal }) : await callRemote(remoteReq, signal);
     if (!req.stream) return { ...r, route };
     return (async function* () {

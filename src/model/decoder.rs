@@ -208,6 +208,13 @@ impl<B: Backend> Model<B> {
         b.read_logits(&out, what).await
     }
 
+    /// Run `ids` and read every token's logits back, as little of each row as `what` needs (a
+    /// speculative draft verified in one pass).
+    pub async fn forward_rows(&self, b: &mut B, kv: &mut B::Kv, ids: &[u32], pos0: usize, what: Readback) -> Result<Vec<ReadOut>> {
+        let out = self.forward_act(b, kv, ids, pos0, Logits::All)?;
+        b.read_logits_rows(&out, self.config.n_vocab, what).await
+    }
+
     /// The logits of one final hidden state (a row that [`Logits::Hidden`] read back), reading
     /// back only what `what` needs: speculation runs the output head row by row, only while a
     /// draft holds. The same arithmetic as the head of a forward pass for that row.
@@ -228,6 +235,25 @@ impl<B: Backend> Model<B> {
             b.softcap(&mut out, cap)?;
         }
         b.read_logits(&out, what).await
+    }
+
+    /// Layer `il`'s rotary embedding for rows from position `pos0`.
+    fn rope(&self, il: usize, pos0: usize) -> RopeParams {
+        let c = &self.config;
+        RopeParams {
+            pos0,
+            head_dim: c.head_dim,
+            n_rot: c.n_rot,
+            base: c.rope_base_for(il),
+            freq_scale: c.rope_freq_scale,
+            neox: c.rope_style == RopeStyle::Neox,
+        }
+    }
+
+    /// A context shift of `kv` ([`crate::backend::Backend::kv_shift`]) with each layer's RoPE.
+    pub fn kv_shift(&self, b: &mut B, kv: &mut B::Kv, s: crate::backend::KvShift) -> Result<()> {
+        let rope: Vec<RopeParams> = (0..self.layers.len()).map(|il| self.rope(il, 0)).collect();
+        b.kv_shift(kv, s, &rope, self.rope_freqs.as_ref())
     }
 
     /// The forward pass up to the logits, left on the backend.
@@ -257,14 +283,7 @@ impl<B: Backend> Model<B> {
                     (parts.next().unwrap(), parts.next().unwrap(), b.linear(&h, v, None)?)
                 }
             };
-            let rope = RopeParams {
-                pos0,
-                head_dim: c.head_dim,
-                n_rot: c.n_rot,
-                base: c.rope_base_for(il),
-                freq_scale: c.rope_freq_scale,
-                neox: c.rope_style == RopeStyle::Neox,
-            };
+            let rope = self.rope(il, pos0);
             let attn = AttnParams {
                 layer: il,
                 pos0,

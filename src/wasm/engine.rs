@@ -190,6 +190,8 @@ struct Timings {
     decode_tokens_per_second: f64,
     /// Decoded tokens per forward pass (above 1 where speculation's drafts were accepted).
     accepted_per_pass: f64,
+    /// Context shifts done (`contextOverflow: "shift"`).
+    context_shifts: usize,
 }
 
 /// Options of `saveSession`.
@@ -379,7 +381,7 @@ impl WasmEngine {
                 return Err(busy());
             }
             let gen_opts = opts.to_options()?;
-            if opts.context_overflow()? != ContextOverflow::Error {
+            if opts.context_overflow()? == ContextOverflow::DropOldest {
                 return Err(Error::invalid_argument("contextOverflow \"drop-oldest\" needs a chat prompt ({messages})"));
             }
             let ids = prompt_ids(i, &prompt, opts.add_special)?;
@@ -413,7 +415,7 @@ impl WasmEngine {
             }
             let (messages, described) = chat::prepare_tools(&i.template, &messages, tools.as_ref().map(|t| &t.tools))?;
             let (prompt, dropped) = match opts.context_overflow()? {
-                ContextOverflow::Error => (i.encode_chat(&messages, described.as_ref(), true)?, None),
+                ContextOverflow::Error | ContextOverflow::Shift => (i.encode_chat(&messages, described.as_ref(), true)?, None),
                 ContextOverflow::DropOldest => {
                     let room = i.engine.n_ctx().saturating_sub(gen_opts.max_tokens);
                     let mut last = None;
@@ -688,6 +690,7 @@ impl WasmEngine {
                 decode_ms: t.decode_ms,
                 decode_tokens_per_second: t.decode_tokens_per_s(),
                 accepted_per_pass: t.accepted_per_pass(),
+                context_shifts: t.context_shifts,
             },
         })
     }

@@ -183,10 +183,12 @@ pub struct JsGenerateOptions {
     top_logprobs: Option<usize>,
     /// Add the model's BOS token (default: unless the prompt already starts with it).
     pub add_special: Option<bool>,
-    /// "error" (default) or "drop-oldest" (chat prompts: the oldest turns go until the prompt
-    /// and `max_tokens` fit the context; `chat::overflow`).
+    /// "error" (default), "drop-oldest" (chat prompts: the oldest turns go until the prompt and
+    /// `max_tokens` fit the context; `chat::overflow`) or "shift" (generation goes on past a full
+    /// context: llama.cpp's context shift, [`crate::engine::GenerateOptions::context_shift`]).
     context_overflow: Option<String>,
-    /// Prompt-lookup speculation (greedy, CPU; off by default): `true` or `{ngram, maxDraft}`.
+    /// Prompt-lookup speculation: omitted, on for greedy decoding; `true` or `{ngram,
+    /// maxDraft}` also when sampling; `false` off.
     speculation: Option<JsSpeculation>,
 }
 
@@ -204,17 +206,18 @@ enum JsSpeculation {
 
 impl JsSpeculation {
     fn to_speculation(&self) -> Result<Option<crate::speculate::Speculation>> {
-        let d = crate::speculate::Speculation::default();
+        use crate::speculate::Speculation;
+        let d = Speculation::default();
         match *self {
             JsSpeculation::On(false) => Ok(None),
-            JsSpeculation::On(true) => Ok(Some(d)),
+            JsSpeculation::On(true) => Ok(Some(Speculation { sampled: true, ..d })),
             JsSpeculation::Tuned { ngram, max_draft } => {
                 let ngram_max = ngram.unwrap_or(d.ngram_max);
                 let max_draft = max_draft.unwrap_or(d.max_draft);
                 if !(1..=16).contains(&ngram_max) || !(1..=64).contains(&max_draft) {
                     return Err(Error::invalid_argument("speculation: ngram must be 1..16 and maxDraft 1..64"));
                 }
-                Ok(Some(crate::speculate::Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft }))
+                Ok(Some(Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft, sampled: true, ..d }))
             }
         }
     }
@@ -225,6 +228,7 @@ impl JsSpeculation {
 pub enum ContextOverflow {
     Error,
     DropOldest,
+    Shift,
 }
 
 /// OpenAI's `response_format` object.
@@ -287,7 +291,8 @@ impl JsGenerateOptions {
         match self.context_overflow.as_deref() {
             None | Some("error") => Ok(ContextOverflow::Error),
             Some("drop-oldest") => Ok(ContextOverflow::DropOldest),
-            Some(other) => Err(Error::invalid_argument(format!("contextOverflow must be \"error\" or \"drop-oldest\", got {other:?}"))),
+            Some("shift") => Ok(ContextOverflow::Shift),
+            Some(other) => Err(Error::invalid_argument(format!("contextOverflow must be \"error\", \"drop-oldest\" or \"shift\", got {other:?}"))),
         }
     }
 
@@ -323,9 +328,10 @@ impl JsGenerateOptions {
                 _ => None,
             },
             speculation: match &self.speculation {
-                None => None,
+                None => d.speculation,
                 Some(s) => s.to_speculation()?,
             },
+            context_shift: self.context_overflow()? == ContextOverflow::Shift,
         };
         opts.sampling.validate()?;
         Ok(opts)

@@ -19,15 +19,16 @@ export function freePort() {
 }
 
 /**
- * `bin` (llama-server) on 127.0.0.1 with `model` and the chat template file `template`; resolves
+ * `bin` (llama-server) on 127.0.0.1 with `model` and the chat template file `template` (a
+ * context of `ctx` tokens, `extra` arguments after the others); resolves
  * once /health answers, rejects as soon as the process is gone (naming the signal or exit code)
  * or after `timeoutMs` without an answer.
  */
-export async function startLlamaServer(bin, model, { template, timeoutMs = 120_000 } = {}) {
+export async function startLlamaServer(bin, model, { template, timeoutMs = 120_000, ctx = 2048, extra = [] } = {}) {
   const port = await freePort();
   const args = [
-    "-m", model, "--host", "127.0.0.1", "--port", String(port), "-c", "2048", "-np", "1", "-t", "2",
-    "--slots", "--no-webui",
+    "-m", model, "--host", "127.0.0.1", "--port", String(port), "-c", String(ctx), "-np", "1", "-t", "2",
+    "--slots", "--no-webui", ...extra,
   ];
   if (template) args.push("--jinja", "--chat-template-file", template);
   const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });

@@ -16,7 +16,7 @@ pub mod pool;
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::{AttnParams, Backend, KvShape, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, KvShape, KvShift, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::quant::packed::{self, PackedActs, PackedWeight};
@@ -184,7 +184,7 @@ impl CpuBackend {
             return Err(shape_err("rope", x.cols, p.head_dim));
         }
         for r in 0..x.rows {
-            ops::rope_table(p.pos0 + r, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
+            ops::rope_table((p.pos0 + r) as i64, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
             for head in x.data[r * x.cols..(r + 1) * x.cols].chunks_exact_mut(p.head_dim) {
                 ops::rope_head(head, &self.rope_table, p.neox);
             }
@@ -237,6 +237,36 @@ impl CpuKv {
 }
 
 impl Backend for CpuBackend {
+    fn kv_shift(&mut self, kv: &mut CpuKv, s: KvShift, rope: &[RopeParams], freq_factors: Option<&CpuWeight>) -> Result<()> {
+        s.check(kv.shape(), rope)?;
+        let ff = freq_factors.map(|w| w.values()).transpose()?;
+        if ff.is_some_and(|f| rope.iter().any(|r| f.len() < r.n_rot / 2)) {
+            return Err(Error::internal("rope freq factors shorter than n_rot / 2"));
+        }
+        let (kd, vd) = (kv.k_dim, kv.v_dim);
+        let mut row = vec![0.0f32; kd];
+        for (l, r) in rope.iter().enumerate() {
+            ops::rope_table(-(s.discard as i64), r.n_rot, r.base, r.freq_scale, ff, &mut self.rope_table);
+            let k = &mut kv.k[l];
+            for dst in s.keep..s.n - s.discard {
+                let src = dst + s.discard;
+                for (x, &h) in row.iter_mut().zip(&k[src * kd..(src + 1) * kd]) {
+                    *x = half::f16::from_bits(h).to_f32();
+                }
+                for head in row.chunks_exact_mut(r.head_dim) {
+                    ops::rope_head(head, &self.rope_table, r.neox);
+                }
+                for (h, &x) in k[dst * kd..(dst + 1) * kd].iter_mut().zip(&row) {
+                    *h = ops::to_f16_bits(x);
+                }
+            }
+            kv.v[l].copy_within((s.keep + s.discard) * vd..s.n * vd, s.keep * vd);
+        }
+        Ok(())
+    }
+    fn token_tile(&self) -> usize {
+        crate::quant::packed::TOKEN_TILE
+    }
     async fn read_kv(&mut self, kv: &CpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {
         let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, None)?;
         let mut out = Vec::with_capacity((k + v) * 2);

@@ -19,7 +19,8 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 /// The RoPE angle table for one position: `(cos, sin)` for each rotated pair.
 /// theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factor_i, with the power computed by repeated
 /// f32 multiplication as ggml does (`ggml_rope_cache_init`).
-pub fn rope_table(pos: usize, n_rot: usize, base: f32, freq_scale: f32, freq_factors: Option<&[f32]>, out: &mut Vec<(f32, f32)>) {
+/// `pos` may be negative: a context shift turns cached keys back ([`crate::backend::Backend::kv_shift`]).
+pub fn rope_table(pos: i64, n_rot: usize, base: f32, freq_scale: f32, freq_factors: Option<&[f32]>, out: &mut Vec<(f32, f32)>) {
     out.clear();
     let theta_scale = crate::backend::rope_theta_scale(base, n_rot);
     let mut theta = pos as f32;

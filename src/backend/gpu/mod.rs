@@ -63,7 +63,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{AttnParams, Backend, BackendStats, KvShape, QkPrep, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, KvShape, KvShift, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
@@ -600,11 +600,16 @@ impl GpuBackend {
 
     /// The best token of a one-row logits activation: `(id, logit)`; 8 bytes read back.
     pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<(u32, f32)> {
-        let out = self.alloc(1, 2)?;
+        Ok(self.argmax_rows_async(x).await?[0])
+    }
+
+    /// [`Self::argmax_async`] of every row of `x`: `8 * rows` bytes read back.
+    pub async fn argmax_rows_async(&mut self, x: &GpuAct) -> Result<Vec<(u32, f32)>> {
+        let out = self.alloc(x.rows, 2)?;
         ops::argmax(self, x, &out)?;
-        let bytes = self.read_bytes(out.buffer(), 8).await?;
+        let bytes = self.read_bytes(out.buffer(), (8 * x.rows) as u64).await?;
         let w: &[u32] = bytemuck::cast_slice(&bytes);
-        Ok((w[0], f32::from_bits(w[1])))
+        Ok(w.chunks_exact(2).map(|c| (c[0], f32::from_bits(c[1]))).collect())
     }
 
     /// The `k` best tokens of a one-row logits activation, by logit descending (ties to the
@@ -775,6 +780,30 @@ impl Backend for GpuBackend {
         self.ctx.check()
     }
 
+    /// Per layer: the moved key rows copied aside, then `shaders/rope_shift.wgsl` writes them
+    /// turned back to their new rows; the moved value rows go aside and back unchanged (a buffer
+    /// cannot be copied onto an overlapping part of itself).
+    fn kv_shift(&mut self, kv: &mut GpuKv, s: KvShift, rope: &[RopeParams], freq_factors: Option<&GpuWeight>) -> Result<()> {
+        s.check(kv.shape(), rope)?;
+        let m = s.n - s.keep - s.discard;
+        if m == 0 {
+            return Ok(());
+        }
+        let (kd, vd) = (kv.k_dim, kv.v_dim);
+        for (l, r) in rope.iter().enumerate() {
+            let ks = self.alloc(1, (m * kd).div_ceil(2))?;
+            let vs = self.alloc(1, (m * vd).div_ceil(2))?;
+            let (kc, vc) = (kv.k[l].clone(), kv.v[l].clone());
+            let enc = self.encoder();
+            enc.copy_buffer_to_buffer(&kc, ((s.keep + s.discard) * kd * 2) as u64, ks.buffer(), 0, (m * kd * 2) as u64);
+            enc.copy_buffer_to_buffer(&vc, ((s.keep + s.discard) * vd * 2) as u64, vs.buffer(), 0, (m * vd * 2) as u64);
+            enc.copy_buffer_to_buffer(vs.buffer(), 0, &vc, (s.keep * vd * 2) as u64, (m * vd * 2) as u64);
+            ops::rope_shift(self, &kc, &ks, m, s.keep, -(s.discard as i64), *r, freq_factors)?;
+        }
+        self.flush()?;
+        self.ctx.check()
+    }
+
     fn get_rows(&mut self, w: &GpuWeight, ids: &[u32], scale: f32) -> Result<GpuAct> {
         ops::get_rows(self, w, ids, scale)
     }
@@ -861,6 +890,12 @@ impl Backend for GpuBackend {
             Readback::Argmax => Ok(ReadOut::Candidates(vec![self.argmax_async(x).await?])),
             Readback::TopK(k) if k >= 1 && k <= ops::MAX_TOP_K => Ok(ReadOut::Candidates(self.top_k_async(x, k).await?)),
             _ => Ok(what.select(self.read_async(x).await?)),
+        }
+    }
+    async fn read_logits_rows(&mut self, x: &GpuAct, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
+        match what {
+            Readback::Argmax => Ok(self.argmax_rows_async(x).await?.into_iter().map(|c| ReadOut::Candidates(vec![c])).collect()),
+            _ => Ok(self.read_async(x).await?.chunks_exact(n_vocab.max(1)).map(|r| what.select(r.to_vec())).collect()),
         }
     }
     fn submit(&mut self) -> Result<()> {

@@ -11,7 +11,7 @@
 use super::shader::ShaderKey;
 use super::context::GpuLayout;
 use super::{Bind, GpuAct, GpuBackend, GpuKv, GpuWeight};
-use crate::backend::{AttnParams, QkPrep};
+use crate::backend::{AttnParams, QkPrep, RopeParams};
 use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
@@ -63,6 +63,7 @@ params!(QkPrepParams {
     n_rows: u32, n_head: u32, n_head_kv: u32, head_dim: u32, head_dim_v: u32, n_rot: u32, pos0: u32,
     theta_scale: f32, freq_scale: f32, eps: f32, q_scale: f32, _pad: u32,
 });
+params!(RopeShiftParams { n_rows: u32, n_head_kv: u32, head_dim: u32, n_rot: u32, dst0: u32, delta: i32, theta_scale: f32, freq_scale: f32 });
 params!(ScalarParams { n: u32, s: f32, _pad0: u32, _pad1: u32 });
 params!(SplitColsParams { n_rows: u32, in_cols: u32, out_cols: u32, col_off: u32 });
 params!(TopKParams { n: u32, k: u32, _pad0: u32, _pad1: u32 });
@@ -78,6 +79,7 @@ pub const PARAM_STRUCTS: &[(&str, &[(&str, usize)], usize)] = &[
     ("qk_prep", QkPrepParams::FIELDS, std::mem::size_of::<QkPrepParams>()),
     ("glu", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
     ("argmax", LenParams::FIELDS, std::mem::size_of::<LenParams>()),
+    ("rope_shift", RopeShiftParams::FIELDS, std::mem::size_of::<RopeShiftParams>()),
     ("softcap", ScalarParams::FIELDS, std::mem::size_of::<ScalarParams>()),
     ("split_cols", SplitColsParams::FIELDS, std::mem::size_of::<SplitColsParams>()),
     ("top_k", TopKParams::FIELDS, std::mem::size_of::<TopKParams>()),
@@ -184,6 +186,9 @@ pub fn qk_prep_key(neox: bool, freq_factors: bool, q_norm: bool, k_norm: bool, q
 pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
     ShaderKey::new("attention", entry).def("WG", WG).def("PV_CHUNK", PV_CHUNK).flag_if(f16, "F16")
 }
+pub fn rope_shift_key(neox: bool, freq_factors: bool) -> ShaderKey {
+    ShaderKey::new("rope_shift", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
+}
 pub fn glu_key(gelu: bool) -> ShaderKey {
     ShaderKey::new("glu", "main").def("WG", WG).flag_if(gelu, "GELU")
 }
@@ -255,6 +260,9 @@ pub fn all_variants() -> Vec<ShaderKey> {
     for bits in 0..32u32 {
         let f = |i: u32| bits & (1 << i) != 0;
         v.push(qk_prep_key(f(0), f(1), f(2), f(3), f(4)));
+    }
+    for bits in 0..4u32 {
+        v.push(rope_shift_key(bits & 1 != 0, bits & 2 != 0));
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
     v.extend(["softcap", "split_cols", "quantize_q8"].map(simple_key));
@@ -600,10 +608,41 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
     Ok(q)
 }
 
+/// `m` key rows of `src` (a copy of a layer's moved rows, f16 pairs) turned by `delta` positions
+/// into rows `dst0..dst0 + m` of the key cache `kc` (`shaders/rope_shift.wgsl`).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
+    if let Some(f) = freq_factors {
+        if f.f32_len()? < r.n_rot / 2 {
+            return Err(shape_err("rope freq factors", f.f32_len()?, r.n_rot / 2));
+        }
+    }
+    let k_words = src.len() * 2 / m.max(1);
+    let n_head_kv = k_words / r.head_dim;
+    let u = RopeShiftParams {
+        n_rows: m as u32,
+        n_head_kv: n_head_kv as u32,
+        head_dim: r.head_dim as u32,
+        n_rot: r.n_rot as u32,
+        dst0: dst0 as u32,
+        delta: delta as i32,
+        theta_scale: crate::backend::rope_theta_scale(r.base, r.n_rot),
+        freq_scale: r.freq_scale,
+    };
+    let mut binds = vec![(0, Bind::Act(src)), (3, Bind::Buf(kc))];
+    if let Some(f) = freq_factors {
+        binds.push((8, Bind::Buf(&f.parts[0].buf)));
+    }
+    b.dispatch(rope_shift_key(r.neox, freq_factors.is_some()), &u, &binds, 4, grid(m * n_head_kv, WG))
+}
+
 /// Index and value of the largest element of a one-row `x` into `out` (2 words).
 pub fn argmax(b: &mut GpuBackend, x: &GpuAct, out: &GpuAct) -> Result<()> {
-    let p = LenParams { n: x.len() as u32, ..Default::default() };
-    b.dispatch(argmax_key(), &p, &[(0, Bind::Act(x)), (3, Bind::Act(out))], 4, (1, 1, 1))
+    if out.len() != 2 * x.rows {
+        return Err(Error::internal(format!("argmax of {} rows into {} words", x.rows, out.len())));
+    }
+    let p = LenParams { n: x.cols as u32, ..Default::default() };
+    b.dispatch(argmax_key(), &p, &[(0, Bind::Act(x)), (3, Bind::Act(out))], 4, (x.rows as u32, 1, 1))
 }
 
 /// The `k` largest elements of a one-row `x` with their indices into `out` (`2k` words).

@@ -41,6 +41,7 @@ macro_rules! sources {
             src!("qk_prep.wgsl"),
             src!("quantize_q8.wgsl"),
             src!("rms_norm.wgsl"),
+            src!("rope_shift.wgsl"),
             src!("softcap.wgsl"),
             src!("split_cols.wgsl"),
             src!("top_k.wgsl"),

@@ -85,10 +85,14 @@ pub struct GenerateArgs {
     /// Go on past the end-of-generation token.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Greedy decoding on the CPU with prompt-lookup speculation (the same tokens, fewer passes
-    /// where the text repeats itself).
+    /// Turn prompt-lookup speculation off (on by default for greedy decoding: the same tokens,
+    /// fewer passes where the text repeats itself).
     #[arg(long)]
-    pub speculation: bool,
+    pub no_speculation: bool,
+    /// Go on past a full context with llama.cpp's context shift (the oldest half of the tokens
+    /// after BOS leave the cache).
+    #[arg(long)]
+    pub context_shift: bool,
     /// Print one JSON line (ids, text, timings; on the GPU the launch audit) instead of streaming.
     #[arg(long)]
     pub json: bool,

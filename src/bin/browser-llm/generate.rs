@@ -73,7 +73,8 @@ fn run_on(args: &GenerateArgs, mut engine: AnyEngine, device: Option<String>) ->
         ignore_eos: args.ignore_eos,
         constraint: constraint_from_args(args)?,
         logprobs: None,
-        speculation: args.speculation.then(Default::default),
+        speculation: (!args.no_speculation).then(Default::default),
+        context_shift: args.context_shift,
     };
     let json = args.json;
     let mut out = std::io::stdout().lock();

@@ -43,6 +43,10 @@ use crate::error::{Error, Result};
 /// Rows per group.
 pub const ROWS: usize = 4;
 
+/// Tokens the vector kernels multiply together (each weight block loaded and widened once per
+/// tile); 1 where only the scalar kernels run.
+pub const TOKEN_TILE: usize = if cfg!(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")) { 4 } else { 1 };
+
 /// The kernels this build runs: "relaxed-simd", "simd128", "sse2" or "scalar".
 pub const KERNELS: &str = if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
     "relaxed-simd"

@@ -98,7 +98,7 @@ function ours(threads, schema = false, backend = "cpu") {
       await engine.reset();
       const t0 = performance.now();
       const constraint = schema ? { responseFormat: { type: "json_schema", json_schema: { name: "bridges", schema: BENCH_SCHEMA } } } : {};
-      const r = await engine.generate(PROMPT, { maxTokens, temperature: 0, ignoreEos: true, ...constraint });
+      const r = await engine.generate(PROMPT, { maxTokens, temperature: 0, ignoreEos: true, speculation: false, ...constraint });
       const wallMs = performance.now() - t0;
       const t = r.timings;
       if (r.usage.cachedTokens !== 0) throw new Error(`browser-llm reused ${r.usage.cachedTokens} cached prompt tokens`);

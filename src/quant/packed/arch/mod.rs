@@ -125,7 +125,7 @@ fn by_tiles(
 
 /// Tokens per tile (measured natively on x86-64, 121-token prefill: 1 -> 2 -> 4 -> 8 tokens
 /// gave about 45, 105, 140, 100 tok/s).
-pub const TILE: usize = 4;
+pub const TILE: usize = super::TOKEN_TILE;
 
 #[inline(always)]
 fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
