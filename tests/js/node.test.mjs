@@ -424,19 +424,29 @@ test("context_overflow: a chat longer than the context fails with CONTEXT_OVERFL
   }
 });
 
-test("speculation (greedy, CPU): the same tokens with and without it; a text being copied gives more than one token per pass; bad settings are INVALID_ARGUMENT", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
+test("speculation: on by default for greedy decoding, the same tokens as without it (greedy, sampled with a seed, chat.completions); a text being copied gives more than one token per pass; bad settings are INVALID_ARGUMENT", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 512, threads: 1 });
   try {
     const prompt = "Copy the text exactly.\nText: The old lighthouse keeper climbed the narrow stairs every evening, lit the great lamp, and watched the ships pass.\nCopy: The old lighthouse keeper";
     const opts = { temperature: 0, maxTokens: 32, ignoreEos: true };
-    const plain = await chat.generate(prompt, opts);
+    const plain = await chat.generate(prompt, { ...opts, speculation: false });
     await chat.reset();
-    const spec = await chat.generate(prompt, { ...opts, speculation: { ngram: 3, maxDraft: 6 } });
+    const spec = await chat.generate(prompt, opts);
     assert.deepEqual(spec.tokenIds, plain.tokenIds);
     assert.equal(plain.timings.acceptedPerPass, 1);
     assert.ok(spec.timings.acceptedPerPass > 1.5, JSON.stringify(spec.timings));
     console.log(`speculation in wasm: ${spec.timings.acceptedPerPass.toFixed(2)} tokens per pass, decode ${spec.timings.decodeTokensPerSecond.toFixed(1)} vs ${plain.timings.decodeTokensPerSecond.toFixed(1)} tok/s`);
+    // Sampling drafts only when asked; a seed gives the same tokens either way.
+    const sampled = { temperature: 0.8, topK: 40, seed: 7, maxTokens: 32, ignoreEos: true };
+    const a = await chat.generate(prompt, { ...sampled, speculation: false });
+    const b = await chat.generate(prompt, { ...sampled, speculation: { ngram: 3, maxDraft: 6 } });
+    assert.deepEqual(b.tokenIds, a.tokenIds);
+    const messages = [{ role: "user", content: "Repeat after me: the quick brown fox jumps over the lazy dog, the quick brown fox jumps over the lazy dog." }];
+    const c1 = await chat.chat.completions.create({ messages, max_tokens: 40, temperature: 0, speculation: false });
+    const c2 = await chat.chat.completions.create({ messages, max_tokens: 40, temperature: 0 });
+    assert.equal(c2.choices[0].message.content, c1.choices[0].message.content);
     await assert.rejects(chat.generate(prompt, { speculation: { maxDraft: 0 } }), (e) => e.code === "INVALID_ARGUMENT");
+    await assert.rejects(chat.chat.completions.create({ messages, speculation: "yes" }), (e) => e.code === "INVALID_ARGUMENT");
   } finally {
     await chat.dispose();
   }
