@@ -508,7 +508,8 @@ impl<B: Backend> Engine<B> {
             constraint,
             pending: None,
             from_draft: false,
-            control: crate::speculate::Controller::new(self.backend.token_tile()),
+            // Timed on the CPU only: there a draft never changes a token, whatever is drafted.
+            control: crate::speculate::Controller::new(self.backend.token_tile(), self.backend.name() == "cpu"),
             matched: 0,
             confident: false,
         })

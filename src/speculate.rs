@@ -71,6 +71,10 @@ pub struct Controller {
     /// The cycle being timed: its rows and start.
     open: Option<(usize, f64)>,
     tile: usize,
+    /// Decide from measured times; off, from the prior widths alone (the GPU: its batched rows
+    /// may differ from one-token decode at a near-tie, so its drafts must not depend on timing,
+    /// or the same request could end differently from run to run).
+    timed: bool,
 }
 
 /// The chance that a drafted token is confirmed before anything is measured, by n-gram length.
@@ -84,13 +88,18 @@ fn prior(n: usize) -> f64 {
 }
 
 impl Controller {
-    /// For a backend whose batched matmuls take `tile` tokens at a time ([`fit_to_tile`]).
-    pub fn new(tile: usize) -> Controller {
-        Controller { accept: std::array::from_fn(prior), cost: Vec::new(), open: None, tile: tile.max(1) }
+    /// For a backend whose batched matmuls take `tile` tokens at a time ([`fit_to_tile`]);
+    /// `timed`: from measured pass times (else from [`Controller::prior_width`] alone).
+    pub fn new(tile: usize, timed: bool) -> Controller {
+        let cost = if timed { Vec::new() } else { vec![0.0, 1.0] };
+        Controller { accept: std::array::from_fn(prior), cost, open: None, tile: tile.max(1), timed }
     }
 
     /// A forward pass of `rows` rows starts at `now_ms`; the one before it ends there.
     pub fn pass_starts(&mut self, rows: usize, now_ms: f64) {
+        if !self.timed {
+            return;
+        }
         if let Some((r, t0)) = self.open.take() {
             let ms = now_ms - t0;
             if ms.is_finite() && ms > 0.0 {
@@ -198,7 +207,7 @@ mod tests {
     /// the CPU, and tries it again later.
     #[test]
     fn the_controller_drafts_only_while_it_pays() {
-        let mut c = Controller::new(4);
+        let mut c = Controller::new(4, true);
         assert_eq!(c.choose(8, 4), 0, "one-token decode is timed first");
         let mut t = 0.0;
         c.pass_starts(1, t);
@@ -222,11 +231,20 @@ mod tests {
         let tries = (0..400).position(|_| c.choose(8, 4) > 0);
         assert!(tries.is_some_and(|n| n > 10), "{tries:?}");
         // On a backend where width is nearly free (a GPU: tile 1), even a weak guess pays.
-        let mut g = Controller::new(1);
+        let mut g = Controller::new(1, true);
         g.pass_starts(1, 0.0);
         g.pass_starts(8, 10.0);
         g.pass_starts(1, 21.0);
         g.record(2, 7, 1);
         assert_eq!(g.choose(7, 2), 7);
+        // Untimed (the GPU): the same choices whatever the clock says.
+        let mut u = Controller::new(1, false);
+        u.pass_starts(1, 0.0);
+        u.pass_starts(1, 1e9);
+        assert!(u.choose(7, 4) >= 6, "width is nearly free: a long draft");
+        u.record(4, 7, 0);
+        let again = u.choose(7, 4);
+        u.pass_starts(8, 5.0);
+        assert_eq!(u.choose(7, 4), again);
     }
 }
