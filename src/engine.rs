@@ -35,7 +35,7 @@ pub struct GenerateOptions {
     /// (`Some(0)`: the token's only), from the model's raw distribution.
     pub logprobs: Option<usize>,
     /// Prompt-lookup speculation ([`crate::speculate`]; `None`: off). The default drafts for
-    /// greedy decoding only ([`crate::speculate::Speculation::sampled`] false); the tokens are
+    /// greedy decoding on the CPU ([`crate::speculate::Speculation::requested`] false); the tokens are
     /// the same with and without it on the CPU (a draft's batched rows are bit-identical to
     /// one-token decode, and a sampled draft is kept exactly when the sampler's own draw equals
     /// it), on the GPU up to near-ties between the batched and the decode kernels.
@@ -508,8 +508,10 @@ impl<B: Backend> Engine<B> {
             constraint,
             pending: None,
             from_draft: false,
-            // Timed on the CPU only: there a draft never changes a token, whatever is drafted.
-            control: crate::speculate::Controller::new(self.backend.token_tile(), self.backend.name() == "cpu"),
+            // The clock decides, on the GPU too (asked for there: its batched rows may cost far
+            // more than a decode pass on a real GPU, unmeasured); a GPU draft may then, at a
+            // near-tie, change a token from run to run, a CPU draft never changes one.
+            control: crate::speculate::Controller::new(self.backend.token_tile()),
             matched: 0,
             confident: false,
         })
@@ -552,7 +554,8 @@ impl<B: Backend> Engine<B> {
     /// drafted.
     async fn speculate(&mut self, g: &mut Generating, last: u32) -> Result<Option<ReadOut>> {
         let Some(spec) = g.opts.speculation else { return Ok(None) };
-        if !spec.sampled && g.opts.sampling.temperature != 0.0 {
+        let cpu = self.backend.name() == "cpu";
+        if !spec.requested && (g.opts.sampling.temperature != 0.0 || !cpu) {
             return Ok(None);
         }
         // Room for the draft: the tokens still to generate after this one, and the context (with
@@ -574,7 +577,7 @@ impl<B: Backend> Engine<B> {
         ids.extend_from_slice(&draft);
         let what = Self::readback(g);
         let pos0 = self.reserve(ids.len())?;
-        let (first, after) = if g.confident || self.backend.name() != "cpu" {
+        let (first, after) = if g.confident || !cpu {
             let mut rows: VecDeque<ReadOut> = self.model.forward_rows(&mut self.backend, &mut self.kv, &ids, pos0, what).await?.into();
             (rows.pop_front().expect("one row per token"), After::Logits(rows))
         } else {

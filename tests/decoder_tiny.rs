@@ -472,7 +472,7 @@ fn speculation_gives_the_same_tokens_on_every_architecture() {
         (g.into_generation(), margins)
     };
     // Every draft verified (the controller would skip most on random tiny models).
-    let every = browser_llm::speculate::Speculation { adaptive: false, ..Default::default() };
+    let every = browser_llm::speculate::Speculation { adaptive: false, requested: true, ..Default::default() };
     let spec = Some(every);
     // Passes that accepted drafts saved, CPU and GPU: random tiny models repeat little, but some.
     let mut saved = [0; 2];
@@ -502,7 +502,7 @@ fn speculation_gives_the_same_tokens_on_every_architecture() {
             for seed in 0..12 {
                 let sampling = SamplingParams { temperature: 0.8, top_p: 0.95, repeat_penalty: 1.1, seed, ..Default::default() };
                 let (plain, _) = run(&mut e, sampling.clone(), None, None);
-                let sampled = Some(browser_llm::speculate::Speculation { sampled: true, ..every });
+                let sampled = Some(every);
                 let (fast, _) = run(&mut e, sampling, sampled, None);
                 assert_eq!(fast.ids, plain.ids, "{name}: sampled with seed {seed}");
                 accepted += fast.timings.accepted_per_pass() / 12.0;
@@ -583,7 +583,7 @@ fn context_shift_turns_the_moved_keys_to_their_new_positions() {
             if backend == BackendChoice::Cpu {
                 // Drafts (every one verified) never move a shift: the same tokens as without them.
                 e.reset();
-                let every = Some(browser_llm::speculate::Speculation { adaptive: false, ..Default::default() });
+                let every = Some(browser_llm::speculate::Speculation { adaptive: false, requested: true, ..Default::default() });
                 let drafted = GenerateOptions { speculation: every, logprobs: None, ..opts.clone() };
                 let mut g = e.begin(&prompt[..20], &drafted).unwrap();
                 while browser_llm::block_on(e.step(&mut g)).unwrap().is_some() {}

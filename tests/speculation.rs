@@ -107,7 +107,7 @@ fn sampled_speculation_gives_the_same_tokens() {
     for sampling in samplings {
         let opts = GenerateOptions { max_tokens: 40, sampling: sampling.clone(), ignore_eos: true, speculation: None, ..Default::default() };
         let (plain, _) = run(&mut e, REWRITE, &opts);
-        let sampled = Speculation { sampled: true, adaptive: false, ..Default::default() };
+        let sampled = Speculation { requested: true, adaptive: false, ..Default::default() };
         let (fast, _) = run(&mut e, REWRITE, &GenerateOptions { speculation: Some(sampled), ..opts });
         assert_eq!(fast.ids, plain.ids, "{sampling:?}");
         println!("smollm2-135m, rewrite, sampled (seed {}): 40 tokens equal; accepted per pass {:.2}", sampling.seed, fast.timings.accepted_per_pass());
@@ -123,7 +123,8 @@ fn gpu_speculation_agrees_up_to_near_ties() {
         let Some(mut e) = engine(&bytes, BackendChoice::Gpu) else { return };
         let opts = GenerateOptions { max_tokens: 40, sampling: SamplingParams::greedy(), ignore_eos: true, speculation: None, ..Default::default() };
         let (plain, margins) = run(&mut e, REWRITE, &GenerateOptions { logprobs: Some(2), ..opts.clone() });
-        let (fast, _) = run(&mut e, REWRITE, &GenerateOptions { speculation: Some(Default::default()), ..opts });
+        let asked = Speculation { requested: true, ..Default::default() };
+        let (fast, _) = run(&mut e, REWRITE, &GenerateOptions { speculation: Some(asked), ..opts });
         if let Some(i) = fast.ids.iter().zip(&plain.ids).position(|(a, b)| a != b) {
             assert!(margins[i] < common::tolerance::NEAR_TIE, "{name}: token {i} differs at margin {}", margins[i]);
         }

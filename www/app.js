@@ -362,6 +362,8 @@ async function send(ev) {
         messages: system ? [{ role: "system", content: system }, ...messages] : messages, stream: true, max_tokens: opts.maxTokens, temperature: opts.temperature, top_k: opts.topK, top_p: opts.topP,
         min_p: opts.minP, repetition_penalty: opts.repetitionPenalty, seed: opts.seed, signal: genAbort.signal,
         stream_options: { include_usage: true }, session: SESSION,
+        // A conversation longer than the context keeps going: its oldest turns are left out.
+        context_overflow: "drop-oldest",
       });
       let last;
       let usage = null;
@@ -382,6 +384,10 @@ async function send(ev) {
       }
       if (last.session?.error) sessionNote(`The saved session could not be used ([${last.session.error.code}] ${last.session.error.message}).`);
       finish(reply, null, last.choices[0].finish_reason, last.timings);
+      if (last.dropped_messages > 0) {
+        reply.dataset.droppedMessages = String(last.dropped_messages);
+        el.stats.textContent += ` · the ${last.dropped_messages} oldest messages were left out to fit the context`;
+      }
     }
   } catch (e) {
     showError(e);
@@ -425,8 +431,9 @@ function finish(reply, tokenIds, finishReason, t) {
   addCopyButton(reply);
   reply.dataset.finishReason = finishReason;
   const why = { stop: "finished", length: "token limit", abort: "stopped" }[finishReason] ?? finishReason;
+  const spec = t.acceptedPerPass > 1.05 ? ` (${t.acceptedPerPass.toFixed(1)} per pass: speculation)` : "";
   el.stats.textContent = `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.prefillTokens} tokens) · ` +
-    `decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s (${t.decodeTokens} tokens) · ${why}`;
+    `decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s (${t.decodeTokens} tokens${spec}) · ${why}`;
 }
 
 async function refreshCache() {

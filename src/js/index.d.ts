@@ -175,10 +175,12 @@ export interface GenerateOptions extends SamplingOptions, OutputConstraint {
    * Prompt-lookup speculation (CPU and WebGPU): drafts the tokens that followed the context's
    * last n-gram (`ngram`, default 4, down to 2) earlier in the prompt or the reply, up to
    * `maxDraft` (default 8), and verifies them in one batched pass. Omitted: on for greedy
-   * decoding (temperature 0); `true` or an object: also when sampling; `false`: off. The tokens
-   * are the same as without it (on the GPU up to near-ties); `timings.acceptedPerPass` says how
-   * many came per pass. It pays where the reply repeats its context (rewriting or quoting a
-   * text, editing code, structured output reusing names), and costs little elsewhere.
+   * decoding (temperature 0) on the CPU; `true` or an object: also when sampling and on WebGPU
+   * (unmeasured on real GPUs so far: a timed controller stops drafting where it does not pay);
+   * `false`: off. The tokens are the same as without it (on the GPU up to near-ties);
+   * `timings.acceptedPerPass` says how many came per pass. It pays where the reply repeats its
+   * context (rewriting or quoting a text, editing code, structured output reusing names), and
+   * costs little elsewhere.
    */
   speculation?: boolean | { ngram?: number; maxDraft?: number };
   /** Report each token's log-probability (from the model's raw distribution). */

@@ -210,14 +210,14 @@ impl JsSpeculation {
         let d = Speculation::default();
         match *self {
             JsSpeculation::On(false) => Ok(None),
-            JsSpeculation::On(true) => Ok(Some(Speculation { sampled: true, ..d })),
+            JsSpeculation::On(true) => Ok(Some(Speculation { requested: true, ..d })),
             JsSpeculation::Tuned { ngram, max_draft } => {
                 let ngram_max = ngram.unwrap_or(d.ngram_max);
                 let max_draft = max_draft.unwrap_or(d.max_draft);
                 if !(1..=16).contains(&ngram_max) || !(1..=64).contains(&max_draft) {
                     return Err(Error::invalid_argument("speculation: ngram must be 1..16 and maxDraft 1..64"));
                 }
-                Ok(Some(Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft, sampled: true, ..d }))
+                Ok(Some(Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft, requested: true, ..d }))
             }
         }
     }

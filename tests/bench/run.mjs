@@ -1,7 +1,7 @@
 // Browser benchmark: browser-llm (the built package in pkg/) against wllama (@wllama/wllama, from
 // this directory's node_modules) on one GGUF model, CPU only, in one headless Chromium run.
 //
-//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--gpu] [--prompt TEXT] [--timeout-min N] [--json FILE]
+//   node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--gpu] [--fresh] [--prompt TEXT] [--timeout-min N] [--json FILE]
 //
 // --gpu: browser-llm on WebGPU (Chromium with --enable-unsafe-webgpu: the machine's GPU through
 // Vulkan, or SwiftShader without one) against browser-llm on the CPU (1 thread), no wllama
@@ -42,6 +42,9 @@ const jsonOut = opt("--json");
 const tryMt = !args.includes("--no-mt");
 const schema = args.includes("--schema");
 const gpu = args.includes("--gpu");
+// --fresh: the other harness style: a fresh page per engine, one streamed generation at once (no
+// warm-up), decode timed as the page receives the tokens (an app's first request in a new tab).
+const freshMode = args.includes("--fresh");
 if (!model) {
   console.error("usage: node tests/bench/run.mjs --model FILE.gguf [--rounds N] [--tokens N] [--ctx N] [--no-mt] [--schema] [--gpu] [--prompt TEXT] [--timeout-min N] [--json FILE]");
   process.exit(2);
@@ -122,6 +125,68 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+
+/** One page: `params` on the bench page; resolves to what the page reports. */
+async function runPage(browser, origin, params) {
+  const page = await (await browser.newContext()).newPage();
+  try {
+    const done = new Promise((resolve, reject) => {
+      page.exposeFunction("__benchDone", (json) => resolve(JSON.parse(json))).catch(reject);
+      page.on("crash", () => reject(new Error("the page crashed")));
+      setTimeout(() => reject(new Error(`no result after ${timeoutMin} min`)), timeoutMin * 60_000).unref();
+    });
+    page.on("console", (m) => {
+      const text = m.text();
+      if (text.startsWith("[bench] ")) console.error(text);
+      else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
+    });
+    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    await page.goto(`${origin}/index.html?${new URLSearchParams(params)}`);
+    const res = await done;
+    if (res.fatal) throw new Error(`the page failed: ${res.fatal}`);
+    return res;
+  } finally {
+    await page.context().close().catch(() => {});
+  }
+}
+
+/** The fresh-page harness: each engine in a page of its own, in turn, `rounds` times. */
+async function mainFresh() {
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
+  const names = tryMt ? ["ours-1", "wllama-1", "ours-2", "wllama-2"] : ["ours-1", "wllama-1"];
+  const runs = Object.fromEntries(names.map((n) => [n, []]));
+  const t0 = Date.now();
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const engine of names) {
+        const q = { model: `/model/${modelName}`, tokens: String(tokens), ctx: String(ctx), fresh: "1", engine };
+        if (prompt) q.prompt = prompt;
+        runs[engine].push((await runPage(browser, origin, q)).fresh);
+      }
+    }
+    const line = (c) => console.log(`${c[0].padEnd(28)} ${c.slice(1).map((x, i) => String(x).padStart([10, 14, 16, 14, 14][i])).join(" ")}`);
+    console.log(`browser: Chromium ${browser.version()} headless; model ${modelName}; fresh page per engine and run, one streamed greedy generation of ${tokens} tokens, no warm-up; median of ${rounds}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    line(["engine (fresh page)", "prompt_tok", "prefill_tok/s", "first_token_ms", "received_tok/s", "1st/2nd half"]);
+    const med = (n, k) => median(runs[n].map((x) => x[k]));
+    for (const n of names) {
+      const [kind, th] = n.split("-");
+      const halves = [0, 1].map((i) => median(runs[n].map((x) => x.halves[i])).toFixed(1)).join(" / ");
+      line([`${kind === "ours" ? `browser-llm ${oursVersion}` : `wllama ${wllamaVersion}`}, ${th} thr`, runs[n][0].promptTokens ?? "?", (med(n, "prefillTokPerS") ?? 0).toFixed(2), med(n, "firstMs").toFixed(0), med(n, "decodeTokPerS").toFixed(2), halves]);
+    }
+    const ratio = (a, b, what) => {
+      if (runs[a] && runs[b]) console.log(`${what}: prefill ${(med(a, "prefillTokPerS") / med(b, "prefillTokPerS")).toFixed(2)}x, decode as received ${(med(a, "decodeTokPerS") / med(b, "decodeTokPerS")).toFixed(2)}x`);
+    };
+    ratio("ours-1", "wllama-1", "fresh page: browser-llm / wllama, 1 thread each");
+    ratio("ours-2", "wllama-2", "fresh page: browser-llm / wllama, 2 threads each");
+    ratio("ours-2", "ours-1", "fresh page: browser-llm 2 threads / 1 thread");
+    ratio("wllama-2", "wllama-1", "fresh page: wllama 2 threads / 1 thread");
+  } finally {
+    await browser.close().catch(() => {});
+    server.close();
+  }
+}
 
 async function main() {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -217,6 +282,15 @@ function report(res) {
   console.log(`host: ${os.cpus().length} CPUs, 1-minute load average ${lb} before, ${la} after (other work on the host skews every row, the 2-thread row most)`);
 }
 
+if (freshMode) {
+  try {
+    await mainFresh();
+    process.exit(0);
+  } catch (e) {
+    console.error(`run.mjs: ${e?.stack ?? e}`);
+    process.exit(1);
+  }
+}
 try {
   const res = await main();
   report(res);

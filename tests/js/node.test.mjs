@@ -417,7 +417,9 @@ test("context_overflow: a chat longer than the context fails with CONTEXT_OVERFL
     for await (const c of chunks) if (c.choices.length > 0) last = c;
     assert.equal(last.dropped_messages, r.dropped_messages, "the finish chunk says how many");
     await assert.rejects(chat.generate("text", { contextOverflow: "drop-oldest" }), (e) => e.code === "INVALID_ARGUMENT");
-    await assert.rejects(chat.chat.completions.create({ messages, context_overflow: "shift" }), (e) => e.code === "INVALID_ARGUMENT");
+    // "shift" lets a generation run past the context; the prompt itself must still fit.
+    await assert.rejects(chat.chat.completions.create({ messages, context_overflow: "shift" }), (e) => e.code === "CONTEXT_OVERFLOW");
+    await assert.rejects(chat.chat.completions.create({ messages, context_overflow: "roll" }), (e) => e.code === "INVALID_ARGUMENT");
     console.log(`drop-oldest: ${messages.length} messages, ${r.dropped_messages} left out, prompt ${r.usage.prompt_tokens} tokens + 16 in a context of 256`);
   } finally {
     await chat.dispose();

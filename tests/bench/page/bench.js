@@ -111,6 +111,14 @@ function ours(threads, schema = false, backend = "cpu") {
     async wasmBytes() {
       return (await engine.info()).wasmMemoryBytes;
     },
+    // Fresh-page style: tokens timed as this page receives them (onToken runs here, on the
+    // Worker's message).
+    async stream(maxTokens) {
+      const times = [];
+      const t0 = performance.now();
+      const r = await engine.generate(PROMPT, { maxTokens, temperature: 0, ignoreEos: true, speculation: false, onToken: () => times.push(performance.now()) });
+      return { times, t0, promptTokens: r.timings.prefillTokens, prefillTokPerS: r.timings.prefillTokens / (r.timings.prefillMs / 1000), text: r.text };
+    },
   };
 }
 
@@ -143,7 +151,46 @@ function wllama(threads) {
         decodeTokPerS: (t.predicted_n - 1) / (t.predicted_ms / 1000), wallMs, text: r.choices?.[0]?.text ?? "",
       };
     },
+    async stream(maxTokens) {
+      const times = [];
+      const t0 = performance.now();
+      let text = "";
+      let timings = null;
+      const it = await w.createCompletion({
+        prompt: PROMPT, max_tokens: maxTokens, n_predict: maxTokens, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true,
+      });
+      for await (const chunk of it) {
+        const piece = chunk.choices?.[0]?.text ?? "";
+        if (piece || chunk.content) times.push(performance.now());
+        text += piece;
+        timings = chunk.timings ?? timings;
+      }
+      const promptTokens = timings?.prompt_n ?? null;
+      return { times, t0, promptTokens, prefillTokPerS: timings ? timings.prompt_n / (timings.prompt_ms / 1000) : null, text };
+    },
   };
+}
+
+// Fresh-page style (fresh=1&engine=ours-1|ours-2|wllama-1|wllama-2): this page loads one engine and
+// runs one streamed generation at once, no warm-up, as an app's first request in a new tab; the
+// decode rate is the tokens after the first per second, as this page receives them.
+async function fresh(blob) {
+  const [kind, threads] = (q.get("engine") ?? "ours-1").split("-");
+  const e = kind === "wllama" ? wllama(Number(threads)) : ours(Number(threads));
+  const t = performance.now();
+  await e.load(blob);
+  const loadMs = performance.now() - t;
+  log(`${e.name}, ${e.threads} thread(s): loaded in ${(loadMs / 1000).toFixed(1)} s (${e.detail})`);
+  const r = await e.stream(TOKENS);
+  const n = r.times.length;
+  const decode = n > 1 ? (n - 1) / ((r.times[n - 1] - r.times[0]) / 1000) : 0;
+  // The rate over the first and the second half: a first generation that speeds up as it goes
+  // is still warming up (the wasm tiering up, first touches of fresh memory).
+  const h = n >> 1;
+  const rate = (a, b) => (b - a) / ((r.times[b] - r.times[a]) / 1000);
+  const halves = n > 4 ? [rate(0, h), rate(h, n - 1)] : [0, 0];
+  log(`${e.name}, ${e.threads} thread(s): ${n} tokens received, first after ${(r.times[0] - r.t0).toFixed(0)} ms, then ${decode.toFixed(2)} tok/s (halves ${halves.map((x) => x.toFixed(1)).join(" / ")})`);
+  return { name: e.name, threads: e.threads, detail: e.detail, loadMs, received: n, firstMs: r.times[0] - r.t0, decodeTokPerS: decode, halves, promptTokens: r.promptTokens, prefillTokPerS: r.prefillTokPerS, text: r.text };
 }
 
 async function main() {
@@ -157,6 +204,7 @@ async function main() {
   const blob = await (await fetch(MODEL_URL)).blob();
   log(`model: ${MODEL_URL}, ${blob.size} bytes, fetched in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
+  if (q.get("fresh") === "1") return { env, fresh: await fresh(blob) };
   const engines = GPU ? [ours(1, false, "webgpu"), ours(1)] : TRY_MT ? [ours(2), ours(1), wllama(1), wllama(2)] : [ours(1), wllama(1)];
   if (SCHEMA) engines.splice(engines.indexOf(engines.find((e) => e.name === "browser-llm" && e.threads === 1)) + 1, 0, ours(1, true));
   const errors = [];
