@@ -798,7 +798,7 @@ impl Backend for GpuBackend {
             enc.copy_buffer_to_buffer(&kc, ((s.keep + s.discard) * kd * 2) as u64, ks.buffer(), 0, (m * kd * 2) as u64);
             enc.copy_buffer_to_buffer(&vc, ((s.keep + s.discard) * vd * 2) as u64, vs.buffer(), 0, (m * vd * 2) as u64);
             enc.copy_buffer_to_buffer(vs.buffer(), 0, &vc, (s.keep * vd * 2) as u64, (m * vd * 2) as u64);
-            ops::rope_shift(self, &kc, &ks, m, s.keep, -(s.discard as i64), *r, freq_factors)?;
+            ops::rope_shift(self, &kc, &ks, m, kd, s.keep, -(s.discard as i64), *r, freq_factors)?;
         }
         self.flush()?;
         self.ctx.check()

@@ -608,17 +608,19 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
     Ok(q)
 }
 
-/// `m` key rows of `src` (a copy of a layer's moved rows, f16 pairs) turned by `delta` positions
-/// into rows `dst0..dst0 + m` of the key cache `kc` (`shaders/rope_shift.wgsl`).
+/// `m` key rows of `k_dim` values in `src` (a copy of a layer's moved rows, f16 pairs) turned by
+/// `delta` positions into rows `dst0..dst0 + m` of the key cache `kc` (`shaders/rope_shift.wgsl`).
 #[allow(clippy::too_many_arguments)]
-pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
+pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, k_dim: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
     if let Some(f) = freq_factors {
         if f.f32_len()? < r.n_rot / 2 {
             return Err(shape_err("rope freq factors", f.f32_len()?, r.n_rot / 2));
         }
     }
-    let k_words = src.len() * 2 / m.max(1);
-    let n_head_kv = k_words / r.head_dim;
+    if r.head_dim == 0 || k_dim % r.head_dim != 0 || src.len() * 2 < m * k_dim {
+        return Err(shape_err("rope_shift", k_dim, r.head_dim));
+    }
+    let n_head_kv = k_dim / r.head_dim;
     let u = RopeShiftParams {
         n_rows: m as u32,
         n_head_kv: n_head_kv as u32,
