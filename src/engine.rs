@@ -359,6 +359,15 @@ impl<B: Backend> Engine<B> {
         Ok(out)
     }
 
+    /// Run `ids` after the cached tokens and read back every token's logits, as little of each
+    /// row as `what` needs (a speculative draft).
+    async fn eval_rows(&mut self, ids: &[u32], what: Readback) -> Result<Vec<ReadOut>> {
+        let pos0 = self.reserve(ids.len())?;
+        let out = self.model.forward_rows(&mut self.backend, &mut self.kv, ids, pos0, what).await?;
+        self.cached.extend_from_slice(ids);
+        Ok(out)
+    }
+
     /// The position of the next token, if `n` more fit in the context.
     fn reserve(&self, n: usize) -> Result<usize> {
         let pos0 = self.cached.len();
@@ -512,7 +521,6 @@ impl<B: Backend> Engine<B> {
             // more than a decode pass on a real GPU, unmeasured); a GPU draft may then, at a
             // near-tie, change a token from run to run, a CPU draft never changes one.
             control: crate::speculate::Controller::new(self.backend.token_tile()),
-            matched: 0,
             confident: false,
         })
     }
@@ -571,23 +579,20 @@ impl<B: Backend> Engine<B> {
             return Ok(None);
         }
         g.control.pass_starts(draft.len() + 1, now_ms());
-        g.matched = matched;
         let mut ids = Vec::with_capacity(draft.len() + 1);
         ids.push(last);
         ids.extend_from_slice(&draft);
         let what = Self::readback(g);
-        let pos0 = self.reserve(ids.len())?;
         let (first, after) = if g.confident || !cpu {
-            let mut rows: VecDeque<ReadOut> = self.model.forward_rows(&mut self.backend, &mut self.kv, &ids, pos0, what).await?.into();
+            let mut rows: VecDeque<ReadOut> = self.eval_rows(&ids, what).await?.into();
             (rows.pop_front().expect("one row per token"), After::Logits(rows))
         } else {
-            let hidden = self.model.forward(&mut self.backend, &mut self.kv, &ids, pos0, Logits::Hidden).await?;
+            let hidden = self.eval(&ids, Logits::Hidden).await?;
             let mut rows: VecDeque<Vec<f32>> = hidden.chunks_exact(self.model.config.n_embd).map(<[f32]>::to_vec).collect();
             let first = rows.pop_front().expect("one row per token");
             (self.model.head_row(&mut self.backend, &first, what).await?, After::Hidden(rows))
         };
-        self.cached.extend_from_slice(&ids);
-        g.pending = Some(Pending { drafted: draft.len(), draft: draft.into(), after });
+        g.pending = Some(Pending { drafted: draft.len(), matched, draft: draft.into(), after });
         Ok(Some(first))
     }
 
@@ -607,8 +612,7 @@ impl<B: Backend> Engine<B> {
                 }
             };
             if p.draft.is_empty() {
-                let n = p.drafted;
-                g.control.record(g.matched, n, n);
+                g.control.record(p.matched, p.drafted, p.drafted);
                 g.pending = None;
                 g.confident = true;
             }
@@ -617,8 +621,7 @@ impl<B: Backend> Engine<B> {
         } else {
             g.confident = false;
             let rejected = p.draft.len();
-            let drafted = p.drafted;
-            g.control.record(g.matched, drafted, drafted - rejected);
+            g.control.record(p.matched, p.drafted, p.drafted - rejected);
             self.cached.truncate(self.cached.len() - rejected);
             g.pending = None;
         }
@@ -797,8 +800,6 @@ pub struct Generating {
     from_draft: bool,
     /// Whether and how far to draft (measured costs and acceptance of this generation).
     control: crate::speculate::Controller,
-    /// The n-gram length the pending draft matched on.
-    matched: usize,
     /// The last draft was confirmed whole: the next one's pass runs the head on every row.
     confident: bool,
 }
@@ -809,6 +810,8 @@ struct Pending {
     draft: VecDeque<u32>,
     /// Tokens the draft had.
     drafted: usize,
+    /// The n-gram length it matched on.
+    matched: usize,
     /// What follows each drafted token still pending, in order.
     after: After,
 }

@@ -32,6 +32,11 @@ impl Readback {
             Readback::TopK(k) => ReadOut::Candidates(top_k(&logits, k)),
         }
     }
+
+    /// [`Readback::select`] of each row of `[rows, n_vocab]` logits.
+    pub fn select_rows(self, logits: &[f32], n_vocab: usize) -> Vec<ReadOut> {
+        logits.chunks_exact(n_vocab.max(1)).map(|r| self.select(r.to_vec())).collect()
+    }
 }
 
 /// Index of the largest logit; ties go to the lower id (as llama.cpp's greedy sampler).

@@ -279,8 +279,7 @@ pub trait Backend {
     /// [`Backend::read_logits`] of every row of `x` (`[rows, n_vocab]`), in order: a
     /// speculative draft's rows. The default reads them all and selects on the host.
     async fn read_logits_rows(&mut self, x: &Self::Act, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
-        let logits = self.read(x).await?;
-        Ok(logits.chunks_exact(n_vocab.max(1)).map(|r| what.select(r.to_vec())).collect())
+        Ok(what.select_rows(&self.read(x).await?, n_vocab))
     }
     /// Tokens a batched matmul multiplies together for little more than the cost of fewer (the
     /// CPU kernels' token tile): a speculative pass is sized to a multiple of it. 1: no such

@@ -230,11 +230,18 @@ impl<B: Backend> Model<B> {
         };
         let w = b.weight(&info, crate::backend::TensorBytes::new(Arc::new(bytes), 0..n * 4))?;
         let h = b.get_rows(&w, &[0], 1.0)?;
-        let mut out = b.linear(&h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
+        let out = self.head(b, &h)?;
+        b.read_logits(&out, what).await
+    }
+
+    /// The output head of final hidden states `h`: the logits (soft-capped where the model caps
+    /// them).
+    fn head(&self, b: &mut B, h: &B::Act) -> Result<B::Act> {
+        let mut out = b.linear(h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
         if let Some(cap) = self.config.final_logit_softcap {
             b.softcap(&mut out, cap)?;
         }
-        b.read_logits(&out, what).await
+        Ok(out)
     }
 
     /// Layer `il`'s rotary embedding for rows from position `pos0`.
@@ -331,10 +338,6 @@ impl<B: Backend> Model<B> {
         if logits == Logits::Hidden {
             return Ok(h);
         }
-        let mut out = b.linear(&h, self.output.as_ref().unwrap_or(&self.tok_embd), None)?;
-        if let Some(cap) = c.final_logit_softcap {
-            b.softcap(&mut out, cap)?;
-        }
-        Ok(out)
+        self.head(b, &h)
     }
 }

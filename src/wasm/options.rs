@@ -187,8 +187,8 @@ pub struct JsGenerateOptions {
     /// `max_tokens` fit the context; `chat::overflow`) or "shift" (generation goes on past a full
     /// context: llama.cpp's context shift, [`crate::engine::GenerateOptions::context_shift`]).
     context_overflow: Option<String>,
-    /// Prompt-lookup speculation: omitted, on for greedy decoding; `true` or `{ngram,
-    /// maxDraft}` also when sampling; `false` off.
+    /// Prompt-lookup speculation: omitted, on for greedy decoding on the CPU; `true` or `{ngram,
+    /// maxDraft}` also when sampling and on WebGPU; `false` off.
     speculation: Option<JsSpeculation>,
 }
 
@@ -206,7 +206,7 @@ enum JsSpeculation {
 
 impl JsSpeculation {
     fn to_speculation(&self) -> Result<Option<crate::speculate::Speculation>> {
-        use crate::speculate::Speculation;
+        use crate::speculate::{Speculation, MAX_NGRAM};
         let d = Speculation::default();
         match *self {
             JsSpeculation::On(false) => Ok(None),
@@ -214,8 +214,8 @@ impl JsSpeculation {
             JsSpeculation::Tuned { ngram, max_draft } => {
                 let ngram_max = ngram.unwrap_or(d.ngram_max);
                 let max_draft = max_draft.unwrap_or(d.max_draft);
-                if !(1..=16).contains(&ngram_max) || !(1..=64).contains(&max_draft) {
-                    return Err(Error::invalid_argument("speculation: ngram must be 1..16 and maxDraft 1..64"));
+                if !(1..=MAX_NGRAM).contains(&ngram_max) || !(1..=64).contains(&max_draft) {
+                    return Err(Error::invalid_argument(format!("speculation: ngram must be 1..{MAX_NGRAM} and maxDraft 1..64")));
                 }
                 Ok(Some(Speculation { ngram_min: d.ngram_min.min(ngram_max), ngram_max, max_draft, requested: true, ..d }))
             }

@@ -251,7 +251,7 @@ impl Backend for CpuBackend {
             for dst in s.keep..s.n - s.discard {
                 let src = dst + s.discard;
                 for (x, &h) in row.iter_mut().zip(&k[src * kd..(src + 1) * kd]) {
-                    *x = half::f16::from_bits(h).to_f32();
+                    *x = f16_to_f32(h);
                 }
                 for head in row.chunks_exact_mut(r.head_dim) {
                     ops::rope_head(head, &self.rope_table, r.neox);

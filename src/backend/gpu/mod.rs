@@ -895,7 +895,7 @@ impl Backend for GpuBackend {
     async fn read_logits_rows(&mut self, x: &GpuAct, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
         match what {
             Readback::Argmax => Ok(self.argmax_rows_async(x).await?.into_iter().map(|c| ReadOut::Candidates(vec![c])).collect()),
-            _ => Ok(self.read_async(x).await?.chunks_exact(n_vocab.max(1)).map(|r| what.select(r.to_vec())).collect()),
+            _ => Ok(what.select_rows(&self.read_async(x).await?, n_vocab)),
         }
     }
     fn submit(&mut self) -> Result<()> {

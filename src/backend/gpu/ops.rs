@@ -573,11 +573,7 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
             return Err(shape_err("qk_prep norm", w.f32_len()?, p.head_dim));
         }
     }
-    if let Some(f) = prep.freq_factors {
-        if f.f32_len()? < r.n_rot / 2 {
-            return Err(shape_err("rope freq factors", f.f32_len()?, r.n_rot / 2));
-        }
-    }
+    check_freq_factors(prep.freq_factors, r.n_rot)?;
     let u = QkPrepParams {
         n_rows: n as u32,
         n_head: p.n_head as u32,
@@ -608,15 +604,19 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
     Ok(q)
 }
 
+/// RoPE frequency factors, where the model has them, cover the `n_rot / 2` rotated pairs.
+fn check_freq_factors(f: Option<&GpuWeight>, n_rot: usize) -> Result<()> {
+    match f {
+        Some(f) if f.f32_len()? < n_rot / 2 => Err(shape_err("rope freq factors", f.f32_len()?, n_rot / 2)),
+        _ => Ok(()),
+    }
+}
+
 /// `m` key rows of `k_dim` values in `src` (a copy of a layer's moved rows, f16 pairs) turned by
 /// `delta` positions into rows `dst0..dst0 + m` of the key cache `kc` (`shaders/rope_shift.wgsl`).
 #[allow(clippy::too_many_arguments)]
 pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, k_dim: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
-    if let Some(f) = freq_factors {
-        if f.f32_len()? < r.n_rot / 2 {
-            return Err(shape_err("rope freq factors", f.f32_len()?, r.n_rot / 2));
-        }
-    }
+    check_freq_factors(freq_factors, r.n_rot)?;
     if r.head_dim == 0 || k_dim % r.head_dim != 0 || src.len() * 2 < m * k_dim {
         return Err(shape_err("rope_shift", k_dim, r.head_dim));
     }
