@@ -126,8 +126,24 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-/** One page: `params` on the bench page; resolves to what the page reports. */
-async function runPage(browser, origin, params) {
+/** The server listening and a browser, for `fn(browser, origin)`; both closed after it. */
+async function withBrowser(fn) {
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
+  try {
+    return await fn(browser, origin);
+  } finally {
+    await browser.close().catch(() => {});
+    server.close();
+  }
+}
+
+/**
+ * One page: `params` on the bench page; resolves to what the page reports, after
+ * `inspect(page, result)` (if given) looked at the page while it is still open.
+ */
+async function runPage(browser, origin, params, inspect) {
   const page = await (await browser.newContext()).newPage();
   try {
     const done = new Promise((resolve, reject) => {
@@ -144,6 +160,7 @@ async function runPage(browser, origin, params) {
     await page.goto(`${origin}/index.html?${new URLSearchParams(params)}`);
     const res = await done;
     if (res.fatal) throw new Error(`the page failed: ${res.fatal}`);
+    if (inspect) await inspect(page, res);
     return res;
   } finally {
     await page.context().close().catch(() => {});
@@ -151,14 +168,11 @@ async function runPage(browser, origin, params) {
 }
 
 /** The fresh-page harness: each engine in a page of its own, in turn, `rounds` times. */
-async function mainFresh() {
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
-  const names = tryMt ? ["ours-1", "wllama-1", "ours-2", "wllama-2"] : ["ours-1", "wllama-1"];
-  const runs = Object.fromEntries(names.map((n) => [n, []]));
-  const t0 = Date.now();
-  try {
+function mainFresh() {
+  return withBrowser(async (browser, origin) => {
+    const names = tryMt ? ["ours-1", "wllama-1", "ours-2", "wllama-2"] : ["ours-1", "wllama-1"];
+    const runs = Object.fromEntries(names.map((n) => [n, []]));
+    const t0 = Date.now();
     for (let r = 0; r < rounds; r++) {
       for (const engine of names) {
         const q = { model: `/model/${modelName}`, tokens: String(tokens), ctx: String(ctx), fresh: "1", engine };
@@ -182,53 +196,31 @@ async function mainFresh() {
     ratio("ours-2", "wllama-2", "fresh page: browser-llm / wllama, 2 threads each");
     ratio("ours-2", "ours-1", "fresh page: browser-llm 2 threads / 1 thread");
     ratio("wllama-2", "wllama-1", "fresh page: wllama 2 threads / 1 thread");
-  } finally {
-    await browser.close().catch(() => {});
-    server.close();
-  }
+  });
 }
 
-async function main() {
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
-  const t0 = Date.now();
-  const loadBefore = os.loadavg()[0];
-  try {
-    const page = await (await browser.newContext()).newPage();
-    const done = new Promise((resolve, reject) => {
-      page.exposeFunction("__benchDone", (json) => resolve(JSON.parse(json))).catch(reject);
-      page.on("crash", () => reject(new Error("the page crashed")));
-      setTimeout(() => reject(new Error(`no result after ${timeoutMin} min`)), timeoutMin * 60_000).unref();
+/** The warmed-page harness: every engine in one page, alternating rounds after a warm-up each. */
+function main() {
+  return withBrowser(async (browser, origin) => {
+    const t0 = Date.now();
+    const loadBefore = os.loadavg()[0];
+    const q = { model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx), schema: schema ? "1" : "0", gpu: gpu ? "1" : "0" };
+    if (prompt) q.prompt = prompt;
+    const res = await runPage(browser, origin, q, async (page, res) => {
+      // wllama's wasm memory lives in its Worker: ask the Worker (see the hook in bench.js).
+      for (const e of res.engines) {
+        if (e.wasmBytes != null || !e.workerUrl) continue;
+        const w = page.workers().find((x) => x.url() === e.workerUrl);
+        e.wasmBytes = w ? await w.evaluate(() => Math.max(0, ...(globalThis.__benchWasmMemories ?? []).map((m) => m.buffer.byteLength))).catch(() => null) : null;
+        if (e.wasmBytes === 0) e.wasmBytes = null;
+      }
     });
-    page.on("console", (m) => {
-      const text = m.text();
-      if (text.startsWith("[bench] ")) console.error(text);
-      else if (m.type() === "error" || m.type() === "warning") console.error(`page ${m.type()}: ${text}`);
-    });
-    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-    const q = new URLSearchParams({ model: `/model/${modelName}`, rounds: String(rounds), tokens: String(tokens), mt: tryMt ? "1" : "0", ctx: String(ctx), schema: schema ? "1" : "0", gpu: gpu ? "1" : "0" });
-    if (prompt) q.set("prompt", prompt);
-    await page.goto(`${origin}/index.html?${q}`);
-    const res = await done;
-    if (res.fatal) throw new Error(`the page failed: ${res.fatal}`);
-
-    // wllama's wasm memory lives in its Worker: ask the Worker (see the hook in bench.js).
-    for (const e of res.engines) {
-      if (e.wasmBytes != null || !e.workerUrl) continue;
-      const w = page.workers().find((x) => x.url() === e.workerUrl);
-      e.wasmBytes = w ? await w.evaluate(() => Math.max(0, ...(globalThis.__benchWasmMemories ?? []).map((m) => m.buffer.byteLength))).catch(() => null) : null;
-      if (e.wasmBytes === 0) e.wasmBytes = null;
-    }
     res.browser = browser.version();
     res.seconds = (Date.now() - t0) / 1000;
     res.loadavg = [loadBefore, os.loadavg()[0]];
     if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(res, null, 2));
     return res;
-  } finally {
-    await browser.close().catch(() => {});
-    server.close();
-  }
+  });
 }
 
 function report(res) {

@@ -8,10 +8,10 @@
 //
 //   node tests/bench/sessions.mjs --chat-model FILE.gguf [--backend cpu|webgpu] [--tokens N] [--rounds N]
 
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startServer } from "./serve.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -30,16 +30,7 @@ if (!model || !["cpu", "webgpu"].includes(backend) || !(target > 0 && rounds > 0
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1];
 
-const server = spawn(process.execPath, [path.join(here, "../../pkg-scripts/serve.mjs"), "--port", "0", "--root", path.join(here, "sessions"), "--chat-model", model], { stdio: ["ignore", "pipe", "inherit"] });
-const origin = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = /serving on (http:\/\/[\d.:]+)\//.exec(out);
-    if (m) resolve(m[1]);
-  });
-  server.on("exit", (c) => reject(new Error(`the server exited (${c})`)));
-});
+const { server, origin } = await startServer(path.join(here, "sessions"), ["--chat-model", model]);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true,
   args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"],

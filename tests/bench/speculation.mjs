@@ -8,10 +8,10 @@
 //
 //   node tests/bench/speculation.mjs --chat-model FILE.gguf --completion-model FILE.gguf [--tokens N] [--rounds N]
 
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startServer } from "./serve.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -28,17 +28,7 @@ if (!chat || !completion || !(tokens > 1 && rounds > 0)) {
   process.exit(2);
 }
 
-const server = spawn(process.execPath, [path.join(here, "../../pkg-scripts/serve.mjs"), "--port", "0", "--root", path.join(here, "speculation"),
-  "--chat-model", chat, "--completion-model", completion], { stdio: ["ignore", "pipe", "inherit"] });
-const origin = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = /serving on (http:\/\/[\d.:]+)\//.exec(out);
-    if (m) resolve(m[1]);
-  });
-  server.on("exit", (c) => reject(new Error(`the server exited (${c})`)));
-});
+const { server, origin } = await startServer(path.join(here, "speculation"), ["--chat-model", chat, "--completion-model", completion]);
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-quic", "--no-first-run"] });
 let failed = false;
 try {
