@@ -669,6 +669,12 @@ fn argmax_and_top_k_select_on_the_device() {
             let got = browser_llm::block_on(g.top_k_async(&gx, k)).unwrap();
             assert_eq!(got, want[..k.min(n)].to_vec(), "top-{k} n={n}");
         }
+        // Several rows at once (a speculative draft's): each row's argmax, as the host's.
+        let rows = 3;
+        let xs = rng.acts(rows * n, 3.0);
+        let gxs = g.upload_act(&xs, rows, n).unwrap();
+        let want: Vec<(u32, f32)> = xs.chunks_exact(n).map(|r| browser_llm::logits::top_k(r, 1)[0]).collect();
+        assert_eq!(browser_llm::block_on(g.argmax_rows_async(&gxs)).unwrap(), want, "argmax of {rows} rows, n={n}");
     }
 }
 
