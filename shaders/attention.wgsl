@@ -14,6 +14,11 @@ enable f16;
 // rounding (the CPU rounds the globally normalized ones): a difference at f16 rounding level.
 // F16 (adapters with `shader-f16`): the cache is bound as `vec2<f16>` and read as f16 values
 // instead of unpacking u32 pairs; the bytes and the results are the same.
+// KV_Q8: the cache holds q8_0 blocks (9 words per 32 values: f32 scale, 8 words of i8; see
+// GpuKv) and the arithmetic is llama.cpp's CPU flash attention over a q8_0 cache, as the CPU's
+// `attend_head_q8_0`: the query head quantized to q8_0 blocks (in workgroup memory, once per
+// workgroup), each score the blocks' integer dot products (exact in f32) times both scales, then
+// sum(e_j v_j) / sum(e_j) with e_j = exp(s_j - m) unrounded and the values widened.
 
 struct Params {
     n_rows: u32,      // query rows (tokens of the batch)
@@ -31,6 +36,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;              // [n_rows, n_head * head_dim]
+#ifdef KV_Q8
+@group(0) @binding(3) var<storage, read> kc: array<u32>;            // [n_ctx, k_dim / 32] blocks of 9 words
+@group(0) @binding(4) var<storage, read> vc: array<u32>;            // [n_ctx, v_dim / 32] blocks of 9 words
+#else
 #ifdef F16
 @group(0) @binding(3) var<storage, read> kc: array<vec2<f16>>;      // [n_ctx, k_dim / 2] f16 pairs
 @group(0) @binding(4) var<storage, read> vc: array<vec2<f16>>;      // [n_ctx, v_dim / 2] f16 pairs
@@ -43,6 +52,7 @@ fn kv_pair(v: vec2<f16>) -> vec2<f32> {
 fn kv_pair(v: u32) -> vec2<f32> {
     return unpack2x16float(v);
 }
+#endif
 #endif
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;    // [n_rows * n_head * n_chunks, 2]: (m, l)
 // attend: [n_rows * n_head * n_chunks, head_dim_v] chunk results, or (one chunk) the result;
@@ -59,6 +69,60 @@ var<workgroup> red: array<f32, WG>;
 
 #include "common/grid.wgsl"
 #include "common/f16.wgsl"
+
+#ifdef KV_Q8
+#include "common/q8.wgsl"
+
+// The query head as q8_0 blocks (Q_BLOCKS: the largest head / 32).
+var<workgroup> qq: array<u32, Q_BLOCKS * 9u>;
+
+// Four packed i8 as f32.
+fn kv_i8x4(v: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(bitcast<i32>(v << 24u), bitcast<i32>(v << 16u), bitcast<i32>(v << 8u), bitcast<i32>(v)) >> vec4<u32>(24u));
+}
+
+// Quantize the query head at `q_base` (head_dim values) into `qq`, as `quantize_row_q8_0`.
+fn quantize_q(q_base: u32, lid: u32) {
+    for (var b = lid; b < p.head_dim / 32u; b += WG) {
+        var amax = 0.0;
+        for (var i = 0u; i < 32u; i++) {
+            amax = max(amax, abs(q[q_base + 32u * b + i]));
+        }
+        let d = amax / 127.0;
+        var id = 0.0;
+        if (d != 0.0) {
+            id = 1.0 / d;
+        }
+        qq[9u * b] = bitcast<u32>(round_f16(d));
+        for (var w = 0u; w < 8u; w++) {
+            let i = q_base + 32u * b + 4u * w;
+            qq[9u * b + 1u + w] = pack_i8x4(round_away(vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]) * id));
+        }
+    }
+    workgroupBarrier();
+}
+
+// The q8_0 dot product of the key head whose first block is word `kb` of the cache with `qq`.
+fn score_q8(kb: u32) -> f32 {
+    var acc = 0.0;
+    for (var b = 0u; b < p.head_dim / 32u; b++) {
+        var isum = 0.0;
+        for (var w = 0u; w < 8u; w++) {
+            isum += dot(kv_i8x4(kc[kb + 9u * b + 1u + w]), kv_i8x4(qq[9u * b + 1u + w]));
+        }
+        acc += isum * (bitcast<f32>(kc[kb + 9u * b]) * bitcast<f32>(qq[9u * b]));
+    }
+    return acc;
+}
+
+// Values `e`, `e + 1` (e even) of cache row `pos` of the values.
+fn v_pair_q8(pos: u32, e: u32) -> vec2<f32> {
+    let blk = (pos * (p.v_dim / 32u) + e / 32u) * 9u;
+    let v = kv_i8x4(vc[blk + 1u + (e % 32u) / 4u]);
+    let d = bitcast<f32>(vc[blk]);
+    return d * select(v.xy, v.zw, (e & 2u) != 0u);
+}
+#endif
 
 // First cached position and number of positions attended by query row `r`.
 fn row_range(r: u32) -> vec2<u32> {
@@ -117,12 +181,20 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 
     // Scores of the chunk.
     let q_base = rh * p.head_dim;
+#ifdef KV_Q8
+    quantize_q(q_base, lid.x);
+#else
     let kw = p.k_dim / 2u;
     let ko = (h / p.group) * p.head_dim / 2u;
+#endif
     var mx = MASKED;
     for (var j = j0 + lid.x; j < j0 + PV_CHUNK; j += WG) {
         var s = MASKED;
         if (j < j1) {
+#ifdef KV_Q8
+            let kb = ((range.x + j) * (p.k_dim / 32u) + (h / p.group) * (p.head_dim / 32u)) * 9u;
+            s = p.scale * score_q8(kb);
+#else
             let kb = (range.x + j) * kw + ko;
             var acc = 0.0;
             for (var d = 0u; d < p.head_dim / 2u; d++) {
@@ -131,6 +203,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
                 acc += round_f16(q[q_base + 2u * d + 1u]) * kk.y;
             }
             s = acc * p.scale;
+#endif
         }
         sc[j - j0] = s;
         mx = max(mx, s);
@@ -148,15 +221,22 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let total_l = sum_wg(l, lid.x);
     let inv = select(1.0 / total_l, 0.0, total_l == 0.0);
 
-    // Probabilities (rounded to f16) times values.
+    // Probabilities (rounded to f16) times values; KV_Q8: sum(e_j v_j) / sum(e_j).
     let half_dv = p.head_dim_v / 2u;
     let vw = p.v_dim / 2u;
     let vo = (h / p.group) * half_dv;
     for (var dp = lid.x; dp < half_dv; dp += WG) {
         var acc = vec2<f32>(0.0);
+#ifdef KV_Q8
+        for (var j = j0; j < j1; j++) {
+            acc += sc[j - j0] * v_pair_q8(range.x + j, 2u * (vo + dp));
+        }
+        acc *= inv;
+#else
         for (var j = j0; j < j1; j++) {
             acc += round_f16(sc[j - j0] * inv) * kv_pair(vc[(range.x + j) * vw + vo + dp]);
         }
+#endif
         if (live) {
             out[gg * p.head_dim_v + 2u * dp] = acc.x;
             out[gg * p.head_dim_v + 2u * dp + 1u] = acc.y;

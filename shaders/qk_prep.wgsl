@@ -5,6 +5,9 @@
 //   key heads:   norm, rotate (in place in k), then stored in the cache as f16 pairs, with the
 //                value head of the same index.
 // One workgroup per (row, head) over the n_head query heads then the n_head_kv key heads.
+// KV_Q8: the cache holds q8_0 blocks (9 words per 32 values: the scale as an f32 rounded to f16,
+// 8 words of packed i8; GpuKv), quantized as the CPU's `quantize_row_q8_0`, one block per
+// invocation.
 
 struct Params {
     n_rows: u32,
@@ -40,6 +43,29 @@ struct Params {
 #include "common/grid.wgsl"
 #include "common/rope.wgsl"
 #include "common/f16.wgsl"
+#ifdef KV_Q8
+#include "common/q8.wgsl"
+
+// One q8_0 block of 32 values: scale word then 8 words of quants.
+fn q8_block(x: array<vec4<f32>, 8>) -> array<u32, 9> {
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        let a = abs(x[i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let d = amax / 127.0;
+    var id = 0.0;
+    if (d != 0.0) {
+        id = 1.0 / d;
+    }
+    var out: array<u32, 9>;
+    out[0] = bitcast<u32>(round_f16(d));
+    for (var i = 0u; i < 8u; i++) {
+        out[1u + i] = pack_i8x4(round_away(x[i] * id));
+    }
+    return out;
+}
+#endif
 
 var<workgroup> part: array<f32, WG>;
 
@@ -149,16 +175,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let kh = hh - p.n_head;
+    let dv = p.head_dim_v;
+    let vb = r * p.n_head_kv * dv + kh * dv;
+#ifdef KV_Q8
+    for (var b = lid.x; b < hd / 32u; b += WG) {
+        var x: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            let e = base + 32u * b + 4u * i;
+            x[i] = vec4<f32>(k[e], k[e + 1u], k[e + 2u], k[e + 3u]);
+        }
+        let blk = q8_block(x);
+        let o = (pos * (p.n_head_kv * hd / 32u) + kh * hd / 32u + b) * 9u;
+        for (var w = 0u; w < 9u; w++) {
+            kc[o + w] = blk[w];
+        }
+    }
+    for (var b = lid.x; b < dv / 32u; b += WG) {
+        var x: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            let e = vb + 32u * b + 4u * i;
+            x[i] = vec4<f32>(v[e], v[e + 1u], v[e + 2u], v[e + 3u]);
+        }
+        let blk = q8_block(x);
+        let o = (pos * (p.n_head_kv * dv / 32u) + kh * dv / 32u + b) * 9u;
+        for (var w = 0u; w < 9u; w++) {
+            vc[o + w] = blk[w];
+        }
+    }
+#else
     let kw = p.n_head_kv * hd / 2u;
     for (var i = lid.x; i < hd / 2u; i += WG) {
         kc[pos * kw + kh * hd / 2u + i] = pack_f16x2(k[base + 2u * i], k[base + 2u * i + 1u]);
     }
-    let dv = p.head_dim_v;
     let vw = p.n_head_kv * dv / 2u;
-    let vb = r * p.n_head_kv * dv + kh * dv;
     for (var i = lid.x; i < dv / 2u; i += WG) {
         vc[pos * vw + kh * dv / 2u + i] = pack_f16x2(v[vb + 2u * i], v[vb + 2u * i + 1u]);
     }
+#endif
 }
 
 fn normed_q(base: u32, e: u32, scale: f32) -> f32 {

@@ -4,6 +4,8 @@
 // rotary embedding by `delta` positions (-discard) and writes the rows from row `dst0` of the
 // cache, as f16 pairs. The arithmetic is rope.wgsl's with a signed position: values widened to
 // f32, rotated, rounded to the nearest f16. One invocation per (row, head).
+// KV_Q8: the rows are q8_0 blocks (GpuKv): widened, rotated and quantized again, one block of 32
+// turned values at a time (llama.cpp's shift of a quantized cache: cast to f32, rope, copy back).
 
 struct Params {
     n_rows: u32,
@@ -16,7 +18,7 @@ struct Params {
     freq_scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> src: array<u32>;       // [n_rows, n_head_kv * head_dim / 2] f16 pairs
+@group(0) @binding(0) var<storage, read> src: array<u32>;       // [n_rows, n_head_kv * head_dim / 2] f16 pairs (or q8_0 blocks)
 @group(0) @binding(3) var<storage, read_write> kc: array<u32>;  // [n_ctx, n_head_kv * head_dim / 2]
 @group(0) @binding(4) var<uniform> p: Params;
 #ifdef FREQ_FACTORS
@@ -26,6 +28,9 @@ struct Params {
 #include "common/grid.wgsl"
 #include "common/rope.wgsl"
 #include "common/f16.wgsl"
+#ifdef KV_Q8
+#include "common/q8.wgsl"
+#endif
 
 fn factor(j: u32) -> f32 {
 #ifdef FREQ_FACTORS
@@ -35,11 +40,21 @@ fn factor(j: u32) -> f32 {
 #endif
 }
 
+#ifdef KV_Q8
+// Element `d` of the head whose first value is element `w0` of the rows in `src`.
+fn value(w0: u32, d: u32) -> f32 {
+    let e = w0 + d;
+    let blk = (e / 32u) * 9u;
+    let q = bitcast<i32>(src[blk + 1u + (e % 32u) / 4u] << (24u - 8u * (e % 4u))) >> 24u;
+    return bitcast<f32>(src[blk]) * f32(q);
+}
+#else
 // Element `d` of the head whose first pair is word `w0` of `src`.
 fn value(w0: u32, d: u32) -> f32 {
     let pair = unpack2x16float(src[w0 + d / 2u]);
     return select(pair.x, pair.y, (d & 1u) == 1u);
 }
+#endif
 
 // Element `d` of the head after the rotation.
 fn turned(w0: u32, d: u32) -> f32 {
@@ -74,10 +89,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let row = i / p.n_head_kv;
     let head = i % p.n_head_kv;
+#ifdef KV_Q8
+    let e0 = (row * p.n_head_kv + head) * p.head_dim;
+    let out_blk = ((p.dst0 + row) * p.n_head_kv + head) * (p.head_dim / 32u);
+    for (var b = 0u; b < p.head_dim / 32u; b++) {
+        var x: array<f32, 32>;
+        var amax = 0.0;
+        for (var j = 0u; j < 32u; j++) {
+            x[j] = turned(e0, 32u * b + j);
+            amax = max(amax, abs(x[j]));
+        }
+        let d = amax / 127.0;
+        var id = 0.0;
+        if (d != 0.0) {
+            id = 1.0 / d;
+        }
+        let o = (out_blk + b) * 9u;
+        kc[o] = bitcast<u32>(round_f16(d));
+        for (var w = 0u; w < 8u; w++) {
+            let v = vec4<f32>(x[4u * w], x[4u * w + 1u], x[4u * w + 2u], x[4u * w + 3u]);
+            kc[o + 1u + w] = pack_i8x4(round_away(v * id));
+        }
+    }
+#else
     let words = p.n_head_kv * p.head_dim / 2u;
     let w0 = row * words + head * p.head_dim / 2u;
     let out0 = (p.dst0 + row) * words + head * p.head_dim / 2u;
     for (var w = 0u; w < p.head_dim / 2u; w++) {
         kc[out0 + w] = pack_f16x2(turned(w0, 2u * w), turned(w0, 2u * w + 1u));
     }
+#endif
 }

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::backend::{Backend, KvShape, TensorSource};
+use crate::backend::{Backend, KvShape, KvType, TensorSource};
 use crate::constrain::{Constraint, ConstraintSpec, Vocab};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::Gguf;
@@ -150,12 +150,28 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// The KV cache an engine allocates: its context length (`None`: min(4096, the model's training
+/// context); capped by the training context) and the type it stores (llama.cpp's
+/// `--cache-type-k/-v`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    pub n_ctx: Option<usize>,
+    pub kv_type: KvType,
+}
+
+impl From<Option<usize>> for CacheOptions {
+    fn from(n_ctx: Option<usize>) -> Self {
+        CacheOptions { n_ctx, kv_type: KvType::F16 }
+    }
+}
+
 pub struct Engine<B: Backend> {
     pub backend: B,
     pub model: Model<B>,
     pub tokenizer: Arc<Tokenizer>,
     kv: B::Kv,
     n_ctx: usize,
+    kv_type: KvType,
     /// Tokens whose keys/values are in `kv`, in order from position 0.
     cached: Vec<u32>,
     /// The vocabulary for constrained decoding, built on first use.
@@ -163,15 +179,16 @@ pub struct Engine<B: Backend> {
 }
 
 impl<B: Backend> Engine<B> {
-    /// Load a complete GGUF file held in memory. `n_ctx` is capped by the model's training
-    /// context; `None` picks min(4096, training context).
-    pub fn load(backend: B, file: Arc<Vec<u8>>, n_ctx: Option<usize>) -> Result<Engine<B>> {
+    /// Load a complete GGUF file held in memory with a KV cache of `cache` (a context length
+    /// alone: `Some(n)` / `None`, f16).
+    pub fn load(backend: B, file: Arc<Vec<u8>>, cache: impl Into<CacheOptions>) -> Result<Engine<B>> {
         let gguf = Gguf::from_bytes(&file)?;
-        crate::block_on(Self::load_from(backend, &gguf, &file, n_ctx))
+        crate::block_on(Self::load_from(backend, &gguf, &file, cache))
     }
 
     /// Load from a GGUF header and a source of tensor bytes (read tensor by tensor).
-    pub async fn load_from<S: TensorSource>(mut backend: B, gguf: &Gguf, file: &S, n_ctx: Option<usize>) -> Result<Engine<B>> {
+    pub async fn load_from<S: TensorSource>(mut backend: B, gguf: &Gguf, file: &S, cache: impl Into<CacheOptions>) -> Result<Engine<B>> {
+        let CacheOptions { n_ctx, kv_type } = cache.into();
         let tokenizer = Arc::new(Tokenizer::from_gguf(gguf)?);
         // Validate the config and size the KV cache before any weight is read or uploaded.
         let config = ModelConfig::from_gguf(gguf)?;
@@ -191,11 +208,12 @@ impl<B: Backend> Engine<B> {
             Some(n) => n.min(train),
             None => 4096.min(train),
         };
-        let shape = config.kv_shape(n_ctx);
-        check_kv_budget(shape, backend.kv_bytes_per_value(), backend.kv_budget())?;
+        let shape = config.kv_shape(n_ctx).with_type(kv_type);
+        shape.check_heads(config.head_dim, config.head_dim_v)?;
+        check_kv_budget(shape, backend.kv_bytes(shape), backend.kv_budget())?;
         let model = Model::load_from(&mut backend, gguf, file).await?;
         let kv = backend.kv_cache(shape)?;
-        Ok(Engine { backend, model, tokenizer, kv, n_ctx, cached: Vec::new(), vocab: None })
+        Ok(Engine { backend, model, tokenizer, kv, n_ctx, kv_type, cached: Vec::new(), vocab: None })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -250,7 +268,7 @@ impl<B: Backend> Engine<B> {
 
     /// The shape of this engine's KV cache.
     pub fn kv_shape(&self) -> KvShape {
-        self.model.config.kv_shape(self.n_ctx)
+        self.model.config.kv_shape(self.n_ctx).with_type(self.kv_type)
     }
 
     /// Write the session file of what the cache holds ([`crate::session`]): each layer's bytes
@@ -738,14 +756,15 @@ impl TokenLogprob {
     }
 }
 
-/// Refuse a KV cache of more than `budget` bytes (`per_value` bytes per element) before allocating
-/// it: `INVALID_ARGUMENT`, with the size and the largest context that fits.
-pub fn check_kv_budget(shape: KvShape, per_value: u64, budget: u64) -> Result<()> {
-    let bytes = shape.bytes(per_value);
+/// Refuse a KV cache of `shape` whose `bytes` (as the backend allocates it, `None`: past a u64)
+/// exceed `budget` before allocating it: `INVALID_ARGUMENT`, with the size and the largest
+/// context that fits.
+pub fn check_kv_budget(shape: KvShape, bytes: Option<u64>, budget: u64) -> Result<()> {
     if bytes.is_some_and(|b| b <= budget) {
         return Ok(());
     }
-    let fits = shape.bytes_per_position(per_value).map_or(0, |p| budget / p.max(1));
+    let per_position = bytes.map(|b| b / shape.n_ctx.max(1) as u64).or(shape.bytes_per_position());
+    let fits = per_position.map_or(0, |p| budget / p.max(1));
     let size = bytes.map_or("more than 2^64 bytes".to_string(), |b| format!("{} MiB", b.div_ceil(1 << 20)));
     let advice = if fits == 0 {
         "not even one position fits".to_string()

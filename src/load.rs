@@ -61,9 +61,18 @@ pub struct LoadOptions {
     pub backend: BackendChoice,
     /// Tokens of context; `None`: min(4096, the model's training context).
     pub n_ctx: Option<usize>,
+    /// What the KV cache stores (`kvCache`).
+    pub kv_type: crate::backend::KvType,
     /// CPU threads (native builds; `None`: all cores).
     pub cpu_threads: Option<usize>,
     pub gpu: GpuOptions,
+}
+
+impl LoadOptions {
+    /// The KV cache these options ask for.
+    pub fn cache(&self) -> crate::engine::CacheOptions {
+        crate::engine::CacheOptions { n_ctx: self.n_ctx, kv_type: self.kv_type }
+    }
 }
 
 /// The engine on whichever backend runs it.
@@ -267,7 +276,7 @@ async fn load_gpu<S: TensorSource>(mut backend: GpuBackend, gguf: &Gguf, src: &S
             Err(why) => return Err(GpuLoad::Failed(format!("failed its self-check at the model's own sizes: {why}"))),
         }
     };
-    let mut engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await.map_err(GpuLoad::Error)?;
+    let mut engine = Engine::load_from(backend, gguf, src, opts.cache()).await.map_err(GpuLoad::Error)?;
     match engine.check_first_tokens().await {
         Ok(()) => Ok((engine, checked)),
         Err(e) if e.code == ErrorCode::DeviceLost => Err(GpuLoad::Failed(format!("failed on the model's first tokens: {}", e.message))),
@@ -296,7 +305,7 @@ async fn load_cpu<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, rea
         Some(n) => CpuBackend::with_threads(n),
         None => CpuBackend::new(),
     };
-    let engine = Engine::load_from(backend, gguf, src, opts.n_ctx).await?;
+    let engine = Engine::load_from(backend, gguf, src, opts.cache()).await?;
     Ok(Loaded { engine: AnyEngine::Cpu(engine), reason })
 }
 

@@ -161,9 +161,9 @@ impl Shape {
         })
     }
 
-    /// The KV cache at `n_ctx` positions.
+    /// The f16 KV cache at `n_ctx` positions.
     pub fn kv_shape(&self, n_ctx: usize) -> KvShape {
-        KvShape { n_layer: self.n_layer, k_dim: self.k_dim, v_dim: self.v_dim, n_ctx }
+        KvShape { n_layer: self.n_layer, k_dim: self.k_dim, v_dim: self.v_dim, n_ctx, ty: Default::default() }
     }
 
     /// The context an engine loaded with `requested` gets (as [`crate::engine::Engine`] picks it).
@@ -352,7 +352,7 @@ pub fn fits_cpu(file_bytes: u64, kv_bytes: u64) -> MemoryFit {
 /// cache within its budget (WebGPU does not say how much memory the device has).
 pub fn fits_gpu(shape: &Shape, kv: KvShape, binding_limit: u64, kv_budget: u64) -> MemoryFit {
     let widest = kv.k_dim.max(kv.v_dim) as u64 * 2 * kv.n_ctx as u64;
-    let kv_bytes = kv.bytes(2).unwrap_or(u64::MAX);
+    let kv_bytes = kv.bytes().unwrap_or(u64::MAX);
     if widest > binding_limit {
         return MemoryFit {
             fits: false,

@@ -7,17 +7,20 @@
 //! header length                  u32 little-endian, at most MAX_HEADER bytes
 //! header                         JSON: SessionHeader
 //! sha256(header)                 32 bytes
-//! layer 0 keys, layer 0 values,  f16 bit patterns, little-endian: positions 0..nTokens,
-//! layer 1 keys, ...              `kDim` (`vDim`) values each, as both backends hold them
+//! layer 0 keys, layer 0 values,  positions 0..nTokens, `kDim` (`vDim`) values each, in the
+//! layer 1 keys, ...              cache type's layout (`kvCache`, absent: "f16"): f16 bit
+//!                                patterns, little-endian, or q8_0 blocks (f16 scale, 32 i8)
 //! ```
 //! One layer (its keys then its values) is one chunk, with its sha256 in the header (`layers`).
-//! The file's size must be exactly the prefix plus `nLayer * nTokens * (kDim + vDim) * 2`, so a
+//! The file's size must be exactly the prefix plus `nLayer * nTokens * (row(kDim) + row(vDim))`
+//! ([`crate::backend::KvType::row_bytes`]), so a
 //! truncated file, or a header that declares a huge size, is refused before anything is read past
 //! the header. Everything is checked with checked arithmetic in u64 (wasm32's `usize` is 32 bits).
 //!
 //! The model's identity ([`model_identity`]) and the cache's shape must match the engine that
-//! restores it; the tokens must fit its context and its vocabulary. The CPU and the GPU hold the
-//! cache in the same layout, so a session saved on one restores on the other.
+//! restores it (a q8_0 session restores only into a q8_0 cache); the tokens must fit its context
+//! and its vocabulary. The CPU and the GPU read and write the same layout, so a session saved on
+//! one restores on the other.
 //!
 //! Restoring never trusts a layer before its hash is checked; the engine forgets its cached tokens
 //! before the first layer is written ([`crate::engine::Engine::load_session`]), so a restore that
@@ -26,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backend::KvShape;
+use crate::backend::{KvShape, KvType};
 use crate::error::{Error, ErrorCode, Result};
 
 pub const MAGIC: &[u8; 8] = b"BLLMKV01";
@@ -46,6 +49,9 @@ pub struct SessionHeader {
     pub n_layer: usize,
     pub k_dim: usize,
     pub v_dim: usize,
+    /// The cache type ([`KvType::name`]); files written before q8_0 caches existed have none: f16.
+    #[serde(default = "f16_name")]
+    pub kv_cache: String,
     /// The conversation's tokens, whose keys and values follow.
     pub tokens: Vec<u32>,
     /// sha256 (hex) of each layer's bytes.
@@ -84,6 +90,10 @@ pub fn model_identity(file_size: u64, header: &[u8], ends: &[&[u8]]) -> String {
     hex(&h.finalize())[..32].to_owned()
 }
 
+fn f16_name() -> String {
+    KvType::F16.name().to_owned()
+}
+
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::Integrity, format!("the saved session is damaged: {what}; it was removed"))
 }
@@ -96,6 +106,7 @@ impl SessionHeader {
             n_layer: shape.n_layer,
             k_dim: shape.k_dim,
             v_dim: shape.v_dim,
+            kv_cache: shape.ty.name().to_owned(),
             tokens,
             layers: Vec::new(),
         }
@@ -103,8 +114,9 @@ impl SessionHeader {
 
     /// Bytes of one layer's keys and values, checked.
     pub fn layer_bytes(&self) -> Option<u64> {
-        let width = (self.k_dim as u64).checked_add(self.v_dim as u64)?;
-        (self.tokens.len() as u64).checked_mul(width)?.checked_mul(2)
+        let ty = KvType::parse(&self.kv_cache).ok()?;
+        let width = (ty.row_bytes(self.k_dim)? as u64).checked_add(ty.row_bytes(self.v_dim)? as u64)?;
+        (self.tokens.len() as u64).checked_mul(width)
     }
 
     /// The magic, the header's length, the header and its hash: the bytes before the first layer.
@@ -161,6 +173,9 @@ impl SessionHeader {
                 h.n_layer, h.k_dim, h.v_dim, s.n_layer, s.k_dim, s.v_dim
             )));
         }
+        if h.kv_cache != s.ty.name() {
+            return Err(corrupt(format!("its cache holds {} values, this engine's {}", h.kv_cache, s.ty.name())));
+        }
         if h.layers.len() != h.n_layer {
             return Err(corrupt(format!("it lists {} layer hashes for {} layers", h.layers.len(), h.n_layer)));
         }
@@ -207,7 +222,7 @@ mod tests {
     use super::*;
 
     fn shape() -> KvShape {
-        KvShape { n_layer: 2, k_dim: 4, v_dim: 2, n_ctx: 16 }
+        KvShape { n_layer: 2, k_dim: 4, v_dim: 2, n_ctx: 16, ty: KvType::F16 }
     }
 
     fn file(tokens: Vec<u32>) -> Vec<u8> {
@@ -257,6 +272,17 @@ mod tests {
         assert_eq!(code(&f, Expect { model: "other", ..expect() }), ErrorCode::Integrity);
         assert_eq!(code(&f, Expect { shape: KvShape { k_dim: 8, ..shape() }, ..expect() }), ErrorCode::Integrity);
         assert_eq!(code(&f, Expect { n_vocab: 3, ..expect() }), ErrorCode::Integrity);
+        // An f16 session does not restore into a q8_0 cache, nor a q8_0 one into f16.
+        let q8 = KvShape { k_dim: 64, v_dim: 32, ty: KvType::Q8_0, ..shape() };
+        let e = read(&f, Expect { shape: KvShape { k_dim: 4, v_dim: 2, ..q8 }, ..expect() }).unwrap_err();
+        assert!(e.code == ErrorCode::Integrity && e.message.contains("f16 values, this engine's q8_0"), "{}", e.message);
+        let mut h = SessionHeader::new("m", q8, vec![1, 2]);
+        assert_eq!(h.layer_bytes(), Some(2 * (2 * 34 + 34)), "q8_0 rows: 34 bytes per 32 values");
+        h.layers = vec![sha256_hex(&[0; 204]); 2];
+        let mut g = h.encode();
+        g.extend_from_slice(&[0; 408]);
+        assert!(read(&g, Expect { shape: q8, ..expect() }).is_ok());
+        assert_eq!(code(&g, Expect { shape: KvShape { ty: KvType::F16, ..q8 }, ..expect() }), ErrorCode::Integrity);
         // A header that declares far more tokens than the file holds, with a valid hash.
         let mut h = SessionHeader::new("m", shape(), vec![0; 1 << 20]);
         h.layers = vec![String::new(); 2];

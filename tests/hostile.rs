@@ -12,7 +12,7 @@ mod gguf_writer;
 use std::sync::Arc;
 
 use browser_llm::backend::cpu::CpuBackend;
-use browser_llm::backend::KvShape;
+use browser_llm::backend::{KvShape, KvType};
 use browser_llm::engine::{check_kv_budget, Engine, GenerateOptions};
 use browser_llm::gguf::Gguf;
 use browser_llm::model::Model;
@@ -99,12 +99,15 @@ fn h5_kv_cache_over_the_budget_is_invalid_argument_before_allocating() {
     assert!(e.message.contains("MiB") && e.message.contains("largest context that fits is"), "{}", e.message);
     // The arithmetic itself: exactly at the budget fits, one position more does not, and a shape
     // whose size overflows a u64 is refused too.
-    let shape = KvShape { n_layer: 2, k_dim: 4, v_dim: 4, n_ctx: 1024 };
-    let size = 2 * 1024 * 8 * 4;
-    assert!(check_kv_budget(shape, 4, size).is_ok());
-    let e = check_kv_budget(KvShape { n_ctx: 1025, ..shape }, 4, size).unwrap_err();
+    let shape = KvShape { n_layer: 2, k_dim: 4, v_dim: 4, n_ctx: 1024, ty: KvType::F16 };
+    let size = 2 * 1024 * 8 * 2;
+    assert_eq!(shape.bytes(), Some(size));
+    assert!(check_kv_budget(shape, shape.bytes(), size).is_ok());
+    let over = KvShape { n_ctx: 1025, ..shape };
+    let e = check_kv_budget(over, over.bytes(), size).unwrap_err();
     assert!(e.message.contains("is 1024 tokens"), "{}", e.message);
-    let e = check_kv_budget(KvShape { n_layer: usize::MAX, k_dim: usize::MAX, v_dim: 1, n_ctx: usize::MAX }, 4, size).unwrap_err();
+    let huge = KvShape { n_layer: usize::MAX, k_dim: usize::MAX, v_dim: 1, n_ctx: usize::MAX, ty: KvType::F16 };
+    let e = check_kv_budget(huge, huge.bytes(), size).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
 }
 

@@ -27,7 +27,7 @@ fn check(name: &str, bytes: Arc<Vec<u8>>) {
     assert_eq!(params(&guessed), params(&whole), "{name}: the products' sizes");
     let n_ctx = whole.context_length(Some(2048));
     assert_eq!(n_ctx, 2048.min(whole.n_ctx_train));
-    let kv = whole.kv_shape(n_ctx).bytes(2).unwrap();
+    let kv = whole.kv_shape(n_ctx).bytes().unwrap();
     assert!(fits_cpu(size, kv).fits);
 
     let mut b = CpuBackend::with_threads(1);

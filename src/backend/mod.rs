@@ -70,6 +70,55 @@ pub fn checked_row_bytes(info: &TensorInfo, len: u64) -> Result<usize> {
     Ok(row_bytes.expect("checked above"))
 }
 
+/// How a KV cache stores keys and values: llama.cpp's `--cache-type-k` / `--cache-type-v`, the
+/// same type for both. `F16` is llama.cpp's default; `Q8_0` stores blocks of 32 values as one
+/// f16 scale and 32 i8 (34 bytes, 0.53x f16's), quantized as llama.cpp's `quantize_row_q8_0`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    #[default]
+    F16,
+    Q8_0,
+}
+
+/// Values per block of a q8_0 cache row.
+pub const KV_BLOCK: usize = 32;
+
+impl KvType {
+    pub fn parse(s: &str) -> Result<KvType> {
+        match s {
+            "f16" => Ok(KvType::F16),
+            "q8_0" => Ok(KvType::Q8_0),
+            _ => Err(crate::error::Error::invalid_argument(format!("kvCache must be \"f16\" or \"q8_0\"; got {s:?}"))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+    /// The session file's code for this type (f16 is 0, as every file before the type existed).
+    pub fn code(self) -> u32 {
+        match self {
+            KvType::F16 => 0,
+            KvType::Q8_0 => 1,
+        }
+    }
+    pub fn from_code(c: u32) -> Option<KvType> {
+        [KvType::F16, KvType::Q8_0].into_iter().find(|t| t.code() == c)
+    }
+    /// Bytes of `dim` cached values (one position of one layer's keys or values) in the layout
+    /// of the CPU cache and of a saved session: f16 pairs, or q8_0 blocks (f16 scale, 32 i8);
+    /// `None` if it overflows or `dim` is not whole blocks.
+    pub fn row_bytes(self, dim: usize) -> Option<usize> {
+        match self {
+            KvType::F16 => dim.checked_mul(2),
+            KvType::Q8_0 if dim % KV_BLOCK == 0 => (dim / KV_BLOCK).checked_mul(2 + KV_BLOCK),
+            KvType::Q8_0 => None,
+        }
+    }
+}
+
 /// The size of a key/value cache: what a backend needs to allocate one (see
 /// [`crate::model::ModelConfig::kv_shape`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,29 +130,49 @@ pub struct KvShape {
     pub v_dim: usize,
     /// Positions per layer.
     pub n_ctx: usize,
+    pub ty: KvType,
 }
 
 impl KvShape {
-    /// Bytes of one position over every layer, keys and values, at `per_value` bytes each;
-    /// `None` if that overflows a u64.
-    pub fn bytes_per_position(&self, per_value: u64) -> Option<u64> {
-        let width = (self.k_dim as u64).checked_add(self.v_dim as u64)?;
-        (self.n_layer as u64).checked_mul(width)?.checked_mul(per_value)
+    /// The same cache holding values of type `ty`.
+    pub fn with_type(self, ty: KvType) -> KvShape {
+        KvShape { ty, ..self }
     }
-    /// Bytes of the whole cache: `n_layer * n_ctx * (k_dim + v_dim) * per_value`, checked.
-    pub fn bytes(&self, per_value: u64) -> Option<u64> {
-        self.bytes_per_position(per_value)?.checked_mul(self.n_ctx as u64)
+    /// Bytes of one position's keys and values in one layer ([`KvType::row_bytes`]).
+    pub fn position_bytes(&self) -> Option<usize> {
+        self.ty.row_bytes(self.k_dim)?.checked_add(self.ty.row_bytes(self.v_dim)?)
+    }
+    /// Bytes of one position over every layer, keys and values; `None` if that overflows a u64
+    /// (or a width is not whole q8_0 blocks).
+    pub fn bytes_per_position(&self) -> Option<u64> {
+        (self.n_layer as u64).checked_mul(self.position_bytes()? as u64)
+    }
+    /// Bytes of the whole cache: `n_layer * n_ctx * (row_bytes(k_dim) + row_bytes(v_dim))`, checked.
+    pub fn bytes(&self) -> Option<u64> {
+        self.bytes_per_position()?.checked_mul(self.n_ctx as u64)
+    }
+    /// An error unless every head's keys and values are whole blocks of the cache type (q8_0:
+    /// `head_dim` and `head_dim_v` multiples of 32, as llama.cpp requires).
+    pub fn check_heads(&self, head_dim: usize, head_dim_v: usize) -> Result<()> {
+        if self.ty == KvType::Q8_0 && (head_dim % KV_BLOCK != 0 || head_dim_v % KV_BLOCK != 0) {
+            return Err(crate::error::Error::invalid_argument(format!(
+                "kvCache \"q8_0\" needs head sizes that are multiples of {KV_BLOCK}; this model's are {head_dim} (keys) and {head_dim_v} (values): use \"f16\""
+            )));
+        }
+        Ok(())
     }
 }
 
-/// The values of keys and of values that positions `0..n` of one layer hold: checks `layer` and
-/// `n` against the cache's shape and, when writing, `bytes` against their size.
+/// The bytes of keys and of values that positions `0..n` of one layer hold in the portable layout
+/// ([`KvType::row_bytes`]): checks `layer` and `n` against the cache's shape and, when writing,
+/// `bytes` against their size.
 pub fn kv_span(shape: KvShape, layer: usize, n: usize, bytes: Option<usize>) -> Result<(usize, usize)> {
-    if layer >= shape.n_layer || n > shape.n_ctx {
-        return Err(crate::error::Error::internal(format!("KV layer {layer} / {n} positions outside a cache of {} / {}", shape.n_layer, shape.n_ctx)));
-    }
-    let (k, v) = (n * shape.k_dim, n * shape.v_dim);
-    if bytes.is_some_and(|b| b != (k + v) * 2) {
+    let rows = |dim| shape.ty.row_bytes(dim).and_then(|b| b.checked_mul(n));
+    let (k, v) = match (rows(shape.k_dim), rows(shape.v_dim)) {
+        (Some(k), Some(v)) if layer < shape.n_layer && n <= shape.n_ctx => (k, v),
+        _ => return Err(crate::error::Error::internal(format!("KV layer {layer} / {n} positions outside a cache of {shape:?}"))),
+    };
+    if bytes.is_some_and(|b| Some(b) != k.checked_add(v)) {
         return Err(crate::error::Error::internal(format!("KV layer bytes: {} for {n} positions", bytes.unwrap_or(0))));
     }
     Ok((k, v))
@@ -204,8 +273,9 @@ pub trait Backend {
     }
     /// Allocate the KV cache; a cache that cannot be allocated is an error, never an abort.
     fn kv_cache(&mut self, shape: KvShape) -> Result<Self::Kv>;
-    /// Keys then values of positions `0..n` of layer `layer` of the cache, as little-endian f16 bit
-    /// patterns (`n * (k_dim + v_dim) * 2` bytes; the layout of a saved session, [`crate::session`]).
+    /// Keys then values of positions `0..n` of layer `layer` of the cache in the portable layout
+    /// of the cache's type ([`kv_span`]: little-endian f16 bit patterns, or q8_0 blocks; the
+    /// layout of a saved session, [`crate::session`]).
     async fn read_kv(&mut self, kv: &Self::Kv, layer: usize, n: usize) -> Result<Vec<u8>>;
     /// Write what [`Backend::read_kv`] read into positions `0..n` of layer `layer`.
     fn write_kv(&mut self, kv: &mut Self::Kv, layer: usize, n: usize, bytes: &[u8]) -> Result<()>;
@@ -213,9 +283,10 @@ pub trait Backend {
     /// by `discard` positions (`rope[layer]`, and `freq_factors`, as the forward pass applies them;
     /// `pos0` unused), rounded to f16 again as llama.cpp's shift does; values move unchanged.
     fn kv_shift(&mut self, kv: &mut Self::Kv, s: KvShift, rope: &[RopeParams], freq_factors: Option<&Self::Weight>) -> Result<()>;
-    /// Bytes per cached key or value element (both backends keep f16, as llama.cpp does).
-    fn kv_bytes_per_value(&self) -> u64 {
-        2
+    /// Bytes this backend allocates for a cache of `shape` (the CPU: [`KvShape::bytes`]; the GPU
+    /// keeps q8_0 scales as f32); `None` if it overflows.
+    fn kv_bytes(&self, shape: KvShape) -> Option<u64> {
+        shape.bytes()
     }
     /// The largest KV cache, in bytes, this backend accepts; [`crate::engine::Engine`] refuses a
     /// context length whose cache is larger before allocating anything.

@@ -461,9 +461,10 @@ impl ModelConfig {
     pub fn o_dim(&self) -> usize {
         self.n_head.saturating_mul(self.head_dim_v)
     }
-    /// The key/value cache a backend allocates for `n_ctx` positions.
+    /// The key/value cache a backend allocates for `n_ctx` positions, in f16 (another type:
+    /// [`KvShape::with_type`]).
     pub fn kv_shape(&self, n_ctx: usize) -> KvShape {
-        KvShape { n_layer: self.n_layer, k_dim: self.k_dim(), v_dim: self.v_dim(), n_ctx }
+        KvShape { n_layer: self.n_layer, k_dim: self.k_dim(), v_dim: self.v_dim(), n_ctx, ty: Default::default() }
     }
     /// The sliding window of layer `il`, if it uses one.
     pub fn window(&self, il: usize) -> Option<usize> {

@@ -153,8 +153,8 @@ async fn run(source: JsValue, options: JsValue) -> Result<Report> {
     let file_bytes = header.size();
     let (shape, header_bytes_read) = shape_of(&header, remote).await?;
     let context_length = shape.context_length(opts.engine.n_ctx);
-    let kv = shape.kv_shape(context_length);
-    let kv_bytes = kv.bytes(2).unwrap_or(u64::MAX);
+    let kv = shape.kv_shape(context_length).with_type(opts.engine.kv_type);
+    let kv_bytes = kv.bytes().unwrap_or(u64::MAX);
     let (backend, backend_reason, fit, est): (&'static str, String, MemoryFit, Estimate) = match pick_backend(&opts.engine).await? {
         Picked::Cpu(reason) => {
             let mut b = CpuBackend::new();

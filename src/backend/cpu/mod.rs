@@ -4,23 +4,26 @@
 //! Every quantized weight (Q4_0..Q8_0, Q2_K..Q6_K) is repacked as it loads, in pieces, into the
 //! layout of [`crate::quant::packed`] (4-row groups, f16 scales, i8 quants) and its GGUF bytes are
 //! dropped; F32/F16/BF16 weights stay in GGUF layout, shared with the buffer they were read into.
-//! The KV cache holds f16 values, as llama.cpp's.
+//! The KV cache ([`kv`]) holds f16 values (llama.cpp's default) or q8_0 blocks.
 //!
 //! Large matrix products are split by rows over the threads of [`pool`]: natively std threads,
 //! in the threaded wasm build Web Workers on the module's shared memory; otherwise (the plain wasm
 //! builds) everything runs on the calling thread.
 
+pub mod kv;
 pub mod ops;
 pub mod pool;
+
+pub use kv::CpuKv;
 
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::{AttnParams, Backend, KvShape, KvShift, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, KvShape, KvShift, KvType, QkPrep, RopeParams, TensorBytes, TensorSource, KV_BLOCK};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::quant::packed::{self, PackedActs, PackedWeight};
-use crate::quant::{self, f16_to_f32, GgmlType, QuantizedActs};
+use crate::quant::{self, GgmlType, QuantizedActs};
 
 /// A weight tensor: `n_rows` rows of `n_cols` elements.
 pub struct CpuWeight {
@@ -80,17 +83,6 @@ impl CpuAct {
     }
 }
 
-/// Keys and values of every layer in f16 (bit patterns), as llama.cpp's default f16 cache:
-/// half the memory of f32, and the same values the attention would see after rounding.
-/// `k[layer]`: `[n_ctx, k_dim]`.
-pub struct CpuKv {
-    k: Vec<Vec<u16>>,
-    v: Vec<Vec<u16>>,
-    k_dim: usize,
-    v_dim: usize,
-    n_ctx: usize,
-}
-
 #[derive(Default)]
 pub struct CpuBackend {
     threads: usize,
@@ -142,6 +134,9 @@ fn check_attn(kv: &CpuKv, n: usize, p: AttnParams) -> Result<()> {
     }
     if p.layer >= kv.k.len() || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.head_dim == 0 {
         return Err(shape_err("attention heads", p.n_head, p.n_head_kv));
+    }
+    if kv.ty == KvType::Q8_0 && (p.head_dim % KV_BLOCK != 0 || p.head_dim_v % KV_BLOCK != 0) {
+        return Err(shape_err("q8_0 cache head size", p.head_dim, KV_BLOCK));
     }
     Ok(())
 }
@@ -203,15 +198,10 @@ impl CpuBackend {
         if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
             return Err(shape_err("store_kv", k.cols, kv.k_dim));
         }
-        let (kc, vc) = (&mut kv.k[p.layer], &mut kv.v[p.layer]);
         for r in 0..n {
             let pos = p.pos0 + r;
-            for (d, s) in kc[pos * kv.k_dim..(pos + 1) * kv.k_dim].iter_mut().zip(k.row(r)) {
-                *d = ops::to_f16_bits(*s);
-            }
-            for (d, s) in vc[pos * kv.v_dim..(pos + 1) * kv.v_dim].iter_mut().zip(v.row(r)) {
-                *d = ops::to_f16_bits(*s);
-            }
+            kv.k[p.layer].store(pos * kv.k_dim, k.row(r));
+            kv.v[p.layer].store(pos * kv.v_dim, v.row(r));
         }
         Ok(())
     }
@@ -230,12 +220,6 @@ impl CpuBackend {
     }
 }
 
-impl CpuKv {
-    fn shape(&self) -> KvShape {
-        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx }
-    }
-}
-
 impl Backend for CpuBackend {
     fn kv_shift(&mut self, kv: &mut CpuKv, s: KvShift, rope: &[RopeParams], freq_factors: Option<&CpuWeight>) -> Result<()> {
         s.check(kv.shape(), rope)?;
@@ -243,24 +227,22 @@ impl Backend for CpuBackend {
         if ff.is_some_and(|f| rope.iter().any(|r| f.len() < r.n_rot / 2)) {
             return Err(Error::internal("rope freq factors shorter than n_rot / 2"));
         }
-        let (kd, vd) = (kv.k_dim, kv.v_dim);
-        let mut row = vec![0.0f32; kd];
+        // Each moved key row widened to f32, turned back, and stored again in the cache's type
+        // (llama.cpp's shift of a quantized cache: cast to f32, rope, copy back).
+        let kd = kv.k_dim;
+        let mut row = Vec::with_capacity(kd);
         for (l, r) in rope.iter().enumerate() {
             ops::rope_table(-(s.discard as i64), r.n_rot, r.base, r.freq_scale, ff, &mut self.rope_table);
-            let k = &mut kv.k[l];
             for dst in s.keep..s.n - s.discard {
                 let src = dst + s.discard;
-                for (x, &h) in row.iter_mut().zip(&k[src * kd..(src + 1) * kd]) {
-                    *x = f16_to_f32(h);
-                }
+                row.clear();
+                kv.k[l].widen(src * kd..(src + 1) * kd, &mut row);
                 for head in row.chunks_exact_mut(r.head_dim) {
                     ops::rope_head(head, &self.rope_table, r.neox);
                 }
-                for (h, &x) in k[dst * kd..(dst + 1) * kd].iter_mut().zip(&row) {
-                    *h = ops::to_f16_bits(x);
-                }
+                kv.k[l].store(dst * kd, &row);
             }
-            kv.v[l].copy_within((s.keep + s.discard) * vd..s.n * vd, s.keep * vd);
+            kv.move_values(l, s.keep + s.discard, s.n, s.keep);
         }
         Ok(())
     }
@@ -269,22 +251,12 @@ impl Backend for CpuBackend {
     }
     async fn read_kv(&mut self, kv: &CpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {
         let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, None)?;
-        let mut out = Vec::with_capacity((k + v) * 2);
-        for x in kv.k[layer][..k].iter().chain(&kv.v[layer][..v]) {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        Ok(out)
+        Ok(kv.read(layer, n, k + v))
     }
 
     fn write_kv(&mut self, kv: &mut CpuKv, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
-        let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, Some(bytes.len()))?;
-        let (kb, vb) = bytes.split_at(k * 2);
-        for (d, s) in kv.k[layer][..k].iter_mut().zip(kb.chunks_exact(2)) {
-            *d = u16::from_le_bytes([s[0], s[1]]);
-        }
-        for (d, s) in kv.v[layer][..v].iter_mut().zip(vb.chunks_exact(2)) {
-            *d = u16::from_le_bytes([s[0], s[1]]);
-        }
+        let (k, _) = crate::backend::kv_span(kv.shape(), layer, n, Some(bytes.len()))?;
+        kv.write(layer, bytes, k);
         Ok(())
     }
 
@@ -359,32 +331,10 @@ impl Backend for CpuBackend {
         Ok(CpuWeight { ty: info.ty, n_rows, n_cols, data })
     }
 
-    /// Allocated fallibly: a cache that does not fit is an `INVALID_ARGUMENT` (use a smaller
-    /// context), never an abort. [`crate::engine::Engine`] checks the size against
+    /// Allocated fallibly ([`CpuKv::new`]); [`crate::engine::Engine`] checks the size against
     /// [`Backend::kv_budget`] first.
     fn kv_cache(&mut self, shape: KvShape) -> Result<CpuKv> {
-        let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
-        let too_big = || {
-            Error::invalid_argument(format!(
-                "cannot allocate the key/value cache for a context of {n_ctx} tokens ({} MiB); use a smaller context length",
-                shape.bytes(2).map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
-            ))
-        };
-        let zeros = |dim: usize| -> Result<Vec<u16>> {
-            let len = n_ctx.checked_mul(dim).ok_or_else(too_big)?;
-            let mut v = Vec::new();
-            v.try_reserve_exact(len).map_err(|_| too_big())?;
-            v.resize(len, 0);
-            Ok(v)
-        };
-        let (mut k, mut v) = (Vec::new(), Vec::new());
-        k.try_reserve_exact(n_layer).map_err(|_| too_big())?;
-        v.try_reserve_exact(n_layer).map_err(|_| too_big())?;
-        for _ in 0..n_layer {
-            k.push(zeros(k_dim)?);
-            v.push(zeros(v_dim)?);
-        }
-        Ok(CpuKv { k, v, k_dim, v_dim, n_ctx })
+        CpuKv::new(shape)
     }
 
     fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
@@ -487,19 +437,22 @@ impl Backend for CpuBackend {
         if Some(q.cols) != q_dim || o_dim.is_none() {
             return Err(shape_err("attention", q.cols, q_dim.unwrap_or(usize::MAX)));
         }
-        let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
         let group = p.n_head / p.n_head_kv;
         let mut out = CpuAct::new(n, o_dim.unwrap_or(0));
         // The visible cache rows as f32, converted once for every head and query row of this call
-        // (exact: f16 -> f32 loses nothing).
+        // (exact: f16 -> f32 loses nothing). A q8_0 cache's keys stay blocks: q is quantized as
+        // llama.cpp's flash attention quantizes it and multiplied in integers.
         let first = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
         let last = p.pos0 + n;
         let threads = self.threads();
         let (kf, vf) = (&mut self.kv_f32.0, &mut self.kv_f32.1);
         kf.clear();
-        kf.extend(kc[first * kv.k_dim..last * kv.k_dim].iter().map(|&h| f16_to_f32(h)));
+        let kq = kv.k[p.layer].blocks().map(|b| &b[first * kv.k_dim / KV_BLOCK..last * kv.k_dim / KV_BLOCK]);
+        if kq.is_none() {
+            kv.k[p.layer].widen(first * kv.k_dim..last * kv.k_dim, kf);
+        }
         vf.clear();
-        vf.extend(vc[first * kv.v_dim..last * kv.v_dim].iter().map(|&h| f16_to_f32(h)));
+        kv.v[p.layer].widen(first * kv.v_dim..last * kv.v_dim, vf);
         let (kf, vf) = (&*kf, &*vf);
         // One item per (query row, head), in the order of their outputs in `out`; split over the
         // pool's threads in contiguous runs of items when the product is large (long prompts).
@@ -515,14 +468,34 @@ impl Backend for CpuBackend {
         pool::run(chunks.len(), &|t| {
             let mut o = chunks[t].lock().unwrap_or_else(|e| e.into_inner());
             let mut qh = vec![0.0f32; p.head_dim];
+            let mut qb = vec![quant::BlockQ8_0::default(); p.head_dim / KV_BLOCK];
             let mut scores = Vec::new();
             for (i, o) in o.chunks_mut(dv).enumerate() {
                 let (r, h) = ((t * per + i) / p.n_head, (t * per + i) % p.n_head);
                 let pos = p.pos0 + r;
                 let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w)) - first;
                 let g = h / group;
+                let qs = &q.row(r)[h * p.head_dim..(h + 1) * p.head_dim];
+                if let Some(kq) = kq {
+                    let kb = kv.k_dim / KV_BLOCK;
+                    quant::scalar::quantize_row_q8_0(qs, &mut qb);
+                    ops::attend_head_q8_0(
+                        &qb,
+                        &kq[start * kb..],
+                        &vf[start * kv.v_dim..],
+                        kb,
+                        kv.v_dim,
+                        g * p.head_dim / KV_BLOCK,
+                        g * dv,
+                        pos + 1 - first - start,
+                        p.scale,
+                        &mut scores,
+                        o,
+                    );
+                    continue;
+                }
                 // llama.cpp multiplies Q with the f16 K cache in f16 precision.
-                for (d, s) in qh.iter_mut().zip(&q.row(r)[h * p.head_dim..(h + 1) * p.head_dim]) {
+                for (d, s) in qh.iter_mut().zip(qs) {
                     *d = ops::round_f16(*s);
                 }
                 ops::attend_head(

@@ -2,6 +2,9 @@
 //! matching llama.cpp token for token: sums of squares and softmax denominators in f64, RoPE angles
 //! by repeated f32 multiplication, keys/values rounded to f16 as llama.cpp's default f16 KV cache does.
 
+use crate::quant::scalar::vec_dot_q8_0_q8_0;
+use crate::quant::BlockQ8_0;
+
 /// RMSNorm of each `w.len()`-wide chunk of `x`, times `w` (ggml `rms_norm` then `mul`).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let n = w.len();
@@ -157,6 +160,47 @@ pub fn attend_head(
             *o += p * x;
         }
     }
+}
+
+/// Attention of one query head over a q8_0 cache, as llama.cpp's CPU flash attention computes
+/// it for a `q8_0` K and V: q quantized to q8_0 blocks (`q`), each score `scale * q.k` as the
+/// integer q8_0 dot product, `e_j = exp(s_j - max)`, and `sum(e_j v_j) / sum(e_j)` in f32 with
+/// the values widened (`values`, f32). `keys` are the visible positions' blocks (row stride
+/// `stride_k` blocks, this head at block `off_k`); `values` as in [`attend_head`].
+#[allow(clippy::too_many_arguments)]
+pub fn attend_head_q8_0(
+    q: &[BlockQ8_0],
+    keys: &[BlockQ8_0],
+    values: &[f32],
+    stride_k: usize,
+    stride_v: usize,
+    off_k: usize,
+    off_v: usize,
+    n_pos: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let nb = q.len();
+    let dv = out.len();
+    scores.clear();
+    for j in 0..n_pos {
+        let k = &keys[j * stride_k + off_k..j * stride_k + off_k + nb];
+        scores.push(scale * vec_dot_q8_0_q8_0(k, q));
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    out.fill(0.0);
+    for (j, s) in scores.iter().enumerate() {
+        let e = (s - max).exp();
+        sum += e;
+        let v = &values[j * stride_v + off_v..j * stride_v + off_v + dv];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += e * x;
+        }
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    out.iter_mut().for_each(|o| *o *= inv);
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{AttnParams, Backend, BackendStats, KvShape, KvShift, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, BackendStats, KvShape, KvShift, KvType, QkPrep, RopeParams, TensorBytes, TensorSource, KV_BLOCK};
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::TensorInfo;
 use crate::logits::{ReadOut, Readback};
@@ -143,19 +143,53 @@ impl GpuAct {
     }
 }
 
-/// Keys and values of every layer, as f16 pairs: `k[layer]`: `[n_ctx, k_dim / 2]` u32.
+/// Keys and values of every layer, `[n_ctx, row]` per buffer: f16 pairs (`k[layer]`:
+/// `[n_ctx, k_dim / 2]` u32), or q8_0 as the Q8 activation blocks of `common/q8.wgsl` (per 32
+/// values 9 words: the scale as an f32 rounded to f16, then 8 words of 4 packed i8; 36 bytes
+/// where the portable layout has 34, so that each block is whole words and written by one
+/// invocation).
 pub struct GpuKv {
     k: Vec<wgpu::Buffer>,
     v: Vec<wgpu::Buffer>,
     k_dim: usize,
     v_dim: usize,
     n_ctx: usize,
+    ty: KvType,
 }
 
 impl GpuKv {
     fn shape(&self) -> KvShape {
-        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx }
+        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx, ty: self.ty }
     }
+}
+
+/// Bytes of one position's `dim` cached values in the GPU's layout ([`GpuKv`]).
+pub fn kv_row_bytes(ty: KvType, dim: usize) -> u64 {
+    match ty {
+        KvType::F16 => dim as u64 * 2,
+        KvType::Q8_0 => (dim / KV_BLOCK) as u64 * 36,
+    }
+}
+
+/// Portable q8_0 blocks (f16 scale, 32 i8: 34 bytes) from the GPU's (f32 scale, 32 i8: 36 bytes).
+fn q8_blocks_portable(gpu: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(gpu.len() / 36 * 34);
+    for b in gpu.chunks_exact(36) {
+        let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        out.extend_from_slice(&crate::quant::f32_to_f16(d).to_le_bytes());
+        out.extend_from_slice(&b[4..]);
+    }
+    out
+}
+
+/// The GPU's q8_0 blocks from portable ones ([`q8_blocks_portable`] turned around).
+fn q8_blocks_gpu(portable: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(portable.len() / 34 * 36);
+    for b in portable.chunks_exact(34) {
+        out.extend_from_slice(&crate::quant::f16_to_f32(u16::from_le_bytes([b[0], b[1]])).to_le_bytes());
+        out.extend_from_slice(&b[2..]);
+    }
+    out
 }
 
 /// One recorded dispatch, for the launch audit ([`GpuBackend::last_submit`]).
@@ -731,14 +765,17 @@ impl Backend for GpuBackend {
         Ok(w)
     }
 
-    /// One f16 buffer per layer for keys and one for values. Each must fit one storage binding:
-    /// checked before `create_buffer` (an oversized buffer is a WebGPU validation error, not an
-    /// exception).
+    /// One buffer per layer for keys and one for values ([`GpuKv`]). Each must fit one storage
+    /// binding: checked before `create_buffer` (an oversized buffer is a WebGPU validation error,
+    /// not an exception).
     fn kv_cache(&mut self, shape: KvShape) -> Result<GpuKv> {
-        let KvShape { n_layer, k_dim, v_dim, n_ctx } = shape;
+        let KvShape { n_layer, k_dim, v_dim, n_ctx, ty } = shape;
+        if ty.row_bytes(k_dim).is_none() || ty.row_bytes(v_dim).is_none() {
+            return Err(Error::invalid_argument(format!("a {} cache needs rows of whole {KV_BLOCK}-value blocks; keys are {k_dim} wide, values {v_dim}", ty.name())));
+        }
         let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
-        let widest = k_dim.max(v_dim) as u64 * 2;
-        let size = |dim: usize| (n_ctx as u64).checked_mul(dim as u64 * 2).map(|b| b.next_multiple_of(4).max(4));
+        let widest = kv_row_bytes(ty, k_dim.max(v_dim));
+        let size = |dim: usize| (n_ctx as u64).checked_mul(kv_row_bytes(ty, dim)).map(|b| b.next_multiple_of(4).max(4));
         if size(k_dim.max(v_dim)).map_or(true, |b| b > limit) {
             return Err(Error::invalid_argument(format!(
                 "a context of {n_ctx} tokens needs key/value buffers larger than the {} MiB this GPU allows \
@@ -756,17 +793,26 @@ impl Backend for GpuBackend {
             k_dim,
             v_dim,
             n_ctx,
+            ty,
         })
     }
     fn kv_budget(&self) -> u64 {
         GPU_KV_BUDGET
     }
+    fn kv_bytes(&self, shape: KvShape) -> Option<u64> {
+        let rows = kv_row_bytes(shape.ty, shape.k_dim).checked_add(kv_row_bytes(shape.ty, shape.v_dim))?;
+        rows.checked_mul(shape.n_ctx as u64)?.checked_mul(shape.n_layer as u64)
+    }
 
     async fn read_kv(&mut self, kv: &GpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {
-        let (k, v) = crate::backend::kv_span(kv.shape(), layer, n, None)?;
-        let mut out = self.read_bytes(&kv.k[layer], (k * 2) as u64).await?;
-        out.extend_from_slice(&self.read_bytes(&kv.v[layer], (v * 2) as u64).await?);
-        Ok(out)
+        crate::backend::kv_span(kv.shape(), layer, n, None)?;
+        let (k, v) = (n as u64 * kv_row_bytes(kv.ty, kv.k_dim), n as u64 * kv_row_bytes(kv.ty, kv.v_dim));
+        let mut out = self.read_bytes(&kv.k[layer], k).await?;
+        out.extend_from_slice(&self.read_bytes(&kv.v[layer], v).await?);
+        Ok(match kv.ty {
+            KvType::F16 => out,
+            KvType::Q8_0 => q8_blocks_portable(&out),
+        })
     }
 
     /// Through the queue, after everything recorded so far is submitted (so no recorded pass
@@ -774,9 +820,17 @@ impl Backend for GpuBackend {
     fn write_kv(&mut self, kv: &mut GpuKv, layer: usize, n: usize, bytes: &[u8]) -> Result<()> {
         let (k, _) = crate::backend::kv_span(kv.shape(), layer, n, Some(bytes.len()))?;
         self.flush()?;
-        let (kb, vb) = bytes.split_at(k * 2);
-        self.upload(&kv.k[layer], 0, kb);
-        self.upload(&kv.v[layer], 0, vb);
+        let (kb, vb) = bytes.split_at(k);
+        match kv.ty {
+            KvType::F16 => {
+                self.upload(&kv.k[layer], 0, kb);
+                self.upload(&kv.v[layer], 0, vb);
+            }
+            KvType::Q8_0 => {
+                self.upload(&kv.k[layer], 0, &q8_blocks_gpu(kb));
+                self.upload(&kv.v[layer], 0, &q8_blocks_gpu(vb));
+            }
+        }
         self.ctx.check()
     }
 
@@ -789,16 +843,17 @@ impl Backend for GpuBackend {
         if m == 0 {
             return Ok(());
         }
-        let (kd, vd) = (kv.k_dim, kv.v_dim);
+        let (kr, vr) = (kv_row_bytes(kv.ty, kv.k_dim), kv_row_bytes(kv.ty, kv.v_dim));
+        let (from, keep, m) = ((s.keep + s.discard) as u64, s.keep as u64, m as u64);
         for (l, r) in rope.iter().enumerate() {
-            let ks = self.alloc(1, (m * kd).div_ceil(2))?;
-            let vs = self.alloc(1, (m * vd).div_ceil(2))?;
+            let ks = self.alloc(1, (m * kr).div_ceil(4) as usize)?;
+            let vs = self.alloc(1, (m * vr).div_ceil(4) as usize)?;
             let (kc, vc) = (kv.k[l].clone(), kv.v[l].clone());
             let enc = self.encoder();
-            enc.copy_buffer_to_buffer(&kc, ((s.keep + s.discard) * kd * 2) as u64, ks.buffer(), 0, (m * kd * 2) as u64);
-            enc.copy_buffer_to_buffer(&vc, ((s.keep + s.discard) * vd * 2) as u64, vs.buffer(), 0, (m * vd * 2) as u64);
-            enc.copy_buffer_to_buffer(vs.buffer(), 0, &vc, (s.keep * vd * 2) as u64, (m * vd * 2) as u64);
-            ops::rope_shift(self, &kc, &ks, m, kd, s.keep, -(s.discard as i64), *r, freq_factors)?;
+            enc.copy_buffer_to_buffer(&kc, from * kr, ks.buffer(), 0, m * kr);
+            enc.copy_buffer_to_buffer(&vc, from * vr, vs.buffer(), 0, m * vr);
+            enc.copy_buffer_to_buffer(vs.buffer(), 0, &vc, keep * vr, m * vr);
+            ops::rope_shift(self, &kc, &ks, m as usize, kv.k_dim, s.keep, -(s.discard as i64), *r, freq_factors, kv.ty)?;
         }
         self.flush()?;
         self.ctx.check()

@@ -11,7 +11,7 @@
 use super::shader::ShaderKey;
 use super::context::GpuLayout;
 use super::{Bind, GpuAct, GpuBackend, GpuKv, GpuWeight};
-use crate::backend::{AttnParams, QkPrep, RopeParams};
+use crate::backend::{AttnParams, KvType, QkPrep, RopeParams, KV_BLOCK};
 use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
@@ -35,6 +35,9 @@ pub const TILE_PREFILL: u32 = 8;
 pub const PV_CHUNK: u32 = 256;
 /// Elements per workgroup in the first top-k stage (held in workgroup memory).
 pub const TOPK_CHUNK: u32 = 2048;
+/// Largest head (keys) over a q8_0 cache: `attention.wgsl` holds the query head's q8_0 blocks in
+/// workgroup memory.
+pub const MAX_Q8_HEAD_DIM: u32 = 512;
 /// Largest k the top-k kernel returns.
 pub const MAX_TOP_K: usize = 64;
 
@@ -173,21 +176,29 @@ pub fn rms_norm_key() -> ShaderKey {
 pub fn add_norm_key(post: bool, q8: bool) -> ShaderKey {
     ShaderKey::new("add_norm", "main").def("WG", WG).flag_if(post, "POST").flag_if(q8, "Q8")
 }
-pub fn qk_prep_key(neox: bool, freq_factors: bool, q_norm: bool, k_norm: bool, q_scale: bool) -> ShaderKey {
+/// `q8`: the cache holds q8_0 blocks (`KV_Q8`, see [`GpuKv`]).
+pub fn qk_prep_key(neox: bool, freq_factors: bool, q_norm: bool, k_norm: bool, q_scale: bool, q8: bool) -> ShaderKey {
     ShaderKey::new("qk_prep", "main")
         .def("WG", WG)
+        .flag_if(q8, "KV_Q8")
         .flag_if(neox, "NEOX")
         .flag_if(freq_factors, "FREQ_FACTORS")
         .flag_if(q_norm, "Q_NORM")
         .flag_if(k_norm, "K_NORM")
         .flag_if(q_scale, "Q_SCALE")
 }
-/// `f16`: the adapter has `shader-f16` (the KV cache is read as f16 values).
-pub fn attention_key(entry: &'static str, f16: bool) -> ShaderKey {
-    ShaderKey::new("attention", entry).def("WG", WG).def("PV_CHUNK", PV_CHUNK).flag_if(f16, "F16")
+/// `f16`: the adapter has `shader-f16` (an f16 KV cache is read as f16 values); `q8`: the cache
+/// holds q8_0 blocks (`KV_Q8`).
+pub fn attention_key(entry: &'static str, f16: bool, q8: bool) -> ShaderKey {
+    ShaderKey::new("attention", entry)
+        .def("WG", WG)
+        .def("PV_CHUNK", PV_CHUNK)
+        .def("Q_BLOCKS", MAX_Q8_HEAD_DIM / 32)
+        .flag_if(f16 && !q8, "F16")
+        .flag_if(q8, "KV_Q8")
 }
-pub fn rope_shift_key(neox: bool, freq_factors: bool) -> ShaderKey {
-    ShaderKey::new("rope_shift", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS")
+pub fn rope_shift_key(neox: bool, freq_factors: bool, q8: bool) -> ShaderKey {
+    ShaderKey::new("rope_shift", "main").def("WG", WG).flag_if(neox, "NEOX").flag_if(freq_factors, "FREQ_FACTORS").flag_if(q8, "KV_Q8")
 }
 pub fn glu_key(gelu: bool) -> ShaderKey {
     ShaderKey::new("glu", "main").def("WG", WG).flag_if(gelu, "GELU")
@@ -255,14 +266,15 @@ pub fn all_variants() -> Vec<ShaderKey> {
         v.push(glu_key(f));
     }
     for f16 in [false, true] {
-        v.extend(["attend", "reduce"].map(|e| attention_key(e, f16)));
+        v.extend(["attend", "reduce"].map(|e| attention_key(e, f16, false)));
     }
-    for bits in 0..32u32 {
+    v.extend(["attend", "reduce"].map(|e| attention_key(e, false, true)));
+    for bits in 0..64u32 {
         let f = |i: u32| bits & (1 << i) != 0;
-        v.push(qk_prep_key(f(0), f(1), f(2), f(3), f(4)));
+        v.push(qk_prep_key(f(0), f(1), f(2), f(3), f(4), f(5)));
     }
-    for bits in 0..4u32 {
-        v.push(rope_shift_key(bits & 1 != 0, bits & 2 != 0));
+    for bits in 0..8u32 {
+        v.push(rope_shift_key(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0));
     }
     v.extend([argmax_key(), top_k_key("chunks"), top_k_key("merge")]);
     v.extend(["softcap", "split_cols", "quantize_q8"].map(simple_key));
@@ -509,6 +521,9 @@ fn attn_params(kv: &GpuKv, n: usize, p: &AttnParams) -> Result<AttentionParams> 
     if p.head_dim % 2 != 0 || p.head_dim_v % 2 != 0 || kv.k_dim % 2 != 0 || kv.v_dim % 2 != 0 || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 || p.layer >= kv.k.len() {
         return Err(Error::unsupported_model(format!("attention head size {} is not supported on the GPU", p.head_dim)));
     }
+    if kv.ty == KvType::Q8_0 && (p.head_dim % KV_BLOCK != 0 || p.head_dim_v % KV_BLOCK != 0 || p.head_dim > MAX_Q8_HEAD_DIM as usize) {
+        return Err(Error::unsupported_model(format!("a q8_0 KV cache on the GPU needs heads of whole 32-value blocks up to {MAX_Q8_HEAD_DIM}; this one is {}", p.head_dim)));
+    }
     let last = p.pos0 + n;
     let score_stride = p.window.map_or(last, |w| w.min(last));
     Ok(AttentionParams {
@@ -538,20 +553,20 @@ pub fn attend(b: &mut GpuBackend, kv: &GpuKv, q: &GpuAct, p: AttnParams) -> Resu
     }
     let n_chunks = u.n_chunks as usize;
     let (kc, vc) = (&kv.k[p.layer], &kv.v[p.layer]);
-    let f16 = b.ctx.has_f16();
+    let (f16, q8) = (b.ctx.has_f16(), kv.ty == KvType::Q8_0);
     let out = b.alloc(n, p.n_head * p.head_dim_v)?;
     let groups = grid(n * p.n_head * n_chunks, 1);
     if n_chunks == 1 {
         let unused = b.alloc(1, 2)?;
         let binds = [(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&unused)), (6, Bind::Act(&out))];
-        b.dispatch(attention_key("attend", f16), &u, &binds, 7, groups)?;
+        b.dispatch(attention_key("attend", f16, q8), &u, &binds, 7, groups)?;
     } else {
         let partial = b.alloc(n * p.n_head * n_chunks, p.head_dim_v)?;
         let stats = b.alloc(n * p.n_head * n_chunks, 2)?;
         let binds = [(0, Bind::Act(q)), (3, Bind::Buf(kc)), (4, Bind::Buf(vc)), (5, Bind::Act(&stats)), (6, Bind::Act(&partial))];
-        b.dispatch(attention_key("attend", f16), &u, &binds, 7, groups)?;
+        b.dispatch(attention_key("attend", f16, q8), &u, &binds, 7, groups)?;
         let binds = [(5, Bind::Act(&stats)), (8, Bind::Act(&partial)), (6, Bind::Act(&out))];
-        b.dispatch(attention_key("reduce", f16), &u, &binds, 7, grid(out.len(), WG))?;
+        b.dispatch(attention_key("reduce", f16, q8), &u, &binds, 7, grid(out.len(), WG))?;
     }
     Ok(out)
 }
@@ -599,7 +614,7 @@ pub fn qk_prep(b: &mut GpuBackend, kv: &mut GpuKv, q: GpuAct, k: GpuAct, v: &Gpu
     if let Some(f) = prep.freq_factors {
         binds.push((8, Bind::Buf(&f.parts[0].buf)));
     }
-    let key = qk_prep_key(r.neox, prep.freq_factors.is_some(), prep.q_norm.is_some(), prep.k_norm.is_some(), prep.q_scale.is_some());
+    let key = qk_prep_key(r.neox, prep.freq_factors.is_some(), prep.q_norm.is_some(), prep.k_norm.is_some(), prep.q_scale.is_some(), kv.ty == KvType::Q8_0);
     b.dispatch(key, &u, &binds, 5, grid(n * (p.n_head + p.n_head_kv), 1))?;
     Ok(q)
 }
@@ -612,12 +627,14 @@ fn check_freq_factors(f: Option<&GpuWeight>, n_rot: usize) -> Result<()> {
     }
 }
 
-/// `m` key rows of `k_dim` values in `src` (a copy of a layer's moved rows, f16 pairs) turned by
-/// `delta` positions into rows `dst0..dst0 + m` of the key cache `kc` (`shaders/rope_shift.wgsl`).
+/// `m` key rows of `k_dim` values in `src` (a copy of a layer's moved rows in the cache's layout
+/// of type `ty`) turned by `delta` positions into rows `dst0..dst0 + m` of the key cache `kc`
+/// (`shaders/rope_shift.wgsl`).
 #[allow(clippy::too_many_arguments)]
-pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, k_dim: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>) -> Result<()> {
+pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize, k_dim: usize, dst0: usize, delta: i64, r: RopeParams, freq_factors: Option<&GpuWeight>, ty: KvType) -> Result<()> {
     check_freq_factors(freq_factors, r.n_rot)?;
-    if r.head_dim == 0 || k_dim % r.head_dim != 0 || src.len() * 2 < m * k_dim {
+    let q8 = ty == KvType::Q8_0;
+    if r.head_dim == 0 || k_dim % r.head_dim != 0 || ((src.len() * 4) as u64) < m as u64 * super::kv_row_bytes(ty, k_dim) || (q8 && r.head_dim % KV_BLOCK != 0) {
         return Err(shape_err("rope_shift", k_dim, r.head_dim));
     }
     let n_head_kv = k_dim / r.head_dim;
@@ -635,7 +652,7 @@ pub fn rope_shift(b: &mut GpuBackend, kc: &wgpu::Buffer, src: &GpuAct, m: usize,
     if let Some(f) = freq_factors {
         binds.push((8, Bind::Buf(&f.parts[0].buf)));
     }
-    b.dispatch(rope_shift_key(r.neox, freq_factors.is_some()), &u, &binds, 4, grid(m * n_head_kv, WG))
+    b.dispatch(rope_shift_key(r.neox, freq_factors.is_some(), q8), &u, &binds, 4, grid(m * n_head_kv, WG))
 }
 
 /// Index and value of the largest element of a one-row `x` into `out` (2 words).

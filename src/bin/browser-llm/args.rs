@@ -76,6 +76,10 @@ pub struct GenerateArgs {
     /// The context length in tokens (default: the model's, bounded by memory).
     #[arg(long, value_name = "N")]
     pub ctx: Option<usize>,
+    /// What the KV cache stores: f16 (llama.cpp's default) or q8_0 (llama.cpp's
+    /// `--cache-type-k q8_0 --cache-type-v q8_0`, about half the memory).
+    #[arg(long, value_name = "TYPE", default_value = "f16")]
+    pub cache_type: String,
     /// CPU threads (default: the machine's cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

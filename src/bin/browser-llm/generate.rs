@@ -40,6 +40,7 @@ fn load_any_engine(args: &GenerateArgs) -> Result<AnyEngine, CliError> {
             BackendArg::Auto => BackendChoice::Auto,
         },
         n_ctx: args.ctx,
+        kv_type: browser_llm::backend::KvType::parse(&args.cache_type)?,
         cpu_threads: args.threads,
         gpu: GpuOptions {
             layout: args.gpu_layout.map(|l| match l {

@@ -1,0 +1,174 @@
+//! The CPU's key/value cache: per layer, keys and values of every position in the cache type's
+//! layout ([`KvType`]): f16 bit patterns (llama.cpp's default cache), or q8_0 blocks quantized as
+//! llama.cpp stores a `--cache-type-k/-v q8_0` cache (a 32-value block: f16 scale `amax / 127`,
+//! 32 i8). A position's row is `dim` values (keys `n_head_kv * head_dim`); with q8_0 every head is
+//! whole blocks ([`KvShape::check_heads`]), so a block never spans two heads.
+
+use std::ops::Range;
+
+use crate::backend::{KvShape, KvType, KV_BLOCK};
+use crate::error::{Error, Result};
+use crate::quant::scalar::{dequantize_row_q8_0, quantize_row_q8_0};
+use crate::quant::{f16_to_f32, BlockQ8_0};
+
+use super::ops;
+
+/// The values of one layer's keys (or values), `[n_ctx, dim]`.
+pub enum KvRows {
+    F16(Vec<u16>),
+    Q8_0(Vec<BlockQ8_0>),
+}
+
+/// A vector of `len` default elements, or `None` where the memory is not there.
+fn try_zeros<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, T::default());
+    Some(v)
+}
+
+impl KvRows {
+    /// `len` values (a multiple of [`KV_BLOCK`] for q8_0), zero; `None` if they cannot be allocated.
+    fn zeros(ty: KvType, len: usize) -> Option<KvRows> {
+        Some(match ty {
+            KvType::F16 => KvRows::F16(try_zeros(len)?),
+            KvType::Q8_0 => KvRows::Q8_0(try_zeros(len / KV_BLOCK)?),
+        })
+    }
+
+    /// Store `x` at values `at..at + x.len()` (whole blocks for q8_0).
+    pub fn store(&mut self, at: usize, x: &[f32]) {
+        match self {
+            KvRows::F16(h) => {
+                for (d, s) in h[at..at + x.len()].iter_mut().zip(x) {
+                    *d = ops::to_f16_bits(*s);
+                }
+            }
+            KvRows::Q8_0(b) => quantize_row_q8_0(x, &mut b[at / KV_BLOCK..(at + x.len()) / KV_BLOCK]),
+        }
+    }
+
+    /// Values `r` widened to f32, appended to `out` (exact for f16; `d * q` for q8_0).
+    pub fn widen(&self, r: Range<usize>, out: &mut Vec<f32>) {
+        let start = out.len();
+        out.resize(start + r.len(), 0.0);
+        match self {
+            KvRows::F16(h) => {
+                for (d, &s) in out[start..].iter_mut().zip(&h[r]) {
+                    *d = f16_to_f32(s);
+                }
+            }
+            KvRows::Q8_0(b) => dequantize_row_q8_0(&b[r.start / KV_BLOCK..r.end / KV_BLOCK], &mut out[start..]),
+        }
+    }
+
+    /// The q8_0 blocks (`None` for an f16 cache).
+    pub fn blocks(&self) -> Option<&[BlockQ8_0]> {
+        match self {
+            KvRows::Q8_0(b) => Some(b),
+            KvRows::F16(_) => None,
+        }
+    }
+
+    /// Values `src` copied to start at value `dst` (whole blocks for q8_0).
+    fn copy_within(&mut self, src: Range<usize>, dst: usize) {
+        match self {
+            KvRows::F16(h) => h.copy_within(src, dst),
+            KvRows::Q8_0(b) => b.copy_within(src.start / KV_BLOCK..src.end / KV_BLOCK, dst / KV_BLOCK),
+        }
+    }
+
+    /// The first `n` values in the portable layout ([`KvType::row_bytes`]), appended to `out`.
+    fn bytes(&self, n: usize, out: &mut Vec<u8>) {
+        match self {
+            KvRows::F16(h) => h[..n].iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            KvRows::Q8_0(b) => {
+                for b in &b[..n / KV_BLOCK] {
+                    out.extend_from_slice(&b.d.to_le_bytes());
+                    out.extend(b.qs.iter().map(|&q| q as u8));
+                }
+            }
+        }
+    }
+
+    /// The first values from `bytes` in the portable layout (its length checked by the caller).
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        match self {
+            KvRows::F16(h) => {
+                for (d, s) in h.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *d = u16::from_le_bytes([s[0], s[1]]);
+                }
+            }
+            KvRows::Q8_0(b) => {
+                for (d, s) in b.iter_mut().zip(bytes.chunks_exact(2 + KV_BLOCK)) {
+                    d.d = u16::from_le_bytes([s[0], s[1]]);
+                    for (q, &x) in d.qs.iter_mut().zip(&s[2..]) {
+                        *q = x as i8;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keys and values of every layer: `k[layer]` holds `[n_ctx, k_dim]` values.
+pub struct CpuKv {
+    pub(super) k: Vec<KvRows>,
+    pub(super) v: Vec<KvRows>,
+    pub(super) k_dim: usize,
+    pub(super) v_dim: usize,
+    pub(super) n_ctx: usize,
+    pub(super) ty: KvType,
+}
+
+impl CpuKv {
+    /// Allocated fallibly: a cache that does not fit is an `INVALID_ARGUMENT` (use a smaller
+    /// context), never an abort.
+    pub fn new(shape: KvShape) -> Result<CpuKv> {
+        let KvShape { n_layer, k_dim, v_dim, n_ctx, ty } = shape;
+        let too_big = || {
+            Error::invalid_argument(format!(
+                "cannot allocate the key/value cache for a context of {n_ctx} tokens ({} MiB); use a smaller context length",
+                shape.bytes().map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
+            ))
+        };
+        if ty.row_bytes(k_dim).is_none() || ty.row_bytes(v_dim).is_none() {
+            return Err(Error::invalid_argument(format!("a {} cache needs rows of whole {KV_BLOCK}-value blocks; keys are {k_dim} wide, values {v_dim}", ty.name())));
+        }
+        let rows = |dim: usize| n_ctx.checked_mul(dim).and_then(|len| KvRows::zeros(ty, len)).ok_or_else(too_big);
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        k.try_reserve_exact(n_layer).map_err(|_| too_big())?;
+        v.try_reserve_exact(n_layer).map_err(|_| too_big())?;
+        for _ in 0..n_layer {
+            k.push(rows(k_dim)?);
+            v.push(rows(v_dim)?);
+        }
+        Ok(CpuKv { k, v, k_dim, v_dim, n_ctx, ty })
+    }
+
+    pub fn shape(&self) -> KvShape {
+        KvShape { n_layer: self.k.len(), k_dim: self.k_dim, v_dim: self.v_dim, n_ctx: self.n_ctx, ty: self.ty }
+    }
+
+    /// Keys then values of positions `0..n` of `layer` in the portable layout (`k_bytes` +
+    /// `v_bytes` of [`crate::backend::kv_span`]).
+    pub fn read(&self, layer: usize, n: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        self.k[layer].bytes(n * self.k_dim, &mut out);
+        self.v[layer].bytes(n * self.v_dim, &mut out);
+        out
+    }
+
+    /// What [`CpuKv::read`] read, back into `layer` (`k_bytes` of the keys first).
+    pub fn write(&mut self, layer: usize, bytes: &[u8], k_bytes: usize) {
+        let (kb, vb) = bytes.split_at(k_bytes);
+        self.k[layer].write_bytes(kb);
+        self.v[layer].write_bytes(vb);
+    }
+
+    /// Positions `from..to` of `layer`'s values moved to start at position `dst`.
+    pub fn move_values(&mut self, layer: usize, from: usize, to: usize, dst: usize) {
+        let d = self.v_dim;
+        self.v[layer].copy_within(from * d..to * d, dst * d);
+    }
+}
