@@ -81,7 +81,7 @@ fn kv_i8x4(v: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(bitcast<i32>(v << 24u), bitcast<i32>(v << 16u), bitcast<i32>(v << 8u), bitcast<i32>(v)) >> vec4<u32>(24u));
 }
 
-// Quantize the query head at `q_base` (head_dim values) into `qq`, as `quantize_row_q8_0`.
+// Quantize the query head at `q_base` (head_dim values) into `qq`, as the CPU's `kv::quantize_q8_0`.
 fn quantize_q(q_base: u32, lid: u32) {
     for (var b = lid; b < p.head_dim / 32u; b += WG) {
         var amax = 0.0;
@@ -90,13 +90,13 @@ fn quantize_q(q_base: u32, lid: u32) {
         }
         let d = amax / 127.0;
         var id = 0.0;
-        if (d != 0.0) {
-            id = 1.0 / d;
+        if (amax != 0.0) {
+            id = 127.0 / amax;
         }
         qq[9u * b] = bitcast<u32>(round_f16(d));
         for (var w = 0u; w < 8u; w++) {
             let i = q_base + 32u * b + 4u * w;
-            qq[9u * b + 1u + w] = pack_i8x4(round_away(vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]) * id));
+            qq[9u * b + 1u + w] = pack_i8x4(vec4<i32>(round(vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]) * id)));
         }
     }
     workgroupBarrier();

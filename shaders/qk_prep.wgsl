@@ -6,7 +6,7 @@
 //                value head of the same index.
 // One workgroup per (row, head) over the n_head query heads then the n_head_kv key heads.
 // KV_Q8: the cache holds q8_0 blocks (9 words per 32 values: the scale as an f32 rounded to f16,
-// 8 words of packed i8; GpuKv), quantized as the CPU's `quantize_row_q8_0`, one block per
+// 8 words of packed i8; GpuKv), quantized as the CPU's `kv::quantize_q8_0` (d = amax / 127, q = round_half_even(x * 127 / amax)), one block per
 // invocation.
 
 struct Params {
@@ -55,13 +55,13 @@ fn q8_block(x: array<vec4<f32>, 8>) -> array<u32, 9> {
     }
     let d = amax / 127.0;
     var id = 0.0;
-    if (d != 0.0) {
-        id = 1.0 / d;
+    if (amax != 0.0) {
+        id = 127.0 / amax;
     }
     var out: array<u32, 9>;
     out[0] = bitcast<u32>(round_f16(d));
     for (var i = 0u; i < 8u; i++) {
-        out[1u + i] = pack_i8x4(round_away(x[i] * id));
+        out[1u + i] = pack_i8x4(vec4<i32>(round(x[i] * id)));
     }
     return out;
 }

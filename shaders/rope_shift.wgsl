@@ -101,14 +101,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         let d = amax / 127.0;
         var id = 0.0;
-        if (d != 0.0) {
-            id = 1.0 / d;
+        if (amax != 0.0) {
+            id = 127.0 / amax;
         }
         let o = (out_blk + b) * 9u;
         kc[o] = bitcast<u32>(round_f16(d));
         for (var w = 0u; w < 8u; w++) {
             let v = vec4<f32>(x[4u * w], x[4u * w + 1u], x[4u * w + 2u], x[4u * w + 3u]);
-            kc[o + 1u + w] = pack_i8x4(round_away(v * id));
+            kc[o + 1u + w] = pack_i8x4(vec4<i32>(round(v * id)));
         }
     }
 #else

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use browser_llm::backend::cpu::CpuBackend;
 use browser_llm::backend::gpu::{ops, GpuBackend, GpuLayout, GpuOptions};
 use browser_llm::selfcheck;
-use browser_llm::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes};
+use browser_llm::backend::{AttnParams, Backend, KvType, QkPrep, RopeParams, TensorBytes};
 use browser_llm::gguf::TensorInfo;
 use browser_llm::model::{Activation, Arch, ModelConfig, RopeStyle};
 use browser_llm::quant::random::{dot_error_bound, random_row, Rng};
@@ -603,6 +603,53 @@ fn attention_cases(mut p: Pair) {
         let (_, gq) = p.acts(&vec![0.0; nh * hd], 1, nh * hd);
         let err = p.gpu.attend(&gkv, &gq, ap).err().expect("overflow");
         assert_eq!(err.code, browser_llm::ErrorCode::ContextOverflow);
+    }
+}
+
+#[test]
+fn attention_over_a_q8_0_cache_equals_the_cpu() {
+    // kvCache "q8_0": qk_prep quantizes k and v into 9-word blocks, attention quantizes q and
+    // multiplies in integers (llama.cpp's flash attention over a q8_0 cache, as the CPU does);
+    // MQA with Gemma 3's head of 256, GQA, past one PV_CHUNK with and without a window. The
+    // caches read back in the portable layout differ only where a rotated key lands on the other
+    // side of a rounding boundary (a few quants by one step).
+    let Some(gpu) = gpu() else { return };
+    let mut p = Pair { cpu: CpuBackend::with_threads(1), gpu };
+    let mut rng = Rng::new(29);
+    let short = [7, 1, 1, 3, 1];
+    let cases: [(usize, usize, usize, Option<usize>, usize, &[usize]); 4] = [
+        (4, 1, 256, None, 40, &short),
+        (6, 2, 64, Some(5), 40, &short),
+        (4, 1, 64, None, 600, &[300, 1, 5, 257, 1]),
+        (2, 2, 32, Some(260), 300, &[270, 1, 2]),
+    ];
+    for (nh, nkv, hd, window, n_ctx, steps) in cases {
+        let cfg = attn_config(nh, nkv, hd);
+        let shape = cfg.kv_shape(n_ctx).with_type(KvType::Q8_0);
+        let (mut ckv, mut gkv) = (p.cpu.kv_cache(shape).unwrap(), p.gpu.kv_cache(shape).unwrap());
+        let mut pos = 0;
+        for &n in steps {
+            let (q, k, v) = (rng.acts(n * nh * hd, 2.0), rng.acts(n * nkv * hd, 2.0), rng.acts(n * nkv * hd, 1.0));
+            let ((cq, gq), (ck, gk), (cv, gv)) = (p.acts(&q, n, nh * hd), p.acts(&k, n, nkv * hd), p.acts(&v, n, nkv * hd));
+            let ap = AttnParams { layer: 1, pos0: pos, n_head: nh, n_head_kv: nkv, head_dim: hd, head_dim_v: hd, window, scale: cfg.kq_scale };
+            let rope = RopeParams { pos0: pos, head_dim: hd, n_rot: hd, base: 10000.0, freq_scale: 1.0, neox: true };
+            let cq = p.cpu.attn_prep(&mut ckv, cq, ck, &cv, QkPrep { q_norm: None, k_norm: None, eps: 1e-6, rope, freq_factors: None, q_scale: None }, ap).unwrap();
+            let gq = p.gpu.attn_prep(&mut gkv, gq, gk, &gv, QkPrep { q_norm: None, k_norm: None, eps: 1e-6, rope, freq_factors: None, q_scale: None }, ap).unwrap();
+            let want = p.cpu.attend(&ckv, &cq, ap).unwrap();
+            let got = p.gpu.attend(&gkv, &gq, ap).unwrap();
+            let what = format!("q8_0 attention heads {nh}/{nkv} hd {hd} window {window:?} pos {pos} n {n}");
+            check(&what, "attention", &browser_llm::block_on(p.gpu.read(&got)).unwrap(), &want.data);
+            pos += n;
+        }
+        let (cb, gb) = (browser_llm::block_on(p.cpu.read_kv(&ckv, 1, pos)).unwrap(), browser_llm::block_on(p.gpu.read_kv(&gkv, 1, pos)).unwrap());
+        assert_eq!(cb.len(), gb.len(), "portable q8_0 bytes");
+        assert_eq!(cb.len(), pos * nkv * hd * 2 / 32 * 34, "34 bytes per 32 values");
+        let differ = cb.iter().zip(&gb).filter(|(a, b)| a != b).count();
+        assert!(differ * 200 < cb.len(), "{differ} of {} cache bytes differ between the CPU and the GPU", cb.len());
+        // The GPU's cache written back from the CPU's bytes reads back the same (the layouts
+        // convert both ways), and attention over it equals the CPU's again.
+        p.gpu.write_kv(&mut gkv, 1, pos, &cb).unwrap();
+        assert_eq!(browser_llm::block_on(p.gpu.read_kv(&gkv, 1, pos)).unwrap(), cb);
     }
 }
 

@@ -15,6 +15,10 @@ pub struct ModelInfo {
     /// Tensor type -> bytes, largest first.
     pub quantization: Vec<(String, u64)>,
     pub context_length: usize,
+    /// What the KV cache stores ("f16" or "q8_0", the `kvCache` load option) and its bytes at
+    /// the full context (the CPU's layout; the GPU keeps q8_0 scales as f32, 36 bytes per 32).
+    pub kv_cache: &'static str,
+    pub kv_cache_bytes: u64,
     pub training_context_length: usize,
     pub vocab_size: usize,
     pub layers: usize,
@@ -58,6 +62,8 @@ impl ModelInfo {
             file_size,
             quantization: by_type,
             context_length: engine.n_ctx(),
+            kv_cache: engine.kv_shape().ty.name(),
+            kv_cache_bytes: engine.kv_shape().bytes().unwrap_or(u64::MAX),
             training_context_length: c.n_ctx_train,
             vocab_size: c.n_vocab,
             layers: c.n_layer,

@@ -24,6 +24,7 @@ use crate::storage::{OpenOptions, StoreKind};
 pub struct JsLoadOptions {
     backend: Option<String>,
     context_length: Option<usize>,
+    kv_cache: Option<String>,
     threads: Option<usize>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     on_progress: JsValue,
@@ -66,6 +67,7 @@ impl JsLoadOptions {
                     None => BackendChoice::Auto,
                 },
                 n_ctx: self.context_length,
+                kv_type: self.kv_cache.as_deref().map_or(Ok(crate::backend::KvType::F16), crate::backend::KvType::parse)?,
                 cpu_threads: match self.threads {
                     Some(n @ 1..=MAX_THREADS) => Some(n),
                     Some(n) => return Err(Error::invalid_argument(format!("threads must be from 1 to {MAX_THREADS} (got {n})"))),

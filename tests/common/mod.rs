@@ -107,7 +107,7 @@ pub fn golden(name: &str) -> PathBuf {
 /// decoder in chunks and compare, at every generated step, our argmax with llama.cpp's token and
 /// our log-probabilities of llama.cpp's top-5 tokens with its own.
 pub mod teacher {
-    use browser_llm::backend::{cpu::CpuBackend, Backend};
+    use browser_llm::backend::{cpu::CpuBackend, Backend, KvType};
     use browser_llm::model::{Logits, Model};
     use browser_llm::logits::argmax;
     use serde_json::Value;
@@ -182,10 +182,25 @@ pub mod teacher {
         gen: &[u32],
         steps: &[Step],
         n_ctx: usize,
+        on_row: impl FnMut(usize, &[f32]),
+    ) -> Report {
+        run_with_cache(m, b, KvType::F16, prompt, gen, steps, n_ctx, on_row)
+    }
+
+    /// [`run_on`] with a KV cache of type `ty`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with_cache<B: Backend>(
+        m: &Model<B>,
+        b: &mut B,
+        ty: KvType,
+        prompt: &[u32],
+        gen: &[u32],
+        steps: &[Step],
+        n_ctx: usize,
         mut on_row: impl FnMut(usize, &[f32]),
     ) -> Report {
         assert_eq!(gen.len(), steps.len());
-        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx)).unwrap();
+        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx).with_type(ty)).unwrap();
         let mut seq = prompt.to_vec();
         seq.extend_from_slice(&gen[..gen.len() - 1]);
         let n_vocab = m.config.n_vocab;
@@ -222,7 +237,12 @@ pub mod teacher {
     /// token alone (one-row products: the GPU's decode kernels, whose layout tests choose),
     /// over the first `gen.len()` steps.
     pub fn run_decode_on<B: Backend>(m: &Model<B>, b: &mut B, prompt: &[u32], gen: &[u32], steps: &[Step], n_ctx: usize) -> Report {
-        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx)).unwrap();
+        run_decode_with_cache(m, b, KvType::F16, prompt, gen, steps, n_ctx)
+    }
+
+    /// [`run_decode_on`] with a KV cache of type `ty`.
+    pub fn run_decode_with_cache<B: Backend>(m: &Model<B>, b: &mut B, ty: KvType, prompt: &[u32], gen: &[u32], steps: &[Step], n_ctx: usize) -> Report {
+        let mut kv = b.kv_cache(m.config.kv_shape(n_ctx).with_type(ty)).unwrap();
         let mut report = Report { flips: Vec::new(), max_logprob_err: 0.0 };
         let mut row = browser_llm::block_on(m.forward(b, &mut kv, prompt, 0, Logits::Last)).unwrap();
         for (step, &want) in gen.iter().enumerate() {

@@ -394,6 +394,30 @@ test("sessions in Node: exportSession / importSession continue a conversation in
   }
 });
 
+test("kvCache \"q8_0\": llama.cpp's q8_0 KV cache in 0.53x the bytes of f16, the tokens of llama.cpp run with it (near-tie rule), sessions only between engines of the same cache type, bad values INVALID_ARGUMENT", async () => {
+  const q8golden = JSON.parse(await readFile(new URL("../golden/kv-q8_0.json", import.meta.url), "utf8"));
+  const g = q8golden.models["gemma3-270m"].prompts.find((p) => p.name === "long-bridges");
+  const q8 = await Engine.load(MODEL, { backend: "cpu", contextLength: 1024, kvCache: "q8_0" });
+  const f16 = await Engine.load(MODEL, { backend: "cpu", contextLength: 1024 });
+  try {
+    const [a, b] = [await q8.info(), await f16.info()];
+    assert.equal(a.kvCache, "q8_0");
+    assert.equal(b.kvCache, "f16");
+    assert.equal(a.kvCacheBytes * 64, b.kvCacheBytes * 34, `${a.kvCacheBytes} vs ${b.kvCacheBytes}`);
+    const n = 24;
+    const r = await q8.generate(g.prompt_ids, { temperature: 0, maxTokens: n, ignoreEos: true });
+    const i = r.tokenIds.findIndex((id, k) => id !== g.gen_ids[k]);
+    assert.ok(i < 0 || g.steps[i].margin < NEAR_TIE, `step ${i}: got ${r.tokenIds[i]}, llama.cpp ${g.gen_ids[i]} (margin ${g.steps[i]?.margin})`);
+    console.log(`q8_0 cache: ${i < 0 ? n : i} of ${n} tokens equal llama.cpp's q8_0 run; ${a.kvCacheBytes} bytes vs f16 ${b.kvCacheBytes}`);
+    const saved = await q8.exportSession();
+    await assert.rejects(f16.importSession(saved), (e) => e.code === "INTEGRITY" && /q8_0/.test(e.message));
+    await assert.rejects(Engine.load(MODEL, { backend: "cpu", contextLength: 64, kvCache: "q4_0" }), (e) => e.code === "INVALID_ARGUMENT" && /kvCache/.test(e.message));
+  } finally {
+    await q8.dispose();
+    await f16.dispose();
+  }
+});
+
 test("context_overflow: a chat longer than the context fails with CONTEXT_OVERFLOW by default; drop-oldest leaves out its oldest turns (system prompt and last question kept) and says how many", { skip: skipUnless(process.env.BROWSER_LLM_CHAT_MODEL, "BROWSER_LLM_CHAT_MODEL not set") }, async () => {
   const chat = await Engine.load(process.env.BROWSER_LLM_CHAT_MODEL, { backend: "cpu", contextLength: 256 });
   try {

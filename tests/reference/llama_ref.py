@@ -3,7 +3,7 @@
 
 usage: python3 tests/reference/llama_ref.py --model M.gguf
            (--prompt-ids 2,818,5279 | --prompt-text TEXT | --prompt-file FILE)
-           [--n-predict 32 | --force-ids 506,5279,...] [--no-repack] [--n-ctx 512] [--flash-attn off|on|auto] [--threads 1]
+           [--n-predict 32 | --force-ids 506,5279,...] [--no-repack] [--n-ctx 512] [--flash-attn off|on|auto] [--cache-type f16|q8_0] [--threads 1]
            [--full-logits-first] [--no-pieces] [--lib-dir DIR] [--out OUT.json] [-v]
 
 The engine is the prebuilt llama.cpp that npm `node-llama-cpp` ships (package
@@ -15,7 +15,8 @@ llama_decode, llama_get_logits_ith. Nothing is compiled or downloaded.
 Generation: the prompt is decoded as one batch (n_batch = n_ubatch = n_ctx), then one token per
 llama_decode call. The next token is argmax over the raw logits (ties -> lower id). EOG tokens do
 not stop the run. CPU only, n_threads = n_threads_batch = --threads (1 by default), KV cache F16
-(llama.cpp default), swa_full = true (llama.cpp default), model params at llama.cpp defaults
+(llama.cpp default; --cache-type q8_0 sets type_k = type_v = Q8_0, which llama.cpp runs only
+with flash attention: pass --flash-attn on), swa_full = true (llama.cpp default), model params at llama.cpp defaults
 (mmap, extra buffer types, i.e. CPU weight repacking, enabled).
 
 Output JSON (stdout or --out): engine, settings, prompt_ids, gen_ids, and per generated step
@@ -44,6 +45,8 @@ DEFAULT_LIB_DIR = os.path.join(HERE, "node_modules", "@node-llama-cpp", "linux-x
 
 FA = {"auto": -1, "off": 0, "on": 1}
 GGML_TYPE_F16 = 1
+GGML_TYPE_Q8_0 = 8
+CACHE_TYPES = {"f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0}
 
 
 class ModelParams(C.Structure):
@@ -195,7 +198,7 @@ class Llama:
         if self.verbose:
             sys.stderr.write(s)
 
-    def load(self, path, n_ctx, threads, flash_attn, repack=True, embed_pooling=None):
+    def load(self, path, n_ctx, threads, flash_attn, repack=True, embed_pooling=None, cache_type="f16"):
         L = self.lib
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
@@ -213,8 +216,8 @@ class Llama:
         cp.n_threads = threads
         cp.n_threads_batch = threads
         cp.flash_attn_type = FA[flash_attn]
-        cp.type_k = GGML_TYPE_F16
-        cp.type_v = GGML_TYPE_F16
+        cp.type_k = CACHE_TYPES[cache_type]
+        cp.type_v = CACHE_TYPES[cache_type]
         cp.offload_kqv = False
         cp.op_offload = False
         if embed_pooling is not None:
@@ -280,6 +283,7 @@ def main(argv=None):
     ap.add_argument("--n-ctx", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--flash-attn", choices=sorted(FA), default="off")
+    ap.add_argument("--cache-type", choices=sorted(CACHE_TYPES), default="f16")
     ap.add_argument("--no-repack", action="store_true",
                     help="use_extra_bufts = false (no CPU weight repacking; default: llama.cpp's default, on)")
     ap.add_argument("--full-logits-first", action="store_true", help="store all logits of step 0")
@@ -293,7 +297,9 @@ def main(argv=None):
 
     ll = Llama(a.lib_dir, a.verbose)
     pooling = {"mean": 1, "cls": 2, "last": 3}.get(a.embed)
-    ll.load(a.model, a.n_ctx, a.threads, a.flash_attn, not a.no_repack, pooling)
+    if a.cache_type != "f16" and a.flash_attn != "on":
+        sys.exit("llama_ref: a quantized KV cache needs --flash-attn on (llama.cpp refuses it without)")
+    ll.load(a.model, a.n_ctx, a.threads, a.flash_attn, not a.no_repack, pooling, a.cache_type)
     if a.embed:
         text = a.prompt_text if a.prompt_text is not None else open(a.prompt_file, encoding="utf-8").read()
         ids = ll.tokenize(text)
@@ -342,12 +348,12 @@ def main(argv=None):
     res = {
         "engine": ("llama.cpp via ctypes on the prebuilt libllama of npm node-llama-cpp "
                    f"(@node-llama-cpp/linux-x64 {pkg_version()}), CPU only, {a.threads} thread(s), "
-                   f"greedy argmax over raw logits (ties -> lower id), KV cache f16, "
+                   f"greedy argmax over raw logits (ties -> lower id), KV cache {a.cache_type}, "
                    f"flash_attn {a.flash_attn}, n_ctx {a.n_ctx}, n_batch = n_ubatch = n_ctx, "
                    "swa_full true, default model params (mmap, CPU weight repacking)"),
         "llama_cpp": llama_cpp_info(),
         "settings": {"n_ctx": a.n_ctx, "n_ctx_effective": ll.lib.llama_n_ctx(ll.ctx), "n_predict": a.n_predict, "threads": a.threads,
-                     "flash_attn": a.flash_attn, "type_k": "f16", "type_v": "f16",
+                     "flash_attn": a.flash_attn, "type_k": a.cache_type, "type_v": a.cache_type,
                      "n_batch": a.n_ctx, "n_ubatch": a.n_ctx},
         "runtime": {"cpu_backend": os.path.basename(cpu_line[-1]) if cpu_line else None,
                     "flash_attn_log": fa_line,

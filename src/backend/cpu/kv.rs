@@ -8,10 +8,25 @@ use std::ops::Range;
 
 use crate::backend::{KvShape, KvType, KV_BLOCK};
 use crate::error::{Error, Result};
-use crate::quant::scalar::{dequantize_row_q8_0, quantize_row_q8_0};
-use crate::quant::{f16_to_f32, BlockQ8_0};
+use crate::quant::scalar::dequantize_row_q8_0;
+use crate::quant::{f16_to_f32, f32_to_f16, BlockQ8_0};
 
 use super::ops;
+
+/// `x` as q8_0 blocks the way llama.cpp's CPU stores a q8_0 cache and quantizes the query for it
+/// (its x86 `quantize_row_q8_0`, the build its goldens come from): `d = amax / 127` stored as f16,
+/// quants `round_half_even(x * (127 / amax))`. (The reference `quantize_row_q8_0_ref` multiplies
+/// by `1 / d` and rounds halves away from zero: one quant step apart now and then.)
+pub fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (x, b) in x.chunks_exact(KV_BLOCK).zip(y) {
+        let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        b.d = f32_to_f16(amax / 127.0);
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        for (q, &v) in b.qs.iter_mut().zip(x) {
+            *q = (v * id).round_ties_even() as i8;
+        }
+    }
+}
 
 /// The values of one layer's keys (or values), `[n_ctx, dim]`.
 pub enum KvRows {
@@ -44,7 +59,7 @@ impl KvRows {
                     *d = ops::to_f16_bits(*s);
                 }
             }
-            KvRows::Q8_0(b) => quantize_row_q8_0(x, &mut b[at / KV_BLOCK..(at + x.len()) / KV_BLOCK]),
+            KvRows::Q8_0(b) => quantize_q8_0(x, &mut b[at / KV_BLOCK..(at + x.len()) / KV_BLOCK]),
         }
     }
 

@@ -478,7 +478,7 @@ impl Backend for CpuBackend {
                 let qs = &q.row(r)[h * p.head_dim..(h + 1) * p.head_dim];
                 if let Some(kq) = kq {
                     let kb = kv.k_dim / KV_BLOCK;
-                    quant::scalar::quantize_row_q8_0(qs, &mut qb);
+                    kv::quantize_q8_0(qs, &mut qb);
                     ops::attend_head_q8_0(
                         &qb,
                         &kq[start * kb..],

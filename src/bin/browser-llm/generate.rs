@@ -2,7 +2,7 @@
 //!
 //! Streams text to stdout as it is generated; with `--json` prints one line instead:
 //! `{"prompt_ids":[...],"ids":[...],"text":"...","finish_reason":"...","backend":"cpu|gpu",
-//! "device":..., "dispatches_per_token":..., "submits_per_token":..., "timings":{...}}`
+//! "device":..., "kv_cache":"f16|q8_0", "kv_cache_bytes":..., "dispatches_per_token":..., "submits_per_token":..., "timings":{...}}`
 //! (per-token counters are over decoded tokens after the first; zero on the CPU).
 //! `--backend cpu|gpu|auto`.
 //!
@@ -129,6 +129,8 @@ fn run_on(args: &GenerateArgs, mut engine: AnyEngine, device: Option<String>) ->
             "finish_reason": r.finish_reason.as_str(),
             "backend": backend,
             "device": device,
+            "kv_cache": engine.kv_shape().ty.name(),
+            "kv_cache_bytes": engine.kv_shape().bytes(),
             "dispatches_per_token": dispatches,
             "submits_per_token": submits,
             "timings": {
