@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::gpu::{ops, GpuAct, GpuBackend, GpuWeight};
 use crate::backend::cpu::{CpuAct, CpuBackend};
-use crate::backend::{AttnParams, Backend, QkPrep, RopeParams, TensorBytes, TensorSource};
+use crate::backend::{AttnParams, Backend, KvType, QkPrep, RopeParams, TensorBytes, TensorSource};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::engine::now_ms;
 use crate::model::{ModelConfig, RopeStyle};
@@ -395,7 +395,8 @@ impl Checker<'_> {
     }
 
     /// q/k preparation (norms, RoPE, scale, the cache write) and attention with the model's head
-    /// shapes: a prefill and a decode step, and a context past one chunk of the split-K pass.
+    /// shapes: a prefill and a decode step, and a context past one chunk of the split-K pass; over
+    /// an f16 cache and, where the heads are whole 32-value blocks, a q8_0 one (`kvCache`).
     async fn attention(&mut self, cfg: &ModelConfig, rope_freqs: bool) -> R {
         let (hd, hdv) = (cfg.head_dim, cfg.head_dim_v);
         let (qn, kn) = (self.rng.acts(hd, 1.0), self.rng.acts(hd, 1.0));
@@ -404,11 +405,13 @@ impl Checker<'_> {
         let (cff, gff) = self.f32_weight(&ffv)?;
         // (heads, kv heads, context, steps): the model's grouping; one head past 256 positions.
         let cases = [(cfg.n_head, cfg.n_head_kv, 16, vec![3, 1]), (1, 1, 272, vec![260, 1])];
-        for (nh, nkv, n_ctx, steps) in cases {
+        let q8 = cfg.kv_shape(1).with_type(KvType::Q8_0).check_heads(hd, hdv).is_ok() && hd <= crate::backend::gpu::ops::MAX_Q8_HEAD_DIM as usize;
+        let types = [KvType::F16, KvType::Q8_0].into_iter().take(if q8 { 2 } else { 1 });
+        for (ty, (nh, nkv, n_ctx, steps)) in types.flat_map(|t| cases.clone().into_iter().map(move |c| (t, c))) {
             let mut c = cfg.clone();
             (c.n_head, c.n_head_kv) = (nh, nkv);
-            let mut ckv = self.cpu.kv_cache(c.kv_shape(n_ctx)).map_err(internal)?;
-            let mut gkv = self.gpu.kv_cache(c.kv_shape(n_ctx)).map_err(internal)?;
+            let mut ckv = self.cpu.kv_cache(c.kv_shape(n_ctx).with_type(ty)).map_err(internal)?;
+            let mut gkv = self.gpu.kv_cache(c.kv_shape(n_ctx).with_type(ty)).map_err(internal)?;
             let mut pos = 0;
             for n in steps {
                 let q = self.rng.acts(n * nh * hd, 2.0);
@@ -432,7 +435,7 @@ impl Checker<'_> {
                 Self::compare(&format!("q/k preparation, {nh}/{nkv} heads at position {pos}"), "rope", &self.read(&gq).await?, &wq.data)?;
                 let want = self.cpu.attend(&ckv, &wq, ap).map_err(internal)?;
                 let got = self.gpu.attend(&gkv, &gq, ap).map_err(internal)?;
-                Self::compare(&format!("attention, {nh}/{nkv} heads at position {pos}"), "attention", &self.read(&got).await?, &want.data)?;
+                Self::compare(&format!("attention, {nh}/{nkv} heads at position {pos}, {} cache", ty.name()), "attention", &self.read(&got).await?, &want.data)?;
                 pos += n;
             }
         }

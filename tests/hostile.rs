@@ -97,6 +97,14 @@ fn h5_kv_cache_over_the_budget_is_invalid_argument_before_allocating() {
     let e = Engine::load(CpuBackend::with_threads(1), bytes, Some(1 << 31)).err().expect("over the budget");
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("MiB") && e.message.contains("largest context that fits is"), "{}", e.message);
+    // A q8_0 cache needs heads of whole 32-value blocks (this model's are 4 wide): refused before
+    // anything is allocated, naming the way out.
+    let tiny = Arc::new(TinyModel::new("llama").bytes());
+    let cache = browser_llm::engine::CacheOptions { n_ctx: Some(16), kv_type: KvType::Q8_0 };
+    let e = Engine::load(CpuBackend::with_threads(1), tiny.clone(), cache).err().expect("heads of 4 values");
+    assert!(e.code == ErrorCode::InvalidArgument && e.message.contains("multiples of 32") && e.message.contains("\"f16\""), "{}", e.message);
+    assert!(Engine::load(CpuBackend::with_threads(1), tiny, Some(16)).is_ok());
+    assert_eq!(KvType::parse("q4_0").unwrap_err().code, ErrorCode::InvalidArgument);
     // The arithmetic itself: exactly at the budget fits, one position more does not, and a shape
     // whose size overflows a u64 is refused too.
     let shape = KvShape { n_layer: 2, k_dim: 4, v_dim: 4, n_ctx: 1024, ty: KvType::F16 };

@@ -45,14 +45,18 @@ fn cpu_teacher_forced_against_llama_cpp_with_a_q8_0_cache() {
         let gguf = Gguf::from_bytes(&bytes).unwrap();
         let mut b = CpuBackend::new();
         let m = Model::load(&mut b, &gguf, &bytes).unwrap();
-        // Mean |log-prob error| over llama.cpp's top-5 tokens, with our q8_0 cache and with an f16
-        // one, against the q8_0 golden: the q8_0 cache must be the closer (the caches' argmaxes
-        // part only at near-ties, so the log-probs tell them apart).
+        // Mean |log-prob error| over llama.cpp's top-5 tokens, with our q8_0 cache and (SmolLM2)
+        // with an f16 one, against the q8_0 golden: the q8_0 cache must be the closer (the
+        // caches' argmaxes part only at near-ties, so the log-probs tell them apart). On Gemma 3
+        // the cache type moves these log-probs less than the other differences between the two
+        // implementations do (against llama.cpp's f16 run too: f16 cache 0.1356, q8_0 0.1355),
+        // so only SmolLM2 can tell the caches apart this way.
+        let compare = name == "smollm2-135m-instruct";
         let mut err = [(0f64, 0usize); 2];
         for p in prompts(&g, name) {
             let (prompt, gen, st) = (ids(&p["prompt_ids"]), ids(&p["gen_ids"]), steps(&p["steps"]));
             let what = format!("{name} {}", p["name"].as_str().unwrap());
-            for (i, ty) in [KvType::Q8_0, KvType::F16].into_iter().enumerate() {
+            for (i, ty) in [KvType::Q8_0, KvType::F16].into_iter().enumerate().take(if compare { 2 } else { 1 }) {
                 let mut on_row = |step: usize, row: &[f32]| {
                     let lp = teacher::log_softmax(row);
                     for &(id, want) in &st[step].top5 {
@@ -66,12 +70,9 @@ fn cpu_teacher_forced_against_llama_cpp_with_a_q8_0_cache() {
                 }
             }
         }
-        let (q8, f16) = (err[0].0 / err[0].1 as f64, err[1].0 / err[1].1 as f64);
+        let (q8, f16) = (err[0].0 / err[0].1 as f64, err[1].0 / err[1].1.max(1) as f64);
         eprintln!("{name}: mean top-5 log-prob error against the q8_0 golden: q8_0 cache {q8:.4}, f16 cache {f16:.4}");
-        // On Gemma 3 the cache type moves these log-probs less than the other differences between
-        // the two implementations do (against llama.cpp's f16 run too: f16 cache 0.1356, q8_0
-        // 0.1355), so only SmolLM2 can tell the caches apart this way.
-        if name == "smollm2-135m-instruct" {
+        if compare {
             assert!(q8 < f16, "{name}: an f16 cache is as close to llama.cpp's q8_0 run ({f16:.4}) as our q8_0 cache ({q8:.4})");
         }
     }
