@@ -71,7 +71,7 @@ var<workgroup> red: array<f32, WG>;
 #include "common/f16.wgsl"
 
 #ifdef KV_Q8
-#include "common/q8.wgsl"
+#include "common/kv_q8.wgsl"
 
 // The query head as q8_0 blocks (Q_BLOCKS: the largest head / 32).
 var<workgroup> qq: array<u32, Q_BLOCKS * 9u>;
@@ -84,19 +84,14 @@ fn kv_i8x4(v: u32) -> vec4<f32> {
 // Quantize the query head at `q_base` (head_dim values) into `qq`, as the CPU's `kv::quantize_q8_0`.
 fn quantize_q(q_base: u32, lid: u32) {
     for (var b = lid; b < p.head_dim / 32u; b += WG) {
-        var amax = 0.0;
-        for (var i = 0u; i < 32u; i++) {
-            amax = max(amax, abs(q[q_base + 32u * b + i]));
-        }
-        let d = amax / 127.0;
-        var id = 0.0;
-        if (amax != 0.0) {
-            id = 127.0 / amax;
-        }
-        qq[9u * b] = bitcast<u32>(round_f16(d));
+        var x: array<vec4<f32>, 8>;
         for (var w = 0u; w < 8u; w++) {
             let i = q_base + 32u * b + 4u * w;
-            qq[9u * b + 1u + w] = pack_i8x4(vec4<i32>(round(vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]) * id)));
+            x[w] = vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]);
+        }
+        let blk = kv_q8_block(x);
+        for (var w = 0u; w < 9u; w++) {
+            qq[9u * b + w] = blk[w];
         }
     }
     workgroupBarrier();

@@ -44,27 +44,7 @@ struct Params {
 #include "common/rope.wgsl"
 #include "common/f16.wgsl"
 #ifdef KV_Q8
-#include "common/q8.wgsl"
-
-// One q8_0 block of 32 values: scale word then 8 words of quants.
-fn q8_block(x: array<vec4<f32>, 8>) -> array<u32, 9> {
-    var amax = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        let a = abs(x[i]);
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
-    let d = amax / 127.0;
-    var id = 0.0;
-    if (amax != 0.0) {
-        id = 127.0 / amax;
-    }
-    var out: array<u32, 9>;
-    out[0] = bitcast<u32>(round_f16(d));
-    for (var i = 0u; i < 8u; i++) {
-        out[1u + i] = pack_i8x4(vec4<i32>(round(x[i] * id)));
-    }
-    return out;
-}
+#include "common/kv_q8.wgsl"
 #endif
 
 var<workgroup> part: array<f32, WG>;
@@ -184,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let e = base + 32u * b + 4u * i;
             x[i] = vec4<f32>(k[e], k[e + 1u], k[e + 2u], k[e + 3u]);
         }
-        let blk = q8_block(x);
+        let blk = kv_q8_block(x);
         let o = (pos * (p.n_head_kv * hd / 32u) + kh * hd / 32u + b) * 9u;
         for (var w = 0u; w < 9u; w++) {
             kc[o + w] = blk[w];
@@ -196,7 +176,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let e = vb + 32u * b + 4u * i;
             x[i] = vec4<f32>(v[e], v[e + 1u], v[e + 2u], v[e + 3u]);
         }
-        let blk = q8_block(x);
+        let blk = kv_q8_block(x);
         let o = (pos * (p.n_head_kv * dv / 32u) + kh * dv / 32u + b) * 9u;
         for (var w = 0u; w < 9u; w++) {
             vc[o + w] = blk[w];

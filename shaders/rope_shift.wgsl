@@ -29,7 +29,7 @@ struct Params {
 #include "common/rope.wgsl"
 #include "common/f16.wgsl"
 #ifdef KV_Q8
-#include "common/q8.wgsl"
+#include "common/kv_q8.wgsl"
 #endif
 
 fn factor(j: u32) -> f32 {
@@ -93,22 +93,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let e0 = (row * p.n_head_kv + head) * p.head_dim;
     let out_blk = ((p.dst0 + row) * p.n_head_kv + head) * (p.head_dim / 32u);
     for (var b = 0u; b < p.head_dim / 32u; b++) {
-        var x: array<f32, 32>;
-        var amax = 0.0;
-        for (var j = 0u; j < 32u; j++) {
-            x[j] = turned(e0, 32u * b + j);
-            amax = max(amax, abs(x[j]));
-        }
-        let d = amax / 127.0;
-        var id = 0.0;
-        if (amax != 0.0) {
-            id = 127.0 / amax;
-        }
-        let o = (out_blk + b) * 9u;
-        kc[o] = bitcast<u32>(round_f16(d));
+        var x: array<vec4<f32>, 8>;
         for (var w = 0u; w < 8u; w++) {
-            let v = vec4<f32>(x[4u * w], x[4u * w + 1u], x[4u * w + 2u], x[4u * w + 3u]);
-            kc[o + 1u + w] = pack_i8x4(vec4<i32>(round(v * id)));
+            let j = 32u * b + 4u * w;
+            x[w] = vec4<f32>(turned(e0, j), turned(e0, j + 1u), turned(e0, j + 2u), turned(e0, j + 3u));
+        }
+        let blk = kv_q8_block(x);
+        let o = (out_blk + b) * 9u;
+        for (var w = 0u; w < 9u; w++) {
+            kc[o + w] = blk[w];
         }
     }
 #else

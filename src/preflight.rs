@@ -352,7 +352,7 @@ pub fn fits_cpu(file_bytes: u64, kv_bytes: u64) -> MemoryFit {
 /// cache within its budget (WebGPU does not say how much memory the device has).
 pub fn fits_gpu(shape: &Shape, kv: KvShape, binding_limit: u64, kv_budget: u64) -> MemoryFit {
     let widest = crate::backend::gpu::kv_row_bytes(kv.ty, kv.k_dim.max(kv.v_dim)).saturating_mul(kv.n_ctx as u64);
-    let kv_bytes = kv.bytes().unwrap_or(u64::MAX);
+    let kv_bytes = crate::backend::gpu::kv_cache_bytes(kv).unwrap_or(u64::MAX);
     if widest > binding_limit {
         return MemoryFit {
             fits: false,

@@ -151,6 +151,19 @@ impl KvShape {
     pub fn bytes(&self) -> Option<u64> {
         self.bytes_per_position()?.checked_mul(self.n_ctx as u64)
     }
+    /// An error unless a position's keys and values are whole blocks of the cache type (what a
+    /// backend checks before it allocates one).
+    pub fn check_rows(&self) -> Result<()> {
+        if self.ty.row_bytes(self.k_dim).is_none() || self.ty.row_bytes(self.v_dim).is_none() {
+            return Err(crate::error::Error::invalid_argument(format!(
+                "a {} cache needs rows of whole {KV_BLOCK}-value blocks; keys are {} wide, values {}",
+                self.ty.name(),
+                self.k_dim,
+                self.v_dim
+            )));
+        }
+        Ok(())
+    }
     /// An error unless every head's keys and values are whole blocks of the cache type (q8_0:
     /// `head_dim` and `head_dim_v` multiples of 32, as llama.cpp requires).
     pub fn check_heads(&self, head_dim: usize, head_dim_v: usize) -> Result<()> {

@@ -147,9 +147,7 @@ impl CpuKv {
                 shape.bytes().map_or("more than 2^64 bytes".into(), |b| (b >> 20).to_string())
             ))
         };
-        if ty.row_bytes(k_dim).is_none() || ty.row_bytes(v_dim).is_none() {
-            return Err(Error::invalid_argument(format!("a {} cache needs rows of whole {KV_BLOCK}-value blocks; keys are {k_dim} wide, values {v_dim}", ty.name())));
-        }
+        shape.check_rows()?;
         let rows = |dim: usize| n_ctx.checked_mul(dim).and_then(|len| KvRows::zeros(ty, len)).ok_or_else(too_big);
         let (mut k, mut v) = (Vec::new(), Vec::new());
         k.try_reserve_exact(n_layer).map_err(|_| too_big())?;

@@ -171,6 +171,12 @@ pub fn kv_row_bytes(ty: KvType, dim: usize) -> u64 {
     }
 }
 
+/// Bytes of a whole cache of `shape` in the GPU's layout (what [`GpuBackend`] allocates for it).
+pub fn kv_cache_bytes(shape: KvShape) -> Option<u64> {
+    let rows = kv_row_bytes(shape.ty, shape.k_dim).checked_add(kv_row_bytes(shape.ty, shape.v_dim))?;
+    rows.checked_mul(shape.n_ctx as u64)?.checked_mul(shape.n_layer as u64)
+}
+
 /// Portable q8_0 blocks (f16 scale, 32 i8: 34 bytes) from the GPU's (f32 scale, 32 i8: 36 bytes).
 fn q8_blocks_portable(gpu: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(gpu.len() / 36 * 34);
@@ -770,9 +776,7 @@ impl Backend for GpuBackend {
     /// not an exception).
     fn kv_cache(&mut self, shape: KvShape) -> Result<GpuKv> {
         let KvShape { n_layer, k_dim, v_dim, n_ctx, ty } = shape;
-        if ty.row_bytes(k_dim).is_none() || ty.row_bytes(v_dim).is_none() {
-            return Err(Error::invalid_argument(format!("a {} cache needs rows of whole {KV_BLOCK}-value blocks; keys are {k_dim} wide, values {v_dim}", ty.name())));
-        }
+        shape.check_rows()?;
         let limit = (self.ctx.limits.max_storage_buffer_binding_size as u64).min(self.ctx.limits.max_buffer_size);
         let widest = kv_row_bytes(ty, k_dim.max(v_dim));
         let size = |dim: usize| (n_ctx as u64).checked_mul(kv_row_bytes(ty, dim)).map(|b| b.next_multiple_of(4).max(4));
@@ -800,8 +804,7 @@ impl Backend for GpuBackend {
         GPU_KV_BUDGET
     }
     fn kv_bytes(&self, shape: KvShape) -> Option<u64> {
-        let rows = kv_row_bytes(shape.ty, shape.k_dim).checked_add(kv_row_bytes(shape.ty, shape.v_dim))?;
-        rows.checked_mul(shape.n_ctx as u64)?.checked_mul(shape.n_layer as u64)
+        kv_cache_bytes(shape)
     }
 
     async fn read_kv(&mut self, kv: &GpuKv, layer: usize, n: usize) -> Result<Vec<u8>> {

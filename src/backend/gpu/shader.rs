@@ -51,6 +51,7 @@ macro_rules! sources {
             src!("common/f16.wgsl"),
             src!("common/grid.wgsl"),
             src!("common/k_scale_min.wgsl"),
+            src!("common/kv_q8.wgsl"),
             src!("common/math.wgsl"),
             src!("common/q8.wgsl"),
             src!("common/rope.wgsl"),
