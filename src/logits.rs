@@ -28,14 +28,22 @@ impl Readback {
     pub fn select(self, logits: Vec<f32>) -> ReadOut {
         match self {
             Readback::Full => ReadOut::Full(logits),
-            Readback::Argmax => ReadOut::Candidates(top_k(&logits, 1)),
-            Readback::TopK(k) => ReadOut::Candidates(top_k(&logits, k)),
+            _ => self.select_from(&logits),
+        }
+    }
+
+    /// [`Readback::select`] from borrowed logits (copied only for [`Readback::Full`]).
+    pub fn select_from(self, logits: &[f32]) -> ReadOut {
+        match self {
+            Readback::Full => ReadOut::Full(logits.to_vec()),
+            Readback::Argmax => ReadOut::Candidates(top_k(logits, 1)),
+            Readback::TopK(k) => ReadOut::Candidates(top_k(logits, k)),
         }
     }
 
     /// [`Readback::select`] of each row of `[rows, n_vocab]` logits.
     pub fn select_rows(self, logits: &[f32], n_vocab: usize) -> Vec<ReadOut> {
-        logits.chunks_exact(n_vocab.max(1)).map(|r| self.select(r.to_vec())).collect()
+        logits.chunks_exact(n_vocab.max(1)).map(|r| self.select_from(r)).collect()
     }
 }
 
@@ -50,9 +58,28 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// Up to this `k`, [`top_k`] selects in one pass over the logits.
+const SMALL_K: usize = 64;
+
 /// The `k` largest logits as `(id, logit)`, by logit descending, ties to the lower id.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k <= SMALL_K {
+        // One pass keeping the best k in order: a decoded token's greedy or top-k pick reads the
+        // logits once, without a copy of the whole row (a 262k vocabulary: 2 MB of pairs).
+        let k = k.max(1);
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+        for (i, &l) in logits.iter().enumerate() {
+            let c = (i as u32, l);
+            if best.len() == k && by_logit(&c, &best[k - 1]).is_ge() {
+                continue;
+            }
+            let at = best.partition_point(|b| by_logit(b, &c).is_lt());
+            best.insert(at, c);
+            best.truncate(k);
+        }
+        return best;
+    }
     let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
     let k = k.clamp(1, c.len().max(1));
     // A partial selection keeps this cheap on a 256k vocabulary.
@@ -70,5 +97,45 @@ pub fn check_token_ids(ids: &[u32], n_vocab: usize) -> crate::error::Result<()> 
     match ids.iter().find(|&&t| t as usize >= n_vocab) {
         Some(bad) => Err(crate::error::Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})"))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass selection against a full sort, on rows with ties, infinities and NaNs of
+    /// both signs, for every k up to past [`SMALL_K`].
+    #[test]
+    fn top_k_equals_a_full_sort() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..40 {
+            let n = [1, 2, 7, 100, 3000][round % 5];
+            let logits: Vec<f32> = (0..n)
+                .map(|_| match next() % 20 {
+                    0 => f32::NAN,
+                    1 => -f32::NAN,
+                    2 => f32::INFINITY,
+                    3 => f32::NEG_INFINITY,
+                    4..=9 => (next() % 8) as f32, // many ties
+                    _ => (next() % 100_000) as f32 / 997.0 - 50.0,
+                })
+                .collect();
+            let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for k in [1, 2, 5, 40, SMALL_K, SMALL_K + 1, 500] {
+                let want: Vec<(u32, u32)> = all.iter().take(k.max(1)).map(|&(i, l)| (i, l.to_bits())).collect();
+                let got: Vec<(u32, u32)> = top_k(&logits, k).into_iter().map(|(i, l)| (i, l.to_bits())).collect();
+                assert_eq!(got, want, "n {n}, k {k}");
+            }
+            assert_eq!(top_k(&logits, 0).len(), 1, "k 0 selects one, as before");
+        }
+        assert!(top_k(&[], 3).is_empty());
     }
 }

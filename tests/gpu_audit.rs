@@ -8,8 +8,8 @@
 //! per token, nothing created per token (buffers, bind groups, pipelines), and no pipeline
 //! created after load (the load's first-token check runs a prefill and a decoded token, so a
 //! multi-token prompt compiles nothing new). The software
-//! layout's numbers are printed beside them, not asserted (per-row products are what CPU-emulated
-//! adapters run fastest).
+//! layout's numbers are printed beside them for SmolLM2, not asserted (per-row products are what
+//! CPU-emulated adapters run fastest).
 //!
 //! Natively on Mesa lavapipe; without an adapter the test prints a message and passes, unless
 //! `BROWSER_LLM_REQUIRE_GPU=1` (CI), where it fails.
@@ -43,8 +43,10 @@ fn audit(model: &Path, prompt: &str, layout: &str) -> Option<Value> {
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
-fn check(name: &str, model: &Path, prompt: &str) {
-    for layout in ["software", "hardware"] {
+/// `layouts`: "hardware" is asserted; "software" only printed (and the audit's own count checked),
+/// so CI runs it on the smallest model only (each run on lavapipe takes about half a minute).
+fn check(name: &str, model: &Path, prompt: &str, layouts: &[&str]) {
+    for &layout in layouts {
         let Some(j) = audit(model, prompt, layout) else { return };
         assert_eq!(j["gpu_layout"], layout, "{name}");
         let dispatches = j["dispatch_audit"].as_array().unwrap();
@@ -80,12 +82,12 @@ fn check(name: &str, model: &Path, prompt: &str) {
 
 #[test]
 fn launch_audit_gemma3_270m() {
-    check("Gemma 3 270M", &common::model_path(), "The capital of France is");
+    check("Gemma 3 270M", &common::model_path(), "The capital of France is", &["hardware"]);
 }
 
 #[test]
 fn launch_audit_smollm2_135m() {
-    check("SmolLM2-135M", &common::chat_model_path(), "The capital of France is");
+    check("SmolLM2-135M", &common::chat_model_path(), "The capital of France is", &["software", "hardware"]);
 }
 
 #[test]
@@ -93,6 +95,6 @@ fn launch_audit_qwen2_1_5b_shape() {
     let path = std::env::temp_dir().join(format!("browser-llm-audit-qwen2-1.5b-{}.gguf", std::process::id()));
     let out = Command::new(CLI).args(["synth", "--shape", "qwen2-1.5b", "--layers", "2", "--out"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
-    check("Qwen2 1.5B shape (2 layers)", &path, "t5 t9 t12 t40 t77 t100");
+    check("Qwen2 1.5B shape (2 layers)", &path, "t5 t9 t12 t40 t77 t100", &["hardware"]);
     std::fs::remove_file(&path).ok();
 }

@@ -38,18 +38,26 @@ fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
     }
 }
 
-/// Teacher forcing over all golden prompts, 64 tokens each: every step's argmax must equal
-/// llama.cpp's except at its near-ties.
+/// Golden steps the Gemma 3 teacher forcing runs on lavapipe: the first 32 of the 64 (each
+/// step is a row of the whole model, 262k-row head included, and lavapipe computes about 0.3
+/// GMAC/s on CI's 2 cores: 64 steps took about 14 of CI's minutes with the rest of this file
+/// beside it). The CPU (`tests/decoder_gemma3.rs`) and WebGPU in Chromium (`tests/web_gpu.rs`,
+/// SwiftShader) run all 64.
+const GEMMA_GPU_STEPS: usize = 32;
+
+/// Teacher forcing over all golden prompts, [`GEMMA_GPU_STEPS`] tokens each: every step's argmax
+/// must equal llama.cpp's except at its near-ties.
 #[test]
-fn gpu_golden_prompts_teacher_forced_64_tokens() {
+fn gpu_golden_prompts_teacher_forced() {
     let Some(mut b) = gpu() else { return };
     let bytes = common::model_arc();
     let g = Gguf::from_bytes(&bytes).unwrap();
     let model = Model::load(&mut b, &g, &bytes).unwrap();
     let golden = common::golden_json("gemma3-270m.json");
     for p in golden["prompts"].as_array().unwrap() {
+        let n = GEMMA_GPU_STEPS;
         let steps = teacher::founders_steps(p);
-        let r = teacher::run_on(&model, &mut b, &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"]), &steps, 512, |_, _| {});
+        let r = teacher::run_on(&model, &mut b, &ids(&p["prompt_ids"]), &ids(&p["gen_ids_64"])[..n], &steps[..n], 512, |_, _| {});
         teacher::check(p["prompt"].as_str().unwrap(), &r, NEAR_TIE, LOGPROB_TOL_REAL);
     }
 }

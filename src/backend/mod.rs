@@ -315,6 +315,18 @@ pub trait Backend {
     /// `res + rms_norm(t, post)`), then the next block's input `h = rms_norm(x, w)`. Returns
     /// `(x, h)` (the CPU composes it of plain steps, the GPU runs one pass).
     fn add_norm(&mut self, t: &Self::Act, post: Option<&Self::Weight>, res: &Self::Act, w: &Self::Weight, eps: f32) -> Result<(Self::Act, Self::Act)>;
+    /// `act(x @ gate^T) * (x @ up^T)` for a gated FFN's gate and up as two weights: `[rows,
+    /// gate.n_rows]`. The CPU computes both and the GLU in one parallel step.
+    fn linear_gate_up(&mut self, x: &Self::Act, gate: &Self::Weight, up: &Self::Weight, gelu: bool) -> Result<Self::Act> {
+        let (g, u) = (self.linear(x, gate, None)?, self.linear(x, up, None)?);
+        self.glu(&g, &u, gelu)
+    }
+    /// `x @ w^T (+ bias)` for several weights of one input (q, k and v kept apart), in order. The
+    /// CPU computes them in one parallel step: one wake-up and one join of its threads instead of
+    /// one per weight, and the small ones (k, v) no longer run on one thread.
+    fn linear_many(&mut self, x: &Self::Act, ws: &[(&Self::Weight, Option<&Self::Weight>)]) -> Result<Vec<Self::Act>> {
+        ws.iter().map(|&(w, b)| self.linear(x, w, b)).collect()
+    }
     /// `act(x @ gate^T) * (x @ up^T)` for a weight holding a gated FFN's `n_ff` gate rows then
     /// its `n_ff` up rows: `[rows, n_ff]`; a backend may do it in one pass.
     fn linear_glu(&mut self, x: &Self::Act, w: &Self::Weight, n_ff: usize, gelu: bool) -> Result<Self::Act> {

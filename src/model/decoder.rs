@@ -279,7 +279,11 @@ impl<B: Backend> Model<B> {
             // Attention block.
             let (q, k, v) = match &l.qkv {
                 Qkv::Separate { q, k, v, bq, bk, bv } => {
-                    (b.linear(&h, q, bq.as_ref())?, b.linear(&h, k, bk.as_ref())?, b.linear(&h, v, bv.as_ref())?)
+                    let mut parts = b.linear_many(&h, &[(q, bq.as_ref()), (k, bk.as_ref()), (v, bv.as_ref())])?.into_iter();
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(q), Some(k), Some(v)) => (q, k, v),
+                        _ => return Err(Error::internal("linear_many returned fewer than 3 products")),
+                    }
                 }
                 Qkv::Fused(w) => {
                     let mut parts = b.linear_split(&h, w, &[c.q_dim(), c.k_dim(), c.v_dim()])?.into_iter();
@@ -317,10 +321,7 @@ impl<B: Backend> Model<B> {
             // Feed-forward block.
             let gelu = c.activation == Activation::Gelu;
             let g = match &l.ffn {
-                Ffn::Separate { gate, up } => {
-                    let (gt, u) = (b.linear(&h, gate, None)?, b.linear(&h, up, None)?);
-                    b.glu(&gt, &u, gelu)?
-                }
+                Ffn::Separate { gate, up } => b.linear_gate_up(&h, gate, up, gelu)?,
                 Ffn::FusedGateUp(w) => b.linear_glu(&h, w, c.n_ff, gelu)?,
             };
             let f = b.linear(&g, &l.down, None)?;

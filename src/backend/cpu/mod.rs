@@ -22,6 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::backend::{AttnParams, Backend, KvShape, KvShift, KvType, QkPrep, RopeParams, TensorBytes, TensorSource, KV_BLOCK};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
+use crate::logits::{ReadOut, Readback};
 use crate::quant::packed::{self, PackedActs, PackedWeight};
 use crate::quant::{self, GgmlType, QuantizedActs};
 
@@ -123,6 +124,19 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
+/// `y += bias` on every row.
+fn add_bias(y: &mut CpuAct, bias: Option<&CpuWeight>) -> Result<()> {
+    let Some(b) = bias else { return Ok(()) };
+    let bv = b.values()?;
+    if bv.len() != y.cols {
+        return Err(shape_err("bias", bv.len(), y.cols));
+    }
+    for row in y.data.chunks_exact_mut(y.cols) {
+        row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
+    }
+    Ok(())
+}
+
 /// The checks every attention op shares: rows that fit the context, a layer of the cache, heads
 /// that group evenly.
 fn check_attn(kv: &CpuKv, n: usize, p: AttnParams) -> Result<()> {
@@ -147,13 +161,47 @@ enum LinearActs {
     Packed(Vec<PackedActs>),
 }
 
+/// Rows of activations below which quantizing them is not worth another thread.
+const MIN_ACT_ROWS_PER_TASK: usize = 4;
+
 impl LinearActs {
-    fn new(w: &CpuWeight, x: &CpuAct) -> Result<Self> {
-        let q = (0..x.rows).map(|t| quant::quantize_acts(w.ty, x.row(t)));
-        Ok(match w.data {
-            WeightData::Packed(_) => LinearActs::Packed(q.map(|a| PackedActs::new(&a)).collect::<Result<_>>()?),
-            _ => LinearActs::Gguf(q.collect()),
-        })
+    /// What the activations for `w` depend on: the block type its kernel multiplies with, and
+    /// whether the kernel is the packed one. Weights with equal keys share one quantization.
+    fn key(w: &CpuWeight) -> (GgmlType, bool) {
+        (w.ty.vec_dot_type(), matches!(w.data, WeightData::Packed(_)))
+    }
+
+    /// The rows of `x` quantized for `w`; rows are independent, so a long prompt's are split over
+    /// the threads.
+    fn new(w: &CpuWeight, x: &CpuAct, threads: usize) -> Result<Self> {
+        let packed = matches!(w.data, WeightData::Packed(_));
+        let n_tasks = if threads > 1 { (x.rows / MIN_ACT_ROWS_PER_TASK).min(threads * TASKS_PER_THREAD).max(1) } else { 1 };
+        let per = x.rows.div_ceil(n_tasks).max(1);
+        let n_tasks = x.rows.div_ceil(per);
+        let chunks: Vec<OnceLock<Result<LinearActs>>> = (0..n_tasks).map(|_| OnceLock::new()).collect();
+        let chunk = |i: usize| {
+            let q = (i * per..((i + 1) * per).min(x.rows)).map(|t| quant::quantize_acts(w.ty, x.row(t)));
+            let acts = if packed {
+                q.map(|a| PackedActs::new(&a)).collect::<Result<_>>().map(LinearActs::Packed)
+            } else {
+                Ok(LinearActs::Gguf(q.collect()))
+            };
+            let _ = chunks[i].set(acts);
+        };
+        if n_tasks == 1 {
+            chunk(0);
+        } else {
+            pool::run(n_tasks, &chunk).map_err(|_| Error::internal("quantizing activations panicked on a worker thread"))?;
+        }
+        let mut out = if packed { LinearActs::Packed(Vec::with_capacity(x.rows)) } else { LinearActs::Gguf(Vec::with_capacity(x.rows)) };
+        for c in chunks {
+            match (&mut out, c.into_inner().ok_or_else(|| Error::internal("an activation chunk did not run"))??) {
+                (LinearActs::Packed(all), LinearActs::Packed(part)) => all.extend(part),
+                (LinearActs::Gguf(all), LinearActs::Gguf(part)) => all.extend(part),
+                _ => return Err(Error::internal("activation chunks of two layouts")),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -170,9 +218,149 @@ fn linear_band(w: &CpuWeight, acts: &LinearActs, r0: usize, n: usize, band: &mut
     }
 }
 
+/// One output of [`CpuBackend::products`]: `x @ w^T`, or a gated FFN's `act(x @ gate^T) * (x @
+/// up^T)` with the GLU taken by the task that computed the band.
+#[derive(Clone, Copy)]
+enum Product<'a> {
+    Linear(&'a CpuWeight),
+    Glu { gate: &'a CpuWeight, up: &'a CpuWeight, gelu: bool },
+}
+
+impl<'a> Product<'a> {
+    fn weights(self) -> impl Iterator<Item = &'a CpuWeight> {
+        let (a, b) = match self {
+            Product::Linear(w) => (w, None),
+            Product::Glu { gate, up, .. } => (gate, Some(up)),
+        };
+        std::iter::once(a).chain(b)
+    }
+    /// Output columns.
+    fn rows(self) -> usize {
+        match self {
+            Product::Linear(w) | Product::Glu { gate: w, .. } => w.n_rows,
+        }
+    }
+    /// Multiply-adds per input row.
+    fn macs(self) -> usize {
+        self.weights().map(|w| w.n_rows.saturating_mul(w.n_cols)).fold(0, usize::saturating_add)
+    }
+}
+
 /// The plain steps the CPU composes its `add_norm` and `attn_prep` of (the GPU runs each of those
 /// in one pass); tests hold the GPU's fused passes to them.
 impl CpuBackend {
+    /// The matrix products `ps` of one input, as one job on the pool's threads: every product is
+    /// cut into bands of whole row groups (the packed kernels' unit) of about equal work, and the
+    /// threads take bands until none are left, so one wake-up and one join serve q, k and v (or
+    /// gate, up and their GLU) where each used to need its own. Each row's dot products are the
+    /// same whatever the bands: the results do not depend on the thread count.
+    fn products(&self, x: &CpuAct, ps: &[Product<'_>]) -> Result<Vec<CpuAct>> {
+        for p in ps {
+            if let Some(w) = p.weights().find(|w| w.n_cols != x.cols || w.n_rows != p.rows()) {
+                return Err(shape_err("linear", x.cols, w.n_cols));
+            }
+        }
+        let threads = self.threads();
+        // Activations quantized once per form the weights' kernels read.
+        let mut keys = Vec::new();
+        let mut acts = Vec::new();
+        let mut acts_of = Vec::new(); // per product: the acts of its first and last weight
+        for p in ps {
+            let mut ix = [0; 2];
+            for (j, w) in p.weights().enumerate() {
+                let key = LinearActs::key(w);
+                ix[j] = match keys.iter().position(|k| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(key);
+                        acts.push(LinearActs::new(w, x, threads)?);
+                        acts.len() - 1
+                    }
+                };
+                ix[1] = ix[j];
+            }
+            acts_of.push(ix);
+        }
+        let macs: Vec<usize> = ps.iter().map(|p| x.rows.saturating_mul(p.macs())).collect();
+        let total = macs.iter().fold(0usize, |a, &m| a.saturating_add(m));
+        let threads = threads.min(total / MIN_MACS_PER_THREAD).max(1);
+        let target = total.div_ceil(threads * TASKS_PER_THREAD).max(1);
+        let mut bands = Vec::new(); // (product, first row, rows)
+        for (i, p) in ps.iter().enumerate() {
+            let rows = p.rows();
+            let per = if threads == 1 { rows } else { rows.div_ceil(macs[i].div_ceil(target).max(1)).next_multiple_of(packed::ROWS) };
+            let per = per.max(1);
+            let mut r0 = 0;
+            while r0 < rows {
+                bands.push((i, r0, per.min(rows - r0)));
+                r0 += per;
+            }
+        }
+        // Band `b` into `y` (`[rows, n]`).
+        let compute = |b: usize, y: &mut [f32]| -> Result<()> {
+            let (i, r0, n) = bands[b];
+            let [a0, a1] = acts_of[i];
+            match ps[i] {
+                Product::Linear(w) => linear_band(w, &acts[a0], r0, n, y),
+                Product::Glu { gate, up, gelu } => {
+                    let mut u = vec![0.0f32; x.rows * n];
+                    linear_band(gate, &acts[a0], r0, n, y)?;
+                    linear_band(up, &acts[a1], r0, n, &mut u)?;
+                    let f = if gelu { ops::gelu } else { ops::silu };
+                    y.iter_mut().zip(&u).for_each(|(g, &u)| *g = f(*g) * u);
+                    Ok(())
+                }
+            }
+        };
+        let run = |n_bands: usize, task: &(dyn Fn(usize) + Sync)| -> Result<()> {
+            if threads == 1 {
+                (0..n_bands).for_each(task);
+                Ok(())
+            } else {
+                pool::run(n_bands, task).map_err(|_| Error::internal("a matrix product panicked on a worker thread"))
+            }
+        };
+        let mut out: Vec<CpuAct> = ps.iter().map(|p| CpuAct::new(x.rows, p.rows())).collect();
+        if x.rows == 1 {
+            // One token (decoding): each band is a piece of its output, written in place.
+            let mut rest: Vec<&mut [f32]> = out.iter_mut().map(|o| o.data.as_mut_slice()).collect();
+            let mut pieces = Vec::with_capacity(bands.len());
+            for &(i, _, n) in &bands {
+                let (piece, tail) = std::mem::take(&mut rest[i]).split_at_mut(n);
+                rest[i] = tail;
+                pieces.push(Mutex::new(piece));
+            }
+            let results: Vec<OnceLock<Result<()>>> = bands.iter().map(|_| OnceLock::new()).collect();
+            run(bands.len(), &|b| {
+                let mut y = pieces[b].lock().unwrap_or_else(|e| e.into_inner());
+                let _ = results[b].set(compute(b, &mut y));
+            })?;
+            for r in results {
+                r.into_inner().ok_or_else(|| Error::internal("a matrix product band did not run"))??;
+            }
+            return Ok(out);
+        }
+        // Several tokens: a band is `[rows, n]`, strided in the output; each task fills its own
+        // buffer, copied into place after.
+        let results: Vec<OnceLock<Result<Vec<f32>>>> = bands.iter().map(|_| OnceLock::new()).collect();
+        run(bands.len(), &|b| {
+            let mut y = vec![0.0f32; x.rows * bands[b].2];
+            let _ = results[b].set(compute(b, &mut y).map(|_| y));
+        })?;
+        for ((i, r0, n), y) in bands.into_iter().zip(results) {
+            let y = y.into_inner().ok_or_else(|| Error::internal("a matrix product band did not run"))??;
+            let o = &mut out[i];
+            if n == o.cols {
+                o.data = y; // the whole product in one band: already in place
+                continue;
+            }
+            for t in 0..x.rows {
+                o.data[t * o.cols + r0..t * o.cols + r0 + n].copy_from_slice(&y[t * n..(t + 1) * n]);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn rope(&mut self, x: &mut CpuAct, p: RopeParams, freq_factors: Option<&CpuWeight>) -> Result<()> {
         let ff = freq_factors.map(|w| w.values()).transpose()?;
         if x.cols % p.head_dim != 0 || ff.is_some_and(|f| f.len() < p.n_rot / 2) {
@@ -368,46 +556,24 @@ impl Backend for CpuBackend {
     }
 
     fn linear(&mut self, x: &CpuAct, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<CpuAct> {
-        if x.cols != w.n_cols {
-            return Err(shape_err("linear", x.cols, w.n_cols));
-        }
-        let acts = LinearActs::new(w, x)?;
-        let mut out = CpuAct::new(x.rows, w.n_rows);
-        let macs = x.rows.saturating_mul(w.n_rows).saturating_mul(w.n_cols);
-        let threads = self.threads().min(macs / MIN_MACS_PER_THREAD).max(1);
-        if threads == 1 {
-            linear_band(w, &acts, 0, w.n_rows, &mut out.data)?;
-        } else {
-            // Each task computes a band of whole row groups (the packed kernels' unit) for every
-            // token, into its own buffer.
-            let per = w.n_rows.div_ceil(threads * TASKS_PER_THREAD).next_multiple_of(packed::ROWS);
-            let n_tasks = w.n_rows.div_ceil(per);
-            let rows_of = |i: usize| (i * per, per.min(w.n_rows - i * per));
-            let bands: Vec<OnceLock<Result<Vec<f32>>>> = (0..n_tasks).map(|_| OnceLock::new()).collect();
-            pool::run(n_tasks, &|i| {
-                let (r0, n) = rows_of(i);
-                let mut band = vec![0.0f32; x.rows * n];
-                let _ = bands[i].set(linear_band(w, &acts, r0, n, &mut band).map(|_| band));
-            })
-            .map_err(|_| Error::internal("a matrix product panicked on a worker thread"))?;
-            for (i, band) in bands.into_iter().enumerate() {
-                let band = band.into_inner().ok_or_else(|| Error::internal("a matrix product band did not run"))??;
-                let (r0, n) = rows_of(i);
-                for t in 0..x.rows {
-                    out.data[t * w.n_rows + r0..t * w.n_rows + r0 + n].copy_from_slice(&band[t * n..(t + 1) * n]);
-                }
-            }
-        }
-        if let Some(b) = bias {
-            let bv = b.values()?;
-            if bv.len() != w.n_rows {
-                return Err(shape_err("bias", bv.len(), w.n_rows));
-            }
-            for row in out.data.chunks_exact_mut(w.n_rows) {
-                row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
-            }
+        let mut out = self.products(x, &[Product::Linear(w)])?;
+        let mut y = out.pop().ok_or_else(|| Error::internal("a matrix product went missing"))?;
+        add_bias(&mut y, bias)?;
+        Ok(y)
+    }
+
+    fn linear_many(&mut self, x: &CpuAct, ws: &[(&CpuWeight, Option<&CpuWeight>)]) -> Result<Vec<CpuAct>> {
+        let ps: Vec<Product<'_>> = ws.iter().map(|&(w, _)| Product::Linear(w)).collect();
+        let mut out = self.products(x, &ps)?;
+        for (y, &(_, b)) in out.iter_mut().zip(ws) {
+            add_bias(y, b)?;
         }
         Ok(out)
+    }
+
+    fn linear_gate_up(&mut self, x: &CpuAct, gate: &CpuWeight, up: &CpuWeight, gelu: bool) -> Result<CpuAct> {
+        let mut out = self.products(x, &[Product::Glu { gate, up, gelu }])?;
+        out.pop().ok_or_else(|| Error::internal("a matrix product went missing"))
     }
 
     fn split_cols(&mut self, x: &CpuAct, widths: &[usize]) -> Result<Vec<CpuAct>> {
@@ -544,5 +710,14 @@ impl Backend for CpuBackend {
 
     async fn read(&mut self, x: &CpuAct) -> Result<Vec<f32>> {
         Ok(x.data.clone())
+    }
+
+    /// Selected from the logits in place: no copy of a 262k-entry row per token.
+    async fn read_logits(&mut self, x: &CpuAct, what: Readback) -> Result<ReadOut> {
+        Ok(what.select_from(&x.data))
+    }
+
+    async fn read_logits_rows(&mut self, x: &CpuAct, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
+        Ok(what.select_rows(&x.data, n_vocab))
     }
 }

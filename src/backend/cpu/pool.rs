@@ -24,8 +24,16 @@ use std::thread::{self, Thread};
 /// Most worker threads the pool runs (besides the caller).
 pub const MAX_WORKERS: usize = 15;
 /// Polls of the job counter before a worker parks: a decode step issues its matrix products a
-/// few microseconds apart, and a parked worker takes tens of microseconds to wake.
+/// few microseconds apart, and a parked worker takes tens of microseconds to wake (in a browser,
+/// `Atomics.notify` to a waiting Web Worker: 50-100 us and more), which the caller then spends
+/// alone. Natively each poll is a `pause` (tens of cycles): 20,000 of them span about half a
+/// millisecond. WebAssembly has no `pause`: a poll is one atomic load, about a nanosecond, so the
+/// budget there is larger, to span the same gaps (between products, and between tokens while
+/// the engine's JS streams one out) of about a millisecond.
+#[cfg(not(target_arch = "wasm32"))]
 const SPIN: u32 = 20_000;
+#[cfg(target_arch = "wasm32")]
+const SPIN: u32 = 2_000_000;
 
 struct Job<'a> {
     task: &'a (dyn Fn(usize) + Sync),
