@@ -124,6 +124,13 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
 
+/// `gate = act(gate) * up`, element by element (the GLU of `Backend::glu` and of the fused
+/// gate/up products).
+fn glu_in_place(gate: &mut [f32], up: &[f32], gelu: bool) {
+    let f = if gelu { ops::gelu } else { ops::silu };
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = f(*g) * u);
+}
+
 /// `y += bias` on every row.
 fn add_bias(y: &mut CpuAct, bias: Option<&CpuWeight>) -> Result<()> {
     let Some(b) = bias else { return Ok(()) };
@@ -306,8 +313,7 @@ impl CpuBackend {
                     let mut u = vec![0.0f32; x.rows * n];
                     linear_band(gate, &acts[a0], r0, n, y)?;
                     linear_band(up, &acts[a1], r0, n, &mut u)?;
-                    let f = if gelu { ops::gelu } else { ops::silu };
-                    y.iter_mut().zip(&u).for_each(|(g, &u)| *g = f(*g) * u);
+                    glu_in_place(y, &u, gelu);
                     Ok(())
                 }
             }
@@ -320,8 +326,8 @@ impl CpuBackend {
                 pool::run(n_bands, task).map_err(|_| Error::internal("a matrix product panicked on a worker thread"))
             }
         };
-        let mut out: Vec<CpuAct> = ps.iter().map(|p| CpuAct::new(x.rows, p.rows())).collect();
         if x.rows == 1 {
+            let mut out: Vec<CpuAct> = ps.iter().map(|p| CpuAct::new(1, p.rows())).collect();
             // One token (decoding): each band is a piece of its output, written in place.
             let mut rest: Vec<&mut [f32]> = out.iter_mut().map(|o| o.data.as_mut_slice()).collect();
             let mut pieces = Vec::with_capacity(bands.len());
@@ -342,6 +348,7 @@ impl CpuBackend {
         }
         // Several tokens: a band is `[rows, n]`, strided in the output; each task fills its own
         // buffer, copied into place after.
+        let mut out: Vec<CpuAct> = ps.iter().map(|p| CpuAct { data: Vec::new(), rows: x.rows, cols: p.rows() }).collect();
         let results: Vec<OnceLock<Result<Vec<f32>>>> = bands.iter().map(|_| OnceLock::new()).collect();
         run(bands.len(), &|b| {
             let mut y = vec![0.0f32; x.rows * bands[b].2];
@@ -354,10 +361,15 @@ impl CpuBackend {
                 o.data = y; // the whole product in one band: already in place
                 continue;
             }
+            if o.data.is_empty() {
+                o.data = vec![0.0; x.rows * o.cols];
+            }
             for t in 0..x.rows {
                 o.data[t * o.cols + r0..t * o.cols + r0 + n].copy_from_slice(&y[t * n..(t + 1) * n]);
             }
         }
+        // A product of no rows had no band.
+        out.iter_mut().filter(|o| o.data.is_empty()).for_each(|o| o.data = vec![0.0; o.rows * o.cols]);
         Ok(out)
     }
 
@@ -687,12 +699,9 @@ impl Backend for CpuBackend {
         if gate.data.len() != up.data.len() {
             return Err(shape_err("glu", gate.cols, up.cols));
         }
-        let f = if gelu { ops::gelu } else { ops::silu };
-        Ok(CpuAct {
-            data: gate.data.iter().zip(&up.data).map(|(&g, &u)| f(g) * u).collect(),
-            rows: gate.rows,
-            cols: gate.cols,
-        })
+        let mut data = gate.data.clone();
+        glu_in_place(&mut data, &up.data, gelu);
+        Ok(CpuAct { data, rows: gate.rows, cols: gate.cols })
     }
 
 
