@@ -69,13 +69,13 @@ fn gpu_golden_prompts_teacher_forced() {
 #[test]
 fn gpu_greedy_decode_through_the_engine() {
     let Some(b) = gpu() else { return };
-    // 8 tokens a prompt: lavapipe decodes this model at well under 1 token/s on CI's 2 cores;
-    // the 64-token comparison is the teacher-forced test above.
+    // 8 tokens of two prompts: lavapipe decodes this model at well under 1 token/s on CI's 2
+    // cores; every prompt's teacher-forced comparison is the test above.
     let n_tokens = 8;
     let golden = common::golden_json("gemma3-270m.json");
     let mut e = Engine::load(b, common::model_arc(), Some(512)).unwrap();
     let opts = GenerateOptions { max_tokens: n_tokens, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true, ..Default::default() };
-    for p in golden["prompts"].as_array().unwrap() {
+    for p in &golden["prompts"].as_array().unwrap()[..2] {
         let prompt = p["prompt"].as_str().unwrap();
         let want = ids(&p["gen_ids_64"]);
         let margins: Vec<f64> = p["top1_top2_margin_per_step_64"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
