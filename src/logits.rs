@@ -59,11 +59,15 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Up to this `k`, [`top_k`] selects in one pass over the logits.
-const SMALL_K: usize = 64;
+pub const SMALL_K: usize = 64;
+
+/// The selection order: by logit descending (in `f32::total_cmp`'s order), ties to the lower id.
+fn by_logit(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
 
 /// The `k` largest logits as `(id, logit)`, by logit descending, ties to the lower id.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if k <= SMALL_K {
         // One pass keeping the best k in order: a decoded token's greedy or top-k pick reads the
         // logits once, without a copy of the whole row (a 262k vocabulary: 2 MB of pairs).
@@ -88,6 +92,15 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
         c.truncate(k);
     }
     c.sort_unstable_by(by_logit);
+    c
+}
+
+/// [`top_k`] of a row from the [`top_k`]s of its pieces (each `(id, logit)` with its id in the
+/// whole row): the same selection, so the pieces can be taken on separate threads.
+pub fn top_k_of_pieces(pieces: impl IntoIterator<Item = Vec<(u32, f32)>>, k: usize) -> Vec<(u32, f32)> {
+    let mut c: Vec<(u32, f32)> = pieces.into_iter().flatten().collect();
+    c.sort_unstable_by(by_logit);
+    c.truncate(k.max(1));
     c
 }
 

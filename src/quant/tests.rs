@@ -293,7 +293,8 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
 // Repacked weights (quant::packed)
 
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
-/// fill the last 4-row group, 1 and 3 tokens, whole and partial bands: the packed product equals
+/// fill the last 4-row group, 1, 3 and 5 tokens (a whole tile and one left), whole and partial
+/// bands (several groups in one kernel call): the packed product equals
 /// the scalar `vec_dot` of each GGUF
 /// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
 /// the other), the vector kernel equals the packed scalar reference bit for bit, and dequantized
@@ -311,13 +312,14 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
             // In the relaxed-SIMD build, every format but Q8_0 takes the relaxed kernels.
             assert!(ty == Q8_0 || w.fits_i7(), "{ty}: quants outside -64..=63");
-            for n_tok in [1, 3] {
+            for n_tok in [1, 3, 5] {
                 let acts: Vec<QuantizedActs> =
                     (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
                 let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
-                // The whole weight and a band that starts at the second group.
-                for r0 in [0, ROWS].into_iter().filter(|&r0| r0 < n_rows) {
-                    let n = n_rows - r0;
+                // The whole weight, a band that starts at the second group and one that ends
+                // inside the last group.
+                let bands = [(0, n_rows), (ROWS, n_rows.saturating_sub(ROWS)), (0, n_rows - 1)];
+                for (r0, n) in bands.into_iter().filter(|&(r0, n)| r0 < n_rows && n > 0) {
                     let (mut got, mut reference) = (vec![0.0f32; n_tok * n], vec![0.0f32; n_tok * n]);
                     w.matmul_band(&packed, r0, n, &mut got).unwrap();
                     w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();

@@ -22,7 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::backend::{AttnParams, Backend, KvShape, KvShift, KvType, QkPrep, RopeParams, TensorBytes, TensorSource, KV_BLOCK};
 use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
-use crate::logits::{ReadOut, Readback};
+use crate::logits::{self, ReadOut, Readback};
 use crate::quant::packed::{self, PackedActs, PackedWeight};
 use crate::quant::{self, GgmlType, QuantizedActs};
 
@@ -60,9 +60,24 @@ impl CpuWeight {
 /// parked worker and collecting its band costs some microseconds).
 const MIN_MACS_PER_THREAD: usize = 1 << 18;
 
-/// Bands per thread in a split product: smaller bands even out threads that run at different
-/// speeds (another process on a core).
+/// Bands per thread in a split attention or activation quantization: smaller bands even out
+/// threads that run at different speeds (another process on a core).
 const TASKS_PER_THREAD: usize = 4;
+
+/// Matrix products: each band is `1 / (GUIDED * threads)` of the work left ([`bands`]).
+const GUIDED: usize = 2;
+
+/// Multiply-adds below which a product's band is not cut smaller (a few microseconds of work:
+/// a band's own cost, taking it and writing its results, stays small beside it).
+const MIN_MACS_PER_BAND: usize = 1 << 15;
+
+/// Logits below which selecting from a row is not worth splitting over another thread.
+const MIN_LOGITS_PER_THREAD: usize = 1 << 15;
+
+/// Multiply-adds of attention below which it is not split over another thread: lower than for
+/// matrix products, because decoding's attention (one query row, a few heads, a short
+/// context) runs alone between two products, with the other threads waiting for it.
+const MIN_ATTN_MACS_PER_THREAD: usize = 1 << 16;
 
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
@@ -253,6 +268,34 @@ impl<'a> Product<'a> {
     }
 }
 
+/// The bands `(product, first row, rows)` of one [`CpuBackend::products`] job, in the order the
+/// threads take them ("guided" scheduling): each band is a share `1 / (GUIDED * threads)` of the
+/// work still left after it (whole row groups, at least [`MIN_MACS_PER_BAND`]), so the first bands
+/// are large (few per product) and the last ones small, and a thread that falls behind near the
+/// end (another process or the page's own work took its core) holds the others up by one small
+/// band, not by an equal share of the product. One band per product on one thread.
+fn bands(ps: &[Product<'_>], macs: &[usize], total: usize, threads: usize) -> Vec<(usize, usize, usize)> {
+    let mut bands = Vec::new();
+    let mut left = total;
+    for (i, p) in ps.iter().enumerate() {
+        let rows = p.rows();
+        if threads == 1 {
+            bands.push((i, 0, rows));
+            continue;
+        }
+        let per_row = (macs[i] / rows.max(1)).max(1);
+        let mut r0 = 0;
+        while r0 < rows {
+            let want = (left / (GUIDED * threads)).max(MIN_MACS_PER_BAND);
+            let n = (want / per_row).next_multiple_of(packed::ROWS).clamp(packed::ROWS, rows - r0);
+            bands.push((i, r0, n));
+            r0 += n;
+            left = left.saturating_sub(n * per_row);
+        }
+    }
+    bands
+}
+
 /// The plain steps the CPU composes its `add_norm` and `attn_prep` of (the GPU runs each of those
 /// in one pass); tests hold the GPU's fused passes to them.
 impl CpuBackend {
@@ -291,18 +334,7 @@ impl CpuBackend {
         let macs: Vec<usize> = ps.iter().map(|p| x.rows.saturating_mul(p.macs())).collect();
         let total = macs.iter().fold(0usize, |a, &m| a.saturating_add(m));
         let threads = threads.min(total / MIN_MACS_PER_THREAD).max(1);
-        let target = total.div_ceil(threads * TASKS_PER_THREAD).max(1);
-        let mut bands = Vec::new(); // (product, first row, rows)
-        for (i, p) in ps.iter().enumerate() {
-            let rows = p.rows();
-            let per = if threads == 1 { rows } else { rows.div_ceil(macs[i].div_ceil(target).max(1)).next_multiple_of(packed::ROWS) };
-            let per = per.max(1);
-            let mut r0 = 0;
-            while r0 < rows {
-                bands.push((i, r0, per.min(rows - r0)));
-                r0 += per;
-            }
-        }
+        let bands = bands(ps, &macs, total, threads);
         // Band `b` into `y` (`[rows, n]`).
         let compute = |b: usize, y: &mut [f32]| -> Result<()> {
             let (i, r0, n) = bands[b];
@@ -636,7 +668,7 @@ impl Backend for CpuBackend {
         // pool's threads in contiguous runs of items when the product is large (long prompts).
         let items = n * p.n_head;
         let macs = items.saturating_mul(last - first).saturating_mul(p.head_dim + p.head_dim_v);
-        let n_tasks = match threads.min(macs / MIN_MACS_PER_THREAD) {
+        let n_tasks = match threads.min(macs / MIN_ATTN_MACS_PER_THREAD) {
             0 | 1 => 1,
             t => (t * TASKS_PER_THREAD).min(items),
         };
@@ -721,12 +753,72 @@ impl Backend for CpuBackend {
         Ok(x.data.clone())
     }
 
-    /// Selected from the logits in place: no copy of a 262k-entry row per token.
+    /// Selected from the logits in place: no copy of a 262k-entry row per token. A long row's
+    /// top k (greedy decoding's argmax too) is taken in pieces on the pool's threads.
     async fn read_logits(&mut self, x: &CpuAct, what: Readback) -> Result<ReadOut> {
-        Ok(what.select_from(&x.data))
+        let k = match what {
+            Readback::Argmax => 1,
+            Readback::TopK(k) if k <= logits::SMALL_K => k,
+            _ => return Ok(what.select_from(&x.data)),
+        };
+        let n = x.data.len();
+        let pieces = self.threads().min(n / MIN_LOGITS_PER_THREAD).max(1);
+        if pieces == 1 {
+            return Ok(what.select_from(&x.data));
+        }
+        let per = n.div_ceil(pieces);
+        let tops: Vec<OnceLock<Vec<(u32, f32)>>> = (0..pieces).map(|_| OnceLock::new()).collect();
+        pool::run(pieces, &|i| {
+            let start = i * per;
+            let mut top = logits::top_k(&x.data[start..(start + per).min(n)], k);
+            top.iter_mut().for_each(|c| c.0 += start as u32);
+            let _ = tops[i].set(top);
+        })
+        .map_err(|_| Error::internal("a logits selection panicked on a worker thread"))?;
+        Ok(ReadOut::Candidates(logits::top_k_of_pieces(tops.into_iter().map(|t| t.into_inner().unwrap_or_default()), k)))
     }
 
     async fn read_logits_rows(&mut self, x: &CpuAct, n_vocab: usize, what: Readback) -> Result<Vec<ReadOut>> {
         Ok(what.select_rows(&x.data, n_vocab))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long row's selection taken in pieces on threads equals the one-pass selection: ties
+    /// across piece boundaries (to the lower id), NaNs and infinities, k from 1 to `SMALL_K`.
+    #[test]
+    fn split_logits_selection_equals_one_pass() {
+        let n = 100_003;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut data: Vec<f32> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 1000) as f32 / 100.0
+            })
+            .collect();
+        // The best value three times, on both sides of every piece boundary of 2 and 3 threads.
+        for i in [n / 3 + 1, n / 2 + 1, 7] {
+            data[i] = 50.0;
+        }
+        data[n - 1] = f32::INFINITY;
+        data[n / 2 - 1] = f32::NAN;
+        data[10] = -f32::NAN;
+        for threads in [1, 2, 3] {
+            let mut b = CpuBackend::with_threads(threads);
+            let x = CpuAct { data: data.clone(), rows: 1, cols: n };
+            for what in [Readback::Argmax, Readback::TopK(1), Readback::TopK(7), Readback::TopK(logits::SMALL_K)] {
+                let bits = |r: ReadOut| match r {
+                    ReadOut::Candidates(c) => c.into_iter().map(|(i, l)| (i, l.to_bits())).collect::<Vec<_>>(),
+                    ReadOut::Full(_) => panic!("a full row for {what:?}"),
+                };
+                let got = crate::block_on(b.read_logits(&x, what)).unwrap();
+                assert_eq!(bits(got), bits(what.select_from(&data)), "{threads} threads, {what:?}");
+            }
+        }
     }
 }

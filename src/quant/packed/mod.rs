@@ -364,22 +364,31 @@ impl PackedWeight {
         }
         let bs = self.ty.block_size();
         let nb = self.n_cols / bs;
-        let mut res = vec![[0.0f32; ROWS]; acts.len()];
-        for g in r0 / ROWS..(r0 + n_out).div_ceil(ROWS) {
-            let per = nb * ROWS;
-            let group = Group {
-                d: &self.d[g * per..(g + 1) * per],
-                m: part(&self.m, g, per),
-                q: &self.q[g * per * bs..(g + 1) * per * bs],
-                sc: part(&self.sc, g, per * SUBS),
-                mn: part(&self.mn, g, per * SUBS),
-            };
-            kernel(&group, acts, &mut res);
-            for (t, rows) in res.iter().enumerate() {
-                for (lane, &v) in rows.iter().enumerate() {
-                    let r = g * ROWS + lane;
-                    if r >= r0 && r < r0 + n_out {
-                        out[t * n_out + r - r0] = v;
+        // The band's whole row groups in one kernel call; results `res[group * tokens + t]`.
+        let (g0, g1) = (r0 / ROWS, (r0 + n_out).div_ceil(ROWS));
+        let per = nb * ROWS;
+        let band = Group {
+            nb,
+            d: &self.d[g0 * per..g1 * per],
+            m: part(&self.m, g0..g1, per),
+            q: &self.q[g0 * per * bs..g1 * per * bs],
+            sc: part(&self.sc, g0..g1, per * SUBS),
+            mn: part(&self.mn, g0..g1, per * SUBS),
+        };
+        let n_t = acts.len();
+        let mut res = vec![[0.0f32; ROWS]; (g1 - g0) * n_t];
+        kernel(&band, acts, &mut res);
+        for (i, rows) in res.chunks_exact(n_t).enumerate() {
+            let base = (g0 + i) * ROWS; // the group's first row
+            for (t, v) in rows.iter().enumerate() {
+                let o = &mut out[t * n_out..(t + 1) * n_out];
+                if base + ROWS <= r0 + n_out && base >= r0 {
+                    o[base - r0..base - r0 + ROWS].copy_from_slice(v);
+                    continue;
+                }
+                for (lane, &v) in v.iter().enumerate() {
+                    if (r0..r0 + n_out).contains(&(base + lane)) {
+                        o[base + lane - r0] = v;
                     }
                 }
             }
@@ -388,9 +397,9 @@ impl PackedWeight {
     }
 }
 
-/// Group `g`'s `per` values of `v` (empty stays empty).
-fn part<T>(v: &[T], g: usize, per: usize) -> &[T] {
-    if v.is_empty() { v } else { &v[g * per..(g + 1) * per] }
+/// Groups `gs`' values of `v`, `per` values per group (empty stays empty).
+fn part<T>(v: &[T], gs: std::ops::Range<usize>, per: usize) -> &[T] {
+    if v.is_empty() { v } else { &v[gs.start * per..gs.end * per] }
 }
 
 /// One activation vector for the packed kernels: the Q8_0 / Q8_1 / Q8_K blocks of
@@ -449,8 +458,10 @@ impl PackedActs {
     }
 }
 
-/// One row group's slices of a [`PackedWeight`] (`sc`, `mn` empty for the 32-element formats).
+/// Consecutive row groups' slices of a [`PackedWeight`] (a band; `sc`, `mn` empty for the
+/// 32-element formats), `nb` blocks per row.
 pub struct Group<'a> {
+    nb: usize,
     d: &'a [u16],
     m: &'a [u16],
     q: &'a [i8],
@@ -458,13 +469,40 @@ pub struct Group<'a> {
     mn: &'a [i16],
 }
 
-/// A group kernel: one row group, the activation vectors, their results.
+impl<'a> Group<'a> {
+    /// Row groups in the band.
+    fn groups(&self) -> usize {
+        self.d.len() / (self.nb * ROWS)
+    }
+    /// The band's group `i` alone (`bs` elements per block).
+    fn at(&self, i: usize, bs: usize) -> Group<'a> {
+        let per = self.nb * ROWS;
+        let sub = |i: usize| i..i + 1;
+        Group {
+            nb: self.nb,
+            d: &self.d[i * per..(i + 1) * per],
+            m: part(self.m, sub(i), per),
+            q: &self.q[i * per * bs..(i + 1) * per * bs],
+            sc: part(self.sc, sub(i), per * SUBS),
+            mn: part(self.mn, sub(i), per * SUBS),
+        }
+    }
+}
+
+/// A band kernel: the band's row groups, the activation vectors, their results
+/// `out[group * acts.len() + t]`.
 type GroupDot = fn(&Group, &[PackedActs], &mut [[f32; ROWS]]);
 
 /// The scalar reference of [`group_dot`]: `out[t][r] = sum over blocks b of
 /// sumi(r, b, t) * (d[b][r] * d_t[b])` (`+ m[b][r] * s_t[b]` with mins), accumulated in f32 in
 /// block order.
-pub fn group_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+pub fn group_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
+        group_dot_scalar_one(&band.at(i, QK), acts, out);
+    }
+}
+
+fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let (d, m, q) = (g.d, g.m, g.q);
     let nb = d.len() / ROWS;
     for (a, o) in acts.iter().zip(out.iter_mut()) {
@@ -490,7 +528,13 @@ pub fn group_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
 /// `isum = sum_i sc[i] * sum_(16 elements) q * a` and `summs = sum_i mn[i] * bsums[i]` exactly,
 /// then `acc += (d * d_a) * isum - (dmin * d_a) * summs` (no min term without mins), as ggml's
 /// reference.
-pub fn kgroup_dot_scalar(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+pub fn kgroup_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
+        kgroup_dot_scalar_one(&band.at(i, QK_K), acts, out);
+    }
+}
+
+fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = g.d.len() / ROWS;
     for (a, o) in acts.iter().zip(out.iter_mut()) {
         let mut acc = [0.0f32; ROWS];

@@ -57,14 +57,19 @@ fn transpose_sum(s: [V; 4]) -> V {
 /// lanes, scaled and accumulated in float lanes in the reference's order. Tokens go in tiles
 /// of [`TILE`]: each block's weights are loaded and widened once per tile (prefill).
 #[inline(never)]
-pub fn group_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (d, m, q) = (g.d, g.m, g.q);
-    let nb = d.len() / ROWS;
-    assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (nb, n) = (band.nb, band.groups());
+    let (d, m, q) = (band.d, band.m, band.q);
+    assert!(d.len() == n * nb * ROWS && q.len() == d.len() * QK && (m.is_empty() || m.len() == d.len()));
+    assert!(out.len() >= n * acts.len());
     for a in acts {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
     }
-    by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(n).enumerate() {
+        let g = band.at(i, QK);
+        let (d, m, q) = (g.d, g.m, g.q);
+        by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
+    }
 }
 
 /// Block `b`'s 4 row scales and mins (zeros without mins) as f32 lanes.
@@ -160,14 +165,26 @@ fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], 
 
 /// [`super::kgroup_dot_scalar`] with vectors, tokens in tiles of [`TILE`].
 #[inline(never)]
-pub fn kgroup_dot(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let nb = g.d.len() / ROWS;
-    assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
-    assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = check_k_band(band, acts, out);
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o));
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
+        let g = band.at(i, QK_K);
+        by_tiles(acts, out, |a, o| ktile::<TILE>(&g, a, o), |a, o| ktile::<1>(&g, a, o));
+    }
+}
+
+/// The K-quant kernels' checks of a band's slices against each other and `out`; returns the
+/// super-blocks per row.
+#[inline(always)]
+fn check_k_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize {
+    let (nb, n) = (band.nb, band.groups());
+    assert!(band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * QK_K && band.sc.len() == band.d.len() * SUBS);
+    assert!(band.mn.is_empty() || (band.mn.len() == band.sc.len() && band.m.len() == band.d.len()));
+    assert!(out.len() >= n * acts.len());
+    nb
 }
 
 #[inline(always)]
@@ -206,14 +223,19 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 /// is the same exact integer sum, so results equal the other kernels' bit for bit.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
-pub fn group_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (d, m, q) = (g.d, g.m, g.q);
-    let nb = d.len() / ROWS;
-    assert!(q.len() == nb * ROWS * QK && (m.is_empty() || m.len() == d.len()) && out.len() >= acts.len());
+pub fn group_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (nb, n) = (band.nb, band.groups());
+    let (d, m, q) = (band.d, band.m, band.q);
+    assert!(d.len() == n * nb * ROWS && q.len() == d.len() * QK && (m.is_empty() || m.len() == d.len()));
+    assert!(out.len() >= n * acts.len());
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
     }
-    by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(n).enumerate() {
+        let g = band.at(i, QK);
+        let (d, m, q) = (g.d, g.m, g.q);
+        by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
+    }
 }
 
 #[cfg(target_feature = "relaxed-simd")]
@@ -249,14 +271,15 @@ fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedAc
 /// `sc * dot(a, q + 64)`, less `64 * sum_i sc_i * bsums_i` per super-block (exact).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
-pub fn kgroup_dot_relaxed(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let nb = g.d.len() / ROWS;
-    assert!(g.q.len() == nb * ROWS * QK_K && g.sc.len() == nb * ROWS * SUBS && out.len() >= acts.len());
-    assert!(g.mn.is_empty() || (g.mn.len() == g.sc.len() && g.m.len() == g.d.len()));
+pub fn kgroup_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = check_k_band(band, acts, out);
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(g, a, o), |a, o| ktile_relaxed::<1>(g, a, o));
+    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
+        let g = band.at(i, QK_K);
+        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(&g, a, o), |a, o| ktile_relaxed::<1>(&g, a, o));
+    }
 }
 
 #[cfg(target_feature = "relaxed-simd")]
