@@ -300,8 +300,8 @@ fn bands(ps: &[Product<'_>], macs: &[usize], total: usize, threads: usize) -> Ve
 /// in one pass); tests hold the GPU's fused passes to them.
 impl CpuBackend {
     /// The matrix products `ps` of one input, as one job on the pool's threads: every product is
-    /// cut into bands of whole row groups (the packed kernels' unit) of about equal work, and the
-    /// threads take bands until none are left, so one wake-up and one join serve q, k and v (or
+    /// cut into bands of whole row groups (the packed kernels' unit), large first and small last
+    /// ([`bands`]), and the threads take bands in order until none are left, so one wake-up and one join serve q, k and v (or
     /// gate, up and their GLU) where each used to need its own. Each row's dot products are the
     /// same whatever the bands: the results do not depend on the thread count.
     fn products(&self, x: &CpuAct, ps: &[Product<'_>]) -> Result<Vec<CpuAct>> {
