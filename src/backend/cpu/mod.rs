@@ -274,20 +274,21 @@ impl<'a> Product<'a> {
 /// are large (few per product) and the last ones small, and a thread that falls behind near the
 /// end (another process or the page's own work took its core) holds the others up by one small
 /// band, not by an equal share of the product. One band per product on one thread.
-fn bands(ps: &[Product<'_>], macs: &[usize], total: usize, threads: usize) -> Vec<(usize, usize, usize)> {
+fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize) -> Vec<(usize, usize, usize)> {
     let mut bands = Vec::new();
     let mut left = total;
-    for (i, p) in ps.iter().enumerate() {
-        let rows = p.rows();
+    for (i, &rows) in rows_of.iter().enumerate() {
         if threads == 1 {
-            bands.push((i, 0, rows));
+            if rows > 0 {
+                bands.push((i, 0, rows));
+            }
             continue;
         }
         let per_row = (macs[i] / rows.max(1)).max(1);
         let mut r0 = 0;
         while r0 < rows {
             let want = (left / (GUIDED * threads)).max(MIN_MACS_PER_BAND);
-            let n = (want / per_row).next_multiple_of(packed::ROWS).clamp(packed::ROWS, rows - r0);
+            let n = (want / per_row).next_multiple_of(packed::ROWS).max(packed::ROWS).min(rows - r0);
             bands.push((i, r0, n));
             r0 += n;
             left = left.saturating_sub(n * per_row);
@@ -334,7 +335,8 @@ impl CpuBackend {
         let macs: Vec<usize> = ps.iter().map(|p| x.rows.saturating_mul(p.macs())).collect();
         let total = macs.iter().fold(0usize, |a, &m| a.saturating_add(m));
         let threads = threads.min(total / MIN_MACS_PER_THREAD).max(1);
-        let bands = bands(ps, &macs, total, threads);
+        let rows: Vec<usize> = ps.iter().map(|p| p.rows()).collect();
+        let bands = bands(&rows, &macs, total, threads);
         // Band `b` into `y` (`[rows, n]`).
         let compute = |b: usize, y: &mut [f32]| -> Result<()> {
             let (i, r0, n) = bands[b];
@@ -786,6 +788,35 @@ impl Backend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guided bands cover every row of every product once, in order, each starting on a row
+    /// group, for row counts that do and do not fill their last group; they shrink towards the end.
+    #[test]
+    fn bands_cover_every_row_once() {
+        for threads in [1, 2, 3, 8] {
+            for rows in [vec![1], vec![6, 7], vec![262_144], vec![1024, 256, 256], vec![3, 0, 4096, 5]] {
+                let macs: Vec<usize> = rows.iter().map(|r| r * 640).collect();
+                let total = macs.iter().sum();
+                let b = bands(&rows, &macs, total, threads);
+                for (i, &n) in rows.iter().enumerate() {
+                    let mine: Vec<_> = b.iter().filter(|x| x.0 == i).collect();
+                    let mut next = 0;
+                    for &&(_, r0, len) in &mine {
+                        assert!(r0 == next && r0 % packed::ROWS == 0 && len > 0, "{threads} threads, {rows:?}: {mine:?}");
+                        next += len;
+                    }
+                    assert_eq!(next, n, "{threads} threads, {rows:?}: {mine:?}");
+                    if threads == 1 {
+                        assert!(mine.len() <= 1);
+                    }
+                }
+                if threads > 1 && rows == [262_144] {
+                    let (first, last) = (b[0].2, b[b.len() - 1].2);
+                    assert!(first > 16 * last && b.len() < 16 * threads, "{threads} threads: {} bands, {first} .. {last} rows", b.len());
+                }
+            }
+        }
+    }
 
     /// A long row's selection taken in pieces on threads equals the one-pass selection: ties
     /// across piece boundaries (to the lower id), NaNs and infinities, k from 1 to `SMALL_K`.
