@@ -474,6 +474,14 @@ impl<'a> Group<'a> {
     fn groups(&self) -> usize {
         self.d.len() / (self.nb * ROWS)
     }
+    /// `f(group, its results)` for each row group of the band alone (`bs` elements per block),
+    /// the results of `tokens` activation vectors per group: `out[group * tokens + t]`.
+    #[inline(always)]
+    fn each(&self, bs: usize, tokens: usize, out: &mut [[f32; ROWS]], mut f: impl FnMut(&Group<'a>, &mut [[f32; ROWS]])) {
+        for (i, out) in out.chunks_exact_mut(tokens.max(1)).take(self.groups()).enumerate() {
+            f(&self.at(i, bs), out);
+        }
+    }
     /// The band's group `i` alone (`bs` elements per block).
     fn at(&self, i: usize, bs: usize) -> Group<'a> {
         let per = self.nb * ROWS;
@@ -497,9 +505,7 @@ type GroupDot = fn(&Group, &[PackedActs], &mut [[f32; ROWS]]);
 /// sumi(r, b, t) * (d[b][r] * d_t[b])` (`+ m[b][r] * s_t[b]` with mins), accumulated in f32 in
 /// block order.
 pub fn group_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
-        group_dot_scalar_one(&band.at(i, QK), acts, out);
-    }
+    band.each(QK, acts.len(), out, |g, out| group_dot_scalar_one(g, acts, out));
 }
 
 fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
@@ -529,9 +535,7 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
 /// then `acc += (d * d_a) * isum - (dmin * d_a) * summs` (no min term without mins), as ggml's
 /// reference.
 pub fn kgroup_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
-        kgroup_dot_scalar_one(&band.at(i, QK_K), acts, out);
-    }
+    band.each(QK_K, acts.len(), out, |g, out| kgroup_dot_scalar_one(g, acts, out));
 }
 
 fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {

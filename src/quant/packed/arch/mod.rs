@@ -58,18 +58,25 @@ fn transpose_sum(s: [V; 4]) -> V {
 /// of [`TILE`]: each block's weights are loaded and widened once per tile (prefill).
 #[inline(never)]
 pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (nb, n) = (band.nb, band.groups());
-    let (d, m, q) = (band.d, band.m, band.q);
-    assert!(d.len() == n * nb * ROWS && q.len() == d.len() * QK && (m.is_empty() || m.len() == d.len()));
-    assert!(out.len() >= n * acts.len());
+    let nb = check_band(band, acts, out);
     for a in acts {
-        assert!(a.q.len() == nb * QK && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+        assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(n).enumerate() {
-        let g = band.at(i, QK);
+    band.each(QK, acts.len(), out, |g, out| {
         let (d, m, q) = (g.d, g.m, g.q);
         by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
-    }
+    });
+}
+
+/// The 32-element formats' kernels' checks of a band's slices against each other and `out`;
+/// returns the blocks per row.
+#[inline(always)]
+fn check_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize {
+    let (nb, n) = (band.nb, band.groups());
+    assert!(band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * QK);
+    assert!(band.m.is_empty() || band.m.len() == band.d.len());
+    assert!(out.len() >= n * acts.len());
+    nb
 }
 
 /// Block `b`'s 4 row scales and mins (zeros without mins) as f32 lanes.
@@ -170,10 +177,7 @@ pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
-        let g = band.at(i, QK_K);
-        by_tiles(acts, out, |a, o| ktile::<TILE>(&g, a, o), |a, o| ktile::<1>(&g, a, o));
-    }
+    band.each(QK_K, acts.len(), out, |g, out| by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o)));
 }
 
 /// The K-quant kernels' checks of a band's slices against each other and `out`; returns the
@@ -224,18 +228,14 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn group_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (nb, n) = (band.nb, band.groups());
-    let (d, m, q) = (band.d, band.m, band.q);
-    assert!(d.len() == n * nb * ROWS && q.len() == d.len() * QK && (m.is_empty() || m.len() == d.len()));
-    assert!(out.len() >= n * acts.len());
+    let nb = check_band(band, acts, out);
     for a in acts {
-        assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (m.is_empty() || a.s.len() == nb));
+        assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(n).enumerate() {
-        let g = band.at(i, QK);
+    band.each(QK, acts.len(), out, |g, out| {
         let (d, m, q) = (g.d, g.m, g.q);
         by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
-    }
+    });
 }
 
 #[cfg(target_feature = "relaxed-simd")]
@@ -276,10 +276,9 @@ pub fn kgroup_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; RO
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    for (i, out) in out.chunks_exact_mut(acts.len().max(1)).take(band.groups()).enumerate() {
-        let g = band.at(i, QK_K);
-        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(&g, a, o), |a, o| ktile_relaxed::<1>(&g, a, o));
-    }
+    band.each(QK_K, acts.len(), out, |g, out| {
+        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(g, a, o), |a, o| ktile_relaxed::<1>(g, a, o));
+    });
 }
 
 #[cfg(target_feature = "relaxed-simd")]
