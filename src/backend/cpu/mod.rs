@@ -2,7 +2,7 @@
 //! [`crate::quant`] (SIMD128 in wasm, SSE2 natively).
 //!
 //! Every quantized weight (Q4_0..Q8_0, Q2_K..Q6_K) is repacked as it loads, in pieces, into the
-//! layout of [`crate::quant::packed`] (4-row groups, f16 scales, i8 quants) and its GGUF bytes are
+//! layout of [`crate::quant::packed`] (4-row groups, f32 scales, i8 quants) and its GGUF bytes are
 //! dropped; F32/F16/BF16 weights stay in GGUF layout, shared with the buffer they were read into.
 //! The KV cache ([`kv`]) holds f16 values (llama.cpp's default) or q8_0 blocks.
 //!

@@ -63,11 +63,12 @@ pub struct PackedWeight {
     ty: GgmlType,
     n_rows: usize,
     n_cols: usize,
-    /// Scales as f16 bits (as GGUF stores them; the kernels convert 4 at a time):
+    /// Scales, converted from GGUF's f16 once at load (converting 4 per block in the kernels was
+    /// a fifth of one-token decode's work on a 32-element format with mins):
     /// `[group][block][row]` (32-element formats), `[group][super-block][row]` (K).
-    d: Vec<u16>,
+    d: Vec<f32>,
     /// Mins (32-element formats) or `dmin` (K-quants), same shape; empty without mins.
-    m: Vec<u16>,
+    m: Vec<f32>,
     /// Quants, `[group][block][row][block size]`.
     q: Vec<i8>,
     /// K-quants only: sub-block scales `[group][super-block][16][row]`.
@@ -77,6 +78,15 @@ pub struct PackedWeight {
     /// Every quant lies in -64..=63, so `q + 64` fits the 7-bit operand of the relaxed-SIMD dot
     /// product (all formats but Q8_0).
     fits_i7: bool,
+    /// What every stored quant carries on top of its value ([`q_offset`]).
+    off: i8,
+}
+
+/// The offset stored quants carry: 64 in the relaxed-SIMD build for every format but Q8_0 (whose
+/// quants all fit -64..=63, so `q + 64` is the 7-bit operand of that build's dot product, added
+/// once at load rather than per block and row in the kernel), else 0.
+fn q_offset(ty: GgmlType) -> i8 {
+    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { 64 } else { 0 }
 }
 
 /// Sub-blocks (of 16 elements) per K-quant super-block.
@@ -243,6 +253,7 @@ impl PackedWeight {
             sc: zeroed(n_sub, &what)?,
             mn: if k && has_min(ty) { zeroed(n_sub, &what)? } else { Vec::new() },
             fits_i7: true,
+            off: q_offset(ty),
         })
     }
 
@@ -269,9 +280,15 @@ impl PackedWeight {
                 let qs = &mut self.q[s * bs..(s + 1) * bs];
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
                 self.fits_i7 &= qs.iter().all(|&v| (-64..=63).contains(&v));
-                self.d[s] = dv;
+                if self.off != 0 {
+                    if !self.fits_i7 {
+                        return Err(Error::internal(format!("{ty} quants outside -64..=63")));
+                    }
+                    qs.iter_mut().for_each(|v| *v += self.off);
+                }
+                self.d[s] = f16_to_f32(dv);
                 if !self.m.is_empty() {
-                    self.m[s] = mv;
+                    self.m[s] = f16_to_f32(mv);
                 }
                 if k {
                     let gb = (g * nb + b) * SUBS * ROWS;
@@ -307,11 +324,12 @@ impl PackedWeight {
         let (g, lane) = (r / ROWS, r % ROWS);
         for b in 0..nb {
             let s = (g * nb + b) * ROWS + lane;
-            let (d, m) = (f16_to_f32(self.d[s]), self.m.get(s).map_or(0.0, |&m| f16_to_f32(m)));
+            let (d, m) = (self.d[s], self.m.get(s).map_or(0.0, |&m| m));
             let (out, q) = (&mut out[b * bs..(b + 1) * bs], &self.q[s * bs..(s + 1) * bs]);
+            let q = |e: usize| (q[e] - self.off) as f32;
             if bs == QK {
-                for (o, &v) in out.iter_mut().zip(q) {
-                    *o = if self.m.is_empty() { v as f32 * d } else { v as f32 * d + m };
+                for (e, o) in out.iter_mut().enumerate() {
+                    *o = if self.m.is_empty() { q(e) * d } else { q(e) * d + m };
                 }
                 continue;
             }
@@ -319,8 +337,9 @@ impl PackedWeight {
             let gb = (g * nb + b) * SUBS * ROWS;
             for i in 0..SUBS {
                 let dl = d * self.sc[gb + i * ROWS + lane] as f32;
-                for (o, &v) in out[16 * i..16 * i + 16].iter_mut().zip(&q[16 * i..16 * i + 16]) {
-                    *o = if self.mn.is_empty() { dl * v as f32 } else { dl * v as f32 - m * self.mn[gb + lane * SUBS + i] as f32 };
+                for e in 16 * i..16 * i + 16 {
+                    let v = q(e);
+                    out[e] = if self.mn.is_empty() { dl * v } else { dl * v - m * self.mn[gb + lane * SUBS + i] as f32 };
                 }
             }
         }
@@ -369,6 +388,7 @@ impl PackedWeight {
         let per = nb * ROWS;
         let band = Group {
             nb,
+            off: self.off as i32,
             d: &self.d[g0 * per..g1 * per],
             m: part(&self.m, g0..g1, per),
             q: &self.q[g0 * per * bs..g1 * per * bs],
@@ -462,8 +482,10 @@ impl PackedActs {
 /// 32-element formats), `nb` blocks per row.
 pub struct Group<'a> {
     nb: usize,
-    d: &'a [u16],
-    m: &'a [u16],
+    /// The quants' offset ([`q_offset`]).
+    off: i32,
+    d: &'a [f32],
+    m: &'a [f32],
     q: &'a [i8],
     sc: &'a [i16],
     mn: &'a [i16],
@@ -488,6 +510,7 @@ impl<'a> Group<'a> {
         let sub = |i: usize| i..i + 1;
         Group {
             nb: self.nb,
+            off: self.off,
             d: &self.d[i * per..(i + 1) * per],
             m: part(self.m, sub(i), per),
             q: &self.q[i * per * bs..(i + 1) * per * bs],
@@ -518,10 +541,10 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
             for (r, acc) in acc.iter_mut().enumerate() {
                 let s = b * ROWS + r;
                 let wb = &q[s * QK..(s + 1) * QK];
-                let sumi: i32 = wb.iter().zip(ab).map(|(&w, &x)| w as i32 * x as i32).sum();
-                let mut v = sumi as f32 * (f16_to_f32(d[s]) * a.d[b]);
+                let sumi: i32 = wb.iter().zip(ab).map(|(&w, &x)| (w as i32 - g.off) * x as i32).sum();
+                let mut v = sumi as f32 * (d[s] * a.d[b]);
                 if !m.is_empty() {
-                    v += f16_to_f32(m[s]) * a.s[b];
+                    v += m[s] * a.s[b];
                 }
                 *acc += v;
             }
@@ -549,16 +572,16 @@ fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]
                 let aq = &a.q[b * QK_K..(b + 1) * QK_K];
                 let mut isum = 0i32;
                 for i in 0..SUBS {
-                    let sub: i32 = (16 * i..16 * i + 16).map(|e| wq[e] as i32 * aq[e] as i32).sum();
+                    let sub: i32 = (16 * i..16 * i + 16).map(|e| (wq[e] as i32 - g.off) * aq[e] as i32).sum();
                     isum += g.sc[b * SUBS * ROWS + i * ROWS + r] as i32 * sub;
                 }
-                let dd = f16_to_f32(g.d[s]) * a.d[b];
+                let dd = g.d[s] * a.d[b];
                 *acc += if g.mn.is_empty() {
                     dd * isum as f32
                 } else {
                     let mn = &g.mn[b * SUBS * ROWS + r * SUBS..][..SUBS];
                     let summs: i32 = (0..SUBS).map(|i| mn[i] as i32 * a.bsums[b * SUBS + i] as i32).sum();
-                    dd * isum as f32 - (f16_to_f32(g.m[s]) * a.d[b]) * summs as f32
+                    dd * isum as f32 - (g.m[s] * a.d[b]) * summs as f32
                 };
             }
         }

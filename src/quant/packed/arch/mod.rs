@@ -59,6 +59,7 @@ fn transpose_sum(s: [V; 4]) -> V {
 #[inline(never)]
 pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
+    assert!(band.off == 0);
     for a in acts {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
@@ -82,9 +83,9 @@ fn check_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize {
 /// Block `b`'s 4 row scales and mins (zeros without mins) as f32 lanes.
 /// SAFETY: `b` is a block of the group (`d`, `m` hold 4 values per block).
 #[inline(always)]
-unsafe fn block_scales(d: &[u16], m: &[u16], b: usize) -> (V, V) {
-    let mw = if m.is_empty() { splat(0.0) } else { load_f16x4(m.as_ptr().add(b * ROWS)) };
-    (load_f16x4(d.as_ptr().add(b * ROWS)), mw)
+unsafe fn block_scales(d: &[f32], m: &[f32], b: usize) -> (V, V) {
+    let mw = if m.is_empty() { splat(0.0) } else { load(m.as_ptr().add(b * ROWS)) };
+    (load(d.as_ptr().add(b * ROWS)), mw)
 }
 
 /// The 32-element formats' float step for one token and block, in the reference's order:
@@ -105,14 +106,14 @@ fn block_step(acc: V, sumi: V, dw: V, mw: V, a: &PackedActs, b: usize) -> V {
 #[inline(always)]
 unsafe fn super_step(acc: V, isum: V, g: &Group, a: &PackedActs, b: usize) -> V {
     let da = splat(a.d[b]);
-    let mut v = mul(mul(load_f16x4(g.d.as_ptr().add(b * ROWS)), da), to_f32(isum));
+    let mut v = mul(mul(load(g.d.as_ptr().add(b * ROWS)), da), to_f32(isum));
     if !g.mn.is_empty() {
         let mnp = g.mn.as_ptr().add(b * SUBS * ROWS);
         let bp = a.bsums.as_ptr().add(b * SUBS);
         let (b0, b1) = (load(bp), load(bp.add(8)));
         let per_row = |r: usize| add_i32(madd(load(mnp.add(r * SUBS)), b0), madd(load(mnp.add(r * SUBS + 8)), b1));
         let summs = transpose_sum([per_row(0), per_row(1), per_row(2), per_row(3)]);
-        v = sub(v, mul(mul(load_f16x4(g.m.as_ptr().add(b * ROWS)), da), to_f32(summs)));
+        v = sub(v, mul(mul(load(g.m.as_ptr().add(b * ROWS)), da), to_f32(summs)));
     }
     add(acc, v)
 }
@@ -140,7 +141,7 @@ fn by_tiles(
 pub const TILE: usize = super::TOKEN_TILE;
 
 #[inline(always)]
-fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -174,6 +175,7 @@ fn tile<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], 
 #[inline(never)]
 pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_k_band(band, acts, out);
+    assert!(band.off == 0);
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
@@ -223,12 +225,14 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 }
 
 /// [`group_dot`] with the relaxed-SIMD dot product (`i32x4_relaxed_dot_i8x16_i7x16_add`) on
-/// weights whose quants fit 7 bits once offset by 64: per block `dot(a, q + 64) - 64 * sum(a)`
+/// weights whose quants fit 7 bits once offset by 64, as they are stored in this build
+/// ([`super::q_offset`]): per block `dot(a, q + 64) - 64 * sum(a)`
 /// is the same exact integer sum, so results equal the other kernels' bit for bit.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn group_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
+    assert!(band.off == 64);
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
@@ -240,7 +244,7 @@ pub fn group_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROW
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -249,7 +253,7 @@ fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedAc
             let mut s = [[splat_i32(0); ROWS]; T];
             let wp = q.as_ptr().add(b * ROWS * QK);
             for r in 0..ROWS {
-                let (w0, w1) = (add_64(load(wp.add(r * QK))), add_64(load(wp.add(r * QK + 16))));
+                let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
                 for t in 0..T {
                     let ap = acts[t].q8.as_ptr().add(b * QK);
                     s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
@@ -268,11 +272,13 @@ fn tile_relaxed<const T: usize>(d: &[u16], m: &[u16], q: &[i8], acts: &[PackedAc
 }
 
 /// [`kgroup_dot`] with the relaxed-SIMD dot product: per row and 16-element sub-block
-/// `sc * dot(a, q + 64)`, less `64 * sum_i sc_i * bsums_i` per super-block (exact).
+/// `sc * dot(a, q + 64)` (quants stored offset by 64), less `64 * sum_i sc_i * bsums_i` per
+/// super-block (exact).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn kgroup_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_k_band(band, acts, out);
+    assert!(band.off == 64);
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
@@ -300,7 +306,7 @@ fn ktile_relaxed<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[
                     corr[t] = add_i32(corr[t], mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
                 }
                 for r in 0..ROWS {
-                    let w = add_64(load(wp.add(r * QK_K + 16 * i)));
+                    let w = load(wp.add(r * QK_K + 16 * i));
                     let sc = splat_i32(*scp.add(i * ROWS + r) as i32);
                     for t in 0..T {
                         let p = dot_i7(load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i)), w, splat_i32(0));

@@ -3,12 +3,6 @@
 pub use core::arch::wasm32::v128 as V;
 use core::arch::wasm32::*;
 
-/// 4 f16 bit patterns at `p` as f32x4, exactly (see [`super::f16x4_to_f32`]).
-/// SAFETY: the caller guarantees 8 readable bytes.
-#[inline(always)]
-pub unsafe fn load_f16x4(p: *const u16) -> V {
-    super::f16x4_to_f32(u32x4_load_extend_u16x4(p))
-}
 #[inline(always)]
 pub fn and(a: V, b: V) -> V {
     v128_and(a, b)
@@ -88,11 +82,6 @@ pub fn sub(a: V, b: V) -> V {
 #[inline(always)]
 pub fn dot_i7(a: V, b: V, acc: V) -> V {
     i32x4_relaxed_dot_i8x16_i7x16_add(a, b, acc)
-}
-#[cfg(target_feature = "relaxed-simd")]
-#[inline(always)]
-pub fn add_64(v: V) -> V {
-    i8x16_add(v, i8x16_splat(64))
 }
 #[inline(always)]
 pub fn splat_i32(x: i32) -> V {

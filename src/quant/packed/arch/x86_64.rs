@@ -3,12 +3,6 @@
 use core::arch::x86_64::*;
 pub type V = __m128i;
 
-/// 4 f16 bit patterns at `p` as f32x4, exactly (see [`super::f16x4_to_f32`]).
-/// SAFETY: the caller guarantees 8 readable bytes.
-#[inline(always)]
-pub unsafe fn load_f16x4(p: *const u16) -> V {
-    super::f16x4_to_f32(_mm_unpacklo_epi16(_mm_loadl_epi64(p as *const V), _mm_setzero_si128()))
-}
 #[inline(always)]
 pub fn and(a: V, b: V) -> V {
     unsafe { _mm_and_si128(a, b) }
