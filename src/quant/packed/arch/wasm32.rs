@@ -87,6 +87,13 @@ pub fn dot_i7(a: V, b: V, acc: V) -> V {
 pub fn splat_i32(x: i32) -> V {
     i32x4_splat(x)
 }
+/// `[a[2i] * b[2i] + a[2i + 1] * b[2i + 1]]` in 8 i16 lanes, with `b` in 0..=127 (deterministic
+/// and exact there: at most 2 * 128 * 127).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn dot_i7_pairs(a: V, b: V) -> V {
+    i16x8_relaxed_dot_i8x16_i7x16(a, b)
+}
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 pub fn sub_i32(a: V, b: V) -> V {
