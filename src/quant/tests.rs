@@ -292,6 +292,49 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
 // ---------------------------------------------------------------------------------------------
 // Repacked weights (quant::packed)
 
+/// Run `f` under each form of the relaxed-SIMD kernels (once elsewhere).
+fn for_each_form(mut f: impl FnMut()) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    for pairs in [false, true] {
+        super::packed::relaxed::force(pairs);
+        f();
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+    f();
+}
+
+/// The largest sums the relaxed-SIMD kernels' 16-bit steps can meet: every quant at its format's
+/// maximum (Q5_1: 31, Q6_K: 31 after its offset; the 6-bit stored value 63) against activations
+/// all +127 or all -127, every row; each form equals `vec_dot` bit for bit (no lane overflowed).
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn packed_kernels_hold_the_largest_quants() {
+    use super::packed::{PackedActs, PackedWeight};
+    let one = 0x3C00u16.to_le_bytes(); // f16 1.0
+    for (ty, scale_at) in [(GgmlType::Q5_1, vec![0, 2]), (GgmlType::Q6_K, vec![208])] {
+        let (bs, bb) = (ty.block_size(), ty.type_size());
+        let n_cols = 2 * 256;
+        let mut block = vec![0xFFu8; bb];
+        for &at in &scale_at {
+            block[at..at + 2].copy_from_slice(&one);
+        }
+        let rows = 8;
+        let bytes: Vec<u8> = block.iter().copied().cycle().take(bb * n_cols / bs * rows).collect();
+        let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
+        for sign in [1.0f32, -1.0] {
+            let acts: Vec<QuantizedActs> = (0..5).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
+            let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
+            let want = vec_dot(ty, &bytes[..bb * n_cols / bs], &acts[0]).unwrap();
+            assert!(want.abs() > 1e4, "{ty}: {want}");
+            for_each_form(|| {
+                let mut got = vec![0.0f32; 5 * rows];
+                w.matmul_band(&packed, 0, rows, &mut got).unwrap();
+                assert!(got.iter().all(|g| g.to_bits() == want.to_bits()), "{ty} {sign}: {got:?} vs {want}");
+            });
+        }
+    }
+}
+
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
 /// fill the last 4-row group, 1, 3 and 5 tokens (a whole tile and one left), whole and partial
 /// bands (several groups in one kernel call): the packed product equals
@@ -311,7 +354,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
             // In the relaxed-SIMD build, every format but Q8_0 takes the relaxed kernels.
-            assert!(ty == Q8_0 || w.fits_i7(), "{ty}: quants outside -64..=63");
+            assert!(ty == Q8_0 || w.fits_relaxed(), "{ty}: quants outside -32..=31");
             for n_tok in [1, 3, 5] {
                 let acts: Vec<QuantizedActs> =
                     (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
@@ -320,9 +363,11 @@ fn packed_matmul_matches_scalar_vec_dot() {
                 // inside the last group.
                 let bands = [(0, n_rows), (ROWS, n_rows.saturating_sub(ROWS)), (0, n_rows - 1)];
                 for (r0, n) in bands.into_iter().filter(|&(r0, n)| r0 < n_rows && n > 0) {
-                    let (mut got, mut reference) = (vec![0.0f32; n_tok * n], vec![0.0f32; n_tok * n]);
-                    w.matmul_band(&packed, r0, n, &mut got).unwrap();
+                    let mut reference = vec![0.0f32; n_tok * n];
                     w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();
+                    for_each_form(|| {
+                    let mut got = vec![0.0f32; n_tok * n];
+                    w.matmul_band(&packed, r0, n, &mut got).unwrap();
                     for t in 0..n_tok {
                         for i in 0..n {
                             let (g, re) = (got[t * n + i], reference[t * n + i]);
@@ -336,6 +381,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
                             }
                         }
                     }
+                    });
                 }
             }
             for (r, raw) in rows.iter().enumerate() {

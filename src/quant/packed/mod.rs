@@ -75,19 +75,23 @@ pub struct PackedWeight {
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
-    /// Every quant lies in -64..=63, so `q + 64` fits the 7-bit operand of the relaxed-SIMD dot
-    /// product (all formats but Q8_0).
-    fits_i7: bool,
+    /// Every quant lies in -32..=31, so `q + 32` is a 6-bit value, the unsigned 7-bit operand of
+    /// the relaxed-SIMD dot products with room to add two of their 16-bit pair sums (all formats
+    /// but Q8_0).
+    fits_relaxed: bool,
     /// What every stored quant carries on top of its value ([`q_offset`]).
     off: i8,
 }
 
-/// The offset stored quants carry: 64 in the relaxed-SIMD build for every format but Q8_0 (whose
-/// quants all fit -64..=63, so `q + 64` is the 7-bit operand of that build's dot product, added
-/// once at load rather than per block and row in the kernel), else 0.
+/// The offset stored quants carry: [`RELAXED_OFFSET`] in the relaxed-SIMD build for every format
+/// but Q8_0 (whose quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
+/// products, added once at load rather than per block and row in the kernel), else 0.
 fn q_offset(ty: GgmlType) -> i8 {
-    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { 64 } else { 0 }
+    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET as i8 } else { 0 }
 }
+
+/// See [`q_offset`].
+const RELAXED_OFFSET: i32 = 32;
 
 /// Sub-blocks (of 16 elements) per K-quant super-block.
 const SUBS: usize = QK_K / 16;
@@ -252,7 +256,7 @@ impl PackedWeight {
             q: zeroed(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?,
             sc: zeroed(n_sub, &what)?,
             mn: if k && has_min(ty) { zeroed(n_sub, &what)? } else { Vec::new() },
-            fits_i7: true,
+            fits_relaxed: true,
             off: q_offset(ty),
         })
     }
@@ -279,10 +283,10 @@ impl PackedWeight {
                 let s = (g * nb + b) * ROWS + lane;
                 let qs = &mut self.q[s * bs..(s + 1) * bs];
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
-                self.fits_i7 &= qs.iter().all(|&v| (-64..=63).contains(&v));
+                self.fits_relaxed &= qs.iter().all(|&v| (-32..=31).contains(&v));
                 if self.off != 0 {
-                    if !self.fits_i7 {
-                        return Err(Error::internal(format!("{ty} quants outside -64..=63")));
+                    if !self.fits_relaxed {
+                        return Err(Error::internal(format!("{ty} quants outside -32..=31")));
                     }
                     qs.iter_mut().for_each(|v| *v += self.off);
                 }
@@ -304,9 +308,9 @@ impl PackedWeight {
         Ok(())
     }
 
-    /// Whether the relaxed-SIMD kernels may run on this weight (every quant in -64..=63).
-    pub fn fits_i7(&self) -> bool {
-        self.fits_i7
+    /// Whether the relaxed-SIMD kernels may run on this weight (every quant in -32..=31).
+    pub fn fits_relaxed(&self) -> bool {
+        self.fits_relaxed
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -351,8 +355,13 @@ impl PackedWeight {
     /// `acts.len() * n_out` values.
     pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.fits_i7 {
-            let kernel: GroupDot = if is_k(self.ty) { arch::kgroup_dot_relaxed } else { arch::group_dot_relaxed };
+        if self.fits_relaxed {
+            let kernel: GroupDot = match (is_k(self.ty), relaxed::pairs()) {
+                (false, false) => arch::group_dot_relaxed::<false>,
+                (false, true) => arch::group_dot_relaxed::<true>,
+                (true, false) => arch::kgroup_dot_relaxed::<false>,
+                (true, true) => arch::kgroup_dot_relaxed::<true>,
+            };
             return self.matmul_band_with(kernel, acts, r0, n_out, out);
         }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
@@ -594,6 +603,74 @@ fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]
 use arch::{group_dot, kgroup_dot};
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
 use {group_dot_scalar as group_dot, kgroup_dot_scalar as kgroup_dot};
+
+/// Which form of the relaxed-SIMD kernels this engine runs faster, measured once. Both give the
+/// same exact integer sums (so the same results, bit for bit); what differs is how engines lower
+/// them. The 32-bit dot product (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM
+/// with the dot-product extension (`sdot`) and on x86 with AVX-VNNI (`vpdpbusd`), but five on
+/// other x86 CPUs (`pmaddubsw`, `pmaddwd` by a ones vector it rebuilds each time, an add);
+/// the 16-bit one (`i16x8.relaxed_dot_i8x16_i7x16_s`) is one `pmaddubsw` there but three
+/// instructions on ARM. The "pairs" form adds two 16-bit pair sums (6-bit weights: at most
+/// 2 * 2 * 63 * 128 < 2^15) before one widening, and applies a K-quant sub-block's scale in the
+/// widening multiply-add (`i32x4.dot_i16x8_s`) instead of a 32-bit multiply.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+pub(crate) mod relaxed {
+    use super::*;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// 0: not measured yet; 1: the 32-bit dot form; 2: the pairs form.
+    static FORM: AtomicU8 = AtomicU8::new(0);
+
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
+        fn performance_now() -> Result<f64, wasm_bindgen::JsValue>;
+    }
+
+    /// Whether the pairs form runs (measured on first use: both forms over a 256 x 2048 Q5_0
+    /// weight and one activation vector, alternating, 24 times each; the faster minimum over
+    /// the last 16 wins, when the engine has compiled both with its optimizing tier: the first
+    /// calls of a fresh module run baseline code, slower by several times and not alike. About
+    /// 20 ms once per module instance).
+    pub fn pairs() -> bool {
+        match FORM.load(Ordering::Relaxed) {
+            0 => {
+                let pairs = measure().unwrap_or(false);
+                FORM.store(if pairs { 2 } else { 1 }, Ordering::Relaxed);
+                pairs
+            }
+            f => f == 2,
+        }
+    }
+
+    /// Run the given form from now on (tests: both forms against the scalar reference).
+    #[cfg(test)]
+    pub fn force(pairs: bool) {
+        FORM.store(if pairs { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    fn measure() -> Option<bool> {
+        let (rows, cols) = (256, 2048);
+        let w = PackedWeight::zeroed(GgmlType::Q5_0, rows, cols).ok()?;
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
+        let acts = [PackedActs::new(&super::super::quantize_acts(GgmlType::Q5_0, &x)).ok()?];
+        let mut out = vec![0.0f32; rows];
+        let mut best = [f64::INFINITY; 2];
+        for round in 0..48 {
+            let pairs = round % 2 == 1;
+            let kernel: GroupDot = if pairs { arch::group_dot_relaxed::<true> } else { arch::group_dot_relaxed::<false> };
+            let t0 = performance_now().ok()?;
+            for _ in 0..4 {
+                w.matmul_band_with(kernel, &acts, 0, rows, &mut out).ok()?;
+            }
+            let ms = performance_now().ok()? - t0;
+            if round >= 16 {
+                best[pairs as usize] = best[pairs as usize].min(ms);
+            }
+        }
+        Some(best[1] < best[0])
+    }
+}
 
 /// The vector kernel, once, over a handful of operations that WebAssembly SIMD128 and x86-64 SSE2
 /// both have as single instructions (`i32x4_dot_i16x8` is `pmaddwd`).

@@ -4,6 +4,8 @@
 //! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
 
 use super::{Group, PackedActs, QK, QK_K, ROWS, SUBS};
+#[cfg(target_feature = "relaxed-simd")]
+use super::RELAXED_OFFSET;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm32;
@@ -224,27 +226,28 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
     }
 }
 
-/// [`group_dot`] with the relaxed-SIMD dot product (`i32x4_relaxed_dot_i8x16_i7x16_add`) on
-/// weights whose quants fit 7 bits once offset by 64, as they are stored in this build
-/// ([`super::q_offset`]): per block `dot(a, q + 64) - 64 * sum(a)`
-/// is the same exact integer sum, so results equal the other kernels' bit for bit.
+/// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
+/// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]): per
+/// block `dot(a, q + 32) - 32 * sum(a)` is the same exact integer sum, so results equal the other
+/// kernels' bit for bit. `PAIRS`: the form of [`super::relaxed`] (16-bit pair sums, two added
+/// before one widening), else the 32-bit dot product.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
-pub fn group_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
-    assert!(band.off == 64);
+    assert!(band.off == RELAXED_OFFSET);
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     band.each(QK, acts.len(), out, |g, out| {
         let (d, m, q) = (g.d, g.m, g.q);
-        by_tiles(acts, out, |a, o| tile_relaxed::<TILE>(d, m, q, a, o), |a, o| tile_relaxed::<1>(d, m, q, a, o));
+        by_tiles(acts, out, |a, o| tile_relaxed::<TILE, PAIRS>(d, m, q, a, o), |a, o| tile_relaxed::<1, PAIRS>(d, m, q, a, o));
     });
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile_relaxed<const T: usize, const PAIRS: bool>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -256,12 +259,18 @@ fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedAc
                 let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
                 for t in 0..T {
                     let ap = acts[t].q8.as_ptr().add(b * QK);
-                    s[t][r] = dot_i7(load(ap.add(16)), w1, dot_i7(load(ap), w0, splat_i32(0)));
+                    let (a0, a1) = (load(ap), load(ap.add(16)));
+                    s[t][r] = if PAIRS {
+                        // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
+                        widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))
+                    } else {
+                        dot_i7(a1, w1, dot_i7(a0, w0, splat_i32(0)))
+                    };
                 }
             }
             let (dw, mw) = block_scales(d, m, b);
             for t in 0..T {
-                let sumi = sub_i32(transpose_sum(s[t]), splat_i32(64 * acts[t].sum32[b]));
+                let sumi = sub_i32(transpose_sum(s[t]), splat_i32(RELAXED_OFFSET * acts[t].sum32[b]));
                 acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
             }
         }
@@ -271,27 +280,26 @@ fn tile_relaxed<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedAc
     }
 }
 
-/// [`kgroup_dot`] with the relaxed-SIMD dot product: per row and 16-element sub-block
-/// `sc * dot(a, q + 64)` (quants stored offset by 64), less `64 * sum_i sc_i * bsums_i` per
-/// super-block (exact). The dot product is the 16-bit one (`i16x8_relaxed_dot_i8x16_i7x16`,
-/// x86's `pmaddubsw`) and the scale multiplies its pairs in the widening step (`pmaddwd`), two
-/// instructions per row and 16 elements where a 32-bit dot and a 32-bit multiply took five.
+/// [`kgroup_dot`] with the relaxed-SIMD dot products: per row and 16-element sub-block
+/// `sc * dot(a, q + 32)` (quants stored offset by [`RELAXED_OFFSET`]), less
+/// `32 * sum_i sc_i * bsums_i` per super-block (exact). `PAIRS`: the 16-bit dot product with the
+/// scale applied in the widening multiply-add, else the 32-bit one and a 32-bit multiply.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
-pub fn kgroup_dot_relaxed(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+pub fn kgroup_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_k_band(band, acts, out);
-    assert!(band.off == 64);
+    assert!(band.off == RELAXED_OFFSET);
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
     band.each(QK_K, acts.len(), out, |g, out| {
-        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE>(g, a, o), |a, o| ktile_relaxed::<1>(g, a, o));
+        by_tiles(acts, out, |a, o| ktile_relaxed::<TILE, PAIRS>(g, a, o), |a, o| ktile_relaxed::<1, PAIRS>(g, a, o));
     });
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn ktile_relaxed<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn ktile_relaxed<const T: usize, const PAIRS: bool>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = g.d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -309,18 +317,22 @@ fn ktile_relaxed<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[
                 }
                 for r in 0..ROWS {
                     let w = load(wp.add(r * QK_K + 16 * i));
-                    let sc = splat_i16(*scp.add(i * ROWS + r));
+                    let sc = *scp.add(i * ROWS + r);
                     for t in 0..T {
-                        // 8 sums of 2 products (|.| <= 2 * 127 * 128, exact in i16), then
-                        // times the scale and paired into 4 i32 lanes.
-                        let p = dot_i7_pairs(load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i)), w);
-                        s[t][r] = add_i32(s[t][r], madd(p, sc));
+                        let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
+                        s[t][r] = add_i32(s[t][r], if PAIRS {
+                            // 8 sums of 2 products (at most 2 * 63 * 128, exact in i16), times the
+                            // scale and paired into 4 i32 lanes.
+                            madd(dot_i7_pairs(a, w), splat_i16(sc))
+                        } else {
+                            mul_i32(dot_i7(a, w, splat_i32(0)), splat_i32(sc as i32))
+                        });
                     }
                 }
             }
             for t in 0..T {
-                // corr lanes are rows: 64 * sum_i sc[i][r] * bsums[i].
-                let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(64)));
+                // corr lanes are rows: 32 * sum_i sc[i][r] * bsums[i].
+                let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(RELAXED_OFFSET)));
                 acc[t] = super_step(acc[t], isum, g, &acts[t], b);
             }
         }

@@ -96,6 +96,17 @@ pub fn dot_i7_pairs(a: V, b: V) -> V {
 }
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
+pub fn add_i16(a: V, b: V) -> V {
+    i16x8_add(a, b)
+}
+/// `[a[2i] + a[2i + 1]]` (i16 pairs to i32 lanes).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+pub fn widen_pairs(a: V) -> V {
+    i32x4_extadd_pairwise_i16x8(a)
+}
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
 pub fn sub_i32(a: V, b: V) -> V {
     i32x4_sub(a, b)
 }
