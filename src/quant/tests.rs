@@ -335,6 +335,28 @@ fn packed_kernels_hold_the_largest_quants() {
     }
 }
 
+/// A Q8_0 weight whose quants all happen to lie in -32..=31 (a small or hostile file) still runs
+/// the kernel of its format (in the relaxed-SIMD build only the offset formats take the relaxed
+/// kernels; such a weight once reached them and failed their offset assertion) and equals
+/// `vec_dot`.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn packed_q8_0_with_small_quants() {
+    use super::packed::{PackedActs, PackedWeight};
+    let ty = GgmlType::Q8_0;
+    let mut block = 0x3C00u16.to_le_bytes().to_vec(); // f16 1.0
+    block.extend((0..32).map(|i| ((i % 7) as i8 - 3) as u8));
+    let (rows, n_cols) = (5, 64);
+    let bytes: Vec<u8> = block.iter().copied().cycle().take(block.len() * 2 * rows).collect();
+    let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
+    assert!(w.fits_relaxed());
+    let acts = quantize_acts(ty, &Rng::new(0x5c).acts(n_cols, 1.0));
+    let want = vec_dot(ty, &bytes[..2 * block.len()], &acts).unwrap();
+    let mut got = vec![0.0f32; rows];
+    w.matmul_band(&[PackedActs::new(&acts).unwrap()], 0, rows, &mut got).unwrap();
+    assert!(got.iter().all(|g| g.to_bits() == want.to_bits()), "{got:?} vs {want}");
+}
+
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
 /// fill the last 4-row group, 1, 3 and 5 tokens (a whole tile and one left), whole and partial
 /// bands (several groups in one kernel call): the packed product equals
@@ -366,21 +388,21 @@ fn packed_matmul_matches_scalar_vec_dot() {
                     let mut reference = vec![0.0f32; n_tok * n];
                     w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();
                     for_each_form(|| {
-                    let mut got = vec![0.0f32; n_tok * n];
-                    w.matmul_band(&packed, r0, n, &mut got).unwrap();
-                    for t in 0..n_tok {
-                        for i in 0..n {
-                            let (g, re) = (got[t * n + i], reference[t * n + i]);
-                            assert_eq!(g.to_bits(), re.to_bits(), "{ty} {n_rows}x{n_cols} r0={r0} t={t} row {i}: vector {g:e} vs reference {re:e}");
-                            let want = vec_dot(ty, &rows[r0 + i], &acts[t]).unwrap();
-                            if ty == GgmlType::Q4_0 {
-                                let tol = 1e-6 * (1.0 + want.abs());
-                                assert!((g - want).abs() <= tol, "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
-                            } else {
-                                assert_eq!(g.to_bits(), want.to_bits(), "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
+                        let mut got = vec![0.0f32; n_tok * n];
+                        w.matmul_band(&packed, r0, n, &mut got).unwrap();
+                        for t in 0..n_tok {
+                            for i in 0..n {
+                                let (g, re) = (got[t * n + i], reference[t * n + i]);
+                                assert_eq!(g.to_bits(), re.to_bits(), "{ty} {n_rows}x{n_cols} r0={r0} t={t} row {i}: vector {g:e} vs reference {re:e}");
+                                let want = vec_dot(ty, &rows[r0 + i], &acts[t]).unwrap();
+                                if ty == GgmlType::Q4_0 {
+                                    let tol = 1e-6 * (1.0 + want.abs());
+                                    assert!((g - want).abs() <= tol, "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
+                                } else {
+                                    assert_eq!(g.to_bits(), want.to_bits(), "{ty} {n_rows}x{n_cols} row {}: {g:e} vs vec_dot {want:e}", r0 + i);
+                                }
                             }
                         }
-                    }
                     });
                 }
             }

@@ -76,10 +76,11 @@ pub struct PackedWeight {
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
     /// Every quant lies in -32..=31, so `q + 32` is a 6-bit value, the unsigned 7-bit operand of
-    /// the relaxed-SIMD dot products with room to add two of their 16-bit pair sums (all formats
-    /// but Q8_0).
+    /// the relaxed-SIMD dot products with room to add two of their 16-bit pair sums (every format
+    /// but Q8_0, by its bit widths; checked as rows are filled).
     fits_relaxed: bool,
-    /// What every stored quant carries on top of its value ([`q_offset`]).
+    /// What every stored quant carries on top of its value ([`q_offset`]); not 0 exactly where
+    /// the relaxed-SIMD kernels run.
     off: i8,
 }
 
@@ -308,7 +309,8 @@ impl PackedWeight {
         Ok(())
     }
 
-    /// Whether the relaxed-SIMD kernels may run on this weight (every quant in -32..=31).
+    /// Whether every quant of this weight lies in -32..=31 (the range the relaxed-SIMD build stores
+    /// offset by 32 for its kernels).
     pub fn fits_relaxed(&self) -> bool {
         self.fits_relaxed
     }
@@ -355,7 +357,7 @@ impl PackedWeight {
     /// `acts.len() * n_out` values.
     pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.fits_relaxed {
+        if self.off != 0 {
             let kernel: GroupDot = match (is_k(self.ty), relaxed::pairs()) {
                 (false, false) => arch::group_dot_relaxed::<false>,
                 (false, true) => arch::group_dot_relaxed::<true>,
