@@ -164,7 +164,7 @@ fn every_value() -> Vec<(&'static str, Value)> {
         ("a.i32", Value::Array(Array::I32(vec![i32::MIN, -1, 0, 3]))),
         ("a.f32", Value::Array(Array::F32(vec![0.0, -0.5, f32::INFINITY, 1e30]))),
         ("a.bool", Value::Array(Array::Bool(vec![true, false, true]))),
-        ("a.string", Value::Array(Array::String(vec!["<s>".into(), String::new(), "▁the".into()]))),
+        ("a.string", Value::Array(Array::String(["<s>", "", "▁the"].into_iter().collect()))),
         ("a.u64", Value::Array(Array::U64(vec![u64::MAX, 0]))),
         ("a.i64", Value::Array(Array::I64(vec![i64::MIN, i64::MAX]))),
         ("a.f64", Value::Array(Array::F64(vec![-2.25, 1e-300]))),
@@ -173,7 +173,7 @@ fn every_value() -> Vec<(&'static str, Value)> {
             "a.nested",
             Value::Array(Array::Array(vec![
                 Array::U32(vec![1, 2, 3]),
-                Array::String(vec!["x".into()]),
+                Array::String(["x"].into_iter().collect()),
                 Array::Array(vec![Array::Bool(vec![false]), Array::Array(vec![Array::I8(vec![-1])])]),
                 Array::U8(vec![]),
             ])),
@@ -244,7 +244,7 @@ fn every_value_type_round_trips_in_v2_and_v3() {
 #[test]
 fn value_summaries_are_short() {
     let long: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
-    assert_eq!(Value::Array(Array::String(long)).summary(3), r#"[string; 1000] ["t0", "t1", "t2", …]"#);
+    assert_eq!(Value::Array(Array::String(long.into())).summary(3), r#"[string; 1000] ["t0", "t1", "t2", …]"#);
     let nested = Array::Array(vec![Array::U8(vec![1, 2]), Array::Bool(vec![]), Array::U8(vec![])]);
     assert_eq!(nested.summary(2), "[array; 3] [[u8; 2] [1, 2], [bool; 0] [], …]");
     assert_eq!(Value::String("x".repeat(500)).summary(8).chars().count(), 120 + 3);
@@ -424,7 +424,7 @@ fn feeding_requested_bytes_converges() {
 fn need_more_counts_what_the_rest_needs_at_least() {
     // 1000 strings of 8 bytes: after the array header, at least 1000 more u64 lengths are needed.
     let strings: Vec<String> = (0..1000).map(|i| format!("tok{i:05}")).collect();
-    let built = Builder::new().kv("v", Value::Array(Array::String(strings))).build();
+    let built = Builder::new().kv("v", Value::Array(Array::String(strings.into()))).build();
     let array_start = 24 + 8 + 1 + 4; // header, key, type
     let k = array_start + 12;
     let Parsed::NeedMore { total } = gguf::parse(&built.bytes[..k], None).unwrap() else { panic!() };

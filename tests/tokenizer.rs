@@ -465,7 +465,7 @@ fn spm_space_prefix_matches_llama_cpp() {
         ("general.architecture", Kv::Str("llama".into())),
         ("general.name", Kv::Str("spm-space-prefix-test".into())),
         ("tokenizer.ggml.model", Kv::Str("llama".into())),
-        ("tokenizer.ggml.tokens", Kv::Strs(arr("tokenizer.ggml.tokens").as_strings().unwrap().to_vec())),
+        ("tokenizer.ggml.tokens", Kv::Strs(arr("tokenizer.ggml.tokens").as_strings().unwrap().iter().map(String::from).collect())),
         ("tokenizer.ggml.scores", Kv::F32s(arr("tokenizer.ggml.scores").as_f32s().unwrap().to_vec())),
         ("tokenizer.ggml.token_type", Kv::I32s(types)),
         ("tokenizer.ggml.bos_token_id", Kv::U32(id("tokenizer.ggml.bos_token_id"))),

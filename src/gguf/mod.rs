@@ -21,7 +21,7 @@ use crate::quant::GgmlType;
 
 mod value;
 pub mod write;
-pub use value::{Array, Value, ValueType};
+pub use value::{Array, Strings, Value, ValueType};
 
 /// The file's first four bytes, `"GGUF"`.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
@@ -423,13 +423,17 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
     fn string(&mut self, what: &dyn Fn() -> String) -> PResult<String> {
+        self.str(what).map(str::to_owned)
+    }
+
+    fn str(&mut self, what: &dyn Fn() -> String) -> PResult<&'a str> {
         let len = self.u64()?;
         if len > MAX_STRING_LEN {
             return bad(format!("{}: string length {len} exceeds the limit of {MAX_STRING_LEN}", what()));
         }
         let bytes = self.take(len)?;
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(_) => bad(format!("{}: string is not valid UTF-8", what())),
         }
     }
@@ -500,7 +504,13 @@ impl<'a> Reader<'a> {
                 }
             }
             ValueType::String => {
-                Array::String(self.each(len, MIN_STRING, |r| r.string(&|| format!("metadata '{key}'")))?)
+                let mut v = Strings::new();
+                for i in 0..len {
+                    let s = self.str(&|| format!("metadata '{key}'")).map_err(|e| e.plus(len - i - 1, MIN_STRING))?;
+                    v.push(s);
+                }
+                v.shrink_to_fit();
+                Array::String(v)
             }
             ValueType::Array => Array::Array(self.each(len, MIN_ARRAY, |r| r.array_value(key, depth + 1))?),
         })

@@ -9,7 +9,7 @@ impl Tokenizer {
     /// The bytes a token stands for (llama.cpp `token_to_piece` with no space stripping). Control and
     /// unknown tokens give their text only when `special`; user-defined tokens always do.
     pub fn token_to_piece(&self, id: u32, special: bool) -> Vec<u8> {
-        let Some(text) = self.texts.get(id as usize) else { return Vec::new() };
+        let Some(text) = self.texts.get(id) else { return Vec::new() };
         let a = self.attrs[id as usize];
         if !special && a & (attr::UNKNOWN | attr::CONTROL) != 0 {
             return Vec::new();

@@ -129,7 +129,7 @@ impl Tokenizer {
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
             }
-            let tok = self.texts[id as usize].as_str();
+            let tok = self.texts.get(id).unwrap_or("");
             if !may_occur(tok) {
                 continue;
             }
@@ -166,10 +166,10 @@ impl Tokenizer {
     }
 
     fn spm_encode(&self, text: &str, out: &mut Vec<u32>) {
-        let pieces = merge::spm(text, |t| self.token_to_id.get(t).map(|&id| self.scores[id as usize]));
+        let pieces = merge::spm(text, |t| self.texts.id(t).map(|id| self.scores[id as usize]));
         for r in pieces {
             let piece = &text[r];
-            if let Some(&id) = self.token_to_id.get(piece) {
+            if let Some(id) = self.texts.id(piece) {
                 out.push(id);
                 continue;
             }
@@ -191,7 +191,7 @@ impl Tokenizer {
                 word.push(self.byte_to_char[b as usize]);
             }
             if self.ignore_merges {
-                if let Some(&id) = self.token_to_id.get(word.as_str()) {
+                if let Some(id) = self.texts.id(&word) {
                     out.push(id);
                     continue;
                 }
@@ -205,14 +205,14 @@ impl Tokenizer {
             });
             for r in pieces {
                 let piece = &word[r];
-                if let Some(&id) = self.token_to_id.get(piece) {
+                if let Some(id) = self.texts.id(piece) {
                     out.push(id);
                     continue;
                 }
                 // llama.cpp looks up each byte of the symbol as a one-byte string; only ASCII can match.
                 for &b in piece.as_bytes() {
                     if b < 0x80 {
-                        if let Some(&id) = self.token_to_id.get(&*(b as char).to_string()) {
+                        if let Some(id) = self.texts.id(&(b as char).to_string()) {
                             out.push(id);
                         }
                     }

@@ -3,6 +3,7 @@
 
 use super::hash::FxHashMap;
 use super::pretok::PreTokenizer;
+use super::texts::Texts;
 use super::{attr, unicode, Tokenizer, VocabType};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -160,16 +161,12 @@ impl Tokenizer {
         };
 
         // Texts; llama.cpp renames empty tokens so that every text is unique and non-empty.
-        let texts: Vec<String> = texts_in
-            .iter()
-            .enumerate()
-            .map(|(i, t)| if t.is_empty() { format!("[EMPTY_{i}]") } else { t.clone() })
-            .collect();
-        let mut token_to_id: FxHashMap<Box<str>, u32> = FxHashMap::with_capacity_and_hasher(n, Default::default());
-        for (i, t) in texts.iter().enumerate() {
-            // Later duplicates win, as in llama.cpp (`token_to_id[word] = i`).
-            token_to_id.insert(t.as_str().into(), i as u32);
-        }
+        let texts = Texts::new(if texts_in.iter().any(str::is_empty) {
+            texts_in.iter().enumerate().map(|(i, t)| if t.is_empty() { format!("[EMPTY_{i}]") } else { t.to_owned() }).collect()
+        } else {
+            texts_in.clone()
+        });
+        let text = |id: u32| texts.get(id).unwrap_or("");
 
         let mut bpe_ranks: FxHashMap<Box<[u8]>, u32> = FxHashMap::default();
         if let VocabType::Bpe(_) = vocab_type {
@@ -226,7 +223,7 @@ impl Tokenizer {
 
         // Find unset special tokens by their text, forcing them to control tokens. llama.cpp walks a hash
         // map here, so with several candidates its pick is unspecified; we take the lowest id.
-        let find = |list: &[&str]| -> Option<u32> { list.iter().filter_map(|t| token_to_id.get(*t).copied()).min() };
+        let find = |list: &[&str]| -> Option<u32> { list.iter().filter_map(|t| texts.id(t)).min() };
         for (slot, list) in [
             (&mut eot, EOT_TEXTS),
             (&mut eom, EOM_TEXTS),
@@ -246,9 +243,9 @@ impl Tokenizer {
         }
 
         // Control tokens whose text says "unused" are unused (no effect on encoding or pieces).
-        for i in 0..n {
-            if attrs[i] & attr::CONTROL != 0 && texts[i].contains("unused") {
-                attrs[i] |= attr::UNUSED;
+        for (i, a) in attrs.iter_mut().enumerate() {
+            if *a & attr::CONTROL != 0 && text(i as u32).contains("unused") {
+                *a |= attr::UNUSED;
             }
         }
 
@@ -258,14 +255,14 @@ impl Tokenizer {
         eog.extend(fim_rep);
         eog.extend(fim_sep);
         for t in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(*t) {
+            if let Some(id) = texts.id(t) {
                 eog.push(id);
                 attrs[id as usize] |= attr::CONTROL;
             }
         }
         // gpt-oss: these are always rendered.
         for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(&id) = token_to_id.get(t) {
+            if let Some(id) = texts.id(t) {
                 attrs[id as usize] = attr::USER_DEFINED;
             }
         }
@@ -277,17 +274,17 @@ impl Tokenizer {
         // o200k_harmony / solar-open: "<|end|>" is not an end of generation when "<|return|>" and
         // "<|call|>" (or "<|calls|>" and "<|flush|>") exist.
         {
-            let has = |t: &str| eog.iter().any(|&id| texts[id as usize] == t);
+            let has = |t: &str| eog.iter().any(|&id| text(id) == t);
             let has_call = has("<|call|>") || has("<|calls|>");
             if (has("<|return|>") && has_call && has("<|end|>")) || (has_call && has("<|flush|>") && has("<|end|>")) {
-                let end = *eog.iter().find(|&&id| texts[id as usize] == "<|end|>").unwrap();
+                let end = *eog.iter().find(|&&id| text(id) == "<|end|>").unwrap();
                 eog.retain(|&id| id != end);
                 attrs[end as usize] = attr::USER_DEFINED;
             }
             // Gemma 4 / PaddleOCR: "</s>" is not an end of generation when "<|tool_response>" is.
-            let has = |t: &str| eog.iter().any(|&id| texts[id as usize] == t);
+            let has = |t: &str| eog.iter().any(|&id| text(id) == t);
             if has("<|tool_response>") && has("</s>") {
-                let s = *eog.iter().find(|&&id| texts[id as usize] == "</s>").unwrap();
+                let s = *eog.iter().find(|&&id| text(id) == "</s>").unwrap();
                 eog.retain(|&id| id != s);
                 attrs[s as usize] = attr::NORMAL;
             }
@@ -297,7 +294,7 @@ impl Tokenizer {
         let mut special_tokens: Vec<u32> = (0..n as u32)
             .filter(|&i| attrs[i as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0)
             .collect();
-        special_tokens.sort_by(|&a, &b| texts[b as usize].len().cmp(&texts[a as usize].len()));
+        special_tokens.sort_by_key(|&id| std::cmp::Reverse(text(id).len()));
 
         // Per-model attributes llama.cpp sets by name: Phi-3 strips spaces right of special tokens.
         let name = g.get_str("general.name").unwrap_or("").to_lowercase();
@@ -305,11 +302,11 @@ impl Tokenizer {
             for &id in &special_tokens {
                 attrs[id as usize] |= attr::RSTRIP;
             }
-            if let Some(&id) = token_to_id.get("</s>") {
+            if let Some(id) = texts.id("</s>") {
                 attrs[id as usize] |= attr::RSTRIP;
             }
             for t in ["<unk>", "<s>", "<|endoftext|>"] {
-                if let Some(&id) = token_to_id.get(t) {
+                if let Some(id) = texts.id(t) {
                     attrs[id as usize] &= !attr::RSTRIP;
                 }
             }
@@ -319,9 +316,9 @@ impl Tokenizer {
         let mut byte_tokens = [None; 256];
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             let hex = format!("<0x{b:02X}>");
-            *slot = token_to_id.get(hex.as_str()).copied().or_else(|| {
+            *slot = texts.id(&hex).or_else(|| {
                 if b < 0x80 {
-                    token_to_id.get(&*(b as u8 as char).to_string()).copied()
+                    texts.id(&(b as u8 as char).to_string())
                 } else {
                     None
                 }
@@ -333,7 +330,6 @@ impl Tokenizer {
             texts,
             scores,
             attrs,
-            token_to_id,
             bpe_ranks,
             special_tokens,
             byte_tokens,

@@ -27,6 +27,7 @@ mod hash;
 mod load;
 mod merge;
 mod pretok;
+mod texts;
 mod unicode;
 
 pub use decode::Detokenizer;
@@ -59,13 +60,13 @@ pub enum VocabType {
 /// A tokenizer built from GGUF metadata.
 pub struct Tokenizer {
     vocab_type: VocabType,
-    /// `[n_vocab]` token texts as stored (`▁` for spaces in SPM, byte-mapped code points in BPE).
-    texts: Vec<String>,
+    /// `[n_vocab]` token texts as stored (`▁` for spaces in SPM, byte-mapped code points in BPE),
+    /// and the id of each text.
+    texts: texts::Texts,
     /// `[n_vocab]` SentencePiece scores (0 when absent).
     scores: Vec<f32>,
     /// `[n_vocab]` [`attr`] bits.
     attrs: Vec<u16>,
-    token_to_id: FxHashMap<Box<str>, u32>,
     /// BPE merges: key `left ++ 0xFF ++ right` (0xFF never occurs in UTF-8), value the rank.
     bpe_ranks: FxHashMap<Box<[u8]>, u32>,
     /// Control, user-defined and unknown tokens, longest text first (the partition order).
@@ -128,10 +129,10 @@ impl Tokenizer {
     }
     /// The token's text as stored in the vocabulary.
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.texts.get(id as usize).map(|s| s.as_str())
+        self.texts.get(id)
     }
     /// The id of the token whose stored text is exactly `text`.
     pub fn token_to_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.texts.id(text)
     }
 }

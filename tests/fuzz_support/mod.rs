@@ -131,12 +131,18 @@ fn mutate_array(r: &mut Rng, a: &Array) -> Array {
         v
     }
     match a {
-        Array::String(v) => Array::String(edit(r, v, |r| match r.below(4) {
-            0 => String::new(),
-            1 => "\u{4e00}".repeat(1 + r.below(30000)),
-            2 => "<|im_start|>".into(),
-            _ => "x".repeat(1 + r.below(100)),
-        })),
+        Array::String(v) => {
+            let v: Vec<String> = v.iter().map(String::from).collect();
+            Array::String(
+                edit(r, &v, |r| match r.below(4) {
+                    0 => String::new(),
+                    1 => "\u{4e00}".repeat(1 + r.below(30000)),
+                    2 => "<|im_start|>".into(),
+                    _ => "x".repeat(1 + r.below(100)),
+                })
+                .into(),
+            )
+        }
         Array::F32(v) => Array::F32(edit(r, v, |r| *r.pick(FLOATS))),
         Array::I32(v) => Array::I32(edit(r, v, |r| *r.pick(&[-1, 0, 1, 2, 3, 4, 5, 6, i32::MAX, i32::MIN]))),
         Array::U32(v) => Array::U32(edit(r, v, |r| *r.pick(INTS) as u32)),

@@ -46,7 +46,7 @@ impl TinyModel {
             .set_arch("attention.layer_norm_rms_epsilon", Value::F32(1e-6))
             .set_arch("rope.freq_base", Value::F32(10000.0))
             .set("tokenizer.ggml.model", Value::String("llama".into()))
-            .set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
+            .set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens.into())))
             .set("tokenizer.ggml.bos_token_id", Value::U32(1))
             .set("tokenizer.ggml.eos_token_id", Value::U32(2));
         if arch == "gemma3" {

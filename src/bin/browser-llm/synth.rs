@@ -99,7 +99,7 @@ fn synthesize(s: &Shape, n_layer: u32, rng: &mut Rng) -> Vec<u8> {
         (arch("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
         (arch("rope.freq_base"), Value::F32(1e6)),
         ("tokenizer.ggml.model".into(), Value::String("llama".into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(Array::String(tokens))),
+        ("tokenizer.ggml.tokens".into(), Value::Array(Array::String(tokens.into()))),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
     ];
