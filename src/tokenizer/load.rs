@@ -1,7 +1,7 @@
 //! [`Tokenizer::from_gguf`]: the vocabulary, its attributes, merges and special ids from
 //! `tokenizer.ggml.*`, checked (llama.cpp `llama_vocab::load`).
 
-use super::hash::FxHashMap;
+use super::hash::{seeded, HashMap};
 use super::pretok::PreTokenizer;
 use super::texts::Texts;
 use super::{attr, unicode, Tokenizer, VocabType};
@@ -168,7 +168,7 @@ impl Tokenizer {
         });
         let text = |id: u32| texts.get(id).unwrap_or("");
 
-        let mut bpe_ranks: FxHashMap<Box<[u8]>, u32> = FxHashMap::default();
+        let mut bpe_ranks: HashMap<Box<[u8]>, u32> = HashMap::with_hasher(seeded());
         if let VocabType::Bpe(_) = vocab_type {
             let merges = g
                 .get_array("tokenizer.ggml.merges")

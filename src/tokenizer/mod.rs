@@ -31,7 +31,7 @@ mod texts;
 mod unicode;
 
 pub use decode::Detokenizer;
-use hash::FxHashMap;
+use hash::HashMap;
 pub use pretok::PreTokenizer;
 
 /// Token attribute bits, as llama.cpp's `llama_token_attr`.
@@ -68,7 +68,7 @@ pub struct Tokenizer {
     /// `[n_vocab]` [`attr`] bits.
     attrs: Vec<u16>,
     /// BPE merges: key `left ++ 0xFF ++ right` (0xFF never occurs in UTF-8), value the rank.
-    bpe_ranks: FxHashMap<Box<[u8]>, u32>,
+    bpe_ranks: HashMap<Box<[u8]>, u32>,
     /// Control, user-defined and unknown tokens, longest text first (the partition order).
     special_tokens: Vec<u32>,
     /// SPM byte fallback: the `<0xNN>` token of each byte.

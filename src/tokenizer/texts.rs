@@ -5,7 +5,7 @@
 //! model's repacked weights; here it is the texts in one buffer ([`Strings`]) and a table of `u32`
 //! ids (about 7 MB).
 
-use super::hash::FxBuild;
+use super::hash::{seeded, Seeded};
 use crate::gguf::Strings;
 use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::BuildHasher;
@@ -13,12 +13,9 @@ use std::hash::BuildHasher;
 pub(crate) struct Texts {
     /// Token `i`'s text is string `i`.
     texts: Strings,
-    /// Token ids, hashed by their text.
+    /// Token ids, hashed by their text with `hash`.
     index: HashTable<u32>,
-}
-
-fn hash(text: &str) -> u64 {
-    FxBuild.hash_one(text)
+    hash: Seeded,
 }
 
 impl Texts {
@@ -26,6 +23,8 @@ impl Texts {
     /// names its later id, as in llama.cpp (`token_to_id[word] = i`).
     pub fn new(texts: Strings) -> Texts {
         let mut index = HashTable::with_capacity(texts.len());
+        let state = seeded();
+        let hash = |text: &str| state.hash_one(text);
         let text = |id: u32| texts.get(id as usize).unwrap_or_default();
         for (id, s) in texts.iter().enumerate() {
             let id = id as u32;
@@ -36,7 +35,7 @@ impl Texts {
                 }
             }
         }
-        Texts { texts, index }
+        Texts { texts, index, hash: state }
     }
 
     pub fn len(&self) -> usize {
@@ -50,7 +49,7 @@ impl Texts {
 
     /// The id whose text is exactly `text`.
     pub fn id(&self, text: &str) -> Option<u32> {
-        self.index.find(hash(text), |&j| self.get(j) == Some(text)).copied()
+        self.index.find(self.hash.hash_one(text), |&j| self.get(j) == Some(text)).copied()
     }
 }
 
