@@ -15,6 +15,7 @@ pub mod constrain;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub(crate) mod hash;
 pub mod holdback;
 pub mod load;
 pub mod logits;

@@ -13,7 +13,7 @@
 //! are capped, nothing is preallocated from a count, sizes use checked arithmetic, and tensor
 //! ranges are checked for alignment, overlap and (when the file length is known) the end of file.
 
-use std::collections::HashMap;
+use crate::hash::{seeded, HashMap};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -341,7 +341,7 @@ impl Gguf {
         let first = parts.into_iter().next().map(|p| p.2).expect("parts");
         let metadata: Vec<(String, Value)> = first.metadata.into_iter().filter(|(k, _)| !k.starts_with("split.")).collect();
         let index = metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
-        let mut tensor_index = HashMap::new();
+        let mut tensor_index = HashMap::with_hasher(seeded());
         for (i, t) in tensors.iter().enumerate() {
             if tensor_index.insert(t.name.clone(), i).is_some() {
                 return Err(Error::bad_gguf(format!("tensor '{}' appears in more than one part", t.name)));
@@ -570,7 +570,7 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
     }
 
     let mut metadata = Vec::new();
-    let mut index = HashMap::new();
+    let mut index = HashMap::with_hasher(seeded());
     // A prefix that ends inside the metadata still needs the remaining entries and tensor infos.
     let rest_after_kv = |i: u64| (n_kv - i - 1).saturating_mul(MIN_KV).saturating_add(n_tensors * MIN_TENSOR_INFO);
     for i in 0..n_kv {
@@ -597,7 +597,7 @@ fn parse_inner(r: &mut Reader, file_len: Option<u64>) -> PResult<Gguf> {
     };
 
     let mut tensors = Vec::new();
-    let mut tensor_index = HashMap::new();
+    let mut tensor_index = HashMap::with_hasher(seeded());
     for i in 0..n_tensors {
         let need_rest = |e: Fail| e.plus(n_tensors - i - 1, MIN_TENSOR_INFO);
         let name = r.string(&|| format!("tensor #{i} name")).map_err(|e| need_rest(e.plus(1, 4 + 8 + 4 + 8)))?;

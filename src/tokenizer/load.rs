@@ -1,7 +1,7 @@
 //! [`Tokenizer::from_gguf`]: the vocabulary, its attributes, merges and special ids from
 //! `tokenizer.ggml.*`, checked (llama.cpp `llama_vocab::load`).
 
-use super::hash::{seeded, HashMap};
+use crate::hash::{seeded, HashMap};
 use super::pretok::PreTokenizer;
 use super::texts::Texts;
 use super::{attr, unicode, Tokenizer, VocabType};

@@ -23,7 +23,6 @@
 
 mod decode;
 mod encode;
-mod hash;
 mod load;
 mod merge;
 mod pretok;
@@ -31,7 +30,7 @@ mod texts;
 mod unicode;
 
 pub use decode::Detokenizer;
-use hash::HashMap;
+use crate::hash::HashMap;
 pub use pretok::PreTokenizer;
 
 /// Token attribute bits, as llama.cpp's `llama_token_attr`.

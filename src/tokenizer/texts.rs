@@ -5,7 +5,7 @@
 //! model's repacked weights; here it is the texts in one buffer ([`Strings`]) and a table of `u32`
 //! ids (about 7 MB).
 
-use super::hash::{seeded, Seeded};
+use crate::hash::{seeded, Seeded};
 use crate::gguf::Strings;
 use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::BuildHasher;

@@ -1,13 +1,13 @@
-//! The hash of the vocabulary tables: foldhash, seeded at random per tokenizer.
+//! The hash of every table keyed by a GGUF's contents (the tokenizer's vocabulary and merges, the
+//! header's metadata keys and tensor names): foldhash, seeded at random per table.
 //!
 //! A GGUF is hostile until checked. With a fixed, public hash its author can pick token texts that
-//! all land in one bucket: 262k such texts took 156 s to index natively with the Fx hash this
-//! replaced (every insert and every later lookup walked the whole cluster), a hang in a browser.
-//! A secret seed leaves the author nothing to aim at, and foldhash is as fast as Fx on short
-//! strings. The seed comes from the platform's random source (the OS natively, `Math.random` in
-//! wasm32, where std has none).
-
-use std::hash::BuildHasher;
+//! all land in one bucket: 262k such texts took 156 s to index natively with the Fx hash the
+//! tokenizer used before (every insert and every later lookup walked the whole cluster), a hang
+//! in a browser. std's SipHash is keyed at random natively but with fixed keys in wasm32, which
+//! has no random source of its own. A secret seed leaves the author nothing to aim at, and
+//! foldhash is as fast as Fx on short strings. The seed comes from the OS natively and from
+//! `Math.random` in wasm32.
 
 /// A seeded hash state; [`seeded`] makes one.
 pub(crate) type Seeded = foldhash::quality::FixedState;
@@ -27,12 +27,14 @@ fn random_u64() -> u64 {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(0u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::BuildHasher;
 
     #[test]
     fn seeds_differ() {
