@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest floor first; a module imports only from floors below its own.
 const FLOORS: &[&[&str]] = &[
-    &["error", "budget", "timer", "holdback"],
+    &["error", "budget", "timer", "holdback", "hash"],
     &["logits"],
     &["quant", "sampling"],
     &["gguf"],
