@@ -215,9 +215,11 @@ impl Array {
         }
     }
     pub fn summary(&self, max_items: usize) -> String {
-        fn items<T: std::fmt::Debug>(v: &[T], n: usize) -> String {
-            let mut s: Vec<String> = v.iter().take(n).map(|x| format!("{x:?}")).collect();
-            if v.len() > n {
+        fn items<T: std::fmt::Debug>(v: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>, n: usize) -> String {
+            let v = v.into_iter();
+            let more = v.len() > n;
+            let mut s: Vec<String> = v.take(n).map(|x| format!("{x:?}")).collect();
+            if more {
                 s.push("…".into());
             }
             s.join(", ")
@@ -231,13 +233,7 @@ impl Array {
             Array::I32(v) => items(v, max_items),
             Array::F32(v) => items(v, max_items),
             Array::Bool(v) => items(v, max_items),
-            Array::String(v) => {
-                let mut s: Vec<String> = v.iter().take(max_items).map(|x| format!("{x:?}")).collect();
-                if v.len() > max_items {
-                    s.push("…".into());
-                }
-                s.join(", ")
-            }
+            Array::String(v) => items(v.iter(), max_items),
             Array::U64(v) => items(v, max_items),
             Array::I64(v) => items(v, max_items),
             Array::F64(v) => items(v, max_items),
@@ -267,9 +263,6 @@ pub struct Strings {
 impl Strings {
     pub fn new() -> Strings {
         Strings::default()
-    }
-    pub fn with_capacity(n: usize) -> Strings {
-        Strings { bytes: String::new(), ends: Vec::with_capacity(n) }
     }
     pub fn push(&mut self, s: &str) {
         self.bytes.push_str(s);

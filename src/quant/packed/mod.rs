@@ -75,10 +75,6 @@ pub struct PackedWeight {
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
-    /// Every quant lies in -32..=31, so `q + 32` is a 6-bit value, the unsigned 7-bit operand of
-    /// the relaxed-SIMD dot products with room to add two of their 16-bit pair sums (every format
-    /// but Q8_0, by its bit widths; checked as rows are filled).
-    fits_relaxed: bool,
     /// What every stored quant carries on top of its value ([`q_offset`]); not 0 exactly where
     /// the relaxed-SIMD kernels run.
     off: i8,
@@ -257,7 +253,6 @@ impl PackedWeight {
             q: zeroed(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?,
             sc: zeroed(n_sub, &what)?,
             mn: if k && has_min(ty) { zeroed(n_sub, &what)? } else { Vec::new() },
-            fits_relaxed: true,
             off: q_offset(ty),
         })
     }
@@ -284,9 +279,9 @@ impl PackedWeight {
                 let s = (g * nb + b) * ROWS + lane;
                 let qs = &mut self.q[s * bs..(s + 1) * bs];
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
-                self.fits_relaxed &= qs.iter().all(|&v| (-32..=31).contains(&v));
                 if self.off != 0 {
-                    if !self.fits_relaxed {
+                    // Every format but Q8_0 fits by its bit widths ([`Self::fits_relaxed`]).
+                    if !qs.iter().all(|&v| (-32..=31).contains(&v)) {
                         return Err(Error::internal(format!("{ty} quants outside -32..=31")));
                     }
                     qs.iter_mut().for_each(|v| *v += self.off);
@@ -309,10 +304,12 @@ impl PackedWeight {
         Ok(())
     }
 
-    /// Whether every quant of this weight lies in -32..=31 (the range the relaxed-SIMD build stores
-    /// offset by 32 for its kernels).
+    /// Whether every quant of this weight lies in -32..=31, so `q + 32` is a 6-bit value, the
+    /// unsigned 7-bit operand of the relaxed-SIMD dot products with room to add two of their
+    /// 16-bit pair sums (every format but Q8_0, by its bit widths; the relaxed-SIMD build checks
+    /// it as rows are filled). Reads every quant: for tests.
     pub fn fits_relaxed(&self) -> bool {
-        self.fits_relaxed
+        self.q.iter().all(|&v| (-32..=31).contains(&(v as i16 - self.off as i16)))
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
