@@ -139,7 +139,12 @@ fn by_tiles(
 }
 
 /// Tokens per tile (measured natively on x86-64, 121-token prefill: 1 -> 2 -> 4 -> 8 tokens
-/// gave about 45, 105, 140, 100 tok/s).
+/// gave about 45, 105, 140, 100 tok/s). The tiles run token by token inside each block, the
+/// block's rows kept (widened) across tokens: a token's 4 row sums are the only values live
+/// across its loop. With every (token, row) sum live at once instead (16 vectors, more than x86's
+/// 16 registers with the weights and activations), V8 spilled them: in Chromium on a Zen 1 host,
+/// a Q5_0 weight at 4 tokens ran 8.0 GMAC/s in SIMD128 and 11.8 in relaxed SIMD, token by token
+/// 11.1 and 14.3; one token streaming Gemma 3's Q8_0 head shape 6.6 -> 8.1 GMAC/s.
 pub const TILE: usize = super::TOKEN_TILE;
 
 #[inline(always)]
@@ -149,22 +154,25 @@ fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], 
     for b in 0..nb {
         // SAFETY: `group_dot`'s asserts bound every 16-byte load below.
         unsafe {
-            let mut s = [[splat(0.0); ROWS]; T];
+            // The block's 4 rows widened once per tile, then token by token: few live values
+            // per token (engines spill the widened rows to the stack, an L1 read each).
             let wp = q.as_ptr().add(b * ROWS * QK);
+            let mut w = [[splat(0.0); 4]; ROWS];
             for r in 0..ROWS {
                 let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
-                let w = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
-                for t in 0..T {
-                    let ap = acts[t].q.as_ptr().add(b * QK);
-                    s[t][r] = add_i32(
-                        add_i32(madd(w[0], load(ap)), madd(w[1], load(ap.add(8)))),
-                        add_i32(madd(w[2], load(ap.add(16))), madd(w[3], load(ap.add(24)))),
-                    );
-                }
+                w[r] = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
             }
             let (dw, mw) = block_scales(d, m, b);
             for t in 0..T {
-                acc[t] = block_step(acc[t], transpose_sum(s[t]), dw, mw, &acts[t], b);
+                let ap = acts[t].q.as_ptr().add(b * QK);
+                let mut s = [splat(0.0); ROWS];
+                for r in 0..ROWS {
+                    s[r] = add_i32(
+                        add_i32(madd(w[r][0], load(ap)), madd(w[r][1], load(ap.add(8)))),
+                        add_i32(madd(w[r][2], load(ap.add(16))), madd(w[r][3], load(ap.add(24)))),
+                    );
+                }
+                acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
             }
         }
     }
@@ -253,24 +261,24 @@ fn tile_relaxed<const T: usize, const PAIRS: bool>(d: &[f32], m: &[f32], q: &[i8
     for b in 0..nb {
         // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
         unsafe {
-            let mut s = [[splat_i32(0); ROWS]; T];
             let wp = q.as_ptr().add(b * ROWS * QK);
-            for r in 0..ROWS {
-                let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
-                for t in 0..T {
-                    let ap = acts[t].q8.as_ptr().add(b * QK);
-                    let (a0, a1) = (load(ap), load(ap.add(16)));
-                    s[t][r] = if PAIRS {
+            let (dw, mw) = block_scales(d, m, b);
+            // Token by token, the block's 4 rows read again from L1 for each: few live values
+            // (engines keep them in registers), the weights still read from memory once per tile.
+            for t in 0..T {
+                let ap = acts[t].q8.as_ptr().add(b * QK);
+                let (a0, a1) = (load(ap), load(ap.add(16)));
+                let mut s = [splat_i32(0); ROWS];
+                for r in 0..ROWS {
+                    let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                    s[r] = if PAIRS {
                         // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
                         widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))
                     } else {
                         dot_i7(a1, w1, dot_i7(a0, w0, splat_i32(0)))
                     };
                 }
-            }
-            let (dw, mw) = block_scales(d, m, b);
-            for t in 0..T {
-                let sumi = sub_i32(transpose_sum(s[t]), splat_i32(RELAXED_OFFSET * acts[t].sum32[b]));
+                let sumi = sub_i32(transpose_sum(s), splat_i32(RELAXED_OFFSET * acts[t].sum32[b]));
                 acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
             }
         }
@@ -305,22 +313,21 @@ fn ktile_relaxed<const T: usize, const PAIRS: bool>(g: &Group, acts: &[PackedAct
     for b in 0..nb {
         // SAFETY: `kgroup_dot_relaxed`'s asserts bound every load below.
         unsafe {
-            let mut s = [[splat_i32(0); ROWS]; T];
-            let mut corr = [splat_i32(0); T];
             let wp = g.q.as_ptr().add(b * ROWS * QK_K);
             let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
-            for i in 0..SUBS {
-                // The 4 rows' scales of this sub-block, for the offset's correction.
-                let sc4 = load_i16x4(scp.add(i * ROWS));
-                for t in 0..T {
-                    corr[t] = add_i32(corr[t], mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
-                }
-                for r in 0..ROWS {
-                    let w = load(wp.add(r * QK_K + 16 * i));
-                    let sc = *scp.add(i * ROWS + r);
-                    for t in 0..T {
-                        let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
-                        s[t][r] = add_i32(s[t][r], if PAIRS {
+            // Token by token (as `tile_relaxed`): the super-block's rows read again from L1.
+            for t in 0..T {
+                let mut s = [splat_i32(0); ROWS];
+                let mut corr = splat_i32(0);
+                for i in 0..SUBS {
+                    // The 4 rows' scales of this sub-block, for the offset's correction.
+                    let sc4 = load_i16x4(scp.add(i * ROWS));
+                    corr = add_i32(corr, mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
+                    let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
+                    for r in 0..ROWS {
+                        let w = load(wp.add(r * QK_K + 16 * i));
+                        let sc = *scp.add(i * ROWS + r);
+                        s[r] = add_i32(s[r], if PAIRS {
                             // 8 sums of 2 products (at most 2 * 63 * 128, exact in i16), times the
                             // scale and paired into 4 i32 lanes.
                             madd(dot_i7_pairs(a, w), splat_i16(sc))
@@ -329,10 +336,8 @@ fn ktile_relaxed<const T: usize, const PAIRS: bool>(g: &Group, acts: &[PackedAct
                         });
                     }
                 }
-            }
-            for t in 0..T {
                 // corr lanes are rows: 32 * sum_i sc[i][r] * bsums[i].
-                let isum = sub_i32(transpose_sum(s[t]), mul_i32(corr[t], splat_i32(RELAXED_OFFSET)));
+                let isum = sub_i32(transpose_sum(s), mul_i32(corr, splat_i32(RELAXED_OFFSET)));
                 acc[t] = super_step(acc[t], isum, g, &acts[t], b);
             }
         }
