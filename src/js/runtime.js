@@ -185,7 +185,12 @@ async function templateRenderer() {
 }
 
 /** Each build's own JS glue (see pkg-scripts/build). */
-const GLUE = { threads: "browser_llm_threads.js", relaxed: "browser_llm_relaxed.js", simd128: "browser_llm.js" };
+const GLUE = {
+  threads_relaxed: "browser_llm_threads_relaxed.js",
+  threads: "browser_llm_threads.js",
+  relaxed: "browser_llm_relaxed.js",
+  simd128: "browser_llm.js",
+};
 
 /**
  * The JS glue of a build. wasm-bindgen's glue keeps its instance in module state, so after a
@@ -194,7 +199,8 @@ const GLUE = { threads: "browser_llm_threads.js", relaxed: "browser_llm_relaxed.
  */
 async function importGlue(build) {
   if (retired === 0) {
-    // Literal specifiers, so bundlers ship all three.
+    // Literal specifiers, so bundlers ship all four.
+    if (build === "threads_relaxed") return import("./wasm/browser_llm_threads_relaxed.js");
     if (build === "threads") return import("./wasm/browser_llm_threads.js");
     return build === "relaxed" ? import("./wasm/browser_llm_relaxed.js") : import("./wasm/browser_llm.js");
   }
@@ -273,11 +279,11 @@ async function compile(url) {
 }
 
 /**
- * Instantiate the wasm module (once per page or Worker, and again after a crash): the threaded
+ * Instantiate the wasm module (once per page or Worker, and again after a crash): a threaded
  * build where threads are wanted (`threads` > 1, by default the cores up to 4) and the environment
- * allows them, else the relaxed-SIMD build where the engine has it, else plain SIMD128. Resolves
- * with the runtime: `{ wasm }` (the JS bindings), `threaded`, and `threadsReason` (why there is
- * one thread).
+ * allows them, else a single-thread one; each with relaxed SIMD where the engine has it, else
+ * plain SIMD128. Resolves with the runtime: `{ wasm }` (the JS bindings), `threaded`, `relaxed`,
+ * and `threadsReason` (why there is one thread).
  */
 export function loadWasm({ threads } = {}) {
   if (!ready) {
@@ -288,21 +294,24 @@ export function loadWasm({ threads } = {}) {
       const why = wanted > 1 ? threadsUnavailable()
         : threads === 1 ? "the first load in this page or Worker asked for one thread (threads: 1), which picks a single-thread build"
         : "this machine has one core";
+      const relaxed = hasRelaxedSimd();
       let rt;
       if (wanted > 1 && why === null) {
-        const wasm = await importGlue("threads");
-        const module = await compile(new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url));
+        const wasm = await importGlue(relaxed ? "threads_relaxed" : "threads");
+        // Literal URLs, so bundlers (Vite, webpack) ship every file.
+        const url = relaxed
+          ? new URL("./wasm/browser_llm_threads_relaxed_bg.wasm", import.meta.url)
+          : new URL("./wasm/browser_llm_threads_bg.wasm", import.meta.url);
+        const module = await compile(url);
         await wasm.default({ module_or_path: module });
-        rt = { wasm, threaded: true, threadsReason: null, module, workers: [] };
+        rt = { wasm, threaded: true, relaxed, threadsReason: null, module, workers: [] };
       } else {
-        const relaxed = hasRelaxedSimd();
         const wasm = await importGlue(relaxed ? "relaxed" : "simd128");
-        // Two literal URLs, so bundlers (Vite, webpack) ship both files.
         const url = relaxed
           ? new URL("./wasm/browser_llm_relaxed_bg.wasm", import.meta.url)
           : new URL("./wasm/browser_llm_bg.wasm", import.meta.url);
         await wasm.default({ module_or_path: await compile(url) });
-        rt = { wasm, threaded: false, threadsReason: why, workers: [] };
+        rt = { wasm, threaded: false, relaxed, threadsReason: why, workers: [] };
       }
       rt.templateRenderer = await renderer;
       armTraps(rt);
@@ -343,7 +352,7 @@ export async function ensureThreads(rt, threads) {
     const onError = (e) => { failed = e?.message ?? String(e); };
     if (isNode) worker.on("error", onError);
     else worker.addEventListener("error", onError);
-    worker.postMessage({ module: rt.module, memory: wasm.threadMemory(), id, failedFlag: wasm.threadFailedFlag() });
+    worker.postMessage({ module: rt.module, relaxed: rt.relaxed, memory: wasm.threadMemory(), id, failedFlag: wasm.threadFailedFlag() });
     const t0 = Date.now();
     while (!wasm.threadWorkerReady(id)) {
       if (failed !== null || Date.now() - t0 > 20000) {
