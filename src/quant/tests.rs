@@ -304,17 +304,18 @@ fn for_each_form(mut f: impl FnMut()) {
 }
 
 /// The largest sums the relaxed-SIMD kernels' 16-bit steps can meet: every quant at its format's
-/// maximum (Q5_1: 31, Q6_K: 31 after its offset; the 6-bit stored value 63) against activations
-/// all +127 or all -127, every row; each form equals `vec_dot` bit for bit (no lane overflowed).
+/// largest magnitude (Q5_1: 31, Q6_K: 31 after its offset, the 6-bit stored value 63; Q8_0: -128,
+/// whose pair sums are the largest) against activations all +127 or all -127, every row; each form
+/// equals `vec_dot` bit for bit (no lane overflowed).
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn packed_kernels_hold_the_largest_quants() {
     use super::packed::{PackedActs, PackedWeight};
     let one = 0x3C00u16.to_le_bytes(); // f16 1.0
-    for (ty, scale_at) in [(GgmlType::Q5_1, vec![0, 2]), (GgmlType::Q6_K, vec![208])] {
+    for (ty, scale_at, fill) in [(GgmlType::Q5_1, vec![0, 2], 0xFF), (GgmlType::Q6_K, vec![208], 0xFF), (GgmlType::Q8_0, vec![0], 0x80)] {
         let (bs, bb) = (ty.block_size(), ty.type_size());
         let n_cols = 2 * 256;
-        let mut block = vec![0xFFu8; bb];
+        let mut block = vec![fill; bb];
         for &at in &scale_at {
             block[at..at + 2].copy_from_slice(&one);
         }
@@ -336,8 +337,8 @@ fn packed_kernels_hold_the_largest_quants() {
 }
 
 /// A Q8_0 weight whose quants all happen to lie in -32..=31 (a small or hostile file) still runs
-/// the kernel of its format (in the relaxed-SIMD build only the offset formats take the relaxed
-/// kernels; such a weight once reached them and failed their offset assertion) and equals
+/// the kernel of its format (in the relaxed-SIMD build the offset formats' relaxed kernels are
+/// not Q8_0's; such a weight once reached them and failed their offset assertion) and equals
 /// `vec_dot`.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -81,8 +81,10 @@ pub struct PackedWeight {
 }
 
 /// The offset stored quants carry: [`RELAXED_OFFSET`] in the relaxed-SIMD build for every format
-/// but Q8_0 (whose quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
-/// products, added once at load rather than per block and row in the kernel), else 0.
+/// but Q8_0 (their quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
+/// products, added once at load rather than per block and row in the kernel), else 0. Q8_0's
+/// full-range quants stay as they are: its relaxed kernel takes the activations' positive and
+/// negative parts as the unsigned operand instead ([`arch::group_dot_relaxed_q8`]).
 fn q_offset(ty: GgmlType) -> i8 {
     if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET as i8 } else { 0 }
 }
@@ -363,6 +365,11 @@ impl PackedWeight {
             };
             return self.matmul_band_with(kernel, acts, r0, n_out, out);
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        if self.ty == GgmlType::Q8_0 && acts.iter().all(|a| a.pos.len() == a.q.len()) {
+            let kernel: GroupDot = if relaxed::pairs() { arch::group_dot_relaxed_q8::<true> } else { arch::group_dot_relaxed_q8::<false> };
+            return self.matmul_band_with(kernel, acts, r0, n_out, out);
+        }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
     }
 
@@ -443,6 +450,10 @@ pub struct PackedActs {
     /// The quants as i8 and, per 32-element block, their sum (the relaxed-SIMD kernels').
     q8: Vec<i8>,
     sum32: Vec<i32>,
+    /// Q8_0 activations in the relaxed-SIMD build: the quants' positive and negative parts
+    /// (`q = pos - neg`, each 0..=127: the 7-bit operand against full-range 8-bit weights).
+    pos: Vec<i8>,
+    neg: Vec<i8>,
 }
 
 impl PackedActs {
@@ -457,6 +468,8 @@ impl PackedActs {
             bsums: Vec::new(),
             q8: Vec::new(),
             sum32: Vec::new(),
+            pos: Vec::new(),
+            neg: Vec::new(),
         };
         match &acts.data {
             ActsData::Q8_0(v) => {
@@ -481,6 +494,12 @@ impl PackedActs {
         if cfg!(target_feature = "relaxed-simd") {
             p.q8 = p.q.iter().map(|&x| x as i8).collect();
             p.sum32 = p.q.chunks_exact(QK).map(|b| b.iter().map(|&x| x as i32).sum()).collect();
+            // Q8_0 activations lie in -127..=127 (quantize_acts' rounding), so both parts fit 7
+            // bits; without them (never seen) the weights run the SIMD128 kernel.
+            if p.ty == GgmlType::Q8_0 && p.q.iter().all(|&x| x >= -127) {
+                p.pos = p.q.iter().map(|&x| x.clamp(0, 127) as i8).collect();
+                p.neg = p.q.iter().map(|&x| (-x).clamp(0, 127) as i8).collect();
+            }
         }
         Ok(p)
     }

@@ -288,6 +288,61 @@ fn tile_relaxed<const T: usize, const PAIRS: bool>(d: &[f32], m: &[f32], q: &[i8
     }
 }
 
+/// [`group_dot`] with the relaxed-SIMD dot products on full-range 8-bit quants (Q8_0, offset 0):
+/// the activations split once per vector into their positive and negative parts
+/// ([`PackedActs`]' `pos`, `neg`: `a = pos - neg`, both 0..=127, the 7-bit operand), so per block
+/// `dot(q, pos) - dot(q, neg)` is the exact integer sum with the weights read as they are. In the
+/// pairs form each 16-bit lane is `q0 * a0 + q1 * a1` (one of `pos`, `neg` is 0 per element:
+/// at most 2 * 128 * 127 < 2^15, exact) before its widening.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(never)]
+pub fn group_dot_relaxed_q8<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let nb = check_band(band, acts, out);
+    assert!(band.off == 0 && band.m.is_empty());
+    for a in acts {
+        assert!(a.pos.len() == nb * QK && a.neg.len() == nb * QK && a.d.len() == nb);
+    }
+    band.each(QK, acts.len(), out, |g, out| {
+        let (d, q) = (g.d, g.q);
+        by_tiles(acts, out, |a, o| tile_relaxed_q8::<TILE, PAIRS>(d, q, a, o), |a, o| tile_relaxed_q8::<1, PAIRS>(d, q, a, o));
+    });
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn tile_relaxed_q8<const T: usize, const PAIRS: bool>(d: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+    let nb = d.len() / ROWS;
+    let mut acc = [splat(0.0); T];
+    for b in 0..nb {
+        // SAFETY: `group_dot_relaxed_q8`'s asserts bound every 16-byte load below.
+        unsafe {
+            let wp = q.as_ptr().add(b * ROWS * QK);
+            let (dw, mw) = block_scales(d, &[], b);
+            // Token by token (as `tile_relaxed`).
+            for t in 0..T {
+                let (pp, np) = (acts[t].pos.as_ptr().add(b * QK), acts[t].neg.as_ptr().add(b * QK));
+                let (p0, p1, n0, n1) = (load(pp), load(pp.add(16)), load(np), load(np.add(16)));
+                let mut s = [splat_i32(0); ROWS];
+                for r in 0..ROWS {
+                    let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                    s[r] = if PAIRS {
+                        add_i32(
+                            widen_pairs(sub_i16(dot_i7_pairs(w0, p0), dot_i7_pairs(w0, n0))),
+                            widen_pairs(sub_i16(dot_i7_pairs(w1, p1), dot_i7_pairs(w1, n1))),
+                        )
+                    } else {
+                        sub_i32(dot_i7(w1, p1, dot_i7(w0, p0, splat_i32(0))), dot_i7(w1, n1, dot_i7(w0, n0, splat_i32(0))))
+                    };
+                }
+                acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
+            }
+        }
+    }
+    for t in 0..T {
+        out[t] = to_array(acc[t]);
+    }
+}
+
 /// [`kgroup_dot`] with the relaxed-SIMD dot products: per row and 16-element sub-block
 /// `sc * dot(a, q + 32)` (quants stored offset by [`RELAXED_OFFSET`]), less
 /// `32 * sum_i sc_i * bsums_i` per super-block (exact). `PAIRS`: the 16-bit dot product with the

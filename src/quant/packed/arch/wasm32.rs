@@ -107,6 +107,11 @@ pub fn widen_pairs(a: V) -> V {
 }
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
+pub fn sub_i16(a: V, b: V) -> V {
+    i16x8_sub(a, b)
+}
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
 pub fn sub_i32(a: V, b: V) -> V {
     i32x4_sub(a, b)
 }
