@@ -304,15 +304,22 @@ fn for_each_form(mut f: impl FnMut()) {
 }
 
 /// The largest sums the relaxed-SIMD kernels' 16-bit steps can meet: every quant at its format's
-/// largest magnitude (Q5_1: 31, Q6_K: 31 after its offset, the 6-bit stored value 63; Q8_0: -128,
-/// whose pair sums are the largest) against activations all +127 or all -127, every row; each form
+/// largest magnitude (Q4_0: -8, Q4_1: 15, both stored as nibbles; Q5_1: 31, Q6_K: 31 after its
+/// offset, the 6-bit stored value 63; Q8_0: -128, whose pair sums are the largest) against activations all +127 or all -127, every row; each form
 /// equals `vec_dot` bit for bit (no lane overflowed).
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn packed_kernels_hold_the_largest_quants() {
     use super::packed::{PackedActs, PackedWeight};
     let one = 0x3C00u16.to_le_bytes(); // f16 1.0
-    for (ty, scale_at, fill) in [(GgmlType::Q5_1, vec![0, 2], 0xFF), (GgmlType::Q6_K, vec![208], 0xFF), (GgmlType::Q8_0, vec![0], 0x80)] {
+    let cases = [
+        (GgmlType::Q4_0, vec![0], 0x00), // every nibble 0: the quant -8
+        (GgmlType::Q4_1, vec![0, 2], 0xFF),
+        (GgmlType::Q5_1, vec![0, 2], 0xFF),
+        (GgmlType::Q6_K, vec![208], 0xFF),
+        (GgmlType::Q8_0, vec![0], 0x80),
+    ];
+    for (ty, scale_at, fill) in cases {
         let (bs, bb) = (ty.block_size(), ty.type_size());
         let n_cols = 2 * 256;
         let mut block = vec![fill; bb];
@@ -326,7 +333,7 @@ fn packed_kernels_hold_the_largest_quants() {
             let acts: Vec<QuantizedActs> = (0..5).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
             let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
             let want = vec_dot(ty, &bytes[..bb * n_cols / bs], &acts[0]).unwrap();
-            assert!(want.abs() > 1e4, "{ty}: {want}");
+            assert!(want.abs() > 4000.0, "{ty}: {want}");
             for_each_form(|| {
                 let mut got = vec![0.0f32; 5 * rows];
                 w.matmul_band(&packed, 0, rows, &mut got).unwrap();
@@ -376,7 +383,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let n_cols = block_counts(ty)[case % 4] * ty.block_size();
             let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
-            // In the relaxed-SIMD build, every format but Q8_0 takes the relaxed kernels.
+            // Every format but Q8_0 has 6-bit quants (the relaxed-SIMD kernels' operand).
             assert!(ty == Q8_0 || w.fits_relaxed(), "{ty}: quants outside -32..=31");
             for n_tok in [1, 3, 5] {
                 let acts: Vec<QuantizedActs> =

@@ -8,7 +8,11 @@
 //! - rows in **groups of 4** (the last group padded with zero rows);
 //! - per group and block: the 4 rows' scales as **f32** (`d[g][b][0..4]`), for the formats with
 //!   a min also the mins (`m[g][b][0..4]`), and the 4 rows' 32 quants as **i8** in element order
-//!   (`q[g][b][r][0..32]`, the format's offset already subtracted: Q4_0 `q - 8`, Q5_0 `q - 16`).
+//!   (`q[g][b][r][0..32]`, the format's offset already subtracted: Q5_0 `q - 16`); the 4-bit
+//!   formats (Q4_0, Q4_1) keep GGUF's 16 bytes of nibbles per block and row instead
+//!   (`q[g][b][r][0..16]`, element `j` in the low nibble of byte `j`, element `j + 16` in its high
+//!   nibble, Q4_0's offset 8 still on them), which halves the bytes a token reads; the kernels
+//!   split them with two bit operations per 16 bytes.
 //!
 //! One kernel then serves every 32-element format with 8-bit activations (Q4_0, Q4_1, Q5_0, Q5_1,
 //! Q8_0): per block, the 4 rows' exact integer sums land in the 4 lanes of one vector, are
@@ -32,7 +36,8 @@
 //! Kernels: [`arch`] is WebAssembly SIMD128 on wasm32 (`+simd128`), SSE2 on x86-64 (part of
 //! the baseline), and the scalar reference [`group_dot_scalar`] elsewhere; one generic body
 //! ([`group_dot`]) is written against the few vector operations each of them provides.
-//! Memory: Q8_0 grows by 6% (f32 scales), the 4- and 5-bit formats to 8 bits per weight.
+//! Memory: Q8_0 grows by 6% (f32 scales), the 5-bit formats to 8 bits per weight, the 4-bit ones
+//! stay at 4 (plus f32 scales).
 
 #![allow(clippy::needless_range_loop)] // kernels index rows, lanes and tokens by number
 
@@ -69,23 +74,28 @@ pub struct PackedWeight {
     d: Vec<f32>,
     /// Mins (32-element formats) or `dmin` (K-quants), same shape; empty without mins.
     m: Vec<f32>,
-    /// Quants, `[group][block][row][block size]`.
+    /// Quants, `[group][block][row][block size]` (the 4-bit formats: `[..][16]`, nibbles).
     q: Vec<i8>,
     /// K-quants only: sub-block scales `[group][super-block][16][row]`.
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
-    /// What every stored quant carries on top of its value ([`q_offset`]); not 0 exactly where
-    /// the relaxed-SIMD kernels run.
+    /// What every stored quant carries on top of its value ([`q_offset`]).
     off: i8,
+    /// Bytes of stored quants per block and row ([`quant_bytes`]).
+    qb: usize,
 }
 
-/// The offset stored quants carry: [`RELAXED_OFFSET`] in the relaxed-SIMD build for every format
-/// but Q8_0 (their quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
+/// The offset stored quants carry: the format's own for the 4-bit formats, kept as nibbles (Q4_0
+/// 8, Q4_1 0: 4-bit values, the unsigned operand of the relaxed-SIMD dot products as they are);
+/// [`RELAXED_OFFSET`] in the relaxed-SIMD build for every other format but Q8_0 (their quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
 /// products, added once at load rather than per block and row in the kernel), else 0. Q8_0's
 /// full-range quants stay as they are: its relaxed kernel takes the activations' positive and
 /// negative parts as the unsigned operand instead ([`arch::group_dot_relaxed_q8`]).
 fn q_offset(ty: GgmlType) -> i8 {
+    if is_nibbles(ty) {
+        return if ty == GgmlType::Q4_0 { 8 } else { 0 };
+    }
     if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET as i8 } else { 0 }
 }
 
@@ -98,6 +108,16 @@ const SUBS: usize = QK_K / 16;
 /// The formats [`PackedWeight::new`] repacks: every quantized weight format.
 pub fn is_packable(ty: GgmlType) -> bool {
     is_k(ty) || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+}
+
+/// The formats whose quants stay GGUF's nibbles (see the module docs).
+fn is_nibbles(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
+}
+
+/// Bytes of stored quants per block and row: half the block size for nibbles, else one per quant.
+fn quant_bytes(ty: GgmlType) -> usize {
+    if is_nibbles(ty) { ty.block_size() / 2 } else { ty.block_size() }
 }
 
 fn is_k(ty: GgmlType) -> bool {
@@ -174,23 +194,20 @@ fn zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// One block's quants in element order with the format's offset applied, its scale and min.
+/// One block's quants in element order with the format's offset applied (the 4-bit formats: their
+/// 16 bytes of nibbles as they are), its scale and min.
 fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (u16, u16) {
     let nib = |qs: &[u8], j: usize| if j < QK / 2 { qs[j] & 0xF } else { qs[j - QK / 2] >> 4 };
     let hi = |qh: [u8; 4], j: usize| (((u32::from_le_bytes(qh) >> j) & 1) << 4) as u8;
     let f16 = |lo: u8, hi: u8| u16::from_le_bytes([lo, hi]);
     match ty {
-        GgmlType::Q4_0 => {
-            for (j, v) in q.iter_mut().enumerate() {
-                *v = nib(&raw[2..18], j) as i8 - 8;
+        // GGUF's nibbles as they are ([`is_nibbles`]).
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let at = if ty == GgmlType::Q4_0 { 2 } else { 4 };
+            for (v, &b) in q.iter_mut().zip(&raw[at..at + QK / 2]) {
+                *v = b as i8;
             }
-            (f16(raw[0], raw[1]), 0)
-        }
-        GgmlType::Q4_1 => {
-            for (j, v) in q.iter_mut().enumerate() {
-                *v = nib(&raw[4..20], j) as i8;
-            }
-            (f16(raw[0], raw[1]), f16(raw[2], raw[3]))
+            (f16(raw[0], raw[1]), if ty == GgmlType::Q4_0 { 0 } else { f16(raw[2], raw[3]) })
         }
         GgmlType::Q5_0 => {
             let qh = [raw[2], raw[3], raw[4], raw[5]];
@@ -252,10 +269,11 @@ impl PackedWeight {
             n_cols,
             d: zeroed(n_scales, &what)?,
             m: if has_min(ty) { zeroed(n_scales, &what)? } else { Vec::new() },
-            q: zeroed(n_scales.checked_mul(bs).ok_or_else(too_big)?, &what)?,
+            q: zeroed(n_scales.checked_mul(quant_bytes(ty)).ok_or_else(too_big)?, &what)?,
             sc: zeroed(n_sub, &what)?,
             mn: if k && has_min(ty) { zeroed(n_sub, &what)? } else { Vec::new() },
             off: q_offset(ty),
+            qb: quant_bytes(ty),
         })
     }
 
@@ -266,7 +284,7 @@ impl PackedWeight {
 
     /// Repack the GGUF bytes of whole rows starting at row `r0`.
     pub fn fill_rows(&mut self, r0: usize, bytes: &[u8]) -> Result<()> {
-        let (ty, bs, bb) = (self.ty, self.ty.block_size(), self.ty.type_size());
+        let (ty, bs, bb, qb) = (self.ty, self.ty.block_size(), self.ty.type_size(), self.qb);
         let nb = self.n_cols / bs;
         let rb = self.row_bytes();
         let n = bytes.len() / rb;
@@ -279,9 +297,9 @@ impl PackedWeight {
             let (g, lane) = ((r0 + i) / ROWS, (r0 + i) % ROWS);
             for (b, raw) in row.chunks_exact(bb).enumerate() {
                 let s = (g * nb + b) * ROWS + lane;
-                let qs = &mut self.q[s * bs..(s + 1) * bs];
+                let qs = &mut self.q[s * qb..(s + 1) * qb];
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
-                if self.off != 0 {
+                if self.off != 0 && !is_nibbles(ty) {
                     // Every format but Q8_0 fits by its bit widths ([`Self::fits_relaxed`]).
                     if !qs.iter().all(|&v| (-32..=31).contains(&v)) {
                         return Err(Error::internal(format!("{ty} quants outside -32..=31")));
@@ -311,7 +329,19 @@ impl PackedWeight {
     /// 16-bit pair sums (every format but Q8_0, by its bit widths; the relaxed-SIMD build checks
     /// it as rows are filled). Reads every quant: for tests.
     pub fn fits_relaxed(&self) -> bool {
-        self.q.iter().all(|&v| (-32..=31).contains(&(v as i16 - self.off as i16)))
+        let bs = self.ty.block_size();
+        (0..self.d.len()).all(|s| (0..bs).all(|e| (-32..=31).contains(&self.quant(s, e))))
+    }
+
+    /// Element `e` of stored block `s` (`[group][block][row]` order), its offset removed.
+    fn quant(&self, s: usize, e: usize) -> i16 {
+        let v = if is_nibbles(self.ty) {
+            let byte = self.q[s * self.qb + e % self.qb] as u8;
+            (if e < self.qb { byte & 0xF } else { byte >> 4 }) as i16
+        } else {
+            self.q[s * self.qb + e] as i16
+        };
+        v - self.off as i16
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -330,8 +360,8 @@ impl PackedWeight {
         for b in 0..nb {
             let s = (g * nb + b) * ROWS + lane;
             let (d, m) = (self.d[s], self.m.get(s).map_or(0.0, |&m| m));
-            let (out, q) = (&mut out[b * bs..(b + 1) * bs], &self.q[s * bs..(s + 1) * bs]);
-            let q = |e: usize| (q[e] - self.off) as f32;
+            let out = &mut out[b * bs..(b + 1) * bs];
+            let q = |e: usize| self.quant(s, e) as f32;
             if bs == QK {
                 for (e, o) in out.iter_mut().enumerate() {
                     *o = if self.m.is_empty() { q(e) * d } else { q(e) * d + m };
@@ -355,20 +385,20 @@ impl PackedWeight {
     /// is a multiple of [`ROWS`] (a band of whole groups, for threads) and `out` holds
     /// `acts.len() * n_out` values.
     pub fn matmul_band(&self, acts: &[PackedActs], r0: usize, n_out: usize, out: &mut [f32]) -> Result<()> {
+        // The relaxed-SIMD build runs its own kernels for every format: Q8_0's on the activations'
+        // parts (when they have them), the others on unsigned quants (offset or nibbles).
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.off != 0 {
-            let kernel: GroupDot = match (is_k(self.ty), relaxed::pairs()) {
-                (false, false) => arch::group_dot_relaxed::<false>,
-                (false, true) => arch::group_dot_relaxed::<true>,
-                (true, false) => arch::kgroup_dot_relaxed::<false>,
-                (true, true) => arch::kgroup_dot_relaxed::<true>,
+        {
+            let pairs = relaxed::pairs();
+            let kernel: Option<GroupDot> = match (self.ty, is_k(self.ty)) {
+                (GgmlType::Q8_0, _) if !acts.iter().all(|a| a.pos.len() == a.q.len()) => None,
+                (GgmlType::Q8_0, _) => Some(if pairs { arch::group_dot_relaxed_q8::<true> } else { arch::group_dot_relaxed_q8::<false> }),
+                (_, false) => Some(if pairs { arch::group_dot_relaxed::<true> } else { arch::group_dot_relaxed::<false> }),
+                (_, true) => Some(if pairs { arch::kgroup_dot_relaxed::<true> } else { arch::kgroup_dot_relaxed::<false> }),
             };
-            return self.matmul_band_with(kernel, acts, r0, n_out, out);
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.ty == GgmlType::Q8_0 && acts.iter().all(|a| a.pos.len() == a.q.len()) {
-            let kernel: GroupDot = if relaxed::pairs() { arch::group_dot_relaxed_q8::<true> } else { arch::group_dot_relaxed_q8::<false> };
-            return self.matmul_band_with(kernel, acts, r0, n_out, out);
+            if let Some(kernel) = kernel {
+                return self.matmul_band_with(kernel, acts, r0, n_out, out);
+            }
         }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
     }
@@ -396,7 +426,7 @@ impl PackedWeight {
                 )));
             }
         }
-        let bs = self.ty.block_size();
+        let (bs, qb) = (self.ty.block_size(), self.qb);
         let nb = self.n_cols / bs;
         // The band's whole row groups in one kernel call; results `res[group * tokens + t]`.
         let (g0, g1) = (r0 / ROWS, (r0 + n_out).div_ceil(ROWS));
@@ -404,9 +434,10 @@ impl PackedWeight {
         let band = Group {
             nb,
             off: self.off as i32,
+            qb,
             d: &self.d[g0 * per..g1 * per],
             m: part(&self.m, g0..g1, per),
-            q: &self.q[g0 * per * bs..g1 * per * bs],
+            q: &self.q[g0 * per * qb..g1 * per * qb],
             sc: part(&self.sc, g0..g1, per * SUBS),
             mn: part(&self.mn, g0..g1, per * SUBS),
         };
@@ -511,6 +542,8 @@ pub struct Group<'a> {
     nb: usize,
     /// The quants' offset ([`q_offset`]).
     off: i32,
+    /// Bytes of quants per block and row ([`quant_bytes`]): 16 for nibbles.
+    qb: usize,
     d: &'a [f32],
     m: &'a [f32],
     q: &'a [i8],
@@ -523,24 +556,25 @@ impl<'a> Group<'a> {
     fn groups(&self) -> usize {
         self.d.len() / (self.nb * ROWS)
     }
-    /// `f(group, its results)` for each row group of the band alone (`bs` elements per block),
-    /// the results of `tokens` activation vectors per group: `out[group * tokens + t]`.
+    /// `f(group, its results)` for each row group of the band alone, the results of `tokens`
+    /// activation vectors per group: `out[group * tokens + t]`.
     #[inline(always)]
-    fn each(&self, bs: usize, tokens: usize, out: &mut [[f32; ROWS]], mut f: impl FnMut(&Group<'a>, &mut [[f32; ROWS]])) {
+    fn each(&self, tokens: usize, out: &mut [[f32; ROWS]], mut f: impl FnMut(&Group<'a>, &mut [[f32; ROWS]])) {
         for (i, out) in out.chunks_exact_mut(tokens.max(1)).take(self.groups()).enumerate() {
-            f(&self.at(i, bs), out);
+            f(&self.at(i), out);
         }
     }
-    /// The band's group `i` alone (`bs` elements per block).
-    fn at(&self, i: usize, bs: usize) -> Group<'a> {
+    /// The band's group `i` alone.
+    fn at(&self, i: usize) -> Group<'a> {
         let per = self.nb * ROWS;
         let sub = |i: usize| i..i + 1;
         Group {
             nb: self.nb,
             off: self.off,
+            qb: self.qb,
             d: &self.d[i * per..(i + 1) * per],
             m: part(self.m, sub(i), per),
-            q: &self.q[i * per * bs..(i + 1) * per * bs],
+            q: &self.q[i * per * self.qb..(i + 1) * per * self.qb],
             sc: part(self.sc, sub(i), per * SUBS),
             mn: part(self.mn, sub(i), per * SUBS),
         }
@@ -555,7 +589,7 @@ type GroupDot = fn(&Group, &[PackedActs], &mut [[f32; ROWS]]);
 /// sumi(r, b, t) * (d[b][r] * d_t[b])` (`+ m[b][r] * s_t[b]` with mins), accumulated in f32 in
 /// block order.
 pub fn group_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    band.each(QK, acts.len(), out, |g, out| group_dot_scalar_one(g, acts, out));
+    band.each(acts.len(), out, |g, out| group_dot_scalar_one(g, acts, out));
 }
 
 fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
@@ -567,8 +601,13 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
             let ab = &a.q[b * QK..(b + 1) * QK];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let s = b * ROWS + r;
-                let wb = &q[s * QK..(s + 1) * QK];
-                let sumi: i32 = wb.iter().zip(ab).map(|(&w, &x)| (w as i32 - g.off) * x as i32).sum();
+                let wb = &q[s * g.qb..(s + 1) * g.qb];
+                let w = |e: usize| match g.qb {
+                    // Nibbles: element e < 16 low in byte e, e >= 16 high in byte e - 16.
+                    16 => (if e < 16 { wb[e] as u8 & 0xF } else { wb[e - 16] as u8 >> 4 }) as i32,
+                    _ => wb[e] as i32,
+                };
+                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| (w(e) - g.off) * x as i32).sum();
                 let mut v = sumi as f32 * (d[s] * a.d[b]);
                 if !m.is_empty() {
                     v += m[s] * a.s[b];
@@ -585,7 +624,7 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
 /// then `acc += (d * d_a) * isum - (dmin * d_a) * summs` (no min term without mins), as ggml's
 /// reference.
 pub fn kgroup_dot_scalar(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    band.each(QK_K, acts.len(), out, |g, out| kgroup_dot_scalar_one(g, acts, out));
+    band.each(acts.len(), out, |g, out| kgroup_dot_scalar_one(g, acts, out));
 }
 
 fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {

@@ -61,14 +61,35 @@ fn transpose_sum(s: [V; 4]) -> V {
 #[inline(never)]
 pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
-    assert!(band.off == 0);
+    let nibbles = band.qb == QK / 2;
+    assert!(band.off == 0 || nibbles);
     for a in acts {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
-    band.each(QK, acts.len(), out, |g, out| {
+    let off = splat_i8(band.off as i8);
+    band.each(acts.len(), out, |g, out| {
         let (d, m, q) = (g.d, g.m, g.q);
-        by_tiles(acts, out, |a, o| tile::<TILE>(d, m, q, a, o), |a, o| tile::<1>(d, m, q, a, o));
+        if nibbles {
+            by_tiles(acts, out, |a, o| tile::<TILE, true>(d, m, q, off, a, o), |a, o| tile::<1, true>(d, m, q, off, a, o));
+        } else {
+            by_tiles(acts, out, |a, o| tile::<TILE, false>(d, m, q, off, a, o), |a, o| tile::<1, false>(d, m, q, off, a, o));
+        }
     });
+}
+
+/// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored: for
+/// nibbles (`NIB`) split from their 16 bytes (low nibbles, then high), else loaded.
+/// SAFETY: block `b` of row `r` lies in `q` (checked by the kernels' asserts).
+#[inline(always)]
+unsafe fn block_row<const NIB: bool>(q: &[i8], b: usize, r: usize) -> (V, V) {
+    if NIB {
+        let v = load(q.as_ptr().add((b * ROWS + r) * (QK / 2)));
+        let low = splat_i8(0xF);
+        (and(v, low), and(shr_u16::<4>(v), low))
+    } else {
+        let p = q.as_ptr().add((b * ROWS + r) * QK);
+        (load(p), load(p.add(16)))
+    }
 }
 
 /// The 32-element formats' kernels' checks of a band's slices against each other and `out`;
@@ -76,7 +97,7 @@ pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
 #[inline(always)]
 fn check_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize {
     let (nb, n) = (band.nb, band.groups());
-    assert!(band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * QK);
+    assert!((band.qb == QK || band.qb == QK / 2) && band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * band.qb);
     assert!(band.m.is_empty() || band.m.len() == band.d.len());
     assert!(out.len() >= n * acts.len());
     nb
@@ -148,7 +169,7 @@ fn by_tiles(
 pub const TILE: usize = super::TOKEN_TILE;
 
 #[inline(always)]
-fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile<const T: usize, const NIB: bool>(d: &[f32], m: &[f32], q: &[i8], off: V, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -156,10 +177,13 @@ fn tile<const T: usize>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], 
         unsafe {
             // The block's 4 rows widened once per tile, then token by token: few live values
             // per token (engines spill the widened rows to the stack, an L1 read each).
-            let wp = q.as_ptr().add(b * ROWS * QK);
             let mut w = [[splat(0.0); 4]; ROWS];
             for r in 0..ROWS {
-                let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                let (mut w0, mut w1) = block_row::<NIB>(q, b, r);
+                if NIB {
+                    // Nibbles carry the format's offset (Q4_0: 8); the others none here.
+                    (w0, w1) = (sub_i8(w0, off), sub_i8(w1, off));
+                }
                 w[r] = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
             }
             let (dw, mw) = block_scales(d, m, b);
@@ -189,7 +213,7 @@ pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each(QK_K, acts.len(), out, |g, out| by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o)));
+    band.each(acts.len(), out, |g, out| by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o)));
 }
 
 /// The K-quant kernels' checks of a band's slices against each other and `out`; returns the
@@ -235,42 +259,59 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 }
 
 /// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
-/// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]): per
-/// block `dot(a, q + 32) - 32 * sum(a)` is the same exact integer sum, so results equal the other
-/// kernels' bit for bit. `PAIRS`: the form of [`super::relaxed`] (16-bit pair sums, two added
+/// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]), or as
+/// nibbles with the format's offset (Q4_0 8, Q4_1 0): per block `dot(a, q + off) - off * sum(a)`
+/// is the same exact integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the form of [`super::relaxed`] (16-bit pair sums, two added
 /// before one widening), else the 32-bit dot product.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
-    assert!(band.off == RELAXED_OFFSET);
+    let nibbles = band.qb == QK / 2;
+    assert!(band.off == RELAXED_OFFSET || (nibbles && (0..=8).contains(&band.off)));
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
-    band.each(QK, acts.len(), out, |g, out| {
+    let off = band.off;
+    band.each(acts.len(), out, |g, out| {
         let (d, m, q) = (g.d, g.m, g.q);
-        by_tiles(acts, out, |a, o| tile_relaxed::<TILE, PAIRS>(d, m, q, a, o), |a, o| tile_relaxed::<1, PAIRS>(d, m, q, a, o));
+        if nibbles {
+            by_tiles(acts, out, |a, o| tile_relaxed::<TILE, PAIRS, true>(d, m, q, off, a, o), |a, o| tile_relaxed::<1, PAIRS, true>(d, m, q, off, a, o));
+        } else {
+            by_tiles(acts, out, |a, o| tile_relaxed::<TILE, PAIRS, false>(d, m, q, off, a, o), |a, o| tile_relaxed::<1, PAIRS, false>(d, m, q, off, a, o));
+        }
     });
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed<const T: usize, const PAIRS: bool>(d: &[f32], m: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile_relaxed<const T: usize, const PAIRS: bool, const NIB: bool>(
+    d: &[f32],
+    m: &[f32],
+    q: &[i8],
+    off: i32,
+    acts: &[PackedActs; T],
+    out: &mut [[f32; ROWS]; T],
+) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
         // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
         unsafe {
-            let wp = q.as_ptr().add(b * ROWS * QK);
             let (dw, mw) = block_scales(d, m, b);
             // Token by token, the block's 4 rows read again from L1 for each: few live values
             // (engines keep them in registers), the weights still read from memory once per tile.
+            // Nibbles split once per tile when it has several tokens (read again and split per
+            // token, a Q4_1 weight of 262144 x 576 streamed 4 tokens in 50-55 ms instead of 30:
+            // measured in Chromium); one token splits them as it goes.
+            let split: [(V, V); ROWS] =
+                if NIB && T > 1 { core::array::from_fn(|r| block_row::<NIB>(q, b, r)) } else { [(splat_i32(0), splat_i32(0)); ROWS] };
             for t in 0..T {
                 let ap = acts[t].q8.as_ptr().add(b * QK);
                 let (a0, a1) = (load(ap), load(ap.add(16)));
                 let mut s = [splat_i32(0); ROWS];
                 for r in 0..ROWS {
-                    let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                    let (w0, w1) = if NIB && T > 1 { split[r] } else { block_row::<NIB>(q, b, r) };
                     s[r] = if PAIRS {
                         // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
                         widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))
@@ -278,7 +319,7 @@ fn tile_relaxed<const T: usize, const PAIRS: bool>(d: &[f32], m: &[f32], q: &[i8
                         dot_i7(a1, w1, dot_i7(a0, w0, splat_i32(0)))
                     };
                 }
-                let sumi = sub_i32(transpose_sum(s), splat_i32(RELAXED_OFFSET * acts[t].sum32[b]));
+                let sumi = sub_i32(transpose_sum(s), splat_i32(off * acts[t].sum32[b]));
                 acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
             }
         }
@@ -302,7 +343,7 @@ pub fn group_dot_relaxed_q8<const PAIRS: bool>(band: &Group, acts: &[PackedActs]
     for a in acts {
         assert!(a.pos.len() == nb * QK && a.neg.len() == nb * QK && a.d.len() == nb);
     }
-    band.each(QK, acts.len(), out, |g, out| {
+    band.each(acts.len(), out, |g, out| {
         let (d, q) = (g.d, g.q);
         by_tiles(acts, out, |a, o| tile_relaxed_q8::<TILE, PAIRS>(d, q, a, o), |a, o| tile_relaxed_q8::<1, PAIRS>(d, q, a, o));
     });
@@ -355,7 +396,7 @@ pub fn kgroup_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], 
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each(QK_K, acts.len(), out, |g, out| {
+    band.each(acts.len(), out, |g, out| {
         by_tiles(acts, out, |a, o| ktile_relaxed::<TILE, PAIRS>(g, a, o), |a, o| ktile_relaxed::<1, PAIRS>(g, a, o));
     });
 }

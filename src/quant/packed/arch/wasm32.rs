@@ -15,6 +15,19 @@ pub fn or(a: V, b: V) -> V {
 pub fn shl_i32<const N: u32>(a: V) -> V {
     i32x4_shl(a, N)
 }
+/// Logical right shift of 16-bit lanes.
+#[inline(always)]
+pub fn shr_u16<const N: u32>(a: V) -> V {
+    u16x8_shr(a, N)
+}
+#[inline(always)]
+pub fn splat_i8(x: i8) -> V {
+    i8x16_splat(x)
+}
+#[inline(always)]
+pub fn sub_i8(a: V, b: V) -> V {
+    i8x16_sub(a, b)
+}
 #[inline(always)]
 pub fn gt_i32(a: V, b: V) -> V {
     i32x4_gt(a, b)

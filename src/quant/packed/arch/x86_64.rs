@@ -15,6 +15,19 @@ pub fn or(a: V, b: V) -> V {
 pub fn shl_i32<const N: i32>(a: V) -> V {
     unsafe { _mm_slli_epi32::<N>(a) }
 }
+/// Logical right shift of 16-bit lanes.
+#[inline(always)]
+pub fn shr_u16<const N: i32>(a: V) -> V {
+    unsafe { _mm_srli_epi16::<N>(a) }
+}
+#[inline(always)]
+pub fn splat_i8(x: i8) -> V {
+    unsafe { _mm_set1_epi8(x) }
+}
+#[inline(always)]
+pub fn sub_i8(a: V, b: V) -> V {
+    unsafe { _mm_sub_epi8(a, b) }
+}
 #[inline(always)]
 pub fn gt_i32(a: V, b: V) -> V {
     unsafe { _mm_cmpgt_epi32(a, b) }
