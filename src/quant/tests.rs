@@ -330,12 +330,12 @@ fn packed_kernels_hold_the_largest_quants() {
         let bytes: Vec<u8> = block.iter().copied().cycle().take(bb * n_cols / bs * rows).collect();
         let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
         for sign in [1.0f32, -1.0] {
-            let acts: Vec<QuantizedActs> = (0..5).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
+            let acts: Vec<QuantizedActs> = (0..13).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
             let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
             let want = vec_dot(ty, &bytes[..bb * n_cols / bs], &acts[0]).unwrap();
             assert!(want.abs() > 4000.0, "{ty}: {want}");
             for_each_form(|| {
-                let mut got = vec![0.0f32; 5 * rows];
+                let mut got = vec![0.0f32; 13 * rows];
                 w.matmul_band(&packed, 0, rows, &mut got).unwrap();
                 assert!(got.iter().all(|g| g.to_bits() == want.to_bits()), "{ty} {sign}: {got:?} vs {want}");
             });
@@ -366,7 +366,7 @@ fn packed_q8_0_with_small_quants() {
 }
 
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
-/// fill the last 4-row group, 1, 3 and 5 tokens (a whole tile and one left), whole and partial
+/// fill the last 4-row group, 1, 3, 5 and 13 tokens (whole tiles of 4 and of 8 and tokens left), whole and partial
 /// bands (several groups in one kernel call): the packed product equals
 /// the scalar `vec_dot` of each GGUF
 /// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
@@ -385,7 +385,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
             // Every format but Q8_0 has 6-bit quants (the relaxed-SIMD kernels' operand).
             assert!(ty == Q8_0 || w.fits_relaxed(), "{ty}: quants outside -32..=31");
-            for n_tok in [1, 3, 5] {
+            for n_tok in [1, 3, 5, 13] {
                 let acts: Vec<QuantizedActs> =
                     (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
                 let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
