@@ -88,8 +88,9 @@ pub struct PackedWeight {
 
 /// The offset stored quants carry: the format's own for the 4-bit formats, kept as nibbles (Q4_0
 /// 8, Q4_1 0: 4-bit values, the unsigned operand of the relaxed-SIMD dot products as they are);
-/// [`RELAXED_OFFSET`] in the relaxed-SIMD build for every other format but Q8_0 (their quants all fit -32..=31, so `q + 32` is the unsigned operand of that build's dot
-/// products, added once at load rather than per block and row in the kernel), else 0. Q8_0's
+/// [`RELAXED_OFFSET`] in the relaxed-SIMD build for every other format but Q8_0 (their quants all
+/// fit -32..=31, so `q + 32` is the unsigned operand of that build's dot products, added once at
+/// load rather than per block and row in the kernel), else 0. Q8_0's
 /// full-range quants stay as they are: its relaxed kernel takes the activations' positive and
 /// negative parts as the unsigned operand instead ([`arch::group_dot_relaxed_q8`]).
 fn q_offset(ty: GgmlType) -> i8 {

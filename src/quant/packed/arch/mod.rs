@@ -146,21 +146,11 @@ unsafe fn super_step(acc: V, isum: V, g: &Group, a: &PackedActs, b: usize) -> V 
 fn by_tiles(
     acts: &[PackedActs],
     out: &mut [[f32; ROWS]],
-    full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
-    one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
-) {
-    by_tiles_n::<TILE>(acts, out, full, one)
-}
-
-#[inline(always)]
-fn by_tiles_n<const N: usize>(
-    acts: &[PackedActs],
-    out: &mut [[f32; ROWS]],
-    mut full: impl FnMut(&[PackedActs; N], &mut [[f32; ROWS]; N]),
+    mut full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
     mut one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
 ) {
-    let mut chunks = acts.chunks_exact(N);
-    let mut outs = out.chunks_exact_mut(N);
+    let mut chunks = acts.chunks_exact(TILE);
+    let mut outs = out.chunks_exact_mut(TILE);
     for (a, o) in (&mut chunks).zip(&mut outs) {
         full(a.try_into().unwrap(), o.try_into().unwrap());
     }
@@ -298,8 +288,9 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 /// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
 /// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]), or as
 /// nibbles with the format's offset (Q4_0 8, Q4_1 0): per block `dot(a, q + off) - off * sum(a)`
-/// is the same exact integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the form of [`super::relaxed`] (16-bit pair sums, two added
-/// before one widening), else the 32-bit dot product.
+/// is the same exact integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the
+/// form of [`super::relaxed`] (16-bit pair sums, two added before one widening), else the 32-bit
+/// dot product.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
