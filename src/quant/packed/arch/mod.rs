@@ -67,14 +67,14 @@ pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     let off = splat_i8(band.off as i8);
-    band.each(acts.len(), out, |g, out| {
-        let (d, m, q) = (g.d, g.m, g.q);
-        if nibbles {
-            by_tiles(acts, out, |a, o| tile::<TILE, true>(d, m, q, off, a, o), |a, o| tile::<1, true>(d, m, q, off, a, o));
-        } else {
-            by_tiles(acts, out, |a, o| tile::<TILE, false>(d, m, q, off, a, o), |a, o| tile::<1, false>(d, m, q, off, a, o));
-        }
-    });
+    band.each(acts.len(), out, |g, out| if nibbles { tiles::<true>(g, off, acts, out) } else { tiles::<false>(g, off, acts, out) });
+}
+
+/// One row group of [`group_dot`], quants stored as bytes or as nibbles (`NIB`).
+#[inline(always)]
+fn tiles<const NIB: bool>(g: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (d, m, q) = (g.d, g.m, g.q);
+    by_tiles(acts, out, |a, o| tile::<TILE, NIB>(d, m, q, off, a, o), |a, o| tile::<1, NIB>(d, m, q, off, a, o));
 }
 
 /// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored: for
@@ -302,25 +302,22 @@ pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], o
     }
     let off = band.off;
     band.each(acts.len(), out, |g, out| {
-        let (d, m, q) = (g.d, g.m, g.q);
-        if nibbles {
-            by_wide_tiles(
-                acts,
-                out,
-                |a, o| tile_relaxed::<WIDE, PAIRS, true>(d, m, q, off, a, o),
-                |a, o| tile_relaxed::<TILE, PAIRS, true>(d, m, q, off, a, o),
-                |a, o| tile_relaxed::<1, PAIRS, true>(d, m, q, off, a, o),
-            );
-        } else {
-            by_wide_tiles(
-                acts,
-                out,
-                |a, o| tile_relaxed::<WIDE, PAIRS, false>(d, m, q, off, a, o),
-                |a, o| tile_relaxed::<TILE, PAIRS, false>(d, m, q, off, a, o),
-                |a, o| tile_relaxed::<1, PAIRS, false>(d, m, q, off, a, o),
-            );
-        }
+        if nibbles { tiles_relaxed::<PAIRS, true>(g, off, acts, out) } else { tiles_relaxed::<PAIRS, false>(g, off, acts, out) }
     });
+}
+
+/// One row group of [`group_dot_relaxed`], quants stored as bytes or as nibbles (`NIB`).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn tiles_relaxed<const PAIRS: bool, const NIB: bool>(g: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    let (d, m, q) = (g.d, g.m, g.q);
+    by_wide_tiles(
+        acts,
+        out,
+        |a, o| tile_relaxed::<WIDE, PAIRS, NIB>(d, m, q, off, a, o),
+        |a, o| tile_relaxed::<TILE, PAIRS, NIB>(d, m, q, off, a, o),
+        |a, o| tile_relaxed::<1, PAIRS, NIB>(d, m, q, off, a, o),
+    );
 }
 
 #[cfg(target_feature = "relaxed-simd")]
