@@ -103,7 +103,11 @@ pub fn largest_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
 #[inline]
 fn admit(size: usize) -> bool {
     scope(|s| {
-        s.largest.fetch_max(size, Ordering::Relaxed);
+        // A read first: an atomic read-modify-write on every allocation would bounce this
+        // cache line between the threads of the threaded wasm build.
+        if size > s.largest.load(Ordering::Relaxed) {
+            s.largest.fetch_max(size, Ordering::Relaxed);
+        }
         let limit = s.limit.load(Ordering::Relaxed);
         if limit == isize::MAX {
             return true;

@@ -67,13 +67,26 @@ impl KvRows {
     pub fn widen(&self, r: Range<usize>, out: &mut Vec<f32>) {
         let start = out.len();
         out.resize(start + r.len(), 0.0);
+        self.widen_into(r, &mut out[start..]);
+    }
+
+    /// Values `r` widened to f32 into `out` (`r.len()` values; whole blocks for q8_0).
+    pub fn widen_into(&self, r: Range<usize>, out: &mut [f32]) {
         match self {
             KvRows::F16(h) => {
-                for (d, &s) in out[start..].iter_mut().zip(&h[r]) {
+                for (d, &s) in out.iter_mut().zip(&h[r]) {
                     *d = f16_to_f32(s);
                 }
             }
-            KvRows::Q8_0(b) => dequantize_row_q8_0(&b[r.start / KV_BLOCK..r.end / KV_BLOCK], &mut out[start..]),
+            KvRows::Q8_0(b) => dequantize_row_q8_0(&b[r.start / KV_BLOCK..r.end / KV_BLOCK], out),
+        }
+    }
+
+    /// The f16 bit patterns (`None` for a q8_0 cache).
+    pub fn f16(&self) -> Option<&[u16]> {
+        match self {
+            KvRows::F16(h) => Some(h),
+            KvRows::Q8_0(_) => None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod pool;
 
 pub use kv::CpuKv;
+use kv::KvRows;
 
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
@@ -79,6 +80,13 @@ const MIN_LOGITS_PER_THREAD: usize = 1 << 15;
 /// context) runs alone between two products, with the other threads waiting for it.
 const MIN_ATTN_MACS_PER_THREAD: usize = 1 << 16;
 
+/// Values below which a pass over rows (a norm, a sum, RoPE, widening the cached keys) is not
+/// split over another thread.
+const MIN_VALUES_PER_TASK: usize = 1 << 13;
+
+/// Multiply-adds of one task of a decoding step's attention (its scores, its weighted sums).
+const MIN_ATTN_MACS_PER_TASK: usize = 1 << 14;
+
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
 
@@ -135,6 +143,27 @@ fn default_threads() -> usize {
     pool::threads()
 }
 
+/// `f(first row, rows)` over `out`, rows of `cols` values, in runs of whole rows on the pool's
+/// threads when there are enough values (long prompts; the cached keys of a long context): the
+/// passes between two matrix products, which the other threads would otherwise wait for.
+fn for_row_runs(threads: usize, out: &mut [f32], cols: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<()> {
+    for_row_runs_of(threads, out, cols, MIN_VALUES_PER_TASK, f)
+}
+
+/// [`for_row_runs`] with runs of at least `min_values` values.
+fn for_row_runs_of(threads: usize, out: &mut [f32], cols: usize, min_values: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<()> {
+    let rows = out.len().checked_div(cols).unwrap_or(0);
+    let n_tasks = (out.len() / min_values.max(1)).min(threads * TASKS_PER_THREAD).min(rows);
+    if threads <= 1 || n_tasks <= 1 {
+        f(0, out);
+        return Ok(());
+    }
+    let per = rows.div_ceil(n_tasks);
+    let runs: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per * cols).map(Mutex::new).collect();
+    pool::run(runs.len(), &|i| f(i * per, &mut runs[i].lock().unwrap_or_else(|e| e.into_inner())))
+        .map_err(|_| Error::internal("a pass over rows panicked on a worker thread"))
+}
+
 fn shape_err(what: &str, a: usize, b: usize) -> Error {
     Error::internal(format!("{what}: shape mismatch ({a} vs {b})"))
 }
@@ -155,6 +184,84 @@ fn add_bias(y: &mut CpuAct, bias: Option<&CpuWeight>) -> Result<()> {
     }
     for row in y.data.chunks_exact_mut(y.cols) {
         row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
+    }
+    Ok(())
+}
+
+/// One query row over an f16 cache (decoding), bit for bit [`ops::attend_head`] for every
+/// head: first the scores, a run of positions per task, each key row widened once (by the
+/// thread that reads it) for every head of its group; then, after each head's softmax, the
+/// weighted sums, a run of value columns of one kv head per task, each value widened once
+/// for the heads that read it and summed over the positions in order. Nothing of the cache
+/// is copied, and no thread reads what another one widened (for every token, widening a
+/// long context's cache took longer than attending to it).
+#[allow(clippy::too_many_arguments)]
+fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_dim: usize, q: &[f32], p: AttnParams, first: usize, out: &mut [f32]) -> Result<()> {
+    let (hd, dv, n_head) = (p.head_dim, p.head_dim_v, p.n_head);
+    let group = n_head / p.n_head_kv;
+    let n_pos = p.pos0 + 1 - first;
+    // llama.cpp multiplies Q with the f16 K cache in f16 precision.
+    let qh: Vec<f32> = q.iter().map(|&x| ops::round_f16(x)).collect();
+    // Scores, position-major: `scores[j * n_head + h]`.
+    let mut scores = vec![0.0f32; n_pos * n_head];
+    for_row_runs_of(threads, &mut scores, n_head, MIN_ATTN_MACS_PER_TASK / hd.max(1), &|j0, rows| {
+        let mut k = vec![0.0f32; hd];
+        for (j, row) in rows.chunks_exact_mut(n_head).enumerate() {
+            let at = (first + j0 + j) * k_dim;
+            for g in 0..p.n_head_kv {
+                for (d, &s) in k.iter_mut().zip(&keys[at + g * hd..at + (g + 1) * hd]) {
+                    *d = quant::f16_to_f32(s);
+                }
+                for h in g * group..(g + 1) * group {
+                    row[h] = p.scale * ops::dot_f32(&qh[h * hd..(h + 1) * hd], &k);
+                }
+            }
+        }
+    })?;
+    // Probabilities, head-major, rounded to f16 as llama.cpp multiplies them with V.
+    let mut probs = vec![0.0f32; n_head * n_pos];
+    for (h, ph) in probs.chunks_exact_mut(n_pos).enumerate() {
+        ph.iter_mut().zip(scores.iter().skip(h).step_by(n_head)).for_each(|(d, &s)| *d = s);
+        ops::softmax(ph);
+        ph.iter_mut().for_each(|x| *x = ops::round_f16(*x));
+    }
+    // Weighted sums by runs of one kv head's value columns: each task sums its columns for the
+    // heads of the group, `acc[hh * n + c]`, each value widened once; copied into place after.
+    let min_cols = (MIN_ATTN_MACS_PER_TASK / (n_pos * group).max(1)).max(1);
+    let per = dv.div_ceil((threads * TASKS_PER_THREAD).div_ceil(p.n_head_kv)).max(min_cols).min(dv.max(1));
+    let runs: Vec<(usize, usize)> = (0..p.n_head_kv).flat_map(|g| (0..dv).step_by(per).map(move |c| (g, c))).collect();
+    let sums: Vec<OnceLock<Vec<f32>>> = runs.iter().map(|_| OnceLock::new()).collect();
+    let run = |i: usize| {
+        let (g, col) = runs[i];
+        let n = per.min(dv - col);
+        let mut acc = vec![0.0f32; group * n];
+        let mut x = vec![0.0f32; n];
+        for j in 0..n_pos {
+            let at = (first + j) * v_dim + g * dv + col;
+            for (d, &s) in x.iter_mut().zip(&values[at..at + n]) {
+                *d = quant::f16_to_f32(s);
+            }
+            for (hh, a) in acc.chunks_exact_mut(n).enumerate() {
+                let pj = probs[(g * group + hh) * n_pos + j];
+                for (a, &v) in a.iter_mut().zip(&x) {
+                    *a += pj * v;
+                }
+            }
+        }
+        let _ = sums[i].set(acc);
+    };
+    if threads <= 1 || runs.len() == 1 {
+        (0..runs.len()).for_each(run);
+    } else {
+        pool::run(runs.len(), &run).map_err(|_| Error::internal("attention panicked on a worker thread"))?;
+    }
+    for (&(g, col), acc) in runs.iter().zip(sums) {
+        let acc = acc.into_inner().ok_or_else(|| Error::internal("an attention task did not run"))?;
+        let n = acc.len() / group.max(1);
+        for (hh, a) in acc.chunks_exact(n.max(1)).enumerate() {
+            let at = (g * group + hh) * dv + col;
+            out[at..at + n].copy_from_slice(a);
+        }
     }
     Ok(())
 }
@@ -412,13 +519,16 @@ impl CpuBackend {
         if x.cols % p.head_dim != 0 || ff.is_some_and(|f| f.len() < p.n_rot / 2) {
             return Err(shape_err("rope", x.cols, p.head_dim));
         }
-        for r in 0..x.rows {
-            ops::rope_table((p.pos0 + r) as i64, p.n_rot, p.base, p.freq_scale, ff, &mut self.rope_table);
-            for head in x.data[r * x.cols..(r + 1) * x.cols].chunks_exact_mut(p.head_dim) {
-                ops::rope_head(head, &self.rope_table, p.neox);
+        let cols = x.cols;
+        for_row_runs(self.threads(), &mut x.data, cols, &|r0, rows| {
+            let mut table = Vec::with_capacity(p.n_rot / 2);
+            for (r, row) in rows.chunks_exact_mut(cols).enumerate() {
+                ops::rope_table((p.pos0 + r0 + r) as i64, p.n_rot, p.base, p.freq_scale, ff, &mut table);
+                for head in row.chunks_exact_mut(p.head_dim) {
+                    ops::rope_head(head, &table, p.neox);
+                }
             }
-        }
-        Ok(())
+        })
     }
 
     pub fn scale(&mut self, x: &mut CpuAct, s: f32) -> Result<()> {
@@ -444,7 +554,13 @@ impl CpuBackend {
         if a.data.len() != b.data.len() {
             return Err(shape_err("add", a.data.len(), b.data.len()));
         }
-        Ok(CpuAct { data: a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(), rows: a.rows, cols: a.cols })
+        let mut out = CpuAct::new(a.rows, a.cols);
+        let cols = a.cols;
+        for_row_runs(self.threads(), &mut out.data, cols, &|r0, rows| {
+            let (a, b) = (&a.data[r0 * cols..], &b.data[r0 * cols..]);
+            rows.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x + y);
+        })?;
+        Ok(out)
     }
 
     /// `rms_norm(x, w) + res` (post-norm then residual, Gemma).
@@ -597,7 +713,10 @@ impl Backend for CpuBackend {
             return Err(shape_err("rms_norm", x.cols, wv.len()));
         }
         let mut out = CpuAct::new(x.rows, x.cols);
-        ops::rms_norm(&x.data, wv, eps, &mut out.data);
+        let cols = x.cols;
+        for_row_runs(self.threads(), &mut out.data, cols, &|r0, rows| {
+            ops::rms_norm(&x.data[r0 * cols..r0 * cols + rows.len()], wv, eps, rows);
+        })?;
         Ok(out)
     }
 
@@ -656,16 +775,30 @@ impl Backend for CpuBackend {
         // llama.cpp's flash attention quantizes it and multiplied in integers.
         let first = p.window.map_or(0, |w| (p.pos0 + 1).saturating_sub(w));
         let last = p.pos0 + n;
+        if let (1, Some(keys), Some(values)) = (n, kv.k[p.layer].f16(), kv.v[p.layer].f16()) {
+            attend_one_f16(self.threads(), keys, values, kv.k_dim, kv.v_dim, q.row(0), p, first, &mut out.data)?;
+            return Ok(out);
+        }
         let threads = self.threads();
-        let (kf, vf) = (&mut self.kv_f32.0, &mut self.kv_f32.1);
-        kf.clear();
+        // Widened in runs of rows on the pool's threads (decoding at a long context converts the
+        // whole visible cache of every layer for every token); the scratch only grows, so it is
+        // not cleared for each call.
+        let widen = |rows: &KvRows, dim: usize, scratch: &mut Vec<f32>| -> Result<()> {
+            let len = (last - first) * dim;
+            if scratch.len() < len {
+                scratch.resize(len, 0.0);
+            }
+            for_row_runs(threads, &mut scratch[..len], dim, &|r0, out| {
+                let at = (first + r0) * dim;
+                rows.widen_into(at..at + out.len(), out);
+            })
+        };
         let kq = kv.k[p.layer].blocks().map(|b| &b[first * kv.k_dim / KV_BLOCK..last * kv.k_dim / KV_BLOCK]);
         if kq.is_none() {
-            kv.k[p.layer].widen(first * kv.k_dim..last * kv.k_dim, kf);
+            widen(&kv.k[p.layer], kv.k_dim, &mut self.kv_f32.0)?;
         }
-        vf.clear();
-        kv.v[p.layer].widen(first * kv.v_dim..last * kv.v_dim, vf);
-        let (kf, vf) = (&*kf, &*vf);
+        widen(&kv.v[p.layer], kv.v_dim, &mut self.kv_f32.1)?;
+        let (kf, vf) = (&self.kv_f32.0[..], &self.kv_f32.1[..]);
         // One item per (query row, head), in the order of their outputs in `out`; split over the
         // pool's threads in contiguous runs of items when the product is large (long prompts).
         let items = n * p.n_head;
@@ -849,6 +982,46 @@ mod tests {
                 };
                 let got = crate::block_on(b.read_logits(&x, what)).unwrap();
                 assert_eq!(bits(got), bits(what.select_from(&data)), "{threads} threads, {what:?}");
+            }
+        }
+    }
+
+    /// Decoding's attention ([`attend_one_f16`]: scores by runs of positions, sums by runs of
+    /// value columns) equals [`ops::attend_head`] over the widened cache bit for bit, on one
+    /// thread and split over the pool's, with grouped heads, a window, and contexts short and
+    /// long enough to split.
+    #[test]
+    fn decoding_attention_matches_attend_head_bit_for_bit() {
+        pool::ensure_threads(3);
+        let mut seed = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32) * 4.0 - 2.0
+        };
+        for (n_head, n_head_kv, hd, pos0, window) in [(4, 1, 64, 0, None), (4, 2, 32, 700, None), (6, 3, 16, 300, Some(100)), (2, 2, 48, 1500, None)] {
+            let (k_dim, v_dim) = (n_head_kv * hd, n_head_kv * hd);
+            let n_ctx = pos0 + 1;
+            let keys: Vec<u16> = (0..n_ctx * k_dim).map(|_| quant::f32_to_f16(rnd())).collect();
+            let values: Vec<u16> = (0..n_ctx * v_dim).map(|_| quant::f32_to_f16(rnd())).collect();
+            let q: Vec<f32> = (0..n_head * hd).map(|_| rnd()).collect();
+            let p = AttnParams { layer: 0, pos0, n_head, n_head_kv, head_dim: hd, head_dim_v: hd, window, scale: 0.125 };
+            let first = window.map_or(0, |w: usize| (pos0 + 1).saturating_sub(w));
+            let kf: Vec<f32> = keys[first * k_dim..].iter().map(|&h| quant::f16_to_f32(h)).collect();
+            let vf: Vec<f32> = values[first * v_dim..].iter().map(|&h| quant::f16_to_f32(h)).collect();
+            let mut want = vec![0.0f32; n_head * hd];
+            let mut scores = Vec::new();
+            for (h, o) in want.chunks_exact_mut(hd).enumerate() {
+                let g = h / (n_head / n_head_kv);
+                let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|&x| ops::round_f16(x)).collect();
+                ops::attend_head(&qh, &kf, &vf, k_dim, v_dim, g * hd, g * hd, pos0 + 1 - first, p.scale, &mut scores, o);
+            }
+            for threads in [1, 2, 3] {
+                let mut got = vec![f32::NAN; n_head * hd];
+                attend_one_f16(threads, &keys, &values, k_dim, v_dim, &q, p, first, &mut got).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{n_head}/{n_head_kv} heads, position {pos0}, {threads} threads");
             }
         }
     }

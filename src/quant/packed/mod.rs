@@ -503,23 +503,29 @@ impl PackedActs {
             pos: Vec::new(),
             neg: Vec::new(),
         };
+        // Every vector sized once (a flattening `collect` grows its vector as it goes: several
+        // reallocations a row, under the allocator's lock, which threads quantizing a long
+        // prompt's rows together contend for).
+        let mut q = Vec::with_capacity(acts.len());
         match &acts.data {
             ActsData::Q8_0(v) => {
                 p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
-                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
+                v.iter().for_each(|b| q.extend(b.qs.iter().map(|&x| x as i16)));
             }
             ActsData::Q8_K(v) => {
                 p.d = v.iter().map(|b| b.d).collect();
-                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
-                p.bsums = v.iter().flat_map(|b| b.bsums).collect();
+                v.iter().for_each(|b| q.extend(b.qs.iter().map(|&x| x as i16)));
+                p.bsums = Vec::with_capacity(v.len() * 16);
+                v.iter().for_each(|b| p.bsums.extend(b.bsums));
             }
             ActsData::Q8_1(v) => {
                 p.d = v.iter().map(|b| f16_to_f32(b.d)).collect();
                 p.s = v.iter().map(|b| f16_to_f32(b.s)).collect();
-                p.q = v.iter().flat_map(|b| b.qs.iter().map(|&x| x as i16)).collect();
+                v.iter().for_each(|b| q.extend(b.qs.iter().map(|&x| x as i16)));
             }
             _ => return Err(Error::internal(format!("{} activations have no packed kernel", acts.ty()))),
         }
+        p.q = q;
         if acts.len() % acts.ty().block_size() != 0 {
             return Err(Error::internal("packed activations need whole blocks"));
         }
