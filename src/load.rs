@@ -301,6 +301,9 @@ fn self_check_needs(gguf: &Gguf) -> Result<selfcheck::Needs> {
 }
 
 async fn load_cpu<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, reason: String) -> Result<Loaded> {
+    // The kernels' optimizing compile starts now and overlaps the load (see `warm_up`).
+    #[cfg(target_arch = "wasm32")]
+    crate::quant::packed::warm_up(&gguf.tensors.iter().filter(|t| t.dims.len() == 2).map(|t| t.ty).collect::<Vec<_>>())?;
     let backend = match opts.cpu_threads {
         Some(n) => CpuBackend::with_threads(n),
         None => CpuBackend::new(),

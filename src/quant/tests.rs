@@ -478,3 +478,11 @@ fn non_finite_activations_give_nan_products_not_finite_garbage() {
         }
     }
 }
+
+/// The load's kernel warm-up runs every packable format (and skips the others) without error.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn kernel_warm_up_runs_every_format() {
+    use GgmlType::*;
+    packed::warm_up(&[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F32, F16, Q8_0]).unwrap();
+}

@@ -992,6 +992,7 @@ mod tests {
     /// long enough to split.
     #[test]
     fn decoding_attention_matches_attend_head_bit_for_bit() {
+        #[cfg(not(target_arch = "wasm32"))]
         pool::ensure_threads(3);
         let mut seed = 0x9e37_79b9u32;
         let mut rnd = move || {

@@ -668,6 +668,34 @@ use arch::{group_dot, kgroup_dot};
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
 use {group_dot_scalar as group_dot, kgroup_dot_scalar as kgroup_dot};
 
+/// Each kernel of the formats `types` run on a small weight, for one token and for a tile of
+/// them (8 + 4 + 1, every tile width), called as a model starts loading in wasm. A fresh
+/// WebAssembly module runs its baseline code until the engine has compiled a function with its
+/// optimizing tier, which it starts once the function has run a while, on background threads:
+/// started here, that compiling overlaps the load (one thread repacking weights, the other cores
+/// idle) instead of the first prompt, where a threaded engine's threads competed with the
+/// compiler for the cores and ran baseline code meanwhile. The relaxed-SIMD build measures its
+/// kernels' form ([`relaxed::pairs`]) here too. About 50 ms of baseline code.
+pub fn warm_up(types: &[GgmlType]) -> Result<()> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    relaxed::pairs();
+    let (rows, cols, tokens) = (ROWS * 16, QK_K * 4, 13);
+    let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
+    let mut out = vec![0.0f32; rows * tokens];
+    let mut seen = Vec::new();
+    for &ty in types.iter().filter(|&&t| is_packable(t)) {
+        if seen.contains(&ty) {
+            continue;
+        }
+        seen.push(ty);
+        let w = PackedWeight::zeroed(ty, rows, cols)?;
+        let acts = (0..tokens).map(|_| PackedActs::new(&super::quantize_acts(ty, &x))).collect::<Result<Vec<_>>>()?;
+        w.matmul_band(&acts, 0, rows, &mut out)?;
+        w.matmul_band(&acts[..1], 0, rows, &mut out[..rows])?;
+    }
+    Ok(())
+}
+
 /// Which form of the relaxed-SIMD kernels this engine runs faster, measured once. Both give the
 /// same exact integer sums (so the same results, bit for bit); what differs is how engines lower
 /// them. The 32-bit dot product (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM
