@@ -9,8 +9,8 @@
 //! Large matrix products are split by rows over the threads of [`pool`]: natively std threads,
 //! in the threaded wasm build Web Workers on the module's shared memory; otherwise (the plain wasm
 //! builds) everything runs on the calling thread. So are the passes between them (norms, sums,
-//! RoPE, widening cached rows: [`for_row_runs`]) and attention (a long prompt's by query rows and
-//! heads; a decoding step's by cached positions, then value columns: [`attend_one_f16`]), so the
+//! RoPE, widening cached rows: `for_row_runs`) and attention (a long prompt's by query rows and
+//! heads; a decoding step's by cached positions, then value columns: `attend_one_f16`), so the
 //! other threads do not wait for them.
 
 pub mod kv;
