@@ -675,7 +675,7 @@ use {group_dot_scalar as group_dot, kgroup_dot_scalar as kgroup_dot};
 /// started here, that compiling overlaps the load (one thread repacking weights, the other cores
 /// idle) instead of the first prompt, where a threaded engine's threads competed with the
 /// compiler for the cores and ran baseline code meanwhile. The relaxed-SIMD build measures its
-/// kernels' form (`relaxed::pairs`) here too. About 50 ms of baseline code.
+/// kernels' form (`relaxed::pairs`) here too. (Gemma 3 in fresh pages: load 1.6 s before, 1.5 after.)
 pub fn warm_up(types: &[GgmlType]) -> Result<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     relaxed::pairs();
