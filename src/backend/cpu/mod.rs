@@ -231,7 +231,10 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
     // Weighted sums by runs of one kv head's value columns: each task sums its columns for the
     // heads of the group, `acc[hh * n + c]`, each value widened once; copied into place after.
     let min_cols = (MIN_ATTN_MACS_PER_TASK / (n_pos * group).max(1)).max(1);
-    let per = dv.div_ceil((threads * TASKS_PER_THREAD).div_ceil(p.n_head_kv)).max(min_cols).min(dv.max(1));
+    let per = match threads {
+        0 | 1 => dv.max(1),
+        t => dv.div_ceil((t * TASKS_PER_THREAD).div_ceil(p.n_head_kv)).max(min_cols).min(dv.max(1)),
+    };
     let runs: Vec<(usize, usize)> = (0..p.n_head_kv).flat_map(|g| (0..dv).step_by(per).map(move |c| (g, c))).collect();
     let sums: Vec<OnceLock<Vec<f32>>> = runs.iter().map(|_| OnceLock::new()).collect();
     let run = |i: usize| {
