@@ -25,7 +25,7 @@
 //! The K-quants (Q2_K..Q6_K, 256-element super-blocks with Q8_K activations) get the same
 //! treatment with their integer sub-block scales kept: per group and super-block the 4 rows'
 //! `d` and `dmin` (f32), the 16 sub-block scales and mins of 16 elements each (i16,
-//! `sc[g][sb][i][row]`, `mn[g][sb][row][i]`; Q4_K/Q5_K's 32-element ones twice) and the quants
+//! `sc[g][sb][row][i]`, `mn[g][sb][row][i]`; Q4_K/Q5_K's 32-element ones twice) and the quants
 //! (i8, offsets applied). The kernel multiplies the widened quants by their scale in i16 (exact:
 //! |q * sc| < 2^12) and sums `sc * q * a` per row exactly in i32, as ggml's reference does, then
 //! applies `(d_w * d_a) * isum - (dmin_w * d_a) * summs` in float.
@@ -76,7 +76,8 @@ pub struct PackedWeight {
     m: Vec<f32>,
     /// Quants, `[group][block][row][block size]` (the 4-bit formats: `[..][16]`, nibbles).
     q: Vec<i8>,
-    /// K-quants only: sub-block scales `[group][super-block][16][row]`.
+    /// K-quants only: sub-block scales `[group][super-block][row][16]` (a row's contiguous: the
+    /// relaxed-SIMD kernel's offset correction dots them with the activations' sums).
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
@@ -313,9 +314,7 @@ impl PackedWeight {
                 }
                 if k {
                     let gb = (g * nb + b) * SUBS * ROWS;
-                    for (j, &v) in s16.iter().enumerate() {
-                        self.sc[gb + j * ROWS + lane] = v;
-                    }
+                    self.sc[gb + lane * SUBS..gb + (lane + 1) * SUBS].copy_from_slice(&s16);
                     if !self.mn.is_empty() {
                         self.mn[gb + lane * SUBS..gb + (lane + 1) * SUBS].copy_from_slice(&m16);
                     }
@@ -372,7 +371,7 @@ impl PackedWeight {
             // K-quants: `(d * sc) * q - dmin * mn` per 16-element sub-block, as GGUF's dequantization.
             let gb = (g * nb + b) * SUBS * ROWS;
             for i in 0..SUBS {
-                let dl = d * self.sc[gb + i * ROWS + lane] as f32;
+                let dl = d * self.sc[gb + lane * SUBS + i] as f32;
                 for e in 16 * i..16 * i + 16 {
                     let v = q(e);
                     out[e] = if self.mn.is_empty() { dl * v } else { dl * v - m * self.mn[gb + lane * SUBS + i] as f32 };
@@ -646,7 +645,7 @@ fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]
                 let mut isum = 0i32;
                 for i in 0..SUBS {
                     let sub: i32 = (16 * i..16 * i + 16).map(|e| (wq[e] as i32 - g.off) * aq[e] as i32).sum();
-                    isum += g.sc[b * SUBS * ROWS + i * ROWS + r] as i32 * sub;
+                    isum += g.sc[b * SUBS * ROWS + r * SUBS + i] as i32 * sub;
                 }
                 let dd = g.d[s] * a.d[b];
                 *acc += if g.mn.is_empty() {

@@ -267,7 +267,7 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
             for i in 0..SUBS {
                 for r in 0..ROWS {
                     let w = load(wp.add(r * QK_K + 16 * i));
-                    let sc = splat_i16(*scp.add(i * ROWS + r));
+                    let sc = splat_i16(*scp.add(r * SUBS + i));
                     let (lo, hi) = (mul_i16(widen_lo(w), sc), mul_i16(widen_hi(w), sc));
                     for t in 0..T {
                         let ap = acts[t].q.as_ptr().add(b * QK_K + 16 * i);
@@ -463,15 +463,20 @@ fn ktile_relaxed<const T: usize, const PAIRS: bool>(g: &Group, acts: &[PackedAct
             // Token by token (as `tile_relaxed`): the super-block's rows read again from L1.
             for t in 0..T {
                 let mut s = [splat_i32(0); ROWS];
-                let mut corr = splat_i32(0);
+                // For the offset's correction, per row `sum_i sc[r][i] * bsums[i]`: two 16-bit
+                // dot products a row (a row's 16 scales are contiguous).
+                let bs = acts[t].bsums.as_ptr().add(b * SUBS);
+                let (b0, b1) = (load(bs), load(bs.add(8)));
+                let mut c = [splat_i32(0); ROWS];
+                for (r, c) in c.iter_mut().enumerate() {
+                    *c = add_i32(madd(load(scp.add(r * SUBS)), b0), madd(load(scp.add(r * SUBS + 8)), b1));
+                }
+                let corr = transpose_sum(c);
                 for i in 0..SUBS {
-                    // The 4 rows' scales of this sub-block, for the offset's correction.
-                    let sc4 = load_i16x4(scp.add(i * ROWS));
-                    corr = add_i32(corr, mul_i32(sc4, splat_i32(*acts[t].bsums.as_ptr().add(b * SUBS + i) as i32)));
                     let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
                     for r in 0..ROWS {
                         let w = load(wp.add(r * QK_K + 16 * i));
-                        let sc = *scp.add(i * ROWS + r);
+                        let sc = *scp.add(r * SUBS + i);
                         s[r] = add_i32(s[r], if PAIRS {
                             // 8 sums of 2 products (at most 2 * 63 * 128, exact in i16), times the
                             // scale and paired into 4 i32 lanes.

@@ -133,13 +133,6 @@ pub fn sub_i32(a: V, b: V) -> V {
 pub fn mul_i32(a: V, b: V) -> V {
     i32x4_mul(a, b)
 }
-#[cfg(target_feature = "relaxed-simd")]
-/// 4 i16 at `p`, sign-extended to i32x4.
-/// SAFETY: the caller guarantees 8 readable bytes.
-#[inline(always)]
-pub unsafe fn load_i16x4(p: *const i16) -> V {
-    i32x4_load_extend_i16x4(p)
-}
 #[inline(always)]
 pub fn mul_i16(a: V, b: V) -> V {
     i16x8_mul(a, b)
