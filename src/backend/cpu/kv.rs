@@ -28,6 +28,13 @@ pub fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     }
 }
 
+/// f16 bit patterns widened to f32 into `out` (exact).
+pub fn widen_f16(h: &[u16], out: &mut [f32]) {
+    for (d, &s) in out.iter_mut().zip(h) {
+        *d = f16_to_f32(s);
+    }
+}
+
 /// The values of one layer's keys (or values), `[n_ctx, dim]`.
 pub enum KvRows {
     F16(Vec<u16>),
@@ -73,11 +80,7 @@ impl KvRows {
     /// Values `r` widened to f32 into `out` (`r.len()` values; whole blocks for q8_0).
     pub fn widen_into(&self, r: Range<usize>, out: &mut [f32]) {
         match self {
-            KvRows::F16(h) => {
-                for (d, &s) in out.iter_mut().zip(&h[r]) {
-                    *d = f16_to_f32(s);
-                }
-            }
+            KvRows::F16(h) => widen_f16(&h[r], out),
             KvRows::Q8_0(b) => dequantize_row_q8_0(&b[r.start / KV_BLOCK..r.end / KV_BLOCK], out),
         }
     }

@@ -212,9 +212,7 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
         for (j, row) in rows.chunks_exact_mut(n_head).enumerate() {
             let at = (first + j0 + j) * k_dim;
             for g in 0..p.n_head_kv {
-                for (d, &s) in k.iter_mut().zip(&keys[at + g * hd..at + (g + 1) * hd]) {
-                    *d = quant::f16_to_f32(s);
-                }
+                kv::widen_f16(&keys[at + g * hd..at + (g + 1) * hd], &mut k);
                 for h in g * group..(g + 1) * group {
                     row[h] = p.scale * ops::dot_f32(&qh[h * hd..(h + 1) * hd], &k);
                 }
@@ -244,9 +242,7 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
         let mut x = vec![0.0f32; n];
         for j in 0..n_pos {
             let at = (first + j) * v_dim + g * dv + col;
-            for (d, &s) in x.iter_mut().zip(&values[at..at + n]) {
-                *d = quant::f16_to_f32(s);
-            }
+            kv::widen_f16(&values[at..at + n], &mut x);
             for (hh, a) in acc.chunks_exact_mut(n).enumerate() {
                 let pj = probs[(g * group + hh) * n_pos + j];
                 for (a, &v) in a.iter_mut().zip(&x) {

@@ -112,6 +112,17 @@ pub fn is_packable(ty: GgmlType) -> bool {
     is_k(ty) || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
 }
 
+/// Element `e` of one block row's stored quants, the offset still on it: `block` is 16 bytes of
+/// nibbles (element `e < 16` low in byte `e`, `e >= 16` high in byte `e - 16`) or one byte a quant.
+fn stored_quant(block: &[i8], e: usize) -> i32 {
+    if block.len() == QK / 2 {
+        let byte = block[e % (QK / 2)] as u8;
+        (if e < QK / 2 { byte & 0xF } else { byte >> 4 }) as i32
+    } else {
+        block[e] as i32
+    }
+}
+
 /// The formats whose quants stay GGUF's nibbles (see the module docs).
 fn is_nibbles(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
@@ -335,13 +346,7 @@ impl PackedWeight {
 
     /// Element `e` of stored block `s` (`[group][block][row]` order), its offset removed.
     fn quant(&self, s: usize, e: usize) -> i16 {
-        let v = if is_nibbles(self.ty) {
-            let byte = self.q[s * self.qb + e % self.qb] as u8;
-            (if e < self.qb { byte & 0xF } else { byte >> 4 }) as i16
-        } else {
-            self.q[s * self.qb + e] as i16
-        };
-        v - self.off as i16
+        (stored_quant(&self.q[s * self.qb..(s + 1) * self.qb], e) - self.off as i32) as i16
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -608,12 +613,7 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
             for (r, acc) in acc.iter_mut().enumerate() {
                 let s = b * ROWS + r;
                 let wb = &q[s * g.qb..(s + 1) * g.qb];
-                let w = |e: usize| match g.qb {
-                    // Nibbles: element e < 16 low in byte e, e >= 16 high in byte e - 16.
-                    16 => (if e < 16 { wb[e] as u8 & 0xF } else { wb[e - 16] as u8 >> 4 }) as i32,
-                    _ => wb[e] as i32,
-                };
-                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| (w(e) - g.off) * x as i32).sum();
+                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| (stored_quant(wb, e) - g.off) * x as i32).sum();
                 let mut v = sumi as f32 * (d[s] * a.d[b]);
                 if !m.is_empty() {
                     v += m[s] * a.s[b];
