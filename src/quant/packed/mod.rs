@@ -394,12 +394,12 @@ impl PackedWeight {
         // parts (when they have them), the others on unsigned quants (offset or nibbles).
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
-            let pairs = relaxed::pairs();
+            use relaxed::{pairs, Family};
             let kernel: Option<GroupDot> = match (self.ty, is_k(self.ty)) {
                 (GgmlType::Q8_0, _) if !acts.iter().all(|a| a.pos.len() == a.q.len()) => None,
-                (GgmlType::Q8_0, _) => Some(if pairs { arch::group_dot_relaxed_q8::<true> } else { arch::group_dot_relaxed_q8::<false> }),
-                (_, false) => Some(if pairs { arch::group_dot_relaxed::<true> } else { arch::group_dot_relaxed::<false> }),
-                (_, true) => Some(if pairs { arch::kgroup_dot_relaxed::<true> } else { arch::kgroup_dot_relaxed::<false> }),
+                (GgmlType::Q8_0, _) => Some(relaxed::kernel(Family::Q8, pairs(Family::Q8))),
+                (_, false) => Some(relaxed::kernel(Family::Small, pairs(Family::Small))),
+                (_, true) => Some(relaxed::kernel(Family::K, pairs(Family::K))),
             };
             if let Some(kernel) = kernel {
                 return self.matmul_band_with(kernel, acts, r0, n_out, out);
@@ -476,6 +476,7 @@ fn part<T>(v: &[T], gs: std::ops::Range<usize>, per: usize) -> &[T] {
 /// One activation vector for the packed kernels: the Q8_0 / Q8_1 / Q8_K blocks of
 /// [`super::quantize_acts`] with f32 scales (Q8_1: and block sums; Q8_K: and the 16-element sums)
 /// and the quants widened to i16.
+#[derive(Clone)]
 pub struct PackedActs {
     n_cols: usize,
     ty: GgmlType,
@@ -677,7 +678,7 @@ use {group_dot_scalar as group_dot, kgroup_dot_scalar as kgroup_dot};
 /// kernels' form (`relaxed::pairs`) here too. (Gemma 3 in fresh pages: load 1.6 s before, 1.5 after.)
 pub fn warm_up(types: &[GgmlType]) -> Result<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    relaxed::pairs();
+    relaxed::pairs(relaxed::Family::Q8);
     let (rows, cols, tokens) = (ROWS * 16, QK_K * 4, 13);
     let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
     let mut out = vec![0.0f32; rows * tokens];
@@ -695,9 +696,12 @@ pub fn warm_up(types: &[GgmlType]) -> Result<()> {
     Ok(())
 }
 
-/// Which form of the relaxed-SIMD kernels this engine runs faster, measured once. Both give the
-/// same exact integer sums (so the same results, bit for bit); what differs is how engines lower
-/// them. The 32-bit dot product (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM
+/// Which form of the relaxed-SIMD kernels this engine runs faster, measured once per kernel
+/// family (Q8_0's, the other 32-element formats', the K-quants'): the answer differs by family
+/// (Xeon with AVX-VNNI, Chromium, GMAC/s 32-bit dot / pairs: Q8_0 at 8 tokens 25-28 / 23, one
+/// token streaming from memory 7.4 / 6.2; Q4_K at 8 tokens 16-21 / 23-30, where the 32-bit form's
+/// scale multiply is a slow `pmulld`). Both give the same exact integer sums (so the same
+/// results, bit for bit); what differs is how engines lower them. The 32-bit dot product (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM
 /// with the dot-product extension (`sdot`) and on x86 with AVX-VNNI (`vpdpbusd`), but five on
 /// other x86 CPUs (`pmaddubsw`, `pmaddwd` by a ones vector it rebuilds each time, an add);
 /// the 16-bit one (`i16x8.relaxed_dot_i8x16_i7x16_s`) is one `pmaddubsw` there but three
@@ -709,8 +713,34 @@ pub(crate) mod relaxed {
     use super::*;
     use std::sync::atomic::{AtomicU8, Ordering};
 
-    /// 0: not measured yet; 1: the 32-bit dot form; 2: the pairs form.
+    /// 0: not measured yet; else [`MEASURED`] and, per [`Family`], its bit set for the pairs form.
     static FORM: AtomicU8 = AtomicU8::new(0);
+    const MEASURED: u8 = 0x80;
+
+    /// The relaxed-SIMD kernels whose form is chosen apart.
+    #[derive(Clone, Copy)]
+    pub enum Family {
+        /// Q8_0 (`arch::group_dot_relaxed_q8`).
+        Q8 = 0,
+        /// The other 32-element formats (`arch::group_dot_relaxed`).
+        Small = 1,
+        /// The K-quants (`arch::kgroup_dot_relaxed`).
+        K = 2,
+    }
+
+    const FAMILIES: [(Family, GgmlType); 3] = [(Family::Q8, GgmlType::Q8_0), (Family::Small, GgmlType::Q5_0), (Family::K, GgmlType::Q4_K)];
+
+    /// The kernel of `family` in its pairs form or not.
+    pub fn kernel(family: Family, pairs: bool) -> GroupDot {
+        match (family, pairs) {
+            (Family::Q8, false) => arch::group_dot_relaxed_q8::<false>,
+            (Family::Q8, true) => arch::group_dot_relaxed_q8::<true>,
+            (Family::Small, false) => arch::group_dot_relaxed::<false>,
+            (Family::Small, true) => arch::group_dot_relaxed::<true>,
+            (Family::K, false) => arch::kgroup_dot_relaxed::<false>,
+            (Family::K, true) => arch::kgroup_dot_relaxed::<true>,
+        }
+    }
 
     #[wasm_bindgen::prelude::wasm_bindgen]
     extern "C" {
@@ -718,44 +748,55 @@ pub(crate) mod relaxed {
         fn performance_now() -> Result<f64, wasm_bindgen::JsValue>;
     }
 
-    /// Whether the pairs form runs (measured on first use: both forms over a 256 x 2048 Q5_0
-    /// weight and one activation vector, alternating, 24 times each; the faster minimum over
-    /// the last 16 wins, when the engine has compiled both with its optimizing tier: the first
-    /// calls of a fresh module run baseline code, slower by several times and not alike. About
-    /// 20 ms once per module instance).
-    pub fn pairs() -> bool {
-        match FORM.load(Ordering::Relaxed) {
-            0 => {
-                let pairs = measure().unwrap_or(false);
-                FORM.store(if pairs { 2 } else { 1 }, Ordering::Relaxed);
-                pairs
+    /// Whether `family`'s kernels run in the pairs form (every family measured on first use:
+    /// both forms over a 128 x 2048 weight of the family and a tile of 8 activation vectors,
+    /// alternating, 12 times each, about 0.35 ms a time; the faster minimum over the last 8
+    /// wins, when the engine has compiled both with its optimizing tier: the first calls of a
+    /// fresh module run baseline code, slower by several times and not alike. A tile, not one
+    /// token as before: the tile separates the forms by 10-50%, one token in cache was within the
+    /// noise and chose the form that lost for Q8_0 and the K-quants in one of three fresh pages.
+    /// 55-90 ms once per module instance, within the load's noise: Gemma 3 loads in 1.6-1.7 s
+    /// either way).
+    /// Measured in Chromium on a Xeon with AVX-VNNI against the single form measured before, fresh
+    /// pages, Gemma 3: 1 thread prefill 1.08-1.11x, decode 1.07-1.09x; 2 threads prefill 1.13x.
+    pub fn pairs(family: Family) -> bool {
+        let mut f = FORM.load(Ordering::Relaxed);
+        if f == 0 {
+            f = MEASURED;
+            for (fam, ty) in FAMILIES {
+                if measure(fam, ty).unwrap_or(false) {
+                    f |= 1 << fam as u8;
+                }
             }
-            f => f == 2,
+            FORM.store(f, Ordering::Relaxed);
         }
+        f & (1 << family as u8) != 0
     }
 
-    /// Run the given form from now on (tests: both forms against the scalar reference).
+    /// Run the given form from now on, every family (tests: both forms against the scalar
+    /// reference).
     #[cfg(test)]
     pub fn force(pairs: bool) {
-        FORM.store(if pairs { 2 } else { 1 }, Ordering::Relaxed);
+        FORM.store(MEASURED | if pairs { 7 } else { 0 }, Ordering::Relaxed);
     }
 
-    fn measure() -> Option<bool> {
-        let (rows, cols) = (256, 2048);
-        let w = PackedWeight::zeroed(GgmlType::Q5_0, rows, cols).ok()?;
+    fn measure(family: Family, ty: GgmlType) -> Option<bool> {
+        let (rows, cols, tokens) = (128, 2048, arch::WIDE);
+        let w = PackedWeight::zeroed(ty, rows, cols).ok()?;
         let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
-        let acts = [PackedActs::new(&super::super::quantize_acts(GgmlType::Q5_0, &x)).ok()?];
-        let mut out = vec![0.0f32; rows];
+        let one = PackedActs::new(&super::super::quantize_acts(ty, &x)).ok()?;
+        let acts: Vec<PackedActs> = (0..tokens).map(|_| one.clone()).collect();
+        let mut out = vec![0.0f32; rows * tokens];
         let mut best = [f64::INFINITY; 2];
-        for round in 0..48 {
+        for round in 0..24 {
             let pairs = round % 2 == 1;
-            let kernel: GroupDot = if pairs { arch::group_dot_relaxed::<true> } else { arch::group_dot_relaxed::<false> };
+            let kernel = self::kernel(family, pairs);
             let t0 = performance_now().ok()?;
             for _ in 0..4 {
                 w.matmul_band_with(kernel, &acts, 0, rows, &mut out).ok()?;
             }
             let ms = performance_now().ok()? - t0;
-            if round >= 16 {
+            if round >= 8 {
                 best[pairs as usize] = best[pairs as usize].min(ms);
             }
         }
