@@ -394,15 +394,9 @@ impl PackedWeight {
         // parts (when they have them), the others on unsigned quants (offset or nibbles).
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
-            use relaxed::{pairs, Family};
-            let kernel: Option<GroupDot> = match (self.ty, is_k(self.ty)) {
-                (GgmlType::Q8_0, _) if !acts.iter().all(|a| a.pos.len() == a.q.len()) => None,
-                (GgmlType::Q8_0, _) => Some(relaxed::kernel(Family::Q8, pairs(Family::Q8))),
-                (_, false) => Some(relaxed::kernel(Family::Small, pairs(Family::Small))),
-                (_, true) => Some(relaxed::kernel(Family::K, pairs(Family::K))),
-            };
-            if let Some(kernel) = kernel {
-                return self.matmul_band_with(kernel, acts, r0, n_out, out);
+            let q8_without_parts = self.ty == GgmlType::Q8_0 && !acts.iter().all(|a| a.pos.len() == a.q.len());
+            if !q8_without_parts {
+                return self.matmul_band_with(relaxed::chosen(self.ty), acts, r0, n_out, out);
             }
         }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
@@ -701,8 +695,8 @@ pub fn warm_up(types: &[GgmlType]) -> Result<()> {
 /// (Xeon with AVX-VNNI, Chromium, GMAC/s 32-bit dot / pairs: Q8_0 at 8 tokens 25-28 / 23, one
 /// token streaming from memory 7.4 / 6.2; Q4_K at 8 tokens 16-21 / 23-30, where the 32-bit form's
 /// scale multiply is a slow `pmulld`). Both give the same exact integer sums (so the same
-/// results, bit for bit); what differs is how engines lower them. The 32-bit dot product (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM
-/// with the dot-product extension (`sdot`) and on x86 with AVX-VNNI (`vpdpbusd`), but five on
+/// results, bit for bit); what differs is how engines lower them. The 32-bit dot product
+/// (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is one instruction on ARM with the dot-product extension (`sdot`) and on x86 with AVX-VNNI (`vpdpbusd`), but five on
 /// other x86 CPUs (`pmaddubsw`, `pmaddwd` by a ones vector it rebuilds each time, an add);
 /// the 16-bit one (`i16x8.relaxed_dot_i8x16_i7x16_s`) is one `pmaddubsw` there but three
 /// instructions on ARM. The "pairs" form adds two 16-bit pair sums (6-bit weights: at most
@@ -728,10 +722,30 @@ pub(crate) mod relaxed {
         K = 2,
     }
 
-    const FAMILIES: [(Family, GgmlType); 3] = [(Family::Q8, GgmlType::Q8_0), (Family::Small, GgmlType::Q5_0), (Family::K, GgmlType::Q4_K)];
+    impl Family {
+        /// The family whose kernels multiply weights of `ty` (a packable type).
+        fn of(ty: GgmlType) -> Family {
+            if ty == GgmlType::Q8_0 {
+                Family::Q8
+            } else if is_k(ty) {
+                Family::K
+            } else {
+                Family::Small
+            }
+        }
+    }
+
+    /// One weight type per family, the one its form is measured on.
+    const MEASURED_ON: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K];
+
+    /// The relaxed-SIMD kernel for weights of `ty`, in the form measured for its family.
+    pub fn chosen(ty: GgmlType) -> GroupDot {
+        let family = Family::of(ty);
+        kernel(family, pairs(family))
+    }
 
     /// The kernel of `family` in its pairs form or not.
-    pub fn kernel(family: Family, pairs: bool) -> GroupDot {
+    fn kernel(family: Family, pairs: bool) -> GroupDot {
         match (family, pairs) {
             (Family::Q8, false) => arch::group_dot_relaxed_q8::<false>,
             (Family::Q8, true) => arch::group_dot_relaxed_q8::<true>,
@@ -763,9 +777,9 @@ pub(crate) mod relaxed {
         let mut f = FORM.load(Ordering::Relaxed);
         if f == 0 {
             f = MEASURED;
-            for (fam, ty) in FAMILIES {
-                if measure(fam, ty).unwrap_or(false) {
-                    f |= 1 << fam as u8;
+            for ty in MEASURED_ON {
+                if measure(ty).unwrap_or(false) {
+                    f |= 1 << Family::of(ty) as u8;
                 }
             }
             FORM.store(f, Ordering::Relaxed);
@@ -780,7 +794,7 @@ pub(crate) mod relaxed {
         FORM.store(MEASURED | if pairs { 7 } else { 0 }, Ordering::Relaxed);
     }
 
-    fn measure(family: Family, ty: GgmlType) -> Option<bool> {
+    fn measure(ty: GgmlType) -> Option<bool> {
         let (rows, cols, tokens) = (128, 2048, arch::WIDE);
         let w = PackedWeight::zeroed(ty, rows, cols).ok()?;
         let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0).collect();
@@ -790,7 +804,7 @@ pub(crate) mod relaxed {
         let mut best = [f64::INFINITY; 2];
         for round in 0..24 {
             let pairs = round % 2 == 1;
-            let kernel = self::kernel(family, pairs);
+            let kernel = self::kernel(Family::of(ty), pairs);
             let t0 = performance_now().ok()?;
             for _ in 0..4 {
                 w.matmul_band_with(kernel, &acts, 0, rows, &mut out).ok()?;
