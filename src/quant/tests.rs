@@ -292,12 +292,17 @@ fn type_ids_round_trip_and_the_supported_list_names_every_type() {
 // ---------------------------------------------------------------------------------------------
 // Repacked weights (quant::packed)
 
-/// Run `f` under each form of the relaxed-SIMD kernels (once elsewhere).
+/// Run `f` under each form of the relaxed-SIMD kernels (once elsewhere): both forms with Q8_0
+/// as this engine's dot product reads it, then with Q8_0's parts kernel (`f` packs its weights,
+/// so that Q8_0 is stored for the kernel).
 fn for_each_form(mut f: impl FnMut()) {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    for pairs in [false, true] {
-        super::packed::relaxed::force(pairs);
+    for (pairs, q8_parts) in [(false, false), (true, false), (false, true)] {
+        use super::packed::relaxed;
+        relaxed::force(pairs);
+        relaxed::force_q8_parts(q8_parts);
         f();
+        relaxed::force_q8_parts(false);
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
     f();
@@ -328,13 +333,13 @@ fn packed_kernels_hold_the_largest_quants() {
         }
         let rows = 8;
         let bytes: Vec<u8> = block.iter().copied().cycle().take(bb * n_cols / bs * rows).collect();
-        let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
         for sign in [1.0f32, -1.0] {
             let acts: Vec<QuantizedActs> = (0..13).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
             let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
             let want = vec_dot(ty, &bytes[..bb * n_cols / bs], &acts[0]).unwrap();
             assert!(want.abs() > 4000.0, "{ty}: {want}");
             for_each_form(|| {
+                let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
                 let mut got = vec![0.0f32; 13 * rows];
                 w.matmul_band(&packed, 0, rows, &mut got).unwrap();
                 assert!(got.iter().all(|g| g.to_bits() == want.to_bits()), "{ty} {sign}: {got:?} vs {want}");
@@ -396,6 +401,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
                     let mut reference = vec![0.0f32; n_tok * n];
                     w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();
                     for_each_form(|| {
+                        let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
                         let mut got = vec![0.0f32; n_tok * n];
                         w.matmul_band(&packed, r0, n, &mut got).unwrap();
                         for t in 0..n_tok {

@@ -81,8 +81,8 @@ pub struct PackedWeight {
     sc: Vec<i16>,
     /// K-quants with mins only: sub-block mins `[group][super-block][row][16]`.
     mn: Vec<i16>,
-    /// What every stored quant carries on top of its value ([`q_offset`]).
-    off: i8,
+    /// What every stored quant carries on top of its value ([`q_offset`]), modulo 256.
+    off: i32,
     /// Bytes of stored quants per block and row ([`quant_bytes`]).
     qb: usize,
 }
@@ -93,12 +93,24 @@ pub struct PackedWeight {
 /// fit -32..=31, so `q + 32` is the unsigned operand of that build's dot products, added once at
 /// load rather than per block and row in the kernel), else 0. Q8_0's
 /// full-range quants stay as they are: its relaxed kernel takes the activations' positive and
-/// negative parts as the unsigned operand instead ([`arch::group_dot_relaxed_q8`]).
-fn q_offset(ty: GgmlType) -> i8 {
+/// negative parts as the unsigned operand instead ([`arch::group_dot_relaxed_q8`]), unless the
+/// engine's dot product reads a whole byte as that operand ([`relaxed::q8_offset`]: 128 where it
+/// reads it unsigned, stored as `q + 128` modulo 256, the bytes 0..=255).
+fn q_offset(ty: GgmlType) -> i32 {
     if is_nibbles(ty) {
         return if ty == GgmlType::Q4_0 { 8 } else { 0 };
     }
-    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET as i8 } else { 0 }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if ty == GgmlType::Q8_0 {
+        return relaxed::q8_offset();
+    }
+    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET } else { 0 }
+}
+
+/// A stored quant's value: `stored - off` modulo 256 (as i8), for the offset 128 of Q8_0's
+/// whole bytes; the other offsets never wrap.
+fn unoffset(stored: i32, off: i32) -> i32 {
+    (stored - off) as i8 as i32
 }
 
 /// See [`q_offset`].
@@ -314,10 +326,10 @@ impl PackedWeight {
                 let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
                 if self.off != 0 && !is_nibbles(ty) {
                     // Every format but Q8_0 fits by its bit widths ([`Self::fits_relaxed`]).
-                    if !qs.iter().all(|&v| (-32..=31).contains(&v)) {
+                    if ty != GgmlType::Q8_0 && !qs.iter().all(|&v| (-32..=31).contains(&v)) {
                         return Err(Error::internal(format!("{ty} quants outside -32..=31")));
                     }
-                    qs.iter_mut().for_each(|v| *v += self.off);
+                    qs.iter_mut().for_each(|v| *v = v.wrapping_add(self.off as i8));
                 }
                 self.d[s] = f16_to_f32(dv);
                 if !self.m.is_empty() {
@@ -341,12 +353,14 @@ impl PackedWeight {
     /// it as rows are filled). Reads every quant: for tests.
     pub fn fits_relaxed(&self) -> bool {
         let bs = self.ty.block_size();
-        (0..self.d.len()).all(|s| (0..bs).all(|e| (-32..=31).contains(&self.quant(s, e))))
+        // The last group's padding rows are left out: their stored bytes are 0 (with offset 128,
+        // the value -128; their scales are 0 and their results never read).
+        (0..self.d.len()).filter(|s| s / (self.n_cols / bs * ROWS) * ROWS + s % ROWS < self.n_rows).all(|s| (0..bs).all(|e| (-32..=31).contains(&self.quant(s, e))))
     }
 
     /// Element `e` of stored block `s` (`[group][block][row]` order), its offset removed.
     fn quant(&self, s: usize, e: usize) -> i16 {
-        (stored_quant(&self.q[s * self.qb..(s + 1) * self.qb], e) - self.off as i32) as i16
+        unoffset(stored_quant(&self.q[s * self.qb..(s + 1) * self.qb], e), self.off) as i16
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -394,9 +408,9 @@ impl PackedWeight {
         // parts (when they have them), the others on unsigned quants (offset or nibbles).
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
-            let q8_without_parts = self.ty == GgmlType::Q8_0 && !acts.iter().all(|a| a.pos.len() == a.q.len());
-            if !q8_without_parts {
-                return self.matmul_band_with(relaxed::chosen(self.ty), acts, r0, n_out, out);
+            let parts = self.ty == GgmlType::Q8_0 && !relaxed::q8_whole(self.off);
+            if !parts || acts.iter().all(|a| a.pos.len() == a.q.len()) {
+                return self.matmul_band_with(relaxed::chosen(self.ty, self.off), acts, r0, n_out, out);
             }
         }
         self.matmul_band_with(if is_k(self.ty) { kgroup_dot } else { group_dot }, acts, r0, n_out, out)
@@ -432,7 +446,7 @@ impl PackedWeight {
         let per = nb * ROWS;
         let band = Group {
             nb,
-            off: self.off as i32,
+            off: self.off,
             qb,
             d: &self.d[g0 * per..g1 * per],
             m: part(&self.m, g0..g1, per),
@@ -608,7 +622,7 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
             for (r, acc) in acc.iter_mut().enumerate() {
                 let s = b * ROWS + r;
                 let wb = &q[s * g.qb..(s + 1) * g.qb];
-                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| (stored_quant(wb, e) - g.off) * x as i32).sum();
+                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| unoffset(stored_quant(wb, e), g.off) * x as i32).sum();
                 let mut v = sumi as f32 * (d[s] * a.d[b]);
                 if !m.is_empty() {
                     v += m[s] * a.s[b];
@@ -639,7 +653,7 @@ fn kgroup_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]
                 let aq = &a.q[b * QK_K..(b + 1) * QK_K];
                 let mut isum = 0i32;
                 for i in 0..SUBS {
-                    let sub: i32 = (16 * i..16 * i + 16).map(|e| (wq[e] as i32 - g.off) * aq[e] as i32).sum();
+                    let sub: i32 = (16 * i..16 * i + 16).map(|e| unoffset(wq[e] as i32, g.off) * aq[e] as i32).sum();
                     isum += g.sc[b * SUBS * ROWS + r * SUBS + i] as i32 * sub;
                 }
                 let dd = g.d[s] * a.d[b];
@@ -738,10 +752,90 @@ pub(crate) mod relaxed {
     /// One weight type per family, the one its form is measured on.
     const MEASURED_ON: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K];
 
-    /// The relaxed-SIMD kernel for weights of `ty`, in the form measured for its family.
-    pub fn chosen(ty: GgmlType) -> GroupDot {
+    /// The relaxed-SIMD kernel for weights of `ty` stored with offset `off`: Q8_0's whole
+    /// bytes run the other 32-element formats' kernel in its 32-bit form (16-bit pair sums of
+    /// bytes up to 255 would saturate), the rest the form measured for their family.
+    pub fn chosen(ty: GgmlType, off: i32) -> GroupDot {
+        if ty == GgmlType::Q8_0 && q8_whole(off) {
+            return arch::group_dot_relaxed::<false>;
+        }
         let family = Family::of(ty);
         kernel(family, pairs(family))
+    }
+
+    /// How this engine's `i32x4.relaxed_dot_i8x16_i7x16_add_s` reads its second operand's bytes
+    /// with the top bit set, which WebAssembly leaves to the engine: V8 on x86 with AVX-VNNI
+    /// (`vpdpbusd`) reads them unsigned, with AVX-VNNI-INT8 (`vpdpbssd`) and on ARM (`sdot`)
+    /// signed, and without either it sums pairs in 16 bits that saturate (`pmaddubsw`).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Q8Dot {
+        /// Bytes read unsigned, no saturation: Q8_0 stored as `q + 128` (0..=255), one dot
+        /// product per 16 bytes less `128 * sum(a)` per block.
+        Unsigned = 1,
+        /// Bytes read signed, no saturation: Q8_0 stored as it is, one dot product per 16 bytes.
+        Signed = 2,
+        /// Otherwise: the activations' positive and negative parts against the weights, two dot
+        /// products per 16 bytes ([`arch::group_dot_relaxed_q8`]).
+        Parts = 3,
+    }
+
+    /// 0: not probed yet; else a [`Q8Dot`].
+    static Q8_DOT: AtomicU8 = AtomicU8::new(0);
+
+    /// This engine's [`Q8Dot`], probed once: one dot product of bytes chosen so that each reading
+    /// gives other sums (a pair of -128 * 255 saturates 16 bits).
+    pub fn q8_dot() -> Q8Dot {
+        match Q8_DOT.load(Ordering::Relaxed) {
+            1 => Q8Dot::Unsigned,
+            2 => Q8Dot::Signed,
+            3 => Q8Dot::Parts,
+            _ => {
+                let d = probe();
+                Q8_DOT.store(d as u8, Ordering::Relaxed);
+                d
+            }
+        }
+    }
+
+    fn probe() -> Q8Dot {
+        use core::arch::wasm32::*;
+        let a: [i8; 16] = [-128, 127, -1, 5, -128, -128, 3, -7, 100, -100, 1, 2, -128, 127, 0, 9];
+        let b: [u8; 16] = [255, 200, 128, 1, 255, 255, 130, 129, 77, 250, 128, 255, 255, 255, 0, 3];
+        let (va, vb) = (std::hint::black_box(a), std::hint::black_box(b));
+        // SAFETY: 16-byte reads of 16-byte arrays.
+        let r = unsafe { i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(va.as_ptr().cast()), v128_load(vb.as_ptr().cast()), i32x4_splat(std::hint::black_box(0))) };
+        let got = [i32x4_extract_lane::<0>(r), i32x4_extract_lane::<1>(r), i32x4_extract_lane::<2>(r), i32x4_extract_lane::<3>(r)];
+        let want = |signed: bool| -> [i32; 4] {
+            core::array::from_fn(|l| (4 * l..4 * l + 4).map(|i| a[i] as i32 * if signed { b[i] as i8 as i32 } else { b[i] as i32 }).sum())
+        };
+        if got == want(false) {
+            Q8Dot::Unsigned
+        } else if got == want(true) {
+            Q8Dot::Signed
+        } else {
+            Q8Dot::Parts
+        }
+    }
+
+    /// The offset Q8_0 weights are stored with ([`super::q_offset`]).
+    pub fn q8_offset() -> i32 {
+        if q8_dot() == Q8Dot::Unsigned { 128 } else { 0 }
+    }
+
+    /// Whether Q8_0 weights stored with offset `off` run the whole-byte kernel.
+    pub fn q8_whole(off: i32) -> bool {
+        match q8_dot() {
+            Q8Dot::Unsigned => off == 128,
+            Q8Dot::Signed => off == 0,
+            Q8Dot::Parts => false,
+        }
+    }
+
+    /// Pack Q8_0 weights for the parts kernel from now on, whatever the engine (tests: that
+    /// kernel where the engine would not run it), or as probed again.
+    #[cfg(test)]
+    pub fn force_q8_parts(parts: bool) {
+        Q8_DOT.store(if parts { Q8Dot::Parts as u8 } else { probe() as u8 }, Ordering::Relaxed);
     }
 
     /// The kernel of `family` in its pairs form or not.
@@ -777,7 +871,8 @@ pub(crate) mod relaxed {
         let mut f = FORM.load(Ordering::Relaxed);
         if f == 0 {
             f = MEASURED;
-            for ty in MEASURED_ON {
+            // Q8_0's whole bytes run the 32-bit form only.
+            for ty in MEASURED_ON.into_iter().filter(|&ty| ty != GgmlType::Q8_0 || q8_dot() == Q8Dot::Parts) {
                 if measure(ty).unwrap_or(false) {
                     f |= 1 << Family::of(ty) as u8;
                 }

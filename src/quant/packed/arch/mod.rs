@@ -287,16 +287,19 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 
 /// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
 /// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]), or as
-/// nibbles with the format's offset (Q4_0 8, Q4_1 0): per block `dot(a, q + off) - off * sum(a)`
-/// is the same exact integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the
-/// form of [`super::relaxed`] (16-bit pair sums, two added before one widening), else the 32-bit
-/// dot product.
+/// nibbles with the format's offset (Q4_0 8, Q4_1 0), or Q8_0's whole bytes where the engine's
+/// dot product reads them without saturating ([`super::relaxed::Q8Dot`]: offset 128 read
+/// unsigned, or 0 read signed): per block `dot(a, q + off) - off * sum(a)` is the same exact
+/// integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the form of
+/// [`super::relaxed`] (16-bit pair sums, two added before one widening; not for Q8_0), else the
+/// 32-bit dot product.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(never)]
 pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
     let nibbles = band.qb == QK / 2;
-    assert!(band.off == RELAXED_OFFSET || (nibbles && (0..=8).contains(&band.off)));
+    let q8 = !nibbles && super::relaxed::q8_whole(band.off);
+    assert!(band.off == RELAXED_OFFSET || (nibbles && (0..=8).contains(&band.off)) || (q8 && !PAIRS));
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
