@@ -455,6 +455,11 @@ impl PackedWeight {
             mn: part(&self.mn, g0..g1, per * SUBS),
         };
         let n_t = acts.len();
+        if n_t == 1 && n_out % ROWS == 0 {
+            // One token over whole groups (decoding): the results' layout is the output's.
+            kernel(&band, acts, bytemuck::cast_slice_mut(out));
+            return Ok(());
+        }
         let mut res = vec![[0.0f32; ROWS]; (g1 - g0) * n_t];
         kernel(&band, acts, &mut res);
         for (i, rows) in res.chunks_exact(n_t).enumerate() {
