@@ -70,6 +70,35 @@ impl KvRows {
         }
     }
 
+    /// Store the rows of `dim` values `x` at values from `at` ([`Self::store`]), runs of rows on
+    /// the pool's threads when there are many (a prompt's).
+    pub fn store_rows(&mut self, threads: usize, at: usize, x: &[f32], dim: usize) -> Result<()> {
+        let len = match self {
+            KvRows::F16(h) => h.len(),
+            KvRows::Q8_0(b) => b.len() * KV_BLOCK,
+        };
+        let end = at.checked_add(x.len()).filter(|&e| e <= len && dim > 0 && x.len() % dim == 0);
+        let Some(end) = end else {
+            return Err(Error::internal(format!("{} cache values at {at} in rows of {dim}", x.len())));
+        };
+        match self {
+            KvRows::F16(h) => super::for_row_runs_of(threads, &mut h[at..end], dim, super::MIN_VALUES_PER_TASK, &|r0, rows| {
+                for (d, s) in rows.iter_mut().zip(&x[r0 * dim..]) {
+                    *d = ops::to_f16_bits(*s);
+                }
+            }),
+            KvRows::Q8_0(b) => {
+                if dim % KV_BLOCK != 0 || at % KV_BLOCK != 0 {
+                    return Err(Error::internal(format!("q8_0 cache rows of {dim} values at {at}")));
+                }
+                let bd = dim / KV_BLOCK;
+                super::for_row_runs_of(threads, &mut b[at / KV_BLOCK..end / KV_BLOCK], bd, super::MIN_VALUES_PER_TASK / KV_BLOCK, &|r0, rows| {
+                    quantize_q8_0(&x[r0 * dim..(r0 * bd + rows.len()) * KV_BLOCK], rows)
+                })
+            }
+        }
+    }
+
     /// Values `r` widened to f32, appended to `out` (exact for f16; `d * q` for q8_0).
     pub fn widen(&self, r: Range<usize>, out: &mut Vec<f32>) {
         let start = out.len();

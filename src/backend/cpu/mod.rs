@@ -153,8 +153,8 @@ fn for_row_runs(threads: usize, out: &mut [f32], cols: usize, f: &(dyn Fn(usize,
     for_row_runs_of(threads, out, cols, MIN_VALUES_PER_TASK, f)
 }
 
-/// [`for_row_runs`] with runs of at least `min_values` values.
-fn for_row_runs_of(threads: usize, out: &mut [f32], cols: usize, min_values: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<()> {
+/// [`for_row_runs`] with runs of at least `min_values` values, of any element type.
+fn for_row_runs_of<T: Send>(threads: usize, out: &mut [T], cols: usize, min_values: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) -> Result<()> {
     let rows = out.len().checked_div(cols).unwrap_or(0);
     let n_tasks = (out.len() / min_values.max(1)).min(threads * TASKS_PER_THREAD).min(rows);
     if threads <= 1 || n_tasks <= 1 {
@@ -162,7 +162,7 @@ fn for_row_runs_of(threads: usize, out: &mut [f32], cols: usize, min_values: usi
         return Ok(());
     }
     let per = rows.div_ceil(n_tasks);
-    let runs: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per * cols).map(Mutex::new).collect();
+    let runs: Vec<Mutex<&mut [T]>> = out.chunks_mut(per * cols).map(Mutex::new).collect();
     pool::run(runs.len(), &|i| f(i * per, &mut runs[i].lock().unwrap_or_else(|e| e.into_inner())))
         .map_err(|_| Error::internal("a pass over rows panicked on a worker thread"))
 }
@@ -544,12 +544,9 @@ impl CpuBackend {
         if k.cols != kv.k_dim || v.cols != kv.v_dim || v.rows != n {
             return Err(shape_err("store_kv", k.cols, kv.k_dim));
         }
-        for r in 0..n {
-            let pos = p.pos0 + r;
-            kv.k[p.layer].store(pos * kv.k_dim, k.row(r));
-            kv.v[p.layer].store(pos * kv.v_dim, v.row(r));
-        }
-        Ok(())
+        let threads = self.threads();
+        kv.k[p.layer].store_rows(threads, p.pos0 * kv.k_dim, &k.data, kv.k_dim)?;
+        kv.v[p.layer].store_rows(threads, p.pos0 * kv.v_dim, &v.data, kv.v_dim)
     }
 
     pub fn add(&mut self, a: &CpuAct, b: &CpuAct) -> Result<CpuAct> {
@@ -692,21 +689,29 @@ impl Backend for CpuBackend {
     fn get_rows(&mut self, w: &CpuWeight, ids: &[u32], scale: f32) -> Result<CpuAct> {
         crate::logits::check_token_ids(ids, w.n_rows)?;
         let mut out = CpuAct::new(ids.len(), w.n_cols);
-        let rb = w.row_bytes();
-        for (i, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            let row = &mut out.data[i * w.n_cols..(i + 1) * w.n_cols];
-            match &w.data {
-                WeightData::Packed(p) => p.dequantize_row(id, row)?,
-                WeightData::Gguf(b) | WeightData::F32(b, _) => {
-                    quant::dequantize_row(w.ty, &b.as_slice()[id * rb..(id + 1) * rb], row)?
+        let (rb, cols) = (w.row_bytes(), w.n_cols);
+        let failed = OnceLock::new();
+        // A prompt's rows on the pool's threads.
+        for_row_runs(self.threads(), &mut out.data, cols, &|r0, rows| {
+            for (&id, row) in ids[r0..].iter().zip(rows.chunks_exact_mut(cols)) {
+                let id = id as usize;
+                let done = match &w.data {
+                    WeightData::Packed(p) => p.dequantize_row(id, row),
+                    WeightData::Gguf(b) | WeightData::F32(b, _) => quant::dequantize_row(w.ty, &b.as_slice()[id * rb..(id + 1) * rb], row),
+                };
+                if let Err(e) = done {
+                    let _ = failed.set(e);
+                    return;
+                }
+                if scale != 1.0 {
+                    row.iter_mut().for_each(|v| *v *= scale);
                 }
             }
-            if scale != 1.0 {
-                row.iter_mut().for_each(|v| *v *= scale);
-            }
+        })?;
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
-        Ok(out)
     }
 
     fn rms_norm(&mut self, x: &CpuAct, w: &CpuWeight, eps: f32) -> Result<CpuAct> {
@@ -813,6 +818,10 @@ impl Backend for CpuBackend {
         let dv = p.head_dim_v;
         let chunks: Vec<Mutex<&mut [f32]>> = out.data.chunks_mut(per * dv).map(Mutex::new).collect();
         pool::run(chunks.len(), &|t| {
+            // Later query rows see more positions (causal): the threads take the heaviest runs
+            // first, so the last ones taken are the lightest (the last run alone was a quarter
+            // of a 128-token prompt's attention, which the other thread waited out).
+            let t = chunks.len() - 1 - t;
             let mut o = chunks[t].lock().unwrap_or_else(|e| e.into_inner());
             let mut qh = vec![0.0f32; p.head_dim];
             let mut qb = vec![quant::BlockQ8_0::default(); p.head_dim / KV_BLOCK];
