@@ -308,7 +308,11 @@ async fn load_cpu<S: TensorSource>(gguf: &Gguf, src: &S, opts: &LoadOptions, rea
         Some(n) => CpuBackend::with_threads(n),
         None => CpuBackend::new(),
     };
-    let engine = Engine::load_from(backend, gguf, src, opts.cache()).await?;
+    #[allow(unused_mut)]
+    let mut engine = Engine::load_from(backend, gguf, src, opts.cache()).await?;
+    // Natively every function is compiled ahead of time: nothing to warm.
+    #[cfg(target_arch = "wasm32")]
+    engine.warm_up(13).await?;
     Ok(Loaded { engine: AnyEngine::Cpu(engine), reason })
 }
 
