@@ -77,7 +77,7 @@ impl KvRows {
             KvRows::F16(h) => h.len(),
             KvRows::Q8_0(b) => b.len() * KV_BLOCK,
         };
-        let end = at.checked_add(x.len()).filter(|&e| e <= len && dim > 0 && x.len() % dim == 0);
+        let end = at.checked_add(x.len()).filter(|&e| e <= len && dim > 0 && x.len().is_multiple_of(dim));
         let Some(end) = end else {
             return Err(Error::internal(format!("{} cache values at {at} in rows of {dim}", x.len())));
         };
@@ -88,7 +88,7 @@ impl KvRows {
                 }
             }),
             KvRows::Q8_0(b) => {
-                if dim % KV_BLOCK != 0 || at % KV_BLOCK != 0 {
+                if !dim.is_multiple_of(KV_BLOCK) || !at.is_multiple_of(KV_BLOCK) {
                     return Err(Error::internal(format!("q8_0 cache rows of {dim} values at {at}")));
                 }
                 let bd = dim / KV_BLOCK;
