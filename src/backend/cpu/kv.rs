@@ -58,20 +58,8 @@ impl KvRows {
         })
     }
 
-    /// Store `x` at values `at..at + x.len()` (whole blocks for q8_0).
-    pub fn store(&mut self, at: usize, x: &[f32]) {
-        match self {
-            KvRows::F16(h) => {
-                for (d, s) in h[at..at + x.len()].iter_mut().zip(x) {
-                    *d = ops::to_f16_bits(*s);
-                }
-            }
-            KvRows::Q8_0(b) => quantize_q8_0(x, &mut b[at / KV_BLOCK..(at + x.len()) / KV_BLOCK]),
-        }
-    }
-
-    /// Store the rows of `dim` values `x` at values from `at` ([`Self::store`]), runs of rows on
-    /// the pool's threads when there are many (a prompt's).
+    /// Store the rows of `dim` values `x` at values `at..at + x.len()` (f16, or q8_0 blocks: whole
+    /// blocks), runs of rows on the pool's threads when there are many (a prompt's).
     pub fn store_rows(&mut self, threads: usize, at: usize, x: &[f32], dim: usize) -> Result<()> {
         let len = match self {
             KvRows::F16(h) => h.len(),

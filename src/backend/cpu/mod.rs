@@ -589,7 +589,7 @@ impl Backend for CpuBackend {
                 for head in row.chunks_exact_mut(r.head_dim) {
                     ops::rope_head(head, &self.rope_table, r.neox);
                 }
-                kv.k[l].store(dst * kd, &row);
+                kv.k[l].store_rows(1, dst * kd, &row, kd)?;
             }
             kv.move_values(l, s.keep + s.discard, s.n, s.keep);
         }

@@ -104,7 +104,7 @@ fn q_offset(ty: GgmlType) -> i32 {
     if ty == GgmlType::Q8_0 {
         return relaxed::q8_offset();
     }
-    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && ty != GgmlType::Q8_0 { RELAXED_OFFSET } else { 0 }
+    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) { RELAXED_OFFSET } else { 0 }
 }
 
 /// A stored quant's value: `stored - off` modulo 256 (as i8), for the offset 128 of Q8_0's
