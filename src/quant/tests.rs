@@ -309,7 +309,8 @@ fn for_each_form(mut f: impl FnMut()) {
 }
 
 /// The largest sums the relaxed-SIMD kernels' 16-bit steps can meet: every quant at its format's
-/// largest magnitude (Q4_0: -8, Q4_1: 15, both stored as nibbles; Q5_1: 31, Q6_K: 31 after its
+/// largest magnitude (Q4_0: -8, Q4_1: 15, both stored as nibbles; Q5_0: -16, Q5_1: 31, nibbles
+/// and fifth bits; Q6_K: 31 after its
 /// offset, the 6-bit stored value 63; Q8_0: -128, whose pair sums are the largest) against activations all +127 or all -127, every row; each form
 /// equals `vec_dot` bit for bit (no lane overflowed).
 #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -320,6 +321,7 @@ fn packed_kernels_hold_the_largest_quants() {
     let cases = [
         (GgmlType::Q4_0, vec![0], 0x00), // every nibble 0: the quant -8
         (GgmlType::Q4_1, vec![0, 2], 0xFF),
+        (GgmlType::Q5_0, vec![0], 0x00), // every nibble and fifth bit 0: the quant -16
         (GgmlType::Q5_1, vec![0, 2], 0xFF),
         (GgmlType::Q6_K, vec![208], 0xFF),
         (GgmlType::Q8_0, vec![0], 0x80),

@@ -12,7 +12,12 @@
 //!   formats (Q4_0, Q4_1) keep GGUF's 16 bytes of nibbles per block and row instead
 //!   (`q[g][b][r][0..16]`, element `j` in the low nibble of byte `j`, element `j + 16` in its high
 //!   nibble, Q4_0's offset 8 still on them), which halves the bytes a token reads; the kernels
-//!   split them with two bit operations per 16 bytes.
+//!   split them with two bit operations per 16 bytes. The 5-bit formats (Q5_0, Q5_1) keep their
+//!   nibbles the same way and the 4 rows' fifth bits together after them, 16 bytes per block
+//!   (`q[g][b][0..64]` the rows' nibbles, `q[g][b][64..80]` the bits: bit `2r + h` of byte `j` is
+//!   the fifth bit of row `r`'s element `j + 16h`, Q5_0's offset 16 still on the values), so a
+//!   kernel moves each half row's bits into place with one shift and one mask: 20 bytes per block
+//!   and row instead of 32, where a decoded token streams its weights from memory.
 //!
 //! One kernel then serves every 32-element format with 8-bit activations (Q4_0, Q4_1, Q5_0, Q5_1,
 //! Q8_0): per block, the 4 rows' exact integer sums land in the 4 lanes of one vector, are
@@ -36,8 +41,8 @@
 //! Kernels: [`arch`] is WebAssembly SIMD128 on wasm32 (`+simd128`), SSE2 on x86-64 (part of
 //! the baseline), and the scalar reference [`group_dot_scalar`] elsewhere; one generic body
 //! ([`group_dot`]) is written against the few vector operations each of them provides.
-//! Memory: Q8_0 grows by 6% (f32 scales), the 5-bit formats to 8 bits per weight, the 4-bit ones
-//! stay at 4 (plus f32 scales).
+//! Memory: Q8_0 grows by 6% (f32 scales), the 4- and 5-bit formats stay at 4 and 5 bits per
+//! weight (plus f32 scales), the K-quants grow to 8 bits per weight.
 
 #![allow(clippy::needless_range_loop)] // kernels index rows, lanes and tokens by number
 
@@ -74,7 +79,8 @@ pub struct PackedWeight {
     d: Vec<f32>,
     /// Mins (32-element formats) or `dmin` (K-quants), same shape; empty without mins.
     m: Vec<f32>,
-    /// Quants, `[group][block][row][block size]` (the 4-bit formats: `[..][16]`, nibbles).
+    /// Quants, `[group][block][row][block size]` (the 4-bit formats: `[..][16]`, nibbles; the
+    /// 5-bit ones: `[group][block][80]`, see the module docs).
     q: Vec<i8>,
     /// K-quants only: sub-block scales `[group][super-block][row][16]` (a row's contiguous: the
     /// relaxed-SIMD kernel's offset correction dots them with the activations' sums).
@@ -87,8 +93,9 @@ pub struct PackedWeight {
     qb: usize,
 }
 
-/// The offset stored quants carry: the format's own for the 4-bit formats, kept as nibbles (Q4_0
-/// 8, Q4_1 0: 4-bit values, the unsigned operand of the relaxed-SIMD dot products as they are);
+/// The offset stored quants carry: the format's own for the 4- and 5-bit formats, kept as
+/// nibbles and bits (Q4_0 8, Q5_0 16, Q4_1 and Q5_1 0: unsigned values, the unsigned operand of
+/// the relaxed-SIMD dot products as they are);
 /// [`RELAXED_OFFSET`] in the relaxed-SIMD build for every other format but Q8_0 (their quants all
 /// fit -32..=31, so `q + 32` is the unsigned operand of that build's dot products, added once at
 /// load rather than per block and row in the kernel), else 0. Q8_0's
@@ -99,6 +106,9 @@ pub struct PackedWeight {
 fn q_offset(ty: GgmlType) -> i32 {
     if is_nibbles(ty) {
         return if ty == GgmlType::Q4_0 { 8 } else { 0 };
+    }
+    if is_five(ty) {
+        return if ty == GgmlType::Q5_0 { 16 } else { 0 };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     if ty == GgmlType::Q8_0 {
@@ -124,15 +134,22 @@ pub fn is_packable(ty: GgmlType) -> bool {
     is_k(ty) || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
 }
 
-/// Element `e` of one block row's stored quants, the offset still on it: `block` is 16 bytes of
-/// nibbles (element `e < 16` low in byte `e`, `e >= 16` high in byte `e - 16`) or one byte a quant.
-fn stored_quant(block: &[i8], e: usize) -> i32 {
-    if block.len() == QK / 2 {
-        let byte = block[e % (QK / 2)] as u8;
-        (if e < QK / 2 { byte & 0xF } else { byte >> 4 }) as i32
-    } else {
-        block[e] as i32
+/// Element `e` of stored block and row `s` (`[group][block][row]` order from the start of `q`),
+/// the offset still on it, for `qb` bytes per block and row ([`quant_bytes`]): 16 bytes of nibbles
+/// (element `e < 16` low in byte `e`, `e >= 16` high in byte `e - 16`), those and the fifth bits
+/// ([`FIVE_BYTES`]: see the module docs), or one byte a quant.
+fn stored_quant(q: &[i8], qb: usize, s: usize, e: usize) -> i32 {
+    if qb != QK / 2 && qb != FIVE_BYTES {
+        return q[s * qb + e] as i32;
     }
+    let (block, r) = (s / ROWS * ROWS * qb, s % ROWS);
+    let byte = q[block + r * (QK / 2) + e % (QK / 2)] as u8;
+    let nib = (if e < QK / 2 { byte & 0xF } else { byte >> 4 }) as i32;
+    if qb == FIVE_BYTES {
+        let bits = q[block + ROWS * (QK / 2) + e % (QK / 2)] as u8;
+        return nib | ((bits >> (2 * r + e / (QK / 2))) as i32 & 1) << 4;
+    }
+    nib
 }
 
 /// The formats whose quants stay GGUF's nibbles (see the module docs).
@@ -140,9 +157,25 @@ fn is_nibbles(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
 }
 
-/// Bytes of stored quants per block and row: half the block size for nibbles, else one per quant.
+/// The formats stored as nibbles and a plane of fifth bits (see the module docs).
+fn is_five(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q5_0 | GgmlType::Q5_1)
+}
+
+/// Bytes per block and row of the 5-bit formats: 16 of nibbles and a quarter of the block's 16
+/// bytes of fifth bits.
+const FIVE_BYTES: usize = QK / 2 + QK / 8;
+
+/// Bytes of stored quants per block and row: half the block size for nibbles, [`FIVE_BYTES`] for
+/// the 5-bit formats, else one per quant.
 fn quant_bytes(ty: GgmlType) -> usize {
-    if is_nibbles(ty) { ty.block_size() / 2 } else { ty.block_size() }
+    if is_nibbles(ty) {
+        ty.block_size() / 2
+    } else if is_five(ty) {
+        FIVE_BYTES
+    } else {
+        ty.block_size()
+    }
 }
 
 fn is_k(ty: GgmlType) -> bool {
@@ -220,10 +253,8 @@ fn zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
 }
 
 /// One block's quants in element order with the format's offset applied (the 4-bit formats: their
-/// 16 bytes of nibbles as they are), its scale and min.
+/// 16 bytes of nibbles as they are), its scale and min. The 5-bit formats go to [`pack_five`].
 fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (u16, u16) {
-    let nib = |qs: &[u8], j: usize| if j < QK / 2 { qs[j] & 0xF } else { qs[j - QK / 2] >> 4 };
-    let hi = |qh: [u8; 4], j: usize| (((u32::from_le_bytes(qh) >> j) & 1) << 4) as u8;
     let f16 = |lo: u8, hi: u8| u16::from_le_bytes([lo, hi]);
     match ty {
         // GGUF's nibbles as they are ([`is_nibbles`]).
@@ -234,20 +265,6 @@ fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (u16, u16) {
             }
             (f16(raw[0], raw[1]), if ty == GgmlType::Q4_0 { 0 } else { f16(raw[2], raw[3]) })
         }
-        GgmlType::Q5_0 => {
-            let qh = [raw[2], raw[3], raw[4], raw[5]];
-            for (j, v) in q.iter_mut().enumerate() {
-                *v = (nib(&raw[6..22], j) | hi(qh, j)) as i8 - 16;
-            }
-            (f16(raw[0], raw[1]), 0)
-        }
-        GgmlType::Q5_1 => {
-            let qh = [raw[4], raw[5], raw[6], raw[7]];
-            for (j, v) in q.iter_mut().enumerate() {
-                *v = (nib(&raw[8..24], j) | hi(qh, j)) as i8;
-            }
-            (f16(raw[0], raw[1]), f16(raw[2], raw[3]))
-        }
         GgmlType::Q8_0 => {
             for (j, v) in q.iter_mut().enumerate() {
                 *v = raw[2 + j] as i8;
@@ -256,6 +273,28 @@ fn unpack_block(ty: GgmlType, raw: &[u8], q: &mut [i8]) -> (u16, u16) {
         }
         _ => unreachable!("checked by is_packable"),
     }
+}
+
+/// One GGUF block of a 5-bit format (Q5_0, Q5_1) into row `r` of its stored 4-row block `q`
+/// ([`FIVE_BYTES`] per row, see the module docs): the nibbles as they are, each fifth bit into
+/// the shared plane. Returns its scale and min.
+fn pack_five(ty: GgmlType, raw: &[u8], q: &mut [i8], r: usize) -> (u16, u16) {
+    let at = if ty == GgmlType::Q5_0 { 2 } else { 4 };
+    let f16 = |i: usize| u16::from_le_bytes([raw[i], raw[i + 1]]);
+    let qh = u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+    let (nibs, bits) = q.split_at_mut(ROWS * (QK / 2));
+    for (v, &b) in nibs[r * (QK / 2)..(r + 1) * (QK / 2)].iter_mut().zip(&raw[at + 4..at + 4 + QK / 2]) {
+        *v = b as i8;
+    }
+    for (j, v) in bits.iter_mut().enumerate() {
+        let mut byte = *v as u8;
+        for h in 0..2 {
+            let bit = 1u8 << (2 * r + h);
+            byte = if (qh >> (j + 16 * h)) & 1 != 0 { byte | bit } else { byte & !bit };
+        }
+        *v = byte as i8;
+    }
+    (f16(0), if ty == GgmlType::Q5_0 { 0 } else { f16(2) })
 }
 
 impl PackedWeight {
@@ -322,15 +361,21 @@ impl PackedWeight {
             let (g, lane) = ((r0 + i) / ROWS, (r0 + i) % ROWS);
             for (b, raw) in row.chunks_exact(bb).enumerate() {
                 let s = (g * nb + b) * ROWS + lane;
-                let qs = &mut self.q[s * qb..(s + 1) * qb];
-                let (dv, mv) = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
-                if self.off != 0 && !is_nibbles(ty) {
-                    // Every format but Q8_0 fits by its bit widths ([`Self::fits_relaxed`]).
-                    if ty != GgmlType::Q8_0 && !qs.iter().all(|&v| (-32..=31).contains(&v)) {
-                        return Err(Error::internal(format!("{ty} quants outside -32..=31")));
+                let (dv, mv) = if is_five(ty) {
+                    let block = (g * nb + b) * ROWS * qb;
+                    pack_five(ty, raw, &mut self.q[block..block + ROWS * qb], lane)
+                } else {
+                    let qs = &mut self.q[s * qb..(s + 1) * qb];
+                    let scales = if k { unpack_super(ty, raw, &mut s16, &mut m16, qs) } else { unpack_block(ty, raw, qs) };
+                    if self.off != 0 && !is_nibbles(ty) {
+                        // Every format but Q8_0 fits by its bit widths ([`Self::fits_relaxed`]).
+                        if ty != GgmlType::Q8_0 && !qs.iter().all(|&v| (-32..=31).contains(&v)) {
+                            return Err(Error::internal(format!("{ty} quants outside -32..=31")));
+                        }
+                        qs.iter_mut().for_each(|v| *v = v.wrapping_add(self.off as i8));
                     }
-                    qs.iter_mut().for_each(|v| *v = v.wrapping_add(self.off as i8));
-                }
+                    scales
+                };
                 self.d[s] = f16_to_f32(dv);
                 if !self.m.is_empty() {
                     self.m[s] = f16_to_f32(mv);
@@ -360,7 +405,7 @@ impl PackedWeight {
 
     /// Element `e` of stored block `s` (`[group][block][row]` order), its offset removed.
     fn quant(&self, s: usize, e: usize) -> i16 {
-        unoffset(stored_quant(&self.q[s * self.qb..(s + 1) * self.qb], e), self.off) as i16
+        unoffset(stored_quant(&self.q, self.qb, s, e), self.off) as i16
     }
 
     /// Row `r` as f32 values (`x = d * q (+ m)`, the GGUF dequantization's exact values).
@@ -626,8 +671,7 @@ fn group_dot_scalar_one(g: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]])
             let ab = &a.q[b * QK..(b + 1) * QK];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let s = b * ROWS + r;
-                let wb = &q[s * g.qb..(s + 1) * g.qb];
-                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| unoffset(stored_quant(wb, e), g.off) * x as i32).sum();
+                let sumi: i32 = ab.iter().enumerate().map(|(e, &x)| unoffset(stored_quant(q, g.qb, s, e), g.off) * x as i32).sum();
                 let mut v = sumi as f32 * (d[s] * a.d[b]);
                 if !m.is_empty() {
                     v += m[s] * a.s[b];

@@ -3,7 +3,7 @@
 //! `x86_64.rs`, the only place either instruction set is named): tiles of activation vectors
 //! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
 
-use super::{Group, PackedActs, QK, QK_K, ROWS, SUBS};
+use super::{Group, PackedActs, FIVE_BYTES, QK, QK_K, ROWS, SUBS};
 #[cfg(target_feature = "relaxed-simd")]
 use super::RELAXED_OFFSET;
 
@@ -61,34 +61,69 @@ fn transpose_sum(s: [V; 4]) -> V {
 #[inline(never)]
 pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
-    let nibbles = band.qb == QK / 2;
-    assert!(band.off == 0 || nibbles);
+    assert!(band.off == 0 || band.qb != QK);
     for a in acts {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     let off = splat_i8(band.off as i8);
-    band.each(acts.len(), out, |g, out| if nibbles { tiles::<true>(g, off, acts, out) } else { tiles::<false>(g, off, acts, out) });
+    band.each(acts.len(), out, |g, out| match g.qb {
+        NIBBLES => tiles::<NIBBLES>(g, off, acts, out),
+        FIVE_BYTES => tiles::<FIVE_BYTES>(g, off, acts, out),
+        _ => tiles::<QK>(g, off, acts, out),
+    });
 }
 
-/// One row group of [`group_dot`], quants stored as bytes or as nibbles (`NIB`).
+/// Bytes per block and row of the 4-bit formats' nibbles.
+const NIBBLES: usize = QK / 2;
+
+/// One row group of [`group_dot`], `QB` bytes of quants per block and row (bytes, nibbles or the
+/// 5-bit formats').
 #[inline(always)]
-fn tiles<const NIB: bool>(g: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+fn tiles<const QB: usize>(g: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let (d, m, q) = (g.d, g.m, g.q);
-    by_tiles(acts, out, |a, o| tile::<TILE, NIB>(d, m, q, off, a, o), |a, o| tile::<1, NIB>(d, m, q, off, a, o));
+    by_tiles(acts, out, |a, o| tile::<TILE, QB>(d, m, q, off, a, o), |a, o| tile::<1, QB>(d, m, q, off, a, o));
 }
 
-/// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored: for
-/// nibbles (`NIB`) split from their 16 bytes (low nibbles, then high), else loaded.
+/// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored, for
+/// `QB` bytes per block and row: bytes loaded; nibbles ([`NIBBLES`]) split from their 16 bytes
+/// (low nibbles, then high); the 5-bit formats' nibbles split and each half's fifth bits moved
+/// from the block's shared plane to bit 4 ([`FIVE_BYTES`], see the module docs of `super`).
 /// SAFETY: block `b` of row `r` lies in `q` (checked by the kernels' asserts).
 #[inline(always)]
-unsafe fn block_row<const NIB: bool>(q: &[i8], b: usize, r: usize) -> (V, V) {
-    if NIB {
-        let v = load(q.as_ptr().add((b * ROWS + r) * (QK / 2)));
-        let low = splat_i8(0xF);
-        (and(v, low), and(shr_u16::<4>(v), low))
-    } else {
-        let p = q.as_ptr().add((b * ROWS + r) * QK);
-        (load(p), load(p.add(16)))
+unsafe fn block_row<const QB: usize>(q: &[i8], b: usize, r: usize) -> (V, V) {
+    let low = splat_i8(0xF);
+    match QB {
+        NIBBLES => {
+            let v = load(q.as_ptr().add((b * ROWS + r) * NIBBLES));
+            (and(v, low), and(shr_u16::<4>(v), low))
+        }
+        FIVE_BYTES => {
+            let p = q.as_ptr().add(b * ROWS * FIVE_BYTES);
+            let (v, bits) = (load(p.add(r * NIBBLES)), load(p.add(ROWS * NIBBLES)));
+            let fifth = splat_i8(0x10);
+            let (h0, h1) = (and(bit_to_4(bits, 2 * r), fifth), and(bit_to_4(bits, 2 * r + 1), fifth));
+            (or(and(v, low), h0), or(and(shr_u16::<4>(v), low), h1))
+        }
+        _ => {
+            let p = q.as_ptr().add((b * ROWS + r) * QK);
+            (load(p), load(p.add(16)))
+        }
+    }
+}
+
+/// `bits` shifted so that each byte's bit `j` lands on its bit 4 (16-bit lane shifts: bit 4 of
+/// each byte comes from the same byte for every `j`; the other bits are left for a mask).
+#[inline(always)]
+fn bit_to_4(bits: V, j: usize) -> V {
+    match j {
+        0 => shl_u16::<4>(bits),
+        1 => shl_u16::<3>(bits),
+        2 => shl_u16::<2>(bits),
+        3 => shl_u16::<1>(bits),
+        4 => bits,
+        5 => shr_u16::<1>(bits),
+        6 => shr_u16::<2>(bits),
+        _ => shr_u16::<3>(bits),
     }
 }
 
@@ -97,7 +132,7 @@ unsafe fn block_row<const NIB: bool>(q: &[i8], b: usize, r: usize) -> (V, V) {
 #[inline(always)]
 fn check_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize {
     let (nb, n) = (band.nb, band.groups());
-    assert!((band.qb == QK || band.qb == QK / 2) && band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * band.qb);
+    assert!(matches!(band.qb, QK | NIBBLES | FIVE_BYTES) && band.d.len() == n * nb * ROWS && band.q.len() == band.d.len() * band.qb);
     assert!(band.m.is_empty() || band.m.len() == band.d.len());
     assert!(out.len() >= n * acts.len());
     nb
@@ -196,7 +231,7 @@ pub const WIDE: usize = 8;
 pub const TILE: usize = super::TOKEN_TILE;
 
 #[inline(always)]
-fn tile<const T: usize, const NIB: bool>(d: &[f32], m: &[f32], q: &[i8], off: V, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
+fn tile<const T: usize, const QB: usize>(d: &[f32], m: &[f32], q: &[i8], off: V, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
     let nb = d.len() / ROWS;
     let mut acc = [splat(0.0); T];
     for b in 0..nb {
@@ -206,9 +241,9 @@ fn tile<const T: usize, const NIB: bool>(d: &[f32], m: &[f32], q: &[i8], off: V,
             // per token (engines spill the widened rows to the stack, an L1 read each).
             let mut w = [[splat(0.0); 4]; ROWS];
             for r in 0..ROWS {
-                let (mut w0, mut w1) = block_row::<NIB>(q, b, r);
-                if NIB {
-                    // Nibbles carry the format's offset (Q4_0: 8); the others none here.
+                let (mut w0, mut w1) = block_row::<QB>(q, b, r);
+                if QB != QK {
+                    // Nibbles carry the format's offset (Q4_0: 8, Q5_0: 16); bytes none here.
                     (w0, w1) = (sub_i8(w0, off), sub_i8(w1, off));
                 }
                 w[r] = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
@@ -287,7 +322,7 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 
 /// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
 /// by [`RELAXED_OFFSET`] (6-bit values, the unsigned 7-bit operand; [`super::q_offset`]), or as
-/// nibbles with the format's offset (Q4_0 8, Q4_1 0), or Q8_0's whole bytes where the engine's
+/// nibbles (and fifth bits) with the format's offset (Q4_0 8, Q5_0 16, Q4_1 and Q5_1 0), or Q8_0's whole bytes where the engine's
 /// dot product reads them without saturating ([`super::relaxed::Q8Dot`]: offset 128 read
 /// unsigned, or 0 read signed): per block `dot(a, q + off) - off * sum(a)` is the same exact
 /// integer sum, so results equal the other kernels' bit for bit. `PAIRS`: the form of
@@ -297,35 +332,41 @@ fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROW
 #[inline(never)]
 pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let nb = check_band(band, acts, out);
-    let nibbles = band.qb == QK / 2;
-    let q8 = !nibbles && super::relaxed::q8_whole(band.off);
-    assert!(band.off == RELAXED_OFFSET || (nibbles && (0..=8).contains(&band.off)) || (q8 && !PAIRS));
+    let q8 = band.qb == QK && super::relaxed::q8_whole(band.off);
+    let small = match band.qb {
+        NIBBLES => (0..=8).contains(&band.off),
+        FIVE_BYTES => (0..=16).contains(&band.off),
+        _ => false,
+    };
+    assert!(band.off == RELAXED_OFFSET || small || (q8 && !PAIRS));
     for a in acts {
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     let off = band.off;
-    band.each(acts.len(), out, |g, out| {
-        if nibbles { tiles_relaxed::<PAIRS, true>(g, off, acts, out) } else { tiles_relaxed::<PAIRS, false>(g, off, acts, out) }
+    band.each(acts.len(), out, |g, out| match g.qb {
+        NIBBLES => tiles_relaxed::<PAIRS, NIBBLES>(g, off, acts, out),
+        FIVE_BYTES => tiles_relaxed::<PAIRS, FIVE_BYTES>(g, off, acts, out),
+        _ => tiles_relaxed::<PAIRS, QK>(g, off, acts, out),
     });
 }
 
-/// One row group of [`group_dot_relaxed`], quants stored as bytes or as nibbles (`NIB`).
+/// One row group of [`group_dot_relaxed`], `QB` bytes of quants per block and row ([`block_row`]).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tiles_relaxed<const PAIRS: bool, const NIB: bool>(g: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+fn tiles_relaxed<const PAIRS: bool, const QB: usize>(g: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     let (d, m, q) = (g.d, g.m, g.q);
     by_wide_tiles(
         acts,
         out,
-        |a, o| tile_relaxed::<WIDE, PAIRS, NIB>(d, m, q, off, a, o),
-        |a, o| tile_relaxed::<TILE, PAIRS, NIB>(d, m, q, off, a, o),
-        |a, o| tile_relaxed::<1, PAIRS, NIB>(d, m, q, off, a, o),
+        |a, o| tile_relaxed::<WIDE, PAIRS, QB>(d, m, q, off, a, o),
+        |a, o| tile_relaxed::<TILE, PAIRS, QB>(d, m, q, off, a, o),
+        |a, o| tile_relaxed::<1, PAIRS, QB>(d, m, q, off, a, o),
     );
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed<const T: usize, const PAIRS: bool, const NIB: bool>(
+fn tile_relaxed<const T: usize, const PAIRS: bool, const QB: usize>(
     d: &[f32],
     m: &[f32],
     q: &[i8],
@@ -345,13 +386,13 @@ fn tile_relaxed<const T: usize, const PAIRS: bool, const NIB: bool>(
             // token, a Q4_1 weight of 262144 x 576 streamed 4 tokens in 50-55 ms instead of 30:
             // measured in Chromium); one token splits them as it goes.
             let split: [(V, V); ROWS] =
-                if NIB && T > 1 { core::array::from_fn(|r| block_row::<NIB>(q, b, r)) } else { [(splat_i32(0), splat_i32(0)); ROWS] };
+                if QB != QK && T > 1 { core::array::from_fn(|r| block_row::<QB>(q, b, r)) } else { [(splat_i32(0), splat_i32(0)); ROWS] };
             for t in 0..T {
                 let ap = acts[t].q8.as_ptr().add(b * QK);
                 let (a0, a1) = (load(ap), load(ap.add(16)));
                 let mut s = [splat_i32(0); ROWS];
                 for r in 0..ROWS {
-                    let (w0, w1) = if NIB && T > 1 { split[r] } else { block_row::<NIB>(q, b, r) };
+                    let (w0, w1) = if QB != QK && T > 1 { split[r] } else { block_row::<QB>(q, b, r) };
                     s[r] = if PAIRS {
                         // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
                         widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))

@@ -20,6 +20,11 @@ pub fn shl_i32<const N: u32>(a: V) -> V {
 pub fn shr_u16<const N: u32>(a: V) -> V {
     u16x8_shr(a, N)
 }
+/// Logical left shift of 16-bit lanes.
+#[inline(always)]
+pub fn shl_u16<const N: u32>(a: V) -> V {
+    i16x8_shl(a, N)
+}
 #[inline(always)]
 pub fn splat_i8(x: i8) -> V {
     i8x16_splat(x)

@@ -20,6 +20,11 @@ pub fn shl_i32<const N: i32>(a: V) -> V {
 pub fn shr_u16<const N: i32>(a: V) -> V {
     unsafe { _mm_srli_epi16::<N>(a) }
 }
+/// Logical left shift of 16-bit lanes.
+#[inline(always)]
+pub fn shl_u16<const N: i32>(a: V) -> V {
+    unsafe { _mm_slli_epi16::<N>(a) }
+}
 #[inline(always)]
 pub fn splat_i8(x: i8) -> V {
     unsafe { _mm_set1_epi8(x) }
