@@ -374,7 +374,8 @@ fn packed_q8_0_with_small_quants() {
 
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
 /// fill the last 4-row group, 1, 3, 5 and 13 tokens (whole tiles of 4 and of 8 and tokens left), whole and partial
-/// bands (several groups in one kernel call): the packed product equals
+/// bands (several groups in one kernel call; one token over 10 groups: runs of 2 groups read
+/// together and 2 groups left, see `packed::STREAMS`): the packed product equals
 /// the scalar `vec_dot` of each GGUF
 /// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
 /// the other), the vector kernel equals the packed scalar reference bit for bit, and dequantized
@@ -386,7 +387,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
     let mut rng = Rng::new(0x5a);
     use GgmlType::*;
     for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
-        for (case, &n_rows) in [1usize, 4, 7, 9, 13].iter().enumerate() {
+        for (case, &n_rows) in [1usize, 4, 7, 9, 13, 37].iter().enumerate() {
             let n_cols = block_counts(ty)[case % 4] * ty.block_size();
             let rows: Vec<Vec<u8>> = (0..n_rows).map(|_| random_row(ty, n_cols, &mut rng)).collect();
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();

@@ -3,7 +3,8 @@
 //! `x86_64.rs`, the only place either instruction set is named): tiles of activation vectors
 //! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
 
-use super::{Group, PackedActs, FIVE_BYTES, QK, QK_K, ROWS, SUBS};
+use super::{Group, PackedActs, FIVE_BYTES, QK, QK_K, ROWS, STREAMS, SUBS};
+use core::array::{from_mut, from_ref};
 #[cfg(target_feature = "relaxed-simd")]
 use super::RELAXED_OFFSET;
 
@@ -66,22 +67,33 @@ pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
         assert!(a.q.len() == nb * QK && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     let off = splat_i8(band.off as i8);
-    band.each(acts.len(), out, |g, out| match g.qb {
-        NIBBLES => tiles::<NIBBLES>(g, off, acts, out),
-        FIVE_BYTES => tiles::<FIVE_BYTES>(g, off, acts, out),
-        _ => tiles::<QK>(g, off, acts, out),
-    });
+    match band.qb {
+        NIBBLES => tiles::<NIBBLES>(band, off, acts, out),
+        FIVE_BYTES => tiles::<FIVE_BYTES>(band, off, acts, out),
+        _ => tiles::<QK>(band, off, acts, out),
+    }
 }
 
 /// Bytes per block and row of the 4-bit formats' nibbles.
 const NIBBLES: usize = QK / 2;
 
-/// One row group of [`group_dot`], `QB` bytes of quants per block and row (bytes, nibbles or the
-/// 5-bit formats').
+/// [`group_dot`]'s band, `QB` bytes of quants per block and row (bytes, nibbles or the 5-bit
+/// formats'): one token [`STREAMS`] row groups at a time ([`Group::each_streams`]), several in
+/// tiles per row group.
 #[inline(always)]
-fn tiles<const QB: usize>(g: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (d, m, q) = (g.d, g.m, g.q);
-    by_tiles(acts, out, |a, o| tile::<TILE, QB>(d, m, q, off, a, o), |a, o| tile::<1, QB>(d, m, q, off, a, o));
+fn tiles<const QB: usize>(band: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    band.each_streams(
+        acts.len(),
+        out,
+        |gs, o| tile::<STREAMS, 1, QB>(gs, off, one(acts), o),
+        |g, out| by_tiles(acts, out, |a, o| tile::<1, TILE, QB>(from_ref(g), off, a, from_mut(o)), |a, o| tile::<1, 1, QB>(from_ref(g), off, a, from_mut(o))),
+    );
+}
+
+/// The one activation vector of a one-token band.
+#[inline(always)]
+fn one(acts: &[PackedActs]) -> &[PackedActs; 1] {
+    acts.try_into().expect("one token")
 }
 
 /// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored, for
@@ -230,40 +242,58 @@ pub const WIDE: usize = 8;
 /// 11.1 and 14.3; one token streaming Gemma 3's Q8_0 head shape 6.6 -> 8.1 GMAC/s.
 pub const TILE: usize = super::TOKEN_TILE;
 
+/// `S` row groups of one band (the same blocks per row) times `T` activation vectors: block by
+/// block, each group's rows loaded, widened and scaled once, then token by token.
 #[inline(always)]
-fn tile<const T: usize, const QB: usize>(d: &[f32], m: &[f32], q: &[i8], off: V, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
-    let nb = d.len() / ROWS;
-    let mut acc = [splat(0.0); T];
+fn tile<const S: usize, const T: usize, const QB: usize>(
+    gs: &[Group; S],
+    off: V,
+    acts: &[PackedActs; T],
+    out: &mut [[[f32; ROWS]; T]; S],
+) {
+    let nb = gs[0].d.len() / ROWS;
+    let mut acc = [[splat(0.0); T]; S];
     for b in 0..nb {
-        // SAFETY: `group_dot`'s asserts bound every 16-byte load below.
-        unsafe {
-            // The block's 4 rows widened once per tile, then token by token: few live values
-            // per token (engines spill the widened rows to the stack, an L1 read each).
-            let mut w = [[splat(0.0); 4]; ROWS];
-            for r in 0..ROWS {
-                let (mut w0, mut w1) = block_row::<QB>(q, b, r);
-                if QB != QK {
-                    // Nibbles carry the format's offset (Q4_0: 8, Q5_0: 16); bytes none here.
-                    (w0, w1) = (sub_i8(w0, off), sub_i8(w1, off));
-                }
-                w[r] = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
-            }
-            let (dw, mw) = block_scales(d, m, b);
-            for t in 0..T {
-                let ap = acts[t].q.as_ptr().add(b * QK);
-                let mut s = [splat(0.0); ROWS];
+        for (g, acc) in gs.iter().zip(&mut acc) {
+            // SAFETY: `group_dot`'s asserts bound every 16-byte load below (every group of a
+            // band has its blocks per row).
+            unsafe {
+                // The block's 4 rows widened once per tile, then token by token: few live values
+                // per token (engines spill the widened rows to the stack, an L1 read each).
+                let mut w = [[splat(0.0); 4]; ROWS];
                 for r in 0..ROWS {
-                    s[r] = add_i32(
-                        add_i32(madd(w[r][0], load(ap)), madd(w[r][1], load(ap.add(8)))),
-                        add_i32(madd(w[r][2], load(ap.add(16))), madd(w[r][3], load(ap.add(24)))),
-                    );
+                    let (mut w0, mut w1) = block_row::<QB>(g.q, b, r);
+                    if QB != QK {
+                        // Nibbles carry the format's offset (Q4_0: 8, Q5_0: 16); bytes none here.
+                        (w0, w1) = (sub_i8(w0, off), sub_i8(w1, off));
+                    }
+                    w[r] = [widen_lo(w0), widen_hi(w0), widen_lo(w1), widen_hi(w1)];
                 }
-                acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
+                let (dw, mw) = block_scales(g.d, g.m, b);
+                for t in 0..T {
+                    let ap = acts[t].q.as_ptr().add(b * QK);
+                    let mut s = [splat(0.0); ROWS];
+                    for r in 0..ROWS {
+                        s[r] = add_i32(
+                            add_i32(madd(w[r][0], load(ap)), madd(w[r][1], load(ap.add(8)))),
+                            add_i32(madd(w[r][2], load(ap.add(16))), madd(w[r][3], load(ap.add(24)))),
+                        );
+                    }
+                    acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
+                }
             }
         }
     }
-    for t in 0..T {
-        out[t] = to_array(acc[t]);
+    store(acc, out);
+}
+
+/// Each group's and token's accumulated lanes into `out`.
+#[inline(always)]
+fn store<const S: usize, const T: usize>(acc: [[V; T]; S], out: &mut [[[f32; ROWS]; T]; S]) {
+    for (o, acc) in out.iter_mut().zip(acc) {
+        for t in 0..T {
+            o[t] = to_array(acc[t]);
+        }
     }
 }
 
@@ -275,7 +305,12 @@ pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each(acts.len(), out, |g, out| by_tiles(acts, out, |a, o| ktile::<TILE>(g, a, o), |a, o| ktile::<1>(g, a, o)));
+    band.each_streams(
+        acts.len(),
+        out,
+        |gs, o| ktile::<STREAMS, 1>(gs, one(acts), o),
+        |g, out| by_tiles(acts, out, |a, o| ktile::<1, TILE>(from_ref(g), a, from_mut(o)), |a, o| ktile::<1, 1>(from_ref(g), a, from_mut(o))),
+    );
 }
 
 /// The K-quant kernels' checks of a band's slices against each other and `out`; returns the
@@ -289,35 +324,36 @@ fn check_k_band(band: &Group, acts: &[PackedActs], out: &[[f32; ROWS]]) -> usize
     nb
 }
 
+/// `S` row groups of one band times `T` activation vectors, super-block by super-block.
 #[inline(always)]
-fn ktile<const T: usize>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
-    let nb = g.d.len() / ROWS;
-    let mut acc = [splat(0.0); T];
+fn ktile<const S: usize, const T: usize>(gs: &[Group; S], acts: &[PackedActs; T], out: &mut [[[f32; ROWS]; T]; S]) {
+    let nb = gs[0].d.len() / ROWS;
+    let mut acc = [[splat(0.0); T]; S];
     for b in 0..nb {
-        // SAFETY: `kgroup_dot`'s asserts bound every 16-byte load below.
-        unsafe {
-            let mut s = [[splat(0.0); ROWS]; T];
-            let wp = g.q.as_ptr().add(b * ROWS * QK_K);
-            let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
-            for i in 0..SUBS {
-                for r in 0..ROWS {
-                    let w = load(wp.add(r * QK_K + 16 * i));
-                    let sc = splat_i16(*scp.add(r * SUBS + i));
-                    let (lo, hi) = (mul_i16(widen_lo(w), sc), mul_i16(widen_hi(w), sc));
-                    for t in 0..T {
-                        let ap = acts[t].q.as_ptr().add(b * QK_K + 16 * i);
-                        s[t][r] = add_i32(s[t][r], add_i32(madd(lo, load(ap)), madd(hi, load(ap.add(8)))));
+        for (g, acc) in gs.iter().zip(&mut acc) {
+            // SAFETY: `kgroup_dot`'s asserts bound every 16-byte load below.
+            unsafe {
+                let mut s = [[splat(0.0); ROWS]; T];
+                let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+                let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+                for i in 0..SUBS {
+                    for r in 0..ROWS {
+                        let w = load(wp.add(r * QK_K + 16 * i));
+                        let sc = splat_i16(*scp.add(r * SUBS + i));
+                        let (lo, hi) = (mul_i16(widen_lo(w), sc), mul_i16(widen_hi(w), sc));
+                        for t in 0..T {
+                            let ap = acts[t].q.as_ptr().add(b * QK_K + 16 * i);
+                            s[t][r] = add_i32(s[t][r], add_i32(madd(lo, load(ap)), madd(hi, load(ap.add(8)))));
+                        }
                     }
                 }
-            }
-            for t in 0..T {
-                acc[t] = super_step(acc[t], transpose_sum(s[t]), g, &acts[t], b);
+                for t in 0..T {
+                    acc[t] = super_step(acc[t], transpose_sum(s[t]), g, &acts[t], b);
+                }
             }
         }
     }
-    for t in 0..T {
-        out[t] = to_array(acc[t]);
-    }
+    store(acc, out);
 }
 
 /// [`group_dot`] with the relaxed-SIMD dot products on weights stored with their quants offset
@@ -343,71 +379,80 @@ pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], o
         assert!(a.q8.len() == nb * QK && a.sum32.len() == nb && a.d.len() == nb && (band.m.is_empty() || a.s.len() == nb));
     }
     let off = band.off;
-    band.each(acts.len(), out, |g, out| match g.qb {
-        NIBBLES => tiles_relaxed::<PAIRS, NIBBLES>(g, off, acts, out),
-        FIVE_BYTES => tiles_relaxed::<PAIRS, FIVE_BYTES>(g, off, acts, out),
-        _ => tiles_relaxed::<PAIRS, QK>(g, off, acts, out),
-    });
+    match band.qb {
+        NIBBLES => tiles_relaxed::<PAIRS, NIBBLES>(band, off, acts, out),
+        FIVE_BYTES => tiles_relaxed::<PAIRS, FIVE_BYTES>(band, off, acts, out),
+        _ => tiles_relaxed::<PAIRS, QK>(band, off, acts, out),
+    }
 }
 
-/// One row group of [`group_dot_relaxed`], `QB` bytes of quants per block and row ([`block_row`]).
+/// [`group_dot_relaxed`]'s band, `QB` bytes of quants per block and row ([`block_row`]): one
+/// token [`STREAMS`] row groups at a time, several in wide tiles per row group.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tiles_relaxed<const PAIRS: bool, const QB: usize>(g: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    let (d, m, q) = (g.d, g.m, g.q);
-    by_wide_tiles(
-        acts,
+fn tiles_relaxed<const PAIRS: bool, const QB: usize>(band: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    band.each_streams(
+        acts.len(),
         out,
-        |a, o| tile_relaxed::<WIDE, PAIRS, QB>(d, m, q, off, a, o),
-        |a, o| tile_relaxed::<TILE, PAIRS, QB>(d, m, q, off, a, o),
-        |a, o| tile_relaxed::<1, PAIRS, QB>(d, m, q, off, a, o),
+        |gs, o| tile_relaxed::<STREAMS, 1, PAIRS, QB>(gs, off, one(acts), o),
+        |g, out| {
+            let g = from_ref(g);
+            by_wide_tiles(
+                acts,
+                out,
+                |a, o| tile_relaxed::<1, WIDE, PAIRS, QB>(g, off, a, from_mut(o)),
+                |a, o| tile_relaxed::<1, TILE, PAIRS, QB>(g, off, a, from_mut(o)),
+                |a, o| tile_relaxed::<1, 1, PAIRS, QB>(g, off, a, from_mut(o)),
+            )
+        },
     );
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed<const T: usize, const PAIRS: bool, const QB: usize>(
-    d: &[f32],
-    m: &[f32],
-    q: &[i8],
+fn tile_relaxed<const S: usize, const T: usize, const PAIRS: bool, const QB: usize>(
+    gs: &[Group; S],
     off: i32,
     acts: &[PackedActs; T],
-    out: &mut [[f32; ROWS]; T],
+    out: &mut [[[f32; ROWS]; T]; S],
 ) {
-    let nb = d.len() / ROWS;
-    let mut acc = [splat(0.0); T];
+    let nb = gs[0].d.len() / ROWS;
+    let mut acc = [[splat(0.0); T]; S];
     for b in 0..nb {
-        // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
-        unsafe {
-            let (dw, mw) = block_scales(d, m, b);
-            // Token by token, the block's 4 rows read again from L1 for each: few live values
-            // (engines keep them in registers), the weights still read from memory once per tile.
-            // Nibbles split once per tile when it has several tokens (read again and split per
-            // token, a Q4_1 weight of 262144 x 576 streamed 4 tokens in 50-55 ms instead of 30:
-            // measured in Chromium); one token splits them as it goes.
-            let split: [(V, V); ROWS] =
-                if QB != QK && T > 1 { core::array::from_fn(|r| block_row::<QB>(q, b, r)) } else { [(splat_i32(0), splat_i32(0)); ROWS] };
-            for t in 0..T {
-                let ap = acts[t].q8.as_ptr().add(b * QK);
-                let (a0, a1) = (load(ap), load(ap.add(16)));
-                let mut s = [splat_i32(0); ROWS];
-                for r in 0..ROWS {
-                    let (w0, w1) = if QB != QK && T > 1 { split[r] } else { block_row::<QB>(q, b, r) };
-                    s[r] = if PAIRS {
-                        // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
-                        widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))
-                    } else {
-                        dot_i7(a1, w1, dot_i7(a0, w0, splat_i32(0)))
-                    };
+        for (g, acc) in gs.iter().zip(&mut acc) {
+            // SAFETY: `group_dot_relaxed`'s asserts bound every 16-byte load below.
+            unsafe {
+                let (dw, mw) = block_scales(g.d, g.m, b);
+                // Token by token, the block's 4 rows read again from L1 for each: few live values
+                // (engines keep them in registers), the weights still read from memory once per
+                // tile. Nibbles split once per tile when it has several tokens (read again and
+                // split per token, a Q4_1 weight of 262144 x 576 streamed 4 tokens in 50-55 ms
+                // instead of 30: measured in Chromium); one token splits them as it goes.
+                let split: [(V, V); ROWS] = if QB != QK && T > 1 {
+                    core::array::from_fn(|r| block_row::<QB>(g.q, b, r))
+                } else {
+                    [(splat_i32(0), splat_i32(0)); ROWS]
+                };
+                for t in 0..T {
+                    let ap = acts[t].q8.as_ptr().add(b * QK);
+                    let (a0, a1) = (load(ap), load(ap.add(16)));
+                    let mut s = [splat_i32(0); ROWS];
+                    for r in 0..ROWS {
+                        let (w0, w1) = if QB != QK && T > 1 { split[r] } else { block_row::<QB>(g.q, b, r) };
+                        s[r] = if PAIRS {
+                            // Each 16-bit lane: 4 products of at most 63 * 127 (exact).
+                            widen_pairs(add_i16(dot_i7_pairs(a0, w0), dot_i7_pairs(a1, w1)))
+                        } else {
+                            dot_i7(a1, w1, dot_i7(a0, w0, splat_i32(0)))
+                        };
+                    }
+                    let sumi = sub_i32(transpose_sum(s), splat_i32(off * acts[t].sum32[b]));
+                    acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
                 }
-                let sumi = sub_i32(transpose_sum(s), splat_i32(off * acts[t].sum32[b]));
-                acc[t] = block_step(acc[t], sumi, dw, mw, &acts[t], b);
             }
         }
     }
-    for t in 0..T {
-        out[t] = to_array(acc[t]);
-    }
+    store(acc, out);
 }
 
 /// [`group_dot`] with the relaxed-SIMD dot products on full-range 8-bit quants (Q8_0, offset 0):
@@ -424,51 +469,56 @@ pub fn group_dot_relaxed_q8<const PAIRS: bool>(band: &Group, acts: &[PackedActs]
     for a in acts {
         assert!(a.pos.len() == nb * QK && a.neg.len() == nb * QK && a.d.len() == nb);
     }
-    band.each(acts.len(), out, |g, out| {
-        let (d, q) = (g.d, g.q);
-        by_wide_tiles(
-            acts,
-            out,
-            |a, o| tile_relaxed_q8::<WIDE, PAIRS>(d, q, a, o),
-            |a, o| tile_relaxed_q8::<TILE, PAIRS>(d, q, a, o),
-            |a, o| tile_relaxed_q8::<1, PAIRS>(d, q, a, o),
-        );
-    });
+    band.each_streams(
+        acts.len(),
+        out,
+        |gs, o| tile_relaxed_q8::<STREAMS, 1, PAIRS>(gs, one(acts), o),
+        |g, out| {
+            let g = from_ref(g);
+            by_wide_tiles(
+                acts,
+                out,
+                |a, o| tile_relaxed_q8::<1, WIDE, PAIRS>(g, a, from_mut(o)),
+                |a, o| tile_relaxed_q8::<1, TILE, PAIRS>(g, a, from_mut(o)),
+                |a, o| tile_relaxed_q8::<1, 1, PAIRS>(g, a, from_mut(o)),
+            )
+        },
+    );
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn tile_relaxed_q8<const T: usize, const PAIRS: bool>(d: &[f32], q: &[i8], acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
-    let nb = d.len() / ROWS;
-    let mut acc = [splat(0.0); T];
+fn tile_relaxed_q8<const S: usize, const T: usize, const PAIRS: bool>(gs: &[Group; S], acts: &[PackedActs; T], out: &mut [[[f32; ROWS]; T]; S]) {
+    let nb = gs[0].d.len() / ROWS;
+    let mut acc = [[splat(0.0); T]; S];
     for b in 0..nb {
-        // SAFETY: `group_dot_relaxed_q8`'s asserts bound every 16-byte load below.
-        unsafe {
-            let wp = q.as_ptr().add(b * ROWS * QK);
-            let (dw, mw) = block_scales(d, &[], b);
-            // Token by token (as `tile_relaxed`).
-            for t in 0..T {
-                let (pp, np) = (acts[t].pos.as_ptr().add(b * QK), acts[t].neg.as_ptr().add(b * QK));
-                let (p0, p1, n0, n1) = (load(pp), load(pp.add(16)), load(np), load(np.add(16)));
-                let mut s = [splat_i32(0); ROWS];
-                for r in 0..ROWS {
-                    let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
-                    s[r] = if PAIRS {
-                        add_i32(
-                            widen_pairs(sub_i16(dot_i7_pairs(w0, p0), dot_i7_pairs(w0, n0))),
-                            widen_pairs(sub_i16(dot_i7_pairs(w1, p1), dot_i7_pairs(w1, n1))),
-                        )
-                    } else {
-                        sub_i32(dot_i7(w1, p1, dot_i7(w0, p0, splat_i32(0))), dot_i7(w1, n1, dot_i7(w0, n0, splat_i32(0))))
-                    };
+        for (g, acc) in gs.iter().zip(&mut acc) {
+            // SAFETY: `group_dot_relaxed_q8`'s asserts bound every 16-byte load below.
+            unsafe {
+                let wp = g.q.as_ptr().add(b * ROWS * QK);
+                let (dw, mw) = block_scales(g.d, &[], b);
+                // Token by token (as `tile_relaxed`).
+                for t in 0..T {
+                    let (pp, np) = (acts[t].pos.as_ptr().add(b * QK), acts[t].neg.as_ptr().add(b * QK));
+                    let (p0, p1, n0, n1) = (load(pp), load(pp.add(16)), load(np), load(np.add(16)));
+                    let mut s = [splat_i32(0); ROWS];
+                    for r in 0..ROWS {
+                        let (w0, w1) = (load(wp.add(r * QK)), load(wp.add(r * QK + 16)));
+                        s[r] = if PAIRS {
+                            add_i32(
+                                widen_pairs(sub_i16(dot_i7_pairs(w0, p0), dot_i7_pairs(w0, n0))),
+                                widen_pairs(sub_i16(dot_i7_pairs(w1, p1), dot_i7_pairs(w1, n1))),
+                            )
+                        } else {
+                            sub_i32(dot_i7(w1, p1, dot_i7(w0, p0, splat_i32(0))), dot_i7(w1, n1, dot_i7(w0, n0, splat_i32(0))))
+                        };
+                    }
+                    acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
                 }
-                acc[t] = block_step(acc[t], transpose_sum(s), dw, mw, &acts[t], b);
             }
         }
     }
-    for t in 0..T {
-        out[t] = to_array(acc[t]);
-    }
+    store(acc, out);
 }
 
 /// [`kgroup_dot`] with the relaxed-SIMD dot products: per row and 16-element sub-block
@@ -483,60 +533,66 @@ pub fn kgroup_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], 
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each(acts.len(), out, |g, out| {
-        by_wide_tiles(
-            acts,
-            out,
-            |a, o| ktile_relaxed::<WIDE, PAIRS>(g, a, o),
-            |a, o| ktile_relaxed::<TILE, PAIRS>(g, a, o),
-            |a, o| ktile_relaxed::<1, PAIRS>(g, a, o),
-        );
-    });
+    band.each_streams(
+        acts.len(),
+        out,
+        |gs, o| ktile_relaxed::<STREAMS, 1, PAIRS>(gs, one(acts), o),
+        |g, out| {
+            let g = from_ref(g);
+            by_wide_tiles(
+                acts,
+                out,
+                |a, o| ktile_relaxed::<1, WIDE, PAIRS>(g, a, from_mut(o)),
+                |a, o| ktile_relaxed::<1, TILE, PAIRS>(g, a, from_mut(o)),
+                |a, o| ktile_relaxed::<1, 1, PAIRS>(g, a, from_mut(o)),
+            )
+        },
+    );
 }
 
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn ktile_relaxed<const T: usize, const PAIRS: bool>(g: &Group, acts: &[PackedActs; T], out: &mut [[f32; ROWS]; T]) {
-    let nb = g.d.len() / ROWS;
-    let mut acc = [splat(0.0); T];
+fn ktile_relaxed<const S: usize, const T: usize, const PAIRS: bool>(gs: &[Group; S], acts: &[PackedActs; T], out: &mut [[[f32; ROWS]; T]; S]) {
+    let nb = gs[0].d.len() / ROWS;
+    let mut acc = [[splat(0.0); T]; S];
     for b in 0..nb {
-        // SAFETY: `kgroup_dot_relaxed`'s asserts bound every load below.
-        unsafe {
-            let wp = g.q.as_ptr().add(b * ROWS * QK_K);
-            let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
-            // Token by token (as `tile_relaxed`): the super-block's rows read again from L1.
-            for t in 0..T {
-                let mut s = [splat_i32(0); ROWS];
-                // For the offset's correction, per row `sum_i sc[r][i] * bsums[i]`: two 16-bit
-                // dot products a row (a row's 16 scales are contiguous).
-                let bs = acts[t].bsums.as_ptr().add(b * SUBS);
-                let (b0, b1) = (load(bs), load(bs.add(8)));
-                let mut c = [splat_i32(0); ROWS];
-                for (r, c) in c.iter_mut().enumerate() {
-                    *c = add_i32(madd(load(scp.add(r * SUBS)), b0), madd(load(scp.add(r * SUBS + 8)), b1));
-                }
-                let corr = transpose_sum(c);
-                for i in 0..SUBS {
-                    let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
-                    for r in 0..ROWS {
-                        let w = load(wp.add(r * QK_K + 16 * i));
-                        let sc = *scp.add(r * SUBS + i);
-                        s[r] = add_i32(s[r], if PAIRS {
-                            // 8 sums of 2 products (at most 2 * 63 * 128, exact in i16), times the
-                            // scale and paired into 4 i32 lanes.
-                            madd(dot_i7_pairs(a, w), splat_i16(sc))
-                        } else {
-                            mul_i32(dot_i7(a, w, splat_i32(0)), splat_i32(sc as i32))
-                        });
+        for (g, acc) in gs.iter().zip(&mut acc) {
+            // SAFETY: `kgroup_dot_relaxed`'s asserts bound every load below.
+            unsafe {
+                let wp = g.q.as_ptr().add(b * ROWS * QK_K);
+                let scp = g.sc.as_ptr().add(b * SUBS * ROWS);
+                // Token by token (as `tile_relaxed`): the super-block's rows read again from L1.
+                for t in 0..T {
+                    let mut s = [splat_i32(0); ROWS];
+                    // For the offset's correction, per row `sum_i sc[r][i] * bsums[i]`: two 16-bit
+                    // dot products a row (a row's 16 scales are contiguous).
+                    let bs = acts[t].bsums.as_ptr().add(b * SUBS);
+                    let (b0, b1) = (load(bs), load(bs.add(8)));
+                    let mut c = [splat_i32(0); ROWS];
+                    for (r, c) in c.iter_mut().enumerate() {
+                        *c = add_i32(madd(load(scp.add(r * SUBS)), b0), madd(load(scp.add(r * SUBS + 8)), b1));
                     }
+                    let corr = transpose_sum(c);
+                    for i in 0..SUBS {
+                        let a = load(acts[t].q8.as_ptr().add(b * QK_K + 16 * i));
+                        for r in 0..ROWS {
+                            let w = load(wp.add(r * QK_K + 16 * i));
+                            let sc = *scp.add(r * SUBS + i);
+                            s[r] = add_i32(s[r], if PAIRS {
+                                // 8 sums of 2 products (at most 2 * 63 * 128, exact in i16),
+                                // times the scale and paired into 4 i32 lanes.
+                                madd(dot_i7_pairs(a, w), splat_i16(sc))
+                            } else {
+                                mul_i32(dot_i7(a, w, splat_i32(0)), splat_i32(sc as i32))
+                            });
+                        }
+                    }
+                    // corr lanes are rows: 32 * sum_i sc[i][r] * bsums[i].
+                    let isum = sub_i32(transpose_sum(s), mul_i32(corr, splat_i32(RELAXED_OFFSET)));
+                    acc[t] = super_step(acc[t], isum, g, &acts[t], b);
                 }
-                // corr lanes are rows: 32 * sum_i sc[i][r] * bsums[i].
-                let isum = sub_i32(transpose_sum(s), mul_i32(corr, splat_i32(RELAXED_OFFSET)));
-                acc[t] = super_step(acc[t], isum, g, &acts[t], b);
             }
         }
     }
-    for t in 0..T {
-        out[t] = to_array(acc[t]);
-    }
+    store(acc, out);
 }
