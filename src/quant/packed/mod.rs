@@ -527,6 +527,7 @@ impl PackedWeight {
 }
 
 /// Groups `gs`' values of `v`, `per` values per group (empty stays empty).
+#[inline(always)]
 fn part<T>(v: &[T], gs: std::ops::Range<usize>, per: usize) -> &[T] {
     if v.is_empty() { v } else { &v[gs.start * per..gs.end * per] }
 }
@@ -667,6 +668,7 @@ impl<'a> Group<'a> {
         }
     }
     /// The band's group `i` alone.
+    #[inline(always)]
     fn at(&self, i: usize) -> Group<'a> {
         let per = self.nb * ROWS;
         let sub = |i: usize| i..i + 1;
