@@ -373,9 +373,10 @@ fn packed_q8_0_with_small_quants() {
 }
 
 /// Every packable format (the 32-element ones and the K-quants), row counts that do and do not
-/// fill the last 4-row group, 1, 3, 5 and 13 tokens (whole tiles of 4 and of 8 and tokens left), whole and partial
-/// bands (several groups in one kernel call; one token over 10 groups: runs of 2 groups read
-/// together and 2 groups left, see `packed::STREAMS`): the packed product equals
+/// fill the last 4-row group, 1, 3, 5, 13 and 21 tokens (whole tiles of 4 and of 8 and tokens
+/// left; up to 16 tokens over 10 groups: runs of 2 groups read together and 2 groups left, see
+/// `packed::STREAMS`, 21 one group at a time), whole and partial bands (several groups in one
+/// kernel call): the packed product equals
 /// the scalar `vec_dot` of each GGUF
 /// row bit for bit (Q4_0: within 2 ulp-scale, its reference multiplies the two scales one after
 /// the other), the vector kernel equals the packed scalar reference bit for bit, and dequantized
@@ -393,7 +394,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
             let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
             // Every format but Q8_0 has 6-bit quants (the relaxed-SIMD kernels' operand).
             assert!(ty == Q8_0 || w.fits_relaxed(), "{ty}: quants outside -32..=31");
-            for n_tok in [1, 3, 5, 13] {
+            for n_tok in [1, 3, 5, 13, 21] {
                 let acts: Vec<QuantizedActs> =
                     (0..n_tok).map(|_| quantize_acts(ty, &rng.acts(n_cols, 1.0))).collect();
                 let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();

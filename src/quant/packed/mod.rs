@@ -607,13 +607,24 @@ impl PackedActs {
     }
 }
 
-/// Row groups the one-token kernels read together: the i-th group of each of `STREAMS` equal runs
-/// of a band, block by block in turn, so that the core streams from that many places of memory at
-/// once. In Chromium on the Xeon host (relaxed SIMD, one token, weights far larger than the
+/// Row groups the kernels read together for one token (and a few, [`STREAM_TOKENS`]): the i-th
+/// group of each of `STREAMS` equal runs of a band, block by block in turn, so that the core
+/// streams from that many places of memory at once. In Chromium on the Xeon host (relaxed SIMD, one token, weights far larger than the
 /// caches): Gemma 3's Q8_0 head 20.2 -> 12.5 ms (9.4 -> 15 GB/s, where a plain read of one
 /// stream gives 8-10), 150 Q5_0 weights of 2048 x 640 23.7 -> 14.9 ms; 2 runs 18.5 and 21.7 ms
 /// (each run's groups one after the other instead: 19.0 and 21.7).
 pub const STREAMS: usize = 4;
+
+/// The most tokens the kernels stream [`STREAMS`] row groups for: one decoded token and the
+/// passes that verify a speculative draft (up to 9 tokens); a longer prompt's products reuse each
+/// group's weights from L1 across tiles of tokens and run one group at a time. Formats stored as
+/// nibbles stream up to [`NIBBLE_STREAM_TOKENS`]: their tiles of several tokens keep each row's
+/// split nibbles live, and 4 groups' sums on top of them slowed 8 and 9 tokens by 3-10% (Q4_1,
+/// Q5_0 in Chromium, relaxed SIMD; 2 to 5 tokens gained 10-35%).
+pub const STREAM_TOKENS: usize = 16;
+
+/// See [`STREAM_TOKENS`].
+pub const NIBBLE_STREAM_TOKENS: usize = 4;
 
 /// Consecutive row groups' slices of a [`PackedWeight`] (a band; `sc`, `mn` empty for the
 /// 32-element formats), `nb` blocks per row.
@@ -644,23 +655,26 @@ impl<'a> Group<'a> {
             f(&self.at(i), out);
         }
     }
-    /// [`Self::each`], but for one token the kernel `multi` first runs on [`STREAMS`] groups at
-    /// a time (the i-th of each of `STREAMS` equal runs), and `f` on each group left over.
+    /// [`Self::each`], but for up to `most` tokens (at most [`STREAM_TOKENS`]) `multi` first
+    /// runs on [`STREAMS`] groups at a time (the i-th of each of `STREAMS` equal runs; results
+    /// `[k * tokens + t]` for the k-th), and `f` on each group left over.
     #[inline(always)]
     fn each_streams(
         &self,
         tokens: usize,
+        most: usize,
         out: &mut [[f32; ROWS]],
-        mut multi: impl FnMut(&[Group<'a>; STREAMS], &mut [[[f32; ROWS]; 1]; STREAMS]),
+        mut multi: impl FnMut(&[Group<'a>; STREAMS], &mut [[f32; ROWS]]),
         mut f: impl FnMut(&Group<'a>, &mut [[f32; ROWS]]),
     ) {
         let n = self.groups();
-        let per = if tokens == 1 { n / STREAMS } else { 0 };
+        let per = if (1..=most.min(STREAM_TOKENS)).contains(&tokens) { n / STREAMS } else { 0 };
+        let mut o = [[0.0; ROWS]; STREAMS * STREAM_TOKENS];
+        let o = &mut o[..STREAMS * tokens.min(STREAM_TOKENS)];
         for i in 0..per {
-            let mut o = [[[0.0; ROWS]; 1]; STREAMS];
-            multi(&core::array::from_fn(|k| self.at(i + k * per)), &mut o);
-            for (k, o) in o.iter().enumerate() {
-                out[i + k * per] = o[0];
+            multi(&core::array::from_fn(|k| self.at(i + k * per)), o);
+            for (k, o) in o.chunks_exact(tokens).enumerate() {
+                out[(i + k * per) * tokens..(i + k * per + 1) * tokens].copy_from_slice(o);
             }
         }
         for (i, out) in out.chunks_exact_mut(tokens.max(1)).enumerate().take(n).skip(per * STREAMS) {

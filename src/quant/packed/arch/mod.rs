@@ -3,8 +3,8 @@
 //! `x86_64.rs`, the only place either instruction set is named): tiles of activation vectors
 //! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
 
-use super::{Group, PackedActs, FIVE_BYTES, QK, QK_K, ROWS, STREAMS, SUBS};
-use core::array::{from_mut, from_ref};
+use super::{Group, PackedActs, FIVE_BYTES, NIBBLE_STREAM_TOKENS, QK, QK_K, ROWS, STREAMS, STREAM_TOKENS, SUBS};
+use core::array::from_ref;
 #[cfg(target_feature = "relaxed-simd")]
 use super::RELAXED_OFFSET;
 
@@ -78,22 +78,22 @@ pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
 const NIBBLES: usize = QK / 2;
 
 /// [`group_dot`]'s band, `QB` bytes of quants per block and row (bytes, nibbles or the 5-bit
-/// formats'): one token [`STREAMS`] row groups at a time ([`Group::each_streams`]), several in
-/// tiles per row group.
+/// formats'): a few tokens [`STREAMS`] row groups at a time ([`Group::each_streams`]).
 #[inline(always)]
 fn tiles<const QB: usize>(band: &Group, off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
-    band.each_streams(
-        acts.len(),
-        out,
-        |gs, o| tile::<STREAMS, 1, QB>(gs, off, one(acts), o),
-        |g, out| by_tiles(acts, out, |a, o| tile::<1, TILE, QB>(from_ref(g), off, a, from_mut(o)), |a, o| tile::<1, 1, QB>(from_ref(g), off, a, from_mut(o))),
-    );
+    band.each_streams(acts.len(), stream_tokens(QB), out, |gs, o| tiles_of::<STREAMS, QB>(gs, off, acts, o), |g, o| tiles_of::<1, QB>(from_ref(g), off, acts, o));
 }
 
-/// The one activation vector of a one-token band.
+/// The most tokens the 32-element formats' kernels stream row groups for, by bytes per block and
+/// row ([`STREAM_TOKENS`]).
+fn stream_tokens(qb: usize) -> usize {
+    if qb == QK { STREAM_TOKENS } else { NIBBLE_STREAM_TOKENS }
+}
+
+/// `S` row groups of [`group_dot`]'s band in tiles of tokens; `out[k * tokens + t]`.
 #[inline(always)]
-fn one(acts: &[PackedActs]) -> &[PackedActs; 1] {
-    acts.try_into().expect("one token")
+fn tiles_of<const S: usize, const QB: usize>(gs: &[Group; S], off: V, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    by_tiles::<S>(acts, 0, out, |a, o| tile::<S, TILE, QB>(gs, off, a, o), |a, o| tile::<S, 1, QB>(gs, off, a, o));
 }
 
 /// Row `r`'s quants of block `b` as two vectors of 16 (elements 0..16 and 16..32) as stored, for
@@ -188,41 +188,61 @@ unsafe fn super_step(acc: V, isum: V, g: &Group, a: &PackedActs, b: usize) -> V 
     add(acc, v)
 }
 
-/// Run `full` on each whole tile of [`TILE`] tokens and `one` on each token left over.
+/// From token `t0` on, `full` on each whole tile of [`TILE`] tokens and `one` on each token left
+/// over, for `S` row groups; results `out[k * tokens + t]` (`k` the group, `tokens` all of
+/// `acts`).
 #[inline(always)]
-fn by_tiles(
+fn by_tiles<const S: usize>(
     acts: &[PackedActs],
+    t0: usize,
     out: &mut [[f32; ROWS]],
-    mut full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
-    mut one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
+    mut full: impl FnMut(&[PackedActs; TILE], &mut [[[f32; ROWS]; TILE]; S]),
+    mut one: impl FnMut(&[PackedActs; 1], &mut [[[f32; ROWS]; 1]; S]),
 ) {
-    let mut chunks = acts.chunks_exact(TILE);
-    let mut outs = out.chunks_exact_mut(TILE);
-    for (a, o) in (&mut chunks).zip(&mut outs) {
-        full(a.try_into().unwrap(), o.try_into().unwrap());
+    let mut t = t0;
+    while acts.len() - t >= TILE {
+        tile_into(acts, t, out, &mut full);
+        t += TILE;
     }
-    for (a, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
-        one(std::slice::from_ref(a).try_into().unwrap(), std::slice::from_mut(o).try_into().unwrap());
+    while t < acts.len() {
+        tile_into(acts, t, out, &mut one);
+        t += 1;
     }
 }
 
-/// Tiles of [`WIDE`] tokens, then of [`TILE`], then single tokens (the relaxed-SIMD kernels).
+/// Tiles of [`WIDE`] tokens, then of [`TILE`], then single tokens (the relaxed-SIMD kernels), as
+/// [`by_tiles`].
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn by_wide_tiles(
+fn by_wide_tiles<const S: usize>(
     acts: &[PackedActs],
     out: &mut [[f32; ROWS]],
-    mut wide: impl FnMut(&[PackedActs; WIDE], &mut [[f32; ROWS]; WIDE]),
-    full: impl FnMut(&[PackedActs; TILE], &mut [[f32; ROWS]; TILE]),
-    one: impl FnMut(&[PackedActs; 1], &mut [[f32; ROWS]; 1]),
+    mut wide: impl FnMut(&[PackedActs; WIDE], &mut [[[f32; ROWS]; WIDE]; S]),
+    full: impl FnMut(&[PackedActs; TILE], &mut [[[f32; ROWS]; TILE]; S]),
+    one: impl FnMut(&[PackedActs; 1], &mut [[[f32; ROWS]; 1]; S]),
 ) {
-    let n = acts.len() / WIDE * WIDE;
-    let (a_wide, a_rest) = acts.split_at(n);
-    let (o_wide, o_rest) = out.split_at_mut(n);
-    for (a, o) in a_wide.chunks_exact(WIDE).zip(o_wide.chunks_exact_mut(WIDE)) {
-        wide(a.try_into().unwrap(), o.try_into().unwrap());
+    let mut t = 0;
+    while acts.len() - t >= WIDE {
+        tile_into(acts, t, out, &mut wide);
+        t += WIDE;
     }
-    by_tiles(a_rest, &mut o_rest[..a_rest.len()], full, one);
+    by_tiles::<S>(acts, t, out, full, one);
+}
+
+/// `kernel` on tokens `t0..t0 + T` of `S` row groups, its results copied to `out[k * tokens + t]`.
+#[inline(always)]
+fn tile_into<const S: usize, const T: usize>(
+    acts: &[PackedActs],
+    t0: usize,
+    out: &mut [[f32; ROWS]],
+    kernel: &mut impl FnMut(&[PackedActs; T], &mut [[[f32; ROWS]; T]; S]),
+) {
+    let tokens = acts.len();
+    let mut o = [[[0.0; ROWS]; T]; S];
+    kernel(acts[t0..t0 + T].try_into().expect("a tile of tokens"), &mut o);
+    for (k, o) in o.iter().enumerate() {
+        out[k * tokens + t0..k * tokens + t0 + T].copy_from_slice(o);
+    }
 }
 
 /// Tokens per wide tile of the relaxed-SIMD kernels, before tiles of [`TILE`]: their rows are read
@@ -305,12 +325,13 @@ pub fn kgroup_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     for a in acts {
         assert!(a.q.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each_streams(
-        acts.len(),
-        out,
-        |gs, o| ktile::<STREAMS, 1>(gs, one(acts), o),
-        |g, out| by_tiles(acts, out, |a, o| ktile::<1, TILE>(from_ref(g), a, from_mut(o)), |a, o| ktile::<1, 1>(from_ref(g), a, from_mut(o))),
-    );
+    band.each_streams(acts.len(), STREAM_TOKENS, out, |gs, o| ktiles_of::<STREAMS>(gs, acts, o), |g, o| ktiles_of::<1>(from_ref(g), acts, o));
+}
+
+/// `S` row groups of [`kgroup_dot`]'s band in tiles of tokens; `out[k * tokens + t]`.
+#[inline(always)]
+fn ktiles_of<const S: usize>(gs: &[Group; S], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    by_tiles::<S>(acts, 0, out, |a, o| ktile::<S, TILE>(gs, a, o), |a, o| ktile::<S, 1>(gs, a, o));
 }
 
 /// The K-quant kernels' checks of a band's slices against each other and `out`; returns the
@@ -386,25 +407,30 @@ pub fn group_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], o
     }
 }
 
-/// [`group_dot_relaxed`]'s band, `QB` bytes of quants per block and row ([`block_row`]): one
-/// token [`STREAMS`] row groups at a time, several in wide tiles per row group.
+/// [`group_dot_relaxed`]'s band, `QB` bytes of quants per block and row ([`block_row`]): a few
+/// tokens [`STREAMS`] row groups at a time ([`Group::each_streams`]).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn tiles_relaxed<const PAIRS: bool, const QB: usize>(band: &Group, off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
     band.each_streams(
         acts.len(),
+        stream_tokens(QB),
         out,
-        |gs, o| tile_relaxed::<STREAMS, 1, PAIRS, QB>(gs, off, one(acts), o),
-        |g, out| {
-            let g = from_ref(g);
-            by_wide_tiles(
-                acts,
-                out,
-                |a, o| tile_relaxed::<1, WIDE, PAIRS, QB>(g, off, a, from_mut(o)),
-                |a, o| tile_relaxed::<1, TILE, PAIRS, QB>(g, off, a, from_mut(o)),
-                |a, o| tile_relaxed::<1, 1, PAIRS, QB>(g, off, a, from_mut(o)),
-            )
-        },
+        |gs, o| tiles_relaxed_of::<STREAMS, PAIRS, QB>(gs, off, acts, o),
+        |g, o| tiles_relaxed_of::<1, PAIRS, QB>(from_ref(g), off, acts, o),
+    );
+}
+
+/// `S` row groups of [`group_dot_relaxed`]'s band in wide tiles of tokens; `out[k * tokens + t]`.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn tiles_relaxed_of<const S: usize, const PAIRS: bool, const QB: usize>(gs: &[Group; S], off: i32, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    by_wide_tiles::<S>(
+        acts,
+        out,
+        |a, o| tile_relaxed::<S, WIDE, PAIRS, QB>(gs, off, a, o),
+        |a, o| tile_relaxed::<S, TILE, PAIRS, QB>(gs, off, a, o),
+        |a, o| tile_relaxed::<S, 1, PAIRS, QB>(gs, off, a, o),
     );
 }
 
@@ -469,20 +495,19 @@ pub fn group_dot_relaxed_q8<const PAIRS: bool>(band: &Group, acts: &[PackedActs]
     for a in acts {
         assert!(a.pos.len() == nb * QK && a.neg.len() == nb * QK && a.d.len() == nb);
     }
-    band.each_streams(
-        acts.len(),
+    band.each_streams(acts.len(), STREAM_TOKENS, out, |gs, o| q8_tiles_of::<STREAMS, PAIRS>(gs, acts, o), |g, o| q8_tiles_of::<1, PAIRS>(from_ref(g), acts, o));
+}
+
+/// `S` row groups of [`group_dot_relaxed_q8`]'s band in wide tiles of tokens.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn q8_tiles_of<const S: usize, const PAIRS: bool>(gs: &[Group; S], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    by_wide_tiles::<S>(
+        acts,
         out,
-        |gs, o| tile_relaxed_q8::<STREAMS, 1, PAIRS>(gs, one(acts), o),
-        |g, out| {
-            let g = from_ref(g);
-            by_wide_tiles(
-                acts,
-                out,
-                |a, o| tile_relaxed_q8::<1, WIDE, PAIRS>(g, a, from_mut(o)),
-                |a, o| tile_relaxed_q8::<1, TILE, PAIRS>(g, a, from_mut(o)),
-                |a, o| tile_relaxed_q8::<1, 1, PAIRS>(g, a, from_mut(o)),
-            )
-        },
+        |a, o| tile_relaxed_q8::<S, WIDE, PAIRS>(gs, a, o),
+        |a, o| tile_relaxed_q8::<S, TILE, PAIRS>(gs, a, o),
+        |a, o| tile_relaxed_q8::<S, 1, PAIRS>(gs, a, o),
     );
 }
 
@@ -533,20 +558,19 @@ pub fn kgroup_dot_relaxed<const PAIRS: bool>(band: &Group, acts: &[PackedActs], 
     for a in acts {
         assert!(a.q8.len() == nb * QK_K && a.d.len() == nb && a.bsums.len() == nb * SUBS);
     }
-    band.each_streams(
-        acts.len(),
+    band.each_streams(acts.len(), STREAM_TOKENS, out, |gs, o| ktiles_relaxed_of::<STREAMS, PAIRS>(gs, acts, o), |g, o| ktiles_relaxed_of::<1, PAIRS>(from_ref(g), acts, o));
+}
+
+/// `S` row groups of [`kgroup_dot_relaxed`]'s band in wide tiles of tokens.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn ktiles_relaxed_of<const S: usize, const PAIRS: bool>(gs: &[Group; S], acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
+    by_wide_tiles::<S>(
+        acts,
         out,
-        |gs, o| ktile_relaxed::<STREAMS, 1, PAIRS>(gs, one(acts), o),
-        |g, out| {
-            let g = from_ref(g);
-            by_wide_tiles(
-                acts,
-                out,
-                |a, o| ktile_relaxed::<1, WIDE, PAIRS>(g, a, from_mut(o)),
-                |a, o| ktile_relaxed::<1, TILE, PAIRS>(g, a, from_mut(o)),
-                |a, o| ktile_relaxed::<1, 1, PAIRS>(g, a, from_mut(o)),
-            )
-        },
+        |a, o| ktile_relaxed::<S, WIDE, PAIRS>(gs, a, o),
+        |a, o| ktile_relaxed::<S, TILE, PAIRS>(gs, a, o),
+        |a, o| ktile_relaxed::<S, 1, PAIRS>(gs, a, o),
     );
 }
 
