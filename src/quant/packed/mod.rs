@@ -609,10 +609,11 @@ impl PackedActs {
 
 /// Row groups the kernels read together for one token (and a few, [`STREAM_TOKENS`]): the i-th
 /// group of each of `STREAMS` equal runs of a band, block by block in turn, so that the core
-/// streams from that many places of memory at once. In Chromium on the Xeon host (relaxed SIMD, one token, weights far larger than the
-/// caches): Gemma 3's Q8_0 head 20.2 -> 12.5 ms (9.4 -> 15 GB/s, where a plain read of one
-/// stream gives 8-10), 150 Q5_0 weights of 2048 x 640 23.7 -> 14.9 ms; 2 runs 18.5 and 21.7 ms
-/// (each run's groups one after the other instead: 19.0 and 21.7).
+/// streams from that many places of memory at once. In Chromium on the Xeon host (relaxed SIMD,
+/// one token, weights far larger than the caches): Gemma 3's Q8_0 head 20.2 -> 12.5 ms (9.4 -> 15
+/// GB/s, where a plain read of one stream gives 8-10), 150 Q5_0 weights of 2048 x 640 23.7 ->
+/// 14.9 ms; 2 runs 14.9 and 16.5-17.0 ms, 8 runs 15.4 (the head); the 4 runs' groups taken in turn
+/// whole instead of block by block 19.0 and 21.7.
 pub const STREAMS: usize = 4;
 
 /// The most tokens the kernels stream [`STREAMS`] row groups for: one decoded token and the
