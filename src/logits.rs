@@ -112,7 +112,7 @@ fn largest(logits: &[f32]) -> Option<(u32, f32)> {
     for c in &mut chunks {
         let c: &[f32; LANES] = c.try_into().expect("a chunk of LANES");
         for j in 0..LANES {
-            nan[j] |= (c[j] != c[j]) as u32;
+            nan[j] |= c[j].is_nan() as u32;
             top[j] = if c[j] > top[j] { c[j] } else { top[j] };
         }
     }
