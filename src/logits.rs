@@ -152,17 +152,21 @@ pub fn check_token_ids(ids: &[u32], n_vocab: usize) -> crate::error::Result<()> 
 mod tests {
     use super::*;
 
-    /// The one-pass selection against a full sort, on rows with ties, infinities and NaNs of
-    /// both signs, for every k up to past [`SMALL_K`].
-    #[test]
-    fn top_k_equals_a_full_sort() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
+    /// A xorshift64 sequence from `state` (the tests' fixed random rows).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// The one-pass selection against a full sort, on rows with ties, infinities and NaNs of
+    /// both signs, for every k up to past [`SMALL_K`].
+    #[test]
+    fn top_k_equals_a_full_sort() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..40 {
             let n = [1, 2, 7, 100, 3000][round % 5];
             let logits: Vec<f32> = (0..n)
@@ -192,13 +196,7 @@ mod tests {
     /// largest value in either order.
     #[test]
     fn greedy_pick_equals_a_full_sort() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..400 {
             let n = 1 + round % 37 + if round % 5 == 0 { 262_144 } else { 0 };
             let logits: Vec<f32> = (0..n)

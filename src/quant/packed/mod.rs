@@ -139,7 +139,7 @@ pub fn is_packable(ty: GgmlType) -> bool {
 /// (element `e < 16` low in byte `e`, `e >= 16` high in byte `e - 16`), those and the fifth bits
 /// ([`FIVE_BYTES`]: see the module docs), or one byte a quant.
 fn stored_quant(q: &[i8], qb: usize, s: usize, e: usize) -> i32 {
-    if qb != QK / 2 && qb != FIVE_BYTES {
+    if qb != NIBBLES && qb != FIVE_BYTES {
         return q[s * qb + e] as i32;
     }
     let (block, r) = (s / ROWS * ROWS * qb, s % ROWS);
@@ -162,15 +162,18 @@ fn is_five(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q5_0 | GgmlType::Q5_1)
 }
 
+/// Bytes per block and row of the 4-bit formats' nibbles.
+const NIBBLES: usize = QK / 2;
+
 /// Bytes per block and row of the 5-bit formats: 16 of nibbles and a quarter of the block's 16
 /// bytes of fifth bits.
-const FIVE_BYTES: usize = QK / 2 + QK / 8;
+const FIVE_BYTES: usize = NIBBLES + QK / 8;
 
-/// Bytes of stored quants per block and row: half the block size for nibbles, [`FIVE_BYTES`] for
+/// Bytes of stored quants per block and row: [`NIBBLES`] for the 4-bit formats, [`FIVE_BYTES`] for
 /// the 5-bit formats, else one per quant.
 fn quant_bytes(ty: GgmlType) -> usize {
     if is_nibbles(ty) {
-        ty.block_size() / 2
+        NIBBLES
     } else if is_five(ty) {
         FIVE_BYTES
     } else {

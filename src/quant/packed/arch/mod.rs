@@ -3,7 +3,7 @@
 //! `x86_64.rs`, the only place either instruction set is named): tiles of activation vectors
 //! per row group, the K-quant super-block kernels, and their relaxed-SIMD twins.
 
-use super::{Group, PackedActs, FIVE_BYTES, NIBBLE_STREAM_TOKENS, QK, QK_K, ROWS, STREAMS, STREAM_TOKENS, SUBS};
+use super::{Group, PackedActs, FIVE_BYTES, NIBBLES, NIBBLE_STREAM_TOKENS, QK, QK_K, ROWS, STREAMS, STREAM_TOKENS, SUBS};
 use core::array::from_ref;
 #[cfg(target_feature = "relaxed-simd")]
 use super::RELAXED_OFFSET;
@@ -73,9 +73,6 @@ pub fn group_dot(band: &Group, acts: &[PackedActs], out: &mut [[f32; ROWS]]) {
         _ => tiles::<QK>(band, off, acts, out),
     }
 }
-
-/// Bytes per block and row of the 4-bit formats' nibbles.
-const NIBBLES: usize = QK / 2;
 
 /// [`group_dot`]'s band, `QB` bytes of quants per block and row (bytes, nibbles or the 5-bit
 /// formats'): a few tokens [`STREAMS`] row groups at a time ([`Group::each_streams`]).
