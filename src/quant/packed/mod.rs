@@ -553,6 +553,10 @@ pub struct PackedActs {
     /// (`q = pos - neg`, each 0..=127: the 7-bit operand against full-range 8-bit weights).
     pos: Vec<i8>,
     neg: Vec<i8>,
+    /// `d` and `s` (32-element blocks), each value in 4 lanes: the vector kernels' float step
+    /// loads them as they are.
+    d4: Vec<[f32; 4]>,
+    s4: Vec<[f32; 4]>,
 }
 
 impl PackedActs {
@@ -569,6 +573,8 @@ impl PackedActs {
             sum32: Vec::new(),
             pos: Vec::new(),
             neg: Vec::new(),
+            d4: Vec::new(),
+            s4: Vec::new(),
         };
         // Every vector sized once (a flattening `collect` grows its vector as it goes: several
         // reallocations a row, under the allocator's lock, which threads quantizing a long
@@ -593,6 +599,10 @@ impl PackedActs {
             _ => return Err(Error::internal(format!("{} activations have no packed kernel", acts.ty()))),
         }
         p.q = q;
+        if p.ty != GgmlType::Q8_K {
+            p.d4 = p.d.iter().map(|&x| [x; ROWS]).collect();
+            p.s4 = p.s.iter().map(|&x| [x; ROWS]).collect();
+        }
         if acts.len() % acts.ty().block_size() != 0 {
             return Err(Error::internal("packed activations need whole blocks"));
         }
