@@ -224,7 +224,8 @@ fn by_wide_tiles<const S: usize>(
     one: impl FnMut(&[PackedActs; 1], &mut [[[f32; ROWS]; 1]; S]),
 ) {
     let mut t = 0;
-    while acts.len() - t >= WIDE {
+    // Streamed groups (`S` > 1) take tiles of `TILE` only (see [`WIDE`]).
+    while S == 1 && acts.len() - t >= WIDE {
         tile_into(acts, t, out, &mut wide);
         t += WIDE;
     }
@@ -251,7 +252,10 @@ fn tile_into<const S: usize, const T: usize>(
 /// again from L1 for each token anyway, so a wider tile costs no registers and splits nibbles or
 /// loads scales once for 8 tokens. In Chromium (Xeon host, 32 tokens against weights held in
 /// cache, GMAC/s, 4 -> 8): Q8_0 19.7-22.4 -> 21.0-25.8, Q5_0 25.5-28.7 -> 25.8-30.4, Q4_1
-/// 23.5-26.9 -> 24.7-28.8, Q4_K 13.9-20.0 -> 14.6-20.9, Q6_K unchanged.
+/// 23.5-26.9 -> 24.7-28.8, Q4_K 13.9-20.0 -> 14.6-20.9, Q6_K unchanged. One row group at a
+/// time only: [`STREAMS`] groups' sums in a wide tile (32 vectors) spill, and Q8_0 streamed 8-16
+/// tokens 10-20% slower than in tiles of [`TILE`] (Chromium, A/B in one page: Gemma 3's head
+/// shape at 8 / 16 tokens 24.1 -> 21.0 / 45.2 -> 39.0 ms for half its rows).
 #[cfg(target_feature = "relaxed-simd")]
 pub const WIDE: usize = 8;
 
