@@ -2,10 +2,10 @@
 //!
 //! Built only for `wasm32` with `target-feature=+simd128` (the npm package's builds). The quantized
 //! weights' dot products live in [`super::packed`] (weights repacked at load); here are the
-//! Q8_0 / Q8_K activation quantizers and the F16 dot product and dequantization. Everything else is
+//! Q8_0 / Q8_1 / Q8_K activation quantizers and the F16 dot product and dequantization. Everything else is
 //! the scalar kernel, re-exported.
 //!
-//! The activation quantizers reproduce `roundf` (Q8_0) and `nearest_int` (Q8_K) exactly; the F16
+//! The activation quantizers reproduce `roundf` (Q8_0, Q8_1) and `nearest_int` (Q8_K) exactly; the F16
 //! dot product sums in f32 lanes (the scalar reference in f64).
 #![allow(non_snake_case)]
 
@@ -90,6 +90,28 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
             });
             store(&mut b.qs, 16 * h, narrow_i32_to_i8(q[0], q[1], q[2], q[3]));
         }
+    }
+}
+
+/// Q8_0's quants and scale, and `s = fp16(d * sum(qs))` of the stored quants (the reference's
+/// sum, exact in i32 lanes).
+pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (x, b) in x.chunks_exact(QK).zip(y) {
+        let amax = amax32(x);
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f32_to_f16(d);
+        let idv = f32x4_splat(id);
+        let mut sums = i32x4_splat(0);
+        for h in 0..2 {
+            let q: [v128; 4] = core::array::from_fn(|k| {
+                i32x4_trunc_sat_f32x4(roundf_f32x4(f32x4_mul(load(x, 16 * h + 4 * k), idv)))
+            });
+            let v = narrow_i32_to_i8(q[0], q[1], q[2], q[3]);
+            store(&mut b.qs, 16 * h, v);
+            sums = i32x4_add(sums, i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(v)));
+        }
+        b.s = f32_to_f16(hsum_i32(sums) as f32 * d);
     }
 }
 

@@ -21,7 +21,7 @@ const CASES: usize = 6;
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn simd_quantize_q8_0_matches_scalar() {
+fn simd_quantize_q8_0_and_q8_1_match_scalar() {
     let mut rng = Rng::new(0x51);
     for case in 0..CASES * 4 {
         let nb = block_counts(GgmlType::Q8_0)[case % 4];
@@ -40,6 +40,14 @@ fn simd_quantize_q8_0_matches_scalar() {
         scalar::quantize_row_q8_0(&x, &mut b);
         for (i, (a, b)) in a.iter().zip(&b).enumerate() {
             assert_eq!(a, b, "case {case}, block {i}: simd vs scalar");
+        }
+        // Q8_1: the same quants and scale, and the scaled sum of the quants.
+        let mut a = vec![BlockQ8_1::default(); nb];
+        let mut b = vec![BlockQ8_1::default(); nb];
+        kernels::quantize_row_q8_1(&x, &mut a);
+        scalar::quantize_row_q8_1(&x, &mut b);
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(a, b, "case {case}, block {i}: Q8_1 simd vs scalar");
         }
     }
 }
