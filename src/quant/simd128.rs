@@ -77,19 +77,29 @@ fn narrow_i32_to_i8(a: v128, b: v128, c: v128, d: v128) -> v128 {
 // ---------------------------------------------------------------------------------------------
 // Activation quantization
 
+/// One 32-value block as `quantize_row_q8_0_ref` quantizes it: the quants stored in `qs` and
+/// returned as their two 16-byte halves, and the scale `d` (f32, before its f16 rounding).
+#[inline(always)]
+fn quantize_block_q8(x: &[f32], qs: &mut [i8]) -> (f32, [v128; 2]) {
+    let amax = amax32(x);
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let idv = f32x4_splat(id);
+    let halves = core::array::from_fn(|h| {
+        let q: [v128; 4] = core::array::from_fn(|k| {
+            i32x4_trunc_sat_f32x4(roundf_f32x4(f32x4_mul(load(x, 16 * h + 4 * k), idv)))
+        });
+        let v = narrow_i32_to_i8(q[0], q[1], q[2], q[3]);
+        store(qs, 16 * h, v);
+        v
+    });
+    (d, halves)
+}
+
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (x, b) in x.chunks_exact(QK).zip(y) {
-        let amax = amax32(x);
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, _) = quantize_block_q8(x, &mut b.qs);
         b.d = f32_to_f16(d);
-        let idv = f32x4_splat(id);
-        for h in 0..2 {
-            let q: [v128; 4] = core::array::from_fn(|k| {
-                i32x4_trunc_sat_f32x4(roundf_f32x4(f32x4_mul(load(x, 16 * h + 4 * k), idv)))
-            });
-            store(&mut b.qs, 16 * h, narrow_i32_to_i8(q[0], q[1], q[2], q[3]));
-        }
     }
 }
 
@@ -97,21 +107,10 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
 /// sum, exact in i32 lanes).
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     for (x, b) in x.chunks_exact(QK).zip(y) {
-        let amax = amax32(x);
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, halves) = quantize_block_q8(x, &mut b.qs);
         b.d = f32_to_f16(d);
-        let idv = f32x4_splat(id);
-        let mut sums = i32x4_splat(0);
-        for h in 0..2 {
-            let q: [v128; 4] = core::array::from_fn(|k| {
-                i32x4_trunc_sat_f32x4(roundf_f32x4(f32x4_mul(load(x, 16 * h + 4 * k), idv)))
-            });
-            let v = narrow_i32_to_i8(q[0], q[1], q[2], q[3]);
-            store(&mut b.qs, 16 * h, v);
-            sums = i32x4_add(sums, i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(v)));
-        }
-        b.s = f32_to_f16(hsum_i32(sums) as f32 * d);
+        let sums = halves.map(|v| i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(v)));
+        b.s = f32_to_f16(hsum_i32(i32x4_add(sums[0], sums[1])) as f32 * d);
     }
 }
 

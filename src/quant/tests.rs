@@ -34,21 +34,19 @@ fn simd_quantize_q8_0_and_q8_1_match_scalar() {
                 *v = (i as f32 - 10.0) + 0.5;
             }
         }
-        let mut a = vec![BlockQ8_0::default(); nb];
-        let mut b = vec![BlockQ8_0::default(); nb];
-        kernels::quantize_row_q8_0(&x, &mut a);
-        scalar::quantize_row_q8_0(&x, &mut b);
-        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-            assert_eq!(a, b, "case {case}, block {i}: simd vs scalar");
-        }
+        same_blocks::<BlockQ8_0>(&x, nb, kernels::quantize_row_q8_0, scalar::quantize_row_q8_0, &format!("case {case}, Q8_0"));
         // Q8_1: the same quants and scale, and the scaled sum of the quants.
-        let mut a = vec![BlockQ8_1::default(); nb];
-        let mut b = vec![BlockQ8_1::default(); nb];
-        kernels::quantize_row_q8_1(&x, &mut a);
-        scalar::quantize_row_q8_1(&x, &mut b);
-        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-            assert_eq!(a, b, "case {case}, block {i}: Q8_1 simd vs scalar");
-        }
+        same_blocks::<BlockQ8_1>(&x, nb, kernels::quantize_row_q8_1, scalar::quantize_row_q8_1, &format!("case {case}, Q8_1"));
+    }
+}
+
+/// `x` quantized into `nb` blocks by the SIMD and the scalar quantizer: equal block for block.
+fn same_blocks<B: Clone + Default + PartialEq + std::fmt::Debug>(x: &[f32], nb: usize, simd: fn(&[f32], &mut [B]), reference: fn(&[f32], &mut [B]), what: &str) {
+    let (mut a, mut b) = (vec![B::default(); nb], vec![B::default(); nb]);
+    simd(x, &mut a);
+    reference(x, &mut b);
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a, b, "{what}, block {i}: simd vs scalar");
     }
 }
 
