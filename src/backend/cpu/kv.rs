@@ -9,7 +9,7 @@ use std::ops::Range;
 use crate::backend::{KvShape, KvType, KV_BLOCK};
 use crate::error::{Error, Result};
 use crate::quant::scalar::dequantize_row_q8_0;
-use crate::quant::{f16_to_f32, f32_to_f16, BlockQ8_0};
+use crate::quant::{f32_to_f16, BlockQ8_0};
 
 use super::ops;
 
@@ -28,10 +28,15 @@ pub fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     }
 }
 
-/// f16 bit patterns widened to f32 into `out` (exact).
+/// f16 bit patterns widened to f32 into `out` (exact; 8 at a time in vectors where the target
+/// has them).
+#[inline]
 pub fn widen_f16(h: &[u16], out: &mut [f32]) {
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+    crate::quant::packed::arch::widen_f16(h, out);
+    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
     for (d, &s) in out.iter_mut().zip(h) {
-        *d = f16_to_f32(s);
+        *d = crate::quant::f16_to_f32(s);
     }
 }
 

@@ -19,6 +19,10 @@ pub mod pool;
 
 pub use kv::CpuKv;
 use kv::KvRows;
+#[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16};
+#[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
+use ops::{attn_scores_f16, attn_sums_f16};
 
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
@@ -208,14 +212,10 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
     // Scores, position-major: `scores[j * n_head + h]`.
     let mut scores = vec![0.0f32; n_pos * n_head];
     for_row_runs_of(threads, &mut scores, n_head, MIN_ATTN_MACS_PER_TASK / hd.max(1), &|j0, rows| {
-        let mut k = vec![0.0f32; hd];
         for (j, row) in rows.chunks_exact_mut(n_head).enumerate() {
             let at = (first + j0 + j) * k_dim;
-            for g in 0..p.n_head_kv {
-                kv::widen_f16(&keys[at + g * hd..at + (g + 1) * hd], &mut k);
-                for h in g * group..(g + 1) * group {
-                    row[h] = p.scale * ops::dot_f32(&qh[h * hd..(h + 1) * hd], &k);
-                }
+            for (g, s) in row.chunks_exact_mut(group).enumerate() {
+                attn_scores_f16(&qh[g * group * hd..], hd, &keys[at + g * hd..at + (g + 1) * hd], p.scale, s);
             }
         }
     })?;
@@ -228,10 +228,11 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
     }
     // Weighted sums by runs of one kv head's value columns: each task sums its columns for the
     // heads of the group, `acc[hh * n + c]`, each value widened once; copied into place after.
+    // Runs of whole 8-column vectors where the head has them.
     let min_cols = (MIN_ATTN_MACS_PER_TASK / (n_pos * group).max(1)).max(1);
     let per = match threads {
         0 | 1 => dv.max(1),
-        t => dv.div_ceil((t * TASKS_PER_THREAD).div_ceil(p.n_head_kv)).max(min_cols).min(dv.max(1)),
+        t => dv.div_ceil((t * TASKS_PER_THREAD).div_ceil(p.n_head_kv)).max(min_cols).next_multiple_of(8).min(dv.max(1)),
     };
     let runs: Vec<(usize, usize)> = (0..p.n_head_kv).flat_map(|g| (0..dv).step_by(per).map(move |c| (g, c))).collect();
     let sums: Vec<OnceLock<Vec<f32>>> = runs.iter().map(|_| OnceLock::new()).collect();
@@ -239,17 +240,7 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
         let (g, col) = runs[i];
         let n = per.min(dv - col);
         let mut acc = vec![0.0f32; group * n];
-        let mut x = vec![0.0f32; n];
-        for j in 0..n_pos {
-            let at = (first + j) * v_dim + g * dv + col;
-            kv::widen_f16(&values[at..at + n], &mut x);
-            for (hh, a) in acc.chunks_exact_mut(n).enumerate() {
-                let pj = probs[(g * group + hh) * n_pos + j];
-                for (a, &v) in a.iter_mut().zip(&x) {
-                    *a += pj * v;
-                }
-            }
-        }
+        attn_sums_f16(&probs[g * group * n_pos..], n_pos, &values[first * v_dim + g * dv + col..], v_dim, n, &mut acc);
         let _ = sums[i].set(acc);
     };
     if threads <= 1 || runs.len() == 1 {
@@ -383,7 +374,17 @@ impl<'a> Product<'a> {
 /// are large (few per product) and the last ones small, and a thread that falls behind near the
 /// end (another process or the page's own work took its core) holds the others up by one small
 /// band, not by an equal share of the product. One band per product on one thread.
-fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize) -> Vec<(usize, usize, usize)> {
+///
+/// With `even` (one token: decoding) the job is cut in `threads` equal shares instead, each a
+/// band, or a few where it spans products. One token's kernel streams a band's rows from
+/// [`packed::STREAMS`] places at once, and every band start waits on memory for them: 16 bands of
+/// a 2048 x 640 Q5_0 product read from DRAM took 1.26x one band's time on one thread, and guided
+/// bands made each thread's share of a decoded token's layer products 1.3-1.5x slower than on
+/// one thread (1.05-1.15x in equal shares). Decoding waits on memory more than on a thread that
+/// falls behind: in Chromium, 2 threads, Gemma 3 decoded 6% faster in equal shares, and as fast
+/// with another process busy a fifth of the time (prefill, bound by arithmetic, was 9% slower
+/// in equal shares there, so it keeps guided bands).
+fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize, even: bool) -> Vec<(usize, usize, usize)> {
     let mut bands = Vec::new();
     let mut left = total;
     for (i, &rows) in rows_of.iter().enumerate() {
@@ -396,8 +397,16 @@ fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize) -> Vec
         let per_row = (macs[i] / rows.max(1)).max(1);
         let mut r0 = 0;
         while r0 < rows {
-            let want = (left / (GUIDED * threads)).max(MIN_MACS_PER_BAND);
-            let n = (want / per_row).next_multiple_of(packed::ROWS).max(packed::ROWS).min(rows - r0);
+            let n = if even {
+                // What is left of the current share (it may end inside the next product).
+                let share = total.div_ceil(threads).max(1);
+                let done = total - left;
+                let to_end = (done / share + 1) * share - done;
+                (to_end.div_ceil(per_row)).next_multiple_of(packed::ROWS).min(rows - r0)
+            } else {
+                let want = (left / (GUIDED * threads)).max(MIN_MACS_PER_BAND);
+                (want / per_row).next_multiple_of(packed::ROWS).max(packed::ROWS).min(rows - r0)
+            };
             bands.push((i, r0, n));
             r0 += n;
             left = left.saturating_sub(n * per_row);
@@ -445,7 +454,7 @@ impl CpuBackend {
         let total = macs.iter().fold(0usize, |a, &m| a.saturating_add(m));
         let threads = threads.min(total / MIN_MACS_PER_THREAD).max(1);
         let rows: Vec<usize> = ps.iter().map(|p| p.rows()).collect();
-        let bands = bands(&rows, &macs, total, threads);
+        let bands = bands(&rows, &macs, total, threads, x.rows == 1);
         // Band `b` into `y` (`[rows, n]`).
         let compute = |b: usize, y: &mut [f32]| -> Result<()> {
             let (i, r0, n) = bands[b];
@@ -937,11 +946,11 @@ mod tests {
     /// group, for row counts that do and do not fill their last group; they shrink towards the end.
     #[test]
     fn bands_cover_every_row_once() {
-        for threads in [1, 2, 3, 8] {
-            for rows in [vec![1], vec![6, 7], vec![262_144], vec![1024, 256, 256], vec![3, 0, 4096, 5]] {
+        for (threads, even) in [1, 2, 3, 8].into_iter().flat_map(|t| [(t, false), (t, true)]) {
+            for rows in [vec![1], vec![6, 7], vec![262_144], vec![1024, 256, 256], vec![3, 0, 4096, 5], vec![2048, 2048]] {
                 let macs: Vec<usize> = rows.iter().map(|r| r * 640).collect();
                 let total = macs.iter().sum();
-                let b = bands(&rows, &macs, total, threads);
+                let b = bands(&rows, &macs, total, threads, even);
                 for (i, &n) in rows.iter().enumerate() {
                     let mine: Vec<_> = b.iter().filter(|x| x.0 == i).collect();
                     let mut next = 0;
@@ -954,7 +963,17 @@ mod tests {
                         assert!(mine.len() <= 1);
                     }
                 }
-                if threads > 1 && rows == [262_144] {
+                if even {
+                    // Equal shares: at most one band per share and product.
+                    assert!(b.len() <= threads + rows.len() - 1, "{threads} threads, {rows:?}: {b:?}");
+                    if threads > 1 && rows == [262_144] {
+                        let share = 262_144 / threads;
+                        assert!(b.len() == threads && b.iter().all(|x| x.2.abs_diff(share) <= packed::ROWS * threads), "{threads} threads: {b:?}");
+                    }
+                    if threads == 2 && rows == [2048, 2048] {
+                        assert_eq!(b, [(0, 0, 2048), (1, 0, 2048)]);
+                    }
+                } else if threads > 1 && rows == [262_144] {
                     let (first, last) = (b[0].2, b[b.len() - 1].2);
                     assert!(first > 16 * last && b.len() < 16 * threads, "{threads} threads: {} bands, {first} .. {last} rows", b.len());
                 }
@@ -997,11 +1016,51 @@ mod tests {
         }
     }
 
+    /// The vector kernels of decoding's attention equal their scalar forms in `ops` bit for bit:
+    /// 1 to 9 heads (chunks of 4 and the rest), row lengths with and without a tail past the
+    /// last 8 values, and f16 values of every kind (zeros of both signs, subnormals, the largest
+    /// finite, infinities, NaN; a NaN result is any NaN: which one an operation on NaNs or
+    /// infinities yields depends on the order of its operands, which the compiler may swap).
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn attention_kernels_match_their_scalar_forms() {
+        use crate::quant::packed::arch;
+        let mut seed = 0x2545_f491u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let special = [0x0000u16, 0x8000, 0x0001, 0x83ff, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e01, 0x3c00];
+        let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect::<Vec<_>>();
+        for hd in [3usize, 8, 13, 64, 256] {
+            for heads in 1..=9 {
+                let n_pos = 1 + next() as usize % 40;
+                let stride = hd + 5;
+                let f16 = |i: usize, r: u32| if i % 17 == 3 { special[r as usize % special.len()] } else { quant::f32_to_f16((r as f32 / u32::MAX as f32) * 6.0 - 3.0) };
+                let kv: Vec<u16> = (0..n_pos * stride).map(|i| f16(i, next())).collect();
+                let q: Vec<f32> = (0..heads * hd).map(|_| ops::round_f16((next() as f32 / u32::MAX as f32) * 2.0 - 1.0)).collect();
+                let (mut got, mut want) = (vec![0.0f32; heads], vec![0.0f32; heads]);
+                arch::attn_scores_f16(&q, hd, &kv[..hd], 0.3, &mut got);
+                ops::attn_scores_f16(&q, hd, &kv[..hd], 0.3, &mut want);
+                assert_eq!(bits(&got), bits(&want), "scores: {heads} heads of {hd}");
+                let probs: Vec<f32> = (0..heads * n_pos).map(|_| ops::round_f16(next() as f32 / u32::MAX as f32)).collect();
+                let (mut got, mut want) = (vec![f32::NAN; heads * hd], vec![f32::NAN; heads * hd]);
+                arch::attn_sums_f16(&probs, n_pos, &kv, stride, hd, &mut got);
+                ops::attn_sums_f16(&probs, n_pos, &kv, stride, hd, &mut want);
+                assert_eq!(bits(&got), bits(&want), "sums: {heads} heads of {hd}, {n_pos} positions");
+            }
+        }
+    }
+
     /// Decoding's attention ([`attend_one_f16`]: scores by runs of positions, sums by runs of
     /// value columns) equals [`ops::attend_head`] over the widened cache bit for bit, on one
     /// thread and split over the pool's, with grouped heads, a window, and contexts short and
     /// long enough to split.
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn decoding_attention_matches_attend_head_bit_for_bit() {
         #[cfg(not(target_arch = "wasm32"))]
         pool::ensure_threads(3);

@@ -106,6 +106,31 @@ pub fn dot_f32(q: &[f32], k: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// Decoding's attention scores at one cached position (the scalar form of the vector kernel
+/// `crate::quant::packed::arch::attn_scores_f16`, and its reference): `out[h] = scale * q_h . k`
+/// for the `out.len()` query heads `q` (`hd` values each) sharing the key row `k` (f16 bits).
+pub fn attn_scores_f16(q: &[f32], hd: usize, k: &[u16], scale: f32, out: &mut [f32]) {
+    let k: Vec<f32> = k[..hd].iter().map(|&h| crate::quant::f16_to_f32(h)).collect();
+    for (h, o) in out.iter_mut().enumerate() {
+        *o = scale * dot_f32(&q[h * hd..(h + 1) * hd], &k);
+    }
+}
+
+/// Decoding's weighted sums over one run of value columns (the scalar form of
+/// `crate::quant::packed::arch::attn_sums_f16`, and its reference): `out[h * n + c] = sum over j
+/// of probs[h * n_pos + j] * v[j * stride + c]`, each from 0 in position order.
+pub fn attn_sums_f16(probs: &[f32], n_pos: usize, v: &[u16], stride: usize, n: usize, out: &mut [f32]) {
+    for (h, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
+        o.fill(0.0);
+        for j in 0..n_pos {
+            let p = probs[h * n_pos + j];
+            for (a, &x) in o.iter_mut().zip(&v[j * stride..j * stride + n]) {
+                *a += p * crate::quant::f16_to_f32(x);
+            }
+        }
+    }
+}
+
 /// Softmax in place; the denominator is summed in f64 (ggml `soft_max`).
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);

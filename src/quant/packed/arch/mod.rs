@@ -36,6 +36,132 @@ pub fn f16x4_to_f32_array(h: [u16; 4]) -> [f32; 4] {
     to_array(f16x4_to_f32(unsafe { load(w.as_ptr()) }))
 }
 
+/// f16 bit patterns widened to f32 into `out` (as many as both hold), 8 at a time with
+/// [`f16x4_to_f32`]: exactly [`crate::quant::f16_to_f32`] of each (an f16 KV cache's rows).
+pub fn widen_f16(h: &[u16], out: &mut [f32]) {
+    let n = h.len().min(out.len());
+    let (h, out) = (&h[..n], &mut out[..n]);
+    let whole = n - n % 8;
+    for i in (0..whole).step_by(8) {
+        // SAFETY: `i + 8 <= n`: 16 readable bytes of `h`, 32 writable bytes of `out`.
+        unsafe {
+            let v = load(h.as_ptr().add(i));
+            store_f32(out.as_mut_ptr().add(i), f16x4_to_f32(widen_u16_lo(v)));
+            store_f32(out.as_mut_ptr().add(i + 4), f16x4_to_f32(widen_u16_hi(v)));
+        }
+    }
+    for (d, &s) in out[whole..].iter_mut().zip(&h[whole..]) {
+        *d = crate::quant::f16_to_f32(s);
+    }
+}
+
+/// Decoding's attention scores at one cached position: `out[h] = scale * q_h . k` for the query
+/// heads `q` (`out.len()` heads of `hd` values, rounded to f16 by the caller) that share the key
+/// row `k` (f16 bits, `hd` values), summed exactly as the backend's `ops::dot_f32` sums a widened
+/// row (element `i` into lane `i % 8`, lanes combined `((0+4)+(1+5))+((2+6)+(3+7))`, then the
+/// tail past the last 8), so bit for bit its scores; the key is widened 8 values at a time, once
+/// for up to 4 heads.
+pub fn attn_scores_f16(q: &[f32], hd: usize, k: &[u16], scale: f32, out: &mut [f32]) {
+    for (h0, o) in (0..out.len()).step_by(4).zip(out.chunks_mut(4)) {
+        let q = &q[h0 * hd..];
+        match o.len() {
+            1 => scores_heads::<1>(q, hd, k, scale, o),
+            2 => scores_heads::<2>(q, hd, k, scale, o),
+            3 => scores_heads::<3>(q, hd, k, scale, o),
+            _ => scores_heads::<4>(q, hd, k, scale, o),
+        }
+    }
+}
+
+#[inline(always)]
+fn scores_heads<const H: usize>(q: &[f32], hd: usize, k: &[u16], scale: f32, out: &mut [f32]) {
+    assert!(q.len() >= H * hd && k.len() >= hd && out.len() == H);
+    let whole = hd - hd % 8;
+    let (mut lo, mut hi) = ([splat(0.0); H], [splat(0.0); H]);
+    for i in (0..whole).step_by(8) {
+        // SAFETY: `i + 8 <= hd`: 16 bytes of `k`, and 32 of each head's `hd` values of `q`.
+        unsafe {
+            let v = load(k.as_ptr().add(i));
+            let (klo, khi) = (f16x4_to_f32(widen_u16_lo(v)), f16x4_to_f32(widen_u16_hi(v)));
+            for h in 0..H {
+                let qp = q.as_ptr().add(h * hd + i);
+                lo[h] = add(lo[h], mul(load(qp), klo));
+                hi[h] = add(hi[h], mul(load(qp.add(4)), khi));
+            }
+        }
+    }
+    for h in 0..H {
+        let (a, b) = (to_array(lo[h]), to_array(hi[h]));
+        let tail: f32 = q[h * hd + whole..(h + 1) * hd].iter().zip(&k[whole..hd]).map(|(x, &y)| x * crate::quant::f16_to_f32(y)).sum();
+        out[h] = scale * (((a[0] + b[0]) + (a[1] + b[1])) + ((a[2] + b[2]) + (a[3] + b[3])) + tail);
+    }
+}
+
+/// Decoding's attention output for one run of value columns: `out[h * n + c] = sum over j of
+/// probs[h * n_pos + j] * v[j * stride + c]` for the `heads` query heads that share those values
+/// (f16 bits, position `j`'s row at `j * stride`, columns `0..n`), each sum taken from 0 in
+/// position order, as the backend's `ops::attend_head` accumulates: bit for bit its output.
+/// 8 columns at a time, each value widened once for up to 4 heads.
+pub fn attn_sums_f16(probs: &[f32], n_pos: usize, v: &[u16], stride: usize, n: usize, out: &mut [f32]) {
+    let heads = out.len() / n.max(1);
+    assert!(probs.len() >= heads * n_pos && out.len() == heads * n);
+    assert!(n_pos == 0 || (n_pos - 1).checked_mul(stride).and_then(|x| x.checked_add(n)).is_some_and(|e| e <= v.len()));
+    for h0 in (0..heads).step_by(4) {
+        let (p, o) = (&probs[h0 * n_pos..], &mut out[h0 * n..]);
+        match (heads - h0).min(4) {
+            1 => sums_heads::<1>(p, n_pos, v, stride, n, o),
+            2 => sums_heads::<2>(p, n_pos, v, stride, n, o),
+            3 => sums_heads::<3>(p, n_pos, v, stride, n, o),
+            _ => sums_heads::<4>(p, n_pos, v, stride, n, o),
+        }
+    }
+}
+
+#[inline(always)]
+fn sums_heads<const H: usize>(probs: &[f32], n_pos: usize, v: &[u16], stride: usize, n: usize, out: &mut [f32]) {
+    let whole = n - n % 8;
+    // Positions in chunks whose rows stay in the L1 cache while every 8 columns of them are
+    // summed; the sums go to `out` between chunks (stored and reloaded exactly).
+    const CHUNK: usize = 32;
+    for j0 in (0..n_pos).step_by(CHUNK) {
+        for c in (0..whole).step_by(8) {
+            let (mut lo, mut hi) = ([splat(0.0); H], [splat(0.0); H]);
+            if j0 > 0 {
+                for h in 0..H {
+                    // SAFETY: `h * n + c + 8 <= H * n <= out.len()`.
+                    unsafe { (lo[h], hi[h]) = (load(out.as_ptr().add(h * n + c)), load(out.as_ptr().add(h * n + c + 4))) };
+                }
+            }
+            for j in j0..(j0 + CHUNK).min(n_pos) {
+                // SAFETY: `(n_pos - 1) * stride + n <= v.len()` (asserted by the caller) and `c + 8 <= n`.
+                let x = unsafe { load(v.as_ptr().add(j * stride + c)) };
+                let (xlo, xhi) = (f16x4_to_f32(widen_u16_lo(x)), f16x4_to_f32(widen_u16_hi(x)));
+                for h in 0..H {
+                    let p = splat(probs[h * n_pos + j]);
+                    lo[h] = add(lo[h], mul(p, xlo));
+                    hi[h] = add(hi[h], mul(p, xhi));
+                }
+            }
+            for h in 0..H {
+                // SAFETY: as above.
+                unsafe {
+                    store_f32(out.as_mut_ptr().add(h * n + c), lo[h]);
+                    store_f32(out.as_mut_ptr().add(h * n + c + 4), hi[h]);
+                }
+            }
+        }
+    }
+    for c in whole..n {
+        for h in 0..H {
+            let mut a = 0.0f32;
+            for j in 0..n_pos {
+                a += probs[h * n_pos + j] * crate::quant::f16_to_f32(v[j * stride + c]);
+            }
+            out[h * n + c] = a;
+        }
+    }
+}
+
 #[inline(always)]
 fn f16x4_to_f32_impl(h: V) -> V {
     let em = and(h, splat_i32(0x7fff));

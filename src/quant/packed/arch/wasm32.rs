@@ -49,6 +49,21 @@ pub fn select(mask: V, a: V, b: V) -> V {
 pub unsafe fn load<T>(p: *const T) -> V {
     v128_load(p as *const V)
 }
+/// Store 4 f32 lanes at `p` (unaligned).
+/// SAFETY: the caller guarantees 16 writable bytes.
+#[inline(always)]
+pub unsafe fn store_f32(p: *mut f32, v: V) {
+    v128_store(p as *mut V, v)
+}
+/// The low / high 4 of 8 u16 lanes, zero-extended to i32 lanes.
+#[inline(always)]
+pub fn widen_u16_lo(v: V) -> V {
+    u32x4_extend_low_u16x8(v)
+}
+#[inline(always)]
+pub fn widen_u16_hi(v: V) -> V {
+    u32x4_extend_high_u16x8(v)
+}
 #[inline(always)]
 pub fn widen_lo(v: V) -> V {
     i16x8_extend_low_i8x16(v)

@@ -54,6 +54,21 @@ pub fn splat_i32(x: i32) -> V {
 pub unsafe fn load<T>(p: *const T) -> V {
     _mm_loadu_si128(p as *const V)
 }
+/// Store 4 f32 lanes at `p` (unaligned).
+/// SAFETY: the caller guarantees 16 writable bytes.
+#[inline(always)]
+pub unsafe fn store_f32(p: *mut f32, v: V) {
+    _mm_storeu_ps(p, _mm_castsi128_ps(v))
+}
+/// The low / high 4 of 8 u16 lanes, zero-extended to i32 lanes.
+#[inline(always)]
+pub fn widen_u16_lo(v: V) -> V {
+    unsafe { _mm_unpacklo_epi16(v, _mm_setzero_si128()) }
+}
+#[inline(always)]
+pub fn widen_u16_hi(v: V) -> V {
+    unsafe { _mm_unpackhi_epi16(v, _mm_setzero_si128()) }
+}
 #[inline(always)]
 pub fn widen_lo(v: V) -> V {
     unsafe { _mm_srai_epi16::<8>(_mm_unpacklo_epi8(v, v)) }
