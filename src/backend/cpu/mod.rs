@@ -94,6 +94,9 @@ const MIN_VALUES_PER_TASK: usize = 1 << 13;
 /// Multiply-adds of one task of a decoding step's attention (its scores, its weighted sums).
 const MIN_ATTN_MACS_PER_TASK: usize = 1 << 14;
 
+/// Probabilities of one task of a decoding step's softmax (an `exp` each: a few microseconds).
+const MIN_SOFTMAX_PER_TASK: usize = 1 << 8;
+
 /// Bytes of GGUF data read and repacked at a time while a packable weight loads.
 const LOAD_PIECE: usize = 8 << 20;
 
@@ -220,12 +223,16 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
         }
     })?;
     // Probabilities, head-major, rounded to f16 as llama.cpp multiplies them with V.
+    // A head per task where there are enough positions (each takes an exp, which costs more
+    // than the other steps' multiply-adds).
     let mut probs = vec![0.0f32; n_head * n_pos];
-    for (h, ph) in probs.chunks_exact_mut(n_pos).enumerate() {
-        ph.iter_mut().zip(scores.iter().skip(h).step_by(n_head)).for_each(|(d, &s)| *d = s);
-        ops::softmax(ph);
-        ph.iter_mut().for_each(|x| *x = ops::round_f16(*x));
-    }
+    for_row_runs_of(threads, &mut probs, n_pos.max(1), MIN_SOFTMAX_PER_TASK, &|h0, rows| {
+        for (h, ph) in (h0..).zip(rows.chunks_exact_mut(n_pos.max(1))) {
+            ph.iter_mut().zip(scores.iter().skip(h).step_by(n_head)).for_each(|(d, &s)| *d = s);
+            ops::softmax(ph);
+            ph.iter_mut().for_each(|x| *x = ops::round_f16(*x));
+        }
+    })?;
     // Weighted sums by runs of one kv head's value columns: each task sums its columns for the
     // heads of the group, `acc[hh * n + c]`, each value widened once; copied into place after.
     // Runs of whole 8-column vectors where the head has them.
