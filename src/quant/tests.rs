@@ -343,10 +343,11 @@ fn packed_kernels_hold_the_largest_quants() {
         let bytes: Vec<u8> = block.iter().copied().cycle().take(bb * n_cols / bs * rows).collect();
         for sign in [1.0f32, -1.0] {
             let acts: Vec<QuantizedActs> = (0..13).map(|_| quantize_acts(ty, &vec![sign; n_cols])).collect();
-            let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
             let want = vec_dot(ty, &bytes[..bb * n_cols / bs], &acts[0]).unwrap();
             assert!(want.abs() > 4000.0, "{ty}: {want}");
             for_each_form(|| {
+                // Packed under each form: Q8_0's parts are built only for the parts kernel.
+                let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
                 let w = PackedWeight::new(ty, &bytes, rows, n_cols).unwrap();
                 let mut got = vec![0.0f32; 13 * rows];
                 w.matmul_band(&packed, 0, rows, &mut got).unwrap();
@@ -411,6 +412,7 @@ fn packed_matmul_matches_scalar_vec_dot() {
                     let mut reference = vec![0.0f32; n_tok * n];
                     w.matmul_band_reference(&packed, r0, n, &mut reference).unwrap();
                     for_each_form(|| {
+                        let packed: Vec<PackedActs> = acts.iter().map(|a| PackedActs::new(a).unwrap()).collect();
                         let w = PackedWeight::new(ty, &rows.concat(), n_rows, n_cols).unwrap();
                         let mut got = vec![0.0f32; n_tok * n];
                         w.matmul_band(&packed, r0, n, &mut got).unwrap();

@@ -609,12 +609,17 @@ impl PackedActs {
         if cfg!(target_feature = "relaxed-simd") {
             p.q8 = p.q.iter().map(|&x| x as i8).collect();
             p.sum32 = p.q.chunks_exact(QK).map(|b| b.iter().map(|&x| x as i32).sum()).collect();
-            // Q8_0 activations lie in -127..=127 (quantize_acts' rounding), so both parts fit 7
-            // bits; without them (never seen) the weights run the SIMD128 kernel.
-            if p.ty == GgmlType::Q8_0 && p.q.iter().all(|&x| x >= -127) {
-                p.pos = p.q.iter().map(|&x| x.clamp(0, 127) as i8).collect();
-                p.neg = p.q.iter().map(|&x| (-x).clamp(0, 127) as i8).collect();
-            }
+        }
+        // Q8_0's positive and negative parts, for the parts kernel only (engines whose dot product
+        // saturates: Q8_0 weights are stored for it then): two passes and two vectors a row
+        // otherwise spent for nothing, under the allocator's lock that the threads quantizing a
+        // prompt's rows contend for. Q8_0 activations lie in -127..=127 (quantize_acts'
+        // rounding), so both parts fit 7 bits; without them (never seen) the weights run the
+        // SIMD128 kernel.
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        if p.ty == GgmlType::Q8_0 && relaxed::q8_dot() == relaxed::Q8Dot::Parts && p.q.iter().all(|&x| x >= -127) {
+            p.pos = p.q.iter().map(|&x| x.clamp(0, 127) as i8).collect();
+            p.neg = p.q.iter().map(|&x| (-x).clamp(0, 127) as i8).collect();
         }
         Ok(p)
     }
