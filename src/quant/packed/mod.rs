@@ -550,8 +550,11 @@ pub struct PackedActs {
     q8: Vec<i8>,
     sum32: Vec<i32>,
     /// Q8_0 activations in the relaxed-SIMD build: the quants' positive and negative parts
-    /// (`q = pos - neg`, each 0..=127: the 7-bit operand against full-range 8-bit weights).
+    /// (`q = pos - neg`, each 0..=127: the 7-bit operand against full-range 8-bit weights),
+    /// for the parts kernel only (empty elsewhere).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")), allow(dead_code))]
     pos: Vec<i8>,
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")), allow(dead_code))]
     neg: Vec<i8>,
     /// `d` and `s` (32-element blocks), each value in 4 lanes: the vector kernels' float step
     /// loads them as they are.
