@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::quant::scalar::dequantize_row_q8_0;
 use crate::quant::{f32_to_f16, BlockQ8_0};
 
-use super::ops;
+use super::{ops, widen_f16};
 
 /// `x` as q8_0 blocks the way llama.cpp's CPU stores a q8_0 cache and quantizes the query for it
 /// (its x86 `quantize_row_q8_0`, the build its goldens come from): `d = amax / 127` stored as f16,
@@ -25,18 +25,6 @@ pub fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
         for (q, &v) in b.qs.iter_mut().zip(x) {
             *q = (v * id).round_ties_even() as i8;
         }
-    }
-}
-
-/// f16 bit patterns widened to f32 into `out` (exact; 8 at a time in vectors where the target
-/// has them).
-#[inline]
-pub fn widen_f16(h: &[u16], out: &mut [f32]) {
-    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
-    crate::quant::packed::arch::widen_f16(h, out);
-    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
-    for (d, &s) in out.iter_mut().zip(h) {
-        *d = crate::quant::f16_to_f32(s);
     }
 }
 

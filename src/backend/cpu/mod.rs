@@ -19,10 +19,11 @@ pub mod pool;
 
 pub use kv::CpuKv;
 use kv::KvRows;
+// The f16 cache's kernels: vector code where the target has it, else their scalar forms.
 #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
-use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16};
+use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16, widen_f16};
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
-use ops::{attn_scores_f16, attn_sums_f16};
+use ops::{attn_scores_f16, attn_sums_f16, widen_f16};
 
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
@@ -394,6 +395,7 @@ impl<'a> Product<'a> {
 fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize, even: bool) -> Vec<(usize, usize, usize)> {
     let mut bands = Vec::new();
     let mut left = total;
+    let share = total.div_ceil(threads).max(1); // with `even`
     for (i, &rows) in rows_of.iter().enumerate() {
         if threads == 1 {
             if rows > 0 {
@@ -406,7 +408,6 @@ fn bands(rows_of: &[usize], macs: &[usize], total: usize, threads: usize, even: 
         while r0 < rows {
             let n = if even {
                 // What is left of the current share (it may end inside the next product).
-                let share = total.div_ceil(threads).max(1);
                 let done = total - left;
                 let to_end = (done / share + 1) * share - done;
                 (to_end.div_ceil(per_row)).next_multiple_of(packed::ROWS).min(rows - r0)
@@ -1023,7 +1024,8 @@ mod tests {
         }
     }
 
-    /// The vector kernels of decoding's attention equal their scalar forms in `ops` bit for bit:
+    /// The f16 cache's vector kernels (widening; decoding's attention) equal their scalar forms in
+    /// `ops` bit for bit:
     /// 1 to 9 heads (chunks of 4 and the rest), row lengths with and without a tail past the
     /// last 8 values, and f16 values of every kind (zeros of both signs, subnormals, the largest
     /// finite, infinities, NaN; a NaN result is any NaN: which one an operation on NaNs or
@@ -1049,6 +1051,11 @@ mod tests {
                 let f16 = |i: usize, r: u32| if i % 17 == 3 { special[r as usize % special.len()] } else { quant::f32_to_f16((r as f32 / u32::MAX as f32) * 6.0 - 3.0) };
                 let kv: Vec<u16> = (0..n_pos * stride).map(|i| f16(i, next())).collect();
                 let q: Vec<f32> = (0..heads * hd).map(|_| ops::round_f16((next() as f32 / u32::MAX as f32) * 2.0 - 1.0)).collect();
+                let (mut got, mut want) = (vec![f32::NAN; kv.len()], vec![0.0f32; kv.len()]);
+                arch::widen_f16(&kv, &mut got);
+                ops::widen_f16(&kv, &mut want);
+                // Widening is exact, NaN payloads included.
+                assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "widening {} values", kv.len());
                 let (mut got, mut want) = (vec![0.0f32; heads], vec![0.0f32; heads]);
                 arch::attn_scores_f16(&q, hd, &kv[..hd], 0.3, &mut got);
                 ops::attn_scores_f16(&q, hd, &kv[..hd], 0.3, &mut want);

@@ -3,7 +3,7 @@
 //! by repeated f32 multiplication, keys/values rounded to f16 as llama.cpp's default f16 KV cache does.
 
 use crate::quant::scalar::vec_dot_q8_0_q8_0;
-use crate::quant::BlockQ8_0;
+use crate::quant::{f16_to_f32, BlockQ8_0};
 
 /// RMSNorm of each `w.len()`-wide chunk of `x`, times `w` (ggml `rms_norm` then `mul`).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -94,25 +94,38 @@ pub fn silu(x: f32) -> f32 {
 /// lanes), so the compiler vectorizes it.
 #[inline]
 pub fn dot_f32(q: &[f32], k: &[f32]) -> f32 {
+    dot_lanes(q, k, |x| x)
+}
+
+/// [`dot_f32`] of `q` and `k` widened element by element by `f` as it is read (the same sums).
+#[inline(always)]
+fn dot_lanes<T: Copy>(q: &[f32], k: &[T], f: impl Fn(T) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let (qc, kc) = (q.chunks_exact(8), k.chunks_exact(8));
     let (qr, kr) = (qc.remainder(), kc.remainder());
     for (q, k) in qc.zip(kc) {
         for i in 0..8 {
-            acc[i] += q[i] * k[i];
+            acc[i] += q[i] * f(k[i]);
         }
     }
-    let tail: f32 = qr.iter().zip(kr).map(|(a, b)| a * b).sum();
+    let tail: f32 = qr.iter().zip(kr).map(|(a, &b)| a * f(b)).sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// f16 bit patterns widened to f32 into `out` (exact): the scalar form of
+/// `crate::quant::packed::arch::widen_f16`.
+pub fn widen_f16(h: &[u16], out: &mut [f32]) {
+    for (d, &s) in out.iter_mut().zip(h) {
+        *d = f16_to_f32(s);
+    }
 }
 
 /// Decoding's attention scores at one cached position (the scalar form of the vector kernel
 /// `crate::quant::packed::arch::attn_scores_f16`, and its reference): `out[h] = scale * q_h . k`
 /// for the `out.len()` query heads `q` (`hd` values each) sharing the key row `k` (f16 bits).
 pub fn attn_scores_f16(q: &[f32], hd: usize, k: &[u16], scale: f32, out: &mut [f32]) {
-    let k: Vec<f32> = k[..hd].iter().map(|&h| crate::quant::f16_to_f32(h)).collect();
     for (h, o) in out.iter_mut().enumerate() {
-        *o = scale * dot_f32(&q[h * hd..(h + 1) * hd], &k);
+        *o = scale * dot_lanes(&q[h * hd..(h + 1) * hd], &k[..hd], f16_to_f32);
     }
 }
 
@@ -125,7 +138,7 @@ pub fn attn_sums_f16(probs: &[f32], n_pos: usize, v: &[u16], stride: usize, n: u
         for j in 0..n_pos {
             let p = probs[h * n_pos + j];
             for (a, &x) in o.iter_mut().zip(&v[j * stride..j * stride + n]) {
-                *a += p * crate::quant::f16_to_f32(x);
+                *a += p * f16_to_f32(x);
             }
         }
     }
