@@ -558,3 +558,57 @@ pub fn vec_dot_bf16(x: &[u16], y: &[u16]) -> f32 {
 pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
     x.iter().zip(y).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32
 }
+
+/// The constants of [`exp_f32`] (shared with its vector form).
+pub mod exp_consts {
+    /// Inputs are clamped to `[LO, HI]` (e^88 is near the largest f32; a softmax's are at most 0);
+    /// below `LO` (e^-87.3, the smallest normal f32) the result is 0.
+    pub const HI: f32 = 88.0;
+    pub const LO: f32 = -87.336_55;
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// 1.5 * 2^23: `v + MAGIC - MAGIC` rounds `v` to an integer, which the low bits of `v + MAGIC` hold.
+    pub const MAGIC: f32 = 12_582_912.0;
+    /// `127 - bits(MAGIC)`: added to the bits of `v + MAGIC`, the biased exponent of 2^round(v).
+    pub const EXP_BIAS: i32 = 127i32.wrapping_sub(0x4b40_0000);
+    /// ln 2 in two parts (Cody-Waite): `C1` has few bits, so `n * C1` is exact.
+    pub const C1: f32 = 0.693_359_375;
+    pub const C2: f32 = -2.121_944_4e-4;
+    /// Cephes' `expf` polynomial for e^r on [-ln2/2, ln2/2]: `1 + r + r^2 * P(r)`, highest degree first.
+    pub const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+}
+
+/// e^x in f32 by the steps llama.cpp's vectorized softmax also takes (range reduction by a
+/// multiple of ln 2, a polynomial, the power of two built in the exponent bits), each an IEEE
+/// operation that vector lanes compute alike, so the vector form
+/// ([`super::packed::arch::exp_sub`], where the target has it) equals this bit for bit. Within
+/// 1 ulp of the exact exponential (tested); 0 below e^-87.3, e^88 above 88; NaN stays NaN.
+pub fn exp_f32(x: f32) -> f32 {
+    use exp_consts::*;
+    let v = if HI < x { HI } else { x };
+    let under = v < LO;
+    let v = if under { LO } else { v };
+    let t = v * LOG2E + MAGIC;
+    let f = t - MAGIC;
+    let r = (v - f * C1) - f * C2;
+    let y = P[1..].iter().fold(P[0], |y, &c| y * r + c);
+    let y = (y * (r * r) + r) + 1.0;
+    let y = y * f32::from_bits(((t.to_bits() as i32).wrapping_add(EXP_BIAS) as u32) << 23);
+    if under { 0.0 } else { y }
+}
+
+/// `x[i] = exp_f32(x[i] - max)`: the scalar form of the exponentials of a softmax.
+pub fn exp_sub(x: &mut [f32], max: f32) {
+    x.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+}
+
+/// SiLU, `x / (1 + e^-x)`, with [`exp_f32`] (as llama.cpp's vectorized `ggml_v_silu` takes its
+/// own exponential).
+#[inline]
+pub fn silu_f32(x: f32) -> f32 {
+    x / (1.0 + exp_f32(0.0 - x))
+}
+
+/// `gate[i] = silu_f32(gate[i]) * up[i]`: the scalar form of SwiGLU.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu_f32(*g) * u);
+}

@@ -504,3 +504,35 @@ fn kernel_warm_up_runs_every_format() {
     use GgmlType::*;
     packed::warm_up(&[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F32, F16, Q8_0]).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The exponential of softmax
+
+/// `scalar::exp_f32` is within 1 ulp of the exact exponential over the whole range it computes
+/// (every 97th f32 from e^-87.3 to e^88, both signs of zero), 0 below it, and keeps NaN.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn exp_f32_is_within_1_ulp_of_the_exact_exponential() {
+    use scalar::exp_consts::{HI, LO};
+    let ulp = |x: f32| f32::from_bits(x.to_bits() + 1) - x;
+    let mut worst = 0.0f64;
+    let mut check = |x: f32| {
+        let (got, want) = (scalar::exp_f32(x), (x as f64).exp());
+        let err = (got as f64 - want).abs() / ulp(want as f32) as f64;
+        worst = worst.max(err);
+        assert!(err <= 1.0, "exp({x:e}) = {got:e}, exactly {want:e}: {err:.2} ulp");
+    };
+    for bits in (0..=(-LO).to_bits()).step_by(97) {
+        check(-f32::from_bits(bits));
+        if f32::from_bits(bits) <= HI {
+            check(f32::from_bits(bits));
+        }
+    }
+    check(LO);
+    check(HI);
+    assert!(worst > 0.0, "a sweep that measured nothing");
+    assert_eq!(scalar::exp_f32(-87.5), 0.0);
+    assert_eq!(scalar::exp_f32(f32::NEG_INFINITY), 0.0);
+    assert!(scalar::exp_f32(f32::NAN).is_nan());
+    assert_eq!(scalar::exp_f32(1e6), scalar::exp_f32(HI));
+}

@@ -18,13 +18,17 @@ pub mod ops;
 pub mod pool;
 
 pub use kv::CpuKv;
-use kv::KvRows;
-// The f16 cache's kernels: vector code where the target has it, else their scalar forms.
+// The f16 cache's kernels, a softmax's exponentials and SwiGLU: vector code where the target has it,
+// else their scalar forms (bit for bit the same results).
 #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
-use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16, widen_f16};
+use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16, exp_sub, silu_mul, widen_f16};
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
-use ops::{attn_scores_f16, attn_sums_f16, widen_f16};
+use {
+    crate::quant::scalar::{exp_sub, silu_mul},
+    ops::{attn_scores_f16, attn_sums_f16, widen_f16},
+};
 
+use kv::KvRows;
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
@@ -182,8 +186,11 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
 /// `gate = act(gate) * up`, element by element (the GLU of `Backend::glu` and of the fused
 /// gate/up products).
 fn glu_in_place(gate: &mut [f32], up: &[f32], gelu: bool) {
-    let f = if gelu { ops::gelu } else { ops::silu };
-    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = f(*g) * u);
+    if gelu {
+        gate.iter_mut().zip(up).for_each(|(g, &u)| *g = ops::gelu(*g) * u);
+    } else {
+        silu_mul(gate, up);
+    }
 }
 
 /// `y += bias` on every row.
@@ -200,40 +207,32 @@ fn add_bias(y: &mut CpuAct, bias: Option<&CpuWeight>) -> Result<()> {
 }
 
 /// One query row over an f16 cache (decoding), bit for bit [`ops::attend_head`] for every
-/// head: first the scores, a run of positions per task, each key row widened once (by the
-/// thread that reads it) for every head of its group; then, after each head's softmax, the
-/// weighted sums, a run of value columns of one kv head per task, each value widened once
-/// for the heads that read it and summed over the positions in order. Nothing of the cache
-/// is copied, and no thread reads what another one widened (for every token, widening a
-/// long context's cache took longer than attending to it).
+/// head, split over the pool's threads (on one, [`attend_row_f16`]): first the scores, a run
+/// of positions per task, each key row widened once (by the thread that reads it) for every
+/// head of its group; then, after each head's softmax, the weighted sums, a run of value
+/// columns of one kv head per task, each value widened once for the heads that read it and
+/// summed over the positions in order. Nothing of the cache is copied, and no thread reads
+/// what another one widened (for every token, widening a long context's cache took longer
+/// than attending to it).
 #[allow(clippy::too_many_arguments)]
 fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_dim: usize, q: &[f32], p: AttnParams, first: usize, out: &mut [f32]) -> Result<()> {
+    if threads <= 1 {
+        attend_row_f16(keys, values, k_dim, v_dim, q, p, first, &mut RowScratch::default(), out);
+        return Ok(());
+    }
     let (hd, dv, n_head) = (p.head_dim, p.head_dim_v, p.n_head);
     let group = n_head / p.n_head_kv;
     let n_pos = p.pos0 + 1 - first;
     // llama.cpp multiplies Q with the f16 K cache in f16 precision.
     let qh: Vec<f32> = q.iter().map(|&x| ops::round_f16(x)).collect();
-    // Scores, position-major: `scores[j * n_head + h]`.
     let mut scores = vec![0.0f32; n_pos * n_head];
     for_row_runs_of(threads, &mut scores, n_head, MIN_ATTN_MACS_PER_TASK / hd.max(1), &|j0, rows| {
-        for (j, row) in rows.chunks_exact_mut(n_head).enumerate() {
-            let at = (first + j0 + j) * k_dim;
-            for (g, s) in row.chunks_exact_mut(group).enumerate() {
-                attn_scores_f16(&qh[g * group * hd..], hd, &keys[at + g * hd..at + (g + 1) * hd], p.scale, s);
-            }
-        }
+        score_positions(keys, k_dim, &qh, p, first + j0, rows);
     })?;
-    // Probabilities, head-major, rounded to f16 as llama.cpp multiplies them with V.
     // A head per task where there are enough positions (each takes an exp, which costs more
     // than the other steps' multiply-adds).
     let mut probs = vec![0.0f32; n_head * n_pos];
-    for_row_runs_of(threads, &mut probs, n_pos.max(1), MIN_SOFTMAX_PER_TASK, &|h0, rows| {
-        for (h, ph) in (h0..).zip(rows.chunks_exact_mut(n_pos.max(1))) {
-            ph.iter_mut().zip(scores.iter().skip(h).step_by(n_head)).for_each(|(d, &s)| *d = s);
-            ops::softmax(ph);
-            ph.iter_mut().for_each(|x| *x = ops::round_f16(*x));
-        }
-    })?;
+    for_row_runs_of(threads, &mut probs, n_pos, MIN_SOFTMAX_PER_TASK, &|h0, rows| probs_of(&scores, n_head, h0, rows))?;
     // Weighted sums by runs of one kv head's value columns: each task sums its columns for the
     // heads of the group, `acc[hh * n + c]`, each value widened once; copied into place after.
     // Runs of whole 8-column vectors where the head has them.
@@ -265,6 +264,60 @@ fn attend_one_f16(threads: usize, keys: &[u16], values: &[u16], k_dim: usize, v_
         }
     }
     Ok(())
+}
+
+/// Attention scores of the cached positions `at..` (one a row of `rows`, `n_head` scores each,
+/// position-major: `rows[j * n_head + h]`) for the query `qh` (rounded to f16: llama.cpp
+/// multiplies Q with the f16 K cache in f16 precision), each key row widened once for every
+/// head of its group.
+fn score_positions(keys: &[u16], k_dim: usize, qh: &[f32], p: AttnParams, at: usize, rows: &mut [f32]) {
+    let hd = p.head_dim;
+    let group = p.n_head / p.n_head_kv;
+    for (j, row) in rows.chunks_exact_mut(p.n_head).enumerate() {
+        let at = (at + j) * k_dim;
+        for (g, s) in row.chunks_exact_mut(group).enumerate() {
+            attn_scores_f16(&qh[g * group * hd..], hd, &keys[at + g * hd..at + (g + 1) * hd], p.scale, s);
+        }
+    }
+}
+
+/// The probabilities of the heads `h0..` (one a row of `rows`, head-major) from position-major
+/// `scores` of `n_head` heads: each head's softmax, rounded to f16 as llama.cpp multiplies
+/// them with V.
+fn probs_of(scores: &[f32], n_head: usize, h0: usize, rows: &mut [f32]) {
+    let n_pos = scores.len() / n_head.max(1);
+    for (h, ph) in (h0..).zip(rows.chunks_exact_mut(n_pos.max(1))) {
+        ph.iter_mut().zip(scores.iter().skip(h).step_by(n_head)).for_each(|(d, &s)| *d = s);
+        ops::softmax_by(ph, exp_sub);
+        ph.iter_mut().for_each(|x| *x = ops::round_f16(*x));
+    }
+}
+
+/// A thread's scratch for [`attend_row_f16`], reused from row to row.
+#[derive(Default)]
+struct RowScratch {
+    qh: Vec<f32>,
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+/// One query row over an f16 cache on the calling thread: [`attend_one_f16`]'s steps with the
+/// same kernels in the same order (so the same results, bit for bit), each kv head's weighted
+/// sums straight into `out`.
+#[allow(clippy::too_many_arguments)]
+fn attend_row_f16(keys: &[u16], values: &[u16], k_dim: usize, v_dim: usize, q: &[f32], p: AttnParams, first: usize, s: &mut RowScratch, out: &mut [f32]) {
+    let (dv, n_head) = (p.head_dim_v, p.n_head);
+    let group = n_head / p.n_head_kv;
+    let n_pos = p.pos0 + 1 - first;
+    s.qh.clear();
+    s.qh.extend(q.iter().map(|&x| ops::round_f16(x)));
+    s.scores.resize(n_pos * n_head, 0.0);
+    score_positions(keys, k_dim, &s.qh, p, first, &mut s.scores);
+    s.probs.resize(n_head * n_pos, 0.0);
+    probs_of(&s.scores, n_head, 0, &mut s.probs);
+    for (g, o) in out.chunks_exact_mut(group * dv).enumerate().take(p.n_head_kv) {
+        attn_sums_f16(&s.probs[g * group * n_pos..], n_pos, &values[first * v_dim + g * dv..], v_dim, dv, o);
+    }
 }
 
 /// The checks every attention op shares: rows that fit the context, a layer of the cache, heads
@@ -1069,10 +1122,48 @@ mod tests {
         }
     }
 
+    /// A softmax's exponentials and SwiGLU in vector form ([`arch::exp_sub`], [`arch::silu_mul`])
+    /// equal their scalar forms bit for bit, for lengths with and without a tail past the last 4
+    /// values and every kind of input: ordinary ones, both sides of the underflow and overflow
+    /// bounds, zeros, infinities, NaN.
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn softmax_and_swiglu_match_their_scalar_forms() {
+        use crate::quant::packed::arch;
+        use crate::quant::scalar::exp_consts::{HI, LO};
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let below = |x: f32| f32::from_bits(x.to_bits() + 1);
+        let special = [0.0f32, -0.0, LO, below(LO), HI, 88.7, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-30, -1e-30];
+        let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect::<Vec<_>>();
+        for len in [1usize, 3, 4, 7, 64, 257, 1000] {
+            for max in [0.0f32, 3.5, -20.0] {
+                let x: Vec<f32> = (0..len)
+                    .map(|i| if i % 11 == 5 { special[next() as usize % special.len()] } else { (next() as f32 / u32::MAX as f32) * 200.0 - 120.0 })
+                    .collect();
+                let (mut got, mut want) = (x.clone(), x.clone());
+                arch::exp_sub(&mut got, max);
+                crate::quant::scalar::exp_sub(&mut want, max);
+                assert_eq!(bits(&got), bits(&want), "{len} values less {max}");
+                let up: Vec<f32> = x.iter().rev().map(|v| v * 0.5 + max).collect();
+                let (mut got, mut want) = (x.clone(), x.clone());
+                arch::silu_mul(&mut got, &up);
+                crate::quant::scalar::silu_mul(&mut want, &up);
+                assert_eq!(bits(&got), bits(&want), "SwiGLU of {len} values");
+            }
+        }
+    }
+
     /// Decoding's attention ([`attend_one_f16`]: scores by runs of positions, sums by runs of
-    /// value columns) equals [`ops::attend_head`] over the widened cache bit for bit, on one
-    /// thread and split over the pool's, with grouped heads, a window, and contexts short and
-    /// long enough to split.
+    /// value columns; on one thread [`attend_row_f16`]) equals [`ops::attend_head`] over the
+    /// widened cache bit for bit, on one thread and split over the pool's, with grouped heads, a
+    /// window, and contexts short and long enough to split.
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn decoding_attention_matches_attend_head_bit_for_bit() {

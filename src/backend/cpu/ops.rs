@@ -87,7 +87,7 @@ pub fn gelu_f32(x: f32) -> f32 {
 
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    crate::quant::scalar::silu_f32(x)
 }
 
 /// `q . k` in 8 f32 partial sums (as ggml's SIMD `ggml_vec_dot_f16` accumulates in vector
@@ -146,12 +146,15 @@ pub fn attn_sums_f16(probs: &[f32], n_pos: usize, v: &[u16], stride: usize, n: u
 
 /// Softmax in place; the denominator is summed in f64 (ggml `soft_max`).
 pub fn softmax(x: &mut [f32]) {
+    softmax_by(x, crate::quant::scalar::exp_sub);
+}
+
+/// [`softmax`] with `exp_sub` (`x[i] = exp(x[i] - max)`: [`crate::quant::scalar::exp_sub`] or its vector form, bit
+/// for bit the same) for the exponentials; the denominator summed in f64 in order.
+pub fn softmax_by(x: &mut [f32], exp_sub: fn(&mut [f32], f32)) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
+    exp_sub(x, max);
+    let sum: f64 = x.iter().map(|&v| v as f64).sum();
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;

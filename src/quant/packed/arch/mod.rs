@@ -55,6 +55,61 @@ pub fn widen_f16(h: &[u16], out: &mut [f32]) {
     }
 }
 
+/// e^v in each lane: the same operations in the same order as [`crate::quant::scalar::exp_f32`]
+/// (range reduction by a multiple of ln 2, Cephes' degree-6 polynomial, the power of two built
+/// in the exponent bits), so bit for bit its results (within 1 ulp of the exact exponential, 0
+/// below e^-87.3).
+#[inline(always)]
+fn exp_v(v: V) -> V {
+    use crate::quant::scalar::exp_consts::*;
+    let v = select(lt_f32(splat(HI), v), splat(HI), v);
+    let under = lt_f32(v, splat(LO));
+    let v = select(under, splat(LO), v);
+    let t = add(mul(v, splat(LOG2E)), splat(MAGIC));
+    let f = sub(t, splat(MAGIC));
+    let r = sub(sub(v, mul(f, splat(C1))), mul(f, splat(C2)));
+    let mut y = splat(P[0]);
+    for &c in &P[1..] {
+        y = add(mul(y, r), splat(c));
+    }
+    let y = add(add(mul(y, mul(r, r)), r), splat(1.0));
+    let y = mul(y, shl_i32::<23>(add_i32(t, splat_i32(EXP_BIAS))));
+    select(under, splat(0.0), y)
+}
+
+/// `x[i] = exp(x[i] - max)` for softmax, 4 values at a time: bit for bit
+/// [`crate::quant::scalar::exp_sub`].
+pub fn exp_sub(x: &mut [f32], max: f32) {
+    let whole = x.len() - x.len() % 4;
+    let m = splat(max);
+    for i in (0..whole).step_by(4) {
+        // SAFETY: `i + 4 <= x.len()`: 16 readable and writable bytes.
+        unsafe {
+            let p = x.as_mut_ptr().add(i);
+            store_f32(p, exp_v(sub(load(p), m)));
+        }
+    }
+    crate::quant::scalar::exp_sub(&mut x[whole..], max);
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU; `silu(x) = x / (1 + e^-x)`), 4 values at a time:
+/// bit for bit [`crate::quant::scalar::silu_mul`].
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len());
+    let whole = n - n % 4;
+    let zero = splat(0.0);
+    for i in (0..whole).step_by(4) {
+        // SAFETY: `i + 4 <= n`: 16 readable bytes of `up`, readable and writable of `gate`.
+        unsafe {
+            let p = gate.as_mut_ptr().add(i);
+            let x = load(p);
+            let e = exp_v(sub(zero, x));
+            store_f32(p, mul(div(x, add(splat(1.0), e)), load(up.as_ptr().add(i))));
+        }
+    }
+    crate::quant::scalar::silu_mul(&mut gate[whole..n], &up[whole..n]);
+}
+
 /// Decoding's attention scores at one cached position: `out[h] = scale * q_h . k` for the query
 /// heads `q` (`out.len()` heads of `hd` values, rounded to f16 by the caller) that share the key
 /// row `k` (f16 bits, `hd` values), summed exactly as the backend's `ops::dot_f32` sums a widened

@@ -42,6 +42,15 @@ pub fn gt_i32(a: V, b: V) -> V {
 pub fn select(mask: V, a: V, b: V) -> V {
     v128_bitselect(a, b, mask)
 }
+#[inline(always)]
+pub fn div(a: V, b: V) -> V {
+    f32x4_div(a, b)
+}
+/// All ones in the lanes where the f32 `a < b` (false where either is NaN).
+#[inline(always)]
+pub fn lt_f32(a: V, b: V) -> V {
+    f32x4_lt(a, b)
+}
 
 /// 16 bytes at `p` (unaligned).
 /// SAFETY: the caller guarantees 16 readable bytes.

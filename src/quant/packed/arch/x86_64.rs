@@ -43,6 +43,15 @@ pub fn select(mask: V, a: V, b: V) -> V {
     unsafe { _mm_or_si128(_mm_and_si128(mask, a), _mm_andnot_si128(mask, b)) }
 }
 #[inline(always)]
+pub fn div(a: V, b: V) -> V {
+    unsafe { _mm_castps_si128(_mm_div_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+}
+/// All ones in the lanes where the f32 `a < b` (false where either is NaN).
+#[inline(always)]
+pub fn lt_f32(a: V, b: V) -> V {
+    unsafe { _mm_castps_si128(_mm_cmplt_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+}
+#[inline(always)]
 pub fn splat_i32(x: i32) -> V {
     unsafe { _mm_set1_epi32(x) }
 }
