@@ -679,7 +679,9 @@ impl<'a> Group<'a> {
     }
     /// [`Self::each`], but for up to `most` tokens (at most [`STREAM_TOKENS`]) `multi` first
     /// runs on [`STREAMS`] groups at a time (the i-th of each of `STREAMS` equal runs; results
-    /// `[k * tokens + t]` for the k-th), and `f` on each group left over.
+    /// `[k * tokens + t]` for the k-th), and `f` on each group left over. (The vector kernels'
+    /// only: targets without them run the scalar ones.)
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
     #[inline(always)]
     fn each_streams(
         &self,
