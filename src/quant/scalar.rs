@@ -593,7 +593,16 @@ pub fn exp_f32(x: f32) -> f32 {
     let y = P[1..].iter().fold(P[0], |y, &c| y * r + c);
     let y = (y * (r * r) + r) + 1.0;
     let y = y * f32::from_bits(((t.to_bits() as i32).wrapping_add(EXP_BIAS) as u32) << 23);
-    if under { 0.0 } else { y }
+    // NaN passed through explicitly: a compiler may turn the clamps above into a min and a max
+    // that drop NaN (in wasm with relaxed SIMD, LLVM vectorized this function's loop into
+    // `f32x4.relaxed_min`, which returned the bound for NaN on x86).
+    if x.is_nan() {
+        x
+    } else if under {
+        0.0
+    } else {
+        y
+    }
 }
 
 /// `x[i] = exp_f32(x[i] - max)`: the scalar form of the exponentials of a softmax.
@@ -611,4 +620,47 @@ pub fn silu_f32(x: f32) -> f32 {
 /// `gate[i] = silu_f32(gate[i]) * up[i]`: the scalar form of SwiGLU.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu_f32(*g) * u);
+}
+
+/// GELU, tanh approximation, in f32 (ggml `ggml_gelu_f32`).
+#[inline]
+pub fn gelu_f32(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// Below it GELU is 0, above its negation the identity ([`gelu_f16_table`]).
+pub const GELU_BOUND: f32 = -10.0;
+
+/// [`gelu_f32`] of every f16 value, rounded to f16: ggml's `GGML_GELU_FP16` table, indexed by
+/// the f16 bits of the input.
+pub fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|bits| half::f16::from_f32(gelu_f32(half::f16::from_bits(bits).to_f32())).to_f32()).collect())
+}
+
+/// GELU as ggml's CPU backend computes it (`GGML_GELU_FP16`): the input rounded to f16, looked up
+/// in [`gelu_table`]; identity from 10 up and zero from -10 down. Matching this matters: the
+/// rounding shifts Gemma's logits by tenths of a logit.
+#[inline]
+pub fn gelu_f16_table(x: f32) -> f32 {
+    gelu_from(gelu_table(), x)
+}
+
+#[inline(always)]
+fn gelu_from(table: &[f32], x: f32) -> f32 {
+    if x <= GELU_BOUND {
+        0.0
+    } else if -GELU_BOUND <= x {
+        x
+    } else {
+        table[half::f16::from_f32(x).to_bits() as usize]
+    }
+}
+
+/// `gate[i] = gelu_f16_table(gate[i]) * up[i]`: the scalar form of GeGLU.
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_table();
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_from(table, *g) * u);
 }

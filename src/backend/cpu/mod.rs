@@ -18,13 +18,13 @@ pub mod ops;
 pub mod pool;
 
 pub use kv::CpuKv;
-// The f16 cache's kernels, a softmax's exponentials and SwiGLU: vector code where the target has it,
+// The f16 cache's kernels, a softmax's exponentials, SwiGLU and GeGLU: vector code where the target has it,
 // else their scalar forms (bit for bit the same results).
 #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
-use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16, exp_sub, silu_mul, widen_f16};
+use crate::quant::packed::arch::{attn_scores_f16, attn_sums_f16, exp_sub, gelu_mul, silu_mul, widen_f16};
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
 use {
-    crate::quant::scalar::{exp_sub, silu_mul},
+    crate::quant::scalar::{exp_sub, gelu_mul, silu_mul},
     ops::{attn_scores_f16, attn_sums_f16, widen_f16},
 };
 
@@ -187,7 +187,7 @@ fn shape_err(what: &str, a: usize, b: usize) -> Error {
 /// gate/up products).
 fn glu_in_place(gate: &mut [f32], up: &[f32], gelu: bool) {
     if gelu {
-        gate.iter_mut().zip(up).for_each(|(g, &u)| *g = ops::gelu(*g) * u);
+        gelu_mul(gate, up);
     } else {
         silu_mul(gate, up);
     }
@@ -1157,6 +1157,40 @@ mod tests {
                 crate::quant::scalar::silu_mul(&mut want, &up);
                 assert_eq!(bits(&got), bits(&want), "SwiGLU of {len} values");
             }
+        }
+    }
+
+    /// GeGLU in vector form ([`arch::gelu_mul`]: the inputs' f16 bits computed 4 at a time) equals
+    /// its scalar form bit for bit on every input that rounds differently: each f16 value's own f32
+    /// value and, between each two neighbouring f16 values, the midpoint (a tie, to even) and the
+    /// f32 values just below and above it, normal and subnormal, both signs; and the bounds (±10,
+    /// just inside), zeros, infinities, NaN.
+    #[cfg(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64"))]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn geglu_matches_its_scalar_form_at_every_f16_rounding_boundary() {
+        use crate::quant::packed::arch;
+        let step = |x: f32, d: i32| f32::from_bits((x.to_bits() as i32 + d) as u32);
+        let mut x = vec![0.0f32, -0.0, 10.0, -10.0, step(10.0, -1), step(-10.0, -1), 1e6, -1e6, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        for h in 0..0x7bffu16 {
+            let (a, b) = (quant::f16_to_f32(h), quant::f16_to_f32(h + 1));
+            if b >= 10.0 {
+                break;
+            }
+            let mid = (a + b) / 2.0;
+            for v in [a, mid, step(mid, -1), step(mid, 1)] {
+                x.extend([v, -v]);
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect::<Vec<_>>();
+        // Every value through each of the 4 lanes and the scalar tail.
+        for shift in 0..5 {
+            let g: Vec<f32> = x[shift..].to_vec();
+            let up: Vec<f32> = (0..g.len()).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
+            let (mut got, mut want) = (g.clone(), g.clone());
+            arch::gelu_mul(&mut got, &up);
+            crate::quant::scalar::gelu_mul(&mut want, &up);
+            assert_eq!(bits(&got), bits(&want), "GeGLU of {} values from the {shift}th", g.len());
         }
     }
 

@@ -59,30 +59,16 @@ pub fn to_f16_bits(x: f32) -> u16 {
 }
 
 
-/// GELU as ggml's CPU backend computes it (`GGML_GELU_FP16`): the input rounded to f16, looked up
-/// in a table of f16-rounded [`gelu_f32`] values; identity above 10 and zero below -10. Matching this
-/// matters: the rounding shifts Gemma's logits by tenths of a logit.
+/// GELU as ggml's CPU backend computes it: [`crate::quant::scalar::gelu_f16_table`].
+#[inline]
 pub fn gelu(x: f32) -> f32 {
-    use std::sync::OnceLock;
-    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
-    if x <= -10.0 {
-        return 0.0;
-    }
-    if x >= 10.0 {
-        return x;
-    }
-    let table = TABLE.get_or_init(|| {
-        (0..=u16::MAX).map(|bits| round_f16(gelu_f32(half::f16::from_bits(bits).to_f32()))).collect()
-    });
-    table[half::f16::from_f32(x).to_bits() as usize]
+    crate::quant::scalar::gelu_f16_table(x)
 }
 
 /// GELU, tanh approximation, in f32 (ggml `ggml_gelu_f32`).
 #[inline]
 pub fn gelu_f32(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    const COEF_A: f32 = 0.044715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+    crate::quant::scalar::gelu_f32(x)
 }
 
 #[inline]

@@ -60,9 +60,9 @@ pub fn widen_f16(h: &[u16], out: &mut [f32]) {
 /// in the exponent bits), so bit for bit its results (within 1 ulp of the exact exponential, 0
 /// below e^-87.3).
 #[inline(always)]
-fn exp_v(v: V) -> V {
+fn exp_v(x: V) -> V {
     use crate::quant::scalar::exp_consts::*;
-    let v = select(lt_f32(splat(HI), v), splat(HI), v);
+    let v = select(lt_f32(splat(HI), x), splat(HI), x);
     let under = lt_f32(v, splat(LO));
     let v = select(under, splat(LO), v);
     let t = add(mul(v, splat(LOG2E)), splat(MAGIC));
@@ -74,7 +74,8 @@ fn exp_v(v: V) -> V {
     }
     let y = add(add(mul(y, mul(r, r)), r), splat(1.0));
     let y = mul(y, shl_i32::<23>(add_i32(t, splat_i32(EXP_BIAS))));
-    select(under, splat(0.0), y)
+    // NaN lanes keep their input (`le_f32(x, x)` is false only there), as the scalar form does.
+    select(le_f32(x, x), select(under, splat(0.0), y), x)
 }
 
 /// `x[i] = exp(x[i] - max)` for softmax, 4 values at a time: bit for bit
@@ -108,6 +109,51 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
         }
     }
     crate::quant::scalar::silu_mul(&mut gate[whole..n], &up[whole..n]);
+}
+
+/// f32 lanes to the bits of the nearest f16 (ties to even), in the low 16 bits of each i32 lane,
+/// as `half::f16::from_f32` rounds every value of magnitude below 65504 (larger ones, infinities
+/// and NaN give some 16-bit pattern; the callers do not use it): the normal range rebiased and
+/// rounded in the integers, the subnormal range rounded by a float addition.
+#[inline(always)]
+fn f32x4_to_f16_bits(x: V) -> V {
+    let sign = shr_u32::<16>(and(x, splat_i32(i32::MIN)));
+    let a = and(x, splat_i32(i32::MAX));
+    // Normal f16: drop 13 mantissa bits, rounding to nearest even.
+    let odd = and(shr_u32::<13>(a), splat_i32(1));
+    let normal = shr_u32::<13>(add_i32(add_i32(a, splat_i32(((15 - 127) << 23) + 0xfff)), odd));
+    // Subnormal f16 (below 2^-14): `a + 0.5` leaves the f16's bits in the mantissa, rounded.
+    let half = splat(0.5);
+    let sub = add_i32(add(a, half), splat_i32((0.5f32.to_bits() as i32).wrapping_neg()));
+    let bits = select(gt_i32(splat_i32(113 << 23), a), sub, normal);
+    and(or(bits, sign), splat_i32(0xffff))
+}
+
+/// `gate[i] = gelu(gate[i]) * up[i]` (GeGLU) with ggml's f16 GELU table, 4 values at a time (the
+/// inputs' f16 bits computed in vector code, the 4 lookups one by one): bit for bit
+/// [`crate::quant::scalar::gelu_mul`].
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    use crate::quant::scalar::{gelu_table, GELU_BOUND};
+    let table = gelu_table();
+    let n = gate.len().min(up.len());
+    let whole = n - n % 4;
+    let (lo, hi) = (splat(GELU_BOUND), splat(-GELU_BOUND));
+    for i in (0..whole).step_by(4) {
+        // SAFETY: `i + 4 <= n`: 16 readable bytes of `up`, readable and writable of `gate`; the
+        // indices are 16-bit, and the table has an entry for each of them.
+        unsafe {
+            let p = gate.as_mut_ptr().add(i);
+            let x = load(p);
+            // NaN looks up a NaN entry (0x7e00), as its f16 bits do in the scalar form.
+            let bits = select(le_f32(x, x), f32x4_to_f16_bits(x), splat_i32(0x7e00));
+            let mut idx = [0u32; 4];
+            store_f32(idx.as_mut_ptr() as *mut f32, bits);
+            let g = idx.map(|j| *table.get_unchecked(j as usize));
+            let g = select(le_f32(x, lo), splat(0.0), select(le_f32(hi, x), x, load(g.as_ptr())));
+            store_f32(p, mul(g, load(up.as_ptr().add(i))));
+        }
+    }
+    crate::quant::scalar::gelu_mul(&mut gate[whole..n], &up[whole..n]);
 }
 
 /// Decoding's attention scores at one cached position: `out[h] = scale * q_h . k` for the query

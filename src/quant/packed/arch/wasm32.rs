@@ -46,6 +46,16 @@ pub fn select(mask: V, a: V, b: V) -> V {
 pub fn div(a: V, b: V) -> V {
     f32x4_div(a, b)
 }
+/// Logical right shift of 32-bit lanes.
+#[inline(always)]
+pub fn shr_u32<const N: u32>(a: V) -> V {
+    u32x4_shr(a, N)
+}
+/// All ones in the lanes where the f32 `a <= b` (false where either is NaN).
+#[inline(always)]
+pub fn le_f32(a: V, b: V) -> V {
+    f32x4_le(a, b)
+}
 /// All ones in the lanes where the f32 `a < b` (false where either is NaN).
 #[inline(always)]
 pub fn lt_f32(a: V, b: V) -> V {

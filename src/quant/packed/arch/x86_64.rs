@@ -46,6 +46,16 @@ pub fn select(mask: V, a: V, b: V) -> V {
 pub fn div(a: V, b: V) -> V {
     unsafe { _mm_castps_si128(_mm_div_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
 }
+/// Logical right shift of 32-bit lanes.
+#[inline(always)]
+pub fn shr_u32<const N: i32>(a: V) -> V {
+    unsafe { _mm_srli_epi32::<N>(a) }
+}
+/// All ones in the lanes where the f32 `a <= b` (false where either is NaN).
+#[inline(always)]
+pub fn le_f32(a: V, b: V) -> V {
+    unsafe { _mm_castps_si128(_mm_cmple_ps(_mm_castsi128_ps(a), _mm_castsi128_ps(b))) }
+}
 /// All ones in the lanes where the f32 `a < b` (false where either is NaN).
 #[inline(always)]
 pub fn lt_f32(a: V, b: V) -> V {
