@@ -1132,20 +1132,14 @@ mod tests {
     fn softmax_and_swiglu_match_their_scalar_forms() {
         use crate::quant::packed::arch;
         use crate::quant::scalar::exp_consts::{HI, LO};
-        let mut seed = 0x9e37_79b9u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut rng = crate::quant::random::Rng::new(0x9e37_79b9);
         let below = |x: f32| f32::from_bits(x.to_bits() + 1);
         let special = [0.0f32, -0.0, LO, below(LO), HI, 88.7, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-30, -1e-30];
         let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect::<Vec<_>>();
         for len in [1usize, 3, 4, 7, 64, 257, 1000] {
             for max in [0.0f32, 3.5, -20.0] {
                 let x: Vec<f32> = (0..len)
-                    .map(|i| if i % 11 == 5 { special[next() as usize % special.len()] } else { (next() as f32 / u32::MAX as f32) * 200.0 - 120.0 })
+                    .map(|i| if i % 11 == 5 { special[rng.below(special.len())] } else { rng.uniform() * 100.0 - 20.0 })
                     .collect();
                 let (mut got, mut want) = (x.clone(), x.clone());
                 arch::exp_sub(&mut got, max);

@@ -58,24 +58,6 @@ pub fn to_f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }
 
-
-/// GELU as ggml's CPU backend computes it: [`crate::quant::scalar::gelu_f16_table`].
-#[inline]
-pub fn gelu(x: f32) -> f32 {
-    crate::quant::scalar::gelu_f16_table(x)
-}
-
-/// GELU, tanh approximation, in f32 (ggml `ggml_gelu_f32`).
-#[inline]
-pub fn gelu_f32(x: f32) -> f32 {
-    crate::quant::scalar::gelu_f32(x)
-}
-
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    crate::quant::scalar::silu_f32(x)
-}
-
 /// `q . k` in 8 f32 partial sums (as ggml's SIMD `ggml_vec_dot_f16` accumulates in vector
 /// lanes), so the compiler vectorizes it.
 #[inline]
@@ -275,6 +257,7 @@ mod tests {
 
     #[test]
     fn gelu_and_silu_reference_values() {
+        use crate::quant::scalar::{gelu_f16_table as gelu, gelu_f32, silu_f32 as silu};
         // gelu_tanh(1) = 0.841192, silu(1) = 0.731059
         assert!((gelu_f32(1.0) - 0.841_192).abs() < 1e-5);
         // The f16 table: within f16 rounding of the f32 formula.
