@@ -570,7 +570,9 @@ pub mod exp_consts {
     pub const MAGIC: f32 = 12_582_912.0;
     /// `127 - bits(MAGIC)`: added to the bits of `v + MAGIC`, the biased exponent of 2^round(v).
     pub const EXP_BIAS: i32 = 127i32.wrapping_sub(0x4b40_0000);
-    /// ln 2 in two parts (Cody-Waite): `C1` has few bits, so `n * C1` is exact.
+    /// ln 2 in two parts (Cody-Waite): `C1` has few bits, so `n * C1` is exact (written out
+    /// exactly, 355/512, though fewer digits would name the same f32).
+    #[allow(clippy::excessive_precision)]
     pub const C1: f32 = 0.693_359_375;
     pub const C2: f32 = -2.121_944_4e-4;
     /// Cephes' `expf` polynomial for e^r on [-ln2/2, ln2/2]: `1 + r + r^2 * P(r)`, highest degree first.
